@@ -1,0 +1,66 @@
+"""Registries of mtu_toolkit: children of mmengine's root registries under the scope ``mtu``.
+
+Every component joins its registry by one decorator and is built from a config dict::
+
+    >>> from mtu_toolkit.registry import MODELS
+    >>> @MODELS.register_module()
+    ... class MyHead(nn.Module): ...
+    >>> head = MODELS.build(dict(type='MyHead'))
+
+``locations`` names the modules to import so that a name used in a config resolves without any
+manual import; third-party code joins through ``custom_imports`` in a config.
+"""
+from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import EVALUATOR as MMENGINE_EVALUATOR
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
+from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
+from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
+from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
+from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
+from mmengine.registry import Registry
+
+MODELS = Registry(
+    'model', parent=MMENGINE_MODELS, scope='mtu',
+    locations=['mtu_toolkit.models'])
+DATASETS = Registry(
+    'dataset', parent=MMENGINE_DATASETS, scope='mtu',
+    locations=['mtu_toolkit.datasets'])
+DATA_SAMPLERS = Registry(
+    'data sampler', parent=MMENGINE_DATA_SAMPLERS, scope='mtu',
+    locations=['mtu_toolkit.datasets'])
+TRANSFORMS = Registry(
+    'transform', parent=MMENGINE_TRANSFORMS, scope='mtu',
+    locations=['mtu_toolkit.datasets.transforms'])
+METRICS = Registry(
+    'metric', parent=MMENGINE_METRICS, scope='mtu',
+    locations=['mtu_toolkit.evaluation'])
+EVALUATOR = Registry(
+    'evaluator', parent=MMENGINE_EVALUATOR, scope='mtu',
+    locations=['mtu_toolkit.evaluation'])
+HOOKS = Registry(
+    'hook', parent=MMENGINE_HOOKS, scope='mtu',
+    locations=['mtu_toolkit.engine.hooks'])
+LOOPS = Registry(
+    'loop', parent=MMENGINE_LOOPS, scope='mtu',
+    locations=['mtu_toolkit.engine'])
+OPTIMIZERS = Registry(
+    'optimizer', parent=MMENGINE_OPTIMIZERS, scope='mtu',
+    locations=['mtu_toolkit.engine'])
+OPTIM_WRAPPERS = Registry(
+    'optim wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mtu',
+    locations=['mtu_toolkit.engine'])
+PARAM_SCHEDULERS = Registry(
+    'parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS, scope='mtu',
+    locations=['mtu_toolkit.engine'])
+VISUALIZERS = Registry(
+    'visualizer', parent=MMENGINE_VISUALIZERS, scope='mtu',
+    locations=['mtu_toolkit.engine'])
+VISBACKENDS = Registry(
+    'vis backend', parent=MMENGINE_VISBACKENDS, scope='mtu',
+    locations=['mtu_toolkit.engine'])
