@@ -22,6 +22,8 @@ class BaseMCHead(nn.Module):
 
     #: ratio between the feature to warp and the motion features' resolution
     scale = 4
+    #: False for heads that ignore motion features (the backbone then builds no motion layer)
+    needs_motion_features = True
 
     def __init__(self, motion_channels, feat_channels):
         super().__init__()

@@ -1,0 +1,5 @@
+_base_ = [
+    '../_base_/models/mtu.py', '../_base_/datasets/gopro.py',
+    '../_base_/schedules/mtu_schedule.py', '../_base_/default_runtime.py'
+]
+model = dict(backbone=dict(num_units=2))

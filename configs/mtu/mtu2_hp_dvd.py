@@ -1,0 +1,3 @@
+_base_ = ['./mtu2_dvd.py']
+# "hp": MTU2 run in half precision (autocast) at inference (paper Tables 3, 4, 7)
+model = dict(infer_dtype='float16')

@@ -1,0 +1,49 @@
+"""The paper's lightweight MC head: cosine cost volume, argmax, integer warp (Sec. 3.4, App. A.1)."""
+import torch.nn.functional as F
+
+from ...ops import (correlation, correlation_argmax, smooth_cost_volume,
+                    volume_argmax_to_displacement, warp_by_displacement)
+from ...registry import MODELS
+from .base import BaseMCHead
+
+
+@MODELS.register_module()
+class CorrelationMCHead(BaseMCHead):
+    """Feature matching by local cosine correlation; no learnable parameters.
+
+    Both motion features are L2-normalised over channels; the cost volume covers the integer
+    shifts ``[-D, D]^2`` at 1/4 resolution (channel ``(dy+D)*(2D+1) + (dx+D)``), is box-smoothed
+    (``smooth x smooth``, as the reference implementation) and its argmax gives the displacement,
+    which warps the full-resolution feature by ``4 * d`` (nearest upsampling of the motion).
+
+    In training the volume is materialised (the motion loss needs it as logits); in eval mode
+    the fused ``correlation_argmax`` op finds the same argmax without materialising it.
+
+    Args:
+        motion_channels (int): channels of the motion features (2ch).
+        feat_channels (int): channels of the feature to warp (ch).
+        max_displacement (int): D, in 1/4-resolution pixels. Default 10 (441 shifts).
+        smooth (int): box-filter size over the volume; 0 or 1 disables it. Default 5.
+
+    Parameters: 0.
+    """
+
+    def __init__(self, motion_channels, feat_channels, max_displacement=10, smooth=5):
+        super().__init__(motion_channels, feat_channels)
+        self.max_displacement = int(max_displacement)
+        self.smooth = int(smooth)
+
+    def estimate(self, cur, prev):
+        """cur, prev: (N, 2ch, h, w) -> dict(motion=int64 (N, 2, h, w) (dx, dy), [cost_volume])."""
+        cur = F.normalize(cur, dim=1)
+        prev = F.normalize(prev, dim=1)
+        if not self.training:
+            disp = correlation_argmax(cur, prev, self.max_displacement, self.smooth)
+            return dict(motion=disp)
+        volume = smooth_cost_volume(correlation(cur, prev, self.max_displacement), self.smooth)
+        disp = volume_argmax_to_displacement(volume.detach(), self.max_displacement)
+        return dict(motion=disp, cost_volume=volume, max_displacement=self.max_displacement)
+
+    def warp(self, feat, motion):
+        """feat (N, ch, H, W), motion int64 (N, 2, H/4, W/4) -> (N, ch, H, W), zero outside."""
+        return warp_by_displacement(feat, motion, self.scale)

@@ -1,0 +1,24 @@
+"""No alignment: the previous feature is passed on as it is (the "MC off" ablation, Table 2)."""
+from ...registry import MODELS
+from .base import BaseMCHead
+
+
+@MODELS.register_module()
+class NoneMCHead(BaseMCHead):
+    """Identity 'alignment'; the previous frame's feature reaches the next unit unaligned.
+
+    Args:
+        motion_channels (int): unused; kept for the common interface.
+        feat_channels (int): unused; kept for the common interface.
+
+    Parameters: 0.
+    """
+
+    #: the backbone skips its motion layer for heads that do not look at motion features
+    needs_motion_features = False
+
+    def estimate(self, cur, prev):
+        return dict(motion=None)
+
+    def warp(self, feat, motion):
+        return feat

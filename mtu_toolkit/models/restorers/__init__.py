@@ -1,0 +1,3 @@
+from .mtu_restorer import FrameStream, MTURestorer
+
+__all__ = ['FrameStream', 'MTURestorer']

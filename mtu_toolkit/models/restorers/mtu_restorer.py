@@ -1,0 +1,223 @@
+"""MTURestorer: trains the MTU network on clips (truncated BPTT of one frame) and infers as a stream."""
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+
+from ...registry import MODELS
+from .padding import crop_to, pad_to_multiple
+
+#: frames of context each side of the restored frame (the 5-frame input window)
+CONTEXT = 2
+
+
+@MODELS.register_module()
+class MTURestorer(BaseModel):
+    """Video deblurring with a recurrent frame model (default: the stacked MTU network).
+
+    Args:
+        backbone (dict): the frame model, e.g. ``dict(type='MTUNet', num_units=2)``.
+        deblur_loss (dict): loss over the restored outputs (``MultiOutputDeblurLoss``).
+        motion_loss (dict | None): loss over the MC heads' cost volumes
+            (``MotionCrossEntropyLoss``); needs ``data_samples['flow']``. None disables it.
+        infer_dtype (str | None): 'float16' or 'bfloat16' runs inference under autocast (the
+            paper's "hp" model); None keeps float32.
+        data_preprocessor (dict): default ``VideoDataPreprocessor``.
+        init_cfg (dict | None): mmengine weight-init config.
+
+    Data: ``inputs`` (B, T+4, 3, H, W) float in [0, 1] holds the T target frames plus two
+    context frames each side; ``data_samples`` holds ``gt`` (B, T, 3, H, W) and, for the motion
+    loss, ``flow`` (B, T, 2, H, W) (sharp frame t -> t-1, pixels). Any H, W: frames are
+    reflect-padded to multiples of 4 and outputs cropped back.
+    """
+
+    def __init__(self, backbone, deblur_loss=dict(type='MultiOutputDeblurLoss'),
+                 motion_loss=dict(type='MotionCrossEntropyLoss', loss_weight=0.01),
+                 infer_dtype=None, data_preprocessor=dict(type='VideoDataPreprocessor'),
+                 init_cfg=None):
+        # built from our registry so that it resolves without mmengine's default scope set
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        self.deblur_loss = MODELS.build(deblur_loss)
+        self.motion_loss = MODELS.build(motion_loss) if motion_loss else None
+        if infer_dtype not in (None, 'float16', 'bfloat16'):
+            raise ValueError(f"infer_dtype must be None, 'float16' or 'bfloat16', got {infer_dtype!r}")
+        self.infer_dtype = infer_dtype
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, data, optim_wrapper, forward=None):
+        """One optimiser step per frame of the clip; the state is detached between frames.
+
+        Args:
+            data (dict): a collated batch (see class docstring).
+            optim_wrapper (OptimWrapper): steps once per frame.
+            forward (callable | None): what runs each frame's forward (default ``self``); a DDP
+                wrapper passes itself so gradients are all-reduced at every step.
+
+        Returns:
+            dict: log variables averaged over the frames.
+        """
+        forward = forward or self
+        data = self.data_preprocessor(data, training=True)
+        inputs, samples = data['inputs'], data['data_samples']
+        num_frames = inputs.shape[1] - 2 * CONTEXT
+        state, totals = None, {}
+        for t in range(num_frames):
+            with optim_wrapper.optim_context(self):
+                losses, state = forward(inputs, samples, mode='frame_loss', state=state, t=t)
+            loss, log_vars = self.parse_losses(losses)
+            optim_wrapper.update_params(loss)
+            state = state.detach()
+            for k, v in log_vars.items():
+                totals[k] = totals.get(k, 0.) + v.detach()
+        return {k: v / num_frames for k, v in totals.items()}
+
+    def frame_loss(self, inputs, samples, state, t):
+        """Losses of target frame ``t`` of the clip; returns ``(losses, new_state)``."""
+        h, w = inputs.shape[-2:]
+        window = pad_to_multiple(inputs[:, t:t + 2 * CONTEXT + 1])
+        outputs, state = self.backbone(window, state)
+        gt = samples['gt'][:, t]
+        losses = dict(loss_deblur=self.deblur_loss(
+            crop_to(outputs['out'], h, w), [crop_to(o, h, w) for o in outputs['aux_outs']], gt))
+        volumes = [a['cost_volume'] for a in outputs['mc'] if 'cost_volume' in a]
+        # at a clip's first frame the model matches the frame with itself: no motion to learn
+        if self.motion_loss is not None and volumes and t > 0:
+            if 'flow' not in samples:
+                raise KeyError("motion_loss is set but data_samples has no 'flow': enable the "
+                               'dataset\'s flow (with_flow=True) or set model.motion_loss=None')
+            flow = pad_to_multiple(samples['flow'][:, t], mode='replicate')
+            losses['loss_motion'] = self.motion_loss(
+                volumes, flow, outputs['mc'][0]['max_displacement'])
+        return losses, state
+
+    # ------------------------------------------------------------------ inference
+    def _autocast(self, device):
+        if self.infer_dtype is None:
+            return nullcontext()
+        return torch.autocast(device.type, dtype=getattr(torch, self.infer_dtype))
+
+    @torch.no_grad()
+    def restore_frame(self, window, state):
+        """Restore the centre of ``window`` (B, 5, 3, H, W); returns ((B, 3, H, W) in [0,1], state)."""
+        h, w = window.shape[-2:]
+        with self._autocast(window.device):
+            outputs, state = self.backbone(pad_to_multiple(window), state, with_aux=False)
+        out = outputs['out'].float().clamp_(0, 1)
+        state.restored = out
+        return crop_to(out, h, w), state
+
+    def restore_clip(self, inputs):
+        """(B, T+4, 3, H, W) with context frames -> (B, T, 3, H, W) restored, in [0, 1]."""
+        state, outs = None, []
+        for t in range(inputs.shape[1] - 2 * CONTEXT):
+            out, state = self.restore_frame(inputs[:, t:t + 2 * CONTEXT + 1], state)
+            outs.append(out)
+        return torch.stack(outs, 1)
+
+    def infer_clip(self, frames):
+        """Restore a whole clip (T, 3, H, W) or (B, T, 3, H, W), ends clamped like a stream."""
+        single = frames.dim() == 4
+        frames = frames.unsqueeze(0) if single else frames
+        idx = torch.arange(-CONTEXT, frames.shape[1] + CONTEXT).clamp(0, frames.shape[1] - 1)
+        out = self.restore_clip(frames[:, idx.to(frames.device)])
+        return out[0] if single else out
+
+    def stream(self):
+        """A :class:`FrameStream` over this model: push frames one by one, get restored ones."""
+        return FrameStream(self)
+
+    def forward(self, inputs, data_samples=None, mode='tensor', state=None, t=0):
+        """mmengine entry point.
+
+        mode 'loss': summed losses over the clip (one backward for the whole clip; per-frame
+        steps go through :meth:`train_step`). 'predict': list of dicts (pred, gt, key,
+        frame_indices) on CPU per batch item. 'tensor': restored clip (B, T, 3, H, W).
+        'frame_loss': losses of frame ``t`` given ``state`` (used by :meth:`train_step`).
+        """
+        if mode == 'frame_loss':
+            return self.frame_loss(inputs, data_samples, state, t)
+        if mode == 'loss':
+            totals, state = {}, None
+            for t in range(inputs.shape[1] - 2 * CONTEXT):
+                losses, state = self.frame_loss(inputs, data_samples, state, t)
+                state = state.detach()
+                for k, v in losses.items():
+                    totals[k] = totals.get(k, 0.) + v
+            return totals
+        pred = self.restore_clip(inputs)
+        if mode == 'tensor':
+            return pred
+        if mode == 'predict':
+            return self._to_results(pred, data_samples)
+        raise ValueError(f"mode must be 'loss', 'predict', 'tensor' or 'frame_loss', got {mode!r}")
+
+    @staticmethod
+    def _to_results(pred, samples):
+        samples = samples or {}
+        results = []
+        for i in range(pred.shape[0]):
+            res = dict(pred=pred[i].cpu())
+            if 'gt' in samples:
+                res['gt'] = samples['gt'][i].float().cpu()
+            for key in ('key', 'frame_indices'):
+                if key in samples:
+                    res[key] = _item(samples[key], i)
+            results.append(res)
+        return results
+
+
+def _item(value, i):
+    """Item i of a collated field (lists of str stay lists; collated index lists are transposed)."""
+    if isinstance(value, torch.Tensor):
+        return value[i].tolist() if value.dim() else value.item()
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], torch.Tensor):
+        return [int(v[i]) for v in value]  # default_collate turns list[int] into T tensors of B
+    return value[i]
+
+
+class FrameStream:
+    """Frame-by-frame inference with the two-frame look-ahead of the 5-frame window.
+
+    ``push(frame)`` (B, 3, H, W) returns the restored frames that became ready (the one two
+    frames back, once it has its look-ahead); ``flush()`` returns the last ones, clamping the
+    window at the end. Only the recurrent state and five input frames are kept, so memory stays
+    flat however long the stream. Gives the same frames as :meth:`MTURestorer.infer_clip`.
+    """
+
+    def __init__(self, restorer):
+        self.restorer = restorer
+        self.frames = []     # the last <= 5 input frames
+        self.state = None
+        self.next_out = 0    # index of the next frame to restore
+        self.count = 0       # frames pushed so far
+
+    def _window(self, t):
+        """Window centred on frame t from the kept frames, indices clamped to [0, count)."""
+        first = self.count - len(self.frames)
+        idx = [min(max(i, 0), self.count - 1) - first for i in range(t - CONTEXT, t + CONTEXT + 1)]
+        return torch.stack([self.frames[i] for i in idx], 1)
+
+    def _restore(self, t):
+        out, self.state = self.restorer.restore_frame(self._window(t), self.state)
+        self.next_out += 1
+        return out
+
+    def push(self, frame):
+        if frame.dim() == 3:
+            frame = frame.unsqueeze(0)
+        self.frames = (self.frames + [frame])[-(2 * CONTEXT + 1):]
+        self.count += 1
+        ready = []
+        while self.next_out + CONTEXT < self.count:
+            ready.append(self._restore(self.next_out))
+        return ready
+
+    def flush(self):
+        ready = []
+        while self.next_out < self.count:
+            ready.append(self._restore(self.next_out))
+        return ready

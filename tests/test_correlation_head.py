@@ -1,0 +1,53 @@
+import torch
+import torch.nn.functional as F
+
+from mtu_toolkit.models.mc_heads import CorrelationMCHead, NoneMCHead
+from mtu_toolkit.registry import MODELS
+
+
+def _shifted_pair(dx, dy, h=24, w=28, c=16):
+    """prev is cur moved so that cur(x) = prev(x + d): the head must find d = (dx, dy)."""
+    big = torch.randn(1, c, h + 20, w + 20)
+    cur = big[:, :, 10:10 + h, 10:10 + w]
+    prev = big[:, :, 10 - dy:10 - dy + h, 10 - dx:10 - dx + w]
+    return cur, prev
+
+
+def test_recovers_known_translation_in_train_and_eval():
+    head = CorrelationMCHead(16, 8, max_displacement=4, smooth=1)
+    cur, prev = _shifted_pair(3, -2)
+    for training in (True, False):
+        head.train(training)
+        disp = head.estimate(cur, prev)['motion']
+        inner = disp[0, :, 5:-5, 5:-5]
+        assert (inner[0] == 3).all() and (inner[1] == -2).all()
+
+
+def test_train_volume_is_smoothed_cosine_and_argmax_matches_eval():
+    head = CorrelationMCHead(16, 8, max_displacement=3, smooth=5)
+    cur, prev = torch.randn(2, 16, 10, 12), torch.randn(2, 16, 10, 12)
+    aux = head.train().estimate(cur, prev)
+    assert aux['cost_volume'].shape == (2, 49, 10, 12)
+    # centre channel before smoothing is the cosine similarity at zero shift
+    centre = F.cosine_similarity(cur, prev, dim=1)
+    raw = CorrelationMCHead(16, 8, max_displacement=3, smooth=0).train().estimate(cur, prev)
+    torch.testing.assert_close(raw['cost_volume'][:, 24], centre, rtol=1e-5, atol=1e-5)
+    assert torch.equal(aux['motion'], head.eval().estimate(cur, prev)['motion'])
+
+
+def test_warp_moves_full_resolution_feature_by_four_times_displacement():
+    head = CorrelationMCHead(16, 3)
+    feat = torch.randn(1, 3, 16, 16)
+    disp = torch.zeros(1, 2, 4, 4, dtype=torch.long)
+    disp[:, 0] = 1  # dx = 1 at 1/4 res = 4 pixels
+    out = head.warp(feat, disp)
+    torch.testing.assert_close(out[..., :12], feat[..., 4:])
+    assert (out[..., 12:] == 0).all()
+
+
+def test_heads_have_no_parameters_and_build_from_registry():
+    for cfg in (dict(type='CorrelationMCHead'), dict(type='NoneMCHead')):
+        head = MODELS.build(dict(cfg, motion_channels=52, feat_channels=26))
+        assert sum(p.numel() for p in head.parameters()) == 0
+    feat = torch.randn(1, 4, 8, 8)
+    assert NoneMCHead(8, 4)(None, None, feat)[0] is feat

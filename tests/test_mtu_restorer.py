@@ -1,0 +1,111 @@
+import pytest
+import torch
+from mmengine.optim import OptimWrapper
+
+import mtu_toolkit.models  # noqa: F401
+from mtu_toolkit.registry import MODELS
+
+
+def _restorer(units=2, **kwargs):
+    return MODELS.build(dict(
+        type='MTURestorer',
+        backbone=dict(type='MTUNet', num_units=units, channels=8, num_blocks=1,
+                      mc_head=dict(type='CorrelationMCHead', max_displacement=3)),
+        **kwargs))
+
+
+def _batch(b=2, t=3, h=20, w=24, flow=True):
+    inputs = torch.randint(0, 256, (b, t + 4, 3, h, w), dtype=torch.uint8)
+    samples = dict(gt=torch.randint(0, 256, (b, t, 3, h, w), dtype=torch.uint8),
+                   key=['seq%d' % i for i in range(b)],
+                   frame_indices=[torch.tensor([i] * b) for i in range(t)])
+    if flow:
+        samples['flow'] = torch.randn(b, t, 2, h, w) * 4
+    return dict(inputs=inputs, data_samples=samples)
+
+
+@pytest.mark.parametrize('size', [(67, 93), (5, 7), (32, 32)])
+def test_any_frame_size(size):
+    model = _restorer().eval()
+    out = model.infer_clip(torch.rand(4, 3, *size))
+    assert out.shape == (4, 3, *size)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_streaming_equals_clip_inference():
+    model = _restorer(units=3).eval()
+    frames = torch.rand(2, 7, 3, 67, 93)
+    clip = model.infer_clip(frames)
+    stream, outs = model.stream(), []
+    for t in range(frames.shape[1]):
+        ready = stream.push(frames[:, t])
+        # the look-ahead is two frames: frame t - 2 comes out when frame t goes in
+        assert len(ready) == (1 if t >= 2 else 0)
+        outs += ready
+    outs += stream.flush()
+    assert len(outs) == 7
+    assert torch.equal(torch.stack(outs, 1), clip)
+    assert len(stream.frames) <= 5  # only the window is kept
+
+
+def test_short_clips_stream_like_clip_inference():
+    model = _restorer().eval()
+    for n in (1, 2):
+        frames = torch.rand(n, 3, 16, 16)
+        stream = model.stream()
+        outs = sum((stream.push(f) for f in frames), []) + stream.flush()
+        assert torch.equal(torch.cat(outs), model.infer_clip(frames))
+
+
+def test_predict_mode_with_clamped_context_equals_infer_clip():
+    model = _restorer().eval()
+    frames = torch.rand(5, 3, 20, 24)
+    idx = torch.tensor([0, 0, 0, 1, 2, 3, 4, 4, 4])
+    data = dict(inputs=(frames[idx] * 255).round().byte()[None],
+                data_samples=dict(gt=torch.zeros(1, 5, 3, 20, 24, dtype=torch.uint8),
+                                  key=['a'], frame_indices=[torch.tensor([i]) for i in range(5)]))
+    results = model.test_step(data)
+    assert len(results) == 1 and results[0]['key'] == 'a'
+    assert results[0]['frame_indices'] == [0, 1, 2, 3, 4]
+    expected = model.infer_clip(data['inputs'][0, 2:-2].float() / 255)
+    assert torch.equal(results[0]['pred'], expected)
+
+
+def test_gradients_reach_every_trainable_parameter():
+    model = _restorer(units=3).train()
+    data = model.data_preprocessor(_batch(t=2), training=True)
+    losses = model(data['inputs'], data['data_samples'], mode='loss')
+    assert set(losses) == {'loss_deblur', 'loss_motion'}
+    sum(losses.values()).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_train_step_steps_once_per_frame_with_detached_state():
+    model = _restorer().train()
+    optim = OptimWrapper(torch.optim.Adam(model.parameters(), lr=1e-3))
+    steps = []
+    original = optim.step
+    optim.step = lambda *a, **k: steps.append(1) or original(*a, **k)
+    before = [p.detach().clone() for p in model.parameters()]
+    log_vars = model.train_step(_batch(t=4), optim)
+    assert len(steps) == 4
+    assert set(log_vars) == {'loss', 'loss_deblur', 'loss_motion'}
+    assert all(torch.isfinite(v) for v in log_vars.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_motion_loss_without_flow_is_a_clear_error():
+    model = _restorer().train()
+    data = model.data_preprocessor(_batch(flow=False), training=True)
+    with pytest.raises(KeyError, match='flow'):
+        model(data['inputs'], data['data_samples'], mode='loss')
+    model = _restorer(motion_loss=None).train()
+    assert set(model(data['inputs'], data['data_samples'], mode='loss')) == {'loss_deblur'}
+
+
+def test_half_precision_option_is_validated():
+    with pytest.raises(ValueError, match='infer_dtype'):
+        _restorer(infer_dtype='int8')
+    model = _restorer(infer_dtype='bfloat16').eval()
+    assert model.infer_clip(torch.rand(3, 3, 16, 16)).dtype == torch.float32
