@@ -16,6 +16,7 @@ from mmengine.registry import EVALUATOR as MMENGINE_EVALUATOR
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
@@ -28,6 +29,9 @@ from mmengine.registry import Registry
 MODELS = Registry(
     'model', parent=MMENGINE_MODELS, scope='mtu',
     locations=['mtu_toolkit.models'])
+MODEL_WRAPPERS = Registry(
+    'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope='mtu',
+    locations=['mtu_toolkit.engine'])
 DATASETS = Registry(
     'dataset', parent=MMENGINE_DATASETS, scope='mtu',
     locations=['mtu_toolkit.datasets'])

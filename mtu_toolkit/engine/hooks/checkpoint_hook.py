@@ -1,0 +1,89 @@
+"""Checkpoint hook with atomic saves, weights-only loading and random-generator state."""
+import os
+import os.path as osp
+
+from mmengine.dist import is_main_process
+from mmengine.fileio import LocalBackend
+from mmengine.hooks import CheckpointHook
+
+from ...registry import HOOKS
+from ..checkpoint import atomic_write_text, fsync_replace, setup_safe_loading
+from ..rng_state import get_rng_state, set_rng_state
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """:class:`~mmengine.hooks.CheckpointHook` that never leaves a half-written checkpoint.
+
+    - Each checkpoint is written to ``<name>.tmp``, flushed and renamed; ``last_checkpoint`` is
+      replaced the same way, and only then are checkpoints beyond ``max_keep_ckpts`` deleted, so
+      a crash at any moment leaves the previous checkpoint usable.
+    - Checkpoints carry ``rng_state`` (python / numpy / torch / CUDA generators); on resume they
+      are restored after the data loader replay (see ``ResumableIterBasedTrainLoop``).
+    - Building the hook turns on weights-only checkpoint loading
+      (:func:`~mtu_toolkit.engine.checkpoint.setup_safe_loading`).
+
+    Arguments as :class:`~mmengine.hooks.CheckpointHook`. Non-local backends (``backend_args``)
+    fall back to mmengine's saving.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        setup_safe_loading()
+        self._rng_to_restore = None
+
+    # ------------------------------------------------------------------ random state
+    def before_save_checkpoint(self, runner, checkpoint):
+        checkpoint['rng_state'] = get_rng_state()
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        self._rng_to_restore = checkpoint.get('rng_state')
+
+    def after_resume_data_skip(self, runner):
+        """Custom stage of ``ResumableIterBasedTrainLoop``: the loader replay is done."""
+        state, self._rng_to_restore = self._rng_to_restore, None
+        # the checkpoint holds rank 0's generators: right for every rank only when all ranks
+        # share the seed (mmengine's default, diff_rank_seed=False)
+        diff_rank_seed = runner.cfg.get('randomness', {}).get('diff_rank_seed', False)
+        if state is not None and (runner.world_size == 1 or not diff_rank_seed):
+            set_rng_state(state)
+            runner.logger.info('Restored the random generators saved in the checkpoint')
+
+    # ------------------------------------------------------------------ atomic saving
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        if not isinstance(self.file_backend, LocalBackend):
+            return super()._save_checkpoint_with_step(runner, step, meta)
+        name = self.filename_tmpl.format(step)
+        self.last_ckpt = osp.join(self.out_dir, name)
+        # the rotation is committed only once the save succeeded, so a failed save can be retried
+        keep, outdated = list(self.keep_ckpt_ids), []
+        if self.max_keep_ckpts > 0:
+            if not keep or keep[-1] != step:
+                keep.append(step)
+            outdated = keep[:max(0, len(keep) - self.max_keep_ckpts)]
+            keep = keep[len(outdated):]
+            runner.message_hub.update_info('keep_ckpt_ids', keep)  # recorded in the checkpoint
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        try:
+            runner.save_checkpoint(
+                self.out_dir, name + '.tmp', self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+        except BaseException:
+            if is_main_process() and osp.exists(self.last_ckpt + '.tmp'):
+                os.remove(self.last_ckpt + '.tmp')
+            if self.max_keep_ckpts > 0:
+                runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+            raise
+        self.keep_ckpt_ids.clear()
+        self.keep_ckpt_ids.extend(keep)
+        if not is_main_process():
+            return
+        fsync_replace(self.last_ckpt + '.tmp', self.last_ckpt)
+        atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+        # delete old checkpoints only once the new one is in place
+        for old in outdated:
+            path = osp.join(self.out_dir, self.filename_tmpl.format(old))
+            if osp.isfile(path):
+                self.file_backend.remove(path)

@@ -1,0 +1,65 @@
+"""Validation strips: blurry | restored | sharp, side by side, through the runner's visualizer."""
+import torch
+from mmengine.hooks import Hook
+
+from ...registry import HOOKS
+
+#: context frames each side of the targets in ``inputs`` (see the dataset sample contract)
+_CONTEXT = 2
+
+
+def make_strip(blurry, restored, sharp=None, gap=4):
+    """Three (3, H, W) float images in [0, 1] -> one uint8 (H, 3W + gaps, 3) RGB strip.
+
+    ``sharp`` may be None (no ground truth): the strip then has two panels.
+    """
+    panels = [p for p in (blurry, restored, sharp) if p is not None]
+    h = panels[0].shape[-2]
+    spacer = torch.ones(3, h, gap)  # white separators
+    row = [panels[0]]
+    for p in panels[1:]:
+        row += [spacer, p]
+    strip = torch.cat([p.float().cpu().clamp(0, 1) for p in row], dim=2)
+    return strip.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+@HOOKS.register_module()
+class VideoVisualizationHook(Hook):
+    """At validation, show blurry | restored | sharp for a frame of the first sequences.
+
+    Images go to the runner's visualizer, i.e. to every configured vis backend (the local one
+    writes ``<work_dir>/<timestamp>/vis_data/vis_image/<name>_<iter>.png``; TensorBoard shows
+    them when enabled). Names are ``val_<sequence>_<frame>`` (no slashes: the local backend
+    writes flat files).
+
+    Args:
+        max_sequences (int): sequences shown per validation run. Default 2.
+        frame (int | None): index (within each validated clip) of the frame shown;
+            None takes the middle one.
+    """
+    priority = 'NORMAL'
+
+    def __init__(self, max_sequences=2, frame=None):
+        self.max_sequences = max_sequences
+        self.frame = frame
+        self._shown = 0
+
+    def before_val_epoch(self, runner):
+        self._shown = 0
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if not outputs or self._shown >= self.max_sequences:
+            return
+        inputs = data_batch['inputs']  # (B, T+4, 3, H, W) uint8 or float
+        for i, out in enumerate(outputs):
+            if self._shown >= self.max_sequences:
+                break
+            pred = out['pred']
+            t = pred.shape[0] // 2 if self.frame is None else min(self.frame, pred.shape[0] - 1)
+            blurry = inputs[i, t + _CONTEXT]
+            blurry = blurry.float() / 255 if blurry.dtype == torch.uint8 else blurry
+            strip = make_strip(blurry, pred[t], out['gt'][t] if 'gt' in out else None)
+            frame_idx = out['frame_indices'][t] if 'frame_indices' in out else t
+            runner.visualizer.add_image(f"val_{out.get('key', i)}_{frame_idx}", strip,
+                                        step=runner.iter)
+            self._shown += 1

@@ -1,0 +1,101 @@
+import os
+import os.path as osp
+from types import SimpleNamespace
+
+import cv2
+import pytest
+import torch
+from mmengine.logging import MessageHub, MMLogger
+from mmengine.visualization import Visualizer
+
+from mtu_toolkit.engine.hooks import (AtomicCheckpointHook, SaveRestoredFramesHook,
+                                      VideoVisualizationHook, make_strip)
+from mtu_toolkit.registry import HOOKS
+
+
+def _read_rgb(path):
+    return torch.from_numpy(cv2.imread(path)[..., ::-1].copy())
+
+
+def test_make_strip_panels():
+    a, b, c = (torch.rand(3, 10, 12) for _ in range(3))
+    strip = torch.from_numpy(make_strip(a, b, c, gap=4))
+    assert strip.shape == (10, 3 * 12 + 2 * 4, 3) and strip.dtype == torch.uint8
+    for k, img in enumerate((a, b, c)):
+        panel = strip[:, k * 16:k * 16 + 12].permute(2, 0, 1)
+        assert torch.equal(panel, img.mul(255).round().byte())
+    assert (strip[:, 12:16] == 255).all()
+    assert make_strip(a, b, None).shape == (10, 2 * 12 + 4, 3)
+
+
+def test_visualization_hook_writes_strips(tmp_path):
+    vis = Visualizer(name='test_vis_hook', save_dir=str(tmp_path),
+                     vis_backends=[dict(type='LocalVisBackend')])
+    runner = SimpleNamespace(visualizer=vis, iter=7)
+    hook = HOOKS.build(dict(type='VideoVisualizationHook', max_sequences=1))
+    assert isinstance(hook, VideoVisualizationHook)
+    inputs = torch.randint(0, 256, (2, 3 + 4, 3, 8, 10), dtype=torch.uint8)
+    outputs = [dict(pred=torch.rand(3, 3, 8, 10), gt=torch.rand(3, 3, 8, 10), key=f's{i}',
+                    frame_indices=[4, 5, 6]) for i in range(2)]
+    hook.before_val_epoch(runner)
+    hook.after_val_iter(runner, 0, dict(inputs=inputs), outputs)
+    files = sorted(os.listdir(tmp_path / 'vis_data' / 'vis_image'))
+    assert files == ['val_s0_5_7.png']  # one sequence only, middle frame, at iter 7
+    strip = _read_rgb(str(tmp_path / 'vis_data' / 'vis_image' / files[0]))
+    expected = make_strip(inputs[0, 1 + 2].float() / 255, outputs[0]['pred'][1],
+                          outputs[0]['gt'][1])
+    assert torch.equal(strip, torch.from_numpy(expected))
+
+
+def test_save_restored_frames(tmp_path):
+    hook = SaveRestoredFramesHook(out_dir=str(tmp_path / 'out'))
+    pred = torch.rand(2, 3, 9, 11)
+    hook.after_test_iter(None, 0, None, [dict(pred=pred, key='seqA', frame_indices=[3, 4])])
+    assert sorted(os.listdir(tmp_path / 'out' / 'seqA')) == ['00003.png', '00004.png']
+    img = _read_rgb(str(tmp_path / 'out' / 'seqA' / '00004.png')).permute(2, 0, 1)
+    assert torch.equal(img, pred[1].mul(255).round().byte())
+
+
+class _Runner:
+    """What CheckpointHook touches of a Runner; ``fail`` makes save_checkpoint crash mid-write."""
+
+    def __init__(self, work_dir):
+        self.work_dir = str(work_dir)
+        self.message_hub = MessageHub.get_instance('test_atomic_ckpt')
+        self.logger = MMLogger.get_instance('test_atomic_ckpt')
+        self.iter, self.epoch, self.fail = 0, 0, False
+        self.cfg = SimpleNamespace(get=lambda *a: {})
+        self._hooks = []
+
+    def save_checkpoint(self, out_dir, filename, *args, **kwargs):
+        path = osp.join(out_dir, filename)
+        ckpt = dict(state_dict=dict(w=torch.full((4,), float(self.iter))))
+        for hook in self._hooks:
+            hook.before_save_checkpoint(self, ckpt)
+        if self.fail:
+            with open(path, 'wb') as f:
+                f.write(b'half a checkpoint')
+            raise OSError('disk full')
+        torch.save(ckpt, path)
+
+
+def test_atomic_checkpoint_survives_crash(tmp_path):
+    runner = _Runner(tmp_path)
+    hook = AtomicCheckpointHook(interval=1, by_epoch=False, max_keep_ckpts=1)
+    runner._hooks = [hook]
+    hook.before_train(runner)
+    hook._save_checkpoint(runner)  # iter_1.pth
+    last = (tmp_path / 'last_checkpoint').read_text()
+    assert last == str(tmp_path / 'iter_1.pth')
+    runner.iter, runner.fail = 1, True
+    with pytest.raises(OSError, match='disk full'):
+        hook._save_checkpoint(runner)  # crashes while writing iter_2
+    # the crash left the previous checkpoint usable: not rotated away, still the last one
+    assert not (tmp_path / 'iter_2.pth').exists()
+    assert (tmp_path / 'last_checkpoint').read_text() == last
+    ckpt = torch.load(last, weights_only=True)
+    assert torch.equal(ckpt['state_dict']['w'], torch.zeros(4))
+    assert 'rng_state' in ckpt and ckpt['rng_state']['torch'].dtype == torch.uint8
+    runner.fail = False
+    hook._save_checkpoint(runner)  # a later save succeeds and rotates iter_1 away
+    assert sorted(p for p in os.listdir(tmp_path) if p.endswith('.pth')) == ['iter_2.pth']

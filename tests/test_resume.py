@@ -1,0 +1,128 @@
+"""Checkpoint safety and exact resume: weights-only loading, RNG state, SIGKILL then --resume."""
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer, MessageHub
+from mmengine.runner.checkpoint import _load_checkpoint
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs'))
+from tiny_data import ROOT, make_dvd_tree, tool_env, write_config  # noqa: E402
+
+from mtu_toolkit.engine import (find_resume_checkpoint, get_rng_state,  # noqa: E402
+                                set_rng_state, setup_safe_loading)
+
+
+class Payload:
+    """An arbitrary class: unpickling it must be refused."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+class SneakyGetattr:
+    """Reaches past HistoryBuffer's statistics methods through getattr."""
+
+    def __reduce__(self):
+        return (getattr, (HistoryBuffer, '__init__'))
+
+
+def test_mmengine_objects_load_weights_only(tmp_path):
+    setup_safe_loading()
+    hub = MessageHub.get_instance('test_resume_hub')
+    hub.update_scalar('train/loss', 0.5)
+    hub.update_scalar('train/lr', np.float64(1e-4))
+    ckpt = dict(meta=dict(seed=np.int64(3), iter=7), message_hub=hub.state_dict(),
+                state_dict=dict(w=torch.ones(2)), rng_state=get_rng_state())
+    torch.save(ckpt, tmp_path / 'ok.pth')
+    loaded = _load_checkpoint(str(tmp_path / 'ok.pth'))  # mmengine's path, as resume uses it
+    assert loaded['meta']['seed'] == 3
+    assert loaded['message_hub']['log_scalars']['train/loss'].mean() == 0.5
+
+
+@pytest.mark.parametrize('payload', [Payload(), SneakyGetattr()])
+def test_foreign_objects_are_refused(tmp_path, payload):
+    setup_safe_loading()
+    torch.save(dict(state_dict=dict(w=torch.ones(2)), meta=dict(x=payload)), tmp_path / 'x.pth')
+    with pytest.raises(RuntimeError, match='x.pth'):
+        _load_checkpoint(str(tmp_path / 'x.pth'))
+
+
+def test_rng_state_round_trip():
+    state = get_rng_state()
+    draws = (random.random(), np.random.rand(3).tolist(), torch.rand(3).tolist())
+    set_rng_state(state)
+    assert (random.random(), np.random.rand(3).tolist(), torch.rand(3).tolist()) == draws
+
+
+def test_find_resume_checkpoint(tmp_path):
+    assert find_resume_checkpoint(str(tmp_path)) is None
+    for n in (2, 10):
+        (tmp_path / f'iter_{n}.pth').write_bytes(b'x')
+    (tmp_path / 'iter_12.pth.tmp').write_bytes(b'half')
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_10.pth'))
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
+    # killed after writing iter_11 but before updating last_checkpoint: iter_11 is whole
+    (tmp_path / 'iter_11.pth').write_bytes(b'x')
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_11.pth')
+    (tmp_path / 'best.pth').write_bytes(b'x')  # a name of its own is taken as recorded
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'best.pth'))
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'best.pth')
+    (tmp_path / 'best.pth').unlink()
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_99.pth'))  # gone
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_11.pth')
+
+
+def _train_cmd(cfg, work, *extra):
+    return [sys.executable, os.path.join(ROOT, 'tools', 'train.py'), cfg, '--work-dir',
+            str(work), *extra]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
+    iters = 24
+    data = make_dvd_tree(str(tmp_path / 'data'))
+    cfg = write_config(str(tmp_path / 'tiny.py'), data, max_iters=iters, val_interval=1000,
+                       ckpt_interval=1)
+    env = tool_env()
+    ref = subprocess.run(_train_cmd(cfg, tmp_path / 'ref'), env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+
+    work = tmp_path / 'work'
+    proc = subprocess.Popen(_train_cmd(cfg, work), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (work / 'iter_2.pth').exists() and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, 'training ended before it could be killed'
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = max(int(p.stem.split('_')[1]) for p in work.glob('iter_*.pth'))
+    assert killed_at < iters
+
+    resumed = subprocess.run(_train_cmd(cfg, work, '--resume'), env=env, capture_output=True,
+                             text=True, timeout=300)
+    log = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, log[-3000:]
+    start = int(log.split('resumed epoch: 0, iter: ')[1].split()[0])
+    assert start == killed_at  # the newest whole checkpoint
+    trained = [int(n) for n in re.findall(r'Iter\(train\) \[\s*(\d+)/%d\]' % iters, log)]
+    assert trained == list(range(start + 1, iters + 1))  # nothing skipped, nothing twice
+    setup_safe_loading()
+    a = torch.load(tmp_path / 'ref' / f'iter_{iters}.pth', weights_only=True)
+    b = torch.load(work / f'iter_{iters}.pth', weights_only=True)
+    assert b['meta']['iter'] == iters
+    for key, value in a['state_dict'].items():  # same data, same steps: the same weights
+        assert torch.allclose(value, b['state_dict'][key], atol=1e-6), key
+    for group_a, group_b in zip(a['optimizer']['param_groups'], b['optimizer']['param_groups']):
+        assert group_a['lr'] == group_b['lr']
+    assert a['param_schedulers'] == b['param_schedulers']

@@ -1,0 +1,87 @@
+"""Train a video deblurring model with mmengine's Runner.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+                                 [--cfg-options k=v ...] [--launcher pytorch]
+
+``--resume`` alone continues from the latest checkpoint of the work dir (and starts afresh when
+there is none); ``--resume CKPT`` from that file. Distributed: ``tools/dist_train.sh`` (torchrun;
+gloo on CPU).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+import torch  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+from mtu_toolkit.engine import find_resume_checkpoint, prepare_runtime  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a video deblurring model')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go '
+                        '(default: ./work_dirs/<config name>)')
+    parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
+                        help='resume from CKPT, or without a value from the latest checkpoint '
+                        'in the work dir')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision: float16 + loss scaling on GPU, bfloat16 on CPU')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='override config keys, e.g. train_cfg.max_iters=10')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher (pytorch = torchrun)')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def enable_amp(cfg):
+    """Switch the optimiser wrapper to mixed precision for this machine."""
+    wrapper = cfg.optim_wrapper
+    if wrapper.get('type', 'OptimWrapper') not in ('OptimWrapper', 'AmpOptimWrapper',
+                                                   'BF16AutocastOptimWrapper'):
+        raise ValueError(f"--amp: optim_wrapper type {wrapper['type']!r} is not a plain "
+                         'OptimWrapper; set the mixed-precision wrapper in the config instead')
+    if torch.cuda.is_available():
+        wrapper.update(type='AmpOptimWrapper', loss_scale='dynamic')
+    else:
+        print('--amp without a GPU: training under bfloat16 autocast on CPU', flush=True)
+        wrapper.update(type='BF16AutocastOptimWrapper')
+
+
+def build_cfg(args):
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        enable_amp(cfg)
+    if args.resume == 'auto':
+        ckpt = find_resume_checkpoint(cfg.work_dir)
+        if ckpt is None:
+            print(f'--resume: no checkpoint in {cfg.work_dir}, starting from scratch', flush=True)
+        else:
+            cfg.resume, cfg.load_from = True, ckpt
+    elif args.resume:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(f'--resume: checkpoint {args.resume} does not exist')
+        cfg.resume, cfg.load_from = True, args.resume
+    return prepare_runtime(cfg, args.launcher)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    runner = Runner.from_cfg(build_cfg(args))
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
