@@ -1,18 +1,21 @@
 """Motion-compensation ops: cost volume, fused correlation-argmax and displacement warp.
 
-The compiled extension (``csrc/``) provides the fast kernels; the ``*_reference`` functions are
-their pure-PyTorch twins. (Dispatch to the extension is added by the csrc issue.)
+The compiled extension (``csrc/`` -> ``mtu_toolkit._ext``) provides the kernels; the
+``*_reference`` functions are their pure-PyTorch twins, used by the tests and as the fallback
+(announced by one :class:`ExtensionFallbackWarning`) when the extension is missing.
+``EXT_AVAILABLE`` tells which is in use.
 """
+from .extension import (EXT_AVAILABLE, EXT_WITH_CUDA, FALLBACK_REASON,
+                        ExtensionFallbackWarning)
+from .functions import (correlation, correlation_argmax, uses_extension,
+                        warp_by_displacement)
 from .reference import (correlation_argmax_reference, correlation_reference,
                         smooth_cost_volume, volume_argmax_to_displacement,
                         warp_by_displacement_reference)
 
-correlation = correlation_reference
-correlation_argmax = correlation_argmax_reference
-warp_by_displacement = warp_by_displacement_reference
-
 __all__ = [
     'correlation', 'correlation_argmax', 'warp_by_displacement', 'correlation_reference',
     'correlation_argmax_reference', 'warp_by_displacement_reference', 'smooth_cost_volume',
-    'volume_argmax_to_displacement'
+    'volume_argmax_to_displacement', 'EXT_AVAILABLE', 'EXT_WITH_CUDA', 'FALLBACK_REASON',
+    'ExtensionFallbackWarning', 'uses_extension'
 ]

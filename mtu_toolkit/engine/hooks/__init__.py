@@ -1,6 +1,7 @@
 from .checkpoint_hook import AtomicCheckpointHook
+from .progress_bar_hook import ProgressBarHook
 from .restored_frames_hook import SaveRestoredFramesHook
 from .visualization_hook import VideoVisualizationHook, make_strip
 
-__all__ = ['AtomicCheckpointHook', 'SaveRestoredFramesHook', 'VideoVisualizationHook',
+__all__ = ['AtomicCheckpointHook', 'ProgressBarHook', 'SaveRestoredFramesHook', 'VideoVisualizationHook',
            'make_strip']

@@ -1,0 +1,158 @@
+// Python bindings of mtu_toolkit._ext: argument checks, then dispatch by device to the CPU
+// kernels (csrc/cpu) or, when built with CUDA, the CUDA kernels (csrc/cuda).
+#include <torch/extension.h>
+
+#include "mtu_ops.h"
+
+namespace mtu {
+namespace {
+
+void check_features(const at::Tensor& f, const char* name) {
+  TORCH_CHECK(f.dim() == 4, name, " must be a 4-D (N, C, H, W) tensor, got shape ", f.sizes());
+  if (f.is_cuda()) {
+    TORCH_CHECK(f.scalar_type() == at::kFloat || f.scalar_type() == at::kHalf ||
+                    f.scalar_type() == at::kBFloat16 || f.scalar_type() == at::kDouble,
+                name, " on CUDA must be float32, float16, bfloat16 or float64, got ",
+                f.scalar_type());
+  } else {
+    TORCH_CHECK(f.device().is_cpu(), name, " must be on CPU or CUDA, got ", f.device());
+    TORCH_CHECK(f.scalar_type() == at::kFloat || f.scalar_type() == at::kDouble, name,
+                " on CPU must be float32 or float64, got ", f.scalar_type());
+  }
+}
+
+void check_pair(const at::Tensor& a, const at::Tensor& b, const char* na, const char* nb) {
+  check_features(a, na);
+  check_features(b, nb);
+  TORCH_CHECK(a.sizes() == b.sizes(), na, " and ", nb, " must have the same shape, got ",
+              a.sizes(), " and ", b.sizes());
+  TORCH_CHECK(a.scalar_type() == b.scalar_type(), na, " and ", nb,
+              " must have the same dtype, got ", a.scalar_type(), " and ", b.scalar_type());
+  TORCH_CHECK(a.device() == b.device(), na, " and ", nb, " must be on the same device, got ",
+              a.device(), " and ", b.device());
+}
+
+void check_disp(const at::Tensor& disp, const at::Tensor& feat, int64_t scale) {
+  TORCH_CHECK(scale >= 1, "scale must be >= 1, got ", scale);
+  TORCH_CHECK(disp.dim() == 4 && disp.size(0) == feat.size(0) && disp.size(1) == 2,
+              "disp must be (N, 2, h, w) with N = feat's batch size ", feat.size(0),
+              ", got shape ", disp.sizes());
+  TORCH_CHECK(disp.scalar_type() == at::kLong, "disp must be int64, got ", disp.scalar_type());
+  TORCH_CHECK(disp.device() == feat.device(), "disp must be on feat's device ", feat.device(),
+              ", got ", disp.device());
+  const int64_t need_h = (feat.size(2) + scale - 1) / scale;
+  const int64_t need_w = (feat.size(3) + scale - 1) / scale;
+  TORCH_CHECK(disp.size(2) >= need_h && disp.size(3) >= need_w, "disp's grid ", disp.size(2),
+              "x", disp.size(3), " is smaller than feat's ", feat.size(2), "x", feat.size(3),
+              " divided by scale ", scale, " (needs at least ", need_h, "x", need_w, ")");
+}
+
+[[noreturn]] void no_cuda() {
+  TORCH_CHECK(false, "mtu_toolkit._ext was built without CUDA kernels; rebuild with CUDA "
+                     "available (or FORCE_CUDA=1): bash tools/install.sh");
+}
+
+}  // namespace
+
+at::Tensor correlation_forward(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp) {
+  check_pair(f1, f2, "f1", "f2");
+  TORCH_CHECK(max_disp >= 0, "max_displacement must be >= 0, got ", max_disp);
+  const auto a = f1.contiguous(), b = f2.contiguous();
+  if (a.is_cuda()) {
+#ifdef MTU_WITH_CUDA
+    return correlation_forward_cuda(a, b, max_disp);
+#else
+    no_cuda();
+#endif
+  }
+  return correlation_forward_cpu(a, b, max_disp);
+}
+
+std::tuple<at::Tensor, at::Tensor> correlation_backward(const at::Tensor& grad_out,
+                                                        const at::Tensor& f1,
+                                                        const at::Tensor& f2, int64_t max_disp) {
+  check_pair(f1, f2, "f1", "f2");
+  const int64_t side = 2 * max_disp + 1;
+  TORCH_CHECK(grad_out.dim() == 4 && grad_out.size(0) == f1.size(0) &&
+                  grad_out.size(1) == side * side && grad_out.size(2) == f1.size(2) &&
+                  grad_out.size(3) == f1.size(3),
+              "grad_out must be (N, (2D+1)^2, H, W) = (", f1.size(0), ", ", side * side, ", ",
+              f1.size(2), ", ", f1.size(3), "), got ", grad_out.sizes());
+  const auto g = grad_out.to(f1.scalar_type()).contiguous();
+  const auto a = f1.contiguous(), b = f2.contiguous();
+  if (a.is_cuda()) {
+#ifdef MTU_WITH_CUDA
+    return correlation_backward_cuda(g, a, b, max_disp);
+#else
+    no_cuda();
+#endif
+  }
+  return correlation_backward_cpu(g, a, b, max_disp);
+}
+
+at::Tensor correlation_argmax(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp,
+                              int64_t smooth) {
+  check_pair(f1, f2, "f1", "f2");
+  TORCH_CHECK(max_disp >= 0, "max_displacement must be >= 0, got ", max_disp);
+  TORCH_CHECK(smooth <= 1 || smooth % 2 == 1, "smooth must be odd (or <= 1 for none), got ",
+              smooth);
+  const auto a = f1.contiguous(), b = f2.contiguous();
+  if (a.is_cuda()) {
+#ifdef MTU_WITH_CUDA
+    return correlation_argmax_cuda(a, b, max_disp, smooth);
+#else
+    no_cuda();
+#endif
+  }
+  return correlation_argmax_cpu(a, b, max_disp, smooth);
+}
+
+at::Tensor warp_forward(const at::Tensor& feat, const at::Tensor& disp, int64_t scale) {
+  check_features(feat, "feat");
+  check_disp(disp, feat, scale);
+  const auto f = feat.contiguous(), d = disp.contiguous();
+  if (f.is_cuda()) {
+#ifdef MTU_WITH_CUDA
+    return warp_forward_cuda(f, d, scale);
+#else
+    no_cuda();
+#endif
+  }
+  return warp_forward_cpu(f, d, scale);
+}
+
+at::Tensor warp_backward(const at::Tensor& grad_out, const at::Tensor& disp, int64_t scale) {
+  check_features(grad_out, "grad_out");
+  check_disp(disp, grad_out, scale);
+  const auto g = grad_out.contiguous(), d = disp.contiguous();
+  if (g.is_cuda()) {
+#ifdef MTU_WITH_CUDA
+    return warp_backward_cuda(g, d, scale);
+#else
+    no_cuda();
+#endif
+  }
+  return warp_backward_cpu(g, d, scale);
+}
+
+}  // namespace mtu
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "mtu_toolkit compiled motion-compensation ops (see mtu_toolkit.ops)";
+#ifdef MTU_WITH_CUDA
+  m.attr("WITH_CUDA") = true;
+#else
+  m.attr("WITH_CUDA") = false;
+#endif
+  m.def("correlation_forward", &mtu::correlation_forward, "cost volume (N, (2D+1)^2, H, W)",
+        py::arg("f1"), py::arg("f2"), py::arg("max_displacement"));
+  m.def("correlation_backward", &mtu::correlation_backward, "gradients w.r.t. f1 and f2",
+        py::arg("grad_out"), py::arg("f1"), py::arg("f2"), py::arg("max_displacement"));
+  m.def("correlation_argmax", &mtu::correlation_argmax,
+        "fused correlation + box smoothing + argmax -> int64 (N, 2, H, W) (dx, dy)",
+        py::arg("f1"), py::arg("f2"), py::arg("max_displacement"), py::arg("smooth"));
+  m.def("warp_forward", &mtu::warp_forward, "integer displacement warp", py::arg("feat"),
+        py::arg("disp"), py::arg("scale"));
+  m.def("warp_backward", &mtu::warp_backward, "gradient of the warp w.r.t. feat",
+        py::arg("grad_out"), py::arg("disp"), py::arg("scale"));
+}

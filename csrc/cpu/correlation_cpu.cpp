@@ -1,0 +1,416 @@
+// CPU kernels of the local correlation (cost volume), its backward, and the fused
+// correlation + box smoothing + argmax used at inference.
+//
+// Layout: all tensors stay NCHW. The hot loops are register tiles over (shifts or channels) x
+// (contiguous pixels of a row), written with SIMD vector types: 16-byte vectors for the x86-64
+// baseline and 32-byte ones in AVX2 clones chosen at run time, so no -march=native is needed.
+// Sums never get reassociated (no -ffast-math, no FMA contraction): each value accumulates in a
+// fixed order, identical on every path and thread count. Work is split with at::parallel_for
+// over (image, row) units that each write their own output rows only: no atomics, and the only
+// buffers are a padded copy of the rows in use (no per-shift temporaries).
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "../mtu_ops.h"
+
+namespace mtu {
+namespace {
+
+// Copy the C rows (stride hw) starting at `src` into `dst` (C rows of w + 2d), with d zeros
+// either side: every shift dx in [-d, d] then reads a full row, the zeros standing for the
+// frame's outside exactly as in the reference (which pads and multiplies).
+template <typename T>
+inline void pad_rows(const T* src, T* dst, int64_t channels, int64_t hw, int64_t w, int64_t d) {
+  const int64_t wp = w + 2 * d;
+  for (int64_t c = 0; c < channels; ++c) {
+    T* row = dst + c * wp;
+    std::fill(row, row + d, T(0));
+    std::copy(src + c * hw, src + c * hw + w, row + d);
+    std::fill(row + d + w, row + wp, T(0));
+  }
+}
+
+// SIMD vectors of `Bytes` bytes via GCC/Clang vector extensions: explicit register tiles that
+// the compiler maps to SSE (16 bytes, the x86-64 baseline) or AVX (32 bytes, in functions
+// compiled for AVX2 and picked at run time, so the binary still runs on any x86-64 CPU).
+template <typename T, int Bytes>
+struct Simd {
+  typedef T type __attribute__((vector_size(Bytes)));
+  static constexpr int lanes = Bytes / sizeof(T);
+  __attribute__((always_inline)) static inline type load(const T* p) {
+    type v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+  }
+  __attribute__((always_inline)) static inline void store(T* p, type v) {
+    std::memcpy(p, &v, sizeof(v));
+  }
+};
+
+// Register tile of the correlation: for NDX consecutive shifts and NV vectors of pixels,
+// out_j[x] = sum_c a[c, x] * bp[c, x + j], accumulated in registers over c = 0..C-1. The order
+// is fixed (and the same in the scalar tail), so every caller and every ISA path produce
+// bit-identical values; `a` is loaded once per channel for all NDX shifts.
+template <typename T, int Bytes, int NDX, int NV>
+__attribute__((always_inline)) inline void corr_tile(const T* __restrict__ a,
+                                                     const T* __restrict__ bp, T* const* out,
+                                                     int64_t channels, int64_t hw, int64_t wp,
+                                                     int64_t x0) {
+  using S = Simd<T, Bytes>;
+  typename S::type acc[NDX][NV];
+  for (int j = 0; j < NDX; ++j)
+    for (int v = 0; v < NV; ++v) acc[j][v] = typename S::type{};
+  for (int64_t c = 0; c < channels; ++c) {
+    const T* ac = a + c * hw + x0;
+    const T* bc = bp + c * wp + x0;
+    typename S::type av[NV];
+    for (int v = 0; v < NV; ++v) av[v] = S::load(ac + v * S::lanes);
+    for (int j = 0; j < NDX; ++j)
+      for (int v = 0; v < NV; ++v) acc[j][v] += av[v] * S::load(bc + j + v * S::lanes);
+  }
+  for (int j = 0; j < NDX; ++j)
+    for (int v = 0; v < NV; ++v) S::store(out[j] + x0 + v * S::lanes, acc[j][v]);
+}
+
+// Scalar twin of corr_tile for the pixels left over by the vector tiles.
+template <typename T>
+__attribute__((always_inline)) inline void corr_tail(const T* a, const T* bp, T* const* out,
+                                                     int ndx, int64_t channels, int64_t hw,
+                                                     int64_t wp, int64_t x0, int64_t x1) {
+  for (int j = 0; j < ndx; ++j)
+    for (int64_t x = x0; x < x1; ++x) {
+      T acc = T(0);
+      for (int64_t c = 0; c < channels; ++c) acc += a[c * hw + x] * bp[c * wp + x + j];
+      out[j][x] = acc;
+    }
+}
+
+// One row of the cost volume for all 2d+1 horizontal shifts at one vertical shift:
+// out[dxi][x] = sum_c a[c, x] * f2[c, x + dxi - d] (0 outside), for dxi = 0..2d.
+// `a` points at (c=0, row y) of f1 (rows hw apart); `bp` holds the matching f2 rows padded by
+// pad_rows; out[dxi] is the destination row of shift dxi (assigned, not accumulated).
+template <typename T, int Bytes>
+__attribute__((always_inline)) inline void correlate_row_impl(const T* a, const T* bp,
+                                                              T* const* out, int64_t channels,
+                                                              int64_t hw, int64_t w, int64_t d) {
+  constexpr int kDx = 4, kV = 2;  // 4 shifts x 2 vectors: 8 accumulators + 2 operands in registers
+  constexpr int kX = Simd<T, Bytes>::lanes * kV;
+  const int64_t wp = w + 2 * d, side = 2 * d + 1, wt = w - w % kX;
+  int64_t j = 0;
+  for (; j + kDx <= side; j += kDx) {
+    for (int64_t x0 = 0; x0 < wt; x0 += kX)
+      corr_tile<T, Bytes, kDx, kV>(a, bp + j, out + j, channels, hw, wp, x0);
+    corr_tail(a, bp + j, out + j, kDx, channels, hw, wp, wt, w);
+  }
+  for (; j < side; ++j) {
+    for (int64_t x0 = 0; x0 < wt; x0 += kX)
+      corr_tile<T, Bytes, 1, kV>(a, bp + j, out + j, channels, hw, wp, x0);
+    corr_tail(a, bp + j, out + j, 1, channels, hw, wp, wt, w);
+  }
+}
+
+template <typename T>
+void correlate_row_baseline(const T* a, const T* bp, T* const* out, int64_t channels, int64_t hw,
+                            int64_t w, int64_t d) {
+  correlate_row_impl<T, 16>(a, bp, out, channels, hw, w, d);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define MTU_HAVE_AVX2_PATH 1
+template <typename T>
+__attribute__((target("avx2"))) void correlate_row_avx2(const T* a, const T* bp, T* const* out,
+                                                        int64_t channels, int64_t hw, int64_t w,
+                                                        int64_t d) {
+  correlate_row_impl<T, 32>(a, bp, out, channels, hw, w, d);
+}
+
+inline bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2");
+  return has;
+}
+#endif
+
+template <typename T>
+void correlate_row(const T* a, const T* bp, T* const* out, int64_t channels, int64_t hw, int64_t w,
+                   int64_t d) {
+#ifdef MTU_HAVE_AVX2_PATH
+  if (cpu_has_avx2()) return correlate_row_avx2(a, bp, out, channels, hw, w, d);
+#endif
+  correlate_row_baseline(a, bp, out, channels, hw, w, d);
+}
+
+// Register tile of the backward passes: for NC channels and NV vectors of pixels,
+// dst[c][x] += sum_j g[j][x] * f[c][x + off[j]] over the 2d+1 horizontal shifts j, accumulated
+// in registers (j ascending) and added to dst once; g[j] is loaded once for all NC channels.
+template <typename T, int Bytes, int NC, int NV>
+__attribute__((always_inline)) inline void grad_tile(const T* const* g, const T* f,
+                                                     const int64_t* off, int64_t side, int64_t fs,
+                                                     T* dst, int64_t hw, int64_t x0) {
+  using S = Simd<T, Bytes>;
+  typename S::type acc[NC][NV];
+  for (int ci = 0; ci < NC; ++ci)
+    for (int v = 0; v < NV; ++v) acc[ci][v] = typename S::type{};
+  for (int64_t j = 0; j < side; ++j) {
+    typename S::type gv[NV];
+    for (int v = 0; v < NV; ++v) gv[v] = S::load(g[j] + x0 + v * S::lanes);
+    const T* fj = f + x0 + off[j];
+    for (int ci = 0; ci < NC; ++ci)
+      for (int v = 0; v < NV; ++v) acc[ci][v] += gv[v] * S::load(fj + ci * fs + v * S::lanes);
+  }
+  for (int ci = 0; ci < NC; ++ci)
+    for (int v = 0; v < NV; ++v) {
+      T* p = dst + ci * hw + x0 + v * S::lanes;
+      S::store(p, S::load(p) + acc[ci][v]);
+    }
+}
+
+// One row of a gradient for all channels at one vertical shift:
+// dst[c][x] += sum_j g[j][x] * f[c][x + off[j]], c = 0..C-1 (f rows fs apart, dst rows hw apart).
+template <typename T, int Bytes>
+__attribute__((always_inline)) inline void grad_row_impl(const T* const* g, const T* f,
+                                                         const int64_t* off, int64_t side,
+                                                         int64_t fs, T* dst, int64_t channels,
+                                                         int64_t hw, int64_t w) {
+  constexpr int kC = 4, kV = 2;
+  constexpr int kX = Simd<T, Bytes>::lanes * kV;
+  const int64_t wt = w - w % kX;
+  int64_t c = 0;
+  for (; c + kC <= channels; c += kC)
+    for (int64_t x0 = 0; x0 < wt; x0 += kX)
+      grad_tile<T, Bytes, kC, kV>(g, f + c * fs, off, side, fs, dst + c * hw, hw, x0);
+  for (; c < channels; ++c)
+    for (int64_t x0 = 0; x0 < wt; x0 += kX)
+      grad_tile<T, Bytes, 1, kV>(g, f + c * fs, off, side, fs, dst + c * hw, hw, x0);
+  for (c = 0; c < channels; ++c)  // pixels left over by the vector tiles
+    for (int64_t x = wt; x < w; ++x) {
+      T acc = T(0);
+      for (int64_t j = 0; j < side; ++j) acc += g[j][x] * f[c * fs + x + off[j]];
+      dst[c * hw + x] += acc;
+    }
+}
+
+template <typename T>
+void grad_row_baseline(const T* const* g, const T* f, const int64_t* off, int64_t side,
+                       int64_t fs, T* dst, int64_t channels, int64_t hw, int64_t w) {
+  grad_row_impl<T, 16>(g, f, off, side, fs, dst, channels, hw, w);
+}
+
+#ifdef MTU_HAVE_AVX2_PATH
+template <typename T>
+__attribute__((target("avx2"))) void grad_row_avx2(const T* const* g, const T* f,
+                                                   const int64_t* off, int64_t side, int64_t fs,
+                                                   T* dst, int64_t channels, int64_t hw,
+                                                   int64_t w) {
+  grad_row_impl<T, 32>(g, f, off, side, fs, dst, channels, hw, w);
+}
+#endif
+
+template <typename T>
+void grad_row(const T* const* g, const T* f, const int64_t* off, int64_t side, int64_t fs,
+              T* dst, int64_t channels, int64_t hw, int64_t w) {
+#ifdef MTU_HAVE_AVX2_PATH
+  if (cpu_has_avx2()) return grad_row_avx2(g, f, off, side, fs, dst, channels, hw, w);
+#endif
+  grad_row_baseline(g, f, off, side, fs, dst, channels, hw, w);
+}
+
+template <typename T>
+void correlation_forward_kernel(const T* f1, const T* f2, T* out, int64_t n, int64_t c,
+                                int64_t h, int64_t w, int64_t d) {
+  const int64_t side = 2 * d + 1, k = side * side, hw = h * w;
+  at::parallel_for(0, n * h, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> padded(c * (w + 2 * d));
+    std::vector<T*> rows(side);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / h, y = task % h;
+      for (int64_t dy = -d; dy <= d; ++dy) {
+        if (y + dy < 0 || y + dy >= h) continue;  // rows outside the frame stay zero
+        pad_rows(f2 + b * c * hw + (y + dy) * w, padded.data(), c, hw, w, d);
+        for (int64_t j = 0; j < side; ++j)
+          rows[j] = out + (b * k + (dy + d) * side + j) * hw + y * w;
+        correlate_row(f1 + b * c * hw + y * w, padded.data(), rows.data(), c, hw, w, d);
+      }
+    }
+  });
+}
+
+// grad_f1[c,y,x] = sum_k g[k,y,x] * f2[c,y+dy,x+dx]          (task: row y of grad_f1)
+// grad_f2[c,y,x] = sum_k g[k,y-dy,x-dx] * f1[c,y-dy,x-dx]    (task: row y of grad_f2)
+// With f2's row padded by d zeros, grad_f1's term of shift j = dx + d reads g_j[x] and
+// f2p[x + j]; with g's and f1's rows padded alike, grad_f2's term reads gp_j[x + 2d - j] and
+// f1p[x + 2d - j]. Both are grad_row calls; the zeros of the padding stand for the outside.
+template <typename T>
+void correlation_backward_kernel(const T* g, const T* f1, const T* f2, T* g1, T* g2, int64_t n,
+                                 int64_t c, int64_t h, int64_t w, int64_t d) {
+  const int64_t side = 2 * d + 1, k = side * side, hw = h * w, wp = w + 2 * d;
+  std::vector<int64_t> off1(side), off2(side);
+  for (int64_t j = 0; j < side; ++j) {
+    off1[j] = j;
+    off2[j] = 2 * d - j;
+  }
+  at::parallel_for(0, n * h, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> padded(c * wp);
+    std::vector<const T*> grows(side);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / h, y = task % h;
+      for (int64_t dy = -d; dy <= d; ++dy) {
+        if (y + dy < 0 || y + dy >= h) continue;
+        pad_rows(f2 + b * c * hw + (y + dy) * w, padded.data(), c, hw, w, d);
+        for (int64_t j = 0; j < side; ++j)
+          grows[j] = g + (b * k + (dy + d) * side + j) * hw + y * w;
+        grad_row(grows.data(), padded.data(), off1.data(), side, wp, g1 + b * c * hw + y * w, c,
+                 hw, w);
+      }
+    }
+  });
+  at::parallel_for(0, n * h, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> padded(c * wp), gpadded(side * wp);
+    std::vector<const T*> grows(side);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / h, y2 = task % h;
+      for (int64_t dy = -d; dy <= d; ++dy) {
+        const int64_t y = y2 - dy;
+        if (y < 0 || y >= h) continue;
+        pad_rows(f1 + b * c * hw + y * w, padded.data(), c, hw, w, d);
+        // the 2d+1 gradient rows of this dy are hw apart, like channels
+        pad_rows(g + (b * k + (dy + d) * side) * hw + y * w, gpadded.data(), side, hw, w, d);
+        for (int64_t j = 0; j < side; ++j) grows[j] = gpadded.data() + j * wp + off2[j];
+        grad_row(grows.data(), padded.data(), off2.data(), side, wp, g2 + b * c * hw + y2 * w, c,
+                 hw, w);
+      }
+    }
+  });
+}
+
+// Fused argmax. One task = one block of output rows [y0, y1) of one image. For each dy the task
+// walks down the rows keeping a ring of the last `smooth` correlation rows for all 2D+1 dx
+// (so each correlation row is computed once per task), box-sums them in double (the sum of
+// <= smooth^2 float values is then exact in practice, making ties and near-ties independent
+// of summation order), and keeps the best shift per pixel. Shifts are visited in increasing
+// channel index and only a strictly larger value replaces the best, so ties go to the lowest
+// index, as torch.argmax does.
+template <typename T>
+void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t n, int64_t c,
+                               int64_t h, int64_t w, int64_t d, int64_t smooth) {
+  const int64_t side = 2 * d + 1, hw = h * w;
+  const int64_t r = smooth > 1 ? smooth / 2 : 0, ring = 2 * r + 1;
+  // Enough row blocks to keep every thread busy; blocks of >= 8 rows keep the 2r halo rows
+  // that neighbouring blocks both compute a small fraction of the work.
+  const int64_t threads = at::get_num_threads();
+  const int64_t want_blocks = std::max<int64_t>(1, (2 * threads + n - 1) / n);
+  const int64_t block_rows =
+      std::max<int64_t>(std::min<int64_t>(h, 8), (h + want_blocks - 1) / want_blocks);
+  const int64_t blocks = (h + block_rows - 1) / block_rows;
+
+  at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> ring_buf(side * ring * w), padded(c * (w + 2 * d));
+    std::vector<T*> rows(side);
+    std::vector<double> vsum(w + 2 * r, 0.0), hsum(w);
+    std::vector<double> best_val(block_rows * w);
+    std::vector<int32_t> best_idx(block_rows * w);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / blocks, y0 = (task % blocks) * block_rows;
+      const int64_t y1 = std::min(h, y0 + block_rows);
+      const T* f1img = f1 + b * c * hw;
+      const T* f2img = f2 + b * c * hw;
+      for (int64_t dyi = 0; dyi < side; ++dyi) {
+        const int64_t dy = dyi - d;
+        int64_t next = std::max<int64_t>(0, y0 - r);  // next correlation row to compute
+        for (int64_t y = y0; y < y1; ++y) {
+          const int64_t lo = std::max<int64_t>(0, y - r), hi = std::min<int64_t>(h - 1, y + r);
+          for (; next <= hi; ++next) {
+            for (int64_t dxi = 0; dxi < side; ++dxi)
+              rows[dxi] = ring_buf.data() + (dxi * ring + next % ring) * w;
+            if (next + dy < 0 || next + dy >= h) {
+              for (int64_t dxi = 0; dxi < side; ++dxi) std::fill(rows[dxi], rows[dxi] + w, T(0));
+              continue;
+            }
+            pad_rows(f2img + (next + dy) * w, padded.data(), c, hw, w, d);
+            correlate_row(f1img + next * w, padded.data(), rows.data(), c, hw, w, d);
+          }
+          double* bv = best_val.data() + (y - y0) * w;
+          int32_t* bi = best_idx.data() + (y - y0) * w;
+          for (int64_t dxi = 0; dxi < side; ++dxi) {
+            // vertical sum over the rows inside the frame (zero padding), into vsum[r : r+w)
+            double* __restrict__ v = vsum.data() + r;
+            std::fill(v, v + w, 0.0);
+            for (int64_t yy = lo; yy <= hi; ++yy) {
+              const T* __restrict__ row = ring_buf.data() + (dxi * ring + yy % ring) * w;
+              for (int64_t x = 0; x < w; ++x) v[x] += static_cast<double>(row[x]);
+            }
+            // horizontal sum; vsum's r zeros either side are the zero padding
+            double* __restrict__ s = hsum.data();
+            const double* __restrict__ vp = vsum.data();
+            std::fill(s, s + w, 0.0);
+            for (int64_t u = 0; u < ring; ++u)
+              for (int64_t x = 0; x < w; ++x) s[x] += vp[x + u];
+            const int32_t idx = static_cast<int32_t>(dyi * side + dxi);
+            if (idx == 0) {
+              std::copy(s, s + w, bv);
+              std::fill(bi, bi + w, 0);
+              continue;
+            }
+            for (int64_t x = 0; x < w; ++x) {
+              const bool better = s[x] > bv[x];
+              bv[x] = better ? s[x] : bv[x];
+              bi[x] = better ? idx : bi[x];
+            }
+          }
+        }
+      }
+      int64_t* out_dx = disp + b * 2 * hw;
+      int64_t* out_dy = out_dx + hw;
+      for (int64_t y = y0; y < y1; ++y)
+        for (int64_t x = 0; x < w; ++x) {
+          const int32_t idx = best_idx[(y - y0) * w + x];
+          out_dx[y * w + x] = idx % side - d;
+          out_dy[y * w + x] = idx / side - d;
+        }
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor correlation_forward_cpu(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp) {
+  const int64_t n = f1.size(0), c = f1.size(1), h = f1.size(2), w = f1.size(3);
+  const int64_t side = 2 * max_disp + 1;
+  auto out = at::zeros({n, side * side, h, w}, f1.options());
+  AT_DISPATCH_FLOATING_TYPES(f1.scalar_type(), "mtu_correlation_forward_cpu", [&] {
+    correlation_forward_kernel<scalar_t>(f1.data_ptr<scalar_t>(), f2.data_ptr<scalar_t>(),
+                                         out.data_ptr<scalar_t>(), n, c, h, w, max_disp);
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> correlation_backward_cpu(const at::Tensor& grad_out,
+                                                            const at::Tensor& f1,
+                                                            const at::Tensor& f2,
+                                                            int64_t max_disp) {
+  const int64_t n = f1.size(0), c = f1.size(1), h = f1.size(2), w = f1.size(3);
+  auto g1 = at::zeros_like(f1);
+  auto g2 = at::zeros_like(f2);
+  AT_DISPATCH_FLOATING_TYPES(f1.scalar_type(), "mtu_correlation_backward_cpu", [&] {
+    correlation_backward_kernel<scalar_t>(grad_out.data_ptr<scalar_t>(), f1.data_ptr<scalar_t>(),
+                                          f2.data_ptr<scalar_t>(), g1.data_ptr<scalar_t>(),
+                                          g2.data_ptr<scalar_t>(), n, c, h, w, max_disp);
+  });
+  return {g1, g2};
+}
+
+at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp,
+                                  int64_t smooth) {
+  const int64_t n = f1.size(0), c = f1.size(1), h = f1.size(2), w = f1.size(3);
+  auto disp = at::empty({n, 2, h, w}, f1.options().dtype(at::kLong));
+  if (disp.numel() == 0) return disp;
+  AT_DISPATCH_FLOATING_TYPES(f1.scalar_type(), "mtu_correlation_argmax_cpu", [&] {
+    correlation_argmax_kernel<scalar_t>(f1.data_ptr<scalar_t>(), f2.data_ptr<scalar_t>(),
+                                        disp.data_ptr<int64_t>(), n, c, h, w, max_disp, smooth);
+  });
+  return disp;
+}
+
+}  // namespace mtu

@@ -1,0 +1,105 @@
+// CPU kernels of the integer displacement warp:
+//   out[n,c,y,x] = feat[n,c, y + s*dy, x + s*dx]  with (dx, dy) = disp[n, :, y/s, x/s],
+// zero where the source falls outside the frame.
+// A displacement covers a run of s pixels of a row, so both passes walk the rows cell by cell:
+// one bounds check of the source row per cell, then a short run of contiguous reads and writes.
+// The forward splits the work over all (image, channel, row) units; the backward gives each
+// (image, channel) plane to one task, so the accumulation into sources shared by several outputs
+// needs no atomics and is deterministic.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+
+#include "../mtu_ops.h"
+
+namespace mtu {
+namespace {
+
+struct WarpGeometry {
+  int64_t n, c, h, w, dh, dw, scale;
+};
+
+// Calls op(x, src_offset_in_plane) for each pixel x of output row y of image b whose source is
+// inside the frame; rows/pixels with the source outside are reported to skip(x_begin, x_end).
+template <typename Op, typename Skip>
+inline void for_each_source(const WarpGeometry& g, const int64_t* disp, int64_t b, int64_t y,
+                            Op&& op, Skip&& skip) {
+  const int64_t* ddx = disp + (b * 2 * g.dh + y / g.scale) * g.dw;
+  const int64_t* ddy = ddx + g.dh * g.dw;
+  for (int64_t x0 = 0, cell = 0; x0 < g.w; x0 += g.scale, ++cell) {
+    const int64_t x1 = std::min(g.w, x0 + g.scale);
+    const int64_t sy = y + g.scale * ddy[cell], shift = g.scale * ddx[cell];
+    if (sy < 0 || sy >= g.h) {
+      skip(x0, x1);
+      continue;
+    }
+    // pixels whose source column is inside: x + shift in [0, w)
+    const int64_t lo = std::clamp<int64_t>(-shift, x0, x1);
+    const int64_t hi = std::clamp<int64_t>(g.w - shift, lo, x1);
+    skip(x0, lo);
+    for (int64_t x = lo; x < hi; ++x) op(x, sy * g.w + x + shift);
+    skip(hi, x1);
+  }
+}
+
+template <typename T>
+void warp_forward_kernel(const T* feat, const int64_t* disp, T* out, const WarpGeometry& g) {
+  const int64_t hw = g.h * g.w;
+  at::parallel_for(0, g.n * g.c * g.h, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t y = row % g.h, plane = row / g.h, b = plane / g.c;
+      const T* src = feat + plane * hw;
+      T* dst = out + plane * hw + y * g.w;
+      for_each_source(
+          g, disp, b, y, [&](int64_t x, int64_t s) { dst[x] = src[s]; },
+          [&](int64_t x0, int64_t x1) { std::fill(dst + x0, dst + x1, T(0)); });
+    }
+  });
+}
+
+template <typename T>
+void warp_backward_kernel(const T* grad_out, const int64_t* disp, T* grad_feat,
+                          const WarpGeometry& g) {
+  const int64_t hw = g.h * g.w;
+  at::parallel_for(0, g.n * g.c, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t b = plane / g.c;
+      T* dst = grad_feat + plane * hw;
+      for (int64_t y = 0; y < g.h; ++y) {
+        const T* src = grad_out + plane * hw + y * g.w;
+        for_each_source(
+            g, disp, b, y, [&](int64_t x, int64_t s) { dst[s] += src[x]; },
+            [](int64_t, int64_t) {});
+      }
+    }
+  });
+}
+
+WarpGeometry geometry(const at::Tensor& feat, const at::Tensor& disp, int64_t scale) {
+  return {feat.size(0), feat.size(1), feat.size(2), feat.size(3), disp.size(2), disp.size(3),
+          scale};
+}
+
+}  // namespace
+
+at::Tensor warp_forward_cpu(const at::Tensor& feat, const at::Tensor& disp, int64_t scale) {
+  auto out = at::empty_like(feat);
+  const WarpGeometry g = geometry(feat, disp, scale);
+  AT_DISPATCH_FLOATING_TYPES(feat.scalar_type(), "mtu_warp_forward_cpu", [&] {
+    warp_forward_kernel<scalar_t>(feat.data_ptr<scalar_t>(), disp.data_ptr<int64_t>(),
+                                  out.data_ptr<scalar_t>(), g);
+  });
+  return out;
+}
+
+at::Tensor warp_backward_cpu(const at::Tensor& grad_out, const at::Tensor& disp, int64_t scale) {
+  auto grad_feat = at::zeros_like(grad_out);
+  const WarpGeometry g = geometry(grad_out, disp, scale);
+  AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "mtu_warp_backward_cpu", [&] {
+    warp_backward_kernel<scalar_t>(grad_out.data_ptr<scalar_t>(), disp.data_ptr<int64_t>(),
+                                   grad_feat.data_ptr<scalar_t>(), g);
+  });
+  return grad_feat;
+}
+
+}  // namespace mtu

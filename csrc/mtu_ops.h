@@ -1,0 +1,38 @@
+// Declarations of the motion-compensation kernels (CPU in csrc/cpu, CUDA in csrc/cuda).
+// The shape and dtype checks live in csrc/bindings.cpp; the kernels assume valid, contiguous
+// NCHW inputs on one device. Contracts: shared/spec/DESIGN.md ("Op contracts").
+#pragma once
+#include <ATen/ATen.h>
+
+#include <tuple>
+
+namespace mtu {
+
+// f1, f2: (N, C, H, W) -> (N, (2D+1)^2, H, W);
+// out[n, (dy+D)*(2D+1) + (dx+D), y, x] = sum_c f1[n,c,y,x] * f2[n,c,y+dy,x+dx] (0 outside).
+at::Tensor correlation_forward_cpu(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp);
+// grad_out: (N, (2D+1)^2, H, W) -> (grad_f1, grad_f2), both (N, C, H, W).
+std::tuple<at::Tensor, at::Tensor> correlation_backward_cpu(const at::Tensor& grad_out,
+                                                            const at::Tensor& f1,
+                                                            const at::Tensor& f2,
+                                                            int64_t max_disp);
+// Fused correlation + optional smooth x smooth box sum + argmax: int64 (N, 2, H, W) = (dx, dy).
+at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp,
+                                  int64_t smooth);
+// feat: (N, C, H, W), disp: int64 (N, 2, h, w) on the grid `scale` times coarser.
+at::Tensor warp_forward_cpu(const at::Tensor& feat, const at::Tensor& disp, int64_t scale);
+at::Tensor warp_backward_cpu(const at::Tensor& grad_out, const at::Tensor& disp, int64_t scale);
+
+#ifdef MTU_WITH_CUDA
+at::Tensor correlation_forward_cuda(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp);
+std::tuple<at::Tensor, at::Tensor> correlation_backward_cuda(const at::Tensor& grad_out,
+                                                             const at::Tensor& f1,
+                                                             const at::Tensor& f2,
+                                                             int64_t max_disp);
+at::Tensor correlation_argmax_cuda(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp,
+                                   int64_t smooth);
+at::Tensor warp_forward_cuda(const at::Tensor& feat, const at::Tensor& disp, int64_t scale);
+at::Tensor warp_backward_cuda(const at::Tensor& grad_out, const at::Tensor& disp, int64_t scale);
+#endif
+
+}  // namespace mtu

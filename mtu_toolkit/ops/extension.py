@@ -1,0 +1,53 @@
+"""Loading of the compiled kernels (``mtu_toolkit._ext``, built from ``csrc/`` at install).
+
+Import never fails: when the extension is missing, broken or switched off, :data:`ext` is
+``None``, :data:`EXT_AVAILABLE` is ``False``, one :class:`ExtensionFallbackWarning` says why and
+how to fix it, and ``mtu_toolkit.ops`` runs the pure-PyTorch references instead.
+
+``MTU_SKIP_EXT=1`` (also honoured by ``setup.py``) makes the ops use the references even where
+the extension is built.
+"""
+import importlib
+import os
+import warnings
+
+import torch  # noqa: F401  (loads libc10/libtorch, which mtu_toolkit._ext links against)
+
+REBUILD_HINT = ('rebuild it with `bash tools/install.sh` (or `pip install --no-build-isolation '
+                '--no-deps -e .`); set MTU_SKIP_EXT=1 to use the references on purpose')
+
+
+class ExtensionFallbackWarning(UserWarning):
+    """The compiled ops are unavailable; the slower pure-PyTorch references are used."""
+
+
+def skip_requested():
+    """Whether the environment asks to skip the compiled ops (``MTU_SKIP_EXT``)."""
+    return os.environ.get('MTU_SKIP_EXT', '0').strip().lower() not in ('', '0', 'false', 'no')
+
+
+def load_extension():
+    """Import ``mtu_toolkit._ext``.
+
+    Returns:
+        tuple: ``(module or None, reason)``; reason is ``None`` on success, otherwise a sentence
+        naming why the extension is not used.
+    """
+    if skip_requested():
+        return None, 'MTU_SKIP_EXT is set'
+    try:
+        return importlib.import_module('mtu_toolkit._ext'), None
+    except ImportError as err:  # not built, built against another torch, missing symbols
+        return None, f'importing mtu_toolkit._ext failed ({type(err).__name__}: {err})'
+
+
+ext, FALLBACK_REASON = load_extension()
+EXT_AVAILABLE = ext is not None
+EXT_WITH_CUDA = bool(EXT_AVAILABLE and getattr(ext, 'WITH_CUDA', False))
+
+if not EXT_AVAILABLE:
+    _hint = 'unset MTU_SKIP_EXT' if skip_requested() else REBUILD_HINT
+    warnings.warn(
+        f'mtu_toolkit.ops: the compiled ops are not used because {FALLBACK_REASON}; falling back '
+        f'to the pure-PyTorch references (correct but several times slower). To use the '
+        f'compiled ops, {_hint}.', ExtensionFallbackWarning, stacklevel=2)

@@ -1,0 +1,139 @@
+"""The public motion-compensation ops: compiled kernels where available, references otherwise.
+
+Contracts (``shared/spec/DESIGN.md``), for features of shape (N, C, H, W):
+
+- :func:`correlation` -> (N, (2D+1)^2, H, W), differentiable w.r.t. both inputs;
+- :func:`correlation_argmax` -> int64 (N, 2, H, W) displacement (dx, dy), not differentiable;
+- :func:`warp_by_displacement` -> like ``feat``, differentiable w.r.t. ``feat``.
+
+The kernels run float32/float64 on CPU and float32/float16/bfloat16/float64 on CUDA (when the
+extension was built with CUDA); other inputs use the ``*_reference`` twins.
+"""
+import torch
+from torch.autograd.function import once_differentiable
+
+from .extension import EXT_AVAILABLE, EXT_WITH_CUDA, ext
+from .reference import (correlation_argmax_reference, correlation_reference,
+                        warp_by_displacement_reference)
+
+_CPU_DTYPES = (torch.float32, torch.float64)
+_CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def uses_extension(tensor):
+    """Whether the ops run the compiled kernels for ``tensor``'s device and dtype."""
+    if not EXT_AVAILABLE:
+        return False
+    if tensor.is_cuda:
+        return EXT_WITH_CUDA and tensor.dtype in _CUDA_DTYPES
+    return tensor.device.type == 'cpu' and tensor.dtype in _CPU_DTYPES
+
+
+def _displacement(max_displacement):
+    d = int(max_displacement)
+    if d != max_displacement or d < 0:
+        raise ValueError(
+            f'max_displacement must be a non-negative integer, got {max_displacement!r}')
+    return d
+
+
+class CorrelationFunction(torch.autograd.Function):
+    """Autograd wrapper of the compiled cost volume (gradients for both feature maps)."""
+
+    @staticmethod
+    def forward(ctx, f1, f2, max_displacement):
+        ctx.save_for_backward(f1, f2)
+        ctx.max_displacement = max_displacement
+        return ext.correlation_forward(f1, f2, max_displacement)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        f1, f2 = ctx.saved_tensors
+        grad_f1, grad_f2 = ext.correlation_backward(grad_out, f1, f2, ctx.max_displacement)
+        return (grad_f1 if ctx.needs_input_grad[0] else None,
+                grad_f2 if ctx.needs_input_grad[1] else None, None)
+
+
+class WarpFunction(torch.autograd.Function):
+    """Autograd wrapper of the compiled integer warp (gradient for the features only)."""
+
+    @staticmethod
+    def forward(ctx, feat, disp, scale):
+        ctx.save_for_backward(disp)
+        ctx.scale = scale
+        ctx.mark_non_differentiable(disp)
+        return ext.warp_forward(feat, disp, scale)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        disp, = ctx.saved_tensors
+        return ext.warp_backward(grad_out, disp, ctx.scale), None, None
+
+
+def correlation(f1, f2, max_displacement):
+    """Local correlation (cost volume) of two feature maps.
+
+    Args:
+        f1 (Tensor): (N, C, H, W) features of the current frame.
+        f2 (Tensor): (N, C, H, W) features of the other frame (same shape, dtype, device).
+        max_displacement (int): D; shifts (dx, dy) cover [-D, D]^2.
+
+    Returns:
+        Tensor: (N, (2D+1)^2, H, W) with
+        ``out[n, (dy+D)*(2D+1) + (dx+D), y, x] = sum_c f1[n,c,y,x] * f2[n,c,y+dy,x+dx]``,
+        zero where ``(y+dy, x+dx)`` falls outside the frame. A plain dot product: normalise the
+        features first for a cosine similarity.
+    """
+    d = _displacement(max_displacement)
+    if uses_extension(f1):
+        return CorrelationFunction.apply(f1, f2, d)
+    return correlation_reference(f1, f2, d)
+
+
+def correlation_argmax(f1, f2, max_displacement, smooth=5):
+    """Best displacement per pixel, fusing correlation, box smoothing and argmax.
+
+    Equals ``argmax`` over the channels of ``correlation`` followed by an ``smooth x smooth`` box
+    filter (stride 1, zero padding, padding counted), ties going to the lowest channel index,
+    without materialising the (2D+1)^2-channel volume.
+
+    Args:
+        f1, f2 (Tensor): (N, C, H, W) features, as for :func:`correlation`.
+        max_displacement (int): D.
+        smooth (int | None): odd box size; ``None``, 0 or 1 for no smoothing.
+
+    Returns:
+        Tensor: int64 (N, 2, H, W); channel 0 = dx, channel 1 = dy, in pixels of the input grid.
+    """
+    d = _displacement(max_displacement)
+    smooth = 0 if smooth is None else int(smooth)
+    if smooth > 1 and smooth % 2 == 0:
+        raise ValueError(f'smooth must be odd (or None/0/1 for no smoothing), got {smooth}')
+    if uses_extension(f1):
+        with torch.no_grad():
+            return ext.correlation_argmax(f1, f2, d, smooth)
+    return correlation_argmax_reference(f1, f2, d, smooth)
+
+
+def warp_by_displacement(feat, disp, scale):
+    """Gather ``feat`` at integer displacements given on a grid ``scale`` times coarser.
+
+    Args:
+        feat (Tensor): (N, C, H, W) features to warp.
+        disp (Tensor): integer (N, 2, h, w) displacement (dx, dy) in coarse-grid units, with
+            ``h >= ceil(H / scale)`` and ``w >= ceil(W / scale)``.
+        scale (int): ratio of the fine to the coarse grid (4 in the MTU network).
+
+    Returns:
+        Tensor: (N, C, H, W), ``out[n,c,y,x] = feat[n,c,y+scale*dy,x+scale*dx]`` with (dx, dy) read
+        at ``(y//scale, x//scale)``; zero where the source is outside the frame. Differentiable
+        w.r.t. ``feat``.
+    """
+    scale = int(scale)
+    if scale < 1:
+        raise ValueError(f'scale must be a positive integer, got {scale}')
+    if uses_extension(feat):
+        return WarpFunction.apply(feat, disp.long(), scale)
+    return warp_by_displacement_reference(feat, disp, scale)

@@ -1,0 +1,218 @@
+"""The compiled ops (mtu_toolkit._ext via mtu_toolkit.ops) against their references.
+
+Every test here exercises the compiled kernels: a missing or broken extension fails the suite
+(unless MTU_SKIP_EXT asks for the references on purpose), it never passes by comparing the
+references with themselves.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import mtu_toolkit.ops as ops
+from mtu_toolkit.ops import (correlation, correlation_argmax, correlation_argmax_reference,
+                             correlation_reference, warp_by_displacement,
+                             warp_by_displacement_reference)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+pytestmark = pytest.mark.skipif(
+    ops.extension.skip_requested(), reason='MTU_SKIP_EXT is set: compiled ops switched off')
+
+
+def test_extension_is_built_and_used():
+    assert ops.EXT_AVAILABLE, f'compiled ops unavailable: {ops.FALLBACK_REASON}'
+    assert ops.uses_extension(torch.zeros(1, 1, 1, 1))
+    assert ops.uses_extension(torch.zeros(1, 1, 1, 1, dtype=torch.float64))
+    assert not ops.uses_extension(torch.zeros(1, 1, 1, 1, dtype=torch.float16))
+
+
+# (N, C, H, W, D): batch > 1, channels not a multiple of 8, frames smaller than the window,
+# widths on and off the kernels' vector tiles.
+SHAPES = [(2, 5, 7, 9, 1), (3, 13, 6, 11, 4), (2, 3, 5, 6, 10), (2, 11, 9, 37, 4),
+          (1, 52, 12, 32, 10)]
+
+
+def features(n, c, h, w, dtype=torch.float32):
+    return (torch.nn.functional.normalize(torch.randn(n, c, h, w, dtype=dtype), dim=1),
+            torch.nn.functional.normalize(torch.randn(n, c, h, w, dtype=dtype), dim=1))
+
+
+@pytest.mark.parametrize('shape', SHAPES)
+def test_correlation_forward_matches_reference(shape):
+    n, c, h, w, d = shape
+    f1, f2 = features(n, c, h, w)
+    out = correlation(f1, f2, d)
+    assert out.shape == (n, (2 * d + 1)**2, h, w)
+    torch.testing.assert_close(out, correlation_reference(f1, f2, d), rtol=0, atol=2e-6)
+    f1, f2 = features(n, c, h, w, torch.float64)
+    torch.testing.assert_close(correlation(f1, f2, d), correlation_reference(f1, f2, d),
+                               rtol=0, atol=1e-13)
+    # non-contiguous inputs are taken as they come
+    strided = f1.to(memory_format=torch.channels_last), f2.transpose(2, 3).contiguous().mT
+    torch.testing.assert_close(correlation(*strided, d), correlation_reference(f1, f2, d),
+                               rtol=0, atol=1e-13)
+
+
+def test_correlation_boundary_shifts_against_explicit_sums():
+    """Corners and edges, every shift: direct sums, zero where the partner is outside."""
+    n, c, h, w, d = 2, 3, 6, 7, 4
+    f1, f2 = features(n, c, h, w, torch.float64)
+    out = correlation(f1, f2, d)
+    side = 2 * d + 1
+    for y, x in [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1), (2, 0), (0, 3)]:
+        for dy in range(-d, d + 1):
+            for dx in range(-d, d + 1):
+                k = (dy + d) * side + dx + d
+                inside = 0 <= y + dy < h and 0 <= x + dx < w
+                expect = (f1[:, :, y, x] * f2[:, :, y + dy, x + dx]).sum(1) if inside \
+                    else torch.zeros(n, dtype=torch.float64)
+                torch.testing.assert_close(out[:, k, y, x], expect, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize('shape', [(2, 3, 4, 5, 1), (1, 5, 3, 4, 2)])
+def test_correlation_gradcheck(shape):
+    n, c, h, w, d = shape
+    f1, f2 = features(n, c, h, w, torch.float64)
+    f1.requires_grad_()
+    f2.requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: correlation(a, b, d), (f1, f2))
+
+
+def test_correlation_backward_matches_reference_autograd():
+    n, c, h, w, d = 2, 13, 9, 21, 4
+    f1, f2 = features(n, c, h, w)
+    grad = torch.randn(n, (2 * d + 1)**2, h, w)
+    grads = []
+    for fn in (correlation, correlation_reference):
+        a, b = f1.clone().requires_grad_(), f2.clone().requires_grad_()
+        fn(a, b, d).backward(grad)
+        grads.append((a.grad, b.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=0, atol=2e-5)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=0, atol=2e-5)
+    # one input without grad
+    a = f1.clone().requires_grad_()
+    correlation(a, f2, d).backward(grad)
+    torch.testing.assert_close(a.grad, grads[1][0], rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize('smooth', [None, 1, 3, 5])
+@pytest.mark.parametrize('shape', SHAPES)
+def test_correlation_argmax_matches_materialised_path(shape, smooth):
+    n, c, h, w, d = shape
+    f1, f2 = features(n, c, h, w)
+    disp = correlation_argmax(f1, f2, d, smooth)
+    assert disp.dtype == torch.int64 and disp.shape == (n, 2, h, w)
+    assert torch.equal(disp, correlation_argmax_reference(f1, f2, d, smooth))
+    f1, f2 = features(n, c, h, w, torch.float64)
+    assert torch.equal(correlation_argmax(f1, f2, d, smooth),
+                       correlation_argmax_reference(f1, f2, d, smooth))
+
+
+@pytest.mark.parametrize('smooth', [1, 3, 5])
+@pytest.mark.parametrize('d', [1, 4, 10])
+def test_correlation_argmax_ties_go_to_lowest_index(d, smooth):
+    """Small-integer features make every sum exact, so ties are real and plentiful."""
+    f1 = torch.randint(-1, 2, (2, 3, 11, 13)).float()
+    f2 = torch.randint(-1, 2, (2, 3, 11, 13)).float()
+    disp = correlation_argmax(f1, f2, d, smooth)
+    assert torch.equal(disp, correlation_argmax_reference(f1, f2, d, smooth))
+    # constant features: every shift keeping the partner inside ties; the lowest index is
+    # (dx, dy) = (-D, -D) wherever that partner is inside the frame
+    ones = torch.ones(1, 2, 2 * d + 3, 2 * d + 3)
+    disp = correlation_argmax(ones, ones, d, 1)
+    assert torch.equal(disp, correlation_argmax_reference(ones, ones, d, 1))
+    assert disp[0, :, d, d].tolist() == [-d, -d]
+    assert disp[0, :, -1, -1].tolist() == [-d, -d]
+
+
+def test_correlation_argmax_recovers_a_translation():
+    f2 = torch.randn(2, 8, 24, 28)
+    f1 = torch.roll(f2, shifts=(-2, 3), dims=(2, 3))  # f1(y, x) = f2(y + 2, x - 3)
+    disp = correlation_argmax(f1, f2, 4, 5)
+    assert (disp[:, 0, 6:-6, 6:-6] == -3).all() and (disp[:, 1, 6:-6, 6:-6] == 2).all()
+
+
+# (N, C, H, W, scale, grid h, grid w): sizes not multiples of scale, a grid larger than needed
+@pytest.mark.parametrize('shape', [(2, 5, 16, 20, 4, 4, 5), (3, 3, 10, 13, 4, 4, 5),
+                                   (2, 7, 9, 11, 1, 9, 11), (1, 26, 12, 8, 2, 7, 6)])
+def test_warp_forward_and_backward_match_reference(shape):
+    n, c, h, w, scale, gh, gw = shape
+    feat = torch.randn(n, c, h, w)
+    disp = torch.randint(-2, 3, (n, 2, gh, gw))
+    grad = torch.randn(n, c, h, w)
+    results = []
+    for fn in (warp_by_displacement, warp_by_displacement_reference):
+        x = feat.clone().requires_grad_()
+        out = fn(x, disp, scale)
+        out.backward(grad)
+        results.append((out.detach(), x.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=0, atol=1e-6)
+
+
+def test_warp_gradcheck_with_colliding_sources():
+    feat = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    disp = torch.zeros(2, 2, 2, 2, dtype=torch.int64)
+    disp[:, 0, :, 1] = -1  # the right cells read the left ones: two outputs per source
+    disp[1, 1, 1, :] = 5   # far outside: zeros
+    assert torch.autograd.gradcheck(lambda f: warp_by_displacement(f, disp, 4), (feat,))
+    out = warp_by_displacement(feat, disp, 4)
+    assert torch.equal(out[0, :, :, 4:], feat[0, :, :, :4].detach())
+    assert (out[1, :, 4:] == 0).all()
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    f1, f2 = features(2, 11, 19, 40)
+    grad = torch.randn(2, 81, 19, 40)
+
+    def run():
+        a, b = f1.clone().requires_grad_(), f2.clone().requires_grad_()
+        out = correlation(a, b, 4)
+        out.backward(grad)
+        return out.detach(), a.grad, b.grad, correlation_argmax(f1, f2, 4, 5)
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = run()
+        torch.set_num_threads(max(2, threads))
+        multi = run()
+    finally:
+        torch.set_num_threads(threads)
+    for s, m in zip(single, multi):
+        assert torch.equal(s, m)
+
+
+def test_bad_arguments_raise_clear_errors():
+    f1, f2 = features(1, 3, 5, 6)
+    with pytest.raises(RuntimeError, match='same shape'):
+        correlation(f1, f2[:, :2], 2)
+    with pytest.raises(RuntimeError, match='4-D'):
+        correlation(f1[0], f2[0], 2)
+    with pytest.raises(ValueError, match='max_displacement'):
+        correlation(f1, f2, -1)
+    with pytest.raises(ValueError, match='smooth must be odd'):
+        correlation_argmax(f1, f2, 2, 4)
+    with pytest.raises(RuntimeError, match='smaller than'):
+        warp_by_displacement(f1, torch.zeros(1, 2, 1, 2, dtype=torch.int64), 4)
+    with pytest.raises(RuntimeError, match='disp must be'):
+        warp_by_displacement(f1, torch.zeros(1, 3, 2, 2, dtype=torch.int64), 4)
+
+
+def test_missing_extension_falls_back_with_one_warning():
+    code = ('import warnings; warnings.simplefilter("always"); import torch\n'
+            'import mtu_toolkit.ops as o, mtu_toolkit.ops.functions\n'
+            'a = torch.randn(1, 3, 5, 6); b = torch.randn(1, 3, 5, 6)\n'
+            'assert not o.EXT_AVAILABLE and not o.uses_extension(a)\n'
+            'assert torch.equal(o.correlation(a, b, 2), o.correlation_reference(a, b, 2))\n'
+            'assert torch.equal(o.correlation_argmax(a, b, 2), '
+            'o.correlation_argmax_reference(a, b, 2))\n')
+    env = dict(os.environ, MTU_SKIP_EXT='1', PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, '-c', code], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count('ExtensionFallbackWarning') == 1, proc.stderr
+    assert 'MTU_SKIP_EXT is set' in proc.stderr
