@@ -1,0 +1,125 @@
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data_trees import make_tree
+from mtu_toolkit.datasets import LmdbStore, detect_layout, read_meta_info
+from mtu_toolkit.datasets.frame_io import decode_rgb
+from mtu_toolkit.datasets import lmdb_writer
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOOL = osp.join(ROOT, 'tools', 'dataset_converters', 'convert_to_lmdb.py')
+
+
+@pytest.mark.parametrize('layout', ['dvd', 'gopro', 'reds'])
+def test_convert_reads_back_bit_exact(tmp_path, layout):
+    src, out = str(tmp_path / 'src'), str(tmp_path / 'lmdb')
+    written = make_tree(src, layout)
+    assert detect_layout(src) == layout
+    proc = subprocess.run([sys.executable, TOOL, src, out], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert 'sequences' in proc.stdout  # the summary
+    split = 'val' if layout == 'reds' else 'test'
+    for side in ('blur', 'sharp'):
+        store = LmdbStore(osp.join(out, split, f'{side}.lmdb'))
+        assert read_meta_info(store.path) == {'s0': (6, (20, 28, 3)), 's1': (6, (20, 28, 3))}
+        for i in range(6):
+            got = decode_rgb(store.get('s1', i), 'x')
+            np.testing.assert_array_equal(got, written[(split, 's1', side)][i])
+    assert not [p for p in os.listdir(osp.join(out, split)) if '.tmp' in p]
+
+
+def test_flow_lmdb(tmp_path):
+    src, out = str(tmp_path / 'src'), str(tmp_path / 'lmdb')
+    make_tree(src, 'gopro', frames=3)
+    lmdb_writer.convert_dataset(src, out, with_flow=True)
+    flow = LmdbStore(osp.join(out, 'train', 'flow.lmdb'))
+    assert flow.get_flow('s0', 0).shape == (20, 28, 2)
+    assert (flow.get_flow('s0', 0) == 0).all()  # no previous frame
+
+
+def test_interrupted_conversion_leaves_no_database(tmp_path, monkeypatch):
+    src, out = str(tmp_path / 'src'), str(tmp_path / 'lmdb')
+    make_tree(src, 'dvd')
+    calls = []
+    original = lmdb_writer.encode_png
+
+    def crash(img):
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt  # a crash half way
+        return original(img)
+
+    monkeypatch.setattr(lmdb_writer, 'encode_png', crash)
+    with pytest.raises(KeyboardInterrupt):
+        lmdb_writer.convert_dataset(src, out)
+    assert not osp.exists(osp.join(out, 'train', 'blur.lmdb'))
+    assert not osp.exists(osp.join(out, 'train', 'sharp.lmdb'))
+    # a temp dir left by a hard kill is removed by the next run, which completes
+    os.makedirs(osp.join(out, 'train', 'blur.lmdb.tmp-99999'))
+    monkeypatch.setattr(lmdb_writer, 'encode_png', original)
+    lmdb_writer.convert_dataset(src, out)
+    assert sorted(os.listdir(osp.join(out, 'train'))) == ['blur.lmdb', 'sharp.lmdb']
+
+
+def _convert_error(src, tmp_path):
+    proc = subprocess.run([sys.executable, TOOL, src, str(tmp_path / 'out')],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    return proc.stderr
+
+
+def test_missing_sharp_folder(tmp_path):
+    src = str(tmp_path / 'src')
+    make_tree(src, 'dvd')
+    import shutil
+    shutil.rmtree(osp.join(src, 'train', 's1', 'GT'))
+    assert osp.join('s1', 'GT') in _convert_error(src, tmp_path)
+
+
+def test_different_frame_counts(tmp_path):
+    src = str(tmp_path / 'src')
+    make_tree(src, 'gopro')
+    os.remove(osp.join(src, 'train', 's0', 'sharp', '00005.png'))
+    err = _convert_error(src, tmp_path)
+    assert 's0' in err and '6 blurry frames' in err and '5 sharp' in err
+
+
+def test_different_sizes(tmp_path):
+    import cv2
+    src = str(tmp_path / 'src')
+    make_tree(src, 'reds')
+    cv2.imwrite(osp.join(src, 'train_sharp', 's0', '00002.png'), np.zeros((10, 10, 3), np.uint8))
+    assert osp.join('train_sharp', 's0', '00002.png') in _convert_error(src, tmp_path)
+
+
+@pytest.mark.parametrize('bad', ['zero', 'garbage', 'rgba'])
+def test_bad_images(tmp_path, bad):
+    import cv2
+    src = str(tmp_path / 'src')
+    make_tree(src, 'gopro')
+    path = osp.join(src, 'train', 's0', 'blur_gamma', '00001.png')
+    if bad == 'zero':
+        open(path, 'wb').close()
+    elif bad == 'garbage':
+        open(path, 'wb').write(b'not a png at all')
+    else:
+        cv2.imwrite(path, np.zeros((20, 28, 4), np.uint8))
+    err = _convert_error(src, tmp_path)
+    assert path in err
+    assert {'zero': 'zero-byte', 'garbage': 'unreadable', 'rgba': 'RGBA'}[bad] in err
+
+
+def test_gray_frames_are_converted(tmp_path):
+    import cv2
+    src, out = str(tmp_path / 'src'), str(tmp_path / 'out')
+    make_tree(src, 'gopro', frames=2)
+    gray = np.arange(20 * 28, dtype=np.uint8).reshape(20, 28)
+    cv2.imwrite(osp.join(src, 'train', 's0', 'sharp', '00000.png'), gray)
+    lmdb_writer.convert_dataset(src, out)
+    got = decode_rgb(LmdbStore(osp.join(out, 'train', 'sharp.lmdb')).get('s0', 0), 'x')
+    np.testing.assert_array_equal(got, np.repeat(gray[..., None], 3, 2))
