@@ -162,10 +162,9 @@ def main(argv=None):
     os.makedirs(comp, exist_ok=True)
     for seq, c in clips.items():
         t = len(c['sharp']) // 2
-        panels = [c[m][t] for m in methods] + [c['sharp'][t]]
-        row = make_strip(panels[0], panels[1], panels[2])
-        row = np.concatenate([row, np.full((row.shape[0], 4, 3), 255, np.uint8),
-                              make_strip(panels[3], panels[4])], 1)
+        row = np.concatenate([make_strip(c[methods[0]][t], c[methods[1]][t]),
+                              np.full((c['sharp'].shape[-2], 4, 3), 255, np.uint8),
+                              make_strip(c[methods[2]][t], c['sharp'][t])], 1)
         cv2.imwrite(osp.join(comp, f'{seq}.png'), row[..., ::-1])
     seq = next(iter(clips))
     video = osp.join(out, f'deblurred_{seq}.mp4')

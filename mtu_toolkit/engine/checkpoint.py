@@ -53,7 +53,8 @@ def load_from_local_weights_only(filename, map_location=None):
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename} does not exist')
     try:
-        return torch.load(filename, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(safe_globals()):
+            return torch.load(filename, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
         raise RuntimeError(f'cannot load checkpoint {filename} with weights_only=True '
                            f'(refused or corrupt): {e}') from e

@@ -48,6 +48,8 @@ class MTUNet(nn.Module):
             the motion feature is the 4x4 average of the feature, repeated to 2ch (Table 8).
         residual (bool): outputs are residuals added to I_t (Table 1). Default True.
         aux_outputs (bool): build the auxiliary deblur layers of units 1..N-1 (training only).
+        zero_init_output (bool): start the deblur layers at zero, so that with residual
+            learning the untrained network is the identity (useful for short trainings).
 
     Shapes: ``forward`` takes the window (N, 5, 3, H, W) = I_{t-2..t+2} with H, W multiples of
     4 and the state of t-1 (None at a clip's first frame); see :meth:`forward`.
@@ -56,7 +58,7 @@ class MTUNet(nn.Module):
     def __init__(self, num_units=2, channels=26, num_blocks=8,
                  mc_head=dict(type='CorrelationMCHead', max_displacement=10, smooth=5),
                  match_every_unit=False, structure_injection=True, motion_layer=True,
-                 residual=True, aux_outputs=True):
+                 residual=True, aux_outputs=True, zero_init_output=False):
         super().__init__()
         ch = channels
         self.num_units = num_units
@@ -83,6 +85,10 @@ class MTUNet(nn.Module):
         self.aux_convs = nn.ModuleList(
             conv(2 * ch, 3, relu=False)
             for _ in range(num_units - 1)) if aux_outputs else None
+        if zero_init_output:
+            for layer in [self.out_conv] + list(self.aux_convs or []):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def inference_parameters(self):
         """Parameters of the inference network (without the auxiliary deblur layers)."""

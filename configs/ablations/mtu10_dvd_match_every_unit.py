@@ -1,0 +1,3 @@
+_base_ = ['../mtu/mtu10_dvd.py']
+# Table 6: feature matching in every unit (w/o skipping)
+model = dict(backbone=dict(match_every_unit=True))
