@@ -97,6 +97,30 @@ def test_different_sizes(tmp_path):
     assert osp.join('train_sharp', 's0', '00002.png') in _convert_error(src, tmp_path)
 
 
+def test_frame_size_changing_within_a_sequence(tmp_path):
+    import cv2
+    src = str(tmp_path / 'src')
+    make_tree(src, 'gopro')
+    for side in ('blur_gamma', 'sharp'):
+        cv2.imwrite(osp.join(src, 'test', 's1', side, '00003.png'), np.zeros((10, 12, 3),
+                                                                             np.uint8))
+    err = _convert_error(src, tmp_path)
+    assert osp.join('test', 's1', 'blur_gamma', '00003.png') in err and 'one size' in err
+    assert not osp.exists(str(tmp_path / 'out' / 'test' / 'blur.lmdb'))
+
+
+def test_temp_database_of_a_running_conversion_is_kept(tmp_path):
+    """Only temp folders of dead processes are stale: a concurrent writer's is left alone."""
+    src, out = str(tmp_path / 'src'), str(tmp_path / 'lmdb')
+    make_tree(src, 'reds', splits=('train',))
+    live = osp.join(out, 'train', f'blur.lmdb.tmp-{os.getppid()}')
+    dead = osp.join(out, 'train', 'blur.lmdb.tmp-999999999')
+    os.makedirs(live)
+    os.makedirs(dead)
+    lmdb_writer.convert_dataset(src, out)
+    assert osp.isdir(live) and not osp.exists(dead)
+
+
 @pytest.mark.parametrize('bad', ['zero', 'garbage', 'rgba'])
 def test_bad_images(tmp_path, bad):
     import cv2

@@ -8,6 +8,7 @@ import torch
 
 from data_trees import make_tree
 from mtu_toolkit.datasets import VideoDeblurDataset
+from mtu_toolkit.datasets.frame_store import close_lmdb
 from mtu_toolkit.datasets.lmdb_writer import convert_dataset
 from mtu_toolkit.registry import DATASETS
 
@@ -69,6 +70,7 @@ def test_lmdb_whose_meta_info_disagrees_with_keys(trees):
     with pytest.raises(ValueError, match='s1 with 9 frames'):
         VideoDeblurDataset(out, backend='lmdb')
     open(meta, 'w').write(text)
+    close_lmdb(path)  # the readers' handle, before writing to the database
     env = lmdb.open(path)
     with env.begin(write=True) as txn:
         txn.put(b'extra/00000000', b'x')
@@ -84,3 +86,71 @@ def test_missing_lmdb_and_short_sequences(trees, tmp_path):
         VideoDeblurDataset(out, backend='lmdb', split='test')
     with pytest.raises(ValueError, match='fewer than num_frames=8'):
         VideoDeblurDataset(src, layout='gopro', num_frames=8)
+
+
+def test_folder_flow_is_computed_once_and_cached(trees, monkeypatch):
+    src, out, _ = trees
+    from mtu_toolkit.datasets import video_dataset
+    calls = []
+    build = video_dataset.build_flow_lmdb
+    monkeypatch.setattr(video_dataset, 'build_flow_lmdb',
+                        lambda *a: calls.append(a) or build(*a))
+    kw = dict(layout='gopro', num_frames=3, with_flow=True, length=4)
+    disk = VideoDeblurDataset(src, **kw)
+    assert len(calls) == 1 and osp.isdir(osp.join(src, '.mtu_flow', 'train.lmdb'))
+    VideoDeblurDataset(src, **kw)
+    assert len(calls) == 1  # reused, not recomputed
+    # the cache is not mistaken for a split or sequence, and equals the converter's flow
+    assert VideoDeblurDataset(src, layout='gopro').names == ['s0', 's1']
+    db = VideoDeblurDataset(out, backend='lmdb', **kw)
+    for i in range(4):
+        np.random.seed(i)
+        a = disk[i]['data_samples']
+        np.random.seed(i)
+        b = db[i]['data_samples']
+        assert a['frame_indices'] == b['frame_indices']
+        assert torch.equal(a['flow'], b['flow'])
+    assert a['flow'].abs().max() > 0
+    # a stale cache (sequences changed) is rebuilt
+    shutil.rmtree(osp.join(src, 'train', 's1'))
+    VideoDeblurDataset(src, **kw)
+    assert len(calls) == 2
+
+
+def test_lmdb_without_flow_names_the_missing_database(trees):
+    _, out, _ = trees
+    shutil.rmtree(osp.join(out, 'test', 'flow.lmdb'))
+    with pytest.raises(FileNotFoundError, match='--flow'):
+        VideoDeblurDataset(out, backend='lmdb', split='test', with_flow=True)
+
+
+def test_lmdb_store_reopens_after_fork(trees):
+    """Each dataloader worker process opens its own LMDB environment."""
+    _, out, _ = trees
+    ds = VideoDeblurDataset(out, backend='lmdb', num_frames=3, length=4)
+    np.random.seed(0)
+    first = ds[0]['inputs']
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2,
+                                         worker_init_fn=lambda w: np.random.seed(0))
+    batch = next(iter(loader))
+    assert batch['inputs'].shape == (2, 7, 3, 20, 28)
+    assert torch.equal(batch['inputs'][0], first)
+    np.random.seed(0)
+    assert torch.equal(ds[0]['inputs'], first)  # the parent's handle still works
+
+
+@pytest.mark.parametrize('name,layout', [('dvd', 'dvd'), ('gopro', 'gopro'), ('reds', 'reds')])
+def test_dataset_configs_build_on_both_backends(tmp_path, name, layout):
+    from mmengine.config import Config
+    root = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', '_base_',
+                    'datasets')
+    src, out = str(tmp_path / 'src'), str(tmp_path / 'lmdb')
+    make_tree(src, layout, frames=13)
+    convert_dataset(src, out, with_flow=True)
+    for cfg_name, data_root in ((name, out), (f'{name}_folder', src)):
+        cfg = Config.fromfile(osp.join(root, f'{cfg_name}.py'))
+        for loader in (cfg.train_dataloader, cfg.test_dataloader):
+            ds = DATASETS.build(dict(loader.dataset, data_root=data_root))
+            assert ds.names == ['s0', 's1']
+        sample = ds[0]  # a whole test sequence: 13 frames + 2 context each side
+        assert sample['inputs'].shape == (17, 3, 20, 28)

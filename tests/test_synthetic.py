@@ -1,15 +1,17 @@
-import os
 import os.path as osp
 import subprocess
 import sys
 
 import cv2
 import numpy as np
+import pytest
 
 from mtu_toolkit.datasets import VideoDeblurDataset
-from mtu_toolkit.datasets.synthetic import (average_in_linear, blur_from_frames,
+from mtu_toolkit.datasets.synthetic import (add_sensor_noise, average_in_linear,
+                                            blur_from_frames, bundled_footage, fit_frames,
+                                            footage_shots, interpolate_frames,
                                             make_synthetic_dataset, render_camera_shake,
-                                            skimage_photos)
+                                            skimage_photos, split_shots)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -30,24 +32,86 @@ def test_camera_shake_on_a_real_photo_blurs():
     assert np.mean(lap) < 0.8 * np.mean(lap_s)  # averaged frames lose high frequencies
 
 
-def test_blur_from_real_footage_with_upsampling(tmp_path):
+def _panning(n=7, step=3):
+    """Footage of a camera panning over a real photo by ``step`` pixels per frame."""
     photo = skimage_photos()['coffee']
-    frames = [np.ascontiguousarray(photo[50:98, 40 + 3 * t:104 + 3 * t]) for t in range(7)]
+    return [np.ascontiguousarray(photo[50:98, 40 + step * t:104 + step * t]) for t in range(n)]
+
+
+def test_blur_from_real_footage_with_upsampling():
+    frames = _panning()
+    blur, sharp = blur_from_frames(frames, window=3, upsample=2, stride=2)
+    # 13 up-sampled frames; windows centred on 2, 4, ..., 10 = the real frames 1..5
+    assert len(blur) == 5 and blur[0].shape == (48, 64, 3)
+    for k, s in enumerate(sharp, 1):
+        np.testing.assert_array_equal(s, frames[k])
+    # the interpolated frame between two real frames is close to the real half-way view
+    photo = skimage_photos()['coffee']
+    a = np.ascontiguousarray(photo[50:98, 40:104])
+    b = np.ascontiguousarray(photo[50:98, 44:108])
+    mid = interpolate_frames(a, b, 2)[0].astype(float)
+    truth = photo[50:98, 42:106].astype(float)
+    err_mid = np.abs(mid - truth)[8:-8, 8:-8].mean()
+    err_a = np.abs(a.astype(float) - truth)[8:-8, 8:-8].mean()
+    assert err_mid < 0.5 * err_a
+    # disjoint groups (GoPro): middle frames are sub-frames 1, 4, 7, 10
     blur, sharp = blur_from_frames(frames, window=3, upsample=2)
-    assert len(blur) == 13 // 3 and sharp[0].shape == (48, 64, 3)
-    # the middle of the first group of up-sampled frames is the first interpolated frame
-    assert not np.array_equal(sharp[0], frames[0])
+    assert len(blur) == 3  # centres 3, 6, 9 (12 has no whole window)
+    with pytest.raises(ValueError, match='odd'):
+        blur_from_frames(frames, window=4)
+
+
+def test_bundled_real_footage_shots():
+    path = bundled_footage()['bikes']
+    assert path.endswith('bikes.mp4') and osp.getsize(path) > 100_000
+    shots = footage_shots(path, (36, 64), max_frames=80)
+    # scene cuts of bikes.mp4 at frames 30 and 76: fast pans are not taken for cuts
+    assert [len(s) for s in shots] == [30, 46]
+    assert shots[0][0].shape == (36, 64, 3)
+    # an artificial cut in the middle of a shot is found
+    frames = shots[1][:10] + shots[0][:10]
+    assert [len(s) for s in split_shots(frames)] == [10, 10]
+
+
+def test_fit_frames_and_noise():
+    frames = fit_frames([np.zeros((272, 640, 3), np.uint8)], (144, 192))
+    assert frames[0].shape == (144, 192, 3)
+    noisy = add_sensor_noise([np.full((64, 64, 3), 128, np.uint8)], 0.02,
+                             np.random.default_rng(0))[0]
+    assert 4 < noisy.astype(float).std() < 6.5  # 0.02 * 255 = 5.1
 
 
 def test_default_dataset_cli_gives_dvd_layout(tmp_path):
     out = str(tmp_path / 'synthetic')
     photos = skimage_photos()
-    make_synthetic_dataset(out, dict(train=[('a', photos['rocket'])],
+    make_synthetic_dataset(out, dict(train=[('a', photos['rocket']),
+                                            ('f', fit_frames(_panning(9), (32, 48)))],
                                      test=[('b', photos['chelsea'])]), num_frames=5,
-                           size=(32, 48))
+                           size=(32, 48), footage=dict(window=3, upsample=2, stride=2))
     assert not osp.exists(out + '.tmp')
     ds = VideoDeblurDataset(out, split='test')
     assert ds[0]['inputs'].shape == (9, 3, 32, 48)
+    train = VideoDeblurDataset(out, split='train')
+    assert train.seqs == {'a': 5, 'f': 5}
+    with pytest.raises(ValueError, match='footage frames are'):
+        make_synthetic_dataset(str(tmp_path / 'bad'), dict(train=[('f', _panning(9))]),
+                               size=(32, 48))
+    assert not osp.exists(str(tmp_path / 'bad.tmp'))
+    # the CLI on user sources: a frame folder (footage) and a photograph (camera shake)
+    folder = tmp_path / 'frames'
+    folder.mkdir()
+    for i, f in enumerate(_panning(9)):
+        cv2.imwrite(str(folder / f'{i:03d}.png'), f[..., ::-1])
+    photo = str(tmp_path / 'photo.png')
+    cv2.imwrite(photo, photos['coffee'][..., ::-1])
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'dataset_converters',
+                                                    'make_synthetic_blur.py'),
+                           str(tmp_path / 'cli'), '--train', str(folder), '--test', photo,
+                           '--size', '32', '48', '--frames', '6', '--upsample', '2',
+                           '--stride', '2', '--window', '3'], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert VideoDeblurDataset(str(tmp_path / 'cli'), split='train').seqs == {'frames': 6}
+    assert VideoDeblurDataset(str(tmp_path / 'cli'), split='test').seqs == {'photo': 6}
     proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'dataset_converters',
                                                     'make_synthetic_blur.py'),
                            str(tmp_path / 'mine'), '--footage', str(tmp_path / 'nope.mp4')],

@@ -1,6 +1,8 @@
+import cv2
 import numpy as np
 import pytest
 
+from mtu_toolkit.datasets.flow import sharp_flow
 from mtu_toolkit.datasets.transforms import (ClipGaussianNoise, ClipRandomCrop, ClipRandomFlip,
                                              ClipRandomRot90)
 
@@ -57,3 +59,22 @@ def test_noise_only_on_blurry_frames():
 
 def test_fixture_flow_holds_before_any_transform():
     _check_flow(_shifted_clip())
+
+
+@pytest.mark.parametrize('k', [1, 2, 3])
+def test_rotated_flow_matches_flow_recomputed_on_rotated_frames(k):
+    """Independent check of the vector rotation: DIS on the rotated pair gives the same flow."""
+    r = _shifted_clip(dx=2, dy=-1, n=2, h=64, w=64)
+    rng = np.random.default_rng(1)
+    smooth = cv2.GaussianBlur(rng.integers(0, 256, (104, 104, 3), dtype=np.uint8), (0, 0), 2)
+    r['gt'] = np.stack([smooth[20:84, 20:84], smooth[19:83, 22:86]])  # gt_1(x) = gt_0(x+(2,-1))
+    r['inputs'] = np.concatenate([r['gt'][:1]] * 2 + [r['gt']] + [r['gt'][-1:]] * 2)
+    for seed in range(100):  # a seed for which the transform turns by k quarter turns
+        np.random.seed(seed)
+        out = ClipRandomRot90(1.0)(dict(r))
+        if np.array_equal(out['gt'], np.rot90(r['gt'], k, axes=(1, 2))):
+            break
+    recomputed = sharp_flow(out['gt'][1], out['gt'][0])[16:-16, 16:-16]
+    np.testing.assert_allclose(np.median(recomputed.reshape(-1, 2), 0),
+                               out['flow'][1, 32, 32], atol=0.25)
+    assert np.abs(out['flow'][1, 32, 32]).sum() == 3

@@ -1,6 +1,5 @@
 """Optical flow between consecutive SHARP frames for the motion loss (OpenCV DIS)."""
 import cv2
-import numpy as np
 
 
 def sharp_flow(frame_t, frame_prev):

@@ -32,7 +32,8 @@ def read_file(path):
 
 def encode_png(rgb):
     """(H, W, 3) uint8 RGB -> lossless PNG bytes."""
-    ok, buf = cv2.imencode('.png', np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    ok, buf = cv2.imencode('.png', np.ascontiguousarray(rgb[..., ::-1]),
+                           [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise RuntimeError('PNG encoding failed')
     return buf.tobytes()

@@ -5,13 +5,39 @@ are ``<seq>/<frame:08d>`` (frame = index in the sequence), values PNG bytes (or 
 flow), and ``meta_info.txt`` beside ``data.mdb`` has a line ``<seq> <num_frames> (<h>,<w>,<c>)``
 per sequence.
 """
+import os
 import os.path as osp
 
 import lmdb
 import numpy as np
+from mmengine.fileio import LocalBackend
 
-from .frame_io import read_file
 from .layouts import list_frames, list_sequences, side_dir
+
+
+#: read-only environments of this process, by (pid, real path): LMDB allows one environment per
+#: database per process (two datasets on one LMDB, e.g. val and test, share it), and one must
+#: not cross a fork (each dataloader worker opens its own)
+_ENVS = {}
+
+
+def open_lmdb(path):
+    """The shared read-only environment of the LMDB ``path`` in this process."""
+    key = (os.getpid(), osp.realpath(path))
+    if key not in _ENVS:
+        for inherited in [k for k in _ENVS if k[0] != key[0]]:
+            # a forked worker: drop the parent's handles (py-lmdb refuses to open files that
+            # an inherited handle still holds; closing it here leaves the parent's untouched)
+            _ENVS.pop(inherited).close()
+        _ENVS[key] = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False)
+    return _ENVS[key]
+
+
+def close_lmdb(path):
+    """Close this process's environment of ``path`` (before the database is replaced)."""
+    env = _ENVS.pop((os.getpid(), osp.realpath(path)), None)
+    if env is not None:
+        env.close()
 
 
 def frame_key(seq, index):
@@ -39,10 +65,14 @@ def read_meta_info(lmdb_path):
 
 
 class FolderStore:
-    """Frames of one side ('blur' | 'sharp') of a split of a DVD/GoPro/REDS folder tree."""
+    """Frames of one side ('blur' | 'sharp') of a split of a DVD/GoPro/REDS folder tree.
+
+    Frame ``i`` of a sequence is its ``i``-th image file in sorted name order.
+    """
 
     def __init__(self, root, layout, split, side):
         self.root, self.layout, self.split, self.side = root, layout, split, side
+        self._backend = LocalBackend()
         self._files = {}
         for seq in list_sequences(root, layout, split):
             folder = side_dir(root, layout, split, seq, side)
@@ -55,35 +85,35 @@ class FolderStore:
         return self._files[seq][index]
 
     def get(self, seq, index):
-        return read_file(self._files[seq][index])
+        """Encoded bytes of frame ``index`` of ``seq``."""
+        return self._backend.get(self._files[seq][index])
 
 
 class LmdbStore:
-    """Frames of one LMDB; opened lazily (read-only, no lock) so it survives worker forks."""
+    """Frames of one LMDB (checked once against its meta_info.txt).
+
+    mmengine's ``LmdbBackend`` is not used: it opens an environment per backend object, which
+    LMDB refuses for a second object on the same database in one process; the environments
+    are shared per process instead (:func:`open_lmdb`).
+    """
 
     def __init__(self, path):
         if not osp.isdir(path) or not osp.isfile(osp.join(path, 'data.mdb')):
             raise FileNotFoundError(f'LMDB {path} does not exist (no data.mdb)')
         self.path = path
         self.meta = read_meta_info(path)
-        self._env = None
         self._check_keys()
-
-    def _txn(self):
-        if self._env is None:
-            self._env = lmdb.open(self.path, readonly=True, lock=False, readahead=False,
-                                  meminit=False)
-        return self._env.begin(write=False)
 
     def _check_keys(self):
         """meta_info and the keys must agree: same total, first and last frame of each seq."""
-        with self._txn() as txn:
+        with open_lmdb(self.path).begin(write=False) as txn:
             entries = txn.stat()['entries']
             for seq, (count, _) in self.meta.items():
                 for i in (0, count - 1):
                     if txn.get(frame_key(seq, i).encode()) is None:
-                        raise ValueError(f'{self.path}: meta_info.txt lists {seq} with {count} '
-                                         f'frames but key {frame_key(seq, i)} is missing')
+                        raise ValueError(f'{self.path}: meta_info.txt lists {seq} with '
+                                         f'{count} frames but key {frame_key(seq, i)} is '
+                                         'missing')
         total = sum(c for c, _ in self.meta.values())
         if entries != total:
             raise ValueError(f'{self.path}: meta_info.txt lists {total} frames but the LMDB '
@@ -96,18 +126,32 @@ class LmdbStore:
         return f'{self.path}:{frame_key(seq, index)}'
 
     def get(self, seq, index):
-        with self._txn() as txn:
+        """Stored bytes of frame ``index`` of ``seq``."""
+        with open_lmdb(self.path).begin(write=False) as txn:
             buf = txn.get(frame_key(seq, index).encode())
         if buf is None:
             raise KeyError(f'{self.path}: no key {frame_key(seq, index)}')
         return buf
 
     def get_flow(self, seq, index):
-        """(H, W, 2) float32 flow stored as raw float16."""
+        """(H, W, 2) float32 flow stored as raw float16 of the shape in meta_info."""
         h, w, c = self.meta[seq][1]
-        return np.frombuffer(self.get(seq, index), np.float16).reshape(h, w, c).astype(np.float32)
+        buf = self.get(seq, index)
+        if len(buf) != h * w * c * 2:
+            raise ValueError(f'{self.where(seq, index)}: {len(buf)} bytes, expected float16 '
+                             f'({h},{w},{c}) as meta_info.txt says')
+        return np.frombuffer(buf, np.float16).reshape(h, w, c).astype(np.float32)
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state['_env'] = None
-        return state
+
+def check_pairs(blur, sharp, root, split):
+    """{seq: frames} of a split whose blur and sharp sides agree; a clear error otherwise."""
+    b, s = blur.sequences(), sharp.sequences()
+    if set(b) != set(s):
+        raise ValueError(f'{root} ({split}): sequences differ between blur and sharp: only '
+                         f'blur {sorted(set(b) - set(s))}, only sharp {sorted(set(s) - set(b))}')
+    for seq in b:
+        if b[seq] != s[seq]:
+            raise ValueError(f'{root} ({split}): sequence {seq} has {b[seq]} blurry frames '
+                             f'({blur.where(seq, 0)}...) but {s[seq]} sharp frames '
+                             f'({sharp.where(seq, 0)}...)')
+    return b

@@ -11,6 +11,13 @@ IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp')
 LAYOUTS = ('dvd', 'gopro', 'reds')
 
 
+def _subdirs(folder):
+    """Sorted visible sub-folders (hidden ones such as the flow cache ``.mtu_flow`` are not
+    splits or sequences)."""
+    return sorted(d for d in os.listdir(folder)
+                  if not d.startswith('.') and osp.isdir(osp.join(folder, d)))
+
+
 def side_dir(root, layout, split, seq, side):
     """Folder of the ``side`` ('blur' | 'sharp') frames of sequence ``seq``."""
     if layout == 'dvd':
@@ -27,7 +34,7 @@ def list_sequences(root, layout, split):
     top = osp.join(root, f'{split}_blur') if layout == 'reds' else osp.join(root, split)
     if not osp.isdir(top):
         raise FileNotFoundError(f'{layout} dataset: split folder {top} does not exist')
-    seqs = sorted(d for d in os.listdir(top) if osp.isdir(osp.join(top, d)))
+    seqs = _subdirs(top)
     if not seqs:
         raise FileNotFoundError(f'{layout} dataset: no sequences in {top}')
     return seqs
@@ -50,13 +57,10 @@ def detect_layout(root):
     entries = os.listdir(root)
     if any(e.endswith('_blur') for e in entries):
         return 'reds'
-    for split in entries:
+    for split in _subdirs(root):
         split_dir = osp.join(root, split)
-        if not osp.isdir(split_dir):
-            continue
-        for seq in os.listdir(split_dir):
-            sub = set(os.listdir(osp.join(split_dir, seq))) if osp.isdir(
-                osp.join(split_dir, seq)) else set()
+        for seq in _subdirs(split_dir):
+            sub = set(os.listdir(osp.join(split_dir, seq)))
             if {'input', 'GT'} <= sub:
                 return 'dvd'
             if {'blur_gamma', 'sharp'} <= sub or {'blur', 'sharp'} <= sub:
@@ -67,6 +71,7 @@ def detect_layout(root):
 
 
 def list_splits(root, layout):
+    """Sorted split names of a dataset tree ('train', 'test', ...)."""
     if layout == 'reds':
-        return sorted(e[:-5] for e in os.listdir(root) if e.endswith('_blur'))
-    return sorted(e for e in os.listdir(root) if osp.isdir(osp.join(root, e)))
+        return sorted(e[:-5] for e in _subdirs(root) if e.endswith('_blur'))
+    return _subdirs(root)

@@ -9,51 +9,94 @@ import numpy as np
 from mmengine.utils import ProgressBar
 
 from .frame_io import decode_rgb, encode_png
-from .frame_store import FolderStore, frame_key
 from .flow import sharp_flow
+from .frame_store import FolderStore, check_pairs, close_lmdb, frame_key
 from .layouts import detect_layout, list_splits
-from .video_dataset import check_pairs
 
 
-class _LmdbBuilder:
-    """Writes one LMDB under ``<path>.tmp-<pid>`` and renames it to ``path`` on :meth:`commit`."""
+def _pid_alive(pid):
+    """Whether the process that named a temporary database is still running (writing it)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LmdbBuilder:
+    """Writes one LMDB under ``<path>.tmp-<pid>`` and renames it to ``path`` on :meth:`commit`.
+
+    Until the rename nothing exists at ``path`` (or the previous complete database stays there),
+    so an interrupted run never leaves a database that looks whole; the temporary folders of
+    interrupted runs are removed when the next run starts.
+    """
 
     #: LMDB reserves address space, not disk: a sparse 1 TiB map fits any dataset here
     MAP_SIZE = 1 << 40
+    #: values per write transaction
+    BATCH = 64
 
     def __init__(self, path):
         self.path = path
         self.tmp = f'{path}.tmp-{os.getpid()}'
         for stale in glob.glob(f'{glob.escape(path)}.tmp-*'):
-            shutil.rmtree(stale)  # left by an interrupted run
+            if not _pid_alive(stale.rsplit('-', 1)[1]):
+                shutil.rmtree(stale)  # left by an interrupted run
         self.env = lmdb.open(self.tmp, map_size=self.MAP_SIZE)
         self.meta = {}
         self.txn = self.env.begin(write=True)
+        self._pending = 0
 
     def put(self, seq, index, value, shape):
+        """Store frame ``index`` of ``seq`` (frames of a sequence come in order 0, 1, ...)."""
+        count, first_shape = self.meta.get(seq, (0, shape))
+        if index != count:
+            raise ValueError(f'{self.path}: frame {index} of {seq} put after {count} frames')
+        if tuple(shape) != tuple(first_shape):
+            raise ValueError(f'{self.path}: frame {index} of {seq} is {tuple(shape)} but its '
+                             f'frame 0 is {tuple(first_shape)}')
         self.txn.put(frame_key(seq, index).encode(), value)
-        count, _ = self.meta.get(seq, (0, shape))
-        self.meta[seq] = (count + 1, shape)
-        if count % 50 == 49:
+        self.meta[seq] = (count + 1, tuple(shape))
+        self._pending += 1
+        if self._pending == self.BATCH:
             self.txn.commit()
-            self.txn = self.env.begin(write=True)
+            self.txn, self._pending = self.env.begin(write=True), 0
 
     def commit(self):
+        """Finish the database and move it to its final name (replacing an older one)."""
         self.txn.commit()
         self.env.close()
         with open(osp.join(self.tmp, 'meta_info.txt'), 'w') as f:
             for seq, (count, shape) in sorted(self.meta.items()):
                 f.write(f'{seq} {count} ({",".join(map(str, shape))})\n')
+        close_lmdb(self.path)  # a reader of the old database in this process reopens the new
         if osp.exists(self.path):
             shutil.rmtree(self.path)
         os.replace(self.tmp, self.path)
 
     def abort(self):
+        """Drop the temporary database."""
         try:
             self.txn.abort()
             self.env.close()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def flow_value(sharp, prev):
+    """(value bytes, shape) of the flow of sharp frame t to t-1 (zeros when ``prev`` is None)."""
+    flow = np.zeros(sharp.shape[:2] + (2,), np.float32) if prev is None \
+        else sharp_flow(sharp, prev)
+    return flow.astype(np.float16).tobytes(), flow.shape
+
+
+def _check_frame_shape(store, seq, i, frame, first):
+    if frame.shape != first.shape:
+        raise ValueError(f'{store.where(seq, i)} is {frame.shape[:2]} but frame 0 of the '
+                         f'sequence ({store.where(seq, 0)}) is {first.shape[:2]}; the frames '
+                         'of a sequence must have one size')
 
 
 def convert_split(src, out, layout, split, with_flow=False):
@@ -62,23 +105,24 @@ def convert_split(src, out, layout, split, with_flow=False):
     seqs = check_pairs(blur, sharp, src, split)
     os.makedirs(osp.join(out, split), exist_ok=True)
     names = ['blur', 'sharp'] + (['flow'] if with_flow else [])
-    builders = {k: _LmdbBuilder(osp.join(out, split, f'{k}.lmdb')) for k in names}
+    builders = {k: LmdbBuilder(osp.join(out, split, f'{k}.lmdb')) for k in names}
     try:
+        print(f'{split}: {len(seqs)} sequences, {sum(seqs.values())} frames')
         bar = ProgressBar(sum(seqs.values()))
         for seq, n in seqs.items():
-            prev = None
+            prev = first = None
             for i in range(n):
                 b = decode_rgb(blur.get(seq, i), blur.where(seq, i))
                 s = decode_rgb(sharp.get(seq, i), sharp.where(seq, i))
                 if b.shape != s.shape:
                     raise ValueError(f'{sharp.where(seq, i)} is {s.shape[:2]} but its blurry '
                                      f'frame {blur.where(seq, i)} is {b.shape[:2]}')
+                first = b if first is None else first
+                _check_frame_shape(blur, seq, i, b, first)
                 builders['blur'].put(seq, i, encode_png(b), b.shape)
                 builders['sharp'].put(seq, i, encode_png(s), s.shape)
                 if with_flow:
-                    flow = np.zeros(s.shape[:2] + (2,), np.float32) if prev is None \
-                        else sharp_flow(s, prev)
-                    builders['flow'].put(seq, i, flow.astype(np.float16).tobytes(), flow.shape)
+                    builders['flow'].put(seq, i, *flow_value(s, prev))
                 prev = s
                 bar.update()
         for b in builders.values():
@@ -88,6 +132,26 @@ def convert_split(src, out, layout, split, with_flow=False):
             b.abort()
         raise
     return seqs
+
+
+def build_flow_lmdb(sharp, seqs, path):
+    """Compute the flow of every frame of ``sharp`` (a frame store) into the LMDB ``path``."""
+    builder = LmdbBuilder(path)
+    try:
+        print(f'computing the optical flow of {sum(seqs.values())} sharp frames once, '
+              f'cached in {path}')
+        bar = ProgressBar(sum(seqs.values()))
+        for seq, n in seqs.items():
+            prev = None
+            for i in range(n):
+                s = decode_rgb(sharp.get(seq, i), sharp.where(seq, i))
+                builder.put(seq, i, *flow_value(s, prev))
+                prev = s
+                bar.update()
+        builder.commit()
+    except BaseException:
+        builder.abort()
+        raise
 
 
 def convert_dataset(src, out, layout='auto', splits=None, with_flow=False):

