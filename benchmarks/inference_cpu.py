@@ -1,0 +1,80 @@
+"""Where one frame's time goes on the CPU, against the conv-FLOP floor (issue 7's CPU target).
+
+Times one variant (default MTU2) at 1280x720 as ``tools/benchmark.py`` does (eager and the
+frozen/fused model), then profiles one frame of the fused model and groups the time into the
+detail networks (frozen U-Nets), their transposed convs (not converted by the oneDNN freezer),
+the input/output/motion convs, motion compensation, and layout conversions and copies. Prints the
+ratio measured / floor and the target (1.5x for MTU2 on 2 cores).
+
+Usage:
+    python benchmarks/inference_cpu.py [--variant MTU2] [--size 1280x720] [--frames 5]
+"""
+import argparse
+import os
+import sys
+from collections import defaultdict
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from mtu_toolkit.apis import init_restorer  # noqa: E402
+from mtu_toolkit.apis.benchmark import VARIANTS, benchmark_restorer, test_window  # noqa: E402
+from mtu_toolkit.apis.optimize import optimize_for_inference  # noqa: E402
+
+TARGET_RATIO = 1.5
+
+#: profiler op name -> group of the breakdown
+GROUPS = {'forward': 'frozen U-Nets (oneDNN, fused)', 'aten::mkldnn_convolution': 'eager convs',
+          'aten::_convolution': 'transposed convs', 'aten::convolution': 'transposed convs',
+          'WarpFunction': 'motion compensation', 'aten::linalg_vector_norm': 'motion compensation',
+          'aten::div': 'motion compensation', 'aten::cat': 'cat / copies / layout',
+          'aten::copy_': 'cat / copies / layout', 'aten::to_mkldnn': 'cat / copies / layout',
+          'aten::to_dense': 'cat / copies / layout', 'aten::_to_dense': 'cat / copies / layout',
+          'aten::add': 'adds / ReLU / clamp', 'aten::add_': 'adds / ReLU / clamp',
+          'aten::relu': 'adds / ReLU / clamp', 'aten::relu_': 'adds / ReLU / clamp',
+          'aten::clamp_min': 'adds / ReLU / clamp', 'aten::clamp_min_': 'adds / ReLU / clamp',
+          'aten::clamp_': 'adds / ReLU / clamp'}
+
+
+def breakdown(fast, window):
+    """Self time (ms) per group for one frame of ``fast``, after a warm-up frame."""
+    from torch.profiler import profile
+    with torch.inference_mode():
+        _, state = fast.restore_frame(window, None)
+        with profile() as prof:
+            fast.restore_frame(window, state)
+    groups = defaultdict(float)
+    for ev in prof.key_averages():
+        name = 'motion compensation' if 'correlation' in ev.key else GROUPS.get(ev.key, 'other')
+        groups[name] += ev.self_cpu_time_total / 1e3
+    return dict(sorted(groups.items(), key=lambda kv: -kv[1]))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--variant', default='MTU2', choices=[v for v, c in VARIANTS.items()
+                                                               if c[1] is None])
+    parser.add_argument('--size', default='1280x720')
+    parser.add_argument('--frames', type=int, default=5)
+    parser.add_argument('--threads', type=int)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    width, height = (int(v) for v in args.size.split('x'))
+    restorer = init_restorer(os.path.join(ROOT, VARIANTS[args.variant][0]))
+    fast = optimize_for_inference(restorer)
+    device = torch.device('cpu')
+    print(f'{args.variant} at {width}x{height}, {torch.get_num_threads()} threads')
+    for name, model in (('eager', restorer), ('fused', fast)):
+        r = benchmark_restorer(restorer, model, height, width, device, 1, args.frames)
+        print(f'  {name:6s} {r["ms"]:8.1f} ms/frame  floor {r["floor_ms"]:7.1f} ms '
+              f'({r["gflops"]:.1f} GFLOP at {r["gemm_gflops"]:.1f} GFLOP/s)  measured/floor '
+              f'{r["ratio"]:.2f}x  (target {TARGET_RATIO}x)  MC {100 * r["mc_share"]:.1f}%')
+    print('one fused frame, self time by group:')
+    for group, ms in breakdown(fast, test_window(height, width, device)).items():
+        print(f'  {group:32s} {ms:8.1f} ms')
+
+
+if __name__ == '__main__':
+    main()

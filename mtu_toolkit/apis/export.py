@@ -1,0 +1,147 @@
+"""Export the inference network as a single-frame step: TorchScript, and ONNX.
+
+The exported step is the recurrent network of one frame with its state made explicit::
+
+    out, restored, feat, motion = step(window, restored, feat, motion)   # frames t >= 1
+    out, restored, feat, motion = step.first(window)                     # frame 0 (no state)
+
+``window`` is (1, 5, 3, H, W) in [0, 1] (frames t-2..t+2, clamped at the ends), ``out`` the
+restored frame (1, 3, H, W) in [0, 1], and ``restored`` (padded frame), ``feat`` and ``motion``
+(tuple of motion features) the state to feed to the next step. The compiled ops cannot be
+traced, so the export runs the pure-PyTorch references (same results; the fused argmax
+materialises the cost volume there). Tracing fixes the frame size: export one per size.
+"""
+import os
+import os.path as osp
+import warnings
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+
+from ..models.backbones.mtu_net import MTUState
+from ..models.mc_heads import correlation as correlation_head
+from ..models.restorers.mtu_restorer import CONTEXT
+from ..ops import correlation_argmax_reference, warp_by_displacement_reference
+
+
+@contextmanager
+def reference_ops():
+    """Run the correlation MC head on the traceable pure-PyTorch op references (and silence
+    the tracer's warnings that shapes become constants)."""
+    saved = correlation_head.correlation_argmax, correlation_head.warp_by_displacement
+    correlation_head.correlation_argmax = correlation_argmax_reference
+    correlation_head.warp_by_displacement = warp_by_displacement_reference
+    try:
+        with warnings.catch_warnings():
+            # shapes become constants of the trace: intended (one export per frame size)
+            warnings.simplefilter('ignore', torch.jit.TracerWarning)
+            yield
+    finally:
+        correlation_head.correlation_argmax, correlation_head.warp_by_displacement = saved
+
+
+class FrameStep(nn.Module):
+    """The restorer's single-frame inference with the recurrent state as plain tensors."""
+
+    def __init__(self, restorer):
+        super().__init__()
+        self.restorer = restorer.eval()
+        self.num_matching = restorer.backbone.num_matching
+
+    def _step(self, window, state):
+        out, state = self.restorer.restore_frame(window, state)
+        return out, state.restored, state.feat, tuple(m for m in state.motion if m is not None)
+
+    def forward(self, window, restored, feat, motion):
+        """window (1, 5, 3, H, W); state of t-1 -> (out, restored, feat, motion) of t."""
+        motion = list(motion) if len(motion) else [None] * self.num_matching
+        return self._step(window, MTUState(restored, feat, motion))
+
+    def first(self, window):
+        """The first frame of a video (no state yet)."""
+        return self._step(window, None)
+
+
+class _First(nn.Module):
+    """``FrameStep.first`` as a module's forward (for ONNX, which exports ``forward`` only)."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def forward(self, window):
+        return self.step.first(window)
+
+
+def example_inputs(restorer, height, width):
+    """(window, state tensors) of the right shapes for tracing at ``height`` x ``width``."""
+    device = next(restorer.parameters()).device
+    window = torch.rand(1, 2 * CONTEXT + 1, 3, height, width, device=device)
+    with torch.inference_mode(False), torch.no_grad(), reference_ops():
+        _, restored, feat, motion = FrameStep(restorer).first(window)
+    return window, (restored, feat, motion)
+
+
+def export_torchscript(restorer, path, height, width):
+    """Trace :class:`FrameStep` (``forward`` and ``first``) and save it atomically to ``path``.
+
+    Returns:
+        torch.jit.ScriptModule: the traced step (methods ``forward`` and ``first``).
+    """
+    step = FrameStep(restorer)
+    window, state = example_inputs(restorer, height, width)
+    with torch.no_grad(), reference_ops():
+        traced = torch.jit.trace_module(
+            step, {'forward': (window, *state), 'first': (window,)}, check_trace=False)
+    tmp = f'{path}.tmp-{os.getpid()}'
+    traced.save(tmp)
+    os.replace(tmp, path)
+    return traced
+
+
+def export_onnx(restorer, path, height, width, opset=17):
+    """Export the step to ``<path>`` (frames t >= 1) and ``<stem>_first.onnx`` (frame 0).
+
+    Needs the ``onnx`` package. Returns the two paths.
+    """
+    try:
+        import onnx  # noqa: F401
+    except ImportError as err:
+        raise RuntimeError('ONNX export needs the `onnx` package (pip install onnx); the '
+                           'TorchScript export works without it') from err
+    step = FrameStep(restorer)
+    window, (restored, feat, motion) = example_inputs(restorer, height, width)
+    first_path = f'{osp.splitext(path)[0]}_first.onnx'
+    names_out = ['out', 'restored', 'feat'] + [f'motion{i}' for i in range(len(motion))]
+    jobs = [(step, (window, restored, feat, motion), path,
+             ['window', 'restored', 'feat'] + [f'motion_prev{i}' for i in range(len(motion))]),
+            (_First(step), (window,), first_path, ['window'])]
+    for module, args, target, names_in in jobs:
+        tmp = f'{target}.tmp-{os.getpid()}.onnx'
+        with torch.no_grad(), reference_ops():
+            torch.onnx.export(module, args, tmp, input_names=names_in, output_names=names_out,
+                              opset_version=opset, dynamo=False)
+        os.replace(tmp, target)
+    return path, first_path
+
+
+def run_step_module(step, frames):
+    """Restore a clip (T, 3, H, W) with an exported step, windows clamped like a stream.
+
+    Args:
+        step: a traced/loaded :class:`FrameStep` (``forward`` and ``first``).
+        frames (Tensor): (T, 3, H, W) in [0, 1].
+
+    Returns:
+        Tensor: (T, 3, H, W) restored frames.
+    """
+    num = frames.shape[0]
+    outs, state = [], None
+    for t in range(num):
+        idx = [min(max(i, 0), num - 1) for i in range(t - CONTEXT, t + CONTEXT + 1)]
+        window = frames[idx].unsqueeze(0)
+        res = step.first(window) if state is None else step(window, *state)
+        outs.append(res[0][0])
+        state = res[1:]
+    return torch.stack(outs)

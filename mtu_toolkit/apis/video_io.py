@@ -1,0 +1,223 @@
+"""Reading and writing videos and frame folders, one RGB uint8 frame (H, W, 3) at a time.
+
+Readers decode lazily (a video is never held in memory) and fail with an :class:`InputError`
+naming the file at fault. Writers are atomic: frames go to a temporary file (or folder) beside
+the output, renamed over it by :meth:`commit`; :meth:`abort` deletes it, so a failed run never
+leaves a half-written output.
+"""
+import os
+import os.path as osp
+import re
+import shutil
+
+import cv2
+import numpy as np
+
+from .errors import InputError, OutputError
+
+#: image extensions read from (and PNG written to) frame folders
+FRAME_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+#: video containers written, with the FourCC used for each
+VIDEO_FOURCC = {'.mp4': 'mp4v', '.mov': 'mp4v', '.m4v': 'mp4v', '.avi': 'MJPG', '.mkv': 'MJPG'}
+#: frame rate assumed for frame folders (and videos that do not state one)
+DEFAULT_FPS = 25.0
+
+
+def _natural_key(name):
+    """'frame10.png' sorts after 'frame9.png'."""
+    return [int(s) if s.isdigit() else s for s in re.split(r'(\d+)', name)]
+
+
+class VideoFileReader:
+    """Frames of a video file (anything OpenCV's FFmpeg backend decodes: mp4, avi, mov...).
+
+    Args:
+        path (str): the video file.
+        fps (float | None): override the frame rate the file states.
+
+    Attributes: ``fps`` (float), ``size`` ((width, height)), ``num_frames`` (int, the container's
+    estimate; 0 when unknown). Iterating yields (H, W, 3) uint8 RGB frames.
+    """
+
+    def __init__(self, path, fps=None):
+        self.path = path
+        self._cap = cv2.VideoCapture(path)
+        if not self._cap.isOpened():
+            raise InputError(f'{path}: cannot open as a video (unreadable or unsupported format)')
+        ok, first = self._cap.read()
+        if not ok or first is None:
+            self._cap.release()
+            raise InputError(f'{path}: the video has no frames (empty or undecodable)')
+        self._first = first
+        stated = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps or (stated if stated and stated > 0 and np.isfinite(stated)
+                                 else DEFAULT_FPS))
+        self.size = (first.shape[1], first.shape[0])
+        self.num_frames = max(int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+
+    def __iter__(self):
+        frame, index = self._first, 0
+        self._first = None
+        if frame is None:
+            raise RuntimeError(f'{self.path}: a VideoFileReader can be iterated only once')
+        try:
+            while frame is not None:
+                if (frame.shape[1], frame.shape[0]) != self.size:
+                    raise InputError(f'{self.path}: frame {index} is {frame.shape[1]}x'
+                                     f'{frame.shape[0]}, the video started at '
+                                     f'{self.size[0]}x{self.size[1]}')
+                yield _bgr_to_rgb(frame)
+                index += 1
+                ok, frame = self._cap.read()
+                frame = frame if ok else None
+        finally:
+            self._cap.release()
+
+
+class FrameFolderReader:
+    """Frames stored as images in one folder, in natural order of their names.
+
+    Args:
+        path (str): the folder.
+        fps (float | None): frame rate to report (default :data:`DEFAULT_FPS`).
+    """
+
+    def __init__(self, path, fps=None):
+        self.path = path
+        self.files = sorted((f for f in os.listdir(path) if f.lower().endswith(FRAME_EXTS)),
+                            key=_natural_key)
+        if not self.files:
+            raise InputError(f'{path}: the folder holds no frames ({"/".join(FRAME_EXTS)})')
+        self.fps = float(fps or DEFAULT_FPS)
+        first = self._read(self.files[0])
+        self.size = (first.shape[1], first.shape[0])
+        self.num_frames = len(self.files)
+
+    def _read(self, name):
+        file = osp.join(self.path, name)
+        img = cv2.imread(file, cv2.IMREAD_COLOR)
+        if img is None:
+            raise InputError(f'{file}: unreadable image')
+        return img
+
+    def __iter__(self):
+        for name in self.files:
+            img = self._read(name)
+            if (img.shape[1], img.shape[0]) != self.size:
+                raise InputError(f'{osp.join(self.path, name)}: frame is {img.shape[1]}x'
+                                 f'{img.shape[0]}, the first frame is {self.size[0]}x{self.size[1]}')
+            yield _bgr_to_rgb(img)
+
+
+def open_reader(path, fps=None):
+    """A :class:`FrameFolderReader` for a folder, a :class:`VideoFileReader` for a file."""
+    if osp.isdir(path):
+        return FrameFolderReader(path, fps)
+    if not osp.exists(path):
+        raise InputError(f'{path}: no such file or folder')
+    if osp.getsize(path) == 0:
+        raise InputError(f'{path}: the video file is empty (0 bytes)')
+    return VideoFileReader(path, fps)
+
+
+class VideoFileWriter:
+    """Encodes frames to a video file through a temporary file renamed at :meth:`commit`.
+
+    Args:
+        path (str): output file; its extension picks the codec (:data:`VIDEO_FOURCC`).
+        fps (float): frame rate.
+        size (tuple): (width, height) of every frame.
+    """
+
+    def __init__(self, path, fps, size):
+        ext = osp.splitext(path)[1].lower()
+        if ext not in VIDEO_FOURCC:
+            raise OutputError(f'{path}: unknown video extension {ext!r} '
+                              f'(use one of {", ".join(VIDEO_FOURCC)} or a folder)')
+        self.path, self.size, self.count = path, tuple(size), 0
+        folder = osp.dirname(osp.abspath(path))
+        if not osp.isdir(folder):
+            raise OutputError(f'{path}: the folder {folder} does not exist')
+        # the extension stays last: OpenCV picks the container from it
+        self.tmp = osp.join(folder, f'.{osp.basename(path)}.tmp-{os.getpid()}{ext}')
+        self._writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*VIDEO_FOURCC[ext]),
+                                       float(fps), self.size)
+        if not self._writer.isOpened():
+            self._remove_tmp()
+            raise OutputError(f'{path}: OpenCV cannot encode {VIDEO_FOURCC[ext]} into {ext} here')
+
+    def write(self, rgb):
+        """Append one (H, W, 3) uint8 RGB frame."""
+        if (rgb.shape[1], rgb.shape[0]) != self.size:
+            raise OutputError(f'{self.path}: frame of {rgb.shape[1]}x{rgb.shape[0]} written to a '
+                              f'{self.size[0]}x{self.size[1]} video')
+        self._writer.write(np.ascontiguousarray(rgb[..., ::-1]))
+        self.count += 1
+
+    def commit(self):
+        self._writer.release()
+        if self.count == 0 or not osp.isfile(self.tmp) or osp.getsize(self.tmp) == 0:
+            self._remove_tmp()
+            raise OutputError(f'{self.path}: nothing was encoded')
+        os.replace(self.tmp, self.path)
+
+    def abort(self):
+        self._writer.release()
+        self._remove_tmp()
+
+    def _remove_tmp(self):
+        if osp.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+class FrameFolderWriter:
+    """Writes frames as ``00000.png, 00001.png, ...`` into a temporary folder renamed at
+    :meth:`commit`. An existing non-empty output folder is refused (nothing is overwritten).
+
+    Args:
+        path (str): output folder.
+    """
+
+    def __init__(self, path, fps=None, size=None):
+        path = path.rstrip('/\\') or path
+        if osp.isdir(path) and os.listdir(path):
+            raise OutputError(f'{path}: the output folder exists and is not empty')
+        if osp.isfile(path):
+            raise OutputError(f'{path}: is a file; give a video extension or a folder name')
+        parent = osp.dirname(osp.abspath(path))
+        if not osp.isdir(parent):
+            raise OutputError(f'{path}: the folder {parent} does not exist')
+        self.path, self.size, self.count = path, size, 0
+        self.tmp = f'{osp.abspath(path)}.tmp-{os.getpid()}'
+        os.makedirs(self.tmp)
+
+    def write(self, rgb):
+        file = osp.join(self.tmp, f'{self.count:05d}.png')
+        if not cv2.imwrite(file, np.ascontiguousarray(rgb[..., ::-1])):
+            raise OutputError(f'{file}: writing the frame failed')
+        self.count += 1
+
+    def commit(self):
+        if self.count == 0:
+            self.abort()
+            raise OutputError(f'{self.path}: nothing was written')
+        if osp.isdir(self.path):
+            os.rmdir(self.path)  # empty (checked at open): replaced by the finished folder
+        os.replace(self.tmp, self.path)
+
+    def abort(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def open_writer(path, fps, size):
+    """A :class:`VideoFileWriter` for a path with a video extension, else a folder writer."""
+    if osp.splitext(path)[1].lower() in VIDEO_FOURCC:
+        return VideoFileWriter(path, fps, size)
+    if osp.splitext(path)[1] and not osp.isdir(path):
+        raise OutputError(f'{path}: unknown video extension {osp.splitext(path)[1]!r} '
+                          f'(use one of {", ".join(VIDEO_FOURCC)} or a folder)')
+    return FrameFolderWriter(path, fps, size)
+
+
+def _bgr_to_rgb(img):
+    return np.ascontiguousarray(img[..., ::-1])

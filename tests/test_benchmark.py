@@ -1,0 +1,110 @@
+"""The benchmark's measuring parts: conv-FLOP count against the network's layer list, the MC
+timer, the timing protocol, and the tool's table/JSON/plot on a small size."""
+import importlib.util
+import json
+import math
+import os.path as osp
+
+import pytest
+import torch
+
+from mtu_toolkit.apis.benchmark import (MCTimer, benchmark_restorer, conv_flops, gemm_rate,
+                                        time_frames)
+from mtu_toolkit.registry import MODELS
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def build(num_units=2, channels=8, num_blocks=2):
+    import mtu_toolkit.models  # noqa: F401
+    return MODELS.build(dict(type='MTURestorer', backbone=dict(
+        type='MTUNet', num_units=num_units, channels=channels, num_blocks=num_blocks))).eval()
+
+
+def expected_flops(n, ch, rb, h, w):
+    """Conv FLOPs of one inference frame, written from MTU_NETWORK.md's layer list."""
+    hw, q = h * w, (h // 4) * (w // 4)
+
+    def c(cin, cout, k, pixels):
+        return 2 * cin * cout * k * k * pixels
+    inputs = c(3, ch, 3, hw) + c(15, ch, 3, hw)
+    unit = (c(2 * ch, ch, 5, hw) + c(ch, ch, 3, hw // 4) + c(ch, 2 * ch, 3, q)
+            + 2 * rb * c(2 * ch, 2 * ch, 3, q) + c(2 * ch, 2 * ch, 3, q)
+            + c(2 * ch, ch, 4, q)            # dec1: transposed, per input pixel (1/4 res)
+            + c(ch, ch, 4, hw // 4))         # dec2: per input pixel (1/2 res)
+    motion = c(ch, 2 * ch, 5, q)             # one motion layer (feature-matching skipping)
+    return inputs + n * unit + motion + c(ch, 3, 3, hw)
+
+
+@pytest.mark.parametrize('n, ch, rb', [(1, 8, 2), (2, 6, 1)])
+def test_conv_flops_match_layer_list(n, ch, rb):
+    model = build(n, ch, rb)
+    window = torch.rand(1, 5, 3, 24, 32)
+    with torch.no_grad():
+        flops = conv_flops(model.backbone, (window, None, False))
+    assert flops == expected_flops(n, ch, rb, 24, 32)
+    assert not any(m._forward_hooks for m in model.modules())  # hooks removed
+
+
+def test_paper_mtu2_flops_at_720p_scale():
+    """MTU2's conv FLOPs scale with pixels: the 720p figure from a 1/16 frame."""
+    flops = expected_flops(2, 26, 8, 720, 1280)
+    assert 250e9 < flops < 262e9  # ~256 GFLOP per 1280x720 frame
+
+
+def test_gemm_rate_is_plausible():
+    rate = gemm_rate(torch.device('cpu'), size=256, reps=3)
+    assert 1e8 < rate < 1e13
+
+
+def test_mc_timer_times_and_restores():
+    model = build()
+    backbone = model.backbone
+    timer = MCTimer(backbone, torch.device('cpu'))
+    window = torch.rand(1, 5, 3, 32, 32)
+    with torch.inference_mode(), timer.active():
+        assert 'estimate' in vars(backbone.mc_head)
+        times, _ = time_frames(model, window, 1, 2, torch.device('cpu'))
+    assert len(times) == 2 and all(t > 0 for t in times)
+    assert 0 < timer.seconds < sum(times) + 1  # includes the warm-up frame
+    assert 'estimate' not in vars(backbone.mc_head) and 'forward' not in vars(
+        backbone.motion_layers[0])
+
+
+def test_benchmark_restorer_fields():
+    model = build()
+    res = benchmark_restorer(model, model, 32, 48, torch.device('cpu'), warmup=1, frames=3,
+                             mc_frames=2)
+    assert res['gflops'] == pytest.approx(expected_flops(2, 8, 2, 32, 48) / 1e9)
+    assert math.isclose(res['ratio'], res['ms'] / res['floor_ms'])
+    assert math.isclose(res['fps'], 1e3 / res['ms'])
+    assert 0 < res['mc_share'] < 1 and res['frames'] == 3
+
+
+def test_tool_writes_table_json_and_plot(tmp_path):
+    spec = importlib.util.spec_from_file_location('bench_tool',
+                                                  osp.join(ROOT, 'tools', 'benchmark.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    quality = tmp_path / 'q.json'
+    quality.write_text(json.dumps({'MTU1': 29.5}))
+    out = tmp_path / 'bench'
+    assert tool.main(['--variants', 'MTU1', 'MTU2-hp', '--size', '64x36', '--warmup', '1',
+                      '--frames', '2', '--device', 'cpu', '--quality', str(quality),
+                      '--out-dir', str(out)]) == 0
+    result = json.loads((out / 'benchmark.json').read_text())
+    assert [r['variant'] for r in result['rows']] == ['MTU1']
+    assert result['skipped'] and 'MTU2-hp' in result['skipped'][0]  # fp16 is CUDA-only
+    row = result['rows'][0]
+    assert row['params'] == pytest.approx(0.538, abs=5e-4) and row['paper_ms'] == 32
+    table = (out / 'benchmark.md').read_text()
+    assert '| MTU1 | float32 | 0.538 |' in table
+    assert (out / 'quality_speed.png').stat().st_size > 1000

@@ -1,0 +1,101 @@
+"""Export of the single-frame step: TorchScript gives the Python model's frames; ONNX where
+the onnx package (and onnxruntime, for the numbers) is installed."""
+import importlib.util
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+
+from mtu_toolkit.apis.export import (FrameStep, export_onnx, export_torchscript,
+                                     reference_ops, run_step_module)
+from mtu_toolkit.models.mc_heads import correlation as correlation_head
+from mtu_toolkit.registry import MODELS
+
+H, W = 28, 36  # multiples of 4 not needed; small to keep the 441-shift reference trace quick
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny(mc_head=None, **backbone):
+    import mtu_toolkit.models  # noqa: F401
+    cfg = dict(type='MTUNet', num_units=2, channels=8, num_blocks=1, **backbone)
+    if mc_head:
+        cfg['mc_head'] = mc_head
+    return MODELS.build(dict(type='MTURestorer', backbone=cfg)).eval()
+
+
+def moving_clip(num=5):
+    """A textured pattern moving 4 px per frame (so the matching finds real motion)."""
+    g = torch.Generator().manual_seed(0)
+    big = torch.rand(3, H, W + 4 * num, generator=g)
+    big = torch.nn.functional.avg_pool2d(big[None], 3, 1, 1)[0]
+    return torch.stack([big[:, :, 4 * k:4 * k + W] for k in range(num)])
+
+
+def test_reference_ops_context_restores_the_fused_ops():
+    before = correlation_head.correlation_argmax
+    with reference_ops():
+        assert correlation_head.correlation_argmax is not before
+    assert correlation_head.correlation_argmax is before
+
+
+@pytest.mark.parametrize('mc_head', [None, dict(type='NoneMCHead')])
+def test_torchscript_step_gives_the_python_frames(tmp_path, mc_head):
+    model = tiny(mc_head)
+    path = str(tmp_path / 'step.pt')
+    export_torchscript(model, path, H, W)
+    loaded = torch.jit.load(path)  # the saved file, not the in-memory trace
+    clip = moving_clip()
+    with torch.no_grad():
+        got = run_step_module(loaded, clip)
+        ref = model.infer_clip(clip)  # the Python model with the compiled ops
+    assert got.shape == (5, 3, H, W)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+
+
+def test_python_step_module_matches_stream():
+    """FrameStep (what is exported) is the restorer's stream with the state made explicit."""
+    model = tiny()
+    clip = moving_clip()
+    with torch.no_grad():
+        got = run_step_module(FrameStep(model), clip)
+        stream = model.stream()
+        ref = [o for f in clip for o in stream.push(f)] + stream.flush()
+    torch.testing.assert_close(got, torch.cat(ref), rtol=0, atol=0)
+
+
+@pytest.mark.skipif(importlib.util.find_spec('onnx') is None, reason='onnx not installed')
+def test_onnx_export(tmp_path):
+    import onnx
+    model = tiny()
+    step_path, first_path = export_onnx(model, str(tmp_path / 'step.onnx'), H, W)
+    for p in (step_path, first_path):
+        onnx.checker.check_model(onnx.load(p))
+    assert osp.basename(first_path) == 'step_first.onnx'
+    if importlib.util.find_spec('onnxruntime') is None:
+        pytest.skip('onnxruntime not installed: checked the graphs only')
+    import onnxruntime as ort
+    first = ort.InferenceSession(first_path, providers=['CPUExecutionProvider'])
+    step = ort.InferenceSession(step_path, providers=['CPUExecutionProvider'])
+    clip = moving_clip()
+    outs, state = [], None
+    for t in range(clip.shape[0]):
+        idx = [min(max(i, 0), clip.shape[0] - 1) for i in range(t - 2, t + 3)]
+        window = clip[idx][None].numpy()
+        if state is None:
+            res = first.run(None, {'window': window})
+        else:
+            names = [i.name for i in step.get_inputs()]
+            res = step.run(None, dict(zip(names, [window] + state)))
+        outs.append(res[0][0])
+        state = res[1:]
+    with torch.no_grad():
+        ref = model.infer_clip(clip).numpy()
+    np.testing.assert_allclose(np.stack(outs), ref, rtol=0, atol=1e-4)

@@ -1,0 +1,135 @@
+"""Time the MTU variants the honest way and compare them with the conv-FLOP floor.
+
+    python tools/benchmark.py [--variants MTU1 MTU2 ...] [--size 1280x720] [--device cpu|cuda]
+                              [--warmup 3] [--frames 20] [--fp16] [--eager]
+                              [--quality quality.json] [--out-dir work_dirs/benchmark]
+
+Batch 1, real image content, device synchronised before and after every frame, median over
+``--frames`` frames after ``--warmup``. Prints and writes ``benchmark.md`` and ``benchmark.json``
+(params, ms/frame, fps, motion-compensation share, conv GFLOP, floor = FLOPs / GEMM rate measured
+in the same run, measured/floor) and, with ``--quality`` (JSON {variant: PSNR}), a quality-vs-speed
+plot ``quality_speed.png`` like the paper's Fig. 1. ``--fp16`` adds a float16-autocast run of each
+variant (CUDA). On the CPU the timed model is the frozen/fused one (``--eager`` to time the plain
+model); MTU2-hp (float16) is skipped there.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run from a checkout
+
+import torch  # noqa: E402
+
+from mtu_toolkit.apis import InferenceError, init_restorer, parse_device  # noqa: E402
+from mtu_toolkit.apis.benchmark import (VARIANTS, benchmark_restorer, markdown_table,  # noqa: E402
+                                        plot_quality_speed)
+from mtu_toolkit.apis.optimize import optimize_for_inference  # noqa: E402
+from mtu_toolkit.engine.checkpoint import atomic_write_text  # noqa: E402
+
+DEFAULT_VARIANTS = ['MTU1', 'MTU2', 'MTU2-hp', 'MTU4', 'MTU10', 'MTU10-L']
+
+
+def parse_size(text):
+    try:
+        w, h = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, got {text!r}') from None
+    if w < 4 or h < 4:
+        raise argparse.ArgumentTypeError(f'size {text} is too small')
+    return w, h
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Benchmark the MTU variants')
+    parser.add_argument('--variants', nargs='+', default=DEFAULT_VARIANTS,
+                        choices=list(VARIANTS), help='variants to time (default: all)')
+    parser.add_argument('--size', type=parse_size, default=(1280, 720), help='WIDTHxHEIGHT')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed frames first')
+    parser.add_argument('--frames', type=int, default=20, help='timed frames (median)')
+    parser.add_argument('--threads', type=int, help='CPU threads (default: torch\'s)')
+    parser.add_argument('--fp16', action='store_true', help='also time float16 autocast (CUDA)')
+    parser.add_argument('--eager', action='store_true',
+                        help='time the plain eager model (no frozen/fused units on the CPU)')
+    parser.add_argument('--quality', help='JSON {variant: PSNR} for the quality-vs-speed plot')
+    parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    args = parser.parse_args(argv)
+    if args.frames < 1 or args.warmup < 0:
+        parser.error('--frames must be >= 1 and --warmup >= 0')
+    return args
+
+
+def device_name(device):
+    if device.type == 'cuda':
+        return f'{torch.cuda.get_device_name(device)} (torch {torch.__version__})'
+    return (f'CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} '
+            f'threads (torch {torch.__version__})')
+
+
+def runs(args, device):
+    """(variant, config, dtype) to time, and why others are skipped."""
+    todo, skipped = [], []
+    for name in args.variants:
+        config, dtype, _ = VARIANTS[name]
+        dtypes = [dtype] if dtype else [None] + (['float16'] if args.fp16 else [])
+        for d in dtypes:
+            if d == 'float16' and device.type != 'cuda':
+                skipped.append(f'{name} float16: half precision is timed on CUDA only')
+                continue
+            todo.append((name, osp.join(ROOT, config), d))
+    return todo, skipped
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        device = parse_device(args.device)
+        quality = None
+        if args.quality:
+            with open(args.quality) as f:
+                quality = json.load(f)
+        todo, skipped = runs(args, device)
+        for line in skipped:
+            print(f'skipped: {line}')
+        width, height = args.size
+        rows = []
+        for name, config, dtype in todo:
+            restorer = init_restorer(config, None, device, infer_dtype=dtype)
+            fast = restorer if args.eager else optimize_for_inference(restorer)
+            res = benchmark_restorer(restorer, fast, height, width, device, args.warmup,
+                                     args.frames)
+            res.update(variant=name, dtype=dtype or 'float32', paper_ms=VARIANTS[name][2],
+                       size=f'{width}x{height}', eager=args.eager)
+            rows.append(res)
+            print(f'{name:8s} {res["dtype"]:8s} {res["params"]:.3f}M  {res["ms"]:9.1f} ms  '
+                  f'{res["fps"]:7.2f} fps  MC {100 * res["mc_share"]:4.1f}%  '
+                  f'{res["gflops"]:7.1f} GFLOP  floor {res["floor_ms"]:8.1f} ms '
+                  f'(GEMM {res["gemm_gflops"]:.1f} GFLOP/s)  measured/floor '
+                  f'{res["ratio"]:.2f}x', flush=True)
+            del restorer, fast
+    except (InferenceError, OSError, ValueError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return getattr(err, 'exit_code', 2)
+    os.makedirs(args.out_dir, exist_ok=True)
+    name = device_name(device)
+    table = markdown_table(rows, f'{name}, {width}x{height}, batch 1, median of {args.frames} '
+                                 f'frames after {args.warmup} warm-up')
+    print('\n' + table)
+    atomic_write_text(osp.join(args.out_dir, 'benchmark.md'), table)
+    atomic_write_text(osp.join(args.out_dir, 'benchmark.json'),
+                      json.dumps(dict(device=name, rows=rows, skipped=skipped), indent=2))
+    if quality:
+        plot_quality_speed(rows, quality, osp.join(args.out_dir, 'quality_speed.png'),
+                           f'{name.split(" (")[0]}, {width}x{height}')
+    print(f'written to {args.out_dir}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

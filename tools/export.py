@@ -1,0 +1,65 @@
+"""Export a trained MTU model's single-frame step as TorchScript (and ONNX).
+
+    python tools/export.py CONFIG CHECKPOINT OUTPUT.pt --size 1280x720 [--onnx OUTPUT.onnx]
+                           [--no-check]
+
+The exported step takes the 5-frame window and the recurrent state and returns the restored
+frame and the new state (see ``mtu_toolkit/apis/export.py``); ``first`` starts a video. Tracing
+fixes the frame size. The TorchScript export is checked against the Python model on a random
+clip (max abs difference printed) unless ``--no-check``.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+import torch  # noqa: E402
+
+from mtu_toolkit.apis import InferenceError, init_restorer  # noqa: E402
+from mtu_toolkit.apis.export import export_onnx, export_torchscript, run_step_module  # noqa: E402
+
+
+def parse_size(text):
+    try:
+        w, h = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, got {text!r}') from None
+    return w, h
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='Export the MTU inference step')
+    parser.add_argument('config')
+    parser.add_argument('checkpoint', help='checkpoint (.pth); "none" for initial weights')
+    parser.add_argument('output', help='TorchScript file (.pt)')
+    parser.add_argument('--size', type=parse_size, default=(1280, 720), help='WIDTHxHEIGHT')
+    parser.add_argument('--onnx', help='also export ONNX here (needs the onnx package)')
+    parser.add_argument('--no-check', action='store_true', help='skip the equality check')
+    args = parser.parse_args(argv)
+    width, height = args.size
+    try:
+        ckpt = None if args.checkpoint.lower() == 'none' else args.checkpoint
+        restorer = init_restorer(args.config, ckpt, 'cpu')
+        traced = export_torchscript(restorer, args.output, height, width)
+        print(f'TorchScript step written to {args.output}')
+        if not args.no_check:
+            clip = torch.rand(4, 3, height, width)
+            with torch.no_grad():
+                diff = (run_step_module(traced, clip) - restorer.infer_clip(clip)).abs().max()
+            print(f'check: max |exported - python| over 4 frames = {diff.item():.3g}')
+        if args.onnx:
+            try:
+                paths = export_onnx(restorer, args.onnx, height, width)
+                print(f'ONNX written to {paths[0]} (frames t >= 1) and {paths[1]} (frame 0)')
+            except RuntimeError as err:
+                print(f'ONNX skipped: {err}', file=sys.stderr)
+                return 6
+    except InferenceError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return err.exit_code
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
