@@ -12,3 +12,12 @@ if ROOT not in sys.path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one thread: other jobs share the CPU, and OpenMP barriers then stall."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

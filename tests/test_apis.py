@@ -22,13 +22,7 @@ TINY = dict(type='MTURestorer', backbone=dict(type='MTUNet', num_units=2, channe
                                               num_blocks=1))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # other jobs share the CPU: one thread avoids OpenMP barrier stalls and keeps tests fast
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def tiny_restorer():

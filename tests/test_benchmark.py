@@ -15,12 +15,7 @@ from mtu_toolkit.registry import MODELS
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def build(num_units=2, channels=8, num_blocks=2):

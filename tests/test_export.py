@@ -15,12 +15,7 @@ from mtu_toolkit.registry import MODELS
 H, W = 28, 36  # multiples of 4 not needed; small to keep the 441-shift reference trace quick
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def tiny(mc_head=None, **backbone):
