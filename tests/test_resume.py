@@ -45,6 +45,8 @@ def test_mmengine_objects_load_weights_only(tmp_path):
     loaded = _load_checkpoint(str(tmp_path / 'ok.pth'))  # mmengine's path, as resume uses it
     assert loaded['meta']['seed'] == 3
     assert loaded['message_hub']['log_scalars']['train/loss'].mean() == 0.5
+    # loading must leave the process-wide allow-list in place for plain torch.load
+    assert torch.load(tmp_path / 'ok.pth', weights_only=True)['meta']['iter'] == 7
 
 
 @pytest.mark.parametrize('payload', [Payload(), SneakyGetattr()])

@@ -52,8 +52,12 @@ def load_from_local_weights_only(filename, map_location=None):
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename} does not exist')
+    # only what is not allow-listed already: the context removes on exit what it added, and
+    # must not take away the process-wide list of setup_safe_loading
+    present = torch.serialization.get_safe_globals()
+    missing = [g for g in safe_globals() if g not in present]
     try:
-        with torch.serialization.safe_globals(safe_globals()):
+        with torch.serialization.safe_globals(missing):
             return torch.load(filename, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
         raise RuntimeError(f'cannot load checkpoint {filename} with weights_only=True '
