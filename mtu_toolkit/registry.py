@@ -8,7 +8,9 @@ Every component joins its registry by one decorator and is built from a config d
     >>> head = MODELS.build(dict(type='MyHead'))
 
 ``locations`` names the modules to import so that a name used in a config resolves without any
-manual import; third-party code joins through ``custom_imports`` in a config.
+manual import; third-party code joins through ``custom_imports`` in a config. The registries
+are :class:`~mtu_toolkit.checked_registry.CheckedRegistry`: an unknown name or a name registered
+twice raises a KeyError that lists the known names or names the module holding the taken one.
 """
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -24,47 +26,48 @@ from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
-from mmengine.registry import Registry
 
-MODELS = Registry(
+from .checked_registry import CheckedRegistry
+
+MODELS = CheckedRegistry(
     'model', parent=MMENGINE_MODELS, scope='mtu',
     locations=['mtu_toolkit.models'])
-MODEL_WRAPPERS = Registry(
+MODEL_WRAPPERS = CheckedRegistry(
     'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope='mtu',
     locations=['mtu_toolkit.engine'])
-DATASETS = Registry(
+DATASETS = CheckedRegistry(
     'dataset', parent=MMENGINE_DATASETS, scope='mtu',
     locations=['mtu_toolkit.datasets'])
-DATA_SAMPLERS = Registry(
+DATA_SAMPLERS = CheckedRegistry(
     'data sampler', parent=MMENGINE_DATA_SAMPLERS, scope='mtu',
     locations=['mtu_toolkit.datasets'])
-TRANSFORMS = Registry(
+TRANSFORMS = CheckedRegistry(
     'transform', parent=MMENGINE_TRANSFORMS, scope='mtu',
     locations=['mtu_toolkit.datasets.transforms'])
-METRICS = Registry(
+METRICS = CheckedRegistry(
     'metric', parent=MMENGINE_METRICS, scope='mtu',
     locations=['mtu_toolkit.evaluation'])
-EVALUATOR = Registry(
+EVALUATOR = CheckedRegistry(
     'evaluator', parent=MMENGINE_EVALUATOR, scope='mtu',
     locations=['mtu_toolkit.evaluation'])
-HOOKS = Registry(
+HOOKS = CheckedRegistry(
     'hook', parent=MMENGINE_HOOKS, scope='mtu',
     locations=['mtu_toolkit.engine.hooks'])
-LOOPS = Registry(
+LOOPS = CheckedRegistry(
     'loop', parent=MMENGINE_LOOPS, scope='mtu',
     locations=['mtu_toolkit.engine'])
-OPTIMIZERS = Registry(
+OPTIMIZERS = CheckedRegistry(
     'optimizer', parent=MMENGINE_OPTIMIZERS, scope='mtu',
     locations=['mtu_toolkit.engine'])
-OPTIM_WRAPPERS = Registry(
+OPTIM_WRAPPERS = CheckedRegistry(
     'optim wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mtu',
     locations=['mtu_toolkit.engine'])
-PARAM_SCHEDULERS = Registry(
+PARAM_SCHEDULERS = CheckedRegistry(
     'parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS, scope='mtu',
     locations=['mtu_toolkit.engine'])
-VISUALIZERS = Registry(
+VISUALIZERS = CheckedRegistry(
     'visualizer', parent=MMENGINE_VISUALIZERS, scope='mtu',
     locations=['mtu_toolkit.engine'])
-VISBACKENDS = Registry(
+VISBACKENDS = CheckedRegistry(
     'vis backend', parent=MMENGINE_VISBACKENDS, scope='mtu',
     locations=['mtu_toolkit.engine'])

@@ -7,7 +7,7 @@ from ...registry import MODELS
 from .base import BaseMCHead
 
 
-@MODELS.register_module()
+@MODELS.register_module(name=['CorrelationMCHead', 'correlation'])
 class CorrelationMCHead(BaseMCHead):
     """Feature matching by local cosine correlation; no learnable parameters.
 

@@ -3,7 +3,7 @@ from ...registry import MODELS
 from .base import BaseMCHead
 
 
-@MODELS.register_module()
+@MODELS.register_module(name=['NoneMCHead', 'none'])
 class NoneMCHead(BaseMCHead):
     """Identity 'alignment'; the previous frame's feature reaches the next unit unaligned.
 

@@ -1,0 +1,5 @@
+_base_ = ['../mtu/mtu2_dvd.py']
+# MC-head swap (Sec. 4.4): BIMNet/PWC-style flow network + bilinear warp instead of the
+# correlation head; it gives no cost volume, so no motion loss and no flow to load
+model = dict(backbone=dict(mc_head=dict(_delete_=True, type='FlowMCHead')), motion_loss=None)
+train_dataloader = dict(dataset=dict(with_flow=False))

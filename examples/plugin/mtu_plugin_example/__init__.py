@@ -1,0 +1,13 @@
+"""An example third-party plugin for mtu_toolkit: a new MC head and a new deblur loss.
+
+Nothing in ``mtu_toolkit`` changes: the modules below register into
+``mtu_toolkit.registry.MODELS`` when imported, and a config imports this package with::
+
+    custom_imports = dict(imports=['mtu_plugin_example'], allow_failed_imports=False)
+
+(the folder holding this package must be on ``PYTHONPATH``, or the package installed).
+"""
+from .charbonnier_loss import CharbonnierDeblurLoss
+from .global_shift_head import GlobalShiftMCHead
+
+__all__ = ['CharbonnierDeblurLoss', 'GlobalShiftMCHead']
