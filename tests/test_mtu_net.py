@@ -59,7 +59,7 @@ def test_skipping_option_changes_number_of_matchings(every, expected, monkeypatc
     with torch.no_grad():
         net(_window())
     assert len(calls) == expected
-    assert len(warps) == 4  # every unit warps the previous feature
+    assert len(warps) == 3  # every unit but the last warps the previous feature for the next
     assert len(net.motion_layers) == expected
 
 
@@ -89,3 +89,21 @@ def test_residual_learning_adds_input():
     with torch.no_grad():
         out, _ = net(w)
     torch.testing.assert_close(out['out'], w[:, 2])
+
+
+def test_kaiming_init_scales_and_keeps_heads_and_output_init():
+    torch.manual_seed(0)
+    net = MTUNet(num_units=2, channels=16, num_blocks=2, kaiming_init=True, zero_init_output=True,
+                 mc_head=dict(type='FANMCHead', mid_channels=8, num_blocks=1))
+    enc1 = net.units[0].enc1[0]  # 5x5 conv, fan-in 32*25
+    assert enc1.weight.std().item() == pytest.approx((2 / (32 * 25)) ** 0.5, rel=0.1)
+    assert enc1.bias.abs().max() == 0
+    block = net.units[0].blocks[0].body
+    ratio = block[1][0].weight.std() / block[0][0].weight.std()
+    assert ratio.item() == pytest.approx(0.1, rel=0.15)
+    assert net.out_conv.weight.abs().max() == 0  # the deblur layers keep their zero init
+    # FAN's last layer keeps its identity filters (zero weights, centre-tap bias 1)
+    last = net.mc_head.kernel_net[-1]
+    assert last.weight.abs().max() == 0 and last.bias.view(16, 25)[:, 12].eq(1).all()
+    default = MTUNet(num_units=2, channels=16, num_blocks=2)
+    assert default.units[0].enc1[0].weight.std() < 0.6 * enc1.weight.std()

@@ -9,7 +9,7 @@ import pytest
 from mtu_toolkit.datasets import VideoDeblurDataset
 from mtu_toolkit.datasets.synthetic import (add_sensor_noise, average_in_linear,
                                             blur_from_frames, bundled_footage, fit_frames,
-                                            footage_shots, interpolate_frames,
+                                            fold, footage_shots, interpolate_frames,
                                             make_synthetic_dataset, render_camera_shake,
                                             skimage_photos, split_shots)
 
@@ -30,6 +30,29 @@ def test_camera_shake_on_a_real_photo_blurs():
     lap = [cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var() for x in blur]
     lap_s = [cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var() for x in sharp]
     assert np.mean(lap) < 0.8 * np.mean(lap_s)  # averaged frames lose high frequencies
+
+
+def test_fold_bounces_between_the_walls():
+    v = np.array([0., 2., 3., 5., 7., 9., -3., -7.])
+    np.testing.assert_allclose(fold(v, 2.), [0., 2., 1., -1., -1., 1., -1., 1.])
+    assert np.all(np.abs(fold(np.linspace(-50, 50, 101), 3.)) <= 3.)
+
+
+def test_steady_pan_blurs_horizontally():
+    photo = skimage_photos()['astronaut']
+    blur, sharp = render_camera_shake(photo, 4, (48, 64), np.random.default_rng(0),
+                                      sub_frames=11, exposures=(7,), pan=1.5, speed=0.,
+                                      vertical=0.)
+    gray = [cv2.cvtColor(b, cv2.COLOR_RGB2GRAY).astype(float) for b in blur + sharp]
+    dx = [np.abs(np.diff(g, axis=1)).mean() for g in gray]
+    dy = [np.abs(np.diff(g, axis=0)).mean() for g in gray]
+    # a horizontal pan removes horizontal detail far more than vertical detail
+    ratio_blur = np.mean(dx[:4]) / np.mean(dy[:4])
+    ratio_sharp = np.mean(dx[4:]) / np.mean(dy[4:])
+    assert ratio_blur < 0.7 * ratio_sharp
+    with pytest.raises(ValueError, match='exposures'):
+        render_camera_shake(photo, 2, (48, 64), np.random.default_rng(0), sub_frames=5,
+                            exposures=(7,))
 
 
 def _panning(n=7, step=3):
@@ -108,7 +131,8 @@ def test_default_dataset_cli_gives_dvd_layout(tmp_path):
                                                     'make_synthetic_blur.py'),
                            str(tmp_path / 'cli'), '--train', str(folder), '--test', photo,
                            '--size', '32', '48', '--frames', '6', '--upsample', '2',
-                           '--stride', '2', '--window', '3'], capture_output=True, text=True)
+                           '--stride', '2', '--window', '3', '--pan', '0.7', '--sub-frames', '11',
+                           '--exposures', '9'], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert VideoDeblurDataset(str(tmp_path / 'cli'), split='train').seqs == {'frames': 6}
     assert VideoDeblurDataset(str(tmp_path / 'cli'), split='test').seqs == {'photo': 6}
@@ -117,3 +141,9 @@ def test_default_dataset_cli_gives_dvd_layout(tmp_path):
                            str(tmp_path / 'mine'), '--footage', str(tmp_path / 'nope.mp4')],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and 'nope.mp4' in proc.stderr and 'Traceback' not in proc.stderr
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'dataset_converters',
+                                                    'make_synthetic_blur.py'),
+                           str(tmp_path / 'long'), '--test', photo, '--exposures', '13'],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and 'sub_frames=9' in proc.stderr and 'Traceback' not in proc.stderr
+    assert not osp.exists(str(tmp_path / 'long'))

@@ -136,8 +136,17 @@ def smooth_path(rng, n, scale, smoothness=12):
     return np.cumsum(v / (v.std() + 1e-8) * scale)
 
 
+def fold(v, limit):
+    """Reflect ``v`` into [-limit, limit] (a path bouncing between two walls)."""
+    if limit <= 0:
+        return np.zeros_like(v)
+    period = 4 * limit
+    u = np.mod(v + limit, period)
+    return np.where(u < 2 * limit, u, period - u) - limit
+
+
 def render_camera_shake(photo, num_frames, size, rng, sub_frames=9, speed=1.2,
-                        exposures=(1, 3, 5, 7, 9)):
+                        exposures=(1, 3, 5, 7, 9), vertical=1.0, pan=0.0):
     """(blur, sharp) frame lists of a virtual camera moving over a real photograph.
 
     Args:
@@ -149,7 +158,13 @@ def render_camera_shake(photo, num_frames, size, rng, sub_frames=9, speed=1.2,
         speed (float): pixels per sub-frame of the translation (std).
         exposures (tuple): sub-frames averaged per frame, drawn per frame, so that blur varies
             along the video (sharp frames among blurry ones, as in handheld footage).
+        vertical (float): vertical over horizontal motion (1: isotropic shake; small values:
+            a mostly horizontal pan, as when filming from a moving vehicle).
+        pan (float): steady horizontal pan in pixels per sub-frame (direction drawn per
+            sequence) on top of the shake: blur of a consistent length along the video.
     """
+    if max(exposures) > sub_frames or min(exposures) < 1:
+        raise ValueError(f'exposures {tuple(exposures)} must lie in [1, sub_frames={sub_frames}]')
     h, w = size
     n = num_frames * sub_frames
     margin = 0.5 * np.hypot(h, w) + 2
@@ -159,8 +174,10 @@ def render_camera_shake(photo, num_frames, size, rng, sub_frames=9, speed=1.2,
         scale = need / min(photo.shape[:2])
         photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
     ph, pw = photo.shape[:2]
-    cx = pw / 2 + np.clip(smooth_path(rng, n, speed), -(pw / 2 - margin), pw / 2 - margin)
-    cy = ph / 2 + np.clip(smooth_path(rng, n, speed), -(ph / 2 - margin), ph / 2 - margin)
+    drift = rng.choice((-1., 1.)) * pan * (np.arange(n) - n / 2)
+    # the view turns back at the photo's edges (as a pan would) instead of stopping there
+    cx = pw / 2 + fold(drift + smooth_path(rng, n, speed), pw / 2 - margin)
+    cy = ph / 2 + fold(smooth_path(rng, n, speed * vertical), ph / 2 - margin)
     angle = smooth_path(rng, n, 0.05)        # degrees per sub-frame
     zoom = np.exp(smooth_path(rng, n, 0.001))
     linear = to_linear(photo)

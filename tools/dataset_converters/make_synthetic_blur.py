@@ -51,6 +51,14 @@ def main(argv=None):
     parser.add_argument('--stride', type=int, default=8, help='sub-frames between frames')
     parser.add_argument('--noise', type=float, default=0.0,
                         help='sensor noise std on the blurry frames ([0, 1] units)')
+    parser.add_argument('--exposures', type=int, nargs='+', default=[1, 3, 5, 7, 9],
+                        help='photos: sub-frames averaged per frame, drawn per frame')
+    parser.add_argument('--sub-frames', type=int, default=9,
+                        help='photos: sub-frames rendered per frame interval')
+    parser.add_argument('--pan', type=float, default=0.0,
+                        help='photos: steady horizontal pan, pixels per sub-frame')
+    parser.add_argument('--shake', type=float, default=1.2,
+                        help='photos: camera shake, pixels per sub-frame (std)')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     size = tuple(args.size)
@@ -63,8 +71,10 @@ def main(argv=None):
             splits = default_sources(size, args.seqs_per_photo, not args.no_footage)
         make_synthetic_dataset(
             args.out, splits, args.frames, size, args.seed, noise_sigma=args.noise,
-            footage=dict(window=args.window, upsample=args.upsample, stride=args.stride))
-    except (FileNotFoundError, ValueError) as e:
+            footage=dict(window=args.window, upsample=args.upsample, stride=args.stride),
+            sub_frames=args.sub_frames, exposures=tuple(args.exposures), pan=args.pan,
+            speed=args.shake)
+    except (FileNotFoundError, ValueError) as e:  # bad sources, exposures > --sub-frames
         sys.exit(f'error: {e}')
     for split, items in splits.items():
         print(f'{split}: {len(items)} sequences ({", ".join(n for n, _ in items)})')
