@@ -1,10 +1,9 @@
 """Where one frame's time goes on the CPU, against the conv-FLOP floor (issue 7's CPU target).
 
-Times one variant (default MTU2) at 1280x720 as ``tools/benchmark.py`` does (eager and the
-frozen/fused model), then profiles one frame of the fused model and groups the time into the
-detail networks (frozen U-Nets), their transposed convs (not converted by the oneDNN freezer),
-the input/output/motion convs, motion compensation, and layout conversions and copies. Prints the
-ratio measured / floor and the target (1.5x for MTU2 on 2 cores).
+Times one variant (default MTU2) at 1280x720 as ``tools/benchmark.py`` does (eager NCHW,
+frozen detail networks, and channels-last with compiled ones), then profiles one frame of the
+compiled model and groups the time into convolutions, transposed convs, motion compensation,
+and copies. Prints the ratio measured / floor and the target (1.5x for MTU2 on 2 cores).
 
 Usage:
     python benchmarks/inference_cpu.py [--variant MTU2] [--size 1280x720] [--frames 5]
@@ -25,7 +24,9 @@ from mtu_toolkit.apis.optimize import optimize_for_inference  # noqa: E402
 TARGET_RATIO = 1.5
 
 #: profiler op name -> group of the breakdown
-GROUPS = {'forward': 'frozen U-Nets (oneDNN, fused)', 'aten::mkldnn_convolution': 'eager convs',
+GROUPS = {'mkldnn::_convolution_pointwise': 'compiled U-Net convs (fused ReLU/add)',
+          'mkldnn::_convolution_transpose_pointwise': 'transposed convs',
+          'aten::mkldnn_convolution': 'eager convs',
           'aten::_convolution': 'transposed convs', 'aten::convolution': 'transposed convs',
           'WarpFunction': 'motion compensation', 'aten::linalg_vector_norm': 'motion compensation',
           'aten::div': 'motion compensation', 'aten::cat': 'cat / copies / layout',
@@ -63,16 +64,17 @@ def main():
         torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.size.split('x'))
     restorer = init_restorer(os.path.join(ROOT, VARIANTS[args.variant][0]))
-    fast = optimize_for_inference(restorer)
     device = torch.device('cpu')
     print(f'{args.variant} at {width}x{height}, {torch.get_num_threads()} threads')
-    for name, model in (('eager', restorer), ('fused', fast)):
+    models = (('eager', restorer), ('frozen', optimize_for_inference(restorer)),
+              ('compiled', optimize_for_inference(restorer, compile=True)))
+    for name, model in models:
         r = benchmark_restorer(restorer, model, height, width, device, 1, args.frames)
-        print(f'  {name:6s} {r["ms"]:8.1f} ms/frame  floor {r["floor_ms"]:7.1f} ms '
+        print(f'  {name:8s} {r["ms"]:8.1f} ms/frame  floor {r["floor_ms"]:7.1f} ms '
               f'({r["gflops"]:.1f} GFLOP at {r["gemm_gflops"]:.1f} GFLOP/s)  measured/floor '
               f'{r["ratio"]:.2f}x  (target {TARGET_RATIO}x)  MC {100 * r["mc_share"]:.1f}%')
-    print('one fused frame, self time by group:')
-    for group, ms in breakdown(fast, test_window(height, width, device)).items():
+    print('one compiled frame, self time by group:')
+    for group, ms in breakdown(models[-1][1], test_window(height, width, device)).items():
         print(f'  {group:32s} {ms:8.1f} ms')
 
 

@@ -110,7 +110,10 @@ at::Tensor correlation_argmax(const at::Tensor& f1, const at::Tensor& f2, int64_
 at::Tensor warp_forward(const at::Tensor& feat, const at::Tensor& disp, int64_t scale) {
   check_features(feat, "feat");
   check_disp(disp, feat, scale);
-  const auto f = feat.contiguous(), d = disp.contiguous();
+  const auto d = disp.contiguous();
+  // the CPU kernel reads channels-last input as it is (the inference layout)
+  const bool nhwc = !feat.is_cuda() && feat.is_contiguous(at::MemoryFormat::ChannelsLast);
+  const auto f = nhwc ? feat : feat.contiguous();
   if (f.is_cuda()) {
 #ifdef MTU_WITH_CUDA
     return warp_forward_cuda(f, d, scale);

@@ -2,8 +2,10 @@
 streaming equality with infer_clip, threads' error hand-over, atomic outputs, flat memory."""
 import ctypes
 import os
+import shutil
 import threading
 import time
+import warnings
 
 import cv2
 import numpy as np
@@ -173,6 +175,21 @@ def test_optimized_model_matches_eager():
     with torch.inference_mode():
         torch.testing.assert_close(fast.infer_clip(clip), model.infer_clip(clip),
                                    rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get('CXX', 'g++')) is None,
+                    reason='torch.compile needs a C++ compiler')
+def test_compiled_units_match_eager():
+    model = tiny_restorer()
+    fast = optimize_for_inference(model, compile=True)
+    clip = torch.rand(3, 3, 16, 20)
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter('error')  # a failed compile would fall back with a warning
+        torch.testing.assert_close(fast.infer_clip(clip), model.infer_clip(clip),
+                                   rtol=0, atol=1e-4)
+    assert fast.backbone.units[0]._compiled is not None
+    assert next(fast.backbone.units[0].parameters()).is_contiguous(
+        memory_format=torch.channels_last)
 
 
 def test_deblur_frames_equals_infer_clip():

@@ -11,7 +11,6 @@ import torch
 from skimage import data
 
 from mtu_toolkit.apis import deblur_video, init_restorer
-from mtu_toolkit.apis.optimize import optimize_for_inference
 from mtu_toolkit.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -81,7 +80,7 @@ def test_video_in_video_out_keeps_count_size_fps(files, tmp_path):
     assert frames.shape == (NUM, H, W, 3) and fps == pytest.approx(FPS)
     # the same run through the Python API encodes the very same frames
     api_out = str(tmp_path / 'api.mp4')
-    restorer = optimize_for_inference(init_restorer(files['config'], files['ckpt']))
+    restorer = init_restorer(files['config'], files['ckpt'])  # the tool's default (eager)
     stats = deblur_video(restorer, files['video'], api_out, progress=False)
     assert stats['frames'] == NUM and stats['fps'] == pytest.approx(FPS)
     np.testing.assert_array_equal(read_video(api_out)[0], frames)
@@ -90,7 +89,7 @@ def test_video_in_video_out_keeps_count_size_fps(files, tmp_path):
 def test_folder_output_equals_infer_clip(files, tmp_path):
     out = str(tmp_path / 'frames')
     assert tool.main([files['config'], files['ckpt'], files['video'], out, '--quiet',
-                      '--no-optimize']) == 0
+                      '--compile']) == 0
     got = read_folder(out)
     blurry, _ = read_video(files['video'])
     restorer = init_restorer(files['config'], files['ckpt'])

@@ -153,6 +153,16 @@ def test_warp_forward_and_backward_match_reference(shape):
     torch.testing.assert_close(results[0][1], results[1][1], rtol=0, atol=1e-6)
 
 
+def test_warp_reads_channels_last_input_as_it_is():
+    torch.manual_seed(0)
+    feat = torch.randn(2, 13, 22, 30).contiguous(memory_format=torch.channels_last)
+    disp = torch.randint(-3, 4, (2, 2, 6, 8))
+    out = warp_by_displacement(feat, disp, 4)
+    assert out.is_contiguous(memory_format=torch.channels_last)  # stays in the input's layout
+    torch.testing.assert_close(out, warp_by_displacement_reference(feat.contiguous(), disp, 4),
+                               rtol=0, atol=0)
+
+
 def test_warp_gradcheck_with_colliding_sources():
     feat = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
     disp = torch.zeros(2, 2, 2, 2, dtype=torch.int64)

@@ -1,7 +1,7 @@
 """Time the MTU variants the honest way and compare them with the conv-FLOP floor.
 
     python tools/benchmark.py [--variants MTU1 MTU2 ...] [--size 1280x720] [--device cpu|cuda]
-                              [--warmup 3] [--frames 20] [--fp16] [--eager]
+                              [--warmup 3] [--frames 20] [--fp16] [--compile]
                               [--quality quality.json] [--out-dir work_dirs/benchmark]
 
 Batch 1, real image content, device synchronised before and after every frame, median over
@@ -9,8 +9,8 @@ Batch 1, real image content, device synchronised before and after every frame, m
 (params, ms/frame, fps, motion-compensation share, conv GFLOP, floor = FLOPs / GEMM rate measured
 in the same run, measured/floor) and, with ``--quality`` (JSON {variant: PSNR}), a quality-vs-speed
 plot ``quality_speed.png`` like the paper's Fig. 1. ``--fp16`` adds a float16-autocast run of each
-variant (CUDA). On the CPU the timed model is the frozen/fused one (``--eager`` to time the plain
-model); MTU2-hp (float16) is skipped there.
+variant (CUDA). ``--compile`` times the CPU model with ``torch.compile``-d detail networks
+(channels-last; compiled during the warm-up); MTU2-hp (float16) is skipped on the CPU.
 """
 import argparse
 import json
@@ -53,8 +53,8 @@ def parse_args(argv=None):
     parser.add_argument('--frames', type=int, default=20, help='timed frames (median)')
     parser.add_argument('--threads', type=int, help='CPU threads (default: torch\'s)')
     parser.add_argument('--fp16', action='store_true', help='also time float16 autocast (CUDA)')
-    parser.add_argument('--eager', action='store_true',
-                        help='time the plain eager model (no frozen/fused units on the CPU)')
+    parser.add_argument('--compile', action='store_true',
+                        help='CPU: torch.compile the detail networks (compiled during warm-up)')
     parser.add_argument('--quality', help='JSON {variant: PSNR} for the quality-vs-speed plot')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     args = parser.parse_args(argv)
@@ -101,11 +101,11 @@ def main(argv=None):
         rows = []
         for name, config, dtype in todo:
             restorer = init_restorer(config, None, device, infer_dtype=dtype)
-            fast = restorer if args.eager else optimize_for_inference(restorer)
+            fast = optimize_for_inference(restorer, compile=True) if args.compile else restorer
             res = benchmark_restorer(restorer, fast, height, width, device, args.warmup,
                                      args.frames)
             res.update(variant=name, dtype=dtype or 'float32', paper_ms=VARIANTS[name][2],
-                       size=f'{width}x{height}', eager=args.eager)
+                       size=f'{width}x{height}', compiled=args.compile)
             rows.append(res)
             print(f'{name:8s} {res["dtype"]:8s} {res["params"]:.3f}M  {res["ms"]:9.1f} ms  '
                   f'{res["fps"]:7.2f} fps  MC {100 * res["mc_share"]:4.1f}%  '

@@ -1,7 +1,7 @@
 """Deblur your own video (or folder of frames) with a trained MTU model, streaming.
 
     python tools/deblur_video.py CONFIG CHECKPOINT INPUT OUTPUT [--device cuda] [--fp16|--bf16]
-                                 [--side-by-side] [--fps 30] [--no-optimize] [--quiet]
+                                 [--side-by-side] [--fps 30] [--compile] [--quiet]
 
 INPUT is a video file (mp4/avi/mov/... anything OpenCV decodes) or a folder of frames; OUTPUT a
 video file (.mp4/.mov: mp4v, .avi/.mkv: MJPG) or a folder (PNG frames). The output keeps the
@@ -36,8 +36,9 @@ def parse_args(argv=None):
                         help='write input (left) and result (right) next to each other')
     parser.add_argument('--fps', type=float, help='frame rate of a frame-folder input '
                         '(default 25) or an override of the video\'s')
-    parser.add_argument('--no-optimize', action='store_true',
-                        help='run the eager model (default on CPU: frozen, fused units)')
+    parser.add_argument('--compile', action='store_true',
+                        help='CPU: also torch.compile the detail networks (needs a C++ '
+                        'compiler; ~20 s per unit on the first frame, faster afterwards)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
 
@@ -50,8 +51,8 @@ def main(argv=None):
             raise InferenceError(f'--{"fp16" if args.fp16 else "bf16"} needs a GPU '
                                  f'(--device cuda); on {args.device} run in float32')
         restorer = init_restorer(args.config, args.checkpoint, args.device, infer_dtype)
-        if not args.no_optimize:
-            restorer = optimize_for_inference(restorer)
+        if args.compile:
+            restorer = optimize_for_inference(restorer, compile=True)
         stats = deblur_video(restorer, args.input, args.output, side_by_side=args.side_by_side,
                              fps=args.fps, progress=not args.quiet)
     except InferenceError as err:

@@ -57,6 +57,23 @@ void warp_forward_kernel(const T* feat, const int64_t* disp, T* out, const WarpG
   });
 }
 
+// Channels-last (NHWC) input: a pixel's C channels are contiguous, so each in-frame output
+// pixel is one contiguous copy of C values. Used at inference, where the network runs NHWC.
+template <typename T>
+void warp_forward_nhwc_kernel(const T* feat, const int64_t* disp, T* out, const WarpGeometry& g) {
+  const int64_t c = g.c, hwc = g.h * g.w * c;
+  at::parallel_for(0, g.n * g.h, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t y = row % g.h, b = row / g.h;
+      const T* src = feat + b * hwc;
+      T* dst = out + b * hwc + y * g.w * c;
+      for_each_source(
+          g, disp, b, y, [&](int64_t x, int64_t s) { std::copy_n(src + s * c, c, dst + x * c); },
+          [&](int64_t x0, int64_t x1) { std::fill(dst + x0 * c, dst + x1 * c, T(0)); });
+    }
+  });
+}
+
 template <typename T>
 void warp_backward_kernel(const T* grad_out, const int64_t* disp, T* grad_feat,
                           const WarpGeometry& g) {
@@ -83,8 +100,16 @@ WarpGeometry geometry(const at::Tensor& feat, const at::Tensor& disp, int64_t sc
 }  // namespace
 
 at::Tensor warp_forward_cpu(const at::Tensor& feat, const at::Tensor& disp, int64_t scale) {
-  auto out = at::empty_like(feat);
   const WarpGeometry g = geometry(feat, disp, scale);
+  if (feat.is_contiguous(at::MemoryFormat::ChannelsLast) && !feat.is_contiguous()) {
+    auto out = at::empty_like(feat, at::MemoryFormat::ChannelsLast);
+    AT_DISPATCH_FLOATING_TYPES(feat.scalar_type(), "mtu_warp_forward_nhwc_cpu", [&] {
+      warp_forward_nhwc_kernel<scalar_t>(feat.data_ptr<scalar_t>(), disp.data_ptr<int64_t>(),
+                                         out.data_ptr<scalar_t>(), g);
+    });
+    return out;
+  }
+  auto out = at::empty_like(feat, at::MemoryFormat::Contiguous);
   AT_DISPATCH_FLOATING_TYPES(feat.scalar_type(), "mtu_warp_forward_cpu", [&] {
     warp_forward_kernel<scalar_t>(feat.data_ptr<scalar_t>(), disp.data_ptr<int64_t>(),
                                   out.data_ptr<scalar_t>(), g);

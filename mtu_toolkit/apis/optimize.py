@@ -1,19 +1,26 @@
-"""Faster inference without changing the network: frozen, fused detail networks on the CPU.
+"""Faster inference without changing the network: frozen or compiled detail networks.
 
-The detail networks (U-Nets, >95% of the FLOPs) are pure convolution graphs. On the CPU each one
-is traced, frozen and passed through ``torch.jit.optimize_for_inference``, which keeps the
-activations in oneDNN's blocked layout through the U-Net and fuses the ReLUs and the residual
-adds into the convolutions. Its transposed convs are not converted (they fall back to dense
-layout with copies), so on a quiet CPU this is on par with the eager model; it is much faster
-when other jobs share the cores (fewer OpenMP parallel regions to stall on). See
-``docs/benchmarks.md`` for the measured breakdown. The motion compensation (the fused
-``correlation_argmax`` op and the warp) and the small input/output convolutions stay eager.
-Results match the eager model to float rounding (checked in ``tests/test_apis.py``).
+The detail networks (U-Nets, >95% of the FLOPs) are pure convolution graphs. On the CPU:
+
+* default: each one is traced, frozen and passed through ``torch.jit.optimize_for_inference``
+  (oneDNN blocked layout through the U-Net, ReLUs and residual adds fused into the convs).
+  On a quiet CPU this is on par with the eager model; it is faster when other jobs share the
+  cores (fewer OpenMP parallel regions to stall on);
+* ``compile=True``: the model runs channels-last (oneDNN's native NHWC convolutions, the warp
+  op reads NHWC as it is) and each detail network is compiled by ``torch.compile`` (inductor,
+  weights frozen as constants: prepacked oneDNN convolutions with fused ReLU/adds). It needs a
+  C++ compiler at run time and compiles on the first frame of each size (~15-20 s per unit on
+  2 cores); it falls back to the eager unit with a warning if compiling fails. The fastest CPU
+  path (``docs/benchmarks.md``).
+
+The motion compensation (the fused ``correlation_argmax`` op and the warp) and the small
+input/output convolutions stay eager. Results match the eager model to float rounding (tested).
 """
 import copy
 import warnings
 
 import torch
+
 
 #: channels of the example input the units are traced with (spatial size does not matter)
 _TRACE_SIZE = 16
@@ -23,19 +30,58 @@ def freeze_unit(unit, in_channels):
     """Trace, freeze and optimise one detail network (input (N, in_channels, H, W), any H, W)."""
     example = torch.zeros(1, in_channels, _TRACE_SIZE, _TRACE_SIZE)
     with torch.no_grad(), warnings.catch_warnings():
-        # TorchScript is deprecated in favour of torch.compile, which needs a compiler
-        # toolchain at run time; freezing works everywhere and is what fuses oneDNN here
+        # TorchScript is deprecated in favour of torch.compile (the ``compile=True`` path),
+        # which needs a compiler toolchain at run time; freezing works everywhere
         warnings.simplefilter('ignore', DeprecationWarning)
         traced = torch.jit.trace(unit.eval(), example)
         return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
 
 
-def optimize_for_inference(restorer):
-    """A copy of ``restorer`` for fast inference on its device (float32 CPU: frozen units).
+class ChannelsLastUnit(torch.nn.Module):
+    """Runs ``unit`` on a channels-last copy of its input (a no-op when it already is)."""
+
+    def __init__(self, unit):
+        super().__init__()
+        self.unit = unit
+
+    def forward(self, x):
+        return self.unit(x.contiguous(memory_format=torch.channels_last))
+
+
+class CompiledUnit(torch.nn.Module):
+    """A detail network compiled by ``torch.compile`` (inductor, frozen weights), falling back
+    to the eager module with one warning if compiling fails (e.g. no C++ compiler)."""
+
+    def __init__(self, unit):
+        super().__init__()
+        import torch._inductor.config as inductor_config
+        # weights as constants: prepacked oneDNN convolutions with fused ReLU / adds
+        inductor_config.freezing = True
+        self.unit = unit
+        self._compiled = torch.compile(unit, dynamic=False)
+
+    def forward(self, x):
+        if self._compiled is not None:
+            try:
+                return self._compiled(x)
+            except Exception as e:  # noqa: BLE001 - the eager unit gives the same result
+                warnings.warn(f'torch.compile of a detail network failed ({type(e).__name__}: '
+                              f'{str(e)[:200]}); running it eager')
+                self._compiled = None
+        return self.unit(x)
+
+
+def optimize_for_inference(restorer, compile=False):
+    """A copy of ``restorer`` for fast inference on its device (CPU float32: see module doc).
+
+    Args:
+        restorer (MTURestorer): an eval-mode restorer.
+        compile (bool): CPU: channels-last with ``torch.compile``-d detail networks (needs a
+            C++ compiler; the first frame of each size compiles) instead of frozen ones.
 
     On CUDA, or with half-precision autocast, the model is returned as it is (cuDNN picks its
     own algorithms; ``torch.backends.cudnn.benchmark`` is switched on). The copy's
-    ``state_dict`` no longer matches the checkpoint's: use it for inference only.
+    ``state_dict`` keys differ from the checkpoint's: use it for inference only.
     """
     device = next(restorer.parameters()).device
     if device.type == 'cuda':
@@ -44,11 +90,13 @@ def optimize_for_inference(restorer):
     if device.type != 'cpu' or restorer.infer_dtype is not None:
         return restorer
     fast = copy.deepcopy(restorer).eval()
-    backbone = fast.backbone
-    units = getattr(backbone, 'units', None)
+    units = getattr(fast.backbone, 'units', None)
     if units is None:
         return restorer
-    in_channels = 2 * backbone.channels
+    if compile:
+        fast = fast.to(memory_format=torch.channels_last)
+    in_channels = 2 * fast.backbone.channels
     for i, unit in enumerate(units):
-        units[i] = freeze_unit(unit, in_channels)
+        units[i] = (CompiledUnit(ChannelsLastUnit(unit)) if compile
+                    else freeze_unit(unit, in_channels))
     return fast
