@@ -174,7 +174,8 @@ def render_camera_shake(photo, num_frames, size, rng, sub_frames=9, speed=1.2,
         scale = need / min(photo.shape[:2])
         photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
     ph, pw = photo.shape[:2]
-    drift = rng.choice((-1., 1.)) * pan * (np.arange(n) - n / 2)
+    # drawn only with a pan, so that shake-only datasets keep their random paths
+    drift = rng.choice((-1., 1.)) * pan * (np.arange(n) - n / 2) if pan else 0.
     # the view turns back at the photo's edges (as a pan would) instead of stopping there
     cx = pw / 2 + fold(drift + smooth_path(rng, n, speed), pw / 2 - margin)
     cy = ph / 2 + fold(smooth_path(rng, n, speed * vertical), ph / 2 - margin)
