@@ -54,16 +54,18 @@ class CompiledUnit(torch.nn.Module):
 
     def __init__(self, unit):
         super().__init__()
-        import torch._inductor.config as inductor_config
-        # weights as constants: prepacked oneDNN convolutions with fused ReLU / adds
-        inductor_config.freezing = True
         self.unit = unit
         self._compiled = torch.compile(unit, dynamic=False)
 
     def forward(self, x):
         if self._compiled is not None:
+            # freezing (weights as constants: prepacked oneDNN convolutions with fused ReLU /
+            # adds) is read when a frame size compiles; patched per call, not process-wide
+            # (torch.compile's ``options`` do not reach it)
+            from torch._inductor import config as inductor_config
             try:
-                return self._compiled(x)
+                with inductor_config.patch(freezing=True):
+                    return self._compiled(x)
             except Exception as e:  # noqa: BLE001 - the eager unit gives the same result
                 warnings.warn(f'torch.compile of a detail network failed ({type(e).__name__}: '
                               f'{str(e)[:200]}); running it eager')
