@@ -1,4 +1,5 @@
-"""DDP through tools/train.py on CPU (gloo): 2 processes, per-frame steps, identical weights."""
+"""DDP through tools/train.py and tools/test.py on CPU (gloo): 2 processes, identical results."""
+import json
 import os
 import socket
 import subprocess
@@ -26,6 +27,7 @@ runner.train()
 rank = dist.get_rank()
 torch.save(dict(state=runner.model.module.state_dict(), init=init, wrapper=wrapped,
                 world=dist.get_world_size()), f'{{args.work_dir}}/rank{{rank}}.pth')
+train.finish_distributed()
 """
 
 
@@ -61,3 +63,28 @@ def test_two_cpu_ranks_agree(tmp_path):
     moved = [k for k, v in ranks[0]['init'].items() if not torch.equal(v, ranks[0]['state'][k])]
     assert len(moved) > len(ranks[0]['init']) // 2
     assert 'Iter(train) [3/3]' in proc.stdout + proc.stderr
+    # no rank may abort at exit: each one destroys its process group after the run
+    assert 'terminate called' not in proc.stderr
+
+    # tools/test.py on two ranks: the sampler splits the clips, the metric gathers them all
+    test_dir = tmp_path / 'test'
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+         '--master_addr', '127.0.0.1', '--master_port', str(_free_port()),
+         os.path.join(ROOT, 'tools', 'test.py'), cfg, str(work / 'iter_3.pth'),
+         '--launcher', 'pytorch', '--work-dir', str(test_dir)],
+        cwd=tmp_path, env=tool_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'terminate called' not in proc.stderr
+    report = json.loads((test_dir / 'test_results.json').read_text())
+    single = json.loads(_single_process_test(cfg, work / 'iter_3.pth', tmp_path / 'single'))
+    assert [s['sequence'] for s in report['sequences']] == \
+        [s['sequence'] for s in single['sequences']]
+    assert report['overall']['PSNR'] == pytest.approx(single['overall']['PSNR'], abs=1e-3)
+
+
+def _single_process_test(cfg, ckpt, work_dir):
+    subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'test.py'), cfg, str(ckpt),
+                    '--work-dir', str(work_dir)], env=tool_env(), check=True,
+                   capture_output=True, timeout=300)
+    return (work_dir / 'test_results.json').read_text()

@@ -22,7 +22,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mtu_toolkit.engine import prepare_runtime  # noqa: E402
+from mtu_toolkit.engine import finish_distributed, prepare_runtime  # noqa: E402
 from mtu_toolkit.engine.checkpoint import atomic_write_text  # noqa: E402
 from mtu_toolkit.evaluation import VideoRestorationMetric  # noqa: E402
 
@@ -95,7 +95,9 @@ def main(argv=None):
     args = parse_args(argv)
     runner = Runner.from_cfg(build_cfg(args))
     metrics = runner.test()
-    if not is_main_process():
+    main_process = is_main_process()
+    finish_distributed()
+    if not main_process:
         return
     found = [m for m in runner.test_evaluator.metrics if isinstance(m, VideoRestorationMetric)]
     if not found:

@@ -18,7 +18,8 @@ import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mtu_toolkit.engine import find_resume_checkpoint, prepare_runtime  # noqa: E402
+from mtu_toolkit.engine import (  # noqa: E402
+    finish_distributed, find_resume_checkpoint, prepare_runtime)
 
 
 def parse_args(argv=None):
@@ -81,6 +82,7 @@ def main(argv=None):
     args = parse_args(argv)
     runner = Runner.from_cfg(build_cfg(args))
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -23,6 +23,19 @@ def init_distributed(launcher):
                             world_size=int(os.environ['WORLD_SIZE']))
 
 
+def finish_distributed():
+    """Destroy the process group after a run that ended normally.
+
+    Without it the gloo worker threads outlive the interpreter's finalisation and a rank can
+    abort at exit ("terminate called without an active exception", SIGABRT) after all its work
+    succeeded, which torchrun then reports as a failed job. Not called on errors: destroying
+    while other ranks still sit in a collective would hang them instead of letting torchrun
+    tear the job down.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def add_tensorboard(cfg):
     """Append ``TensorboardVisBackend`` to the visualizer when ``tensorboard`` is installed."""
     if importlib.util.find_spec('tensorboard') is None:
