@@ -55,6 +55,34 @@ def test_steady_pan_blurs_horizontally():
                             exposures=(7,))
 
 
+def _pan_step(sharp):
+    """Horizontal motion between the first two sharp frames, in pixels (phase correlation)."""
+    a, b = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float32) for f in sharp[:2])
+    return abs(cv2.phaseCorrelate(a, b)[0][0])
+
+
+def test_frame_rate_and_pan_speed_drawn_per_sequence():
+    photo = skimage_photos()['astronaut']
+    steps = []
+    for seed in range(6):
+        _, sharp = render_camera_shake(photo, 2, (64, 96), np.random.default_rng(seed),
+                                       sub_frames=(10, 30), exposures=(5,), pan=1.0, speed=0.,
+                                       vertical=0.)
+        steps.append(_pan_step(sharp))
+    # the same pan filmed at two frame rates: 10 or 30 px between frames (+- the slow rotation)
+    near = [min((10, 30), key=lambda r: abs(r - s)) for s in steps]
+    assert set(near) == {10, 30} and all(abs(s - r) < 1.5 for s, r in zip(steps, near))
+    speeds = [_pan_step(render_camera_shake(photo, 2, (64, 96), np.random.default_rng(seed),
+                                            sub_frames=10, exposures=(5,), pan=(0.5, 2.0),
+                                            speed=0., vertical=0.)[1]) for seed in range(6)]
+    assert all(4.5 < s < 20.5 for s in speeds) and max(speeds) - min(speeds) > 3
+    with pytest.raises(ValueError, match='sub_frames'):
+        render_camera_shake(photo, 2, (48, 64), np.random.default_rng(0), sub_frames=(5, 11),
+                            exposures=(7,))
+    with pytest.raises(ValueError, match='pan'):
+        render_camera_shake(photo, 2, (48, 64), np.random.default_rng(0), pan=(2.0, 1.0))
+
+
 def _panning(n=7, step=3):
     """Footage of a camera panning over a real photo by ``step`` pixels per frame."""
     photo = skimage_photos()['coffee']
@@ -131,8 +159,8 @@ def test_default_dataset_cli_gives_dvd_layout(tmp_path):
                                                     'make_synthetic_blur.py'),
                            str(tmp_path / 'cli'), '--train', str(folder), '--test', photo,
                            '--size', '32', '48', '--frames', '6', '--upsample', '2',
-                           '--stride', '2', '--window', '3', '--pan', '0.7', '--sub-frames', '11',
-                           '--exposures', '9'], capture_output=True, text=True)
+                           '--stride', '2', '--window', '3', '--pan', '0.5', '0.9', '--sub-frames',
+                           '11', '22', '--exposures', '9'], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert VideoDeblurDataset(str(tmp_path / 'cli'), split='train').seqs == {'frames': 6}
     assert VideoDeblurDataset(str(tmp_path / 'cli'), split='test').seqs == {'photo': 6}

@@ -154,15 +154,23 @@ def render_camera_shake(photo, num_frames, size, rng, sub_frames=9, speed=1.2,
         num_frames (int): output frames.
         size (tuple): (h, w) of the frames.
         rng (np.random.Generator): randomness of the path and the exposures.
-        sub_frames (int): sub-frames rendered per frame interval.
+        sub_frames (int | tuple): sub-frames rendered per frame interval; a tuple draws one
+            per sequence: the same camera and shutter filmed at different frame rates, so the
+            blur stays while the motion between frames changes.
         speed (float): pixels per sub-frame of the translation (std).
         exposures (tuple): sub-frames averaged per frame, drawn per frame, so that blur varies
             along the video (sharp frames among blurry ones, as in handheld footage).
         vertical (float): vertical over horizontal motion (1: isotropic shake; small values:
             a mostly horizontal pan, as when filming from a moving vehicle).
-        pan (float): steady horizontal pan in pixels per sub-frame (direction drawn per
-            sequence) on top of the shake: blur of a consistent length along the video.
+        pan (float | tuple): steady horizontal pan in pixels per sub-frame (direction drawn per
+            sequence) on top of the shake: blur of a consistent length along the video. A
+            ``(low, high)`` pair draws the speed per sequence, uniformly.
     """
+    if isinstance(sub_frames, (tuple, list)):
+        if min(sub_frames) < max(exposures):
+            raise ValueError(f'sub_frames {tuple(sub_frames)} must all be >= the longest '
+                             f'exposure {max(exposures)}')
+        sub_frames = int(rng.choice(sub_frames))
     if max(exposures) > sub_frames or min(exposures) < 1:
         raise ValueError(f'exposures {tuple(exposures)} must lie in [1, sub_frames={sub_frames}]')
     h, w = size
@@ -175,6 +183,10 @@ def render_camera_shake(photo, num_frames, size, rng, sub_frames=9, speed=1.2,
         photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
     ph, pw = photo.shape[:2]
     # drawn only with a pan, so that shake-only datasets keep their random paths
+    if isinstance(pan, (tuple, list)):
+        if len(pan) != 2 or not 0 <= pan[0] <= pan[1]:
+            raise ValueError(f'pan must be a speed or a (low, high) range, got {pan!r}')
+        pan = float(rng.uniform(*pan))
     drift = rng.choice((-1., 1.)) * pan * (np.arange(n) - n / 2) if pan else 0.
     # the view turns back at the photo's edges (as a pan would) instead of stopping there
     cx = pw / 2 + fold(drift + smooth_path(rng, n, speed), pw / 2 - margin)

@@ -53,15 +53,21 @@ def main(argv=None):
                         help='sensor noise std on the blurry frames ([0, 1] units)')
     parser.add_argument('--exposures', type=int, nargs='+', default=[1, 3, 5, 7, 9],
                         help='photos: sub-frames averaged per frame, drawn per frame')
-    parser.add_argument('--sub-frames', type=int, default=9,
-                        help='photos: sub-frames rendered per frame interval')
-    parser.add_argument('--pan', type=float, default=0.0,
-                        help='photos: steady horizontal pan, pixels per sub-frame')
+    parser.add_argument('--sub-frames', type=int, nargs='+', default=[9],
+                        help='photos: sub-frames rendered per frame interval (several: one '
+                        'drawn per sequence, i.e. different frame rates with the same shutter)')
+    parser.add_argument('--pan', type=float, nargs='+', default=[0.0], metavar='SPEED',
+                        help='photos: steady horizontal pan, pixels per sub-frame (LOW HIGH: '
+                        'drawn per sequence)')
     parser.add_argument('--shake', type=float, default=1.2,
                         help='photos: camera shake, pixels per sub-frame (std)')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
+    if len(args.pan) > 2:
+        parser.error('--pan takes a speed or a LOW HIGH range')
     size = tuple(args.size)
+    sub_frames = args.sub_frames[0] if len(args.sub_frames) == 1 else tuple(args.sub_frames)
+    pan = args.pan[0] if len(args.pan) == 1 else tuple(args.pan)
     start = time.time()
     try:
         if args.train or args.test:
@@ -72,7 +78,7 @@ def main(argv=None):
         make_synthetic_dataset(
             args.out, splits, args.frames, size, args.seed, noise_sigma=args.noise,
             footage=dict(window=args.window, upsample=args.upsample, stride=args.stride),
-            sub_frames=args.sub_frames, exposures=tuple(args.exposures), pan=args.pan,
+            sub_frames=sub_frames, exposures=tuple(args.exposures), pan=pan,
             speed=args.shake)
     except (FileNotFoundError, ValueError) as e:  # bad sources, exposures > --sub-frames
         sys.exit(f'error: {e}')
