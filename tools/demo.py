@@ -40,16 +40,56 @@ from mtu_toolkit.registry import MODELS  # noqa: E402
 
 #: photographs for training and held-out ones for testing (see README for sources/licences)
 SPLITS = dict(train=['astronaut', 'rocket', 'hubble_deep_field', 'coffee'], test=['chelsea'])
-#: the virtual camera: a steady horizontal pan (0.7 px per sub-frame, ~8 px per frame,
-#: direction drawn per sequence, turning back at the photo's edges) with a little shake, each
-#: frame exposed 9 of its 11 sub-frames: ~6 px of motion blur
-RENDER = dict(sub_frames=11, exposures=(9,), pan=0.7, speed=0.2, vertical=0.3)
+#: the virtual camera: a steady horizontal pan of 0.7 px per sub-frame (direction drawn per
+#: sequence, turning back at the photo's edges) with a little shake, each frame exposed for 9
+#: sub-frames (~6 px of motion blur), filmed at one of three frame rates drawn per sequence
+#: (11, 22 or 33 sub-frames per frame interval: ~8, ~15 or ~23 px between frames). The varying
+#: motion between frames is what makes the demo a test of motion compensation: without it, a
+#: network can learn one fixed offset to the previous frame instead of matching.
+RENDER = dict(sub_frames=(11, 22, 33), exposures=(9,), pan=0.7, speed=0.2, vertical=0.3)
+#: linear warm-up of the learning rate (iterations; shorter for very short runs)
+WARMUP_ITERS = 30
 MODELS_TO_TRAIN = [('mtu2_no_mc', 'configs/demo/mtu2_synthetic_no_mc.py'),
                    ('mtu2_mc', 'configs/demo/mtu2_synthetic.py')]
 
 
 def step(msg):
     print(f'\n==> {msg}', flush=True)
+
+
+def recipe_fingerprint():
+    """What the data and checkpoints depend on: the renderer settings and the configs."""
+    texts = [open(osp.join(ROOT, c)).read() for c in (
+        'configs/demo/mtu2_synthetic.py', 'configs/demo/mtu2_synthetic_no_mc.py')]
+    return dict(render=repr(sorted(RENDER.items())), splits=SPLITS, warmup=WARMUP_ITERS,
+                configs=texts)
+
+
+def remove_stale(out):
+    for name in ('data', 'work_dirs'):
+        shutil.rmtree(osp.join(out, name), ignore_errors=True)
+    for name, _ in MODELS_TO_TRAIN:
+        log = osp.join(out, f'train_{name}.log')
+        if osp.isfile(log):
+            os.remove(log)
+
+
+def start_over_if_recipe_changed(out):
+    """Reuse data and checkpoints only when they were made by this recipe."""
+    path = osp.join(out, 'recipe.json')
+    current = recipe_fingerprint()
+    if osp.isfile(path):
+        with open(path) as f:
+            if json.load(f) == current:
+                return
+        step(f'the demo recipe changed since {out} was made: starting over')
+        remove_stale(out)
+    elif osp.isdir(osp.join(out, 'data')) or osp.isdir(osp.join(out, 'work_dirs')):
+        step(f'{out} has no recipe.json (made by an older demo): starting over')
+        remove_stale(out)
+    with open(path + '.tmp', 'w') as f:
+        json.dump(current, f)
+    os.replace(path + '.tmp', path)
 
 
 def make_data(out):
@@ -75,9 +115,11 @@ def train_cmd(name, config, lmdb_root, out, iters):
     """tools/train.py for one model (resumes from its newest checkpoint when interrupted)."""
     roots = [f'{k}.dataset.data_root={lmdb_root}'
              for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    warmup = min(WARMUP_ITERS, max(1, iters // 10))
     return [sys.executable, osp.join(ROOT, 'tools', 'train.py'), config,
             '--work-dir', osp.join(out, 'work_dirs', name), '--resume', '--cfg-options',
-            f'train_cfg.max_iters={iters}', f'param_scheduler.T_max={iters}',
+            f'train_cfg.max_iters={iters}', f'param_scheduler.0.end={warmup}',
+            f'param_scheduler.1.begin={warmup}', f'param_scheduler.1.end={iters}',
             f'train_cfg.val_interval={iters + 1}'] + roots
 
 
@@ -187,6 +229,7 @@ def main(argv=None):
     start = time.time()
     torch.set_num_threads(os.cpu_count() or 1)
 
+    start_over_if_recipe_changed(out)
     lmdb_root = make_data(out)
     trained = train_all(MODELS_TO_TRAIN, lmdb_root, out, args.iters)
     step('evaluating on the held-out sequences')
