@@ -59,34 +59,31 @@ def step(msg):
 
 def recipe_fingerprint():
     """What the data and checkpoints depend on: the renderer settings and the configs."""
-    texts = [open(osp.join(ROOT, c)).read() for c in (
-        'configs/demo/mtu2_synthetic.py', 'configs/demo/mtu2_synthetic_no_mc.py')]
+    texts = []
+    for config in (path for _, path in MODELS_TO_TRAIN):
+        with open(osp.join(ROOT, config)) as f:
+            texts.append(f.read())
     return dict(render=repr(sorted(RENDER.items())), splits=SPLITS, warmup=WARMUP_ITERS,
                 configs=texts)
 
 
-def remove_stale(out):
-    for name in ('data', 'work_dirs'):
-        shutil.rmtree(osp.join(out, name), ignore_errors=True)
-    for name, _ in MODELS_TO_TRAIN:
-        log = osp.join(out, f'train_{name}.log')
-        if osp.isfile(log):
-            os.remove(log)
-
-
 def start_over_if_recipe_changed(out):
-    """Reuse data and checkpoints only when they were made by this recipe."""
-    path = osp.join(out, 'recipe.json')
-    current = recipe_fingerprint()
+    """Reuse data and checkpoints only when ``recipe.json`` says this recipe made them."""
+    path, current, why = osp.join(out, 'recipe.json'), recipe_fingerprint(), None
     if osp.isfile(path):
         with open(path) as f:
             if json.load(f) == current:
                 return
-        step(f'the demo recipe changed since {out} was made: starting over')
-        remove_stale(out)
+        why = f'the demo recipe changed since {out} was made'
     elif osp.isdir(osp.join(out, 'data')) or osp.isdir(osp.join(out, 'work_dirs')):
-        step(f'{out} has no recipe.json (made by an older demo): starting over')
-        remove_stale(out)
+        why = f'{out} has no recipe.json (made by an older demo)'
+    if why:
+        step(f'{why}: starting over')
+        for name in ('data', 'work_dirs'):
+            shutil.rmtree(osp.join(out, name), ignore_errors=True)
+        for name, _ in MODELS_TO_TRAIN:
+            if osp.isfile(osp.join(out, f'train_{name}.log')):
+                os.remove(osp.join(out, f'train_{name}.log'))
     with open(path + '.tmp', 'w') as f:
         json.dump(current, f)
     os.replace(path + '.tmp', path)
