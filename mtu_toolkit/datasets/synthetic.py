@@ -166,13 +166,12 @@ def render_camera_shake(photo, num_frames, size, rng, sub_frames=9, speed=1.2,
             sequence) on top of the shake: blur of a consistent length along the video. A
             ``(low, high)`` pair draws the speed per sequence, uniformly.
     """
-    if isinstance(sub_frames, (tuple, list)):
-        if min(sub_frames) < max(exposures):
-            raise ValueError(f'sub_frames {tuple(sub_frames)} must all be >= the longest '
-                             f'exposure {max(exposures)}')
-        sub_frames = int(rng.choice(sub_frames))
-    if max(exposures) > sub_frames or min(exposures) < 1:
-        raise ValueError(f'exposures {tuple(exposures)} must lie in [1, sub_frames={sub_frames}]')
+    rates = tuple(sub_frames) if isinstance(sub_frames, (tuple, list)) else (sub_frames,)
+    if max(exposures) > min(rates) or min(exposures) < 1:
+        raise ValueError(f'exposures {tuple(exposures)} must lie in [1, sub_frames='
+                         f'{min(rates)}] (sub_frames {rates})')
+    # drawn only when there is a choice, so that single-rate datasets keep their random paths
+    sub_frames = int(rng.choice(rates)) if len(rates) > 1 else rates[0]
     h, w = size
     n = num_frames * sub_frames
     margin = 0.5 * np.hypot(h, w) + 2
@@ -182,11 +181,11 @@ def render_camera_shake(photo, num_frames, size, rng, sub_frames=9, speed=1.2,
         scale = need / min(photo.shape[:2])
         photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
     ph, pw = photo.shape[:2]
-    # drawn only with a pan, so that shake-only datasets keep their random paths
     if isinstance(pan, (tuple, list)):
         if len(pan) != 2 or not 0 <= pan[0] <= pan[1]:
             raise ValueError(f'pan must be a speed or a (low, high) range, got {pan!r}')
         pan = float(rng.uniform(*pan))
+    # drawn only with a pan, so that shake-only datasets keep their random paths
     drift = rng.choice((-1., 1.)) * pan * (np.arange(n) - n / 2) if pan else 0.
     # the view turns back at the photo's edges (as a pan would) instead of stopping there
     cx = pw / 2 + fold(drift + smooth_path(rng, n, speed), pw / 2 - margin)
