@@ -1,9 +1,10 @@
 """Where one frame's time goes on the CPU, against the conv-FLOP floor (issue 7's CPU target).
 
 Times one variant (default MTU2) at 1280x720 as ``tools/benchmark.py`` does (eager NCHW,
-frozen detail networks, and channels-last with compiled ones), then profiles one frame of the
-compiled model and groups the time into convolutions, transposed convs, motion compensation,
-and copies. Prints the ratio measured / floor and the target (1.5x for MTU2 on 2 cores).
+frozen detail networks, and the compiled concatenation-free network), then profiles one frame
+of the compiled model and groups the time into convolutions, transposed convs, inductor's
+elementwise kernels, motion compensation and copies. Prints the ratio measured / floor and the
+target (1.5x for MTU2 on 2 cores).
 
 Usage:
     python benchmarks/inference_cpu.py [--variant MTU2] [--size 1280x720] [--frames 5]
@@ -24,7 +25,8 @@ from mtu_toolkit.apis.optimize import optimize_for_inference  # noqa: E402
 TARGET_RATIO = 1.5
 
 #: profiler op name -> group of the breakdown
-GROUPS = {'mkldnn::_convolution_pointwise': 'compiled U-Net convs (fused ReLU/add)',
+GROUPS = {'mkldnn::_convolution_pointwise': 'compiled convs (fused ReLU/add)',
+          'mkldnn::_convolution_pointwise_': 'compiled convs (fused ReLU/add)',
           'mkldnn::_convolution_transpose_pointwise': 'transposed convs',
           'aten::mkldnn_convolution': 'eager convs',
           'aten::_convolution': 'transposed convs', 'aten::convolution': 'transposed convs',
@@ -47,7 +49,12 @@ def breakdown(fast, window):
             fast.restore_frame(window, state)
     groups = defaultdict(float)
     for ev in prof.key_averages():
-        name = 'motion compensation' if 'correlation' in ev.key else GROUPS.get(ev.key, 'other')
+        if 'correlation' in ev.key:
+            name = 'motion compensation'
+        elif 'cpp_fused' in ev.key:  # inductor's generated kernels (with kernel profiling on)
+            name = 'elementwise kernels (adds, cat, layout)'
+        else:
+            name = GROUPS.get(ev.key, 'other')
         groups[name] += ev.self_cpu_time_total / 1e3
     return dict(sorted(groups.items(), key=lambda kv: -kv[1]))
 
@@ -62,6 +69,9 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    # name inductor's generated kernels in the profile (read when a graph compiles)
+    from torch._inductor import config as inductor_config
+    inductor_config.cpp.enable_kernel_profile = True
     width, height = (int(v) for v in args.size.split('x'))
     restorer = init_restorer(os.path.join(ROOT, VARIANTS[args.variant][0]))
     device = torch.device('cpu')

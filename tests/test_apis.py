@@ -16,6 +16,7 @@ from skimage import data
 from mtu_toolkit.apis import (CheckpointError, InputError, OutputError, check_state_dict,
                               deblur_frames, deblur_video, init_restorer, open_reader,
                               open_writer)
+from mtu_toolkit.apis.fused_mtu import FusedMTUNet
 from mtu_toolkit.apis.optimize import optimize_for_inference
 from mtu_toolkit.apis.pipeline import BackgroundReader, BackgroundWriter
 from mtu_toolkit.registry import MODELS
@@ -179,16 +180,17 @@ def test_optimized_model_matches_eager():
 
 @pytest.mark.skipif(shutil.which(os.environ.get('CXX', 'g++')) is None,
                     reason='torch.compile needs a C++ compiler')
-def test_compiled_units_match_eager():
+def test_compiled_fused_network_matches_eager():
     model = tiny_restorer()
     fast = optimize_for_inference(model, compile=True)
+    assert isinstance(fast.backbone, FusedMTUNet)
     clip = torch.rand(3, 3, 16, 20)
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter('error')  # a failed compile would fall back with a warning
         torch.testing.assert_close(fast.infer_clip(clip), model.infer_clip(clip),
                                    rtol=0, atol=1e-4)
-    assert fast.backbone.units[0]._compiled is not None
-    assert next(fast.backbone.units[0].parameters()).is_contiguous(
+    assert all(stage._compiled is not None for stage in fast.backbone.stages)
+    assert fast.backbone.stages[0].module.unit.enc1[0].weight.is_contiguous(
         memory_format=torch.channels_last)
 
 

@@ -79,9 +79,36 @@ def test_benchmark_restorer_fields():
     res = benchmark_restorer(model, model, 32, 48, torch.device('cpu'), warmup=1, frames=3,
                              mc_frames=2)
     assert res['gflops'] == pytest.approx(expected_flops(2, 8, 2, 32, 48) / 1e9)
-    assert math.isclose(res['ratio'], res['ms'] / res['floor_ms'])
+    assert len(res['frame_ratios']) == 3
+    assert math.isclose(res['ratio'], sorted(res['frame_ratios'])[1])
+    assert math.isclose(res['floor_ms'], 1e3 * res['gflops'] / res['gemm_gflops'])
     assert math.isclose(res['fps'], 1e3 / res['ms'])
     assert 0 < res['mc_share'] < 1 and res['frames'] == 3
+
+
+def test_each_frame_is_held_to_the_gemm_rate_measured_before_it(monkeypatch):
+    """A machine that slows down 2x halfway gives the same ratio for every frame."""
+    import mtu_toolkit.apis.benchmark as bench
+    speed = iter([1e11, 1e11, 5e10, 5e10, 5e10])  # warm-up frames take no GEMM
+    current = [None]
+
+    def fake_rate(device, size=2048, reps=5, dtype=torch.float32):
+        current[0] = next(speed)
+        return current[0]
+
+    def fake_frames(restorer, window, warmup, frames, device, state=None):
+        # 200 GFLOP at the current rate
+        return [2e11 / current[0]] * frames if frames else [], state
+
+    monkeypatch.setattr(bench, 'gemm_rate', fake_rate)
+    monkeypatch.setattr(bench, 'time_frames', fake_frames)
+    monkeypatch.setattr(bench, 'conv_flops', lambda module, inputs: 1e11)
+    model = build()
+    res = bench.benchmark_restorer(model, model, 32, 48, torch.device('cpu'), warmup=1,
+                                   frames=5, mc_frames=0)
+    assert res['frame_ratios'] == pytest.approx([2.0] * 5)
+    assert res['ratio'] == pytest.approx(2.0)
+    assert res['ms'] == pytest.approx(4000) and res['gemm_gflops'] == pytest.approx(50)
 
 
 def test_tool_writes_table_json_and_plot(tmp_path):

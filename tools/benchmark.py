@@ -9,8 +9,8 @@ Batch 1, real image content, device synchronised before and after every frame, m
 (params, ms/frame, fps, motion-compensation share, conv GFLOP, floor = FLOPs / GEMM rate measured
 in the same run, measured/floor) and, with ``--quality`` (JSON {variant: PSNR}), a quality-vs-speed
 plot ``quality_speed.png`` like the paper's Fig. 1. ``--fp16`` adds a float16-autocast run of each
-variant (CUDA). ``--compile`` times the CPU model with ``torch.compile``-d detail networks
-(channels-last; compiled during the warm-up); MTU2-hp (float16) is skipped on the CPU.
+variant (CUDA). ``--compile`` times the CPU model compiled by ``torch.compile`` (the
+concatenation-free network, channels-last; compiled during the warm-up); MTU2-hp (float16) is skipped on the CPU.
 """
 import argparse
 import json
@@ -54,7 +54,8 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, help='CPU threads (default: torch\'s)')
     parser.add_argument('--fp16', action='store_true', help='also time float16 autocast (CUDA)')
     parser.add_argument('--compile', action='store_true',
-                        help='CPU: torch.compile the detail networks (compiled during warm-up)')
+                        help='CPU: time the torch.compile-d, concatenation-free network '
+                        '(compiled during warm-up)')
     parser.add_argument('--quality', help='JSON {variant: PSNR} for the quality-vs-speed plot')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     args = parser.parse_args(argv)

@@ -37,9 +37,9 @@ def parse_args(argv=None):
     parser.add_argument('--fps', type=float, help='frame rate of a frame-folder input '
                         '(default 25) or an override of the video\'s')
     parser.add_argument('--compile', action='store_true',
-                        help='CPU: run channels-last with torch.compile-d detail networks '
-                        '(needs a C++ compiler; ~20 s per unit on the first frame, faster '
-                        'afterwards)')
+                        help='CPU: run the concatenation-free network channels-last, '
+                        'compiled by torch.compile (needs a C++ compiler; ~20 s per unit on '
+                        'the first frame, faster afterwards)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
 

@@ -5,6 +5,9 @@ Besides ms/frame the benchmark reports the share of time spent in motion compens
 layer, matching, warp) and, to judge the implementation rather than the machine, the conv-FLOP
 floor: the convolution FLOPs of one frame (counted from the layers) over the GEMM rate of the
 same device measured in the same run, and the ratio of the measured time to that floor.
+The GEMM rate is measured right before each timed frame and each frame is held to its own
+floor: a shared VM's speed drifts by tens of percent between minutes, and a rate measured once
+per run would report the drift as the implementation's.
 """
 import math
 import statistics
@@ -102,10 +105,10 @@ class MCTimer:
                 delattr(obj, name)
 
 
-def time_frames(restorer, window, warmup, frames, device):
+def time_frames(restorer, window, warmup, frames, device, state=None):
     """Per-frame synchronised times (s) of ``restorer.restore_frame`` over ``frames`` frames,
-    carrying the recurrent state, after ``warmup`` frames."""
-    state, times = None, []
+    carrying the recurrent state (starting from ``state``), after ``warmup`` frames."""
+    times = []
     for i in range(warmup + frames):
         synchronize(device)
         start = time.perf_counter()
@@ -140,7 +143,9 @@ def benchmark_restorer(restorer, fast, height, width, device, warmup=3, frames=2
 
     Returns:
         dict: params (M), ms (median ms/frame), ms_mean, fps, mc_share, gflops (conv FLOPs per
-        frame), gemm_gflops (rate), floor_ms, ratio (ms / floor_ms), frames.
+        frame), gemm_gflops (median rate), floor_ms (at that rate), ratio (the median over
+        frames of each frame's time over the floor at the GEMM rate measured just before it),
+        frame_ratios (per timed frame), frames.
     """
     from ..models import count_parameters
     from ..models.restorers.padding import pad_to_multiple
@@ -148,23 +153,25 @@ def benchmark_restorer(restorer, fast, height, width, device, warmup=3, frames=2
     # half-precision models are held to the half-precision GEMM rate
     dtype = getattr(torch, restorer.infer_dtype) if restorer.infer_dtype else torch.float32
     with torch.inference_mode():
-        rate_before = gemm_rate(device, dtype=dtype)
-        times, state = time_frames(fast, window, warmup, frames, device)
-        rate_after = gemm_rate(device, dtype=dtype)
+        _, state = time_frames(fast, window, warmup, 0, device)
+        times, rates = [], []
+        for _ in range(frames):
+            rates.append(gemm_rate(device, reps=3, dtype=dtype))
+            frame_time, state = time_frames(fast, window, 0, 1, device, state)
+            times += frame_time
         timer = MCTimer(fast.backbone, device)
         with timer.active():
             mc_times, _ = time_frames(fast, window, 0, mc_frames, device)
         with restorer._autocast(device):
             flops = conv_flops(restorer.backbone, (pad_to_multiple(window), state, False))
-    # the rate of the run: the mean of the two measurements bracketing the timed frames
-    rate = (rate_before + rate_after) / 2
     ms = 1e3 * statistics.median(times)
-    floor_ms = 1e3 * flops / rate
+    rate = statistics.median(rates)
+    ratios = [t * r / flops for t, r in zip(times, rates)]
     return dict(params=count_parameters(restorer)[0] / 1e6, ms=ms,
                 ms_mean=1e3 * statistics.fmean(times), fps=1e3 / ms,
                 mc_share=timer.seconds / sum(mc_times) if mc_times else math.nan,
-                gflops=flops / 1e9, gemm_gflops=rate / 1e9, floor_ms=floor_ms,
-                ratio=ms / floor_ms, frames=frames)
+                gflops=flops / 1e9, gemm_gflops=rate / 1e9, floor_ms=1e3 * flops / rate,
+                ratio=statistics.median(ratios), frame_ratios=ratios, frames=frames)
 
 
 def markdown_table(rows, device_name):

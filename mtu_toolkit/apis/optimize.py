@@ -6,21 +6,23 @@ The detail networks (U-Nets, >95% of the FLOPs) are pure convolution graphs. On 
   (oneDNN blocked layout through the U-Net, ReLUs and residual adds fused into the convs).
   On a quiet CPU this is on par with the eager model; it is faster when other jobs share the
   cores (fewer OpenMP parallel regions to stall on);
-* ``compile=True``: the model runs channels-last (oneDNN's native NHWC convolutions, the warp
-  op reads NHWC as it is) and each detail network is compiled by ``torch.compile`` (inductor,
-  weights frozen as constants: prepacked oneDNN convolutions with fused ReLU/adds). It needs a
-  C++ compiler at run time and compiles on the first frame of each size (~15-20 s per unit on
-  2 cores); it falls back to the eager unit with a warning if compiling fails. The fastest CPU
-  path (``docs/benchmarks.md``).
+* ``compile=True``: the network is rearranged without its full-resolution concatenations
+  (:class:`~mtu_toolkit.apis.fused_mtu.FusedMTUNet`), runs channels-last (oneDNN's native
+  NHWC convolutions, the warp op reads NHWC as it is) and each unit with the convolutions
+  around it is compiled by ``torch.compile`` (inductor, weights frozen as constants: prepacked
+  oneDNN convolutions with fused ReLU/adds). It needs a C++ compiler at run time and compiles
+  on the first frame of each size (~15-20 s per unit on 2 cores); it falls back to the eager
+  stage with a warning if compiling fails. The fastest CPU path (``docs/benchmarks.md``).
 
-The motion compensation (the fused ``correlation_argmax`` op and the warp) and the small
-input/output convolutions stay eager. Results match the eager model to float rounding (tested).
+The motion compensation (the fused ``correlation_argmax`` op and the warp) stays eager. Results
+match the eager model to float rounding (tested).
 """
 import copy
 import warnings
 
 import torch
 
+from .fused_mtu import FusedMTUNet
 
 #: channels of the example input the units are traced with (spatial size does not matter)
 _TRACE_SIZE = 16
@@ -37,27 +39,17 @@ def freeze_unit(unit, in_channels):
         return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
 
 
-class ChannelsLastUnit(torch.nn.Module):
-    """Runs ``unit`` on a channels-last copy of its input (a no-op when it already is)."""
+class CompiledModule(torch.nn.Module):
+    """A module (a stage of the fused network) compiled by ``torch.compile`` (inductor,
+    frozen weights), falling back to the eager module with one warning if compiling fails
+    (e.g. no C++ compiler)."""
 
-    def __init__(self, unit):
+    def __init__(self, module):
         super().__init__()
-        self.unit = unit
+        self.module = module
+        self._compiled = torch.compile(module, dynamic=False)
 
-    def forward(self, x):
-        return self.unit(x.contiguous(memory_format=torch.channels_last))
-
-
-class CompiledUnit(torch.nn.Module):
-    """A detail network compiled by ``torch.compile`` (inductor, frozen weights), falling back
-    to the eager module with one warning if compiling fails (e.g. no C++ compiler)."""
-
-    def __init__(self, unit):
-        super().__init__()
-        self.unit = unit
-        self._compiled = torch.compile(unit, dynamic=False)
-
-    def forward(self, x):
+    def forward(self, *args):
         if self._compiled is not None:
             # freezing (weights as constants: prepacked oneDNN convolutions with fused ReLU /
             # adds) is read when a frame size compiles; patched per call, not process-wide
@@ -65,12 +57,12 @@ class CompiledUnit(torch.nn.Module):
             from torch._inductor import config as inductor_config
             try:
                 with inductor_config.patch(freezing=True):
-                    return self._compiled(x)
-            except Exception as e:  # noqa: BLE001 - the eager unit gives the same result
-                warnings.warn(f'torch.compile of a detail network failed ({type(e).__name__}: '
-                              f'{str(e)[:200]}); running it eager')
+                    return self._compiled(*args)
+            except Exception as e:  # noqa: BLE001 - the eager module gives the same result
+                warnings.warn(f'torch.compile of {type(self.module).__name__} failed '
+                              f'({type(e).__name__}: {str(e)[:200]}); running it eager')
                 self._compiled = None
-        return self.unit(x)
+        return self.module(*args)
 
 
 def optimize_for_inference(restorer, compile=False):
@@ -78,8 +70,9 @@ def optimize_for_inference(restorer, compile=False):
 
     Args:
         restorer (MTURestorer): an eval-mode restorer.
-        compile (bool): CPU: channels-last with ``torch.compile``-d detail networks (needs a
-            C++ compiler; the first frame of each size compiles) instead of frozen ones.
+        compile (bool): CPU: the concatenation-free network, channels-last, with
+            ``torch.compile``-d stages (needs a C++ compiler; the first frame of each size
+            compiles) instead of frozen detail networks.
 
     On CUDA, or with half-precision autocast, the model is returned as it is (cuDNN picks its
     own algorithms; ``torch.backends.cudnn.benchmark`` is switched on). The copy's
@@ -96,9 +89,12 @@ def optimize_for_inference(restorer, compile=False):
     if units is None:
         return restorer
     if compile:
-        fast = fast.to(memory_format=torch.channels_last)
+        fast.backbone = FusedMTUNet(fast.backbone.to(memory_format=torch.channels_last))
+        stages = fast.backbone.stages
+        for i, stage in enumerate(stages):
+            stages[i] = CompiledModule(stage)
+        return fast
     in_channels = 2 * fast.backbone.channels
     for i, unit in enumerate(units):
-        units[i] = (CompiledUnit(ChannelsLastUnit(unit)) if compile
-                    else freeze_unit(unit, in_channels))
+        units[i] = freeze_unit(unit, in_channels)
     return fast

@@ -29,7 +29,10 @@ class DetailNet(nn.Module):
         self.dec2 = deconv(ch, ch)
 
     def forward(self, x):
-        f1 = self.enc1(x)
+        return self.after_enc1(self.enc1(x))
+
+    def after_enc1(self, f1):
+        """The network after its first convolution: (N, ch, H, W) -> (N, ch, H, W)."""
         f2 = self.enc2(f1)
         f3 = self.enc3(f2)
         x = self.blocks_end(self.blocks(f3)) + f3

@@ -1,0 +1,111 @@
+"""The MTU network rearranged for CPU inference: no full-resolution concatenation.
+
+:class:`~mtu_toolkit.models.MTUNet` concatenates two ``ch``-channel full-resolution tensors in
+front of every detail network (``base | inp_prev`` for the first, ``feat | warped`` for the
+others): at 1280x720 each ``cat`` writes and reads ~190 MB for no arithmetic. This form gives
+the same frames (to float rounding) without them: every unit's first convolution is split by
+input channels, ``ReLU(W_a * a + W_b * b + bias)`` with ``(a, b) = (base, inp_prev)`` for the first unit and
+``(feat, warped)`` for the others, which oneDNN runs as a convolution whose post-op adds the
+other's output.
+
+Each unit, with the convolutions around it (input, motion layer, output), is one
+:class:`Stage`: the graph :func:`optimize_for_inference` compiles. Motion compensation (the
+MC head's ``estimate`` and ``warp``: the compiled extension's ops) runs between the stages.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..models.backbones.mtu_net import MTUState
+
+
+class Stage(nn.Module):
+    """Unit ``n`` of ``net`` with the convolutions around it.
+
+    forward(a, b, frame, base=None) -> (feat, motion_feature | None, out | None, base | None):
+    ``a, b`` are the window (N, 5, 3, H, W) and R_{t-1} (N, 3, H, W) for the first unit, the
+    previous unit's feature and the warped feature (N, ch, H, W) for the others; ``frame`` is
+    I_t (N, 3, H, W) and ``base`` the structural feature f^b_t (N, ch, H, W), which the first
+    unit returns when later units match. ``motion_feature`` (N, 2ch, H/4, W/4) is returned by
+    matching units, ``out`` (N, 3, H, W) by the last.
+    """
+
+    def __init__(self, net, n):
+        super().__init__()
+        self.flags = dict(first=n == 0, last=n == net.num_units - 1,
+                          matching=n < net.num_matching and net.mc_head.needs_motion_features,
+                          keep_base=n == 0 and net.num_matching > 1)
+        unit = net.units[n]
+        self.base_conv = net.base_conv if n == 0 else None
+        self.inp_prev_conv = net.inp_prev_conv if n == 0 else None
+        weight = unit.enc1[0].weight.detach()
+        self.register_buffer('w_a', weight[:, :net.channels].clone())
+        self.register_buffer('w_b', weight[:, net.channels:].clone())
+        self.register_buffer('bias', unit.enc1[0].bias.detach().clone())
+        self.unit = unit
+        self.structure_injection = net.structure_injection
+        self.motion_layer = (net.motion_layers[n] if self.flags['matching']
+                             and net.motion_layers is not None else None)
+        self.out_conv = net.out_conv if self.flags['last'] else None
+        self.residual = net.residual
+
+    def forward(self, a, b, frame, base=None):
+        flags = self.flags
+        if flags['first']:
+            window, prev_restored = a, b
+            base = a = self.base_conv(frame)
+            b = self.inp_prev_conv(torch.cat((window[:, 0], window[:, 1], prev_restored,
+                                              window[:, 3], window[:, 4]), 1))
+        pad = self.unit.enc1[0].padding
+        f1 = F.relu(F.conv2d(a, self.w_a, self.bias, padding=pad)
+                    + F.conv2d(b, self.w_b, None, padding=pad))
+        feat = self.unit.after_enc1(f1)
+        motion = None
+        if flags['matching']:
+            x = feat + base if self.structure_injection else feat
+            motion = (self.motion_layer(x) if self.motion_layer is not None
+                      else F.avg_pool2d(x, 4).repeat(1, 2, 1, 1))
+        out = None
+        if flags['last']:
+            out = self.out_conv(feat)
+            out = out + frame if self.residual else out
+        return feat, motion, out, (base if flags['keep_base'] else None)
+
+
+class FusedMTUNet(nn.Module):
+    """Inference-only MTUNet (same parameters, same frames) without full-resolution ``cat``.
+
+    Args:
+        net (MTUNet): the network; its modules are shared, not copied.
+
+    ``forward(window, state=None, with_aux=False)`` has MTUNet's signature and results
+    (``outputs['out']``, ``mc``, the new state); no auxiliary outputs.
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        self.mc_head = net.mc_head
+        self.num_units, self.num_matching = net.num_units, net.num_matching
+        self.stages = nn.ModuleList(Stage(net, n) for n in range(net.num_units))
+
+    def forward(self, window, state=None, with_aux=False):
+        if with_aux:
+            raise ValueError('FusedMTUNet is for inference: it has no auxiliary outputs')
+        frame = window[:, 2]
+        a, b = window, frame if state is None else state.restored
+        base, warped, motion = None, None, None
+        mc_aux, motion_feats = [], []
+        for n, stage in enumerate(self.stages):
+            feat, cur, out, kept = stage(a, b, frame, base)
+            base = kept if n == 0 else base
+            if n < self.num_matching:
+                prev = cur if state is None or cur is None else state.motion[n]
+                motion_feats.append(cur)
+                aux = self.mc_head.estimate(cur, prev)
+                motion = aux['motion']
+                mc_aux.append(aux)
+            if n < self.num_units - 1:
+                feat_prev = feat if state is None else state.feat
+                warped = self.mc_head.warp(feat_prev, motion)
+                a, b = feat, warped
+        return dict(out=out, aux_outs=[], mc=mc_aux), MTUState(out, feat, motion_feats)

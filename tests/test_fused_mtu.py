@@ -1,0 +1,72 @@
+"""The concatenation-free inference form of MTUNet gives the network's frames."""
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import mtu_toolkit.models  # noqa: F401
+from mtu_toolkit.apis.fused_mtu import FusedMTUNet
+from mtu_toolkit.registry import MODELS
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+
+def tiny_net(num_units=2, **kwargs):
+    torch.manual_seed(0)
+    return MODELS.build(dict(type='MTUNet', num_units=num_units, channels=8, num_blocks=1,
+                             kaiming_init=True, **kwargs)).eval()
+
+
+def test_fused_network_concatenates_no_features():
+    """The only ``cat`` left is the 15-channel input of inp_prev_conv (frames, not features)."""
+    net = tiny_net()
+    fused = FusedMTUNet(net)
+    window = torch.rand(1, 5, 3, 16, 24)
+
+    class CatChannels(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.channels = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func.overloadpacket == torch.ops.aten.cat:
+                self.channels.append(out.shape[1])
+            return out
+
+    with torch.inference_mode():
+        _, state = net(window, None, with_aux=False)
+        with CatChannels() as ref:
+            net(window, state, with_aux=False)
+        with CatChannels() as got:
+            fused(window, state)
+    assert ref.channels == [15, 16, 16]  # inp_prev_conv's input, then 2ch per unit
+    assert got.channels == [15]
+
+
+@pytest.mark.parametrize('options', [
+    dict(), dict(match_every_unit=True), dict(mc_head=dict(type='none')),
+    dict(structure_injection=False, match_every_unit=True), dict(motion_layer=False),
+    dict(residual=False, num_units=3), dict(mc_head=dict(type='fan')),
+    dict(mc_head=dict(type='flow'))], ids=str)
+def test_fused_network_matches_mtunet_over_a_clip(options):
+    net = tiny_net(**options)
+    fused = FusedMTUNet(net)
+    torch.manual_seed(1)
+    state_ref = state = None
+    with torch.inference_mode():
+        for _ in range(3):  # the first frame (no state) and two carrying the state
+            window = torch.rand(1, 5, 3, 16, 24)
+            ref, state_ref = net(window, state_ref, with_aux=False)
+            out, state = fused(window, state)
+            torch.testing.assert_close(out['out'], ref['out'], rtol=0, atol=2e-5)
+            torch.testing.assert_close(state.feat, state_ref.feat, rtol=0, atol=2e-5)
+            assert len(state.motion) == len(state_ref.motion)
+            for m, m_ref in zip(state.motion, state_ref.motion):
+                assert (m is None) == (m_ref is None)
+                if m is not None:
+                    torch.testing.assert_close(m, m_ref, rtol=0, atol=2e-5)
+
+
+def test_fused_network_has_no_auxiliary_outputs():
+    with pytest.raises(ValueError, match='auxiliary'):
+        FusedMTUNet(tiny_net())(torch.rand(1, 5, 3, 8, 8), None, with_aux=True)
