@@ -4,9 +4,9 @@
 front of every detail network (``base | inp_prev`` for the first, ``feat | warped`` for the
 others): at 1280x720 each ``cat`` writes and reads ~190 MB for no arithmetic. This form gives
 the same frames (to float rounding) without them: every unit's first convolution is split by
-input channels, ``ReLU(W_a * a + W_b * b + bias)`` with ``(a, b) = (base, inp_prev)`` for the first unit and
-``(feat, warped)`` for the others, which oneDNN runs as a convolution whose post-op adds the
-other's output.
+input channels, ``ReLU(W_a * a + W_b * b + bias)`` with ``(a, b) = (base, inp_prev)`` for the
+first unit and ``(feat, warped)`` for the others, which oneDNN runs as a convolution whose
+post-op adds the other's output.
 
 Each unit, with the convolutions around it (input, motion layer, output), is one
 :class:`Stage`: the graph :func:`optimize_for_inference` compiles. Motion compensation (the
