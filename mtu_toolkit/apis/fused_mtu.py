@@ -76,7 +76,9 @@ class FusedMTUNet(nn.Module):
     """Inference-only MTUNet (same parameters, same frames) without full-resolution ``cat``.
 
     Args:
-        net (MTUNet): the network; its modules are shared, not copied.
+        net (MTUNet): the network; its modules are shared, except the units' first
+            convolutions, whose two halves are copied when this is built (build it after
+            loading the weights).
 
     ``forward(window, state=None, with_aux=False)`` has MTUNet's signature and results
     (``outputs['out']``, ``mc``, the new state); no auxiliary outputs.
