@@ -26,6 +26,8 @@ fingerprint=$( {
 installed_here() {  # this checkout is the installed mtu_toolkit and its extension imports
     "$PY" - "$PWD" <<'PYEOF' >/dev/null 2>&1
 import importlib, importlib.metadata, os, sys
+# the installed package, not this directory (which `python -` puts first on the path)
+sys.path = [p for p in sys.path if p not in ('', os.getcwd())]
 importlib.metadata.version('mtu_toolkit')
 import mtu_toolkit
 assert os.path.dirname(os.path.dirname(os.path.abspath(mtu_toolkit.__file__))) == sys.argv[1]
