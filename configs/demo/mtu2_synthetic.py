@@ -20,7 +20,7 @@ model = dict(backbone=dict(kaiming_init=True, zero_init_output=True),
 # (straight at 1e-3 the network collapsed to the identity); then cosine decay to the end
 param_scheduler = [
     dict(type='LinearLR', by_epoch=False, start_factor=0.01, begin=0, end=30),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=30, end=400, eta_min=1e-5)]
-train_cfg = dict(max_iters=400, val_interval=100000)
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=30, end=500, eta_min=1e-5)]
+train_cfg = dict(max_iters=500, val_interval=100000)
 default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=50, max_keep_ckpts=1))
 custom_hooks = [dict(type='ProgressBarHook')]
