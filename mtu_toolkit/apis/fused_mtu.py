@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.backbones.mtu_net import MTUState
+from ..models.backbones.mtu_net import MTUState, motion_feature, restore_output
 
 
 class Stage(nn.Module):
@@ -60,15 +60,12 @@ class Stage(nn.Module):
         f1 = F.relu(F.conv2d(a, self.w_a, self.bias, padding=pad)
                     + F.conv2d(b, self.w_b, None, padding=pad))
         feat = self.unit.after_enc1(f1)
-        motion = None
+        motion = out = None
         if flags['matching']:
-            x = feat + base if self.structure_injection else feat
-            motion = (self.motion_layer(x) if self.motion_layer is not None
-                      else F.avg_pool2d(x, 4).repeat(1, 2, 1, 1))
-        out = None
+            motion = motion_feature(feat, base if self.structure_injection else None,
+                                    self.motion_layer)
         if flags['last']:
-            out = self.out_conv(feat)
-            out = out + frame if self.residual else out
+            out = restore_output(self.out_conv, feat, frame, self.residual)
         return feat, motion, out, (base if flags['keep_base'] else None)
 
 

@@ -29,6 +29,22 @@ class MTUState:
                         [m if m is None else m.detach() for m in self.motion])
 
 
+def motion_feature(feat, base, motion_layer):
+    """The motion feature (N, 2ch, H/4, W/4) of a unit's feature (N, ch, H, W): the motion
+    layer of ``feat + base`` (``base`` None: no structure injection), or without a layer the
+    4x4 average of it repeated to 2ch channels."""
+    x = feat if base is None else feat + base
+    if motion_layer is not None:
+        return motion_layer(x)
+    return nn.functional.avg_pool2d(x, 4).repeat(1, 2, 1, 1)
+
+
+def restore_output(layer, x, frame, residual):
+    """A deblur layer's output, added to the blurry frame I_t when learning residuals."""
+    res = layer(x)
+    return res + frame if residual else res
+
+
 @MODELS.register_module()
 class MTUNet(nn.Module):
     """N stacked multi-task units with recurrent motion compensation.
@@ -119,10 +135,8 @@ class MTUNet(nn.Module):
 
     def _motion_feature(self, k, feat, base):
         """Structure-injected motion feature of matching unit k: (N, 2ch, H/4, W/4)."""
-        x = feat + base if self.structure_injection else feat
-        if self.motion_layers is not None:
-            return self.motion_layers[k](x)
-        return nn.functional.avg_pool2d(x, 4).repeat(1, 2, 1, 1)
+        layer = self.motion_layers[k] if self.motion_layers is not None else None
+        return motion_feature(feat, base if self.structure_injection else None, layer)
 
     def forward(self, window, state=None, with_aux=None):
         """Restore the centre frame of ``window``.
@@ -173,5 +187,4 @@ class MTUNet(nn.Module):
         return dict(out=out, aux_outs=aux_outs, mc=mc_aux), new_state
 
     def _restore(self, layer, x, frame):
-        res = layer(x)
-        return res + frame if self.residual else res
+        return restore_output(layer, x, frame, self.residual)
