@@ -70,3 +70,20 @@ def test_fused_network_matches_mtunet_over_a_clip(options):
 def test_fused_network_has_no_auxiliary_outputs():
     with pytest.raises(ValueError, match='auxiliary'):
         FusedMTUNet(tiny_net())(torch.rand(1, 5, 3, 8, 8), None, with_aux=True)
+
+
+def test_compile_leaves_other_backbones_as_they_are():
+    import torch.nn as nn
+
+    from mtu_toolkit.apis.optimize import optimize_for_inference
+
+    class OtherBackbone(nn.Module):  # a plugin's backbone with units, not an MTUNet
+        def __init__(self):
+            super().__init__()
+            self.units = nn.ModuleList([nn.Conv2d(3, 3, 3, padding=1)])
+
+    restorer = MODELS.build(dict(type='MTURestorer', backbone=dict(
+        type='MTUNet', num_units=1, channels=8, num_blocks=1))).eval()
+    restorer.backbone = OtherBackbone()
+    with pytest.warns(UserWarning, match='OtherBackbone'):
+        assert optimize_for_inference(restorer, compile=True) is restorer

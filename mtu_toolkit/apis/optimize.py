@@ -22,6 +22,7 @@ import warnings
 
 import torch
 
+from ..models.backbones.mtu_net import MTUNet
 from .fused_mtu import FusedMTUNet
 
 #: channels of the example input the units are traced with (spatial size does not matter)
@@ -89,6 +90,10 @@ def optimize_for_inference(restorer, compile=False):
     if units is None:
         return restorer
     if compile:
+        if not isinstance(fast.backbone, MTUNet):
+            warnings.warn(f'compile=True rearranges an MTUNet; {type(fast.backbone).__name__} '
+                          'is run as it is')
+            return restorer
         fast.backbone = FusedMTUNet(fast.backbone.to(memory_format=torch.channels_last))
         stages = fast.backbone.stages
         for i, stage in enumerate(stages):
