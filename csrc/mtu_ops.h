@@ -4,7 +4,9 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <string>
 #include <tuple>
+#include <vector>
 
 namespace mtu {
 
@@ -22,6 +24,21 @@ at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, in
 // feat: (N, C, H, W), disp: int64 (N, 2, h, w) on the grid `scale` times coarser.
 at::Tensor warp_forward_cpu(const at::Tensor& feat, const at::Tensor& disp, int64_t scale);
 at::Tensor warp_backward_cpu(const at::Tensor& grad_out, const at::Tensor& disp, int64_t scale);
+// Direct convolutions (csrc/cpu/conv_cpu.cpp): "avx512", "avx2" or "" (none on this CPU).
+std::string conv_direct_isa_cpu();
+// Use "avx2" (if the CPU has it) or "" (no kernels) instead of the best; "best" restores it.
+void conv_direct_use_isa_cpu(const std::string& isa);
+// Whether a kernel exists for K x K taps at this stride (transposed: 4x4, stride 2, pad 1).
+bool conv_direct_supported_cpu(int64_t k, int64_t stride, bool transposed);
+// weight (Cout, Cin, K, K), or (Cin, Cout, 4, 4) transposed -> packed for this CPU's kernels.
+at::Tensor conv_direct_pack_cpu(const at::Tensor& weight, bool transposed);
+// inputs: NCHW float32 (N, C_i, H, W) read as one concatenation; residual like the output.
+// -> [relu](conv + bias) + [residual], (N, Cout, OH, OW), into `out` when given.
+at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tensor& packed,
+                           const c10::optional<at::Tensor>& bias,
+                           const c10::optional<at::Tensor>& residual, int64_t cout,
+                           int64_t stride, int64_t pad, bool transposed, bool relu,
+                           const c10::optional<at::Tensor>& out);
 
 #ifdef MTU_WITH_CUDA
 at::Tensor correlation_forward_cuda(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp);

@@ -8,15 +8,25 @@ input channels, ``ReLU(W_a * a + W_b * b + bias)`` with ``(a, b) = (base, inp_pr
 first unit and ``(feat, warped)`` for the others, which oneDNN runs as a convolution whose
 post-op adds the other's output.
 
-Each unit, with the convolutions around it (input, motion layer, output), is one
-:class:`Stage`: the graph :func:`optimize_for_inference` compiles. Motion compensation (the
-MC head's ``estimate`` and ``warp``: the compiled extension's ops) runs between the stages.
+Each unit, with the convolutions around it (input, motion layer, output), is one stage:
+:class:`Stage` (PyTorch layers: the graph :func:`optimize_for_inference` compiles) or
+:class:`DirectStage` (the toolkit's direct convolution kernels, which also read the window's
+frames in place and fuse every residual add). Motion compensation (the MC head's ``estimate``
+and ``warp``: the compiled extension's ops) runs between the stages.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models.backbones.mtu_net import MTUState, motion_feature, restore_output
+from ..ops.conv_direct import DirectConv2d
+
+
+def stage_flags(net, n):
+    """What unit ``n`` of ``net`` does around its detail network."""
+    return dict(first=n == 0, last=n == net.num_units - 1,
+                matching=n < net.num_matching and net.mc_head.needs_motion_features,
+                keep_base=n == 0 and net.num_matching > 1)
 
 
 class Stage(nn.Module):
@@ -32,9 +42,7 @@ class Stage(nn.Module):
 
     def __init__(self, net, n):
         super().__init__()
-        self.flags = dict(first=n == 0, last=n == net.num_units - 1,
-                          matching=n < net.num_matching and net.mc_head.needs_motion_features,
-                          keep_base=n == 0 and net.num_matching > 1)
+        self.flags = stage_flags(net, n)
         unit = net.units[n]
         self.base_conv = net.base_conv if n == 0 else None
         self.inp_prev_conv = net.inp_prev_conv if n == 0 else None
@@ -69,6 +77,67 @@ class Stage(nn.Module):
         return feat, motion, out, (base if flags['keep_base'] else None)
 
 
+class DirectStage(nn.Module):
+    """:class:`Stage` on the direct convolution kernels (:class:`~mtu_toolkit.ops.DirectConv2d`),
+    NCHW: every convolution reads its inputs in place (the five frames of the window, the two
+    halves of a unit's input) and adds its residual in the same pass (the residual blocks,
+    ``blocks_end + f3``, the decoders' skip connections, the output's ``+ I_t``). Same
+    signature and results as :class:`Stage`.
+    """
+
+    def __init__(self, net, n):
+        super().__init__()
+        self.flags = stage_flags(net, n)
+        unit = net.units[n]
+
+        def direct(layer, reuse=False):  # conv(..., relu=True) is Sequential(conv, ReLU)
+            if isinstance(layer, nn.Sequential):
+                return DirectConv2d(layer[0], relu=True, reuse_output=reuse)
+            return DirectConv2d(layer, relu=False, reuse_output=reuse)
+
+        # the full-resolution results that die within the frame are written into the same
+        # buffers every frame: a fresh 100 MB tensor costs ~15 ms of page faults on 2 cores
+        self.base_conv = direct(net.base_conv, reuse=True) if n == 0 else None
+        self.inp_prev_conv = direct(net.inp_prev_conv, reuse=True) if n == 0 else None
+        self.enc1 = direct(unit.enc1, reuse=True)
+        self.enc2, self.enc3 = direct(unit.enc2), direct(unit.enc3)
+        self.blocks = nn.ModuleList(nn.ModuleList(direct(layer) for layer in block.body)
+                                    for block in unit.blocks)
+        self.blocks_end = direct(unit.blocks_end)
+        self.dec1, self.dec2 = direct(unit.dec1), direct(unit.dec2)
+        self.structure_injection = net.structure_injection
+        self.motion_layer = (direct(net.motion_layers[n]) if self.flags['matching']
+                             and net.motion_layers is not None else None)
+        self.out_conv = direct(net.out_conv) if self.flags['last'] else None
+        self.residual = net.residual
+        self._sum = None  # feat + base, the motion layer's input
+
+    def forward(self, a, b, frame, base=None):
+        flags = self.flags
+        if flags['first']:
+            window, prev_restored = a, b
+            base = a = self.base_conv([frame])
+            b = self.inp_prev_conv([window[:, 0], window[:, 1], prev_restored, window[:, 3],
+                                    window[:, 4]])
+        f1 = self.enc1([a, b])
+        f2 = self.enc2([f1])
+        f3 = x = self.enc3([f2])
+        for first_conv, second_conv in self.blocks:  # x + ReLU(conv(ReLU(conv(x))))
+            x = second_conv([first_conv([x])], residual=x)
+        x = self.blocks_end([x], residual=f3)
+        feat = self.dec2([self.dec1([x], residual=f2)], residual=f1)
+        motion = out = None
+        if flags['matching']:
+            layer = self.motion_layer
+            if self._sum is None or self._sum.shape != feat.shape:
+                self._sum = torch.empty_like(feat)
+            motion = motion_feature(feat, base if self.structure_injection else None,
+                                    None if layer is None else lambda x: layer([x]), self._sum)
+        if flags['last']:
+            out = self.out_conv([feat], residual=frame if self.residual else None)
+        return feat, motion, out, (base if flags['keep_base'] else None)
+
+
 class FusedMTUNet(nn.Module):
     """Inference-only MTUNet (same parameters, same frames) without full-resolution ``cat``.
 
@@ -76,16 +145,19 @@ class FusedMTUNet(nn.Module):
         net (MTUNet): the network; its modules are shared, except the units' first
             convolutions, whose two halves are copied when this is built (build it after
             loading the weights).
+        direct (bool): build :class:`DirectStage` s (the direct convolution kernels) instead of
+            :class:`Stage` s.
 
     ``forward(window, state=None, with_aux=False)`` has MTUNet's signature and results
     (``outputs['out']``, ``mc``, the new state); no auxiliary outputs.
     """
 
-    def __init__(self, net):
+    def __init__(self, net, direct=False):
         super().__init__()
         self.mc_head = net.mc_head
         self.num_units, self.num_matching = net.num_units, net.num_matching
-        self.stages = nn.ModuleList(Stage(net, n) for n in range(net.num_units))
+        stage = DirectStage if direct else Stage
+        self.stages = nn.ModuleList(stage(net, n) for n in range(net.num_units))
 
     def forward(self, window, state=None, with_aux=False):
         if with_aux:

@@ -1,18 +1,20 @@
-"""Faster inference without changing the network: frozen or compiled detail networks.
+"""Faster inference without changing the network: direct kernels, compiled or frozen units.
 
-The detail networks (U-Nets, >95% of the FLOPs) are pure convolution graphs. On the CPU:
+The detail networks (U-Nets, >95% of the FLOPs) are pure convolution graphs. Three CPU modes:
 
-* default: each one is traced, frozen and passed through ``torch.jit.optimize_for_inference``
-  (oneDNN blocked layout through the U-Net, ReLUs and residual adds fused into the convs).
-  On a quiet CPU this is on par with the eager model; it is faster when other jobs share the
-  cores (fewer OpenMP parallel regions to stall on);
-* ``compile=True``: the network is rearranged without its full-resolution concatenations
-  (:class:`~mtu_toolkit.apis.fused_mtu.FusedMTUNet`), runs channels-last (oneDNN's native
-  NHWC convolutions, the warp op reads NHWC as it is) and each unit with the convolutions
-  around it is compiled by ``torch.compile`` (inductor, weights frozen as constants: prepacked
-  oneDNN convolutions with fused ReLU/adds). It needs a C++ compiler at run time and compiles
-  on the first frame of each size (~15-20 s per unit on 2 cores); it falls back to the eager
-  stage with a warning if compiling fails. The fastest CPU path (``docs/benchmarks.md``).
+* ``'direct'`` (the default where the CPU has AVX2 or AVX-512): the network rearranged without
+  its full-resolution concatenations (:class:`~mtu_toolkit.apis.fused_mtu.FusedMTUNet`) on the
+  toolkit's own convolution kernels (:mod:`mtu_toolkit.ops.conv_direct`, compiled with the
+  extension): NCHW, vectorised over the image row so the 26/52-channel layers fill every lane,
+  ReLUs, residual adds and concatenations fused into the convolutions. Needs nothing at run
+  time. The fastest CPU path (``docs/benchmarks.md``);
+* ``'compile'`` (``compile=True``): the same rearranged network channels-last, each unit with
+  the convolutions around it compiled by ``torch.compile`` (inductor, weights frozen as
+  constants: prepacked oneDNN convolutions with fused ReLU/adds). It needs a C++ compiler at run
+  time and compiles on the first frame of each size (~15-20 s per unit on 2 cores); it falls
+  back to the eager stage with a warning if compiling fails;
+* ``'frozen'`` (the default elsewhere): each detail network traced, frozen and passed through
+  ``torch.jit.optimize_for_inference`` (oneDNN blocked layout through the U-Net).
 
 The motion compensation (the fused ``correlation_argmax`` op and the warp) stays eager. Results
 match the eager model to float rounding (tested).
@@ -23,7 +25,11 @@ import warnings
 import torch
 
 from ..models.backbones.mtu_net import MTUNet
+from ..ops.conv_direct import direct_conv_isa
 from .fused_mtu import FusedMTUNet
+
+#: the CPU modes of :func:`optimize_for_inference`
+MODES = ('direct', 'compile', 'frozen')
 
 #: channels of the example input the units are traced with (spatial size does not matter)
 _TRACE_SIZE = 16
@@ -66,19 +72,31 @@ class CompiledModule(torch.nn.Module):
         return self.module(*args)
 
 
-def optimize_for_inference(restorer, compile=False):
+def default_mode():
+    """``'direct'`` where the direct kernels run on this CPU, else ``'frozen'``."""
+    return 'direct' if direct_conv_isa() else 'frozen'
+
+
+def optimize_for_inference(restorer, compile=False, mode=None):
     """A copy of ``restorer`` for fast inference on its device (CPU float32: see module doc).
 
     Args:
         restorer (MTURestorer): an eval-mode restorer.
-        compile (bool): CPU: the concatenation-free network, channels-last, with
-            ``torch.compile``-d stages (needs a C++ compiler; the first frame of each size
-            compiles) instead of frozen detail networks.
+        compile (bool): same as ``mode='compile'``.
+        mode (str | None): CPU mode, one of :data:`MODES`; default :func:`default_mode`
+            (``'compile'`` with ``compile=True``). ``'direct'`` and ``'compile'`` rearrange an
+            MTUNet; another backbone is returned as it is, with a warning.
 
     On CUDA, or with half-precision autocast, the model is returned as it is (cuDNN picks its
     own algorithms; ``torch.backends.cudnn.benchmark`` is switched on). The copy's
     ``state_dict`` keys differ from the checkpoint's: use it for inference only.
     """
+    if mode is None:
+        mode = 'compile' if compile else default_mode()
+    elif compile and mode != 'compile':
+        raise ValueError(f'compile=True contradicts mode={mode!r}')
+    if mode not in MODES:
+        raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
     device = next(restorer.parameters()).device
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
@@ -89,11 +107,17 @@ def optimize_for_inference(restorer, compile=False):
     units = getattr(fast.backbone, 'units', None)
     if units is None:
         return restorer
-    if compile:
+    if mode in ('direct', 'compile'):
         if not isinstance(fast.backbone, MTUNet):
-            warnings.warn(f'compile=True rearranges an MTUNet; {type(fast.backbone).__name__} '
+            warnings.warn(f'mode={mode!r} rearranges an MTUNet; {type(fast.backbone).__name__} '
                           'is run as it is')
             return restorer
+        if mode == 'direct':
+            if not direct_conv_isa():
+                warnings.warn('the direct convolution kernels do not run here (no compiled '
+                              'extension, or a CPU without AVX2); they fall back to PyTorch')
+            fast.backbone = FusedMTUNet(fast.backbone, direct=True)
+            return fast
         fast.backbone = FusedMTUNet(fast.backbone.to(memory_format=torch.channels_last))
         stages = fast.backbone.stages
         for i, stage in enumerate(stages):

@@ -29,11 +29,12 @@ class MTUState:
                         [m if m is None else m.detach() for m in self.motion])
 
 
-def motion_feature(feat, base, motion_layer):
+def motion_feature(feat, base, motion_layer, sum_out=None):
     """The motion feature (N, 2ch, H/4, W/4) of a unit's feature (N, ch, H, W): the motion
-    layer of ``feat + base`` (``base`` None: no structure injection), or without a layer the
-    4x4 average of it repeated to 2ch channels."""
-    x = feat if base is None else feat + base
+    layer of ``feat + base`` (``base`` None: no structure injection; the sum written into
+    ``sum_out`` when given), or without a layer the 4x4 average of it repeated to 2ch
+    channels."""
+    x = feat if base is None else torch.add(feat, base, out=sum_out)
     if motion_layer is not None:
         return motion_layer(x)
     return nn.functional.avg_pool2d(x, 4).repeat(1, 2, 1, 1)

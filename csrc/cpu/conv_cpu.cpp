@@ -1,0 +1,305 @@
+// Direct convolutions for the detail networks (CPU, float32, NCHW): K x K (K = 3, 5) with
+// stride 1, 2 or 4, and the 4x4 stride-2 transposed convolution.
+//
+// oneDNN vectorises convolutions over output channels, 16 at a time with AVX-512, so the MTU
+// network's 26- and 52-channel layers fill only 26/32 and 52/64 of the lanes (and NCHW tensors
+// are reordered to its blocked layout around every call). These kernels vectorise over the
+// output row instead (16 or 8 pixels a vector, any width through masked loads and stores) and
+// keep a block of CB output channels x 2 vectors of accumulators in registers: every input load
+// feeds 2*CB multiply-adds whatever the channel count.
+//
+// Fused into one pass (no cat, no extra read or write of the output):
+//   out = [relu](conv(cat(inputs), weight) + bias) + [residual]
+// The inputs are a list of NCHW tensors read in place (the network's concatenations are never
+// built). The weight is packed once by conv_direct_pack_cpu so that the CB broadcasts of one
+// tap are contiguous. The kernels (conv_cpu_kernels.h) are compiled for AVX-512 and for AVX2
+// (target pragmas, chosen at run time from the CPU); conv_direct_isa_cpu() is "" on other CPUs
+// and the Python side then runs torch's convolution.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define MTU_X86 1
+#endif
+
+#include "../mtu_ops.h"
+
+namespace mtu {
+namespace {
+
+constexpr int kMaxInputs = 8;
+
+// Raw pointers and sizes of one call; the kernels see nothing of torch.
+struct ConvArgs {
+  const float* in[kMaxInputs];
+  int64_t in_channels[kMaxInputs];
+  int64_t in_batch_stride[kMaxInputs];
+  int num_inputs;
+  const float* weight;    // packed
+  const float* bias;      // (Cout,) or nullptr
+  const float* residual;  // (N, Cout, OH, OW) or nullptr
+  int64_t residual_batch_stride;
+  float* out;  // (N, Cout, OH, OW)
+  int64_t out_batch_stride;
+  int64_t in_h, in_w, out_h, out_w, pad, cout, groups;
+  bool relu;
+};
+
+#ifdef MTU_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+namespace avx512 {
+// 16 lanes; 13 x 2 accumulators + 2 inputs + a broadcast of 32 registers
+using Vec = __m512;
+using Mask = __mmask16;
+constexpr int V = 16, kRegisters = 32, kMaxCB = 13;
+inline Vec zero() { return _mm512_set1_ps(0.f); }
+inline Vec loadu(const float* p) { return _mm512_loadu_ps(p); }
+inline void storeu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+inline Vec load_masked(Mask m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+inline void store_masked(Mask m, float* p, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
+inline Vec bcast(const float* p) { return _mm512_set1_ps(*p); }
+inline Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+inline Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+// (_mm512_max_ps passes an undefined vector, which GCC 12 warns about as uninitialised)
+inline Vec max(Vec a, Vec b) { return _mm512_mask_max_ps(a, 0xFFFF, a, b); }
+inline Mask make_mask(int64_t start, int64_t width) {
+  const int64_t lo = start < 0 ? -start : 0, hi = width - start < 16 ? width - start : 16;
+  if (hi <= lo) return 0;
+  const uint32_t below_hi = hi >= 16 ? 0xFFFFu : ((1u << hi) - 1u);
+  return static_cast<Mask>(below_hi & ~((1u << lo) - 1u));
+}
+inline void interleave(Vec a, Vec b, Vec& lo, Vec& hi) {
+  lo = _mm512_permutex2var_ps(
+      a, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b);
+  hi = _mm512_permutex2var_ps(
+      a, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b);
+}
+inline void deinterleave(Vec a, Vec b, Vec& even, Vec& odd) {
+  const Vec e = _mm512_permutex2var_ps(
+      a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b);
+  odd = _mm512_permutex2var_ps(
+      a, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), b);
+  even = e;
+}
+#include "conv_cpu_kernels.h"
+}  // namespace avx512
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+// 8 lanes; 6 x 2 accumulators + 2 inputs + a broadcast of 16 registers
+using Vec = __m256;
+using Mask = __m256i;
+constexpr int V = 8, kRegisters = 16, kMaxCB = 6;
+inline Vec zero() { return _mm256_setzero_ps(); }
+inline Vec loadu(const float* p) { return _mm256_loadu_ps(p); }
+inline void storeu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+inline Vec load_masked(Mask m, const float* p) { return _mm256_maskload_ps(p, m); }
+inline void store_masked(Mask m, float* p, Vec v) { _mm256_maskstore_ps(p, m, v); }
+inline Vec bcast(const float* p) { return _mm256_broadcast_ss(p); }
+inline Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
+inline Vec max(Vec a, Vec b) { return _mm256_max_ps(a, b); }
+inline Mask make_mask(int64_t start, int64_t width) {
+  const int64_t clamped = start < -64 ? -64 : (start > width ? width : start);
+  const __m256i col = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                       _mm256_set1_epi32(static_cast<int>(clamped)));
+  return _mm256_and_si256(_mm256_cmpgt_epi32(col, _mm256_set1_epi32(-1)),
+                          _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(width)), col));
+}
+inline void interleave(Vec a, Vec b, Vec& lo, Vec& hi) {
+  const Vec l = _mm256_unpacklo_ps(a, b), h = _mm256_unpackhi_ps(a, b);
+  lo = _mm256_permute2f128_ps(l, h, 0x20);
+  hi = _mm256_permute2f128_ps(l, h, 0x31);
+}
+inline void deinterleave(Vec a, Vec b, Vec& even, Vec& odd) {
+  // per 128-bit lane a0 a2 b0 b2 | a4 a6 b4 b6, then the 64-bit quarters reordered
+  const Vec e = _mm256_shuffle_ps(a, b, 0x88), o = _mm256_shuffle_ps(a, b, 0xDD);
+  even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+  odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8));
+}
+#include "conv_cpu_kernels.h"
+}  // namespace avx2
+#pragma GCC pop_options
+#endif  // MTU_X86
+
+using RowsFn = void (*)(const ConvArgs&, int64_t, int64_t, float*);
+
+bool cpu_has_avx512() {
+#ifdef MTU_X86
+  static const bool v = __builtin_cpu_supports("avx512f");
+  return v;
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_avx2() {
+#ifdef MTU_X86
+  static const bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return v;
+#else
+  return false;
+#endif
+}
+
+// The instruction set in use: the best this CPU has, unless conv_direct_use_isa_cpu chose a
+// lesser one (the tests run the AVX2 kernels on AVX-512 machines this way).
+std::string& isa_override() {
+  static std::string isa = "best";
+  return isa;
+}
+
+bool has_avx512() { return cpu_has_avx512() && isa_override() == "best"; }
+
+bool has_avx2() { return cpu_has_avx2() && isa_override() != ""; }
+
+int max_block() { return has_avx512() ? 13 : 6; }
+
+#ifdef MTU_X86
+// The instantiated kernels: conv K in {3, 5} x stride in {1, 2, 4}, deconv; CB in 1..kMaxCB.
+template <int CB>
+RowsFn kernel_for(bool avx512, bool transposed, int k, int stride) {
+  if (avx512 ? CB > 13 : CB > 6) return nullptr;
+  constexpr int CB512 = CB <= 13 ? CB : 1, CB2 = CB <= 6 ? CB : 1;
+  if (transposed) return avx512 ? avx512::deconv_rows<CB512> : avx2::deconv_rows<CB2>;
+#define MTU_CONV_CASE(K, S)                                                   \
+  if (k == K && stride == S)                                                  \
+    return avx512 ? avx512::conv_rows<CB512, K, S> : avx2::conv_rows<CB2, K, S>;
+  MTU_CONV_CASE(3, 1)
+  MTU_CONV_CASE(5, 1)
+  MTU_CONV_CASE(3, 2)
+  MTU_CONV_CASE(5, 2)
+  MTU_CONV_CASE(3, 4)
+  MTU_CONV_CASE(5, 4)
+#undef MTU_CONV_CASE
+  return nullptr;
+}
+template <int... CBs>
+RowsFn pick(int cb, bool transposed, int k, int stride, std::integer_sequence<int, CBs...>) {
+  RowsFn fn = nullptr;
+  ((fn = cb == CBs + 1 ? kernel_for<CBs + 1>(has_avx512(), transposed, k, stride) : fn), ...);
+  return fn;
+}
+#endif
+
+RowsFn find_kernel(int64_t cb, bool transposed, int64_t k, int64_t stride) {
+#ifdef MTU_X86
+  if (!conv_direct_isa_cpu().empty())
+    return pick(static_cast<int>(cb), transposed, static_cast<int>(k), static_cast<int>(stride),
+                std::make_integer_sequence<int, 13>{});
+#endif
+  return nullptr;
+}
+
+// Output channels per block for this CPU: the block size minimising the padded work, with a
+// fixed cost per block for the input loads it repeats.
+int64_t block_channels(int64_t cout) {
+  const int64_t max_cb = max_block();
+  if (cout <= max_cb) return cout;
+  int64_t best = max_cb, best_cost = -1;
+  for (int64_t cb = max_cb; cb >= max_cb / 2 + 1; --cb) {
+    const int64_t cost = (cout + cb - 1) / cb * (2 * cb + 3);
+    if (best_cost < 0 || cost < best_cost) best = cb, best_cost = cost;
+  }
+  return best;
+}
+
+}  // namespace
+
+std::string conv_direct_isa_cpu() {
+  if (has_avx512()) return "avx512";
+  if (has_avx2()) return "avx2";
+  return "";
+}
+
+void conv_direct_use_isa_cpu(const std::string& isa) {
+  TORCH_CHECK(isa == "best" || isa == "avx2" || isa.empty(),
+              "isa must be \"best\", \"avx2\" or \"\" (none), got \"", isa, "\"");
+  TORCH_CHECK(isa != "avx2" || cpu_has_avx2(), "this CPU has no AVX2 and FMA");
+  isa_override() = isa;
+}
+
+bool conv_direct_supported_cpu(int64_t k, int64_t stride, bool transposed) {
+  return find_kernel(1, transposed, k, stride) != nullptr;
+}
+
+at::Tensor conv_direct_pack_cpu(const at::Tensor& weight, bool transposed) {
+  // conv (Cout, Cin, K, K) -> (G, Cin, K, K, CB);
+  // transposed (Cin, Cout, 4, 4) -> (G, 2 [py], Cin, 2 [row tap], 4 [kx], CB)
+  const int64_t cout = weight.size(transposed ? 1 : 0), cin = weight.size(transposed ? 0 : 1);
+  const int64_t k = weight.size(2), cb = block_channels(cout), groups = (cout + cb - 1) / cb;
+  const auto w = weight.to(at::kFloat);
+  if (!transposed) {
+    auto padded = at::zeros({groups * cb, cin, k, k}, w.options());
+    padded.narrow(0, 0, cout).copy_(w);
+    return padded.view({groups, cb, cin, k, k}).permute({0, 2, 3, 4, 1}).contiguous();
+  }
+  auto padded = at::zeros({cin, groups * cb, 4, 4}, w.options());
+  padded.narrow(1, 0, cout).copy_(w);
+  // kernel rows of the two taps of each output row parity: py = 0 -> (1, 3), py = 1 -> (2, 0)
+  const auto taps = at::tensor({1, 3, 2, 0}, w.options().dtype(at::kLong));
+  auto rows = padded.index_select(2, taps).view({cin, groups, cb, 2, 2, 4});
+  // (Cin, G, CB, py, tap, kx) -> (G, py, Cin, tap, kx, CB)
+  return rows.permute({1, 3, 0, 4, 5, 2}).contiguous();
+}
+
+at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tensor& packed,
+                           const c10::optional<at::Tensor>& bias,
+                           const c10::optional<at::Tensor>& residual, int64_t cout,
+                           int64_t stride, int64_t pad, bool transposed, bool relu,
+                           const c10::optional<at::Tensor>& out) {
+  const auto& first = inputs[0];
+  const int64_t n = first.size(0), h = first.size(2), w = first.size(3);
+  const int64_t groups = packed.size(0), cb = packed.size(-1);
+  const int64_t k = transposed ? 4 : packed.size(2);
+  const int64_t oh = transposed ? 2 * h : (h + 2 * pad - k) / stride + 1;
+  const int64_t ow = transposed ? 2 * w : (w + 2 * pad - k) / stride + 1;
+  RowsFn fn = find_kernel(cb, transposed, k, stride);
+  TORCH_CHECK(fn != nullptr, "conv_direct: no kernel for ", transposed ? "a transposed " : "a ",
+              k, "x", k, " stride ", stride, " convolution with ", cb,
+              " channels per block on this CPU (", conv_direct_isa_cpu(), ")");
+  at::Tensor result = out ? *out : at::empty({n, cout, oh, ow}, first.options());
+  ConvArgs a{};
+  a.num_inputs = static_cast<int>(inputs.size());
+  int64_t cin = 0;
+  for (int i = 0; i < a.num_inputs; ++i) {
+    a.in[i] = inputs[i].data_ptr<float>();
+    a.in_channels[i] = inputs[i].size(1);
+    a.in_batch_stride[i] = inputs[i].stride(0);
+    cin += a.in_channels[i];
+  }
+  a.weight = packed.data_ptr<float>();
+  a.bias = bias ? bias->data_ptr<float>() : nullptr;
+  a.residual = residual ? residual->data_ptr<float>() : nullptr;
+  a.residual_batch_stride = residual ? residual->stride(0) : 0;
+  a.out = result.data_ptr<float>();
+  a.out_batch_stride = result.stride(0);
+  a.in_h = h;
+  a.in_w = w;
+  a.out_h = oh;
+  a.out_w = ow;
+  a.pad = pad;
+  a.cout = cout;
+  a.groups = groups;
+  a.relu = relu;
+  // one packed strip per thread: Cin * rows * stride sequences of at most 8 vectors + K floats,
+  // and a vector of slack
+  const int64_t buf_size = cin * (transposed ? 2 : k) * stride * (8 * 16 + k) + 16;
+  auto buf = at::empty({at::get_num_threads(), buf_size}, first.options());
+  // contiguous row ranges per thread: neighbouring rows share input rows in the cache
+  at::parallel_for(0, n * oh, 2, [&](int64_t b, int64_t e) {
+    fn(a, b, e, buf.data_ptr<float>() + at::get_thread_num() * buf_size);
+  });
+  return result;
+}
+
+}  // namespace mtu

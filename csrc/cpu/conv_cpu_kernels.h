@@ -1,0 +1,201 @@
+// The direct convolution kernels, written once for any vector width. conv_cpu.cpp includes this
+// file once per instruction set, inside a namespace that defines the vector traits and under
+// that instruction set's target pragma (so no include guard):
+//   Vec, Mask, V (lanes), kRegisters (vector registers), kMaxCB (output channels per block:
+//   2*kMaxCB accumulators, 2 inputs and a broadcast fit the registers), zero(), loadu(p), storeu(p, v), load_masked(m, p), store_masked(m, p, v),
+//   bcast(p), fma(a, b, acc), add(a, b), max(a, b), make_mask(start, width) (lanes j with
+//   0 <= start + j < width), interleave(a, b, lo, hi) (lo = a0 b0 a1 b1 ..., hi the rest),
+//   deinterleave(a, b, even, odd) (even = a0 a2 ... b0 b2 ..., odd = a1 a3 ... b1 b3 ...).
+// No std:: call in here: an inline template instantiated under the target pragma could be the
+// copy the linker keeps for the other files, which run on any x86-64 CPU.
+
+// Bias, ReLU, residual, masked store of one output vector at element `off` of channel plane.
+inline void finish(const ConvArgs& a, Vec r, int64_t co, int64_t n, int64_t off, Mask m) {
+  const float no_bias = 0.f;
+  r = add(r, bcast(a.bias ? a.bias + co : &no_bias));
+  if (a.relu) r = max(r, zero());
+  if (a.residual) r = add(r, load_masked(m, a.residual + n * a.residual_batch_stride + off));
+  store_masked(m, a.out + n * a.out_batch_stride + off, r);
+}
+
+// Packs, for every input channel (the inputs in order) and each of the R input rows rows[],
+// S (1, 2 or 4) sequences of L floats: sequence s holds columns cstart + s + S*j, j < L (zeros
+// outside the image). Whole vectors are written, so up to V - 1 floats past a sequence
+// (overwritten by the next one; the buffer has a vector of slack).
+inline void pack_rows(const ConvArgs& a, int64_t n, const int64_t* rows, int R, int S,
+                      int64_t cstart, int L, float* dst) {
+  const int64_t H = a.in_h, W = a.in_w, HW = H * W;
+  for (int i = 0; i < a.num_inputs; ++i) {
+    const float* plane = a.in[i] + n * a.in_batch_stride[i];
+    for (int64_t ci = 0; ci < a.in_channels[i]; ++ci, plane += HW) {
+      for (int rr = 0; rr < R; ++rr) {
+        const int64_t iy = rows[rr];
+        const bool inside = iy >= 0 && iy < H;
+        const float* src = plane + (inside ? iy : 0) * W;
+        if (S == 1) {
+          for (int l = 0; l * V < L; ++l) {
+            const int64_t c = cstart + l * V;
+            storeu(dst + l * V, inside ? load_masked(make_mask(c, W), src + c) : zero());
+          }
+          dst += L;
+          continue;
+        }
+        // S = 2, 4: S vectors of S*V columns deinterleave into V of each sequence. Vectors
+        // go last to first: sequence s's last one runs into the head of s + 1, written after
+        for (int l = (L - 1) / V; l >= 0; --l) {
+          Vec q[4];
+          for (int m = 0; m < S; ++m) {
+            const int64_t c = cstart + (l * S + m) * V;
+            q[m] = inside ? load_masked(make_mask(c, W), src + c) : zero();
+          }
+          if (S == 2) {
+            deinterleave(q[0], q[1], q[0], q[1]);
+          } else {  // 4: pairs, then the pairs' evens and odds
+            deinterleave(q[0], q[1], q[0], q[1]);
+            deinterleave(q[2], q[3], q[2], q[3]);
+            Vec e = q[0], o = q[1];
+            deinterleave(e, q[2], q[0], q[2]);
+            deinterleave(o, q[3], q[1], q[3]);
+          }
+          for (int m = 0; m < S; ++m) storeu(dst + m * L + l * V, q[m]);
+        }
+        dst += S * L;
+      }
+    }
+  }
+}
+
+// Prefetches into L2 columns [c0, c1) of input row iy of every channel: the row the next
+// output row will need first, so that its strips come from L2 rather than memory.
+inline void prefetch_row(const ConvArgs& a, int64_t n, int64_t iy, int64_t c0, int64_t c1) {
+  if (iy < 0 || iy >= a.in_h) return;
+  c0 = c0 < 0 ? 0 : c0;
+  c1 = c1 > a.in_w ? a.in_w : c1;
+  const int64_t HW = a.in_h * a.in_w;
+  for (int i = 0; i < a.num_inputs; ++i) {
+    const float* row = a.in[i] + n * a.in_batch_stride[i] + iy * a.in_w;
+    for (int64_t ci = 0; ci < a.in_channels[i]; ++ci, row += HW)
+      for (int64_t c = c0; c < c1; c += 16)
+        _mm_prefetch(reinterpret_cast<const char*>(row + c), _MM_HINT_T1);
+  }
+}
+
+// Vectors per strip for CB output channels a block: (registers - 1) / (CB + 1), 1 to 8.
+constexpr int strip_vectors(int cb) {
+  const int nv = (kRegisters - 1) / (cb + 1);
+  return nv < 1 ? 1 : (nv > 8 ? 8 : nv);
+}
+constexpr int kStripVectors[14] = {
+    0, strip_vectors(1), strip_vectors(2), strip_vectors(3), strip_vectors(4), strip_vectors(5),
+    strip_vectors(6), strip_vectors(7), strip_vectors(8), strip_vectors(9), strip_vectors(10),
+    strip_vectors(11), strip_vectors(12), strip_vectors(13)};
+
+// Convolution, K x K taps, stride S, padding a.pad: one task = one output row of one sample.
+// Per strip of NV*V output pixels: pack the strip's K input rows of every channel (~40 KB: it
+// stays in L1; read in place, the rows lie a plane apart, alias in L1 and are too many streams
+// for the prefetchers), then per block of CB output channels accumulate CB x 2 vectors in
+// registers, each packed vector loaded once per tap and used for CB multiply-adds.
+template <int CB, int K, int S>
+void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
+  // NV vectors a strip: as many as the registers hold next to the CB*NV accumulators and a
+  // broadcast (2 for CB = 13 with AVX-512; more for the few-channel layers, whose broadcasts
+  // would otherwise feed too few multiply-adds)
+  constexpr int NV = kStripVectors[CB], L = NV * V + (K - 1) / S, CHUNK = S * L;
+  int64_t cin = 0;
+  for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
+  const int64_t OH = a.out_h, OW = a.out_w;
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t n = t / OH, y = t % OH;
+    int64_t rows[K];
+    for (int ky = 0; ky < K; ++ky) rows[ky] = S * y + ky - a.pad;
+    for (int64_t x0 = 0; x0 < OW; x0 += NV * V) {
+      pack_rows(a, n, rows, K, S, S * x0 - a.pad, L, buf);
+      for (int s = 0; s < S; ++s)
+        prefetch_row(a, n, rows[K - 1] + 1 + s, S * x0 - a.pad, S * (x0 + NV * V) + K);
+      Mask mask[NV];
+      for (int v = 0; v < NV; ++v) mask[v] = make_mask(x0 + v * V, OW);
+      for (int64_t g = 0; g < a.groups; ++g) {
+        const float* w = a.weight + g * cin * K * K * CB;
+        Vec acc[CB][NV];
+#pragma GCC unroll 16
+        for (int c = 0; c < CB; ++c)
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) acc[c][v] = zero();
+        const float* row = buf;
+        for (int64_t r = 0; r < cin * K; ++r, row += CHUNK, w += K * CB) {
+#pragma GCC unroll 8
+          for (int kx = 0; kx < K; ++kx) {
+            const float* src = row + (kx % S) * L + kx / S;
+            Vec in[NV];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
+#pragma GCC unroll 16
+            for (int c = 0; c < CB; ++c) {
+              const Vec b = bcast(w + kx * CB + c);
+#pragma GCC unroll 4
+              for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
+            }
+          }
+        }
+        // unrolled, so that acc stays in registers (indexed, it would live in memory)
+#pragma GCC unroll 16
+        for (int c = 0; c < CB; ++c) {
+          const int64_t co = g * CB + c;
+          if (co >= a.cout) continue;
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v)
+            finish(a, acc[c][v], co, n, (co * OH + y) * OW + x0 + v * V, mask[v]);
+        }
+      }
+    }
+  }
+}
+
+// Transposed convolution 4x4, stride 2, padding 1 (exact x2 upsampling). Output row
+// oy = 2i + py takes input rows i and i - 1 (py = 0: kernel rows 1, 3) or i and i + 1 (py = 1:
+// rows 2, 0); output column 2j takes input columns j (kernel column 1) and j - 1 (3), column
+// 2j + 1 takes j (2) and j + 1 (0). So one strip of V input columns gives 2V output pixels:
+// two accumulator sets (even, odd columns) fed by three shifted loads of each packed row,
+// interleaved at the store. Weights packed as (G, 2 [py], Cin, 2 [row tap], 4 [kx], CB).
+template <int CB>
+void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
+  constexpr int L = V + 2;
+  int64_t cin = 0;
+  for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
+  const int64_t OH = a.out_h, OW = a.out_w;
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t n = t / OH, oy = t % OH, py = oy & 1, i = oy >> 1;
+    const int64_t rows[2] = {i, py ? i + 1 : i - 1};
+    for (int64_t j0 = 0; j0 < a.in_w; j0 += V) {
+      pack_rows(a, n, rows, 2, 1, j0 - 1, L, buf);
+      const Mask lo_mask = make_mask(2 * j0, OW), hi_mask = make_mask(2 * j0 + V, OW);
+      for (int64_t g = 0; g < a.groups; ++g) {
+        const float* w = a.weight + (g * 2 + py) * cin * 2 * 4 * CB;
+        Vec even[CB], odd[CB];
+#pragma GCC unroll 16
+        for (int c = 0; c < CB; ++c) even[c] = odd[c] = zero();
+        const float* row = buf;
+        for (int64_t r = 0; r < cin * 2; ++r, row += L, w += 4 * CB) {
+          const Vec left = loadu(row), mid = loadu(row + 1), right = loadu(row + 2);
+#pragma GCC unroll 16
+          for (int c = 0; c < CB; ++c) {
+            odd[c] = fma(right, bcast(w + c), odd[c]);
+            even[c] = fma(mid, bcast(w + CB + c), even[c]);
+            odd[c] = fma(mid, bcast(w + 2 * CB + c), odd[c]);
+            even[c] = fma(left, bcast(w + 3 * CB + c), even[c]);
+          }
+        }
+#pragma GCC unroll 16
+        for (int c = 0; c < CB; ++c) {
+          const int64_t co = g * CB + c;
+          if (co >= a.cout) continue;
+          Vec lo, hi;
+          interleave(even[c], odd[c], lo, hi);
+          const int64_t off = (co * OH + oy) * OW + 2 * j0;
+          finish(a, lo, co, n, off, lo_mask);
+          finish(a, hi, co, n, off + V, hi_mask);
+        }
+      }
+    }
+  }
+}

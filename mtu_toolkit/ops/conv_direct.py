@@ -1,0 +1,154 @@
+"""Direct CPU convolutions with fused bias, ReLU, residual add and input concatenation.
+
+``csrc/cpu/conv_cpu.cpp`` vectorises convolutions over the output row (AVX-512 or AVX2, chosen
+at run time) instead of over output channels as oneDNN does, so layers of 26 or 52 channels
+use every lane and NCHW tensors need no reordering. It reads a list of inputs as one
+concatenation (no ``cat`` is built) and adds a residual after the ReLU in the same pass.
+Kernels: K x K convolutions (K = 3 or 5) with stride 1, 2 or 4, and the 4x4 stride-2
+transposed convolution of the U-Nets' decoders.
+
+:class:`DirectConv2d` wraps one ``nn.Conv2d`` or ``nn.ConvTranspose2d`` for inference; where
+the kernels do not apply (no extension, another CPU, layer, dtype or device, or autograd) it
+runs :func:`conv2d_direct_reference`, the same computation in PyTorch.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .extension import EXT_AVAILABLE, ext
+
+
+def direct_conv_isa():
+    """The instruction set the direct kernels use on this CPU: 'avx512', 'avx2' or '' (none,
+    or the extension is not built / predates them)."""
+    if not EXT_AVAILABLE or not hasattr(ext, 'conv_direct_isa'):
+        return ''
+    return ext.conv_direct_isa()
+
+
+def conv2d_direct_reference(inputs, weight, bias=None, residual=None, relu=True, stride=1,
+                            padding=None, transposed=False):
+    """``[relu](conv(cat(inputs), weight, bias)) + [residual]`` in PyTorch.
+
+    Args:
+        inputs (list[Tensor]): (N, C_i, H, W) each, concatenated along channels.
+        weight (Tensor): (Cout, sum C_i, K, K); transposed: (sum C_i, Cout, K, K).
+        bias (Tensor | None): (Cout,).
+        residual (Tensor | None): like the output, added after the ReLU.
+        relu (bool): apply ReLU before the residual.
+        stride (int): stride. padding (int | None): padding (default K // 2).
+        transposed (bool): a transposed convolution (``conv_transpose2d``).
+
+    Returns:
+        Tensor: (N, Cout, OH, OW).
+    """
+    x = inputs[0] if len(inputs) == 1 else torch.cat(list(inputs), 1)
+    padding = weight.shape[-1] // 2 if padding is None else padding
+    conv = F.conv_transpose2d if transposed else F.conv2d
+    out = conv(x, weight, bias, stride=stride, padding=padding)
+    if relu:
+        out = F.relu(out)
+    return out if residual is None else out + residual
+
+
+def _plane_contiguous(t):
+    """``t`` if each sample is a dense NCHW block (any batch stride: window[:, i] is read in
+    place), else a contiguous copy."""
+    n, c, h, w = t.shape
+    if t.stride(3) == 1 and t.stride(2) == w and t.stride(1) == h * w:
+        return t
+    return t.contiguous()
+
+
+def _kernel_applies(conv):
+    """Whether the direct kernels implement ``conv`` (on this CPU)."""
+    k = conv.kernel_size[0]
+    transposed = isinstance(conv, nn.ConvTranspose2d)
+    square = (conv.kernel_size == (k, k) and conv.stride[0] == conv.stride[1]
+              and conv.padding[0] == conv.padding[1] and conv.dilation == (1, 1)
+              and conv.groups == 1 and conv.padding_mode == 'zeros')
+    if transposed:
+        square = (square and k == 4 and conv.stride == (2, 2) and conv.padding == (1, 1)
+                  and conv.output_padding == (0, 0))
+    return (square and conv.weight.dtype == torch.float32 and bool(direct_conv_isa())
+            and ext.conv_direct_supported(k, conv.stride[0], transposed))
+
+
+class DirectConv2d(nn.Module):
+    """An ``nn.Conv2d`` or ``nn.ConvTranspose2d`` (+ ReLU) on the direct kernels, for CPU
+    inference.
+
+    ``forward(inputs, residual=None, out=None)``: ``inputs`` a list of (N, C_i, H, W) tensors
+    whose channels add up to the layer's input channels (read as their concatenation),
+    ``residual`` (N, Cout, OH, OW) added after the ReLU. Returns (N, Cout, OH, OW), NCHW,
+    written into ``out`` when given (a contiguous tensor that may be ``residual`` itself but
+    no input; reusing buffers spares the page faults of fresh ones, ~15 ms per 100 MB here).
+
+    Args:
+        conv (nn.Conv2d | nn.ConvTranspose2d): the layer; its weights are copied (and packed
+            for the kernels) now, so build this after loading the checkpoint.
+        relu (bool): apply ReLU (the ``conv(..., relu=True)`` layers of the network).
+        reuse_output (bool): write every call's result into the same buffer (reallocated when
+            the shape changes): for intermediate results that are dead by the next call.
+    """
+
+    def __init__(self, conv, relu, reuse_output=False):
+        super().__init__()
+        self.relu = relu
+        self.reuse_output = reuse_output
+        self._buffer = None
+        self.transposed = isinstance(conv, nn.ConvTranspose2d)
+        self.out_channels = conv.out_channels
+        self.stride, self.padding = conv.stride[0], conv.padding[0]
+        self.reference_layer = None
+        self.register_buffer('weight', conv.weight.detach().clone())
+        bias = conv.bias.detach().clone() if conv.bias is not None else None
+        self.register_buffer('bias', bias)
+        applies = _kernel_applies(conv)
+        self.isa = direct_conv_isa() if applies else ''
+        packed = ext.conv_direct_pack(self.weight, self.transposed) if applies else None
+        self.register_buffer('packed', packed, persistent=False)
+        if not applies:  # e.g. non-square: run the layer itself
+            self.reference_layer = conv
+
+    def uses_kernel(self, x):
+        return bool(self.isa) and x.device.type == 'cpu' and x.dtype == torch.float32
+
+    def forward(self, inputs, residual=None, out=None):
+        tensors = list(inputs) + ([] if residual is None else [residual])
+        if not self.uses_kernel(inputs[0]) or (torch.is_grad_enabled()
+                                               and any(t.requires_grad for t in tensors)):
+            result = self._reference(inputs, residual)
+            return result if out is None else out.copy_(result)
+        inputs = [_plane_contiguous(t) for t in inputs]
+        residual = None if residual is None else _plane_contiguous(residual)
+        if out is None and self.reuse_output:
+            out = self._reused_buffer(inputs[0])
+        return ext.conv_direct(inputs, self.packed, self.bias, residual, self.out_channels,
+                               self.stride, self.padding, self.transposed, self.relu, out)
+
+    def _reused_buffer(self, x):
+        n, _, h, w = x.shape
+        if self.transposed:
+            shape = (n, self.out_channels, 2 * h, 2 * w)
+        else:
+            k = self.weight.shape[-1]
+            shape = (n, self.out_channels, (h + 2 * self.padding - k) // self.stride + 1,
+                     (w + 2 * self.padding - k) // self.stride + 1)
+        if self._buffer is None or self._buffer.shape != shape:
+            self._buffer = torch.empty(shape, dtype=x.dtype, device=x.device)
+        return self._buffer
+
+    def _reference(self, inputs, residual):
+        if self.reference_layer is not None:
+            x = inputs[0] if len(inputs) == 1 else torch.cat(list(inputs), 1)
+            out = self.reference_layer(x)
+            out = F.relu(out) if self.relu else out
+            return out if residual is None else out + residual
+        return conv2d_direct_reference(inputs, self.weight, self.bias, residual, self.relu,
+                                       self.stride, self.padding, self.transposed)
+
+    def extra_repr(self):
+        kind = 'transposed, ' if self.transposed else ''
+        return (f'{kind}out_channels={self.out_channels}, kernel_size={self.weight.shape[-1]}, '
+                f'stride={self.stride}, relu={self.relu}, kernel={self.isa or "reference"}')
