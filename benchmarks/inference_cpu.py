@@ -1,8 +1,9 @@
 """Where one frame's time goes on the CPU, against the conv-FLOP floor (issue 7's CPU target).
 
-Times one variant (default MTU2) at 1280x720 as ``tools/benchmark.py`` does (eager NCHW,
-frozen detail networks, and the compiled concatenation-free network), then profiles one frame
-of the compiled model and groups the time into convolutions, transposed convs, inductor's
+Times one variant (default MTU2) at 1280x720 as ``tools/benchmark.py`` does, in each CPU mode:
+eager NCHW, frozen detail networks, the concatenation-free network compiled by torch.compile,
+and the same network on the toolkit's direct convolution kernels (the tools' default), then
+profiles one frame of the fastest two and groups the time into convolutions, transposed convs,
 elementwise kernels, motion compensation and copies. Prints the ratio measured / floor and the
 target (1.5x for MTU2 on 2 cores).
 
@@ -25,7 +26,11 @@ from mtu_toolkit.apis.optimize import optimize_for_inference  # noqa: E402
 TARGET_RATIO = 1.5
 
 #: profiler op name -> group of the breakdown
-GROUPS = {'mkldnn::_convolution_pointwise': 'compiled convs (fused ReLU/add)',
+GROUPS = {'mtu::conv_direct 5x5/1': 'direct 5x5 convs', 'mtu::conv_direct 3x3/1': 'direct 3x3 convs',
+          'mtu::conv_direct 3x3/2': 'direct strided convs',
+          'mtu::conv_direct 5x5/4': 'direct strided convs',
+          'mtu::conv_direct transposed 4x4/2': 'direct transposed convs',
+          'mkldnn::_convolution_pointwise': 'compiled convs (fused ReLU/add)',
           'mkldnn::_convolution_pointwise_': 'compiled convs (fused ReLU/add)',
           'mkldnn::_convolution_transpose_pointwise': 'transposed convs',
           'aten::mkldnn_convolution': 'eager convs',
@@ -66,6 +71,8 @@ def main():
     parser.add_argument('--size', default='1280x720')
     parser.add_argument('--frames', type=int, default=5)
     parser.add_argument('--threads', type=int)
+    parser.add_argument('--modes', nargs='+', default=['eager', 'frozen', 'compile', 'direct'],
+                        choices=['eager', 'frozen', 'compile', 'direct'])
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,16 +83,19 @@ def main():
     restorer = init_restorer(os.path.join(ROOT, VARIANTS[args.variant][0]))
     device = torch.device('cpu')
     print(f'{args.variant} at {width}x{height}, {torch.get_num_threads()} threads')
-    models = (('eager', restorer), ('frozen', optimize_for_inference(restorer)),
-              ('compiled', optimize_for_inference(restorer, compile=True)))
+    models = [(mode, restorer if mode == 'eager' else optimize_for_inference(restorer, mode=mode))
+              for mode in args.modes]
     for name, model in models:
         r = benchmark_restorer(restorer, model, height, width, device, 1, args.frames)
         print(f'  {name:8s} {r["ms"]:8.1f} ms/frame  floor {r["floor_ms"]:7.1f} ms '
               f'({r["gflops"]:.1f} GFLOP at {r["gemm_gflops"]:.1f} GFLOP/s)  measured/floor '
-              f'{r["ratio"]:.2f}x  (target {TARGET_RATIO}x)  MC {100 * r["mc_share"]:.1f}%')
-    print('one compiled frame, self time by group:')
-    for group, ms in breakdown(models[-1][1], test_window(height, width, device)).items():
-        print(f'  {group:32s} {ms:8.1f} ms')
+              f'{r["ratio"]:.2f}x  (target {TARGET_RATIO}x)  MC {100 * r["mc_share"]:.1f}%',
+              flush=True)
+    for name, model in models:
+        if name in ('compile', 'direct'):
+            print(f'one {name} frame, self time by group:')
+            for group, ms in breakdown(model, test_window(height, width, device)).items():
+                print(f'  {group:40s} {ms:8.1f} ms')
 
 
 if __name__ == '__main__':

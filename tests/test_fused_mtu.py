@@ -5,6 +5,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import mtu_toolkit.models  # noqa: F401
 from mtu_toolkit.apis.fused_mtu import FusedMTUNet
+from mtu_toolkit.ops.conv_direct import DirectConv2d, direct_conv_isa
 from mtu_toolkit.registry import MODELS
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -48,9 +49,10 @@ def test_fused_network_concatenates_no_features():
     dict(structure_injection=False, match_every_unit=True), dict(motion_layer=False),
     dict(residual=False, num_units=3), dict(mc_head=dict(type='fan')),
     dict(mc_head=dict(type='flow'))], ids=str)
-def test_fused_network_matches_mtunet_over_a_clip(options):
+@pytest.mark.parametrize('direct', [False, True], ids=['torch-stages', 'direct-stages'])
+def test_fused_network_matches_mtunet_over_a_clip(options, direct):
     net = tiny_net(**options)
-    fused = FusedMTUNet(net)
+    fused = FusedMTUNet(net, direct=direct)
     torch.manual_seed(1)
     state_ref = state = None
     with torch.inference_mode():
@@ -65,6 +67,34 @@ def test_fused_network_matches_mtunet_over_a_clip(options):
                 assert (m is None) == (m_ref is None)
                 if m is not None:
                     torch.testing.assert_close(m, m_ref, rtol=0, atol=2e-5)
+
+
+def test_direct_stages_run_every_convolution_on_the_kernels():
+    """Every conv of the network (strided, transposed, the 15-channel input) is a DirectConv2d
+    on this CPU's kernels, and the frame makes no ``cat`` at all."""
+    if not direct_conv_isa():
+        pytest.skip('the direct kernels do not run on this CPU')
+    net = tiny_net(num_units=3, match_every_unit=True)
+    fused = FusedMTUNet(net, direct=True)
+    convs = [m for m in fused.modules() if isinstance(m, DirectConv2d)]
+    assert len(convs) == sum(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
+                             for m in net.modules()) - len(net.aux_convs)
+    assert all(c.isa == direct_conv_isa() for c in convs)
+    with torch.inference_mode():
+        _, state = fused(torch.rand(1, 5, 3, 16, 24), None)
+
+        class Ops(TorchDispatchMode):
+            def __init__(self):
+                super().__init__()
+                self.names = []
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                self.names.append(func.overloadpacket.__name__)
+                return func(*args, **(kwargs or {}))
+
+        with Ops() as ops:
+            fused(torch.rand(1, 5, 3, 16, 24), state)
+    assert 'cat' not in ops.names and not any('conv' in n for n in ops.names)
 
 
 def test_fused_network_has_no_auxiliary_outputs():

@@ -1,7 +1,7 @@
 """Time the MTU variants the honest way and compare them with the conv-FLOP floor.
 
     python tools/benchmark.py [--variants MTU1 MTU2 ...] [--size 1280x720] [--device cpu|cuda]
-                              [--warmup 3] [--frames 20] [--fp16] [--compile]
+                              [--warmup 3] [--frames 20] [--fp16] [--compile|--eager]
                               [--quality quality.json] [--out-dir work_dirs/benchmark]
 
 Batch 1, real image content, device synchronised before and after every frame, median over
@@ -9,8 +9,10 @@ Batch 1, real image content, device synchronised before and after every frame, m
 (params, ms/frame, fps, motion-compensation share, conv GFLOP, floor = FLOPs / GEMM rate measured
 in the same run, measured/floor) and, with ``--quality`` (JSON {variant: PSNR}), a quality-vs-speed
 plot ``quality_speed.png`` like the paper's Fig. 1. ``--fp16`` adds a float16-autocast run of each
-variant (CUDA). ``--compile`` times the CPU model compiled by ``torch.compile`` (the
-concatenation-free network, channels-last; compiled during the warm-up); MTU2-hp (float16) is skipped on the CPU.
+variant (CUDA). On the CPU the model timed is the one the tools run: the toolkit's direct
+convolution kernels where the CPU has AVX2/AVX-512 (``--eager``: the plain PyTorch model;
+``--compile``: the concatenation-free network compiled by ``torch.compile`` during the warm-up).
+MTU2-hp (float16) is skipped on the CPU.
 """
 import argparse
 import json
@@ -27,7 +29,7 @@ import torch  # noqa: E402
 from mtu_toolkit.apis import InferenceError, init_restorer, parse_device  # noqa: E402
 from mtu_toolkit.apis.benchmark import (VARIANTS, benchmark_restorer, markdown_table,  # noqa: E402
                                         plot_quality_speed)
-from mtu_toolkit.apis.optimize import optimize_for_inference  # noqa: E402
+from mtu_toolkit.apis.optimize import tool_model  # noqa: E402
 from mtu_toolkit.engine.checkpoint import atomic_write_text  # noqa: E402
 
 DEFAULT_VARIANTS = ['MTU1', 'MTU2', 'MTU2-hp', 'MTU4', 'MTU10', 'MTU10-L']
@@ -53,15 +55,25 @@ def parse_args(argv=None):
     parser.add_argument('--frames', type=int, default=20, help='timed frames (median)')
     parser.add_argument('--threads', type=int, help='CPU threads (default: torch\'s)')
     parser.add_argument('--fp16', action='store_true', help='also time float16 autocast (CUDA)')
-    parser.add_argument('--compile', action='store_true',
-                        help='CPU: time the torch.compile-d, concatenation-free network '
-                        '(compiled during warm-up)')
+    fast = parser.add_mutually_exclusive_group()
+    fast.add_argument('--compile', action='store_true',
+                      help='CPU: time the torch.compile-d, concatenation-free network '
+                      '(compiled during warm-up)')
+    fast.add_argument('--eager', action='store_true',
+                      help='CPU: time the PyTorch model as it is, not the direct kernels')
     parser.add_argument('--quality', help='JSON {variant: PSNR} for the quality-vs-speed plot')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     args = parser.parse_args(argv)
     if args.frames < 1 or args.warmup < 0:
         parser.error('--frames must be >= 1 and --warmup >= 0')
     return args
+
+
+def model_kind(fast, restorer, args):
+    """What was timed: 'compiled', 'direct kernels' or 'eager' (CUDA: eager, cuDNN autotuned)."""
+    if args.compile:
+        return 'compiled'
+    return 'eager' if fast is restorer else 'direct kernels'
 
 
 def device_name(device):
@@ -102,11 +114,11 @@ def main(argv=None):
         rows = []
         for name, config, dtype in todo:
             restorer = init_restorer(config, None, device, infer_dtype=dtype)
-            fast = optimize_for_inference(restorer, compile=True) if args.compile else restorer
+            fast = tool_model(restorer, compile=args.compile, eager=args.eager)
             res = benchmark_restorer(restorer, fast, height, width, device, args.warmup,
                                      args.frames)
             res.update(variant=name, dtype=dtype or 'float32', paper_ms=VARIANTS[name][2],
-                       size=f'{width}x{height}', compiled=args.compile)
+                       size=f'{width}x{height}', model=model_kind(fast, restorer, args))
             rows.append(res)
             print(f'{name:8s} {res["dtype"]:8s} {res["params"]:.3f}M  {res["ms"]:9.1f} ms  '
                   f'{res["fps"]:7.2f} fps  MC {100 * res["mc_share"]:4.1f}%  '

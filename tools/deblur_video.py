@@ -1,11 +1,13 @@
 """Deblur your own video (or folder of frames) with a trained MTU model, streaming.
 
     python tools/deblur_video.py CONFIG CHECKPOINT INPUT OUTPUT [--device cuda] [--fp16|--bf16]
-                                 [--side-by-side] [--fps 30] [--compile] [--quiet]
+                                 [--side-by-side] [--fps 30] [--compile|--eager] [--quiet]
 
 INPUT is a video file (mp4/avi/mov/... anything OpenCV decodes) or a folder of frames; OUTPUT a
 video file (.mp4/.mov: mp4v, .avi/.mkv: MJPG) or a folder (PNG frames). The output keeps the
 input's frame rate, appears only when complete, and memory stays flat however long the video.
+On the CPU the network runs on the toolkit's direct convolution kernels (``--eager``: the plain
+PyTorch model; ``--compile``: torch.compile); the frames are the same to float rounding.
 Exit codes: 0 done, 2 bad config/arguments, 3 bad input, 4 bad checkpoint, 5 output failed,
 1 other inference errors, 130 interrupted.
 """
@@ -18,7 +20,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import torch  # noqa: E402
 
 from mtu_toolkit.apis import InferenceError, deblur_video, init_restorer  # noqa: E402
-from mtu_toolkit.apis.optimize import optimize_for_inference  # noqa: E402
+from mtu_toolkit.apis.optimize import tool_model  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -36,10 +38,12 @@ def parse_args(argv=None):
                         help='write input (left) and result (right) next to each other')
     parser.add_argument('--fps', type=float, help='frame rate of a frame-folder input '
                         '(default 25) or an override of the video\'s')
-    parser.add_argument('--compile', action='store_true',
-                        help='CPU: run the concatenation-free network channels-last, '
-                        'compiled by torch.compile (needs a C++ compiler; ~20 s per unit on '
-                        'the first frame, faster afterwards)')
+    fast = parser.add_mutually_exclusive_group()
+    fast.add_argument('--compile', action='store_true',
+                      help='CPU: run the concatenation-free network channels-last, compiled by '
+                      'torch.compile (needs a C++ compiler; ~20 s per unit on the first frame)')
+    fast.add_argument('--eager', action='store_true',
+                      help='CPU: run the PyTorch model as it is, not the direct kernels')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
 
@@ -52,8 +56,7 @@ def main(argv=None):
             raise InferenceError(f'--{"fp16" if args.fp16 else "bf16"} needs a GPU '
                                  f'(--device cuda); on {args.device} run in float32')
         restorer = init_restorer(args.config, args.checkpoint, args.device, infer_dtype)
-        if args.compile:
-            restorer = optimize_for_inference(restorer, compile=True)
+        restorer = tool_model(restorer, compile=args.compile, eager=args.eager)
         stats = deblur_video(restorer, args.input, args.output, side_by_side=args.side_by_side,
                              fps=args.fps, progress=not args.quiet)
     except InferenceError as err:

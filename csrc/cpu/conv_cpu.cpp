@@ -58,7 +58,8 @@ namespace avx512 {
 // 16 lanes; 13 x 2 accumulators + 2 inputs + a broadcast of 32 registers
 using Vec = __m512;
 using Mask = __mmask16;
-constexpr int V = 16, kRegisters = 32, kMaxCB = 13;
+// the transposed conv: 2 phases x 6 x 2 accumulators + 3 shifts x 2 inputs + a broadcast
+constexpr int V = 16, kRegisters = 32, kMaxCB = 13, kDeconvVectors = 2;
 inline Vec zero() { return _mm512_set1_ps(0.f); }
 inline Vec loadu(const float* p) { return _mm512_loadu_ps(p); }
 inline void storeu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
@@ -98,7 +99,8 @@ namespace avx2 {
 // 8 lanes; 6 x 2 accumulators + 2 inputs + a broadcast of 16 registers
 using Vec = __m256;
 using Mask = __m256i;
-constexpr int V = 8, kRegisters = 16, kMaxCB = 6;
+// the transposed conv: 2 phases x 6 accumulators + 3 shifts + a broadcast
+constexpr int V = 8, kRegisters = 16, kMaxCB = 6, kDeconvVectors = 1;
 inline Vec zero() { return _mm256_setzero_ps(); }
 inline Vec loadu(const float* p) { return _mm256_loadu_ps(p); }
 inline void storeu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
@@ -162,15 +164,17 @@ bool has_avx512() { return cpu_has_avx512() && isa_override() == "best"; }
 
 bool has_avx2() { return cpu_has_avx2() && isa_override() != ""; }
 
-int max_block() { return has_avx512() ? 13 : 6; }
+// Output channels a block: as many as the accumulators the registers hold
+int max_block(bool transposed) { return transposed ? 6 : (has_avx512() ? 13 : 6); }
 
 #ifdef MTU_X86
-// The instantiated kernels: conv K in {3, 5} x stride in {1, 2, 4}, deconv; CB in 1..kMaxCB.
+// The instantiated kernels: conv K in {3, 5} x stride in {1, 2, 4}, CB in 1..max_block; the
+// transposed conv, CB in 1..6.
 template <int CB>
 RowsFn kernel_for(bool avx512, bool transposed, int k, int stride) {
-  if (avx512 ? CB > 13 : CB > 6) return nullptr;
+  if (CB > (transposed ? 6 : (avx512 ? 13 : 6))) return nullptr;
   constexpr int CB512 = CB <= 13 ? CB : 1, CB2 = CB <= 6 ? CB : 1;
-  if (transposed) return avx512 ? avx512::deconv_rows<CB512> : avx2::deconv_rows<CB2>;
+  if (transposed) return avx512 ? avx512::deconv_rows<CB2> : avx2::deconv_rows<CB2>;
 #define MTU_CONV_CASE(K, S)                                                   \
   if (k == K && stride == S)                                                  \
     return avx512 ? avx512::conv_rows<CB512, K, S> : avx2::conv_rows<CB2, K, S>;
@@ -202,8 +206,8 @@ RowsFn find_kernel(int64_t cb, bool transposed, int64_t k, int64_t stride) {
 
 // Output channels per block for this CPU: the block size minimising the padded work, with a
 // fixed cost per block for the input loads it repeats.
-int64_t block_channels(int64_t cout) {
-  const int64_t max_cb = max_block();
+int64_t block_channels(int64_t cout, bool transposed) {
+  const int64_t max_cb = max_block(transposed);
   if (cout <= max_cb) return cout;
   int64_t best = max_cb, best_cost = -1;
   for (int64_t cb = max_cb; cb >= max_cb / 2 + 1; --cb) {
@@ -236,7 +240,8 @@ at::Tensor conv_direct_pack_cpu(const at::Tensor& weight, bool transposed) {
   // conv (Cout, Cin, K, K) -> (G, Cin, K, K, CB);
   // transposed (Cin, Cout, 4, 4) -> (G, 2 [py], Cin, 2 [row tap], 4 [kx], CB)
   const int64_t cout = weight.size(transposed ? 1 : 0), cin = weight.size(transposed ? 0 : 1);
-  const int64_t k = weight.size(2), cb = block_channels(cout), groups = (cout + cb - 1) / cb;
+  const int64_t k = weight.size(2), cb = block_channels(cout, transposed);
+  const int64_t groups = (cout + cb - 1) / cb;
   const auto w = weight.to(at::kFloat);
   if (!transposed) {
     auto padded = at::zeros({groups * cb, cin, k, k}, w.options());

@@ -9,6 +9,9 @@
 // No std:: call in here: an inline template instantiated under the target pragma could be the
 // copy the linker keeps for the other files, which run on any x86-64 CPU.
 
+// Vectors of one packed stride-1 row: at most 8 a strip and the K - 1 <= 4 halo columns.
+constexpr int kMaxPackVectors = 9;
+
 // Bias, ReLU, residual, masked store of one output vector at element `off` of channel plane.
 inline void finish(const ConvArgs& a, Vec r, int64_t co, int64_t n, int64_t off, Mask m) {
   const float no_bias = 0.f;
@@ -25,6 +28,8 @@ inline void finish(const ConvArgs& a, Vec r, int64_t co, int64_t n, int64_t off,
 inline void pack_rows(const ConvArgs& a, int64_t n, const int64_t* rows, int R, int S,
                       int64_t cstart, int L, float* dst) {
   const int64_t H = a.in_h, W = a.in_w, HW = H * W;
+  Mask masks[kMaxPackVectors];  // the stride-1 rows' (the same for every row)
+  for (int l = 0; S == 1 && l * V < L; ++l) masks[l] = make_mask(cstart + l * V, W);
   for (int i = 0; i < a.num_inputs; ++i) {
     const float* plane = a.in[i] + n * a.in_batch_stride[i];
     for (int64_t ci = 0; ci < a.in_channels[i]; ++ci, plane += HW) {
@@ -35,7 +40,7 @@ inline void pack_rows(const ConvArgs& a, int64_t n, const int64_t* rows, int R, 
         if (S == 1) {
           for (int l = 0; l * V < L; ++l) {
             const int64_t c = cstart + l * V;
-            storeu(dst + l * V, inside ? load_masked(make_mask(c, W), src + c) : zero());
+            storeu(dst + l * V, inside ? load_masked(masks[l], src + c) : zero());
           }
           dst += L;
           continue;
@@ -154,46 +159,63 @@ void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
 // Transposed convolution 4x4, stride 2, padding 1 (exact x2 upsampling). Output row
 // oy = 2i + py takes input rows i and i - 1 (py = 0: kernel rows 1, 3) or i and i + 1 (py = 1:
 // rows 2, 0); output column 2j takes input columns j (kernel column 1) and j - 1 (3), column
-// 2j + 1 takes j (2) and j + 1 (0). So one strip of V input columns gives 2V output pixels:
-// two accumulator sets (even, odd columns) fed by three shifted loads of each packed row,
-// interleaved at the store. Weights packed as (G, 2 [py], Cin, 2 [row tap], 4 [kx], CB).
+// 2j + 1 takes j (2) and j + 1 (0). So a strip of NV*V input columns gives twice as many output
+// pixels: two accumulator sets (even, odd columns) fed by three shifted loads of each packed
+// row, interleaved at the store. Weights packed as (G, 2 [py], Cin, 2 [row tap], 4 [kx], CB).
 template <int CB>
 void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
-  constexpr int L = V + 2;
+  constexpr int NV = kDeconvVectors, L = NV * V + 2;
   int64_t cin = 0;
   for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
   const int64_t OH = a.out_h, OW = a.out_w;
   for (int64_t t = begin; t < end; ++t) {
     const int64_t n = t / OH, oy = t % OH, py = oy & 1, i = oy >> 1;
     const int64_t rows[2] = {i, py ? i + 1 : i - 1};
-    for (int64_t j0 = 0; j0 < a.in_w; j0 += V) {
+    for (int64_t j0 = 0; j0 < a.in_w; j0 += NV * V) {
       pack_rows(a, n, rows, 2, 1, j0 - 1, L, buf);
-      const Mask lo_mask = make_mask(2 * j0, OW), hi_mask = make_mask(2 * j0 + V, OW);
+      Mask mask[2 * NV];
+      for (int m = 0; m < 2 * NV; ++m) mask[m] = make_mask(2 * j0 + m * V, OW);
       for (int64_t g = 0; g < a.groups; ++g) {
         const float* w = a.weight + (g * 2 + py) * cin * 2 * 4 * CB;
-        Vec even[CB], odd[CB];
+        Vec even[CB][NV], odd[CB][NV];
 #pragma GCC unroll 16
-        for (int c = 0; c < CB; ++c) even[c] = odd[c] = zero();
+        for (int c = 0; c < CB; ++c)
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) even[c][v] = odd[c][v] = zero();
         const float* row = buf;
         for (int64_t r = 0; r < cin * 2; ++r, row += L, w += 4 * CB) {
-          const Vec left = loadu(row), mid = loadu(row + 1), right = loadu(row + 2);
+          Vec left[NV], mid[NV], right[NV];
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) {
+            left[v] = loadu(row + v * V);
+            mid[v] = loadu(row + v * V + 1);
+            right[v] = loadu(row + v * V + 2);
+          }
 #pragma GCC unroll 16
           for (int c = 0; c < CB; ++c) {
-            odd[c] = fma(right, bcast(w + c), odd[c]);
-            even[c] = fma(mid, bcast(w + CB + c), even[c]);
-            odd[c] = fma(mid, bcast(w + 2 * CB + c), odd[c]);
-            even[c] = fma(left, bcast(w + 3 * CB + c), even[c]);
+            const Vec w0 = bcast(w + c), w1 = bcast(w + CB + c), w2 = bcast(w + 2 * CB + c),
+                      w3 = bcast(w + 3 * CB + c);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) {
+              odd[c][v] = fma(right[v], w0, odd[c][v]);
+              even[c][v] = fma(mid[v], w1, even[c][v]);
+              odd[c][v] = fma(mid[v], w2, odd[c][v]);
+              even[c][v] = fma(left[v], w3, even[c][v]);
+            }
           }
         }
 #pragma GCC unroll 16
         for (int c = 0; c < CB; ++c) {
           const int64_t co = g * CB + c;
           if (co >= a.cout) continue;
-          Vec lo, hi;
-          interleave(even[c], odd[c], lo, hi);
           const int64_t off = (co * OH + oy) * OW + 2 * j0;
-          finish(a, lo, co, n, off, lo_mask);
-          finish(a, hi, co, n, off + V, hi_mask);
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) {
+            Vec lo, hi;
+            interleave(even[c][v], odd[c][v], lo, hi);
+            finish(a, lo, co, n, off + 2 * v * V, mask[2 * v]);
+            finish(a, hi, co, n, off + (2 * v + 1) * V, mask[2 * v + 1]);
+          }
         }
       }
     }

@@ -159,6 +159,15 @@ class FusedMTUNet(nn.Module):
         stage = DirectStage if direct else Stage
         self.stages = nn.ModuleList(stage(net, n) for n in range(net.num_units))
 
+    @property
+    def motion_layers(self):
+        """The direct stages' motion layers (timed as motion compensation by the benchmark);
+        None with :class:`Stage` s, whose motion layers run inside the compiled graphs."""
+        layers = [getattr(s, 'motion_layer', None) for s in self.stages]
+        if not all(isinstance(s, DirectStage) for s in self.stages):
+            return None
+        return [m for m in layers if m is not None] or None
+
     def forward(self, window, state=None, with_aux=False):
         if with_aux:
             raise ValueError('FusedMTUNet is for inference: it has no auxiliary outputs')

@@ -127,3 +127,21 @@ def optimize_for_inference(restorer, compile=False, mode=None):
     for i, unit in enumerate(units):
         units[i] = freeze_unit(unit, in_channels)
     return fast
+
+
+def tool_model(restorer, compile=False, eager=False):
+    """The model the tools run: the compiled network with ``compile``, the restorer as it is
+    with ``eager`` (or where the direct kernels do not run: the frozen units are slower than
+    eager on a quiet CPU), else the direct kernels (CPU) / cuDNN autotuning (CUDA)."""
+    if compile and eager:
+        raise ValueError('--compile and --eager exclude each other')
+    if compile:
+        return optimize_for_inference(restorer, mode='compile')
+    if eager:
+        return restorer
+    device = next(restorer.parameters()).device
+    if device.type == 'cpu' and not direct_conv_isa():
+        return restorer
+    with warnings.catch_warnings():  # a non-MTUNet backbone simply runs as it is
+        warnings.simplefilter('ignore', UserWarning)
+        return optimize_for_inference(restorer, mode='direct')

@@ -1,0 +1,156 @@
+"""The direct CPU convolution kernels (csrc/cpu/conv_cpu.cpp) against PyTorch's convolutions."""
+import pytest
+import torch
+import torch.nn as nn
+
+from mtu_toolkit.ops import conv_direct
+from mtu_toolkit.ops.conv_direct import DirectConv2d, conv2d_direct_reference, direct_conv_isa
+from mtu_toolkit.ops.extension import ext
+
+pytestmark = pytest.mark.skipif(not direct_conv_isa(),
+                                reason='the direct kernels do not run on this CPU / build')
+
+
+def cpu_isas():
+    """The instruction sets this CPU can run the kernels with ('best' = AVX-512 where present)."""
+    isas = ['best']
+    if direct_conv_isa() == 'avx512':
+        isas.append('avx2')  # AVX-512 CPUs have AVX2 too: run its kernels as well
+    return isas
+
+
+@pytest.fixture(params=cpu_isas())
+def isa(request):
+    ext.conv_direct_use_isa(request.param)
+    yield direct_conv_isa()
+    ext.conv_direct_use_isa('best')
+
+
+def check(layer, inputs, relu=True, residual=None, atol=2e-5):
+    direct = DirectConv2d(layer, relu=relu)
+    assert direct.isa, 'the layer should run on the kernels'
+    with torch.inference_mode():
+        got = direct(inputs, residual=residual)
+        ref = layer(torch.cat(inputs, 1))
+        ref = torch.relu(ref) if relu else ref
+        ref = ref if residual is None else ref + residual
+    assert got.shape == ref.shape and got.is_contiguous()
+    torch.testing.assert_close(got, ref, rtol=0, atol=atol)
+    return got
+
+
+@pytest.mark.parametrize('cins, cout, k, stride, pad, size', [
+    ([26, 26], 26, 5, 1, 2, (37, 53)),   # the units' first conv, split in two inputs
+    ([52], 52, 3, 1, 1, (18, 33)),       # residual block
+    ([3] * 5, 26, 3, 1, 1, (20, 21)),    # inp_prev_conv over the five frames
+    ([26], 3, 3, 1, 1, (9, 40)),         # out_conv (3 channels: one short block)
+    ([26], 26, 3, 2, 1, (36, 70)),       # enc2
+    ([26], 52, 3, 2, 1, (35, 69)),       # enc3, odd size
+    ([26], 52, 5, 4, 1, (37, 71)),       # motion layer
+    ([7, 5], 11, 5, 1, 2, (5, 7)),       # image smaller than a vector
+    ([4], 30, 3, 1, 1, (3, 100)),        # 30 channels: blocks with padding channels
+    ([16], 40, 5, 2, 2, (11, 13)),
+    ([2], 9, 3, 1, 0, (6, 9)),           # 'valid' padding
+], ids=str)
+def test_conv_matches_pytorch(isa, cins, cout, k, stride, pad, size):
+    layer = nn.Conv2d(sum(cins), cout, k, stride, pad)
+    inputs = [torch.randn(2, c, *size) for c in cins]
+    out = check(layer, inputs)
+    residual = torch.randn_like(out)
+    check(layer, inputs, relu=False, residual=residual)
+
+
+@pytest.mark.parametrize('cin, cout, size', [(52, 26, (18, 33)), (26, 26, (7, 5)),
+                                             (5, 3, (4, 17)), (8, 14, (1, 1))], ids=str)
+def test_transposed_conv_matches_pytorch(isa, cin, cout, size):
+    layer = nn.ConvTranspose2d(cin, cout, 4, 2, 1)
+    x = [torch.randn(2, cin, *size)]
+    out = check(layer, x)
+    check(layer, x, residual=torch.randn_like(out))
+
+
+def test_no_bias_and_inputs_read_in_place():
+    layer = nn.Conv2d(15, 8, 3, padding=1, bias=False)
+    window = torch.randn(2, 5, 3, 12, 20)  # (N, 5, 3, H, W): window[:, i] has batch stride 5*3*H*W
+    frames = [window[:, i] for i in range(5)]
+    assert not frames[1].is_contiguous()
+    check(layer, frames)
+
+
+def test_out_buffer_and_in_place_residual():
+    layer = nn.Conv2d(6, 6, 3, padding=1)
+    direct = DirectConv2d(layer, relu=True)
+    x = torch.randn(1, 6, 10, 40)
+    with torch.inference_mode():
+        ref = torch.relu(layer(x)) + x
+        buf = torch.empty(1, 6, 10, 40)
+        assert direct([x], residual=x, out=buf) is buf
+        torch.testing.assert_close(buf, ref, rtol=0, atol=2e-5)
+        h = torch.relu(layer(x))
+        y = x.clone()
+        direct([h], residual=y, out=y)  # x + f(h) in place: each element read before written
+        torch.testing.assert_close(y, torch.relu(layer(h)) + x, rtol=0, atol=2e-5)
+        with pytest.raises(RuntimeError, match='must not share memory with the inputs'):
+            direct([x], out=x)
+        with pytest.raises(RuntimeError, match='out must be a contiguous'):
+            direct([x], out=torch.empty(1, 6, 10, 41))
+
+
+def test_reused_output_buffer():
+    direct = DirectConv2d(nn.Conv2d(4, 4, 3, padding=1), relu=True, reuse_output=True)
+    with torch.inference_mode():
+        a = direct([torch.randn(1, 4, 8, 16)])
+        b = direct([torch.randn(1, 4, 8, 16)])
+        c = direct([torch.randn(1, 4, 8, 20)])  # another size: a new buffer
+    assert a.data_ptr() == b.data_ptr() and c.shape == (1, 4, 8, 20)
+
+
+def test_bad_inputs_are_named():
+    direct = DirectConv2d(nn.Conv2d(6, 4, 3, padding=1), relu=True)
+    with torch.inference_mode():
+        with pytest.raises(RuntimeError, match=r"inputs\[1\] must have inputs\[0\]'s batch"):
+            direct([torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 9)])
+        with pytest.raises(RuntimeError, match='packed weight'):
+            direct([torch.randn(1, 5, 8, 8)])
+        with pytest.raises(RuntimeError, match='residual must be'):
+            direct([torch.randn(1, 6, 8, 8)], residual=torch.randn(1, 4, 8, 7))
+        with pytest.raises(RuntimeError, match='float32'):
+            ext.conv_direct([torch.randn(1, 6, 8, 8).double()], direct.packed, None, None, 4,
+                            1, 1, False, True)
+
+
+def test_falls_back_to_pytorch_where_the_kernels_do_not_apply():
+    # autograd: the kernels have no backward, the reference has
+    layer = nn.Conv2d(4, 4, 3, padding=1)
+    direct = DirectConv2d(layer, relu=True)
+    x = torch.randn(1, 4, 6, 6, requires_grad=True)
+    direct([x]).sum().backward()
+    assert x.grad is not None
+    # a layer the kernels do not implement (dilation)
+    dilated = DirectConv2d(nn.Conv2d(4, 4, 3, padding=2, dilation=2), relu=False)
+    assert dilated.isa == '' and 'reference' in repr(dilated)
+    with torch.inference_mode():
+        torch.testing.assert_close(dilated([x.detach()]), dilated.reference_layer(x.detach()))
+
+
+def test_reference_matches_pytorch_layers():
+    x = [torch.randn(1, 3, 9, 11), torch.randn(1, 2, 9, 11)]
+    conv = nn.Conv2d(5, 4, 5, 2, 1)
+    ref = conv2d_direct_reference(x, conv.weight, conv.bias, relu=False, stride=2, padding=1)
+    torch.testing.assert_close(ref, conv(torch.cat(x, 1)))
+    deconv = nn.ConvTranspose2d(5, 4, 4, 2, 1)
+    ref = conv2d_direct_reference(x, deconv.weight, deconv.bias, stride=2, padding=1,
+                                  transposed=True)
+    torch.testing.assert_close(ref, torch.relu(deconv(torch.cat(x, 1))))
+
+
+def test_isa_choice_is_checked():
+    with pytest.raises(RuntimeError, match='isa must be'):
+        ext.conv_direct_use_isa('sse9')
+    ext.conv_direct_use_isa('')
+    try:
+        assert conv_direct.direct_conv_isa() == ''
+        assert DirectConv2d(nn.Conv2d(2, 2, 3, padding=1), relu=True).isa == ''
+    finally:
+        ext.conv_direct_use_isa('best')
+    assert direct_conv_isa()
