@@ -16,8 +16,9 @@ from skimage import data
 from mtu_toolkit.apis import (CheckpointError, InputError, OutputError, check_state_dict,
                               deblur_frames, deblur_video, init_restorer, open_reader,
                               open_writer)
-from mtu_toolkit.apis.fused_mtu import FusedMTUNet
-from mtu_toolkit.apis.optimize import optimize_for_inference
+from mtu_toolkit.apis.fused_mtu import DirectStage, FusedMTUNet
+from mtu_toolkit.apis.optimize import default_mode, optimize_for_inference, tool_model
+from mtu_toolkit.ops.conv_direct import direct_conv_isa
 from mtu_toolkit.apis.pipeline import BackgroundReader, BackgroundWriter
 from mtu_toolkit.registry import MODELS
 
@@ -170,12 +171,31 @@ def test_init_restorer_loads_weights_only(tmp_path):
 # ---------------------------------------------------------------- inference
 def test_optimized_model_matches_eager():
     model = tiny_restorer()
-    fast = optimize_for_inference(model)
-    assert fast is not model and isinstance(fast.backbone.units[0], torch.jit.ScriptModule)
     clip = torch.rand(5, 3, 30, 42)  # not multiples of 4: padded and cropped
+    frozen = optimize_for_inference(model, mode='frozen')
+    assert frozen is not model and isinstance(frozen.backbone.units[0], torch.jit.ScriptModule)
+    direct = optimize_for_inference(model)  # the default: the direct kernels where they run
+    assert default_mode() == ('direct' if direct_conv_isa() else 'frozen')
+    if direct_conv_isa():
+        assert isinstance(direct.backbone, FusedMTUNet)
+        assert isinstance(direct.backbone.stages[0], DirectStage)
     with torch.inference_mode():
-        torch.testing.assert_close(fast.infer_clip(clip), model.infer_clip(clip),
-                                   rtol=0, atol=1e-5)
+        ref = model.infer_clip(clip)
+        torch.testing.assert_close(frozen.infer_clip(clip), ref, rtol=0, atol=1e-5)
+        torch.testing.assert_close(direct.infer_clip(clip), ref, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match='mode must be one of'):
+        optimize_for_inference(model, mode='fast')
+    with pytest.raises(ValueError, match='contradicts'):
+        optimize_for_inference(model, compile=True, mode='direct')
+
+
+def test_tool_model_picks_the_mode():
+    model = tiny_restorer()
+    assert tool_model(model, eager=True) is model
+    fast = tool_model(model)
+    assert (fast is model) == (not direct_conv_isa())
+    with pytest.raises(ValueError, match='exclude each other'):
+        tool_model(model, compile=True, eager=True)
 
 
 @pytest.mark.skipif(shutil.which(os.environ.get('CXX', 'g++')) is None,

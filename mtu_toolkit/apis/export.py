@@ -23,6 +23,7 @@ from ..models.backbones.mtu_net import MTUState
 from ..models.mc_heads import correlation as correlation_head
 from ..models.restorers.mtu_restorer import CONTEXT
 from ..ops import correlation_argmax_reference, warp_by_displacement_reference
+from .init_restorer import model_device
 
 
 @contextmanager
@@ -76,7 +77,7 @@ class _First(nn.Module):
 
 def example_inputs(restorer, height, width):
     """(window, state tensors) of the right shapes for tracing at ``height`` x ``width``."""
-    device = next(restorer.parameters()).device
+    device = model_device(restorer)
     window = torch.rand(1, 2 * CONTEXT + 1, 3, height, width, device=device)
     with torch.inference_mode(False), torch.no_grad(), reference_ops():
         _, restored, feat, motion = FrameStep(restorer).first(window)

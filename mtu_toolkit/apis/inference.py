@@ -16,6 +16,7 @@ from collections import deque
 import numpy as np
 import torch
 
+from .init_restorer import model_device
 from .pipeline import BackgroundReader, BackgroundWriter
 from .video_io import open_reader, open_writer
 
@@ -43,7 +44,7 @@ def deblur_frames(restorer, frames):
     Yields:
         tuple: ``(blurry, restored)``, both (H, W, 3) uint8 RGB, in input order.
     """
-    device = next(restorer.parameters()).device
+    device = model_device(restorer)
     stream, waiting = restorer.stream(), deque()
     for rgb in frames:
         waiting.append(rgb)

@@ -19,6 +19,16 @@ class ConfigError(InferenceError):
     exit_code = 2
 
 
+def model_device(model):
+    """The device of ``model``'s first parameter, or first buffer (the direct-kernel copies of
+    :func:`~mtu_toolkit.apis.optimize_for_inference` hold their weights as buffers)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device('cpu')
+
+
 def _listing(names, limit=3):
     names = sorted(names)
     more = f', ... (+{len(names) - limit})' if len(names) > limit else ''

@@ -27,6 +27,7 @@ import torch
 from ..models.backbones.mtu_net import MTUNet
 from ..ops.conv_direct import direct_conv_isa
 from .fused_mtu import FusedMTUNet
+from .init_restorer import model_device
 
 #: the CPU modes of :func:`optimize_for_inference`
 MODES = ('direct', 'compile', 'frozen')
@@ -97,7 +98,7 @@ def optimize_for_inference(restorer, compile=False, mode=None):
         raise ValueError(f'compile=True contradicts mode={mode!r}')
     if mode not in MODES:
         raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
-    device = next(restorer.parameters()).device
+    device = model_device(restorer)
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
         return restorer
@@ -139,7 +140,7 @@ def tool_model(restorer, compile=False, eager=False):
         return optimize_for_inference(restorer, mode='compile')
     if eager:
         return restorer
-    device = next(restorer.parameters()).device
+    device = model_device(restorer)
     if device.type == 'cpu' and not direct_conv_isa():
         return restorer
     with warnings.catch_warnings():  # a non-MTUNet backbone simply runs as it is
