@@ -95,6 +95,24 @@ constexpr int kStripVectors[14] = {
     strip_vectors(6), strip_vectors(7), strip_vectors(8), strip_vectors(9), strip_vectors(10),
     strip_vectors(11), strip_vectors(12), strip_vectors(13)};
 
+// Prefetches the epilogue's residual and output lines of channels [c0, c0 + cb) at element
+// `off` of their planes, `len` floats: CB planes apart, too many streams for the hardware
+// prefetchers; fetched while the block computes.
+inline void prefetch_outputs(const ConvArgs& a, int64_t n, int64_t c0, int cb, int64_t off,
+                             int len) {
+  const int64_t plane = a.out_h * a.out_w;
+  for (int64_t co = c0; co < c0 + cb && co < a.cout; ++co) {
+    for (int v = 0; v < len; v += 16) {
+      const int64_t at = co * plane + off + v;
+      if (a.residual)
+        _mm_prefetch(reinterpret_cast<const char*>(a.residual + n * a.residual_batch_stride + at),
+                     _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(a.out + n * a.out_batch_stride + at),
+                   _MM_HINT_T0);
+    }
+  }
+}
+
 // Convolution, K x K taps, stride S, padding a.pad: one task = one output row of one sample.
 // Per strip of NV*V output pixels: pack the strip's K input rows of every channel (~40 KB: it
 // stays in L1; read in place, the rows lie a plane apart, alias in L1 and are too many streams
@@ -121,6 +139,7 @@ void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
       for (int v = 0; v < NV; ++v) mask[v] = make_mask(x0 + v * V, OW);
       for (int64_t g = 0; g < a.groups; ++g) {
         const float* w = a.weight + g * cin * K * K * CB;
+        prefetch_outputs(a, n, g * CB, CB, y * OW + x0, NV * V);
         Vec acc[CB][NV];
 #pragma GCC unroll 16
         for (int c = 0; c < CB; ++c)
@@ -177,6 +196,7 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
       for (int m = 0; m < 2 * NV; ++m) mask[m] = make_mask(2 * j0 + m * V, OW);
       for (int64_t g = 0; g < a.groups; ++g) {
         const float* w = a.weight + (g * 2 + py) * cin * 2 * 4 * CB;
+        prefetch_outputs(a, n, g * CB, CB, oy * OW + 2 * j0, 2 * NV * V);
         Vec even[CB][NV], odd[CB][NV];
 #pragma GCC unroll 16
         for (int c = 0; c < CB; ++c)

@@ -9,6 +9,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "../mtu_ops.h"
 
@@ -42,23 +43,66 @@ inline void for_each_source(const WarpGeometry& g, const int64_t* disp, int64_t 
   }
 }
 
+// One output row as runs of pixels: dst[x0, x1) = src_plane[from + (x - x0)], or zeros where
+// from < 0. The source of a row is the same in every channel plane, and neighbouring cells
+// with the same displacement merge, so the planes are copied with a few memcpy each.
+struct Run {
+  int64_t x0, x1, from;
+};
+
+inline void add_run(std::vector<Run>& runs, int64_t x0, int64_t x1, int64_t from) {
+  if (x1 <= x0) return;
+  if (!runs.empty()) {
+    Run& last = runs.back();
+    const bool zeros = from < 0 && last.from < 0;
+    const bool follows = from >= 0 && last.from >= 0 && last.from + (last.x1 - last.x0) == from;
+    if (last.x1 == x0 && (zeros || follows)) {
+      last.x1 = x1;
+      return;
+    }
+  }
+  runs.push_back({x0, x1, from});
+}
+
+// The runs of output row y of sample b: pixels come left to right, and the gaps between the
+// ones with a source inside the image are zeros.
+inline void row_runs(const WarpGeometry& g, const int64_t* disp, int64_t b, int64_t y,
+                     std::vector<Run>& runs) {
+  runs.clear();
+  int64_t next = 0;
+  for_each_source(
+      g, disp, b, y,
+      [&](int64_t x, int64_t s) {
+        add_run(runs, next, x, -1);
+        add_run(runs, x, x + 1, s);
+        next = x + 1;
+      },
+      [](int64_t, int64_t) {});
+  add_run(runs, next, g.w, -1);
+}
+
 template <typename T>
 void warp_forward_kernel(const T* feat, const int64_t* disp, T* out, const WarpGeometry& g) {
   const int64_t hw = g.h * g.w;
-  at::parallel_for(0, g.n * g.c * g.h, 16, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.n * g.h, 4, [&](int64_t begin, int64_t end) {
+    std::vector<Run> runs;
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t y = row % g.h, plane = row / g.h, b = plane / g.c;
-      const T* src = feat + plane * hw;
-      T* dst = out + plane * hw + y * g.w;
-      for_each_source(
-          g, disp, b, y, [&](int64_t x, int64_t s) { dst[x] = src[s]; },
-          [&](int64_t x0, int64_t x1) { std::fill(dst + x0, dst + x1, T(0)); });
+      const int64_t y = row % g.h, b = row / g.h;
+      row_runs(g, disp, b, y, runs);
+      for (int64_t c = 0; c < g.c; ++c) {
+        const T* src = feat + (b * g.c + c) * hw;
+        T* dst = out + (b * g.c + c) * hw + y * g.w;
+        for (const Run& r : runs) {
+          if (r.from < 0)
+            std::fill(dst + r.x0, dst + r.x1, T(0));
+          else
+            std::copy_n(src + r.from, r.x1 - r.x0, dst + r.x0);
+        }
+      }
     }
   });
 }
 
-// Channels-last (NHWC) input: a pixel's C channels are contiguous, so each in-frame output
-// pixel is one contiguous copy of C values. Used at inference, where the network runs NHWC.
 template <typename T>
 void warp_forward_nhwc_kernel(const T* feat, const int64_t* disp, T* out, const WarpGeometry& g) {
   const int64_t c = g.c, hwc = g.h * g.w * c;
