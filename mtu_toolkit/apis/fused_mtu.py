@@ -115,7 +115,9 @@ class DirectStage(nn.Module):
     def forward(self, a, b, frame, base=None):
         flags = self.flags
         if flags['first']:
-            window, prev_restored = a, b
+            # one copy of a strided window (e.g. frames decoded as HWC), not one per use
+            window, prev_restored = a.contiguous(), b
+            frame = window[:, 2]
             base = a = self.base_conv([frame])
             b = self.inp_prev_conv([window[:, 0], window[:, 1], prev_restored, window[:, 3],
                                     window[:, 4]])
