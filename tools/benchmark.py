@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from mtu_toolkit.apis import InferenceError, init_restorer, parse_device  # noqa: E402
 from mtu_toolkit.apis.benchmark import (VARIANTS, benchmark_restorer, markdown_table,  # noqa: E402
                                         plot_quality_speed)
-from mtu_toolkit.apis.optimize import tool_model  # noqa: E402
+from mtu_toolkit.apis.optimize import add_model_arguments, tool_model  # noqa: E402
 from mtu_toolkit.engine.checkpoint import atomic_write_text  # noqa: E402
 
 DEFAULT_VARIANTS = ['MTU1', 'MTU2', 'MTU2-hp', 'MTU4', 'MTU10', 'MTU10-L']
@@ -55,12 +55,7 @@ def parse_args(argv=None):
     parser.add_argument('--frames', type=int, default=20, help='timed frames (median)')
     parser.add_argument('--threads', type=int, help='CPU threads (default: torch\'s)')
     parser.add_argument('--fp16', action='store_true', help='also time float16 autocast (CUDA)')
-    fast = parser.add_mutually_exclusive_group()
-    fast.add_argument('--compile', action='store_true',
-                      help='CPU: time the torch.compile-d, concatenation-free network '
-                      '(compiled during warm-up)')
-    fast.add_argument('--eager', action='store_true',
-                      help='CPU: time the PyTorch model as it is, not the direct kernels')
+    add_model_arguments(parser, 'time')
     parser.add_argument('--quality', help='JSON {variant: PSNR} for the quality-vs-speed plot')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     args = parser.parse_args(argv)

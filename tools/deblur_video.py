@@ -20,7 +20,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import torch  # noqa: E402
 
 from mtu_toolkit.apis import InferenceError, deblur_video, init_restorer  # noqa: E402
-from mtu_toolkit.apis.optimize import tool_model  # noqa: E402
+from mtu_toolkit.apis.optimize import add_model_arguments, tool_model  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -38,12 +38,7 @@ def parse_args(argv=None):
                         help='write input (left) and result (right) next to each other')
     parser.add_argument('--fps', type=float, help='frame rate of a frame-folder input '
                         '(default 25) or an override of the video\'s')
-    fast = parser.add_mutually_exclusive_group()
-    fast.add_argument('--compile', action='store_true',
-                      help='CPU: run the concatenation-free network channels-last, compiled by '
-                      'torch.compile (needs a C++ compiler; ~20 s per unit on the first frame)')
-    fast.add_argument('--eager', action='store_true',
-                      help='CPU: run the PyTorch model as it is, not the direct kernels')
+    add_model_arguments(parser, 'run')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
 

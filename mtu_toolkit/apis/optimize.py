@@ -146,3 +146,15 @@ def tool_model(restorer, compile=False, eager=False):
     with warnings.catch_warnings():  # a non-MTUNet backbone simply runs as it is
         warnings.simplefilter('ignore', UserWarning)
         return optimize_for_inference(restorer, mode='direct')
+
+
+def add_model_arguments(parser, verb):
+    """The tools' ``--compile`` / ``--eager`` choice of CPU model (see :func:`tool_model`);
+    ``verb`` says what the tool does with it ('run', 'time')."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument('--compile', action='store_true',
+                       help=f'CPU: {verb} the concatenation-free network compiled by '
+                       'torch.compile (needs a C++ compiler; compiles on the first frame, '
+                       '~20 s per unit)')
+    group.add_argument('--eager', action='store_true',
+                       help=f'CPU: {verb} the PyTorch model as it is, not the direct kernels')
