@@ -26,7 +26,8 @@ from mtu_toolkit.apis.optimize import optimize_for_inference  # noqa: E402
 TARGET_RATIO = 1.5
 
 #: profiler op name -> group of the breakdown
-GROUPS = {'mtu::conv_direct 5x5/1': 'direct 5x5 convs', 'mtu::conv_direct 3x3/1': 'direct 3x3 convs',
+GROUPS = {'mtu::conv_direct 5x5/1': 'direct 5x5 convs',
+          'mtu::conv_direct 3x3/1': 'direct 3x3 convs',
           'mtu::conv_direct 3x3/2': 'direct strided convs',
           'mtu::conv_direct 5x5/4': 'direct strided convs',
           'mtu::conv_direct transposed 4x4/2': 'direct transposed convs',

@@ -209,11 +209,12 @@ at::Tensor conv_direct(const std::vector<at::Tensor>& inputs, const at::Tensor& 
   if (out) {
     // the residual may be the output itself (each element is read before it is written), the
     // inputs may not (other output pixels read them later)
-    TORCH_CHECK(out->is_contiguous() && out->scalar_type() == at::kFloat && out->device().is_cpu() &&
-                    out->dim() == 4 && out->size(0) == inputs[0].size(0) && out->size(1) == cout &&
+    TORCH_CHECK(out->is_contiguous() && out->scalar_type() == at::kFloat &&
+                    out->device().is_cpu() && out->dim() == 4 &&
+                    out->size(0) == inputs[0].size(0) && out->size(1) == cout &&
                     out->size(2) == oh && out->size(3) == ow,
-                "out must be a contiguous float32 CPU tensor (", inputs[0].size(0), ", ", cout, ", ",
-                oh, ", ", ow, "), got ", out->sizes());
+                "out must be a contiguous float32 CPU tensor (", inputs[0].size(0), ", ", cout,
+                ", ", oh, ", ", ow, "), got ", out->sizes());
     for (const auto& t : inputs)
       TORCH_CHECK(!out->is_alias_of(t), "out must not share memory with the inputs");
   }

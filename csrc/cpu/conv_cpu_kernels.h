@@ -2,9 +2,11 @@
 // file once per instruction set, inside a namespace that defines the vector traits and under
 // that instruction set's target pragma (so no include guard):
 //   Vec, Mask, V (lanes), kRegisters (vector registers), kMaxCB (output channels per block:
-//   2*kMaxCB accumulators, 2 inputs and a broadcast fit the registers), zero(), loadu(p), storeu(p, v), load_masked(m, p), store_masked(m, p, v),
-//   bcast(p), fma(a, b, acc), add(a, b), max(a, b), make_mask(start, width) (lanes j with
-//   0 <= start + j < width), interleave(a, b, lo, hi) (lo = a0 b0 a1 b1 ..., hi the rest),
+//   2*kMaxCB accumulators, 2 inputs and a broadcast fit the registers), kDeconvVectors (input
+//   vectors a strip of the transposed conv), zero(), loadu(p), storeu(p, v),
+//   load_masked(m, p), store_masked(m, p, v), bcast(p), fma(a, b, acc), add(a, b), max(a, b),
+//   make_mask(start, width) (lanes j with 0 <= start + j < width),
+//   interleave(a, b, lo, hi) (lo = a0 b0 a1 b1 ..., hi the rest),
 //   deinterleave(a, b, even, odd) (even = a0 a2 ... b0 b2 ..., odd = a1 a3 ... b1 b3 ...).
 // No std:: call in here: an inline template instantiated under the target pragma could be the
 // copy the linker keeps for the other files, which run on any x86-64 CPU.
