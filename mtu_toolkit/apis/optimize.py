@@ -2,7 +2,7 @@
 
 The detail networks (U-Nets, >95% of the FLOPs) are pure convolution graphs. Three CPU modes:
 
-* ``'direct'`` (the default where the CPU has AVX2 or AVX-512): the network rearranged without
+* ``'direct'`` (the default on CPUs with AVX-512; AVX2 kernels on request): the network rearranged without
   its full-resolution concatenations (:class:`~mtu_toolkit.apis.fused_mtu.FusedMTUNet`) on the
   toolkit's own convolution kernels (:mod:`mtu_toolkit.ops.conv_direct`, compiled with the
   extension): NCHW, vectorised over the image row so the 26/52-channel layers fill every lane,
@@ -74,8 +74,13 @@ class CompiledModule(torch.nn.Module):
 
 
 def default_mode():
-    """``'direct'`` where the direct kernels run on this CPU, else ``'frozen'``."""
-    return 'direct' if direct_conv_isa() else 'frozen'
+    """``'direct'`` on CPUs with AVX-512, else ``'frozen'``.
+
+    The AVX2 kernels are correct but were measured only on an AVX-512 machine, where they run
+    slower than oneDNN's AVX-512 convolutions (``docs/benchmarks.md``); on AVX2-only CPUs
+    ``mode='direct'`` is an explicit choice until timed there.
+    """
+    return 'direct' if direct_conv_isa() == 'avx512' else 'frozen'
 
 
 def optimize_for_inference(restorer, compile=False, mode=None):
@@ -132,8 +137,8 @@ def optimize_for_inference(restorer, compile=False, mode=None):
 
 def tool_model(restorer, compile=False, eager=False):
     """The model the tools run: the compiled network with ``compile``, the restorer as it is
-    with ``eager`` (or where the direct kernels do not run: the frozen units are slower than
-    eager on a quiet CPU), else the direct kernels (CPU) / cuDNN autotuning (CUDA)."""
+    with ``eager`` (or where :func:`default_mode` is not 'direct': the frozen units are slower
+    than eager on a quiet CPU), else the direct kernels (CPU) / cuDNN autotuning (CUDA)."""
     if compile and eager:
         raise ValueError('--compile and --eager exclude each other')
     if compile:
@@ -141,7 +146,7 @@ def tool_model(restorer, compile=False, eager=False):
     if eager:
         return restorer
     device = model_device(restorer)
-    if device.type == 'cpu' and not direct_conv_isa():
+    if device.type == 'cpu' and default_mode() != 'direct':
         return restorer
     with warnings.catch_warnings():  # a non-MTUNet backbone simply runs as it is
         warnings.simplefilter('ignore', UserWarning)
