@@ -83,6 +83,9 @@ class DirectStage(nn.Module):
     halves of a unit's input) and adds its residual in the same pass (the residual blocks,
     ``blocks_end + f3``, the decoders' skip connections, the output's ``+ I_t``). Same
     signature and results as :class:`Stage`.
+
+    The full-resolution results that die within a frame are written into the same buffers
+    every frame, so one model must not run frames from several threads at once.
     """
 
     def __init__(self, net, n):
