@@ -3,8 +3,10 @@
 The compiled extension (``csrc/`` -> ``mtu_toolkit._ext``) provides the kernels; the
 ``*_reference`` functions are their pure-PyTorch twins, used by the tests and as the fallback
 (announced by one :class:`ExtensionFallbackWarning`) when the extension is missing.
-``EXT_AVAILABLE`` tells which is in use.
+``EXT_AVAILABLE`` tells which is in use. :class:`DirectConv2d` runs the network's convolutions
+on the extension's direct CPU kernels (inference; ``conv_direct``).
 """
+from .conv_direct import DirectConv2d, conv2d_direct_reference, direct_conv_isa
 from .extension import (EXT_AVAILABLE, EXT_WITH_CUDA, FALLBACK_REASON,
                         ExtensionFallbackWarning)
 from .functions import (correlation, correlation_argmax, uses_extension,
@@ -17,5 +19,6 @@ __all__ = [
     'correlation', 'correlation_argmax', 'warp_by_displacement', 'correlation_reference',
     'correlation_argmax_reference', 'warp_by_displacement_reference', 'smooth_cost_volume',
     'volume_argmax_to_displacement', 'EXT_AVAILABLE', 'EXT_WITH_CUDA', 'FALLBACK_REASON',
-    'ExtensionFallbackWarning', 'uses_extension'
+    'ExtensionFallbackWarning', 'uses_extension', 'DirectConv2d', 'conv2d_direct_reference',
+    'direct_conv_isa'
 ]
