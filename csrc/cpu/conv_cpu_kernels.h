@@ -23,53 +23,54 @@ inline void finish(const ConvArgs& a, Vec r, int64_t co, int64_t n, int64_t off,
   store_masked(m, a.out + n * a.out_batch_stride + off, r);
 }
 
-// Packs, for every input channel (the inputs in order) and each of the R input rows rows[],
-// S (1, 2 or 4) sequences of L floats: sequence s holds columns cstart + s + S*j, j < L (zeros
-// outside the image). Whole vectors are written, so up to V - 1 floats past a sequence
-// (overwritten by the next one; the buffer has a vector of slack).
-inline void pack_rows(const ConvArgs& a, int64_t n, const int64_t* rows, int R, int S,
-                      int64_t cstart, int L, float* dst) {
+// Packs input row iy (zeros outside the image) of every input channel (the inputs in order),
+// channel c at dst + c * ch_stride, as S (1, 2 or 4) sequences of L floats one after the other:
+// sequence s holds columns cstart + s + S*j, j < L. Exactly S*L floats a channel are written
+// (the last vector of a sequence is masked), so rows can be packed into any slot.
+inline void pack_row(const ConvArgs& a, int64_t n, int64_t iy, int S, int64_t cstart, int L,
+                     float* dst, int64_t ch_stride) {
   const int64_t H = a.in_h, W = a.in_w, HW = H * W;
-  Mask masks[kMaxPackVectors];  // the stride-1 rows' (the same for every row)
-  for (int l = 0; S == 1 && l * V < L; ++l) masks[l] = make_mask(cstart + l * V, W);
+  const bool inside = iy >= 0 && iy < H;
+  const int NL = (L + V - 1) / V;
+  Mask load_mask[4 * kMaxPackVectors];  // the same for every channel
+  for (int l = 0; l < NL * S; ++l) load_mask[l] = make_mask(cstart + l * V, W);
+  const Mask tail = make_mask((NL - 1) * V, L);
   for (int i = 0; i < a.num_inputs; ++i) {
     const float* plane = a.in[i] + n * a.in_batch_stride[i];
-    for (int64_t ci = 0; ci < a.in_channels[i]; ++ci, plane += HW) {
-      for (int rr = 0; rr < R; ++rr) {
-        const int64_t iy = rows[rr];
-        const bool inside = iy >= 0 && iy < H;
-        const float* src = plane + (inside ? iy : 0) * W;
-        if (S == 1) {
-          for (int l = 0; l * V < L; ++l) {
-            const int64_t c = cstart + l * V;
-            storeu(dst + l * V, inside ? load_masked(masks[l], src + c) : zero());
-          }
-          dst += L;
-          continue;
+    for (int64_t ci = 0; ci < a.in_channels[i]; ++ci, plane += HW, dst += ch_stride) {
+      const float* src = plane + (inside ? iy : 0) * W + cstart;
+      for (int l = 0; l < NL; ++l) {
+        // S vectors of S*V columns deinterleave into V of each sequence
+        Vec q[4];
+        for (int m = 0; m < S; ++m)
+          q[m] = inside ? load_masked(load_mask[l * S + m], src + (l * S + m) * V) : zero();
+        if (S == 2) {
+          deinterleave(q[0], q[1], q[0], q[1]);
+        } else if (S == 4) {  // pairs, then the pairs' evens and odds
+          deinterleave(q[0], q[1], q[0], q[1]);
+          deinterleave(q[2], q[3], q[2], q[3]);
+          const Vec e = q[0], o = q[1];
+          deinterleave(e, q[2], q[0], q[2]);
+          deinterleave(o, q[3], q[1], q[3]);
         }
-        // S = 2, 4: S vectors of S*V columns deinterleave into V of each sequence. Vectors
-        // go last to first: sequence s's last one runs into the head of s + 1, written after
-        for (int l = (L - 1) / V; l >= 0; --l) {
-          Vec q[4];
-          for (int m = 0; m < S; ++m) {
-            const int64_t c = cstart + (l * S + m) * V;
-            q[m] = inside ? load_masked(make_mask(c, W), src + c) : zero();
-          }
-          if (S == 2) {
-            deinterleave(q[0], q[1], q[0], q[1]);
-          } else {  // 4: pairs, then the pairs' evens and odds
-            deinterleave(q[0], q[1], q[0], q[1]);
-            deinterleave(q[2], q[3], q[2], q[3]);
-            Vec e = q[0], o = q[1];
-            deinterleave(e, q[2], q[0], q[2]);
-            deinterleave(o, q[3], q[1], q[3]);
-          }
-          for (int m = 0; m < S; ++m) storeu(dst + m * L + l * V, q[m]);
+        for (int m = 0; m < S; ++m) {
+          float* out = dst + m * L + l * V;
+          if (l + 1 < NL)
+            storeu(out, q[m]);
+          else
+            store_masked(tail, out, q[m]);
         }
-        dst += S * L;
       }
     }
   }
+}
+
+// Packs the R input rows rows[] of every input channel, one after the other (R * S * L floats
+// a channel).
+inline void pack_rows(const ConvArgs& a, int64_t n, const int64_t* rows, int R, int S,
+                      int64_t cstart, int L, float* dst) {
+  for (int rr = 0; rr < R; ++rr)
+    pack_row(a, n, rows[rr], S, cstart, L, dst + rr * S * L, R * S * L);
 }
 
 // Prefetches into L2 columns [c0, c1) of input row iy of every channel: the row the next
@@ -115,11 +116,12 @@ inline void prefetch_outputs(const ConvArgs& a, int64_t n, int64_t c0, int cb, i
   }
 }
 
-// Convolution, K x K taps, stride S, padding a.pad: one task = one output row of one sample.
-// Per strip of NV*V output pixels: pack the strip's K input rows of every channel (~40 KB: it
-// stays in L1; read in place, the rows lie a plane apart, alias in L1 and are too many streams
-// for the prefetchers), then per block of CB output channels accumulate CB x 2 vectors in
-// registers, each packed vector loaded once per tap and used for CB multiply-adds.
+// Convolution, K x K taps, stride S, padding a.pad: a task is a range of output rows. Per
+// strip of NV*V output pixels, down the rows: the strip's K input rows of every channel are
+// kept packed in a ring (~40 KB: it stays in L1; read in place, the rows lie a plane apart,
+// alias in L1 and are too many streams for the prefetchers), and per block of CB output
+// channels CB x NV vectors accumulate in registers, each packed vector loaded once per tap and
+// used for CB multiply-adds.
 template <int CB, int K, int S>
 void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   // NV vectors a strip: as many as the registers hold next to the CB*NV accumulators and a
@@ -129,16 +131,25 @@ void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   int64_t cin = 0;
   for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
   const int64_t OH = a.out_h, OW = a.out_w;
-  for (int64_t t = begin; t < end; ++t) {
-    const int64_t n = t / OH, y = t % OH;
-    int64_t rows[K];
-    for (int ky = 0; ky < K; ++ky) rows[ky] = S * y + ky - a.pad;
-    for (int64_t x0 = 0; x0 < OW; x0 += NV * V) {
-      pack_rows(a, n, rows, K, S, S * x0 - a.pad, L, buf);
-      for (int s = 0; s < S; ++s)
-        prefetch_row(a, n, rows[K - 1] + 1 + s, S * x0 - a.pad, S * (x0 + NV * V) + K);
-      Mask mask[NV];
-      for (int v = 0; v < NV; ++v) mask[v] = make_mask(x0 + v * V, OW);
+  // A strip at a time, down the rows of the task: buf is a ring of the K packed input rows of
+  // every channel (channel ci's row iy at slot iy mod K), so moving down one output row packs
+  // only its S new input rows: each input row is packed once a strip, not K times
+  for (int64_t x0 = 0; x0 < OW; x0 += NV * V) {
+    const int64_t cstart = S * x0 - a.pad;
+    Mask mask[NV];
+    for (int v = 0; v < NV; ++v) mask[v] = make_mask(x0 + v * V, OW);
+    int64_t ring_n = -1, ring_last = 0;  // the ring holds rows ring_last - K + 1 .. ring_last
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / OH, y = t % OH, top = S * y - a.pad;
+      const int64_t first = n == ring_n && ring_last >= top ? ring_last + 1 : top;
+      for (int64_t iy = first; iy < top + K; ++iy)
+        pack_row(a, n, iy, S, cstart, L, buf + ((iy % K) + K) % K * CHUNK, K * CHUNK);
+      ring_n = n;
+      ring_last = top + K - 1;
+      for (int s = 0; s < S; ++s)  // the next output row's new input rows
+        prefetch_row(a, n, top + K + s, cstart, S * (x0 + NV * V) + K);
+      int64_t slot[K];
+      for (int ky = 0; ky < K; ++ky) slot[ky] = ((top + ky) % K + K) % K * CHUNK;
       for (int64_t g = 0; g < a.groups; ++g) {
         const float* w = a.weight + g * cin * K * K * CB;
         prefetch_outputs(a, n, g * CB, CB, y * OW + x0, NV * V);
@@ -147,19 +158,23 @@ void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
         for (int c = 0; c < CB; ++c)
 #pragma GCC unroll 4
           for (int v = 0; v < NV; ++v) acc[c][v] = zero();
-        const float* row = buf;
-        for (int64_t r = 0; r < cin * K; ++r, row += CHUNK, w += K * CB) {
+        const float* channel = buf;
+        for (int64_t ci = 0; ci < cin; ++ci, channel += K * CHUNK) {
 #pragma GCC unroll 8
-          for (int kx = 0; kx < K; ++kx) {
-            const float* src = row + (kx % S) * L + kx / S;
-            Vec in[NV];
+          for (int ky = 0; ky < K; ++ky, w += K * CB) {
+            const float* row = channel + slot[ky];
+#pragma GCC unroll 8
+            for (int kx = 0; kx < K; ++kx) {
+              const float* src = row + (kx % S) * L + kx / S;
+              Vec in[NV];
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
+              for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
 #pragma GCC unroll 16
-            for (int c = 0; c < CB; ++c) {
-              const Vec b = bcast(w + kx * CB + c);
+              for (int c = 0; c < CB; ++c) {
+                const Vec b = bcast(w + kx * CB + c);
 #pragma GCC unroll 4
-              for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
+                for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
+              }
             }
           }
         }
