@@ -192,8 +192,8 @@ at::Tensor conv_direct(const std::vector<at::Tensor>& inputs, const at::Tensor& 
   const int64_t h = inputs[0].size(2), w = inputs[0].size(3);
   TORCH_CHECK(transposed || (h + 2 * pad >= k && w + 2 * pad >= k), "inputs of ", h, "x", w,
               " are smaller than the ", k, "x", k, " kernel with padding ", pad);
-  const int64_t oh = transposed ? 2 * h : (h + 2 * pad - k) / stride + 1;
-  const int64_t ow = transposed ? 2 * w : (w + 2 * pad - k) / stride + 1;
+  const int64_t oh = conv_direct_output_size(h, k, stride, pad, transposed);
+  const int64_t ow = conv_direct_output_size(w, k, stride, pad, transposed);
   if (bias) {
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == cout && bias->is_contiguous() &&
                     bias->scalar_type() == at::kFloat,
@@ -246,6 +246,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("conv_direct_use_isa", &mtu::conv_direct_use_isa_cpu,
         "use \"avx2\" or \"\" (none) instead of the best instruction set (\"best\"); weights "
         "must be packed again", py::arg("isa"));
+  m.def("conv_direct_output_size", &mtu::conv_direct_output_size,
+        "output height or width of conv_direct for an input size", py::arg("size"),
+        py::arg("k"), py::arg("stride"), py::arg("pad"), py::arg("transposed"));
   m.def("conv_direct_supported", &mtu::conv_direct_supported_cpu,
         "whether conv_direct has a kernel for K x K taps at this stride on this CPU",
         py::arg("k"), py::arg("stride"), py::arg("transposed"));

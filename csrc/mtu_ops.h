@@ -28,6 +28,9 @@ at::Tensor warp_backward_cpu(const at::Tensor& grad_out, const at::Tensor& disp,
 std::string conv_direct_isa_cpu();
 // Use "avx2" (if the CPU has it) or "" (no kernels) instead of the best; "best" restores it.
 void conv_direct_use_isa_cpu(const std::string& isa);
+// Output height or width of conv_direct for an input `size` (transposed: 4x4, stride 2, pad 1).
+int64_t conv_direct_output_size(int64_t size, int64_t k, int64_t stride, int64_t pad,
+                                bool transposed);
 // Whether a kernel exists for K x K taps at this stride (transposed: 4x4, stride 2, pad 1).
 bool conv_direct_supported_cpu(int64_t k, int64_t stride, bool transposed);
 // weight (Cout, Cin, K, K), or (Cin, Cout, 4, 4) transposed -> packed for this CPU's kernels.

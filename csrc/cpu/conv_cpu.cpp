@@ -172,7 +172,7 @@ int max_block(bool transposed) { return transposed ? 6 : (has_avx512() ? 13 : 6)
 // transposed conv, CB in 1..6.
 template <int CB>
 RowsFn kernel_for(bool avx512, bool transposed, int k, int stride) {
-  if (CB > (transposed ? 6 : (avx512 ? 13 : 6))) return nullptr;
+  if (CB > max_block(transposed)) return nullptr;
   constexpr int CB512 = CB <= 13 ? CB : 1, CB2 = CB <= 6 ? CB : 1;
   if (transposed) return avx512 ? avx512::deconv_rows<CB2> : avx2::deconv_rows<CB2>;
 #define MTU_CONV_CASE(K, S)                                                   \
@@ -232,6 +232,11 @@ void conv_direct_use_isa_cpu(const std::string& isa) {
   isa_override() = isa;
 }
 
+int64_t conv_direct_output_size(int64_t size, int64_t k, int64_t stride, int64_t pad,
+                                bool transposed) {
+  return transposed ? 2 * size : (size + 2 * pad - k) / stride + 1;
+}
+
 bool conv_direct_supported_cpu(int64_t k, int64_t stride, bool transposed) {
   return find_kernel(1, transposed, k, stride) != nullptr;
 }
@@ -266,8 +271,8 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   const int64_t n = first.size(0), h = first.size(2), w = first.size(3);
   const int64_t groups = packed.size(0), cb = packed.size(-1);
   const int64_t k = transposed ? 4 : packed.size(2);
-  const int64_t oh = transposed ? 2 * h : (h + 2 * pad - k) / stride + 1;
-  const int64_t ow = transposed ? 2 * w : (w + 2 * pad - k) / stride + 1;
+  const int64_t oh = conv_direct_output_size(h, k, stride, pad, transposed);
+  const int64_t ow = conv_direct_output_size(w, k, stride, pad, transposed);
   RowsFn fn = find_kernel(cb, transposed, k, stride);
   TORCH_CHECK(fn != nullptr, "conv_direct: no kernel for ", transposed ? "a transposed " : "a ",
               k, "x", k, " stride ", stride, " convolution with ", cb,
@@ -296,8 +301,8 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   a.cout = cout;
   a.groups = groups;
   a.relu = relu;
-  // one packed strip per thread: Cin * rows * stride sequences of at most 8 vectors + K floats,
-  // and a vector of slack
+  // one packed strip per thread: Cin * rows * stride sequences of at most 8 vectors + K floats
+  // (the kernels write and read exactly that; the extra vector is a margin)
   const int64_t buf_size = cin * (transposed ? 2 : k) * stride * (8 * 16 + k) + 16;
   auto buf = at::empty({at::get_num_threads(), buf_size}, first.options());
   // contiguous row ranges per thread: neighbouring rows share input rows in the cache
