@@ -168,10 +168,9 @@ class FusedMTUNet(nn.Module):
     def motion_layers(self):
         """The direct stages' motion layers (timed as motion compensation by the benchmark);
         None with :class:`Stage` s, whose motion layers run inside the compiled graphs."""
-        layers = [getattr(s, 'motion_layer', None) for s in self.stages]
         if not all(isinstance(s, DirectStage) for s in self.stages):
             return None
-        return [m for m in layers if m is not None] or None
+        return [s.motion_layer for s in self.stages if s.motion_layer is not None] or None
 
     def forward(self, window, state=None, with_aux=False):
         if with_aux:

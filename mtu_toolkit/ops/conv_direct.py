@@ -134,12 +134,10 @@ class DirectConv2d(nn.Module):
 
     def _reused_buffer(self, x):
         n, _, h, w = x.shape
-        if self.transposed:
-            shape = (n, self.out_channels, 2 * h, 2 * w)
-        else:
-            k = self.weight.shape[-1]
-            shape = (n, self.out_channels, (h + 2 * self.padding - k) // self.stride + 1,
-                     (w + 2 * self.padding - k) // self.stride + 1)
+        k = self.weight.shape[-1]
+        shape = (n, self.out_channels) + tuple(
+            ext.conv_direct_output_size(size, k, self.stride, self.padding, self.transposed)
+            for size in (h, w))
         if self._buffer is None or self._buffer.shape != shape:
             self._buffer = torch.empty(shape, dtype=x.dtype, device=x.device)
         return self._buffer
