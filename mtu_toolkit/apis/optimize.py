@@ -5,9 +5,10 @@ The detail networks (U-Nets, >95% of the FLOPs) are pure convolution graphs. Thr
 * ``'direct'`` (the default on CPUs with AVX-512; AVX2 kernels on request): the network
   rearranged without its full-resolution concatenations
   (:class:`~mtu_toolkit.apis.fused_mtu.FusedMTUNet`) on the toolkit's own convolution kernels
-  (:mod:`mtu_toolkit.ops.conv_direct`, compiled with the extension): NCHW, vectorised over the image row so the 26/52-channel layers fill every lane,
-  ReLUs, residual adds and concatenations fused into the convolutions. Needs nothing at run
-  time. The fastest CPU path (``docs/benchmarks.md``);
+  (:mod:`mtu_toolkit.ops.conv_direct`, compiled with the extension): NCHW, vectorised over the
+  image row so the 26/52-channel layers fill every lane, ReLUs, residual adds and
+  concatenations fused into the convolutions. Needs nothing at run time. The fastest CPU path
+  (``docs/benchmarks.md``);
 * ``'compile'`` (``compile=True``): the same rearranged network channels-last, each unit with
   the convolutions around it compiled by ``torch.compile`` (inductor, weights frozen as
   constants: prepacked oneDNN convolutions with fused ReLU/adds). It needs a C++ compiler at run
