@@ -27,6 +27,8 @@ TARGET_RATIO = 1.5
 
 #: profiler op name -> group of the breakdown
 GROUPS = {'mtu::conv_direct 5x5/1': 'direct 5x5 convs',
+          'mtu::conv_direct winograd 5x5/1': 'winograd 5x5 convs',
+          'mtu::conv_direct winograd 3x3/1': 'winograd 3x3 convs',
           'mtu::conv_direct 3x3/1': 'direct 3x3 convs',
           'mtu::conv_direct 3x3/2': 'direct strided convs',
           'mtu::conv_direct 5x5/4': 'direct strided convs',

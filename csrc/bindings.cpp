@@ -149,22 +149,26 @@ void check_planes(const at::Tensor& t, const std::string& name) {
               name, " must be contiguous within each sample (NCHW), got strides ", t.strides());
 }
 
-at::Tensor conv_direct_pack(const at::Tensor& weight, bool transposed) {
+at::Tensor conv_direct_pack(const at::Tensor& weight, bool transposed, bool winograd) {
   TORCH_CHECK(weight.dim() == 4 && weight.size(2) == weight.size(3) &&
                   (transposed ? weight.size(2) == 4 : weight.size(2) % 2 == 1),
               "weight must be (Cout, Cin, K, K) with K odd, or (Cin, Cout, 4, 4) transposed, got "
               "shape ", weight.sizes());
+  TORCH_CHECK(!winograd || (!transposed && (weight.size(2) == 3 || weight.size(2) == 5)),
+              "winograd needs a 3x3 or 5x5 convolution weight, got ",
+              transposed ? "a transposed one" : "shape ", weight.sizes());
   TORCH_CHECK(weight.device().is_cpu(), "weight must be on the CPU, got ", weight.device());
   TORCH_CHECK(!conv_direct_isa_cpu().empty(),
               "conv_direct needs a CPU with AVX2 and FMA or AVX-512");
-  return conv_direct_pack_cpu(weight, transposed);
+  return conv_direct_pack_cpu(weight, transposed, winograd);
 }
 
 at::Tensor conv_direct(const std::vector<at::Tensor>& inputs, const at::Tensor& packed,
                        const c10::optional<at::Tensor>& bias,
                        const c10::optional<at::Tensor>& residual, int64_t cout, int64_t stride,
                        int64_t pad, bool transposed, bool relu,
-                       const c10::optional<at::Tensor>& out) {
+                       const c10::optional<at::Tensor>& out, bool winograd) {
+  TORCH_CHECK(!(transposed && winograd), "conv_direct: winograd is for plain convolutions");
   TORCH_CHECK(!inputs.empty() && inputs.size() <= 8, "conv_direct takes 1 to 8 inputs, got ",
               inputs.size());
   int64_t cin = 0;
@@ -177,18 +181,23 @@ at::Tensor conv_direct(const std::vector<at::Tensor>& inputs, const at::Tensor& 
                 inputs[i].sizes());
     cin += inputs[i].size(1);
   }
-  const int64_t pdim = transposed ? 6 : 5;
+  const int64_t pdim = transposed ? 6 : (winograd ? 4 : 5);
   TORCH_CHECK(packed.dim() == pdim && packed.is_contiguous() &&
-                  packed.scalar_type() == at::kFloat && packed.size(transposed ? 2 : 1) == cin &&
-                  packed.size(0) * packed.size(pdim - 1) >= cout,
+                  packed.scalar_type() == at::kFloat &&
+                  packed.size(transposed || winograd ? 2 : 1) == cin &&
+                  packed.size(0) * packed.size(pdim - 1) >= cout &&
+                  (!winograd || packed.size(1) == 16 || packed.size(1) == 36),
               "packed weight must be conv_direct_pack's for ", cin, " input and ", cout,
-              " output channels, got shape ", packed.sizes());
-  const int64_t k = transposed ? 4 : packed.size(2);
-  TORCH_CHECK(transposed ? stride == 2 && pad == 1 : stride >= 1 && pad >= 0 && pad < k,
+              " output channels", winograd ? " (winograd=True)" : "", ", got shape ",
+              packed.sizes());
+  const int64_t k = conv_direct_packed_kernel_size(packed, transposed, winograd);
+  TORCH_CHECK(transposed ? stride == 2 && pad == 1
+                         : stride >= 1 && pad >= 0 && pad < k && (!winograd || stride == 1),
               "conv_direct: stride ", stride, " and padding ", pad, " are not supported for a ",
-              transposed ? "transposed " : "", k, "x", k, " kernel");
-  TORCH_CHECK(conv_direct_supported_cpu(k, stride, transposed), "conv_direct has no kernel for ",
-              k, "x", k, " stride ", stride, " on this CPU");
+              transposed ? "transposed " : (winograd ? "Winograd " : ""), k, "x", k, " kernel");
+  TORCH_CHECK(conv_direct_supported_cpu(k, stride, transposed, winograd),
+              "conv_direct has no ", winograd ? "Winograd " : "", "kernel for ", k, "x", k,
+              " stride ", stride, " on this CPU");
   const int64_t h = inputs[0].size(2), w = inputs[0].size(3);
   TORCH_CHECK(transposed || (h + 2 * pad >= k && w + 2 * pad >= k), "inputs of ", h, "x", w,
               " are smaller than the ", k, "x", k, " kernel with padding ", pad);
@@ -218,7 +227,8 @@ at::Tensor conv_direct(const std::vector<at::Tensor>& inputs, const at::Tensor& 
     for (const auto& t : inputs)
       TORCH_CHECK(!out->is_alias_of(t), "out must not share memory with the inputs");
   }
-  return conv_direct_cpu(inputs, packed, bias, residual, cout, stride, pad, transposed, relu, out);
+  return conv_direct_cpu(inputs, packed, bias, residual, cout, stride, pad, transposed, winograd,
+                         relu, out);
 }
 
 }  // namespace mtu
@@ -250,14 +260,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "output height or width of conv_direct for an input size", py::arg("size"),
         py::arg("k"), py::arg("stride"), py::arg("pad"), py::arg("transposed"));
   m.def("conv_direct_supported", &mtu::conv_direct_supported_cpu,
-        "whether conv_direct has a kernel for K x K taps at this stride on this CPU",
-        py::arg("k"), py::arg("stride"), py::arg("transposed"));
+        "whether conv_direct has a kernel for K x K taps at this stride on this CPU (winograd: "
+        "the Winograd F(2x2, KxK) kernel, stride 1)",
+        py::arg("k"), py::arg("stride"), py::arg("transposed"), py::arg("winograd") = false);
   m.def("conv_direct_pack", &mtu::conv_direct_pack,
         "pack a (Cout, Cin, K, K) weight, or a transposed conv's (Cin, Cout, 4, 4), for "
-        "conv_direct", py::arg("weight"), py::arg("transposed"));
+        "conv_direct (winograd: transformed for the Winograd F(2x2, KxK) kernel, K = 3 or 5)",
+        py::arg("weight"), py::arg("transposed"), py::arg("winograd") = false);
   m.def("conv_direct", &mtu::conv_direct,
-        "[relu](conv(cat(inputs), weight) + bias) + [residual] (transposed: 4x4, stride 2, pad 1)",
+        "[relu](conv(cat(inputs), weight) + bias) + [residual] (transposed: 4x4, stride 2, pad 1; "
+        "winograd: the weight packed with winograd=True, stride 1)",
         py::arg("inputs"), py::arg("packed"), py::arg("bias"), py::arg("residual"),
         py::arg("cout"), py::arg("stride"), py::arg("pad"), py::arg("transposed"),
-        py::arg("relu"), py::arg("out") = py::none());
+        py::arg("relu"), py::arg("out") = py::none(), py::arg("winograd") = false);
 }

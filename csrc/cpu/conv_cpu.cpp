@@ -68,6 +68,8 @@ inline void store_masked(Mask m, float* p, Vec v) { _mm512_mask_storeu_ps(p, m, 
 inline Vec bcast(const float* p) { return _mm512_set1_ps(*p); }
 inline Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
 inline Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+inline Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
+inline Vec set1(float x) { return _mm512_set1_ps(x); }
 // (_mm512_max_ps passes an undefined vector, which GCC 12 warns about as uninitialised)
 inline Vec max(Vec a, Vec b) { return _mm512_mask_max_ps(a, 0xFFFF, a, b); }
 inline Mask make_mask(int64_t start, int64_t width) {
@@ -109,6 +111,8 @@ inline void store_masked(Mask m, float* p, Vec v) { _mm256_maskstore_ps(p, m, v)
 inline Vec bcast(const float* p) { return _mm256_broadcast_ss(p); }
 inline Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
 inline Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
+inline Vec sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
+inline Vec set1(float x) { return _mm256_set1_ps(x); }
 inline Vec max(Vec a, Vec b) { return _mm256_max_ps(a, b); }
 inline Mask make_mask(int64_t start, int64_t width) {
   const int64_t clamped = start < -64 ? -64 : (start > width ? width : start);
@@ -134,6 +138,13 @@ inline void deinterleave(Vec a, Vec b, Vec& even, Vec& odd) {
 #endif  // MTU_X86
 
 using RowsFn = void (*)(const ConvArgs&, int64_t, int64_t, float*);
+
+enum class Algorithm { kDirect, kWinograd, kTransposed };
+
+Algorithm algorithm(bool transposed, bool winograd) {
+  return transposed ? Algorithm::kTransposed
+                    : (winograd ? Algorithm::kWinograd : Algorithm::kDirect);
+}
 
 bool cpu_has_avx512() {
 #ifdef MTU_X86
@@ -169,12 +180,20 @@ int max_block(bool transposed) { return transposed ? 6 : (has_avx512() ? 13 : 6)
 
 #ifdef MTU_X86
 // The instantiated kernels: conv K in {3, 5} x stride in {1, 2, 4}, CB in 1..max_block; the
-// transposed conv, CB in 1..6.
+// Winograd F(2x2, K x K) conv, K in {3, 5}, stride 1, CB in 1..max_block; the transposed conv,
+// CB in 1..6.
 template <int CB>
-RowsFn kernel_for(bool avx512, bool transposed, int k, int stride) {
-  if (CB > max_block(transposed)) return nullptr;
+RowsFn kernel_for(bool avx512, Algorithm algo, int k, int stride) {
+  if (CB > max_block(algo == Algorithm::kTransposed)) return nullptr;
   constexpr int CB512 = CB <= 13 ? CB : 1, CB2 = CB <= 6 ? CB : 1;
-  if (transposed) return avx512 ? avx512::deconv_rows<CB2> : avx2::deconv_rows<CB2>;
+  if (algo == Algorithm::kTransposed)
+    return avx512 ? avx512::deconv_rows<CB2> : avx2::deconv_rows<CB2>;
+  if (algo == Algorithm::kWinograd) {
+    if (stride != 1) return nullptr;
+    if (k == 3) return avx512 ? avx512::winograd_rows<CB512, 3> : avx2::winograd_rows<CB2, 3>;
+    if (k == 5) return avx512 ? avx512::winograd_rows<CB512, 5> : avx2::winograd_rows<CB2, 5>;
+    return nullptr;
+  }
 #define MTU_CONV_CASE(K, S)                                                   \
   if (k == K && stride == S)                                                  \
     return avx512 ? avx512::conv_rows<CB512, K, S> : avx2::conv_rows<CB2, K, S>;
@@ -188,20 +207,29 @@ RowsFn kernel_for(bool avx512, bool transposed, int k, int stride) {
   return nullptr;
 }
 template <int... CBs>
-RowsFn pick(int cb, bool transposed, int k, int stride, std::integer_sequence<int, CBs...>) {
+RowsFn pick(int cb, Algorithm algo, int k, int stride, std::integer_sequence<int, CBs...>) {
   RowsFn fn = nullptr;
-  ((fn = cb == CBs + 1 ? kernel_for<CBs + 1>(has_avx512(), transposed, k, stride) : fn), ...);
+  ((fn = cb == CBs + 1 ? kernel_for<CBs + 1>(has_avx512(), algo, k, stride) : fn), ...);
   return fn;
 }
 #endif
 
-RowsFn find_kernel(int64_t cb, bool transposed, int64_t k, int64_t stride) {
+RowsFn find_kernel(int64_t cb, Algorithm algo, int64_t k, int64_t stride) {
 #ifdef MTU_X86
   if (!conv_direct_isa_cpu().empty())
-    return pick(static_cast<int>(cb), transposed, static_cast<int>(k), static_cast<int>(stride),
+    return pick(static_cast<int>(cb), algo, static_cast<int>(k), static_cast<int>(stride),
                 std::make_integer_sequence<int, 13>{});
 #endif
   return nullptr;
+}
+
+// Tiles a strip of the Winograd kernel for CB output channels a block (its NV * V)
+int64_t winograd_strip(int64_t cb) {
+#ifdef MTU_X86
+  return has_avx512() ? avx512::kStripVectors[cb] * 16 : avx2::kStripVectors[cb] * 8;
+#else
+  return 0;
+#endif
 }
 
 // Output channels per block for this CPU: the block size minimising the padded work, with a
@@ -232,22 +260,60 @@ void conv_direct_use_isa_cpu(const std::string& isa) {
   isa_override() = isa;
 }
 
+int64_t conv_direct_packed_kernel_size(const at::Tensor& packed, bool transposed, bool winograd) {
+  if (transposed) return 4;
+  if (!winograd) return packed.size(2);
+  // (G, N * N, Cin, CB) with N = K + 1
+  int64_t n = 1;
+  while (n * n < packed.size(1)) ++n;
+  return n - 1;
+}
+
 int64_t conv_direct_output_size(int64_t size, int64_t k, int64_t stride, int64_t pad,
                                 bool transposed) {
   return transposed ? 2 * size : (size + 2 * pad - k) / stride + 1;
 }
 
-bool conv_direct_supported_cpu(int64_t k, int64_t stride, bool transposed) {
-  return find_kernel(1, transposed, k, stride) != nullptr;
+bool conv_direct_supported_cpu(int64_t k, int64_t stride, bool transposed, bool winograd) {
+  return find_kernel(1, algorithm(transposed, winograd), k, stride) != nullptr;
 }
 
-at::Tensor conv_direct_pack_cpu(const at::Tensor& weight, bool transposed) {
+namespace {
+
+// Winograd F(2, K) filter transform G (N x K, N = K + 1), rows in the order of the points of
+// Winograd<K>'s B^T (0, 1, -1[, 2, -2], infinity); it carries the scales B^T leaves out.
+at::Tensor winograd_filter_transform(int64_t k) {
+  if (k == 3)
+    return at::tensor({-1., 0., 0., .5, .5, .5, .5, -.5, .5, 0., 0., 1.}, at::kDouble).view({4, 3});
+  const double s6 = 1. / 6, s12 = 1. / 12, s24 = 1. / 24;
+  return at::tensor({.25, 0., 0., 0., 0.,             //
+                     -s6, -s6, -s6, -s6, -s6,         //
+                     -s6, s6, -s6, s6, -s6,           //
+                     s24, s12, s6, 2 * s6, 4 * s6,    //
+                     s24, -s12, s6, -2 * s6, 4 * s6,  //
+                     0., 0., 0., 0., 1.},
+                    at::kDouble)
+      .view({6, 5});
+}
+
+}  // namespace
+
+at::Tensor conv_direct_pack_cpu(const at::Tensor& weight, bool transposed, bool winograd) {
   // conv (Cout, Cin, K, K) -> (G, Cin, K, K, CB);
+  // Winograd (Cout, Cin, K, K) -> (G, N * N, Cin, CB), U = G g G^T per channel pair;
   // transposed (Cin, Cout, 4, 4) -> (G, 2 [py], Cin, 2 [row tap], 4 [kx], CB)
   const int64_t cout = weight.size(transposed ? 1 : 0), cin = weight.size(transposed ? 0 : 1);
   const int64_t k = weight.size(2), cb = block_channels(cout, transposed);
   const int64_t groups = (cout + cb - 1) / cb;
   const auto w = weight.to(at::kFloat);
+  if (winograd) {
+    const auto g = winograd_filter_transform(k);
+    const int64_t n = g.size(0);
+    const auto u = at::matmul(at::matmul(g, weight.to(at::kDouble)), g.t()).to(at::kFloat);
+    auto padded = at::zeros({groups * cb, cin, n, n}, w.options());
+    padded.narrow(0, 0, cout).copy_(u);
+    return padded.view({groups, cb, cin, n * n}).permute({0, 3, 2, 1}).contiguous();
+  }
   if (!transposed) {
     auto padded = at::zeros({groups * cb, cin, k, k}, w.options());
     padded.narrow(0, 0, cout).copy_(w);
@@ -265,16 +331,17 @@ at::Tensor conv_direct_pack_cpu(const at::Tensor& weight, bool transposed) {
 at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tensor& packed,
                            const c10::optional<at::Tensor>& bias,
                            const c10::optional<at::Tensor>& residual, int64_t cout,
-                           int64_t stride, int64_t pad, bool transposed, bool relu,
-                           const c10::optional<at::Tensor>& out) {
+                           int64_t stride, int64_t pad, bool transposed, bool winograd,
+                           bool relu, const c10::optional<at::Tensor>& out) {
   const auto& first = inputs[0];
   const int64_t n = first.size(0), h = first.size(2), w = first.size(3);
   const int64_t groups = packed.size(0), cb = packed.size(-1);
-  const int64_t k = transposed ? 4 : packed.size(2);
+  const int64_t k = conv_direct_packed_kernel_size(packed, transposed, winograd);
   const int64_t oh = conv_direct_output_size(h, k, stride, pad, transposed);
   const int64_t ow = conv_direct_output_size(w, k, stride, pad, transposed);
-  RowsFn fn = find_kernel(cb, transposed, k, stride);
-  TORCH_CHECK(fn != nullptr, "conv_direct: no kernel for ", transposed ? "a transposed " : "a ",
+  RowsFn fn = find_kernel(cb, algorithm(transposed, winograd), k, stride);
+  TORCH_CHECK(fn != nullptr, "conv_direct: no kernel for ",
+              transposed ? "a transposed " : (winograd ? "a Winograd " : "a "),
               k, "x", k, " stride ", stride, " convolution with ", cb,
               " channels per block on this CPU (", conv_direct_isa_cpu(), ")");
   at::Tensor result = out ? *out : at::empty({n, cout, oh, ow}, first.options());
@@ -301,12 +368,20 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   a.cout = cout;
   a.groups = groups;
   a.relu = relu;
-  // one packed strip per thread: Cin * rows * stride sequences of at most 8 vectors + K floats
-  // (the kernels write and read exactly that; the extra vector is a margin)
-  const int64_t buf_size = cin * (transposed ? 2 : k) * stride * (8 * 16 + k) + 16;
+  // per thread: direct and transposed, one packed strip (Cin * rows * stride sequences of at
+  // most 8 vectors + K floats); Winograd, the ring of N rows of 2 sequences of T + 2 floats,
+  // then N^2 * (Cin + CB) * T floats of transformed inputs and products (T tiles a strip). The
+  // kernels write and read exactly that; the extra vector is a margin.
+  int64_t buf_size = cin * (transposed ? 2 : k) * stride * (8 * 16 + k) + 16;
+  if (winograd) {
+    const int64_t n_pts = k + 1, tiles = winograd_strip(cb);
+    buf_size = n_pts * cin * 2 * (tiles + 2) + n_pts * n_pts * (cin + cb) * tiles + 16;
+  }
   auto buf = at::empty({at::get_num_threads(), buf_size}, first.options());
   // contiguous row ranges per thread: neighbouring rows share input rows in the cache
-  at::parallel_for(0, n * oh, 2, [&](int64_t b, int64_t e) {
+  // tasks: output rows (Winograd: tile rows of two)
+  const int64_t tasks = n * (winograd ? (oh + 1) / 2 : oh);
+  at::parallel_for(0, tasks, winograd ? 1 : 2, [&](int64_t b, int64_t e) {
     fn(a, b, e, buf.data_ptr<float>() + at::get_thread_num() * buf_size);
   });
   return result;

@@ -4,7 +4,8 @@
 //   Vec, Mask, V (lanes), kRegisters (vector registers), kMaxCB (output channels per block:
 //   2*kMaxCB accumulators, 2 inputs and a broadcast fit the registers), kDeconvVectors (input
 //   vectors a strip of the transposed conv), zero(), loadu(p), storeu(p, v),
-//   load_masked(m, p), store_masked(m, p, v), bcast(p), fma(a, b, acc), add(a, b), max(a, b),
+//   load_masked(m, p), store_masked(m, p, v), bcast(p), set1(x), fma(a, b, acc), add(a, b),
+//   sub(a, b), max(a, b),
 //   make_mask(start, width) (lanes j with 0 <= start + j < width),
 //   interleave(a, b, lo, hi) (lo = a0 b0 a1 b1 ..., hi the rest),
 //   deinterleave(a, b, even, odd) (even = a0 a2 ... b0 b2 ..., odd = a1 a3 ... b1 b3 ...).
@@ -252,6 +253,181 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
             interleave(even[c][v], odd[c][v], lo, hi);
             finish(a, lo, co, n, off + 2 * v * V, mask[2 * v]);
             finish(a, hi, co, n, off + (2 * v + 1) * V, mask[2 * v + 1]);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Winograd F(2x2, R x R) transforms in one dimension (Lavin & Gray, "Fast Algorithms for
+// Convolutional Neural Networks", 2016), from the points 0, 1, -1 (R = 3) or 0, 1, -1, 2, -2
+// (R = 5) and infinity: input(x, r) is r = B^T x over N = R + 1 values, output(m, y) is
+// y = A^T m over N values into the 2 outputs. The filter transform G, which carries the
+// points' scales, is applied when the weight is packed (conv_cpu.cpp); B^T holds only small
+// integers, so the transformed inputs round no worse than a few additions.
+template <int R>
+struct Winograd;
+
+template <>
+struct Winograd<3> {
+  static constexpr int N = 4;
+  // B^T rows: (-1 0 1 0), (0 1 1 0), (0 -1 1 0), (0 -1 0 1)
+  static inline void input(const Vec* x, Vec* r) {
+    r[0] = sub(x[2], x[0]);
+    r[1] = add(x[1], x[2]);
+    r[2] = sub(x[2], x[1]);
+    r[3] = sub(x[3], x[1]);
+  }
+  // A^T rows: (1 1 1 0), (0 1 -1 1)
+  static inline void output(const Vec* m, Vec* y) {
+    y[0] = add(add(m[0], m[1]), m[2]);
+    y[1] = add(sub(m[1], m[2]), m[3]);
+  }
+};
+
+template <>
+struct Winograd<5> {
+  static constexpr int N = 6;
+  // B^T rows: (4 0 -5 0 1 0), (0 -4 -4 1 1 0), (0 4 -4 -1 1 0), (0 -2 -1 2 1 0),
+  // (0 2 -1 -2 1 0), (0 4 0 -5 0 1)
+  static inline void input(const Vec* x, Vec* r) {
+    const Vec t0 = fma(set1(-4.f), x[1], x[3]), t1 = fma(set1(-4.f), x[2], x[4]);
+    const Vec t2 = sub(x[3], x[1]), t3 = sub(x[4], x[2]);
+    r[0] = fma(set1(4.f), x[0], fma(set1(-5.f), x[2], x[4]));
+    r[1] = add(t0, t1);
+    r[2] = sub(t1, t0);
+    r[3] = fma(set1(2.f), t2, t3);
+    r[4] = fma(set1(-2.f), t2, t3);
+    r[5] = fma(set1(4.f), x[1], fma(set1(-5.f), x[3], x[5]));
+  }
+  // A^T rows: (1 1 1 1 1 0), (0 1 -1 2 -2 1)
+  static inline void output(const Vec* m, Vec* y) {
+    y[0] = add(add(m[0], add(m[1], m[2])), add(m[3], m[4]));
+    y[1] = add(fma(set1(2.f), sub(m[3], m[4]), sub(m[1], m[2])), m[5]);
+  }
+};
+
+// Convolution R x R, stride 1, padding a.pad, by Winograd F(2x2, R x R): each 2x2 output tile
+// is A^T [U . (B^T d B)] A, d its N x N input patch and U = G g G^T the packed weight, so a
+// tile takes N^2 multiply-adds per channel pair instead of 4 R^2 (16 against 36 for 3x3, 36
+// against 100 for 5x5). Vectorised over V tiles: tile t covers output columns 2t and 2t + 1,
+// and its patch's column j is input column 2t - pad + j, read from a row packed in even and
+// odd columns (pack_row with stride 2). A task is a range of tile rows. Per strip of NV*V
+// tiles, down the rows: the ring of N packed input rows (two new ones a tile row), the input
+// transform of every channel into vbuf (N^2 x Cin x NV*V floats), and per block of CB output
+// channels N^2 products with CB x NV accumulators in registers (the inner loop of conv_rows)
+// into mbuf, then the output transform, bias, ReLU and residual, interleaved into two rows.
+template <int CB, int R>
+void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
+  using W = Winograd<R>;
+  constexpr int N = W::N, NV = kStripVectors[CB], T = NV * V, L = T + (N - 1) / 2;
+  constexpr int CHUNK = 2 * L;
+  int64_t cin = 0;
+  for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
+  const int64_t OH = a.out_h, OW = a.out_w, TH = (OH + 1) / 2, TW = (OW + 1) / 2;
+  float* const vbuf = buf + N * cin * CHUNK;
+  float* const mbuf = vbuf + N * N * cin * T;
+  for (int64_t t0 = 0; t0 < TW; t0 += T) {
+    const int64_t cstart = 2 * t0 - a.pad;
+    Mask mask[2 * NV];
+    for (int m = 0; m < 2 * NV; ++m) mask[m] = make_mask(2 * t0 + m * V, OW);
+    int64_t ring_n = -1, ring_last = 0;  // the ring holds rows ring_last - N + 1 .. ring_last
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / TH, ty = t % TH, top = 2 * ty - a.pad;
+      const int64_t first = n == ring_n && ring_last >= top ? ring_last + 1 : top;
+      for (int64_t iy = first; iy < top + N; ++iy)
+        pack_row(a, n, iy, 2, cstart, L, buf + ((iy % N) + N) % N * CHUNK, N * CHUNK);
+      ring_n = n;
+      ring_last = top + N - 1;
+      for (int s = 0; s < 2; ++s) prefetch_row(a, n, top + N + s, cstart, cstart + 2 * L);
+      int64_t slot[N];
+      for (int i = 0; i < N; ++i) slot[i] = ((top + i) % N + N) % N * CHUNK;
+      // input transform: vbuf[xi][ci] = (B^T d B)[xi] for the strip's tiles
+      const float* channel = buf;
+      for (int64_t ci = 0; ci < cin; ++ci, channel += N * CHUNK) {
+#pragma GCC unroll 1
+        for (int v = 0; v < NV; ++v) {
+          Vec r[N][N];
+#pragma GCC unroll 8
+          for (int i = 0; i < N; ++i) {
+            const float* row = channel + slot[i] + v * V;
+            Vec d[N];
+#pragma GCC unroll 8
+            for (int j = 0; j < N; ++j) d[j] = loadu(row + (j & 1) * L + j / 2);
+            W::input(d, r[i]);
+          }
+#pragma GCC unroll 8
+          for (int j = 0; j < N; ++j) {
+            Vec col[N], out[N];
+#pragma GCC unroll 8
+            for (int i = 0; i < N; ++i) col[i] = r[i][j];
+            W::input(col, out);
+#pragma GCC unroll 8
+            for (int i = 0; i < N; ++i) storeu(vbuf + ((i * N + j) * cin + ci) * T + v * V, out[i]);
+          }
+        }
+      }
+      for (int64_t g = 0; g < a.groups; ++g) {
+        const float* w = a.weight + g * N * N * cin * CB;
+        prefetch_outputs(a, n, g * CB, CB, 2 * ty * OW + 2 * t0, 2 * T);
+        // (not unrolled: one product's code is 2 * CB * NV multiply-adds a channel already)
+#pragma GCC unroll 1
+        for (int xi = 0; xi < N * N; ++xi) {
+          Vec acc[CB][NV];
+#pragma GCC unroll 16
+          for (int c = 0; c < CB; ++c)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[c][v] = zero();
+          const float* src = vbuf + xi * cin * T;
+          for (int64_t ci = 0; ci < cin; ++ci, src += T, w += CB) {
+            Vec in[NV];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
+#pragma GCC unroll 16
+            for (int c = 0; c < CB; ++c) {
+              const Vec b = bcast(w + c);
+#pragma GCC unroll 4
+              for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
+            }
+          }
+#pragma GCC unroll 16
+          for (int c = 0; c < CB; ++c)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) storeu(mbuf + (xi * CB + c) * T + v * V, acc[c][v]);
+        }
+        // output transform: rows (over the tile's columns), then columns
+#pragma GCC unroll 1
+        for (int c = 0; c < CB; ++c) {
+          const int64_t co = g * CB + c;
+          if (co >= a.cout) break;
+          for (int v = 0; v < NV; ++v) {
+            Vec s[N][2];
+#pragma GCC unroll 8
+            for (int i = 0; i < N; ++i) {
+              Vec m[N];
+#pragma GCC unroll 8
+              for (int j = 0; j < N; ++j) m[j] = loadu(mbuf + ((i * N + j) * CB + c) * T + v * V);
+              W::output(m, s[i]);
+            }
+            Vec y[2][2];  // [column parity][output row]
+#pragma GCC unroll 2
+            for (int x = 0; x < 2; ++x) {
+              Vec col[N];
+#pragma GCC unroll 8
+              for (int i = 0; i < N; ++i) col[i] = s[i][x];
+              W::output(col, y[x]);
+            }
+#pragma GCC unroll 2
+            for (int yy = 0; yy < 2; ++yy) {
+              const int64_t oy = 2 * ty + yy;
+              if (oy >= OH) break;
+              const int64_t off = (co * OH + oy) * OW + 2 * t0 + 2 * v * V;
+              Vec lo, hi;
+              interleave(y[0][yy], y[1][yy], lo, hi);
+              finish(a, lo, co, n, off, mask[2 * v]);
+              finish(a, hi, co, n, off + V, mask[2 * v + 1]);
+            }
           }
         }
       }

@@ -86,17 +86,20 @@ class DirectStage(nn.Module):
 
     The full-resolution results that die within a frame are written into the same buffers
     every frame, so one model must not run frames from several threads at once.
+
+    ``winograd`` is :class:`~mtu_toolkit.ops.DirectConv2d`'s (by default the stride-1 layers
+    with 16 or more channels in and out run Winograd F(2x2, KxK)).
     """
 
-    def __init__(self, net, n):
+    def __init__(self, net, n, winograd='auto'):
         super().__init__()
         self.flags = stage_flags(net, n)
         unit = net.units[n]
 
         def direct(layer, reuse=False):  # conv(..., relu=True) is Sequential(conv, ReLU)
             if isinstance(layer, nn.Sequential):
-                return DirectConv2d(layer[0], relu=True, reuse_output=reuse)
-            return DirectConv2d(layer, relu=False, reuse_output=reuse)
+                return DirectConv2d(layer[0], True, reuse_output=reuse, winograd=winograd)
+            return DirectConv2d(layer, False, reuse_output=reuse, winograd=winograd)
 
         # the full-resolution results that die within the frame are written into the same
         # buffers every frame: a fresh 100 MB tensor costs ~15 ms of page faults on 2 cores
@@ -152,17 +155,19 @@ class FusedMTUNet(nn.Module):
             loading the weights).
         direct (bool): build :class:`DirectStage` s (the direct convolution kernels) instead of
             :class:`Stage` s.
+        winograd (bool | str): the direct stages' choice of Winograd kernels ('auto', True,
+            False; see :class:`~mtu_toolkit.ops.DirectConv2d`).
 
     ``forward(window, state=None, with_aux=False)`` has MTUNet's signature and results
     (``outputs['out']``, ``mc``, the new state); no auxiliary outputs.
     """
 
-    def __init__(self, net, direct=False):
+    def __init__(self, net, direct=False, winograd='auto'):
         super().__init__()
         self.mc_head = net.mc_head
         self.num_units, self.num_matching = net.num_units, net.num_matching
-        stage = DirectStage if direct else Stage
-        self.stages = nn.ModuleList(stage(net, n) for n in range(net.num_units))
+        self.stages = nn.ModuleList(DirectStage(net, n, winograd) if direct else Stage(net, n)
+                                    for n in range(net.num_units))
 
     @property
     def motion_layers(self):
