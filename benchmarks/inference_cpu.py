@@ -2,7 +2,8 @@
 
 Times one variant (default MTU2) at 1280x720 as ``tools/benchmark.py`` does, in each CPU mode:
 eager NCHW, frozen detail networks, the concatenation-free network compiled by torch.compile,
-and the same network on the toolkit's direct convolution kernels (the tools' default), then
+and the same network on the toolkit's direct convolution kernels (the tools' default; 'direct'
+runs the wide stride-1 layers by Winograd, 'direct-no-winograd' runs every layer directly), then
 profiles one frame of the fastest two and groups the time into convolutions, transposed convs,
 elementwise kernels, motion compensation and copies. Prints the ratio measured / floor and the
 target (1.5x for MTU2 on 2 cores).
@@ -67,6 +68,15 @@ def breakdown(fast, window):
     return dict(sorted(groups.items(), key=lambda kv: -kv[1]))
 
 
+def build(restorer, mode):
+    """The model timed in ``mode``."""
+    if mode == 'eager':
+        return restorer
+    if mode == 'direct-no-winograd':
+        return optimize_for_inference(restorer, mode='direct', winograd=False)
+    return optimize_for_inference(restorer, mode=mode)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--variant', default='MTU2', choices=[v for v, c in VARIANTS.items()
@@ -75,7 +85,7 @@ def main():
     parser.add_argument('--frames', type=int, default=5)
     parser.add_argument('--threads', type=int)
     parser.add_argument('--modes', nargs='+', default=['eager', 'frozen', 'compile', 'direct'],
-                        choices=['eager', 'frozen', 'compile', 'direct'])
+                        choices=['eager', 'frozen', 'compile', 'direct', 'direct-no-winograd'])
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,16 +96,15 @@ def main():
     restorer = init_restorer(os.path.join(ROOT, VARIANTS[args.variant][0]))
     device = torch.device('cpu')
     print(f'{args.variant} at {width}x{height}, {torch.get_num_threads()} threads')
-    models = [(mode, restorer if mode == 'eager' else optimize_for_inference(restorer, mode=mode))
-              for mode in args.modes]
+    models = [(mode, build(restorer, mode)) for mode in args.modes]
     for name, model in models:
         r = benchmark_restorer(restorer, model, height, width, device, 1, args.frames)
-        print(f'  {name:8s} {r["ms"]:8.1f} ms/frame  floor {r["floor_ms"]:7.1f} ms '
+        print(f'  {name:18s} {r["ms"]:8.1f} ms/frame  floor {r["floor_ms"]:7.1f} ms '
               f'({r["gflops"]:.1f} GFLOP at {r["gemm_gflops"]:.1f} GFLOP/s)  measured/floor '
               f'{r["ratio"]:.2f}x  (target {TARGET_RATIO}x)  MC {100 * r["mc_share"]:.1f}%',
               flush=True)
     for name, model in models:
-        if name in ('compile', 'direct'):
+        if name in ('compile', 'direct', 'direct-no-winograd'):
             print(f'one {name} frame, self time by group:')
             for group, ms in breakdown(model, test_window(height, width, device)).items():
                 print(f'  {group:40s} {ms:8.1f} ms')

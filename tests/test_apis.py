@@ -18,7 +18,7 @@ from mtu_toolkit.apis import (CheckpointError, InputError, OutputError, check_st
                               open_writer)
 from mtu_toolkit.apis.fused_mtu import DirectStage, FusedMTUNet
 from mtu_toolkit.apis.optimize import default_mode, optimize_for_inference, tool_model
-from mtu_toolkit.ops.conv_direct import direct_conv_isa
+from mtu_toolkit.ops.conv_direct import DirectConv2d, direct_conv_isa
 from mtu_toolkit.apis.pipeline import BackgroundReader, BackgroundWriter
 from mtu_toolkit.registry import MODELS
 
@@ -181,10 +181,20 @@ def test_optimized_model_matches_eager():
     assert default_mode() == ('direct' if direct_conv_isa() == 'avx512' else 'frozen')
     assert isinstance(optimize_for_inference(model).backbone,
                       FusedMTUNet if default_mode() == 'direct' else type(frozen.backbone))
+    # every stride-1 layer by Winograd / none (the tiny model's layers are too narrow for 'auto')
+    winograd = {flag: optimize_for_inference(model, mode='direct', winograd=flag)
+                for flag in (True, False)}
+    if direct_conv_isa():
+        def winograd_layers(fast):
+            return [c.winograd for c in fast.modules() if isinstance(c, DirectConv2d)]
+        assert any(winograd_layers(winograd[True]))
+        assert not any(winograd_layers(winograd[False]))
     with torch.inference_mode():
         ref = model.infer_clip(clip)
         torch.testing.assert_close(frozen.infer_clip(clip), ref, rtol=0, atol=1e-5)
         torch.testing.assert_close(direct.infer_clip(clip), ref, rtol=0, atol=1e-5)
+        for fast in winograd.values():
+            torch.testing.assert_close(fast.infer_clip(clip), ref, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match='mode must be one of'):
         optimize_for_inference(model, mode='fast')
     with pytest.raises(ValueError, match='contradicts'):

@@ -84,7 +84,7 @@ def default_mode():
     return 'direct' if direct_conv_isa() == 'avx512' else 'frozen'
 
 
-def optimize_for_inference(restorer, compile=False, mode=None):
+def optimize_for_inference(restorer, compile=False, mode=None, winograd='auto'):
     """A copy of ``restorer`` for fast inference on its device (CPU float32: see module doc).
 
     Args:
@@ -93,6 +93,8 @@ def optimize_for_inference(restorer, compile=False, mode=None):
         mode (str | None): CPU mode, one of :data:`MODES`; default :func:`default_mode`
             (``'compile'`` with ``compile=True``). ``'direct'`` and ``'compile'`` rearrange an
             MTUNet; another backbone is returned as it is, with a warning.
+        winograd (bool | str): ``'direct'`` mode: which stride-1 layers run Winograd
+            F(2x2, KxK) (see :class:`~mtu_toolkit.ops.DirectConv2d`; False: none, to compare).
 
     On CUDA, or with half-precision autocast, the model is returned as it is (cuDNN picks its
     own algorithms; ``torch.backends.cudnn.benchmark`` is switched on). The copy's
@@ -123,7 +125,7 @@ def optimize_for_inference(restorer, compile=False, mode=None):
             if not direct_conv_isa():
                 warnings.warn('the direct convolution kernels do not run here (no compiled '
                               'extension, or a CPU without AVX2); they fall back to PyTorch')
-            fast.backbone = FusedMTUNet(fast.backbone, direct=True)
+            fast.backbone = FusedMTUNet(fast.backbone, direct=True, winograd=winograd)
             return fast
         fast.backbone = FusedMTUNet(fast.backbone.to(memory_format=torch.channels_last))
         stages = fast.backbone.stages
