@@ -10,6 +10,7 @@ import torch
 
 from mtu_toolkit.apis.benchmark import (MCTimer, benchmark_restorer, conv_flops, gemm_rate,
                                         time_frames)
+from mtu_toolkit.apis.optimize import default_mode
 from mtu_toolkit.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -129,4 +130,9 @@ def test_tool_writes_table_json_and_plot(tmp_path):
     assert row['params'] == pytest.approx(0.538, abs=5e-4) and row['paper_ms'] == 32
     table = (out / 'benchmark.md').read_text()
     assert '| MTU1 | float32 | 0.538 |' in table
+    # the tools' CPU model: MTU1's wide stride-1 layers run Winograd on AVX-512, and the
+    # table says that the floor counts direct FLOPs
+    winograd = default_mode() == 'direct'
+    assert row['model'] == ('direct kernels + Winograd' if winograd else 'eager')
+    assert ('fewer multiply-adds' in table) == winograd
     assert (out / 'quality_speed.png').stat().st_size > 1000
