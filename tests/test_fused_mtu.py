@@ -69,6 +69,28 @@ def test_fused_network_matches_mtunet_over_a_clip(options, direct):
                     torch.testing.assert_close(m, m_ref, rtol=0, atol=2e-5)
 
 
+@pytest.mark.parametrize('direct', [False, True], ids=['torch-stages', 'direct-stages'])
+def test_one_warp_per_displacement_and_the_state_survives_the_next_frame(direct):
+    """With matching only in the first unit, the units share one warp of the previous
+    feature; the units' reused buffers never hold the recurrent state."""
+    calls = {}
+    for every_unit in (False, True):
+        net = tiny_net(num_units=4, match_every_unit=every_unit)
+        fused = FusedMTUNet(net, direct=direct)
+        warp = net.mc_head.warp
+        counted = []
+        net.mc_head.warp = lambda *args: counted.append(1) or warp(*args)
+        with torch.inference_mode():
+            _, state = fused(torch.rand(1, 5, 3, 16, 24))
+            counted.clear()
+            _, state2 = fused(torch.rand(1, 5, 3, 16, 24), state)
+            calls[every_unit] = len(counted)
+            kept = state2.feat.clone()
+            fused(torch.rand(1, 5, 3, 16, 24), state2)
+        torch.testing.assert_close(state2.feat, kept, rtol=0, atol=0)
+    assert calls == {False: 1, True: 3}
+
+
 def test_direct_stages_run_every_convolution_on_the_kernels():
     """Every conv of the network (strided, transposed, the 15-channel input) is a DirectConv2d
     on this CPU's kernels, and the frame makes no ``cat`` at all."""

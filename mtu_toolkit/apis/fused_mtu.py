@@ -110,7 +110,9 @@ class DirectStage(nn.Module):
         self.blocks = nn.ModuleList(nn.ModuleList(direct(layer) for layer in block.body)
                                     for block in unit.blocks)
         self.blocks_end = direct(unit.blocks_end)
-        self.dec1, self.dec2 = direct(unit.dec1), direct(unit.dec2)
+        # a unit's output dies within the frame except the last unit's (the recurrent state)
+        self.dec1 = direct(unit.dec1)
+        self.dec2 = direct(unit.dec2, reuse=not self.flags['last'])
         self.structure_injection = net.structure_injection
         self.motion_layer = (direct(net.motion_layers[n]) if self.flags['matching']
                              and net.motion_layers is not None else None)
@@ -183,6 +185,7 @@ class FusedMTUNet(nn.Module):
         frame = window[:, 2]
         a, b = window, frame if state is None else state.restored
         base, warped, motion = None, None, None
+        warped_from = None  # the (feature, motion) that `warped` was warped from
         mc_aux, motion_feats = [], []
         for n, stage in enumerate(self.stages):
             feat, cur, out, kept = stage(a, b, frame, base)
@@ -195,6 +198,11 @@ class FusedMTUNet(nn.Module):
                 mc_aux.append(aux)
             if n < self.num_units - 1:
                 feat_prev = feat if state is None else state.feat
-                warped = self.mc_head.warp(feat_prev, motion)
+                # with matching skipped after the first units, every unit warps the previous
+                # frame's feature by the same displacement: warp it once
+                if (warped_from is None or warped_from[0] is not feat_prev
+                        or warped_from[1] is not motion):
+                    warped = self.mc_head.warp(feat_prev, motion)
+                    warped_from = (feat_prev, motion)
                 a, b = feat, warped
         return dict(out=out, aux_outs=[], mc=mc_aux), MTUState(out, feat, motion_feats)
