@@ -149,7 +149,14 @@ void check_planes(const at::Tensor& t, const std::string& name) {
               name, " must be contiguous within each sample (NCHW), got strides ", t.strides());
 }
 
-at::Tensor conv_direct_pack(const at::Tensor& weight, bool transposed, bool winograd) {
+void check_winograd_tile(int64_t winograd) {
+  TORCH_CHECK(winograd == 0 || winograd == 2 || winograd == 4,
+              "winograd must be the output tile 2 or 4 (F(2x2, KxK), F(4x4, KxK)) or 0 (none), "
+              "got ", winograd);
+}
+
+at::Tensor conv_direct_pack(const at::Tensor& weight, bool transposed, int64_t winograd) {
+  check_winograd_tile(winograd);
   TORCH_CHECK(weight.dim() == 4 && weight.size(2) == weight.size(3) &&
                   (transposed ? weight.size(2) == 4 : weight.size(2) % 2 == 1),
               "weight must be (Cout, Cin, K, K) with K odd, or (Cin, Cout, 4, 4) transposed, got "
@@ -167,7 +174,8 @@ at::Tensor conv_direct(const std::vector<at::Tensor>& inputs, const at::Tensor& 
                        const c10::optional<at::Tensor>& bias,
                        const c10::optional<at::Tensor>& residual, int64_t cout, int64_t stride,
                        int64_t pad, bool transposed, bool relu,
-                       const c10::optional<at::Tensor>& out, bool winograd) {
+                       const c10::optional<at::Tensor>& out, int64_t winograd) {
+  check_winograd_tile(winograd);
   TORCH_CHECK(!(transposed && winograd), "conv_direct: winograd is for plain convolutions");
   TORCH_CHECK(!inputs.empty() && inputs.size() <= 8, "conv_direct takes 1 to 8 inputs, got ",
               inputs.size());
@@ -186,13 +194,15 @@ at::Tensor conv_direct(const std::vector<at::Tensor>& inputs, const at::Tensor& 
                   packed.scalar_type() == at::kFloat &&
                   packed.size(transposed || winograd ? 2 : 1) == cin &&
                   packed.size(0) * packed.size(pdim - 1) >= cout &&
-                  (!winograd || packed.size(1) == 16 || packed.size(1) == 36),
+                  (!winograd || packed.size(1) == 16 || packed.size(1) == 36 ||
+                   packed.size(1) == 64),
               "packed weight must be conv_direct_pack's for ", cin, " input and ", cout,
-              " output channels", winograd ? " (winograd=True)" : "", ", got shape ",
-              packed.sizes());
+              " output channels", winograd ? " (winograd=" + std::to_string(winograd) + ")" : "",
+              ", got shape ", packed.sizes());
   const int64_t k = conv_direct_packed_kernel_size(packed, transposed, winograd);
   TORCH_CHECK(transposed ? stride == 2 && pad == 1
-                         : stride >= 1 && pad >= 0 && pad < k && (!winograd || stride == 1),
+                         : stride >= 1 && pad >= 0 && pad < k && (!winograd || stride == 1) &&
+                               (k == 3 || k == 5 || !winograd),
               "conv_direct: stride ", stride, " and padding ", pad, " are not supported for a ",
               transposed ? "transposed " : (winograd ? "Winograd " : ""), k, "x", k, " kernel");
   TORCH_CHECK(conv_direct_supported_cpu(k, stride, transposed, winograd),
@@ -260,17 +270,18 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "output height or width of conv_direct for an input size", py::arg("size"),
         py::arg("k"), py::arg("stride"), py::arg("pad"), py::arg("transposed"));
   m.def("conv_direct_supported", &mtu::conv_direct_supported_cpu,
-        "whether conv_direct has a kernel for K x K taps at this stride on this CPU (winograd: "
-        "the Winograd F(2x2, KxK) kernel, stride 1)",
-        py::arg("k"), py::arg("stride"), py::arg("transposed"), py::arg("winograd") = false);
+        "whether conv_direct has a kernel for K x K taps at this stride on this CPU (winograd = "
+        "M: the Winograd F(MxM, KxK) kernel, M = 2 or 4, stride 1)",
+        py::arg("k"), py::arg("stride"), py::arg("transposed"), py::arg("winograd") = 0);
   m.def("conv_direct_pack", &mtu::conv_direct_pack,
         "pack a (Cout, Cin, K, K) weight, or a transposed conv's (Cin, Cout, 4, 4), for "
-        "conv_direct (winograd: transformed for the Winograd F(2x2, KxK) kernel, K = 3 or 5)",
-        py::arg("weight"), py::arg("transposed"), py::arg("winograd") = false);
+        "conv_direct (winograd = M: transformed for the Winograd F(MxM, KxK) kernel, M = 2 or "
+        "4, K = 3 or 5)",
+        py::arg("weight"), py::arg("transposed"), py::arg("winograd") = 0);
   m.def("conv_direct", &mtu::conv_direct,
         "[relu](conv(cat(inputs), weight) + bias) + [residual] (transposed: 4x4, stride 2, pad 1; "
-        "winograd: the weight packed with winograd=True, stride 1)",
+        "winograd = M: the weight packed with the same winograd, stride 1)",
         py::arg("inputs"), py::arg("packed"), py::arg("bias"), py::arg("residual"),
         py::arg("cout"), py::arg("stride"), py::arg("pad"), py::arg("transposed"),
-        py::arg("relu"), py::arg("out") = py::none(), py::arg("winograd") = false);
+        py::arg("relu"), py::arg("out") = py::none(), py::arg("winograd") = 0);
 }

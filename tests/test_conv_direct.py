@@ -29,13 +29,15 @@ def isa(request):
 def check(layer, inputs, relu=True, residual=None, atol=2e-5, winograd=False):
     direct = DirectConv2d(layer, relu=relu, winograd=winograd)
     assert direct.isa, 'the layer should run on the kernels'
-    assert direct.winograd == bool(winograd)
+    assert direct.winograd == winograd
     with torch.inference_mode():
         got = direct(inputs, residual=residual)
         ref = layer(torch.cat(inputs, 1))
         ref = torch.relu(ref) if relu else ref
         ref = ref if residual is None else ref + residual
     assert got.shape == ref.shape and got.is_contiguous()
+    if winograd:  # rounds to a few 1e-6 of the output's scale (F(4x4): up to ~3e-6)
+        atol = max(atol, 5e-6 * ref.abs().max().item())
     torch.testing.assert_close(got, ref, rtol=0, atol=atol)
     return got
 
@@ -68,47 +70,56 @@ def test_conv_matches_pytorch(isa, cins, cout, k, stride, pad, size):
     ([3] * 5, 26, 3, 1, (20, 21)),    # few channels, forced: odd sizes (a half tile)
     ([26], 3, 3, 1, (9, 40)),         # out_conv
     ([7, 5], 11, 5, 2, (5, 7)),       # image smaller than a vector of tiles
-    ([4], 30, 3, 1, (1, 100)),        # one row: a tile half outside
+    ([4], 30, 3, 1, (1, 100)),        # one row: a tile partly outside
+    ([8], 8, 5, 2, (7, 70)),          # 7 rows, 70 columns: tiles of 4 partly outside
     ([16], 20, 5, 0, (9, 300)),       # 'valid' padding, wide
     ([6], 40, 5, 1, (12, 13)),        # padding 1 of a 5x5
 ], ids=str)
-def test_winograd_matches_pytorch(isa, cins, cout, k, pad, size):
+@pytest.mark.parametrize('tile', [2, 4])
+def test_winograd_matches_pytorch(isa, cins, cout, k, pad, size, tile):
     layer = nn.Conv2d(sum(cins), cout, k, 1, pad)
     inputs = [torch.randn(2, c, *size) for c in cins]
-    out = check(layer, inputs, winograd=True)
+    out = check(layer, inputs, winograd=tile)
     residual = torch.randn_like(out)
-    check(layer, inputs, relu=False, residual=residual, winograd=True)
+    check(layer, inputs, relu=False, residual=residual, winograd=tile)
 
 
 def test_winograd_is_chosen_for_wide_stride_1_layers():
     def chosen(layer, winograd='auto'):
         return DirectConv2d(layer, relu=True, winograd=winograd).winograd
-    assert chosen(nn.Conv2d(52, 52, 3, padding=1)) and chosen(nn.Conv2d(52, 26, 5, padding=2))
-    assert not chosen(nn.Conv2d(3, 26, 3, padding=1))     # transforms shared by too few
-    assert not chosen(nn.Conv2d(26, 3, 3, padding=1))
+    assert chosen(nn.Conv2d(52, 52, 3, padding=1)) == conv_direct.WINOGRAD_TILE[3]
+    assert chosen(nn.Conv2d(52, 26, 5, padding=2)) == conv_direct.WINOGRAD_TILE[5]
+    assert chosen(nn.Conv2d(52, 26, 5, padding=2), winograd=2) == 2
+    assert chosen(nn.Conv2d(3, 26, 3, padding=1)) and chosen(nn.Conv2d(26, 3, 3, padding=1))
+    assert not chosen(nn.Conv2d(4, 8, 3, padding=1))      # transforms shared by too few
     assert not chosen(nn.Conv2d(26, 52, 3, 2, 1))         # stride 2
     assert not chosen(nn.Conv2d(52, 52, 3, padding=1), winograd=False)
-    assert chosen(nn.Conv2d(3, 26, 3, padding=1), winograd=True)
+    assert chosen(nn.Conv2d(4, 8, 3, padding=1), winograd=True) == conv_direct.WINOGRAD_TILE[3]
     assert not chosen(nn.ConvTranspose2d(26, 26, 4, 2, 1), winograd=True)
-    with pytest.raises(ValueError, match='winograd must be'):
-        chosen(nn.Conv2d(4, 4, 3, padding=1), winograd='yes')
+    for bad in ('yes', 3):
+        with pytest.raises(ValueError, match='winograd must be'):
+            chosen(nn.Conv2d(4, 4, 3, padding=1), winograd=bad)
     assert 'winograd' in repr(DirectConv2d(nn.Conv2d(52, 52, 3, padding=1), relu=True))
 
 
 def test_winograd_weight_and_flag_must_agree():
     layer = nn.Conv2d(16, 16, 3, padding=1)
     x = [torch.randn(1, 16, 8, 8)]
-    wino = ext.conv_direct_pack(layer.weight.detach(), False, winograd=True)
+    wino = ext.conv_direct_pack(layer.weight.detach(), False, winograd=2)
     plain = ext.conv_direct_pack(layer.weight.detach(), False)
     with torch.inference_mode():
         with pytest.raises(RuntimeError, match='packed weight'):
             ext.conv_direct(x, wino, None, None, 16, 1, 1, False, True)
-        with pytest.raises(RuntimeError, match=r'packed weight.*winograd=True'):
-            ext.conv_direct(x, plain, None, None, 16, 1, 1, False, True, winograd=True)
+        with pytest.raises(RuntimeError, match=r'packed weight.*winograd=2'):
+            ext.conv_direct(x, plain, None, None, 16, 1, 1, False, True, winograd=2)
         with pytest.raises(RuntimeError, match='stride 2 and padding 1 are not supported'):
-            ext.conv_direct(x, wino, None, None, 16, 2, 1, False, True, winograd=True)
+            ext.conv_direct(x, wino, None, None, 16, 2, 1, False, True, winograd=2)
+        with pytest.raises(RuntimeError, match='not supported for a Winograd 1x1'):
+            ext.conv_direct(x, wino, None, None, 16, 1, 1, False, True, winograd=4)
+        with pytest.raises(RuntimeError, match='winograd must be the output tile'):
+            ext.conv_direct(x, wino, None, None, 16, 1, 1, False, True, winograd=3)
     with pytest.raises(RuntimeError, match='winograd needs a 3x3 or 5x5'):
-        ext.conv_direct_pack(torch.randn(4, 4, 7, 7), False, winograd=True)
+        ext.conv_direct_pack(torch.randn(4, 4, 7, 7), False, winograd=2)
 
 
 @pytest.mark.parametrize('cin, cout, size', [(52, 26, (18, 33)), (26, 26, (7, 5)),

@@ -69,6 +69,7 @@ inline Vec bcast(const float* p) { return _mm512_set1_ps(*p); }
 inline Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
 inline Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
 inline Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
+inline Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
 inline Vec set1(float x) { return _mm512_set1_ps(x); }
 // (_mm512_max_ps passes an undefined vector, which GCC 12 warns about as uninitialised)
 inline Vec max(Vec a, Vec b) { return _mm512_mask_max_ps(a, 0xFFFF, a, b); }
@@ -112,6 +113,7 @@ inline Vec bcast(const float* p) { return _mm256_broadcast_ss(p); }
 inline Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
 inline Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
 inline Vec sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
+inline Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
 inline Vec set1(float x) { return _mm256_set1_ps(x); }
 inline Vec max(Vec a, Vec b) { return _mm256_max_ps(a, b); }
 inline Mask make_mask(int64_t start, int64_t width) {
@@ -139,11 +141,14 @@ inline void deinterleave(Vec a, Vec b, Vec& even, Vec& odd) {
 
 using RowsFn = void (*)(const ConvArgs&, int64_t, int64_t, float*);
 
-enum class Algorithm { kDirect, kWinograd, kTransposed };
+// kWinograd2 / kWinograd4: Winograd F(2x2, KxK) / F(4x4, KxK)
+enum class Algorithm { kDirect, kWinograd2, kWinograd4, kTransposed };
 
-Algorithm algorithm(bool transposed, bool winograd) {
-  return transposed ? Algorithm::kTransposed
-                    : (winograd ? Algorithm::kWinograd : Algorithm::kDirect);
+// `winograd`: the Winograd output tile, 0 (none), 2 or 4
+Algorithm algorithm(bool transposed, int64_t winograd) {
+  if (transposed) return Algorithm::kTransposed;
+  if (winograd == 2) return Algorithm::kWinograd2;
+  return winograd == 4 ? Algorithm::kWinograd4 : Algorithm::kDirect;
 }
 
 bool cpu_has_avx512() {
@@ -180,7 +185,8 @@ int max_block(bool transposed) { return transposed ? 6 : (has_avx512() ? 13 : 6)
 
 #ifdef MTU_X86
 // The instantiated kernels: conv K in {3, 5} x stride in {1, 2, 4}, CB in 1..max_block; the
-// Winograd F(2x2, K x K) conv, K in {3, 5}, stride 1, CB in 1..max_block; the transposed conv,
+// Winograd F(M x M, K x K) conv, M in {2, 4}, K in {3, 5}, stride 1, CB in 1..max_block; the
+// transposed conv,
 // CB in 1..6.
 template <int CB>
 RowsFn kernel_for(bool avx512, Algorithm algo, int k, int stride) {
@@ -188,11 +194,16 @@ RowsFn kernel_for(bool avx512, Algorithm algo, int k, int stride) {
   constexpr int CB512 = CB <= 13 ? CB : 1, CB2 = CB <= 6 ? CB : 1;
   if (algo == Algorithm::kTransposed)
     return avx512 ? avx512::deconv_rows<CB2> : avx2::deconv_rows<CB2>;
-  if (algo == Algorithm::kWinograd) {
-    if (stride != 1) return nullptr;
-    if (k == 3) return avx512 ? avx512::winograd_rows<CB512, 3> : avx2::winograd_rows<CB2, 3>;
-    if (k == 5) return avx512 ? avx512::winograd_rows<CB512, 5> : avx2::winograd_rows<CB2, 5>;
-    return nullptr;
+  if (algo == Algorithm::kWinograd2 || algo == Algorithm::kWinograd4) {
+    if (stride != 1 || (k != 3 && k != 5)) return nullptr;
+#define MTU_WINOGRAD_CASE(M, K)                                                           \
+  if (k == K && (algo == Algorithm::kWinograd4) == (M == 4))                              \
+    return avx512 ? avx512::winograd_rows<CB512, M, K> : avx2::winograd_rows<CB2, M, K>;
+    MTU_WINOGRAD_CASE(2, 3)
+    MTU_WINOGRAD_CASE(2, 5)
+    MTU_WINOGRAD_CASE(4, 3)
+    MTU_WINOGRAD_CASE(4, 5)
+#undef MTU_WINOGRAD_CASE
   }
 #define MTU_CONV_CASE(K, S)                                                   \
   if (k == K && stride == S)                                                  \
@@ -260,13 +271,14 @@ void conv_direct_use_isa_cpu(const std::string& isa) {
   isa_override() = isa;
 }
 
-int64_t conv_direct_packed_kernel_size(const at::Tensor& packed, bool transposed, bool winograd) {
+int64_t conv_direct_packed_kernel_size(const at::Tensor& packed, bool transposed,
+                                       int64_t winograd) {
   if (transposed) return 4;
   if (!winograd) return packed.size(2);
-  // (G, N * N, Cin, CB) with N = K + 1
+  // (G, N * N, Cin, CB) with N = M + K - 1
   int64_t n = 1;
   while (n * n < packed.size(1)) ++n;
-  return n - 1;
+  return n - winograd + 1;
 }
 
 int64_t conv_direct_output_size(int64_t size, int64_t k, int64_t stride, int64_t pad,
@@ -274,31 +286,41 @@ int64_t conv_direct_output_size(int64_t size, int64_t k, int64_t stride, int64_t
   return transposed ? 2 * size : (size + 2 * pad - k) / stride + 1;
 }
 
-bool conv_direct_supported_cpu(int64_t k, int64_t stride, bool transposed, bool winograd) {
+bool conv_direct_supported_cpu(int64_t k, int64_t stride, bool transposed, int64_t winograd) {
   return find_kernel(1, algorithm(transposed, winograd), k, stride) != nullptr;
 }
 
 namespace {
 
-// Winograd F(2, K) filter transform G (N x K, N = K + 1), rows in the order of the points of
-// Winograd<K>'s B^T (0, 1, -1[, 2, -2], infinity); it carries the scales B^T leaves out.
-at::Tensor winograd_filter_transform(int64_t k) {
-  if (k == 3)
-    return at::tensor({-1., 0., 0., .5, .5, .5, .5, -.5, .5, 0., 0., 1.}, at::kDouble).view({4, 3});
-  const double s6 = 1. / 6, s12 = 1. / 12, s24 = 1. / 24;
-  return at::tensor({.25, 0., 0., 0., 0.,             //
-                     -s6, -s6, -s6, -s6, -s6,         //
-                     -s6, s6, -s6, s6, -s6,           //
-                     s24, s12, s6, 2 * s6, 4 * s6,    //
-                     s24, -s12, s6, -2 * s6, 4 * s6,  //
-                     0., 0., 0., 0., 1.},
-                    at::kDouble)
-      .view({6, 5});
+// Winograd F(M, K) filter transform G (N x K, N = M + K - 1), rows in the order of the points
+// of WinogradInput<N>'s B^T (0, 1, -1[, 2, -2[, 1/2, -1/2]], infinity); it carries the scales
+// B^T leaves out (derived as in Lavin & Gray, and checked against direct convolutions by the
+// tests).
+at::Tensor winograd_filter_transform(int64_t m, int64_t k) {
+  std::vector<double> g;
+  if (m == 2 && k == 3) {
+    g = {-1, 0, 0, .5, .5, .5, .5, -.5, .5, 0, 0, 1};
+  } else if (m == 2 && k == 5) {
+    const double a = 1. / 6, b = 1. / 12, c = 1. / 24;
+    g = {.25, 0, 0, 0, 0, -a, -a, -a, -a, -a, -a, a, -a, a, -a,
+         c, b, a, 2 * a, 4 * a, c, -b, a, -2 * a, 4 * a, 0, 0, 0, 0, 1};
+  } else if (m == 4 && k == 3) {
+    const double a = 1. / 6, b = 1. / 12, c = 1. / 24;
+    g = {.25, 0, 0, -a, -a, -a, -a, a, -a, c, b, a, c, -b, a, 0, 0, 1};
+  } else {  // m == 4, k == 5
+    const double a = 2. / 9, b = 1. / 90, c = 1. / 45;
+    g = {-1, 0, 0, 0, 0,  //
+         -a, -a, -a, -a, -a, -a, a, -a, a, -a,
+         b, c, 2 * c, 4 * c, 8 * c, b, -c, 2 * c, -4 * c, 8 * c,
+         32 * c, 16 * c, 8 * c, 4 * c, 2 * c, 32 * c, -16 * c, 8 * c, -4 * c, 2 * c,
+         0, 0, 0, 0, 1};
+  }
+  return at::tensor(g, at::kDouble).view({m + k - 1, k});
 }
 
 }  // namespace
 
-at::Tensor conv_direct_pack_cpu(const at::Tensor& weight, bool transposed, bool winograd) {
+at::Tensor conv_direct_pack_cpu(const at::Tensor& weight, bool transposed, int64_t winograd) {
   // conv (Cout, Cin, K, K) -> (G, Cin, K, K, CB);
   // Winograd (Cout, Cin, K, K) -> (G, N * N, Cin, CB), U = G g G^T per channel pair;
   // transposed (Cin, Cout, 4, 4) -> (G, 2 [py], Cin, 2 [row tap], 4 [kx], CB)
@@ -307,7 +329,7 @@ at::Tensor conv_direct_pack_cpu(const at::Tensor& weight, bool transposed, bool 
   const int64_t groups = (cout + cb - 1) / cb;
   const auto w = weight.to(at::kFloat);
   if (winograd) {
-    const auto g = winograd_filter_transform(k);
+    const auto g = winograd_filter_transform(winograd, k);
     const int64_t n = g.size(0);
     const auto u = at::matmul(at::matmul(g, weight.to(at::kDouble)), g.t()).to(at::kFloat);
     auto padded = at::zeros({groups * cb, cin, n, n}, w.options());
@@ -331,7 +353,7 @@ at::Tensor conv_direct_pack_cpu(const at::Tensor& weight, bool transposed, bool 
 at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tensor& packed,
                            const c10::optional<at::Tensor>& bias,
                            const c10::optional<at::Tensor>& residual, int64_t cout,
-                           int64_t stride, int64_t pad, bool transposed, bool winograd,
+                           int64_t stride, int64_t pad, bool transposed, int64_t winograd,
                            bool relu, const c10::optional<at::Tensor>& out) {
   const auto& first = inputs[0];
   const int64_t n = first.size(0), h = first.size(2), w = first.size(3);
@@ -369,18 +391,18 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   a.groups = groups;
   a.relu = relu;
   // per thread: direct and transposed, one packed strip (Cin * rows * stride sequences of at
-  // most 8 vectors + K floats); Winograd, the ring of N rows of 2 sequences of T + 2 floats,
+  // most 8 vectors + K floats); Winograd, the ring of N rows of M sequences of T + 2 floats,
   // then N^2 * (Cin + CB) * T floats of transformed inputs and products (T tiles a strip). The
   // kernels write and read exactly that; the extra vector is a margin.
   int64_t buf_size = cin * (transposed ? 2 : k) * stride * (8 * 16 + k) + 16;
   if (winograd) {
-    const int64_t n_pts = k + 1, tiles = winograd_strip(cb);
-    buf_size = n_pts * cin * 2 * (tiles + 2) + n_pts * n_pts * (cin + cb) * tiles + 16;
+    const int64_t n_pts = winograd + k - 1, tiles = winograd_strip(cb);
+    buf_size = n_pts * cin * winograd * (tiles + 2) + n_pts * n_pts * (cin + cb) * tiles + 16;
   }
   auto buf = at::empty({at::get_num_threads(), buf_size}, first.options());
   // contiguous row ranges per thread: neighbouring rows share input rows in the cache
-  // tasks: output rows (Winograd: tile rows of two)
-  const int64_t tasks = n * (winograd ? (oh + 1) / 2 : oh);
+  // tasks: output rows (Winograd: tile rows of M)
+  const int64_t tasks = n * (winograd ? (oh + winograd - 1) / winograd : oh);
   at::parallel_for(0, tasks, winograd ? 1 : 2, [&](int64_t b, int64_t e) {
     fn(a, b, e, buf.data_ptr<float>() + at::get_thread_num() * buf_size);
   });

@@ -5,7 +5,7 @@
 //   2*kMaxCB accumulators, 2 inputs and a broadcast fit the registers), kDeconvVectors (input
 //   vectors a strip of the transposed conv), zero(), loadu(p), storeu(p, v),
 //   load_masked(m, p), store_masked(m, p, v), bcast(p), set1(x), fma(a, b, acc), add(a, b),
-//   sub(a, b), max(a, b),
+//   sub(a, b), mul(a, b), max(a, b),
 //   make_mask(start, width) (lanes j with 0 <= start + j < width),
 //   interleave(a, b, lo, hi) (lo = a0 b0 a1 b1 ..., hi the rest),
 //   deinterleave(a, b, even, odd) (even = a0 a2 ... b0 b2 ..., odd = a1 a3 ... b1 b3 ...).
@@ -260,18 +260,18 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   }
 }
 
-// Winograd F(2x2, R x R) transforms in one dimension (Lavin & Gray, "Fast Algorithms for
-// Convolutional Neural Networks", 2016), from the points 0, 1, -1 (R = 3) or 0, 1, -1, 2, -2
-// (R = 5) and infinity: input(x, r) is r = B^T x over N = R + 1 values, output(m, y) is
-// y = A^T m over N values into the 2 outputs. The filter transform G, which carries the
-// points' scales, is applied when the weight is packed (conv_cpu.cpp); B^T holds only small
-// integers, so the transformed inputs round no worse than a few additions.
-template <int R>
-struct Winograd;
+// Winograd F(M x M, R x R) transforms in one dimension (Lavin & Gray, "Fast Algorithms for
+// Convolutional Neural Networks", 2016) over N = M + R - 1 points: 0, 1, -1 (N = 4), then 2, -2
+// (N = 6), then 1/2, -1/2 (N = 8), and infinity. WinogradInput<N>::input(x, r) is r = B^T x;
+// WinogradOutput<M, N>::output(m, y) is y = A^T m (M outputs). B^T depends on the points only,
+// so F(2, 5) and F(4, 3) share it. The filter transform G, which carries the points' scales, is
+// applied when the weight is packed (conv_cpu.cpp); B^T and A^T hold small integers and powers
+// of two, so the transforms round no worse than a few additions.
+template <int N>
+struct WinogradInput;
 
 template <>
-struct Winograd<3> {
-  static constexpr int N = 4;
+struct WinogradInput<4> {
   // B^T rows: (-1 0 1 0), (0 1 1 0), (0 -1 1 0), (0 -1 0 1)
   static inline void input(const Vec* x, Vec* r) {
     r[0] = sub(x[2], x[0]);
@@ -279,16 +279,10 @@ struct Winograd<3> {
     r[2] = sub(x[2], x[1]);
     r[3] = sub(x[3], x[1]);
   }
-  // A^T rows: (1 1 1 0), (0 1 -1 1)
-  static inline void output(const Vec* m, Vec* y) {
-    y[0] = add(add(m[0], m[1]), m[2]);
-    y[1] = add(sub(m[1], m[2]), m[3]);
-  }
 };
 
 template <>
-struct Winograd<5> {
-  static constexpr int N = 6;
+struct WinogradInput<6> {
   // B^T rows: (4 0 -5 0 1 0), (0 -4 -4 1 1 0), (0 4 -4 -1 1 0), (0 -2 -1 2 1 0),
   // (0 2 -1 -2 1 0), (0 4 0 -5 0 1)
   static inline void input(const Vec* x, Vec* r) {
@@ -301,6 +295,45 @@ struct Winograd<5> {
     r[4] = fma(set1(-2.f), t2, t3);
     r[5] = fma(set1(4.f), x[1], fma(set1(-5.f), x[3], x[5]));
   }
+};
+
+template <>
+struct WinogradInput<8> {
+  // B^T rows: (-1 0 21/4 0 -21/4 0 1 0), (0 1 1 -17/4 -17/4 1 1 0), (0 -1 1 17/4 -17/4 -1 1 0),
+  // (0 1/2 1/4 -5/2 -5/4 2 1 0), (0 -1/2 1/4 5/2 -5/4 -2 1 0), (0 2 4 -5/2 -5 1/2 1 0),
+  // (0 -2 4 5/2 -5 -1/2 1 0), (0 -1 0 21/4 0 -21/4 0 1): rows in +- pairs of shared halves
+  static inline void input(const Vec* x, Vec* r) {
+    r[0] = fma(set1(5.25f), sub(x[2], x[4]), sub(x[6], x[0]));
+    r[7] = fma(set1(5.25f), sub(x[3], x[5]), sub(x[7], x[1]));
+    const Vec t1 = fma(set1(-4.25f), x[4], add(x[2], x[6]));
+    const Vec t2 = fma(set1(-4.25f), x[3], add(x[1], x[5]));
+    r[1] = add(t1, t2);
+    r[2] = sub(t1, t2);
+    const Vec t3 = fma(set1(0.25f), x[2], fma(set1(-1.25f), x[4], x[6]));
+    const Vec t4 = fma(set1(0.5f), x[1], fma(set1(-2.5f), x[3], add(x[5], x[5])));
+    r[3] = add(t3, t4);
+    r[4] = sub(t3, t4);
+    const Vec t5 = fma(set1(4.f), x[2], fma(set1(-5.f), x[4], x[6]));
+    const Vec t6 = fma(set1(2.f), x[1], fma(set1(-2.5f), x[3], mul(set1(0.5f), x[5])));
+    r[5] = add(t5, t6);
+    r[6] = sub(t5, t6);
+  }
+};
+
+template <int M, int N>
+struct WinogradOutput;
+
+template <>
+struct WinogradOutput<2, 4> {
+  // A^T rows: (1 1 1 0), (0 1 -1 1)
+  static inline void output(const Vec* m, Vec* y) {
+    y[0] = add(add(m[0], m[1]), m[2]);
+    y[1] = add(sub(m[1], m[2]), m[3]);
+  }
+};
+
+template <>
+struct WinogradOutput<2, 6> {
   // A^T rows: (1 1 1 1 1 0), (0 1 -1 2 -2 1)
   static inline void output(const Vec* m, Vec* y) {
     y[0] = add(add(m[0], add(m[1], m[2])), add(m[3], m[4]));
@@ -308,39 +341,83 @@ struct Winograd<5> {
   }
 };
 
-// Convolution R x R, stride 1, padding a.pad, by Winograd F(2x2, R x R): each 2x2 output tile
-// is A^T [U . (B^T d B)] A, d its N x N input patch and U = G g G^T the packed weight, so a
-// tile takes N^2 multiply-adds per channel pair instead of 4 R^2 (16 against 36 for 3x3, 36
-// against 100 for 5x5). Vectorised over V tiles: tile t covers output columns 2t and 2t + 1,
-// and its patch's column j is input column 2t - pad + j, read from a row packed in even and
-// odd columns (pack_row with stride 2). A task is a range of tile rows. Per strip of NV*V
-// tiles, down the rows: the ring of N packed input rows (two new ones a tile row), the input
-// transform of every channel into vbuf (N^2 x Cin x NV*V floats), and per block of CB output
-// channels N^2 products with CB x NV accumulators in registers (the inner loop of conv_rows)
-// into mbuf, then the output transform, bias, ReLU and residual, interleaved into two rows.
-template <int CB, int R>
+template <>
+struct WinogradOutput<4, 6> {
+  // A^T rows: (1 1 1 1 1 0), (0 1 -1 2 -2 0), (0 1 1 4 4 0), (0 1 -1 8 -8 1)
+  static inline void output(const Vec* m, Vec* y) {
+    const Vec a = add(m[1], m[2]), b = sub(m[1], m[2]), c = add(m[3], m[4]),
+              d = sub(m[3], m[4]);
+    y[0] = add(add(m[0], a), c);
+    y[1] = fma(set1(2.f), d, b);
+    y[2] = fma(set1(4.f), c, a);
+    y[3] = add(fma(set1(8.f), d, b), m[5]);
+  }
+};
+
+template <>
+struct WinogradOutput<4, 8> {
+  // A^T rows: (1 1 1 1 1 1 1 0), (0 1 -1 2 -2 1/2 -1/2 0), (0 1 1 4 4 1/4 1/4 0),
+  // (0 1 -1 8 -8 1/8 -1/8 1)
+  static inline void output(const Vec* m, Vec* y) {
+    const Vec a = add(m[1], m[2]), b = sub(m[1], m[2]), c = add(m[3], m[4]),
+              d = sub(m[3], m[4]), e = add(m[5], m[6]), f = sub(m[5], m[6]);
+    y[0] = add(add(m[0], a), add(c, e));
+    y[1] = fma(set1(2.f), d, fma(set1(0.5f), f, b));
+    y[2] = fma(set1(4.f), c, fma(set1(0.25f), e, a));
+    y[3] = add(fma(set1(8.f), d, fma(set1(0.125f), f, b)), m[7]);
+  }
+};
+
+// M vectors of M interleaved phases (out[M*l + p] = y[p][l]) into `out`, M*V floats in M
+// vectors: one interleave for M = 2, two rounds for M = 4.
+template <int M>
+inline void interleave_phases(const Vec* y, Vec* out) {
+  if (M == 2) {
+    interleave(y[0], y[1], out[0], out[1]);
+  } else {
+    Vec p, q, r, s;
+    interleave(y[0], y[2], p, q);
+    interleave(y[1], y[3], r, s);
+    interleave(p, r, out[0], out[1]);
+    interleave(q, s, out[2], out[3]);
+  }
+}
+
+// Convolution R x R, stride 1, padding a.pad, by Winograd F(M x M, R x R): each M x M output
+// tile is A^T [U . (B^T d B)] A, d its N x N input patch (N = M + R - 1) and U = G g G^T the
+// packed weight, so a tile takes N^2 multiply-adds per channel pair instead of M^2 R^2 (16
+// against 36 for F(2x2, 3x3), 64 against 400 for F(4x4, 5x5)). Vectorised over V tiles: tile
+// t covers output columns M*t .. M*t + M - 1, and its patch's column j is input column
+// M*t - pad + j, read from a row packed in M phases of its columns (pack_row with stride M). A
+// task is a range of tile rows. Per strip of NV*V tiles, down the rows: the ring of N packed
+// input rows (M new ones a tile row), the input transform of every channel into vbuf
+// (N^2 x Cin x NV*V floats), and per block of CB output channels N^2 products with CB x NV
+// accumulators in registers (the inner loop of conv_rows) into mbuf, then the output
+// transform, bias, ReLU and residual, interleaved into M rows.
+template <int CB, int M, int R>
 void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
-  using W = Winograd<R>;
-  constexpr int N = W::N, NV = kStripVectors[CB], T = NV * V, L = T + (N - 1) / 2;
-  constexpr int CHUNK = 2 * L;
+  constexpr int N = M + R - 1, NV = kStripVectors[CB], T = NV * V, L = T + (N - 1) / M;
+  constexpr int CHUNK = M * L;
+  using In = WinogradInput<N>;
+  using Out = WinogradOutput<M, N>;
   int64_t cin = 0;
   for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
-  const int64_t OH = a.out_h, OW = a.out_w, TH = (OH + 1) / 2, TW = (OW + 1) / 2;
+  const int64_t OH = a.out_h, OW = a.out_w, TH = (OH + M - 1) / M, TW = (OW + M - 1) / M;
   float* const vbuf = buf + N * cin * CHUNK;
   float* const mbuf = vbuf + N * N * cin * T;
   for (int64_t t0 = 0; t0 < TW; t0 += T) {
-    const int64_t cstart = 2 * t0 - a.pad;
-    Mask mask[2 * NV];
-    for (int m = 0; m < 2 * NV; ++m) mask[m] = make_mask(2 * t0 + m * V, OW);
+    const int64_t cstart = M * t0 - a.pad;
+    Mask mask[M * NV];
+    for (int m = 0; m < M * NV; ++m) mask[m] = make_mask(M * t0 + m * V, OW);
     int64_t ring_n = -1, ring_last = 0;  // the ring holds rows ring_last - N + 1 .. ring_last
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t n = t / TH, ty = t % TH, top = 2 * ty - a.pad;
+      const int64_t n = t / TH, ty = t % TH, top = M * ty - a.pad;
       const int64_t first = n == ring_n && ring_last >= top ? ring_last + 1 : top;
       for (int64_t iy = first; iy < top + N; ++iy)
-        pack_row(a, n, iy, 2, cstart, L, buf + ((iy % N) + N) % N * CHUNK, N * CHUNK);
+        pack_row(a, n, iy, M, cstart, L, buf + ((iy % N) + N) % N * CHUNK, N * CHUNK);
       ring_n = n;
       ring_last = top + N - 1;
-      for (int s = 0; s < 2; ++s) prefetch_row(a, n, top + N + s, cstart, cstart + 2 * L);
+      for (int s = 0; s < M; ++s) prefetch_row(a, n, top + N + s, cstart, cstart + M * L);
       int64_t slot[N];
       for (int i = 0; i < N; ++i) slot[i] = ((top + i) % N + N) % N * CHUNK;
       // input transform: vbuf[xi][ci] = (B^T d B)[xi] for the strip's tiles
@@ -354,15 +431,15 @@ void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
             const float* row = channel + slot[i] + v * V;
             Vec d[N];
 #pragma GCC unroll 8
-            for (int j = 0; j < N; ++j) d[j] = loadu(row + (j & 1) * L + j / 2);
-            W::input(d, r[i]);
+            for (int j = 0; j < N; ++j) d[j] = loadu(row + (j % M) * L + j / M);
+            In::input(d, r[i]);
           }
 #pragma GCC unroll 8
           for (int j = 0; j < N; ++j) {
             Vec col[N], out[N];
 #pragma GCC unroll 8
             for (int i = 0; i < N; ++i) col[i] = r[i][j];
-            W::input(col, out);
+            In::input(col, out);
 #pragma GCC unroll 8
             for (int i = 0; i < N; ++i) storeu(vbuf + ((i * N + j) * cin + ci) * T + v * V, out[i]);
           }
@@ -370,7 +447,7 @@ void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
       }
       for (int64_t g = 0; g < a.groups; ++g) {
         const float* w = a.weight + g * N * N * cin * CB;
-        prefetch_outputs(a, n, g * CB, CB, 2 * ty * OW + 2 * t0, 2 * T);
+        prefetch_outputs(a, n, g * CB, CB, M * ty * OW + M * t0, M * T);
         // (not unrolled: one product's code is 2 * CB * NV multiply-adds a channel already)
 #pragma GCC unroll 1
         for (int xi = 0; xi < N * N; ++xi) {
@@ -401,32 +478,35 @@ void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
         for (int c = 0; c < CB; ++c) {
           const int64_t co = g * CB + c;
           if (co >= a.cout) break;
+#pragma GCC unroll 1
           for (int v = 0; v < NV; ++v) {
-            Vec s[N][2];
+            Vec s[N][M];
 #pragma GCC unroll 8
             for (int i = 0; i < N; ++i) {
               Vec m[N];
 #pragma GCC unroll 8
               for (int j = 0; j < N; ++j) m[j] = loadu(mbuf + ((i * N + j) * CB + c) * T + v * V);
-              W::output(m, s[i]);
+              Out::output(m, s[i]);
             }
-            Vec y[2][2];  // [column parity][output row]
-#pragma GCC unroll 2
-            for (int x = 0; x < 2; ++x) {
+            Vec y[M][M];  // [column phase][output row]
+#pragma GCC unroll 4
+            for (int x = 0; x < M; ++x) {
               Vec col[N];
 #pragma GCC unroll 8
               for (int i = 0; i < N; ++i) col[i] = s[i][x];
-              W::output(col, y[x]);
+              Out::output(col, y[x]);
             }
-#pragma GCC unroll 2
-            for (int yy = 0; yy < 2; ++yy) {
-              const int64_t oy = 2 * ty + yy;
+#pragma GCC unroll 4
+            for (int yy = 0; yy < M; ++yy) {
+              const int64_t oy = M * ty + yy;
               if (oy >= OH) break;
-              const int64_t off = (co * OH + oy) * OW + 2 * t0 + 2 * v * V;
-              Vec lo, hi;
-              interleave(y[0][yy], y[1][yy], lo, hi);
-              finish(a, lo, co, n, off, mask[2 * v]);
-              finish(a, hi, co, n, off + V, mask[2 * v + 1]);
+              Vec phases[M], row[M];
+#pragma GCC unroll 4
+              for (int x = 0; x < M; ++x) phases[x] = y[x][yy];
+              interleave_phases<M>(phases, row);
+              const int64_t off = (co * OH + oy) * OW + M * t0 + M * v * V;
+#pragma GCC unroll 4
+              for (int k = 0; k < M; ++k) finish(a, row[k], co, n, off + k * V, mask[M * v + k]);
             }
           }
         }

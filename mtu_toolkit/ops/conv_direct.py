@@ -5,9 +5,9 @@ at run time) instead of over output channels as oneDNN does, so layers of 26 or 
 use every lane and NCHW tensors need no reordering. It reads a list of inputs as one
 concatenation (no ``cat`` is built) and adds a residual after the ReLU in the same pass.
 Kernels: K x K convolutions (K = 3 or 5) with stride 1, 2 or 4, the 4x4 stride-2 transposed
-convolution of the U-Nets' decoders, and for stride-1 3x3 and 5x5 layers with many channels
-Winograd F(2x2, KxK) (16 instead of 36, 36 instead of 100 multiply-adds per 2x2 output tile
-and channel pair; the transforms cost little once they are shared by 16 or more channels).
+convolution of the U-Nets' decoders, and for the stride-1 3x3 and 5x5 layers Winograd
+F(4x4, KxK) (36 instead of 144, 64 instead of 400 multiply-adds per 4x4 output tile and
+channel pair) or F(2x2, KxK); the transforms cost little once shared by 16 or more channels.
 
 :class:`DirectConv2d` wraps one ``nn.Conv2d`` or ``nn.ConvTranspose2d`` for inference; where
 the kernels do not apply (no extension, another CPU, layer, dtype or device, or autograd) it
@@ -62,22 +62,31 @@ def _plane_contiguous(t):
     return t.contiguous()
 
 
-#: the fewest input and output channels for which Winograd beats the direct kernel: its input
-#: transform is shared by the output channels, its output transform by the input channels
-#: (720p on a 2-core AVX-512 Xeon: 52->52 3x3 2.2x faster, 52->26 5x5 2x; 3->26 slower)
+#: Winograd by default where the input or the output has this many channels: its input
+#: transform is shared by the output channels, its output transform by the input channels.
+#: 720p on a 2-core AVX-512 Xeon, direct / F(2x2) / F(4x4) ms: 52->26 5x5 309 / 168 / 106,
+#: 52->52 3x3 (1/4 res) 13.8 / 7.5 / 6.2, 15->26 3x3 44 / 39 / 31, 26->3 3x3 29 / 25 / 19,
+#: 3->26 3x3 18 / 20 / 18, 4->4 3x3 5.3 / 5.3 / 4.9
 WINOGRAD_MIN_CHANNELS = 16
 
+#: kernel size -> Winograd output tile M of F(M x M, K x K) by default (F(4x4) rounds to ~3e-6
+#: of the output's scale, F(2x2) and the direct sum to ~1e-6)
+WINOGRAD_TILE = {3: 4, 5: 4}
 
-def _winograd_applies(conv, winograd):
-    """Whether ``conv`` (for which the direct kernels apply) runs on the Winograd kernel:
-    ``winograd`` True (where it can) / False / 'auto' (by :data:`WINOGRAD_MIN_CHANNELS`)."""
-    if winograd not in (True, False, 'auto'):
-        raise ValueError(f"winograd must be True, False or 'auto', got {winograd!r}")
+
+def _winograd_tile(conv, winograd):
+    """The Winograd output tile ``conv`` (for which the direct kernels apply) runs with, 0 for
+    none: ``winograd`` 'auto' (:data:`WINOGRAD_TILE` where the layer has
+    :data:`WINOGRAD_MIN_CHANNELS`), True (where it can), False, or a tile, 2 or 4."""
+    if winograd not in (True, False, 'auto', 2, 4):
+        raise ValueError(f"winograd must be True, False, 'auto', 2 or 4, got {winograd!r}")
     k = conv.kernel_size[0]
-    if (not winograd or isinstance(conv, nn.ConvTranspose2d) or conv.stride[0] != 1
-            or not ext.conv_direct_supported(k, 1, False, winograd=True)):
-        return False
-    return winograd is True or min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
+    tile = WINOGRAD_TILE.get(k, 0) if winograd in (True, 'auto') else int(winograd)
+    if (not tile or isinstance(conv, nn.ConvTranspose2d) or conv.stride[0] != 1
+            or not ext.conv_direct_supported(k, 1, False, winograd=tile)):
+        return 0
+    wide = max(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
+    return tile if winograd != 'auto' or wide else 0
 
 
 def _kernel_applies(conv):
@@ -110,10 +119,11 @@ class DirectConv2d(nn.Module):
         relu (bool): apply ReLU (the ``conv(..., relu=True)`` layers of the network).
         reuse_output (bool): write every call's result into the same buffer (reallocated when
             the shape changes): for intermediate results that are dead by the next call.
-        winograd (bool | str): run a stride-1 3x3 or 5x5 layer by Winograd F(2x2, KxK):
-            'auto' (default) where it has at least :data:`WINOGRAD_MIN_CHANNELS` input and
-            output channels. It rounds differently from the direct sum (within ~1e-6 of the
-            output's scale for 3x3, ~3e-6 for 5x5).
+        winograd (bool | str | int): run a stride-1 3x3 or 5x5 layer by Winograd
+            F(M x M, KxK): 'auto' (default) with the tile M of :data:`WINOGRAD_TILE` where the
+            layer has at least :data:`WINOGRAD_MIN_CHANNELS` input or output channels, True
+            wherever it can, 2 or 4 with that tile, False never. It rounds differently from
+            the direct sum (within a few 1e-6 of the output's scale).
     """
 
     def __init__(self, conv, relu, reuse_output=False, winograd='auto'):
@@ -130,7 +140,7 @@ class DirectConv2d(nn.Module):
         self.register_buffer('bias', bias)
         applies = _kernel_applies(conv)
         self.isa = direct_conv_isa() if applies else ''
-        self.winograd = applies and _winograd_applies(conv, winograd)
+        self.winograd = _winograd_tile(conv, winograd) if applies else 0
         packed = (ext.conv_direct_pack(self.weight, self.transposed, winograd=self.winograd)
                   if applies else None)
         self.register_buffer('packed', packed, persistent=False)
@@ -179,6 +189,7 @@ class DirectConv2d(nn.Module):
                                        self.stride, self.padding, self.transposed)
 
     def extra_repr(self):
-        kind = 'transposed, ' if self.transposed else ('winograd, ' if self.winograd else '')
+        kind = ('transposed, ' if self.transposed
+                else (f'winograd F({self.winograd}x{self.winograd}), ' if self.winograd else ''))
         return (f'{kind}out_channels={self.out_channels}, kernel_size={self.weight.shape[-1]}, '
                 f'stride={self.stride}, relu={self.relu}, kernel={self.isa or "reference"}')
