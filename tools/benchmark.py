@@ -65,8 +65,8 @@ def parse_args(argv=None):
 
 
 WINOGRAD_NOTE = ('\nThe floor counts the convolutions\' direct FLOPs; the Winograd layers do fewer '
-                 'multiply-adds (3x3: 16 of 36, 5x5: 36 of 100 per 2x2 output tile), so '
-                 'measured/floor can fall below 1.\n')
+                 'multiply-adds (F(4x4, 3x3): 36 of 144, F(4x4, 5x5): 64 of 400 per 4x4 output '
+                 'tile and channel pair), so measured/floor can fall below 1.\n')
 
 
 def model_kind(fast, restorer, args):
