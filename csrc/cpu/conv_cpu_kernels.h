@@ -89,6 +89,26 @@ inline void prefetch_row(const ConvArgs& a, int64_t n, int64_t iy, int64_t c0, i
   }
 }
 
+// A strip's ring of K packed input rows of every channel (channel ci's row iy at
+// buf + (ci * K + iy mod K) * S * L), walked down the rows: advance() to the rows
+// top .. top + K - 1 of sample n packs only those the ring does not hold yet (S a step down,
+// all K after a jump), prefetches the next S rows and gives each row's offset in slot[K].
+struct Ring {
+  int64_t n = -1, last = 0;  // holds rows last - K + 1 .. last of sample n
+  inline void advance(const ConvArgs& a, int64_t sample, int64_t top, int K, int S,
+                      int64_t cstart, int L, float* buf, int64_t* slot) {
+    const int64_t chunk = S * L;
+    const int64_t first = sample == n && last >= top ? last + 1 : top;
+    for (int64_t iy = first; iy < top + K; ++iy)
+      pack_row(a, sample, iy, S, cstart, L, buf + ((iy % K) + K) % K * chunk, K * chunk);
+    n = sample;
+    last = top + K - 1;
+    for (int s = 0; s < S; ++s)  // the next step's new input rows
+      prefetch_row(a, sample, top + K + s, cstart, cstart + chunk);
+    for (int i = 0; i < K; ++i) slot[i] = ((top + i) % K + K) % K * chunk;
+  }
+};
+
 // Vectors per strip for CB output channels a block: (registers - 1) / (CB + 1), 1 to 8.
 constexpr int strip_vectors(int cb) {
   const int nv = (kRegisters - 1) / (cb + 1);
@@ -139,18 +159,11 @@ void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
     const int64_t cstart = S * x0 - a.pad;
     Mask mask[NV];
     for (int v = 0; v < NV; ++v) mask[v] = make_mask(x0 + v * V, OW);
-    int64_t ring_n = -1, ring_last = 0;  // the ring holds rows ring_last - K + 1 .. ring_last
+    Ring ring;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / OH, y = t % OH, top = S * y - a.pad;
-      const int64_t first = n == ring_n && ring_last >= top ? ring_last + 1 : top;
-      for (int64_t iy = first; iy < top + K; ++iy)
-        pack_row(a, n, iy, S, cstart, L, buf + ((iy % K) + K) % K * CHUNK, K * CHUNK);
-      ring_n = n;
-      ring_last = top + K - 1;
-      for (int s = 0; s < S; ++s)  // the next output row's new input rows
-        prefetch_row(a, n, top + K + s, cstart, S * (x0 + NV * V) + K);
       int64_t slot[K];
-      for (int ky = 0; ky < K; ++ky) slot[ky] = ((top + ky) % K + K) % K * CHUNK;
+      ring.advance(a, n, top, K, S, cstart, L, buf, slot);
       for (int64_t g = 0; g < a.groups; ++g) {
         const float* w = a.weight + g * cin * K * K * CB;
         prefetch_outputs(a, n, g * CB, CB, y * OW + x0, NV * V);
@@ -409,17 +422,11 @@ void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
     const int64_t cstart = M * t0 - a.pad;
     Mask mask[M * NV];
     for (int m = 0; m < M * NV; ++m) mask[m] = make_mask(M * t0 + m * V, OW);
-    int64_t ring_n = -1, ring_last = 0;  // the ring holds rows ring_last - N + 1 .. ring_last
+    Ring ring;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / TH, ty = t % TH, top = M * ty - a.pad;
-      const int64_t first = n == ring_n && ring_last >= top ? ring_last + 1 : top;
-      for (int64_t iy = first; iy < top + N; ++iy)
-        pack_row(a, n, iy, M, cstart, L, buf + ((iy % N) + N) % N * CHUNK, N * CHUNK);
-      ring_n = n;
-      ring_last = top + N - 1;
-      for (int s = 0; s < M; ++s) prefetch_row(a, n, top + N + s, cstart, cstart + M * L);
       int64_t slot[N];
-      for (int i = 0; i < N; ++i) slot[i] = ((top + i) % N + N) % N * CHUNK;
+      ring.advance(a, n, top, N, M, cstart, L, buf, slot);
       // input transform: vbuf[xi][ci] = (B^T d B)[xi] for the strip's tiles
       const float* channel = buf;
       for (int64_t ci = 0; ci < cin; ++ci, channel += N * CHUNK) {
