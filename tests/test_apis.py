@@ -19,6 +19,7 @@ from mtu_toolkit.apis import (CheckpointError, InputError, OutputError, check_st
 from mtu_toolkit.apis.fused_mtu import DirectStage, FusedMTUNet
 from mtu_toolkit.apis.optimize import default_mode, optimize_for_inference, tool_model
 from mtu_toolkit.ops.conv_direct import DirectConv2d, direct_conv_isa
+from mtu_toolkit.ops.extension import ext
 from mtu_toolkit.apis.pipeline import BackgroundReader, BackgroundWriter
 from mtu_toolkit.registry import MODELS
 
@@ -177,8 +178,8 @@ def test_optimized_model_matches_eager():
     direct = optimize_for_inference(model, mode='direct')  # AVX2 kernels too, where those run
     assert isinstance(direct.backbone, FusedMTUNet)
     assert isinstance(direct.backbone.stages[0], DirectStage)
-    # the default: the direct kernels on AVX-512 CPUs
-    assert default_mode() == ('direct' if direct_conv_isa() == 'avx512' else 'frozen')
+    # the default: the direct kernels wherever they run (AVX-512, AVX2)
+    assert default_mode() == ('direct' if direct_conv_isa() else 'frozen')
     assert isinstance(optimize_for_inference(model).backbone,
                       FusedMTUNet if default_mode() == 'direct' else type(frozen.backbone))
     # every stride-1 layer by Winograd / none (the tiny model's layers are too narrow for 'auto')
@@ -205,7 +206,17 @@ def test_tool_model_picks_the_mode():
     model = tiny_restorer()
     assert tool_model(model, eager=True) is model
     fast = tool_model(model)
-    assert (fast is model) == (direct_conv_isa() != 'avx512')
+    assert (fast is model) == (not direct_conv_isa())
+    if direct_conv_isa():
+        # CPUs with AVX2 only get the direct kernels as well; CPUs without them the PyTorch
+        # model (the kernels' choice is forced here, as on such CPUs)
+        for isa, direct in (('avx2', True), ('', False)):
+            ext.conv_direct_use_isa(isa)
+            try:
+                assert default_mode() == ('direct' if direct else 'frozen')
+                assert (tool_model(model) is model) == (not direct)
+            finally:
+                ext.conv_direct_use_isa('best')
     with pytest.raises(ValueError, match='exclude each other'):
         tool_model(model, compile=True, eager=True)
 

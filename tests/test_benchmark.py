@@ -130,7 +130,7 @@ def test_tool_writes_table_json_and_plot(tmp_path):
     assert row['params'] == pytest.approx(0.538, abs=5e-4) and row['paper_ms'] == 32
     table = (out / 'benchmark.md').read_text()
     assert '| MTU1 | float32 | 0.538 |' in table
-    # the tools' CPU model: MTU1's wide stride-1 layers run Winograd on AVX-512, and the
+    # the tools' CPU model: MTU1's wide stride-1 layers run Winograd (AVX-512, AVX2), and the
     # table says that the floor counts direct FLOPs
     winograd = default_mode() == 'direct'
     assert row['model'] == ('direct kernels + Winograd' if winograd else 'eager')

@@ -10,7 +10,7 @@ Batch 1, real image content, device synchronised before and after every frame, m
 in the same run, measured/floor) and, with ``--quality`` (JSON {variant: PSNR}), a quality-vs-speed
 plot ``quality_speed.png`` like the paper's Fig. 1. ``--fp16`` adds a float16-autocast run of each
 variant (CUDA). On the CPU the model timed is the one the tools run: the toolkit's direct
-convolution kernels where the CPU has AVX-512 (``--eager``: the plain PyTorch model;
+convolution kernels (with Winograd) where the CPU has AVX-512 or AVX2 (``--eager``: the plain PyTorch model;
 ``--compile``: the concatenation-free network compiled by ``torch.compile`` during the warm-up).
 MTU2-hp (float16) is skipped on the CPU.
 """

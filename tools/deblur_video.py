@@ -6,8 +6,9 @@
 INPUT is a video file (mp4/avi/mov/... anything OpenCV decodes) or a folder of frames; OUTPUT a
 video file (.mp4/.mov: mp4v, .avi/.mkv: MJPG) or a folder (PNG frames). The output keeps the
 input's frame rate, appears only when complete, and memory stays flat however long the video.
-On CPUs with AVX-512 the network runs on the toolkit's direct convolution kernels (``--eager``: the
-plain PyTorch model; ``--compile``: torch.compile); the frames are the same to float rounding.
+On CPUs with AVX-512 or AVX2 the network runs on the toolkit's direct convolution kernels
+(``--eager``: the plain PyTorch model; ``--compile``: torch.compile); the frames are the same to
+float rounding.
 Exit codes: 0 done, 2 bad config/arguments, 3 bad input, 4 bad checkpoint, 5 output failed,
 1 other inference errors, 130 interrupted.
 """

@@ -2,19 +2,20 @@
 
 The detail networks (U-Nets, >95% of the FLOPs) are pure convolution graphs. Three CPU modes:
 
-* ``'direct'`` (the default on CPUs with AVX-512; AVX2 kernels on request): the network
+* ``'direct'`` (the default on CPUs with AVX-512 or AVX2): the network
   rearranged without its full-resolution concatenations
   (:class:`~mtu_toolkit.apis.fused_mtu.FusedMTUNet`) on the toolkit's own convolution kernels
   (:mod:`mtu_toolkit.ops.conv_direct`, compiled with the extension): NCHW, vectorised over the
-  image row so the 26/52-channel layers fill every lane, ReLUs, residual adds and
-  concatenations fused into the convolutions. Needs nothing at run time. The fastest CPU path
+  image row so the 26/52-channel layers fill every lane, the stride-1 layers by Winograd
+  F(4x4, KxK), ReLUs, residual adds and concatenations fused into the convolutions. Needs
+  nothing at run time. The fastest CPU path
   (``docs/benchmarks.md``);
 * ``'compile'`` (``compile=True``): the same rearranged network channels-last, each unit with
   the convolutions around it compiled by ``torch.compile`` (inductor, weights frozen as
   constants: prepacked oneDNN convolutions with fused ReLU/adds). It needs a C++ compiler at run
   time and compiles on the first frame of each size (~15-20 s per unit on 2 cores); it falls
   back to the eager stage with a warning if compiling fails;
-* ``'frozen'`` (the default elsewhere): each detail network traced, frozen and passed through
+* ``'frozen'`` (the default on other CPUs): each detail network traced, frozen and passed through
   ``torch.jit.optimize_for_inference`` (oneDNN blocked layout through the U-Net).
 
 The motion compensation (the fused ``correlation_argmax`` op and the warp) stays eager. Results
@@ -75,13 +76,14 @@ class CompiledModule(torch.nn.Module):
 
 
 def default_mode():
-    """``'direct'`` on CPUs with AVX-512, else ``'frozen'``.
+    """``'direct'`` where the direct kernels run (CPUs with AVX-512, or AVX2 and FMA), else
+    ``'frozen'``.
 
-    The AVX2 kernels are correct but were measured only on an AVX-512 machine, where they run
-    slower than oneDNN's AVX-512 convolutions (``docs/benchmarks.md``); on AVX2-only CPUs
-    ``mode='direct'`` is an explicit choice until timed there.
+    The AVX2 kernels, forced on an AVX-512 Xeon, beat oneDNN's AVX-512 convolutions there
+    (MTU2 at 720p: 1.82x against eager's 2.45x of the conv-FLOP floor, ``docs/benchmarks.md``);
+    on an AVX2-only CPU oneDNN drops to 8 lanes as well.
     """
-    return 'direct' if direct_conv_isa() == 'avx512' else 'frozen'
+    return 'direct' if direct_conv_isa() else 'frozen'
 
 
 def optimize_for_inference(restorer, compile=False, mode=None, winograd='auto'):
