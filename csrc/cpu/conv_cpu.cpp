@@ -1,5 +1,7 @@
 // Direct convolutions for the detail networks (CPU, float32, NCHW): K x K (K = 3, 5) with
-// stride 1, 2 or 4, and the 4x4 stride-2 transposed convolution.
+// stride 1, 2 or 4, the 4x4 stride-2 transposed convolution, and Winograd F(2x2, KxK) and
+// F(4x4, KxK) for the stride-1 K x K layers (the same register-blocked inner loop over the
+// transformed tiles; 4x and 6.25x fewer multiply-adds for F(4x4, 3x3) and F(4x4, 5x5)).
 //
 // oneDNN vectorises convolutions over output channels, 16 at a time with AVX-512, so the MTU
 // network's 26- and 52-channel layers fill only 26/32 and 52/64 of the lanes (and NCHW tensors
