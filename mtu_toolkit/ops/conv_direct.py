@@ -62,22 +62,25 @@ def _plane_contiguous(t):
     return t.contiguous()
 
 
-#: Winograd by default where the input or the output has this many channels: its input
-#: transform is shared by the output channels, its output transform by the input channels.
-#: 720p on a 2-core AVX-512 Xeon, direct / F(2x2) / F(4x4) ms: 52->26 5x5 309 / 168 / 106,
-#: 52->52 3x3 (1/4 res) 13.8 / 7.5 / 6.2, 15->26 3x3 44 / 39 / 31, 26->3 3x3 29 / 25 / 19,
-#: 3->26 3x3 18 / 20 / 18, 4->4 3x3 5.3 / 5.3 / 4.9
+#: Winograd by default where the input or the output has this many channels (its input
+#: transform is shared by the output channels, its output transform by the input channels)
+#: and the input at least WINOGRAD_MIN_INPUTS (the products' depth). 720p on a 2-core AVX-512
+#: Xeon, direct / F(2x2) / F(4x4) ms (``benchmarks/conv_cpu.py``): 52->26 5x5 216 / 159 / 82,
+#: 52->52 3x3 (1/4 res) 9.5 / 6.0 / 4.9, 15->26 3x3 38 / 34 / 31, 26->3 3x3 24 / 20 / 15,
+#: 3->26 3x3 17 / 19 / 20
 WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MIN_INPUTS = 8
 
-#: kernel size -> Winograd output tile M of F(M x M, K x K) by default (F(4x4) rounds to ~3e-6
-#: of the output's scale, F(2x2) and the direct sum to ~1e-6)
+#: kernel size -> Winograd output tile M of F(M x M, K x K) by default (F(4x4) differs from
+#: the exact sum by up to ~6e-6 of the output's scale, F(2x2) and the direct sum by ~1e-6)
 WINOGRAD_TILE = {3: 4, 5: 4}
 
 
 def _winograd_tile(conv, winograd):
     """The Winograd output tile ``conv`` (for which the direct kernels apply) runs with, 0 for
     none: ``winograd`` 'auto' (:data:`WINOGRAD_TILE` where the layer has
-    :data:`WINOGRAD_MIN_CHANNELS`), True (where it can), False, or a tile, 2 or 4."""
+    :data:`WINOGRAD_MIN_CHANNELS` and :data:`WINOGRAD_MIN_INPUTS`), True (where it can),
+    False, or a tile, 2 or 4."""
     if winograd not in (True, False, 'auto', 2, 4):
         raise ValueError(f"winograd must be True, False, 'auto', 2 or 4, got {winograd!r}")
     k = conv.kernel_size[0]
@@ -85,7 +88,8 @@ def _winograd_tile(conv, winograd):
     if (not tile or isinstance(conv, nn.ConvTranspose2d) or conv.stride[0] != 1
             or not ext.conv_direct_supported(k, 1, False, winograd=tile)):
         return 0
-    wide = max(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
+    wide = (max(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
+            and conv.in_channels >= WINOGRAD_MIN_INPUTS)
     return tile if winograd != 'auto' or wide else 0
 
 
@@ -121,9 +125,10 @@ class DirectConv2d(nn.Module):
             the shape changes): for intermediate results that are dead by the next call.
         winograd (bool | str | int): run a stride-1 3x3 or 5x5 layer by Winograd
             F(M x M, KxK): 'auto' (default) with the tile M of :data:`WINOGRAD_TILE` where the
-            layer has at least :data:`WINOGRAD_MIN_CHANNELS` input or output channels, True
-            wherever it can, 2 or 4 with that tile, False never. It rounds differently from
-            the direct sum (within a few 1e-6 of the output's scale).
+            layer has at least :data:`WINOGRAD_MIN_CHANNELS` input or output channels and
+            :data:`WINOGRAD_MIN_INPUTS` inputs, True wherever it can, 2 or 4 with that tile,
+            False never. It rounds differently from the direct sum (within a few 1e-6 of the
+            output's scale).
     """
 
     def __init__(self, conv, relu, reuse_output=False, winograd='auto'):

@@ -1,0 +1,88 @@
+"""The CPU convolution kernels layer by layer, against PyTorch's convolution (oneDNN).
+
+Times each stride-1 layer shape of an MTU unit at 1280x720 (or ``--size``) with PyTorch's
+``conv2d`` + ReLU (the reference), the direct kernel, and Winograd F(2x2, KxK) and F(4x4, KxK),
+all on the same input and alternating call by call, so that the VM's drift hits every variant
+alike; prints the median ms, the speed-up over the reference and the largest difference from
+it relative to the output's scale. The numbers behind ``WINOGRAD_TILE`` and
+``WINOGRAD_MIN_CHANNELS`` in ``mtu_toolkit/ops/conv_direct.py``.
+
+Usage:
+    python benchmarks/conv_cpu.py [--size 1280x720] [--repeats 7] [--threads N]
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mtu_toolkit.ops.conv_direct import direct_conv_isa  # noqa: E402
+from mtu_toolkit.ops.extension import ext  # noqa: E402
+
+#: name, input channels, output channels, kernel size, resolution divisor (ch = 26)
+LAYERS = [('base_conv 3->26 3x3', 3, 26, 3, 1),
+          ('inp_prev_conv 15->26 3x3', 15, 26, 3, 1),
+          ('enc1 52->26 5x5', 52, 26, 5, 1),
+          ('residual block 52->52 3x3', 52, 52, 3, 4),
+          ('out_conv 26->3 3x3', 26, 3, 3, 1)]
+
+#: variant -> Winograd tile of conv_direct (None: PyTorch)
+VARIANTS = {'pytorch': None, 'direct': 0, 'F(2x2)': 2, 'F(4x4)': 4}
+
+
+def run_layer(cin, cout, k, height, width, repeats):
+    """{variant: (median seconds, max |out - reference| / max |reference|)}."""
+    torch.manual_seed(0)
+    x = torch.rand(1, cin, height, width)
+    weight = torch.randn(cout, cin, k, k) / (cin * k * k) ** 0.5
+    bias = torch.randn(cout) * 0.1
+    out = torch.empty(1, cout, height, width)
+    calls = {}
+    for name, tile in VARIANTS.items():
+        if tile is None:
+            calls[name] = lambda: F.relu(F.conv2d(x, weight, bias, padding=k // 2))
+        else:
+            packed = ext.conv_direct_pack(weight, False, winograd=tile)
+            # into the same output buffer, as the network's reused buffers
+            calls[name] = (lambda p=packed, t=tile: ext.conv_direct(
+                [x], p, bias, None, cout, 1, k // 2, False, True, out, winograd=t))
+    with torch.inference_mode():
+        ref = calls['pytorch']()
+        scale = ref.abs().max().item()
+        errors = {name: (fn() - ref).abs().max().item() / scale for name, fn in calls.items()}
+        times = {name: [] for name in calls}
+        for _ in range(repeats):
+            for name, fn in calls.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), errors[name]) for name in calls}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--size', default='1280x720', help='frame WIDTHxHEIGHT')
+    parser.add_argument('--repeats', type=int, default=7)
+    parser.add_argument('--threads', type=int)
+    args = parser.parse_args()
+    if not direct_conv_isa():
+        sys.exit('the direct kernels do not run here (no extension, or a CPU without AVX2)')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    width, height = (int(v) for v in args.size.split('x'))
+    print(f'{direct_conv_isa()} kernels, {torch.get_num_threads()} threads, {width}x{height}; '
+          'ms (speed-up over PyTorch, max difference from it / output scale)')
+    for name, cin, cout, k, div in LAYERS:
+        res = run_layer(cin, cout, k, height // div, width // div, args.repeats)
+        ref_time = res['pytorch'][0]
+        cells = [f'{v} {t * 1e3:7.1f} ({ref_time / t:4.2f}x, {e:.0e})'
+                 for v, (t, e) in res.items()]
+        print(f'{name:26s} ' + '  '.join(cells), flush=True)
+
+
+if __name__ == '__main__':
+    main()
