@@ -10,8 +10,9 @@ Batch 1, real image content, device synchronised before and after every frame, m
 in the same run, measured/floor) and, with ``--quality`` (JSON {variant: PSNR}), a quality-vs-speed
 plot ``quality_speed.png`` like the paper's Fig. 1. ``--fp16`` adds a float16-autocast run of each
 variant (CUDA). On the CPU the model timed is the one the tools run: the toolkit's direct
-convolution kernels (with Winograd) where the CPU has AVX-512 or AVX2 (``--eager``: the plain PyTorch model;
-``--compile``: the concatenation-free network compiled by ``torch.compile`` during the warm-up).
+convolution kernels (with Winograd) where the CPU has AVX-512 or AVX2 (``--eager``: the plain
+PyTorch model; ``--compile``: the concatenation-free network compiled by ``torch.compile``
+during the warm-up).
 MTU2-hp (float16) is skipped on the CPU.
 """
 import argparse
@@ -70,8 +71,8 @@ WINOGRAD_NOTE = ('\nThe floor counts the convolutions\' direct FLOPs; the Winogr
 
 
 def model_kind(fast, restorer, args):
-    """What was timed: 'compiled', 'direct kernels (+ Winograd)' or 'eager' (CUDA: eager,
-    cuDNN autotuned)."""
+    """What was timed: 'compiled', 'direct kernels + Winograd', 'direct kernels' or 'eager'
+    (CUDA: eager, cuDNN autotuned)."""
     if args.compile:
         return 'compiled'
     if fast is restorer:

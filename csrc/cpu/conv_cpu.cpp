@@ -188,8 +188,7 @@ int max_block(bool transposed) { return transposed ? 6 : (has_avx512() ? 13 : 6)
 #ifdef MTU_X86
 // The instantiated kernels: conv K in {3, 5} x stride in {1, 2, 4}, CB in 1..max_block; the
 // Winograd F(M x M, K x K) conv, M in {2, 4}, K in {3, 5}, stride 1, CB in 1..max_block; the
-// transposed conv,
-// CB in 1..6.
+// transposed conv, CB in 1..6.
 template <int CB>
 RowsFn kernel_for(bool avx512, Algorithm algo, int k, int stride) {
   if (CB > max_block(algo == Algorithm::kTransposed)) return nullptr;
@@ -330,18 +329,19 @@ at::Tensor conv_direct_pack_cpu(const at::Tensor& weight, bool transposed, int64
   const int64_t k = weight.size(2), cb = block_channels(cout, transposed);
   const int64_t groups = (cout + cb - 1) / cb;
   const auto w = weight.to(at::kFloat);
-  if (winograd) {
-    const auto g = winograd_filter_transform(winograd, k);
-    const int64_t n = g.size(0);
-    const auto u = at::matmul(at::matmul(g, weight.to(at::kDouble)), g.t()).to(at::kFloat);
-    auto padded = at::zeros({groups * cb, cin, n, n}, w.options());
-    padded.narrow(0, 0, cout).copy_(u);
-    return padded.view({groups, cb, cin, n * n}).permute({0, 3, 2, 1}).contiguous();
-  }
   if (!transposed) {
-    auto padded = at::zeros({groups * cb, cin, k, k}, w.options());
-    padded.narrow(0, 0, cout).copy_(w);
-    return padded.view({groups, cb, cin, k, k}).permute({0, 2, 3, 4, 1}).contiguous();
+    // the taps of each channel pair: the weight, or (Winograd) U = G g G^T, N x N
+    at::Tensor taps = w;
+    if (winograd) {
+      const auto g = winograd_filter_transform(winograd, k);
+      taps = at::matmul(at::matmul(g, weight.to(at::kDouble)), g.t()).to(at::kFloat);
+    }
+    const int64_t t = taps.size(2);
+    auto padded = at::zeros({groups * cb, cin, t, t}, w.options());
+    padded.narrow(0, 0, cout).copy_(taps);
+    const auto blocks = padded.view({groups, cb, cin, t * t});
+    if (winograd) return blocks.permute({0, 3, 2, 1}).contiguous();
+    return blocks.permute({0, 2, 3, 1}).contiguous().view({groups, cin, k, k, cb});
   }
   auto padded = at::zeros({cin, groups * cb, 4, 4}, w.options());
   padded.narrow(1, 0, cout).copy_(w);

@@ -278,8 +278,8 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
 // (N = 6), then 1/2, -1/2 (N = 8), and infinity. WinogradInput<N>::input(x, r) is r = B^T x;
 // WinogradOutput<M, N>::output(m, y) is y = A^T m (M outputs). B^T depends on the points only,
 // so F(2, 5) and F(4, 3) share it. The filter transform G, which carries the points' scales, is
-// applied when the weight is packed (conv_cpu.cpp); B^T and A^T hold small integers and powers
-// of two, so the transforms round no worse than a few additions.
+// applied when the weight is packed (conv_cpu.cpp); B^T and A^T hold small numbers (at most 8
+// in magnitude, in quarters and eighths), so the transforms round little.
 template <int N>
 struct WinogradInput;
 

@@ -87,8 +87,8 @@ class DirectStage(nn.Module):
     The full-resolution results that die within a frame are written into the same buffers
     every frame, so one model must not run frames from several threads at once.
 
-    ``winograd`` is :class:`~mtu_toolkit.ops.DirectConv2d`'s (by default the stride-1 layers
-    with 16 or more channels in and out run Winograd F(2x2, KxK)).
+    ``winograd`` is :class:`~mtu_toolkit.ops.DirectConv2d`'s (by default the wide stride-1
+    layers run Winograd F(4x4, KxK)).
     """
 
     def __init__(self, net, n, winograd='auto'):
@@ -157,8 +157,8 @@ class FusedMTUNet(nn.Module):
             loading the weights).
         direct (bool): build :class:`DirectStage` s (the direct convolution kernels) instead of
             :class:`Stage` s.
-        winograd (bool | str): the direct stages' choice of Winograd kernels ('auto', True,
-            False; see :class:`~mtu_toolkit.ops.DirectConv2d`).
+        winograd (bool | str | int): the direct stages' choice of Winograd kernels ('auto',
+            True, False, 2 or 4; see :class:`~mtu_toolkit.ops.DirectConv2d`).
 
     ``forward(window, state=None, with_aux=False)`` has MTUNet's signature and results
     (``outputs['out']``, ``mc``, the new state); no auxiliary outputs.

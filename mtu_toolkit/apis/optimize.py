@@ -95,8 +95,9 @@ def optimize_for_inference(restorer, compile=False, mode=None, winograd='auto'):
         mode (str | None): CPU mode, one of :data:`MODES`; default :func:`default_mode`
             (``'compile'`` with ``compile=True``). ``'direct'`` and ``'compile'`` rearrange an
             MTUNet; another backbone is returned as it is, with a warning.
-        winograd (bool | str): ``'direct'`` mode: which stride-1 layers run Winograd
-            F(2x2, KxK) (see :class:`~mtu_toolkit.ops.DirectConv2d`; False: none, to compare).
+        winograd (bool | str | int): ``'direct'`` mode: which stride-1 layers run Winograd
+            and with which tile (see :class:`~mtu_toolkit.ops.DirectConv2d`; False: none, to
+            compare).
 
     On CUDA, or with half-precision autocast, the model is returned as it is (cuDNN picks its
     own algorithms; ``torch.backends.cudnn.benchmark`` is switched on). The copy's
