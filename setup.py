@@ -1,8 +1,14 @@
 """Install mtu_toolkit (editable: ``pip install --no-build-isolation --no-deps -e .``).
 
-The build compiles the motion-compensation ops in ``csrc/`` into ``mtu_toolkit._ext``: C++ CPU
-kernels always, CUDA kernels too when torch sees a GPU or ``FORCE_CUDA=1`` (given a CUDA build of
-torch and nvcc).
+The build compiles two extensions from ``csrc/``, each on its own (a failed build of one never
+loses the other; the build says which were built):
+
+* ``mtu_toolkit._ext``: the motion-compensation ops (``csrc/bindings.cpp``, ``csrc/cpu``): C++
+  CPU kernels always, CUDA kernels (``csrc/cuda``) too when torch sees a GPU or
+  ``FORCE_CUDA=1`` (given a CUDA build of torch and nvcc);
+* ``mtu_toolkit._conv_cpu``: the CPU convolution engine for inference (``csrc/conv_cpu``;
+  x86 SIMD kernels, portable stubs elsewhere).
+
 ``MTU_SKIP_EXT=1`` skips the compilation; ``mtu_toolkit.ops`` then warns once and runs the
 pure-PyTorch references. No build isolation, so the build uses the installed torch.
 """
@@ -22,7 +28,7 @@ def env_flag(name):
 
 
 def extensions():
-    """The ``mtu_toolkit._ext`` extension and its build command, or nothing when skipped."""
+    """The extensions and their build command, or nothing when skipped."""
     if env_flag('MTU_SKIP_EXT'):
         print('[mtu_toolkit] MTU_SKIP_EXT is set: not compiling csrc/ '
               '(the ops will fall back to the pure-PyTorch references)')
@@ -31,27 +37,52 @@ def extensions():
     from torch.utils.cpp_extension import (CUDA_HOME, BuildExtension, CppExtension,
                                            CUDAExtension)
 
-    sources = sorted(glob.glob('csrc/*.cpp') + glob.glob('csrc/cpu/*.cpp'))
     # -O3 lets GCC vectorise the contiguous inner loops for the baseline ISA of the wheel (no
-    # -march=native, which would crash on older CPUs); no -ffast-math, so float sums keep
-    # their order and results stay deterministic. OpenMP drives at::parallel_for, as in torch.
+    # -march=native, which would crash on older CPUs; the SIMD paths are picked at run time);
+    # no -ffast-math, so float sums keep their order and results stay deterministic. OpenMP
+    # drives at::parallel_for, as in torch.
     cxx = ['-O3', '-std=c++20', '-fopenmp', '-ffp-contract=off', '-Wno-psabi']
+    mc_sources = sorted(glob.glob('csrc/*.cpp') + glob.glob('csrc/cpu/*.cpp'))
     with_cuda = (torch.cuda.is_available() or env_flag('FORCE_CUDA')) and CUDA_HOME is not None
     if with_cuda and torch.version.cuda is None:
         # a CPU build of torch has no CUDA runtime to launch kernels with (nor all its headers)
         print('[mtu_toolkit] FORCE_CUDA ignored: the installed torch is a CPU build')
         with_cuda = False
     if with_cuda:
-        ext = CUDAExtension(
-            'mtu_toolkit._ext', sources + sorted(glob.glob('csrc/cuda/*.cu')),
+        mc_ops = CUDAExtension(
+            'mtu_toolkit._ext', mc_sources + sorted(glob.glob('csrc/cuda/*.cu')),
             define_macros=[('MTU_WITH_CUDA', None)],
             extra_compile_args={'cxx': cxx, 'nvcc': ['-O3', '-std=c++20']},
             extra_link_args=['-fopenmp'])
     else:
-        ext = CppExtension('mtu_toolkit._ext', sources, extra_compile_args={'cxx': cxx},
-                           extra_link_args=['-fopenmp'])
-    print(f'[mtu_toolkit] compiling mtu_toolkit._ext ({"CPU + CUDA" if with_cuda else "CPU"})')
-    return [ext], {'build_ext': BuildExtension.with_options(use_ninja=True)}
+        mc_ops = CppExtension('mtu_toolkit._ext', mc_sources, extra_compile_args={'cxx': cxx},
+                              extra_link_args=['-fopenmp'])
+    conv_engine = CppExtension('mtu_toolkit._conv_cpu', sorted(glob.glob('csrc/conv_cpu/*.cpp')),
+                               extra_compile_args={'cxx': cxx}, extra_link_args=['-fopenmp'])
+    print(f'[mtu_toolkit] compiling mtu_toolkit._ext ({"CPU + CUDA" if with_cuda else "CPU"}) '
+          'and mtu_toolkit._conv_cpu')
+
+    class BuildEachExtension(BuildExtension):
+        """Builds every extension on its own: one that fails is reported and skipped (its
+        Python side falls back to PyTorch) instead of failing the whole install."""
+
+        def run(self):
+            self.built, self.failed = [], []
+            super().run()
+            for name in self.built:
+                print(f'[mtu_toolkit] built {name}')
+            for name, err in self.failed:
+                print(f'[mtu_toolkit] NOT built {name}: {err} (it falls back to PyTorch; see '
+                      'the compiler output above)')
+
+        def build_extension(self, ext):
+            try:
+                super().build_extension(ext)
+                self.built.append(ext.name)
+            except Exception as err:  # noqa: BLE001 - reported in run(), the rest still builds
+                self.failed.append((ext.name, f'{type(err).__name__}: {err}'))
+
+    return [mc_ops, conv_engine], {'build_ext': BuildEachExtension.with_options(use_ninja=True)}
 
 
 ext_modules, cmdclass = extensions()

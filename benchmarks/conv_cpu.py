@@ -5,7 +5,7 @@ Times each stride-1 layer shape of an MTU unit at 1280x720 (or ``--size``) with 
 all on the same input and alternating call by call, so that the VM's drift hits every variant
 alike; prints the median ms, the speed-up over the reference and the largest difference from
 it relative to the output's scale. The numbers behind ``WINOGRAD_TILE`` and
-``WINOGRAD_MIN_CHANNELS`` in ``mtu_toolkit/ops/conv_direct.py``.
+``WINOGRAD_MIN_CHANNELS`` in ``mtu_toolkit/deploy/direct_conv.py``.
 
 Usage:
     python benchmarks/conv_cpu.py [--size 1280x720] [--repeats 7] [--threads N]
@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mtu_toolkit.ops.conv_direct import direct_conv_isa  # noqa: E402
-from mtu_toolkit.ops.extension import ext  # noqa: E402
+from mtu_toolkit.deploy import direct_conv_isa  # noqa: E402
+from mtu_toolkit.deploy.conv_engine import conv_ext as ext  # noqa: E402
 
 #: name, input channels, output channels, kernel size, resolution divisor (ch = 26)
 LAYERS = [('base_conv 3->26 3x3', 3, 26, 3, 1),

@@ -21,8 +21,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from mtu_toolkit.apis import init_restorer  # noqa: E402
-from mtu_toolkit.apis.benchmark import VARIANTS, benchmark_restorer, test_window  # noqa: E402
-from mtu_toolkit.apis.optimize import optimize_for_inference  # noqa: E402
+from mtu_toolkit.analysis.benchmark import VARIANTS, benchmark_restorer, test_window  # noqa: E402
+from mtu_toolkit.deploy import optimize_for_inference  # noqa: E402
 
 TARGET_RATIO = 1.5
 

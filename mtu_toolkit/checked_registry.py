@@ -94,6 +94,8 @@ class CheckedRegistry(Registry):
                      "add custom_imports = dict(imports=['your_package']) to the config.")
         return '\n'.join(lines)
 
+    # mmengine's private Registry._register_module (0.10.7) is where every registration goes;
+    # overridden to name the module holding a taken name (tests/test_mmengine_overrides.py)
     def _register_module(self, module, module_name=None, force=False):
         names = module_name if module_name is not None else getattr(module, '__name__', None)
         for name in ([names] if isinstance(names, str) else names or []):

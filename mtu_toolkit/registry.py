@@ -20,6 +20,7 @@ from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
 from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
@@ -38,6 +39,10 @@ MODEL_WRAPPERS = CheckedRegistry(
 DATASETS = CheckedRegistry(
     'dataset', parent=MMENGINE_DATASETS, scope='mtu',
     locations=['mtu_toolkit.datasets'])
+#: where a dataset tree keeps its blurry and sharp frames (DVD, GoPro, REDS, a plugin's); no
+#: mmengine parent: a layout is looked up by name ('dvd') from the dataset's ``layout`` argument
+DATASET_LAYOUTS = CheckedRegistry(
+    'dataset layout', scope='mtu', locations=['mtu_toolkit.datasets.layouts'])
 DATA_SAMPLERS = CheckedRegistry(
     'data sampler', parent=MMENGINE_DATA_SAMPLERS, scope='mtu',
     locations=['mtu_toolkit.datasets'])
@@ -61,6 +66,9 @@ OPTIMIZERS = CheckedRegistry(
     locations=['mtu_toolkit.engine'])
 OPTIM_WRAPPERS = CheckedRegistry(
     'optim wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mtu',
+    locations=['mtu_toolkit.engine'])
+OPTIM_WRAPPER_CONSTRUCTORS = CheckedRegistry(
+    'optimizer wrapper constructor', parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='mtu',
     locations=['mtu_toolkit.engine'])
 PARAM_SCHEDULERS = CheckedRegistry(
     'parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS, scope='mtu',

@@ -16,10 +16,10 @@ from skimage import data
 from mtu_toolkit.apis import (CheckpointError, InputError, OutputError, check_state_dict,
                               deblur_frames, deblur_video, init_restorer, open_reader,
                               open_writer)
-from mtu_toolkit.apis.fused_mtu import DirectStage, FusedMTUNet
-from mtu_toolkit.apis.optimize import default_mode, optimize_for_inference, tool_model
-from mtu_toolkit.ops.conv_direct import DirectConv2d, direct_conv_isa
-from mtu_toolkit.ops.extension import ext
+from mtu_toolkit.deploy import (DirectConv2d, default_mode, direct_conv_isa,
+                                optimize_for_inference, tool_model)
+from mtu_toolkit.deploy.conv_engine import conv_ext as ext
+from mtu_toolkit.deploy.optimize import CompiledModule
 from mtu_toolkit.apis.pipeline import BackgroundReader, BackgroundWriter
 from mtu_toolkit.registry import MODELS
 
@@ -176,12 +176,15 @@ def test_optimized_model_matches_eager():
     frozen = optimize_for_inference(model, mode='frozen')
     assert frozen is not model and isinstance(frozen.backbone.units[0], torch.jit.ScriptModule)
     direct = optimize_for_inference(model, mode='direct')  # AVX2 kernels too, where those run
-    assert isinstance(direct.backbone, FusedMTUNet)
-    assert isinstance(direct.backbone.stages[0], DirectStage)
+    assert isinstance(direct.backbone.units[0].enc1.kernel, DirectConv2d)
+    assert direct.state_dict().keys() == model.state_dict().keys()
     # the default: the direct kernels wherever they run (AVX-512, AVX2)
     assert default_mode() == ('direct' if direct_conv_isa() else 'frozen')
-    assert isinstance(optimize_for_inference(model).backbone,
-                      FusedMTUNet if default_mode() == 'direct' else type(frozen.backbone))
+    default = optimize_for_inference(model).backbone
+    if default_mode() == 'direct':
+        assert isinstance(default.units[0].enc1.kernel, DirectConv2d)
+    else:
+        assert isinstance(default.units[0], torch.jit.ScriptModule)
     # every stride-1 layer by Winograd / none (the tiny model's layers are too narrow for 'auto')
     winograd = {flag: optimize_for_inference(model, mode='direct', winograd=flag)
                 for flag in (True, False)}
@@ -226,14 +229,14 @@ def test_tool_model_picks_the_mode():
 def test_compiled_fused_network_matches_eager():
     model = tiny_restorer()
     fast = optimize_for_inference(model, compile=True)
-    assert isinstance(fast.backbone, FusedMTUNet)
+    assert all(isinstance(unit, CompiledModule) for unit in fast.backbone.units)
     clip = torch.rand(3, 3, 16, 20)
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter('error')  # a failed compile would fall back with a warning
         torch.testing.assert_close(fast.infer_clip(clip), model.infer_clip(clip),
                                    rtol=0, atol=1e-4)
-    assert all(stage._compiled is not None for stage in fast.backbone.stages)
-    assert fast.backbone.stages[0].module.unit.enc1[0].weight.is_contiguous(
+    assert all(unit._compiled is not None for unit in fast.backbone.units)
+    assert fast.backbone.units[0].module.enc1[0].weight.is_contiguous(
         memory_format=torch.channels_last)
 
 
@@ -323,7 +326,7 @@ def test_memory_stays_flat_with_video_length(tmp_path):
         type='MTUNet', num_units=1, channels=4, num_blocks=0))).eval()
     run = lambda n: deblur_video(model, str(tmp_path / f'in{n}.avi'),  # noqa: E731
                                  str(tmp_path / f'out{n}.avi'), progress=False,
-                                 queue_size=2)
+                                 queue_size=2, overwrite=True)
     run(12)  # warm-up: codec and model buffers allocated once
     short = _peak_heap_during(lambda: run(12))
     long = _peak_heap_during(lambda: run(36))

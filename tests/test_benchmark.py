@@ -8,9 +8,10 @@ import os.path as osp
 import pytest
 import torch
 
-from mtu_toolkit.apis.benchmark import (MCTimer, benchmark_restorer, conv_flops, gemm_rate,
-                                        time_frames)
-from mtu_toolkit.apis.optimize import default_mode
+from mtu_toolkit.analysis.benchmark import (benchmark_restorer, gemm_rate, mc_seconds,
+                                            time_frames)
+from mtu_toolkit.analysis.complexity import frame_conv_flops
+from mtu_toolkit.deploy import default_mode
 from mtu_toolkit.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -26,7 +27,8 @@ def build(num_units=2, channels=8, num_blocks=2):
 
 
 def expected_flops(n, ch, rb, h, w):
-    """Conv FLOPs of one inference frame, written from MTU_NETWORK.md's layer list."""
+    """Conv FLOPs of one inference frame, written from the network's layer list
+    (docs/network.md)."""
     hw, q = h * w, (h // 4) * (w // 4)
 
     def c(cin, cout, k, pixels):
@@ -44,10 +46,8 @@ def expected_flops(n, ch, rb, h, w):
 def test_conv_flops_match_layer_list(n, ch, rb):
     model = build(n, ch, rb)
     window = torch.rand(1, 5, 3, 24, 32)
-    with torch.no_grad():
-        flops = conv_flops(model.backbone, (window, None, False))
+    flops = frame_conv_flops(model, window, None)
     assert flops == expected_flops(n, ch, rb, 24, 32)
-    assert not any(m._forward_hooks for m in model.modules())  # hooks removed
 
 
 def test_paper_mtu2_flops_at_720p_scale():
@@ -61,18 +61,18 @@ def test_gemm_rate_is_plausible():
     assert 1e8 < rate < 1e13
 
 
-def test_mc_timer_times_and_restores():
+def test_mc_time_is_read_from_the_profiler_without_touching_the_model():
     model = build()
-    backbone = model.backbone
-    timer = MCTimer(backbone, torch.device('cpu'))
     window = torch.rand(1, 5, 3, 32, 32)
-    with torch.inference_mode(), timer.active():
-        assert 'estimate' in vars(backbone.mc_head)
+    before = {name: dict(vars(m)) for name, m in model.named_modules()}
+    with torch.inference_mode():
         times, _ = time_frames(model, window, 1, 2, torch.device('cpu'))
+        mc, total = mc_seconds(model, window, 2, torch.device('cpu'))
     assert len(times) == 2 and all(t > 0 for t in times)
-    assert 0 < timer.seconds < sum(times) + 1  # includes the warm-up frame
-    assert 'estimate' not in vars(backbone.mc_head) and 'forward' not in vars(
-        backbone.motion_layers[0])
+    assert 0 < mc < total
+    # nothing patched into the model's modules
+    assert {name: set(vars(m)) for name, m in model.named_modules()} == \
+        {name: set(v) for name, v in before.items()}
 
 
 def test_benchmark_restorer_fields():
@@ -89,7 +89,7 @@ def test_benchmark_restorer_fields():
 
 def test_each_frame_is_held_to_the_gemm_rate_measured_before_it(monkeypatch):
     """A machine that slows down 2x halfway gives the same ratio for every frame."""
-    import mtu_toolkit.apis.benchmark as bench
+    import mtu_toolkit.analysis.benchmark as bench
     speed = iter([1e11, 1e11, 5e10, 5e10, 5e10])  # warm-up frames take no GEMM
     current = [None]
 
@@ -103,7 +103,7 @@ def test_each_frame_is_held_to_the_gemm_rate_measured_before_it(monkeypatch):
 
     monkeypatch.setattr(bench, 'gemm_rate', fake_rate)
     monkeypatch.setattr(bench, 'time_frames', fake_frames)
-    monkeypatch.setattr(bench, 'conv_flops', lambda module, inputs: 1e11)
+    monkeypatch.setattr(bench, 'frame_conv_flops', lambda restorer, window, state: 1e11)
     model = build()
     res = bench.benchmark_restorer(model, model, 32, 48, torch.device('cpu'), warmup=1,
                                    frames=5, mc_frames=0)

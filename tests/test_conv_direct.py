@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mtu_toolkit.ops import conv_direct
-from mtu_toolkit.ops.conv_direct import DirectConv2d, conv2d_direct_reference, direct_conv_isa
-from mtu_toolkit.ops.extension import ext
+from mtu_toolkit.deploy import direct_conv as conv_direct
+from mtu_toolkit.deploy import DirectConv2d, conv2d_direct_reference, direct_conv_isa
+from mtu_toolkit.deploy.conv_engine import conv_ext as ext
 
 pytestmark = pytest.mark.skipif(not direct_conv_isa(),
                                 reason='the direct kernels do not run on this CPU / build')

@@ -11,7 +11,7 @@ import torch
 from skimage import data
 
 from mtu_toolkit.apis import deblur_video, init_restorer
-from mtu_toolkit.apis.optimize import tool_model
+from mtu_toolkit.deploy import tool_model
 from mtu_toolkit.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

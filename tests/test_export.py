@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from mtu_toolkit.apis.export import (FrameStep, export_onnx, export_torchscript,
-                                     reference_ops, run_step_module)
-from mtu_toolkit.models.mc_heads import correlation as correlation_head
+from mtu_toolkit import ops
+from mtu_toolkit.deploy.export import (FrameStep, export_onnx, export_torchscript,
+                                       run_step_module)
 from mtu_toolkit.registry import MODELS
 
 H, W = 28, 36  # multiples of 4 not needed; small to keep the 441-shift reference trace quick
@@ -34,14 +34,24 @@ def moving_clip(num=5):
     return torch.stack([big[:, :, 4 * k:4 * k + W] for k in range(num)])
 
 
-def test_reference_ops_context_restores_the_fused_ops():
-    before = correlation_head.correlation_argmax
-    with reference_ops():
-        assert correlation_head.correlation_argmax is not before
-    assert correlation_head.correlation_argmax is before
+def test_ops_run_their_references_while_tracing():
+    """Export patches nothing: the ops switch to their traceable twins under a trace."""
+    seen = []
+
+    def step(f1, f2):
+        seen.append(ops.uses_extension(f1))
+        return ops.correlation_argmax(f1, f2, 2)
+
+    f = torch.rand(1, 4, 6, 6)
+    assert ops.uses_extension(f) == ops.EXT_AVAILABLE
+    with torch.no_grad():
+        traced = torch.jit.trace(step, (f, f.flip(-1)), check_trace=False)
+    assert seen == [False]
+    assert torch.equal(traced(f, f.flip(-1)), ops.correlation_argmax(f, f.flip(-1), 2))
 
 
-@pytest.mark.parametrize('mc_head', [None, dict(type='NoneMCHead')])
+@pytest.mark.parametrize('mc_head', [None, dict(type='NoneMCHead'), dict(type='fan')],
+                         ids=['correlation', 'none', 'fan'])
 def test_torchscript_step_gives_the_python_frames(tmp_path, mc_head):
     model = tiny(mc_head)
     path = str(tmp_path / 'step.pt')

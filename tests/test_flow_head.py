@@ -80,4 +80,4 @@ def test_untrained_head_is_identity_and_all_levels_learn():
 
 def test_estimate_macs_counts_every_level_volume():
     head = FlowMCHead(8, 3, pyramid_channels=(4, 6), max_displacement=1)
-    assert head.estimate_macs(5, 7) == 9 * (4 * 5 * 7 + 6 * 3 * 4)
+    assert head.estimate_macs(torch.zeros(1, 8, 5, 7), None) == 9 * (4 * 5 * 7 + 6 * 3 * 4)

@@ -26,9 +26,37 @@ def test_target_area_downsamples_and_handles_odd_sizes():
 
 def test_cross_entropy_against_manual():
     d = 2
-    volume = torch.randn(1, 25, 3, 3)
+    volume, other = torch.randn(1, 25, 3, 3), torch.randn(1, 25, 3, 3)
     flow = torch.full((1, 2, 12, 12), 4.0)  # (1, 1) at 1/4 res
-    loss = MotionCrossEntropyLoss(loss_weight=0.5)([volume, volume], flow, d)
+    loss = MotionCrossEntropyLoss(loss_weight=0.5)([volume, other], flow, d)
     idx = (1 + d) * 5 + (1 + d)
-    manual = -F.log_softmax(volume, 1)[:, idx].mean()
-    torch.testing.assert_close(loss, 0.5 * 2 * manual)
+
+    def manual(v):
+        return -F.log_softmax(v, 1)[:, idx].mean()
+    # the mean over the matching units' volumes, as the reference implementation
+    torch.testing.assert_close(loss, 0.5 * (manual(volume) + manual(other)) / 2)
+
+
+def test_target_rounds_half_to_even_after_the_offset():
+    """round(f + D), as the reference: with an odd D, 0.5 rounds up (5.5 -> 6), not to 0."""
+    flow = torch.full((1, 2, 4, 4), 2.0)  # 0.5 at 1/4 res
+    d = 5
+    target = flow_to_motion_target(flow, d)
+    assert (target == 6 * 11 + 6).all()
+    assert (flow_to_motion_target(flow, 10) == 10 * 21 + 10).all()  # 10.5 -> 10
+
+
+def test_first_frame_target_is_zero_motion():
+    """At a clip's first frame the network matches the frame with itself: centre class."""
+    d = 2
+    volume = torch.randn(1, 25, 3, 3)
+    outputs = dict(mc=[dict(cost_volume=volume, max_displacement=d)])
+    targets = dict(gt=torch.zeros(1, 3, 12, 12), flow=torch.full((1, 2, 12, 12), 8.0),
+                   first_frame=True)
+    loss = MotionCrossEntropyLoss().frame_term(outputs, targets)
+    centre = d * 5 + d
+    torch.testing.assert_close(loss, -F.log_softmax(volume, 1)[:, centre].mean())
+    targets['first_frame'] = False
+    moved = (2 + d) * 5 + (2 + d)
+    torch.testing.assert_close(MotionCrossEntropyLoss().frame_term(outputs, targets),
+                               -F.log_softmax(volume, 1)[:, moved].mean())

@@ -6,7 +6,7 @@ from mtu_toolkit.models import count_parameters
 from mtu_toolkit.models.backbones import DetailNet, MTUNet
 from mtu_toolkit.registry import MODELS
 
-# MTU_NETWORK.md: inference-network parameter counts, to three decimals (millions)
+# the paper's inference-network parameter counts (docs/network.md), to three decimals (millions)
 PAPER_COUNTS = [(1, 26, 8, '0.538'), (2, 26, 8, '1.037'), (4, 26, 8, '2.036'),
                 (10, 26, 8, '5.031'), (10, 48, 6, '13.803')]
 

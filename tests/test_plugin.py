@@ -27,7 +27,7 @@ def plugin_config(monkeypatch):
 def test_config_builds_the_plugin_components(plugin_config):
     model = MODELS.build(plugin_config.model)
     assert type(model.backbone.mc_head).__module__ == 'mtu_plugin_example.global_shift_head'
-    assert type(model.deblur_loss).__name__ == 'CharbonnierDeblurLoss'
+    assert [type(p).__name__ for p in model.deblur_loss.pixel_losses] == ['CharbonnierLoss']
     assert 'mtu_plugin_example' not in sys.modules['mtu_toolkit'].__dict__
 
 
@@ -49,7 +49,9 @@ def test_global_shift_head_finds_a_known_translation(plugin_config):
 
 
 def test_charbonnier_loss_against_formula(plugin_config):
-    loss = MODELS.build(dict(type='CharbonnierDeblurLoss', aux_weight=0.5, eps=0.1))
+    """The plugin gives the pixel loss; the toolkit's multi-output loss weights it."""
+    loss = MODELS.build(dict(type='MultiOutputDeblurLoss', aux_weight=0.5,
+                             pixel_loss=dict(type='CharbonnierLoss', eps=0.1)))
     out, aux, gt = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.3), torch.zeros(1, 3, 2, 2)
     expected = 0.1 + 0.5 * (0.3 ** 2 + 0.1 ** 2) ** 0.5
     assert loss(out, [aux], gt).item() == pytest.approx(expected)
@@ -80,4 +82,4 @@ def test_plugin_trains_two_iterations_through_train_tool(tmp_path):
     # the checkpoint holds the plugin head (the gate only moves where the frame shifts, which
     # the tiny pan of 1 px per frame does not reach at 1/4 resolution; see the gradient test)
     assert state['backbone.mc_head.gate'].shape == (1, 8, 1, 1)
-    assert "type='CharbonnierDeblurLoss'" in log and "type='GlobalShiftMCHead'" in log
+    assert "type='CharbonnierLoss'" in log and "type='GlobalShiftMCHead'" in log

@@ -125,6 +125,13 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     assert b['meta']['iter'] == iters
     for key, value in a['state_dict'].items():  # same data, same steps: the same weights
         assert torch.allclose(value, b['state_dict'][key], atol=1e-6), key
-    for group_a, group_b in zip(a['optimizer']['param_groups'], b['optimizer']['param_groups']):
-        assert group_a['lr'] == group_b['lr']
+    # both optimisers of the paper's recipe resume exactly: the same moments, the same steps
+    assert set(a['optimizer']) == set(b['optimizer']) == {'deblur', 'motion'}
+    for name in ('deblur', 'motion'):
+        opt_a, opt_b = a['optimizer'][name], b['optimizer'][name]
+        for group_a, group_b in zip(opt_a['param_groups'], opt_b['param_groups']):
+            assert group_a['lr'] == group_b['lr']
+        for pid, state in opt_a['state'].items():
+            assert state['step'] == opt_b['state'][pid]['step']
+            assert torch.allclose(state['exp_avg'], opt_b['state'][pid]['exp_avg'], atol=1e-6)
     assert a['param_schedulers'] == b['param_schedulers']

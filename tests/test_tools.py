@@ -30,14 +30,15 @@ def test_train_then_test(tmp_path):
     cfg = write_config(str(tmp_path / 'tiny.py'), data, max_iters=4, val_interval=2)
     work = tmp_path / 'work'
     log = _run([os.path.join(ROOT, 'tools', 'train.py'), cfg, '--work-dir', str(work),
-                '--cfg-options', 'optim_wrapper.optimizer.lr=2e-4'], tmp_path)
+                '--cfg-options', 'optim_wrapper.deblur.optimizer.lr=2e-4'], tmp_path)
     assert 'Iter(train) [4/4]' in log and 'time: ' in log and 'data_time: ' in log
     assert 'PSNR: ' in log  # validation ran
     assert (work / 'last_checkpoint').read_text() == str(work / 'iter_4.pth')
     setup_safe_loading()  # mmengine's message hub objects, allow-listed
     ckpt = torch.load(work / 'iter_4.pth', weights_only=True)
     assert ckpt['meta']['iter'] == 4
-    assert ckpt['optimizer']['param_groups'][0]['lr'] == pytest.approx(2e-4)
+    assert ckpt['optimizer']['deblur']['param_groups'][0]['lr'] == pytest.approx(2e-4)
+    assert ckpt['optimizer']['motion']['param_groups'][0]['lr'] == pytest.approx(1e-6)
     assert not list(work.glob('*.tmp*'))
     # validation strips from the visualisation hook
     assert list(work.glob('*/vis_data/vis_image/val_video0_*.png'))

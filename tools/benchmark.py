@@ -28,9 +28,9 @@ sys.path.insert(0, ROOT)  # run from a checkout
 import torch  # noqa: E402
 
 from mtu_toolkit.apis import InferenceError, init_restorer, parse_device  # noqa: E402
-from mtu_toolkit.apis.benchmark import (VARIANTS, benchmark_restorer, markdown_table,  # noqa: E402
-                                        plot_quality_speed)
-from mtu_toolkit.apis.optimize import add_model_arguments, tool_model  # noqa: E402
+from mtu_toolkit.analysis.benchmark import (  # noqa: E402
+    VARIANTS, benchmark_restorer, markdown_table, plot_quality_speed)
+from mtu_toolkit.deploy import add_model_arguments, tool_model  # noqa: E402
 from mtu_toolkit.engine.checkpoint import atomic_write_text  # noqa: E402
 
 DEFAULT_VARIANTS = ['MTU1', 'MTU2', 'MTU2-hp', 'MTU4', 'MTU10', 'MTU10-L']

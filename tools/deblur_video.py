@@ -21,7 +21,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import torch  # noqa: E402
 
 from mtu_toolkit.apis import InferenceError, deblur_video, init_restorer  # noqa: E402
-from mtu_toolkit.apis.optimize import add_model_arguments, tool_model  # noqa: E402
+from mtu_toolkit.deploy import add_model_arguments, tool_model  # noqa: E402
 
 
 def parse_args(argv=None):

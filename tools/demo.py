@@ -36,6 +36,7 @@ from mtu_toolkit.engine.checkpoint import load_from_local_weights_only  # noqa: 
 from mtu_toolkit.engine.hooks.visualization_hook import make_strip  # noqa: E402
 from mtu_toolkit.evaluation.metrics.psnr_ssim import psnr, ssim  # noqa: E402
 from mtu_toolkit.models import count_parameters  # noqa: E402
+from mtu_toolkit.models.window import targets_of  # noqa: E402
 from mtu_toolkit.registry import MODELS  # noqa: E402
 
 #: photographs for training and held-out ones for testing (see README for sources/licences)
@@ -45,11 +46,11 @@ SPLITS = dict(train=['astronaut', 'rocket', 'hubble_deep_field', 'coffee'], test
 #: sub-frames (~9 px of motion blur), filmed at one of three frame rates drawn per sequence
 #: (17, 28 or 39 sub-frames per frame interval: ~12, ~20 or ~27 px between frames). The varying
 #: motion between frames is what makes the demo a test of motion compensation: without it, a
-#: network can learn one fixed offset to the previous frame instead of matching. The blur is
-#: what decides whether matching pays: at ~6 px (9 sub-frames) MTU2 gained +1.21 dB and MC did
-#: not beat no-MC (-0.02 dB); at ~9 px +1.32 dB and MC +0.22 dB; at ~12 px (17 sub-frames)
-#: +0.52 dB and MC +0.58 dB (400 iterations each; see the README).
+#: network can learn one fixed offset to the previous frame instead of matching. How much blur
+#: there is decides whether matching pays (the figures of the alternatives tried: README).
 RENDER = dict(sub_frames=(17, 28, 39), exposures=(13,), pan=0.7, speed=0.2, vertical=0.3)
+#: frames per sequence and their (height, width)
+FRAMES, SIZE = 24, (144, 192)
 #: linear warm-up of the learning rate (iterations; shorter for very short runs)
 WARMUP_ITERS = 30
 MODELS_TO_TRAIN = [('mtu2_no_mc', 'configs/demo/mtu2_synthetic_no_mc.py'),
@@ -99,7 +100,7 @@ def make_data(out):
         photos = skimage_photos()
         splits = {split: [(f'{name}_{k}', photos[name]) for name in names for k in range(3)]
                   for split, names in SPLITS.items()}
-        make_synthetic_dataset(src, splits, num_frames=24, size=(144, 192), seed=0, **RENDER)
+        make_synthetic_dataset(src, splits, num_frames=FRAMES, size=SIZE, seed=0, **RENDER)
     else:
         step(f'reusing {src}')
     if not osp.isfile(osp.join(lmdb_root, 'test', 'flow.lmdb', 'meta_info.txt')):
@@ -196,7 +197,7 @@ def evaluate(models, lmdb_root):
     for i in range(len(test)):
         sample = test[i]
         seq = sample['data_samples']['key']
-        blurry = sample['inputs'][2:-2].float() / 255
+        blurry = targets_of(sample['inputs'][None])[0].float() / 255
         gt = sample['data_samples']['gt'].float() / 255
         outs = {'blurry input': blurry}
         with torch.no_grad():

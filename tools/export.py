@@ -4,7 +4,7 @@
                            [--no-check]
 
 The exported step takes the 5-frame window and the recurrent state and returns the restored
-frame and the new state (see ``mtu_toolkit/apis/export.py``); ``first`` starts a video. Tracing
+frame and the new state (see ``mtu_toolkit/deploy/export.py``); ``first`` starts a video. Tracing
 fixes the frame size. The TorchScript export is checked against the Python model on a random
 clip (max abs difference printed) unless ``--no-check``.
 """
@@ -17,7 +17,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import torch  # noqa: E402
 
 from mtu_toolkit.apis import InferenceError, init_restorer  # noqa: E402
-from mtu_toolkit.apis.export import export_onnx, export_torchscript, run_step_module  # noqa: E402
+from mtu_toolkit.deploy import export_onnx, export_torchscript, run_step_module  # noqa: E402
 
 
 def parse_size(text):

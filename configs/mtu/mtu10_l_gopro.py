@@ -1,6 +1,8 @@
 _base_ = [
     '../_base_/models/mtu.py', '../_base_/datasets/gopro.py',
-    '../_base_/schedules/mtu_schedule.py', '../_base_/default_runtime.py'
+    '../_base_/schedules/mtu_schedule_cosine.py', '../_base_/default_runtime.py'
 ]
+# the reference trains this one with cosine annealing (script_train: -LRS CA), the others with
+# step decay
 # the large variant: 48 channels, 6 residual blocks per unit
 model = dict(backbone=dict(num_units=10, channels=48, num_blocks=6))

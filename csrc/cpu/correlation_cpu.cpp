@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../common/cpu_features.h"
 #include "../mtu_ops.h"
 
 namespace mtu {
@@ -118,26 +119,20 @@ void correlate_row_baseline(const T* a, const T* bp, T* const* out, int64_t chan
   correlate_row_impl<T, 16>(a, bp, out, channels, hw, w, d);
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define MTU_HAVE_AVX2_PATH 1
+#ifdef MTU_X86
 template <typename T>
 __attribute__((target("avx2"))) void correlate_row_avx2(const T* a, const T* bp, T* const* out,
                                                         int64_t channels, int64_t hw, int64_t w,
                                                         int64_t d) {
   correlate_row_impl<T, 32>(a, bp, out, channels, hw, w, d);
 }
-
-inline bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2");
-  return has;
-}
 #endif
 
 template <typename T>
 void correlate_row(const T* a, const T* bp, T* const* out, int64_t channels, int64_t hw, int64_t w,
                    int64_t d) {
-#ifdef MTU_HAVE_AVX2_PATH
-  if (cpu_has_avx2()) return correlate_row_avx2(a, bp, out, channels, hw, w, d);
+#ifdef MTU_X86
+  if (cpu::has_avx2()) return correlate_row_avx2(a, bp, out, channels, hw, w, d);
 #endif
   correlate_row_baseline(a, bp, out, channels, hw, w, d);
 }

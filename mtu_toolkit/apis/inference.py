@@ -9,13 +9,13 @@
 Only the model's recurrent state and its 5-frame window (two frames of look-ahead) are kept;
 decoding and encoding run in their own threads, overlapping the model.
 """
-import sys
 import time
 from collections import deque
 
 import numpy as np
 import torch
 
+from ..progress import ProgressLine
 from .init_restorer import model_device
 from .pipeline import BackgroundReader, BackgroundWriter
 from .video_io import open_reader, open_writer
@@ -54,41 +54,8 @@ def deblur_frames(restorer, frames):
         yield waiting.popleft(), tensor_to_frame(out)
 
 
-class Progress:
-    """A one-line progress bar with the processing rate, redrawn at most 4 times a second."""
-
-    def __init__(self, total=0, stream=sys.stderr, enabled=True):
-        self.total, self.stream, self.enabled = total, stream, enabled
-        self.count, self.start, self._last = 0, time.perf_counter(), 0.
-
-    @property
-    def fps(self):
-        return self.count / max(time.perf_counter() - self.start, 1e-9)
-
-    def update(self, n=1):
-        self.count += n
-        now = time.perf_counter()
-        if self.enabled and now - self._last > 0.25:
-            self._last = now
-            self._draw()
-
-    def _draw(self, end=''):
-        if self.total:
-            done = min(self.count / self.total, 1.)
-            bar = '#' * int(30 * done) + '-' * (30 - int(30 * done))
-            text = f'[{bar}] {self.count}/{self.total}'
-        else:
-            text = f'{self.count} frames'
-        self.stream.write(f'\r{text}, {self.fps:.2f} fps{end}')
-        self.stream.flush()
-
-    def close(self):
-        if self.enabled:
-            self._draw(end='\n')
-
-
 def deblur_video(restorer, input_path, output_path, side_by_side=False, fps=None,
-                 progress=True, queue_size=8):
+                 progress=True, queue_size=8, overwrite=False):
     """Deblur ``input_path`` into ``output_path`` (each a video file or a frame folder).
 
     The output keeps the input's frame rate and size (twice the width with ``side_by_side``:
@@ -103,6 +70,7 @@ def deblur_video(restorer, input_path, output_path, side_by_side=False, fps=None
         fps (float | None): frame rate of a frame-folder input (default 25) or an override.
         progress (bool): draw a progress bar on stderr.
         queue_size (int): frames buffered between decoder, model and encoder.
+        overwrite (bool): replace an existing output video file (never the input itself).
 
     Returns:
         dict: ``frames`` written, ``fps`` of the output, ``seconds`` and ``speed`` (frames/s).
@@ -112,8 +80,9 @@ def deblur_video(restorer, input_path, output_path, side_by_side=False, fps=None
     """
     reader = open_reader(input_path, fps)
     width, height = reader.size
-    writer = open_writer(output_path, reader.fps, (2 * width if side_by_side else width, height))
-    bar = Progress(reader.num_frames, enabled=progress)
+    writer = open_writer(output_path, reader.fps, (2 * width if side_by_side else width, height),
+                         overwrite=overwrite, input_path=input_path)
+    bar = ProgressLine(reader.num_frames, unit='frames', enabled=progress)
     frames = BackgroundReader(reader, queue_size)
     sink = BackgroundWriter(writer.write, queue_size)
     try:

@@ -21,7 +21,7 @@ class ConfigError(InferenceError):
 
 def model_device(model):
     """The device of ``model``'s first parameter, or first buffer (the direct-kernel copies of
-    :func:`~mtu_toolkit.apis.optimize_for_inference` hold their weights as buffers)."""
+    :func:`~mtu_toolkit.deploy.optimize_for_inference` hold their weights as buffers)."""
     for tensor in model.parameters():
         return tensor.device
     for tensor in model.buffers():

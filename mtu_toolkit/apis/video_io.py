@@ -3,29 +3,26 @@
 Readers decode lazily (a video is never held in memory) and fail with an :class:`InputError`
 naming the file at fault. Writers are atomic: frames go to a temporary file (or folder) beside
 the output, renamed over it by :meth:`commit`; :meth:`abort` deletes it, so a failed run never
-leaves a half-written output.
+leaves a half-written output, and the temporaries of runs that were killed are removed by the
+next writer of the same output. A writer never replaces its input, nor an existing file unless
+asked to (``overwrite``).
 """
+import glob
 import os
 import os.path as osp
-import re
 import shutil
+import warnings
 
 import cv2
 import numpy as np
 
+from ..datasets.frame_io import FRAME_EXTS, list_frame_files
+from ..fileio import remove_stale_temporaries
 from .errors import InputError, OutputError
-
-#: image extensions read from (and PNG written to) frame folders
-FRAME_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 #: video containers written, with the FourCC used for each
 VIDEO_FOURCC = {'.mp4': 'mp4v', '.mov': 'mp4v', '.m4v': 'mp4v', '.avi': 'MJPG', '.mkv': 'MJPG'}
 #: frame rate assumed for frame folders (and videos that do not state one)
 DEFAULT_FPS = 25.0
-
-
-def _natural_key(name):
-    """'frame10.png' sorts after 'frame9.png'."""
-    return [int(s) if s.isdigit() else s for s in re.split(r'(\d+)', name)]
 
 
 class VideoFileReader:
@@ -84,8 +81,7 @@ class FrameFolderReader:
 
     def __init__(self, path, fps=None):
         self.path = path
-        self.files = sorted((f for f in os.listdir(path) if f.lower().endswith(FRAME_EXTS)),
-                            key=_natural_key)
+        self.files = list_frame_files(path)
         if not self.files:
             raise InputError(f'{path}: the folder holds no frames ({"/".join(FRAME_EXTS)})')
         self.fps = float(fps or DEFAULT_FPS)
@@ -105,7 +101,8 @@ class FrameFolderReader:
             img = self._read(name)
             if (img.shape[1], img.shape[0]) != self.size:
                 raise InputError(f'{osp.join(self.path, name)}: frame is {img.shape[1]}x'
-                                 f'{img.shape[0]}, the first frame is {self.size[0]}x{self.size[1]}')
+                                 f'{img.shape[0]}, the first frame is '
+                                 f'{self.size[0]}x{self.size[1]}')
             yield _bgr_to_rgb(img)
 
 
@@ -127,9 +124,13 @@ class VideoFileWriter:
         path (str): output file; its extension picks the codec (:data:`VIDEO_FOURCC`).
         fps (float): frame rate.
         size (tuple): (width, height) of every frame.
+        overwrite (bool): replace an existing file at ``path``. Default False (refused).
+
+    The encoders need even sizes (a 321x241 frame would lose its last column and row): odd
+    frames are padded by repeating their last column / row, with a warning.
     """
 
-    def __init__(self, path, fps, size):
+    def __init__(self, path, fps, size, overwrite=False):
         ext = osp.splitext(path)[1].lower()
         if ext not in VIDEO_FOURCC:
             raise OutputError(f'{path}: unknown video extension {ext!r} '
@@ -138,10 +139,25 @@ class VideoFileWriter:
         folder = osp.dirname(osp.abspath(path))
         if not osp.isdir(folder):
             raise OutputError(f'{path}: the folder {folder} does not exist')
+        if osp.isdir(path):
+            raise OutputError(f'{path}: is a folder; give another file name')
+        if osp.exists(path) and not overwrite:
+            raise OutputError(f'{path}: exists; pass --overwrite (overwrite=True) to replace it')
+        width, height = self.size
+        self.padded = (width + width % 2, height + height % 2)
+        if self.padded != self.size:
+            edges = ' and '.join(n for n, odd in (('column', width % 2), ('row', height % 2))
+                                 if odd)
+            warnings.warn(f'{path}: frames of {width}x{height} are padded to '
+                          f'{self.padded[0]}x{self.padded[1]} by repeating the last {edges} '
+                          f'({VIDEO_FOURCC[ext]} encodes even sizes only; a frame folder keeps '
+                          'the size)', stacklevel=2)
         # the extension stays last: OpenCV picks the container from it
-        self.tmp = osp.join(folder, f'.{osp.basename(path)}.tmp-{os.getpid()}{ext}')
+        stem = osp.join(folder, f'.{osp.basename(path)}')
+        remove_stale_temporaries(f'{glob.escape(stem)}.tmp-*{ext}')
+        self.tmp = f'{stem}.tmp-{os.getpid()}{ext}'
         self._writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*VIDEO_FOURCC[ext]),
-                                       float(fps), self.size)
+                                       float(fps), self.padded)
         if not self._writer.isOpened():
             self._remove_tmp()
             raise OutputError(f'{path}: OpenCV cannot encode {VIDEO_FOURCC[ext]} into {ext} here')
@@ -151,6 +167,9 @@ class VideoFileWriter:
         if (rgb.shape[1], rgb.shape[0]) != self.size:
             raise OutputError(f'{self.path}: frame of {rgb.shape[1]}x{rgb.shape[0]} written to a '
                               f'{self.size[0]}x{self.size[1]} video')
+        if self.padded != self.size:
+            rgb = np.pad(rgb, ((0, self.padded[1] - self.size[1]),
+                               (0, self.padded[0] - self.size[0]), (0, 0)), mode='edge')
         self._writer.write(np.ascontiguousarray(rgb[..., ::-1]))
         self.count += 1
 
@@ -178,7 +197,7 @@ class FrameFolderWriter:
         path (str): output folder.
     """
 
-    def __init__(self, path, fps=None, size=None):
+    def __init__(self, path, fps=None, size=None, overwrite=False):
         path = path.rstrip('/\\') or path
         if osp.isdir(path) and os.listdir(path):
             raise OutputError(f'{path}: the output folder exists and is not empty')
@@ -188,6 +207,7 @@ class FrameFolderWriter:
         if not osp.isdir(parent):
             raise OutputError(f'{path}: the folder {parent} does not exist')
         self.path, self.size, self.count = path, size, 0
+        remove_stale_temporaries(f'{glob.escape(osp.abspath(path))}.tmp-*')
         self.tmp = f'{osp.abspath(path)}.tmp-{os.getpid()}'
         os.makedirs(self.tmp)
 
@@ -209,14 +229,28 @@ class FrameFolderWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def open_writer(path, fps, size):
-    """A :class:`VideoFileWriter` for a path with a video extension, else a folder writer."""
+def same_path(a, b):
+    """Whether ``a`` and ``b`` are the same file or folder (also through links)."""
+    try:
+        return osp.exists(a) and osp.exists(b) and osp.samefile(a, b)
+    except OSError:
+        return False
+
+
+def open_writer(path, fps, size, overwrite=False, input_path=None):
+    """A :class:`VideoFileWriter` for a path with a video extension, else a folder writer.
+
+    ``input_path``: the input being processed, which the output may never replace (the same
+    file, also through links); ``overwrite`` lets an existing output file be replaced.
+    """
+    if input_path is not None and same_path(path, input_path):
+        raise OutputError(f'{path}: is the input {input_path}; write the result elsewhere')
     if osp.splitext(path)[1].lower() in VIDEO_FOURCC:
-        return VideoFileWriter(path, fps, size)
+        return VideoFileWriter(path, fps, size, overwrite)
     if osp.splitext(path)[1] and not osp.isdir(path):
         raise OutputError(f'{path}: unknown video extension {osp.splitext(path)[1]!r} '
                           f'(use one of {", ".join(VIDEO_FOURCC)} or a folder)')
-    return FrameFolderWriter(path, fps, size)
+    return FrameFolderWriter(path, fps, size, overwrite)
 
 
 def _bgr_to_rgb(img):

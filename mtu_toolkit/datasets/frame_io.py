@@ -1,6 +1,36 @@
-"""Decoding frames to RGB uint8 with clear errors (zero-byte, unreadable, gray/RGBA)."""
+"""Frames on disk: the one frame-folder listing (natural order, one list of extensions) and
+decoding to RGB uint8 with clear errors (zero-byte, unreadable, gray/RGBA)."""
+import os
+import os.path as osp
+import re
+
 import cv2
 import numpy as np
+
+#: image extensions read as frames (datasets, frame-folder videos)
+FRAME_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+
+
+def natural_key(name):
+    """Sort key putting 'frame10.png' after 'frame9.png' (and 10.png after 9.png)."""
+    return [int(s) if s.isdigit() else s.lower() for s in re.split(r'(\d+)', name)]
+
+
+def list_frame_files(folder):
+    """The image file names of a frame folder in natural order ([] when it holds none).
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+    """
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f'frame folder {folder} does not exist')
+    return sorted((n for n in os.listdir(folder)
+                   if n.lower().endswith(FRAME_EXTS) and not n.startswith('.')), key=natural_key)
+
+
+def frame_stem(name):
+    """The name a frame pairs by across folders: the file name without its extension."""
+    return osp.splitext(name)[0]
 
 
 def decode_rgb(buf, where):

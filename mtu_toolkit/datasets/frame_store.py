@@ -12,7 +12,8 @@ import lmdb
 import numpy as np
 from mmengine.fileio import LocalBackend
 
-from .layouts import list_frames, list_sequences, side_dir
+from .frame_io import frame_stem
+from .layouts import build_layout, list_frames
 
 
 #: read-only environments of this process, by (pid, real path): LMDB allows one environment per
@@ -22,14 +23,30 @@ _ENVS = {}
 
 
 def open_lmdb(path):
-    """The shared read-only environment of the LMDB ``path`` in this process."""
+    """The shared read-only environment of the LMDB ``path`` in this process.
+
+    A database whose ``data.mdb`` is shorter than the pages its meta page says it holds (a
+    truncated copy or download) is refused here, naming the file: reading it through the
+    memory map would kill the process with SIGBUS.
+    """
     key = (os.getpid(), osp.realpath(path))
     if key not in _ENVS:
         for inherited in [k for k in _ENVS if k[0] != key[0]]:
             # a forked worker: drop the parent's handles (py-lmdb refuses to open files that
             # an inherited handle still holds; closing it here leaves the parent's untouched)
             _ENVS.pop(inherited).close()
-        _ENVS[key] = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False)
+        data = osp.join(path, 'data.mdb')
+        try:
+            env = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False)
+        except lmdb.Error as err:
+            raise ValueError(f'{data}: not a readable LMDB ({err}); convert the dataset again')
+        needed = (env.info()['last_pgno'] + 1) * env.stat()['psize']
+        size = osp.getsize(data)
+        if size < needed:
+            env.close()
+            raise ValueError(f'{data}: truncated ({size} bytes, the database needs {needed}); '
+                             'copy or convert it again')
+        _ENVS[key] = env
     return _ENVS[key]
 
 
@@ -65,21 +82,31 @@ def read_meta_info(lmdb_path):
 
 
 class FolderStore:
-    """Frames of one side ('blur' | 'sharp') of a split of a DVD/GoPro/REDS folder tree.
+    """Frames of one side ('blur' | 'sharp') of a split of a dataset folder tree.
 
-    Frame ``i`` of a sequence is its ``i``-th image file in sorted name order.
+    Frame ``i`` of a sequence is its ``i``-th image file in natural name order (0, 1, ..., 10,
+    not 0, 1, 10, 2); :func:`check_pairs` pairs the two sides by file name.
     """
 
     def __init__(self, root, layout, split, side):
+        layout = build_layout(layout)
         self.root, self.layout, self.split, self.side = root, layout, split, side
         self._backend = LocalBackend()
         self._files = {}
-        for seq in list_sequences(root, layout, split):
-            folder = side_dir(root, layout, split, seq, side)
+        for seq in layout.sequences(root, split):
+            folder = layout.side_dir(root, split, seq, side)
             self._files[seq] = [osp.join(folder, n) for n in list_frames(folder)]
 
     def sequences(self):
         return {seq: len(files) for seq, files in self._files.items()}
+
+    def files(self, seq):
+        """The frame files of ``seq``, in frame order."""
+        return self._files[seq]
+
+    def reorder(self, seq, files):
+        """Use ``files`` (the same files, in another order) as the frames of ``seq``."""
+        self._files[seq] = list(files)
 
     def where(self, seq, index):
         return self._files[seq][index]
@@ -143,12 +170,41 @@ class LmdbStore:
         return np.frombuffer(buf, np.float16).reshape(h, w, c).astype(np.float32)
 
 
+def _short(path):
+    """'GT/00003.png' of '/data/DVD/test/v1/GT/00003.png'."""
+    return osp.join(osp.basename(osp.dirname(path)), osp.basename(path))
+
+
+def pair_by_name(blur, sharp, seq):
+    """Pair the frame files of ``seq`` by name (the file name without its extension): the sharp
+    side is put in the blurry side's order. A clear error names the frames without a partner.
+    """
+    blur_files, sharp_files = blur.files(seq), sharp.files(seq)
+    by_stem = {frame_stem(osp.basename(f)): f for f in sharp_files}
+    stems = [frame_stem(osp.basename(f)) for f in blur_files]
+    lonely = [f'{_short(f)} has no partner in {osp.basename(osp.dirname(sharp_files[0]))}/'
+              for f, stem in zip(blur_files, stems) if stem not in by_stem]
+    known = set(stems)
+    lonely += [f'{_short(f)} has no partner in {osp.basename(osp.dirname(blur_files[0]))}/'
+               for stem, f in by_stem.items() if stem not in known]
+    if lonely:
+        more = f' (+{len(lonely) - 4} more)' if len(lonely) > 4 else ''
+        raise ValueError(f'sequence {seq} ({osp.dirname(osp.dirname(blur_files[0]))}): '
+                         f'{len(blur_files)} blurry frames, {len(sharp_files)} sharp frames; '
+                         + '; '.join(lonely[:4]) + more)
+    sharp.reorder(seq, [by_stem[stem] for stem in stems])
+
+
 def check_pairs(blur, sharp, root, split):
-    """{seq: frames} of a split whose blur and sharp sides agree; a clear error otherwise."""
+    """{seq: frames} of a split whose blur and sharp sides agree (frame folders: paired by
+    name); a clear error otherwise."""
     b, s = blur.sequences(), sharp.sequences()
     if set(b) != set(s):
         raise ValueError(f'{root} ({split}): sequences differ between blur and sharp: only '
                          f'blur {sorted(set(b) - set(s))}, only sharp {sorted(set(s) - set(b))}')
+    if isinstance(blur, FolderStore) and isinstance(sharp, FolderStore):
+        for seq in b:
+            pair_by_name(blur, sharp, seq)
     for seq in b:
         if b[seq] != s[seq]:
             raise ValueError(f'{root} ({split}): sequence {seq} has {b[seq]} blurry frames '

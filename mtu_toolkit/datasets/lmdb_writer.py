@@ -6,23 +6,13 @@ import shutil
 
 import lmdb
 import numpy as np
-from mmengine.utils import ProgressBar
 
+from ..fileio import remove_stale_temporaries
+from ..progress import ProgressLine
 from .frame_io import decode_rgb, encode_png
 from .flow import sharp_flow
 from .frame_store import FolderStore, check_pairs, close_lmdb, frame_key
 from .layouts import detect_layout, list_splits
-
-
-def _pid_alive(pid):
-    """Whether the process that named a temporary database is still running (writing it)."""
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LmdbBuilder:
@@ -41,13 +31,12 @@ class LmdbBuilder:
     def __init__(self, path):
         self.path = path
         self.tmp = f'{path}.tmp-{os.getpid()}'
-        for stale in glob.glob(f'{glob.escape(path)}.tmp-*'):
-            if not _pid_alive(stale.rsplit('-', 1)[1]):
-                shutil.rmtree(stale)  # left by an interrupted run
+        remove_stale_temporaries(f'{glob.escape(path)}.tmp-*')  # left by interrupted runs
         self.env = lmdb.open(self.tmp, map_size=self.MAP_SIZE)
         self.meta = {}
         self.txn = self.env.begin(write=True)
         self._pending = 0
+        self.committed = False
 
     def put(self, seq, index, value, shape):
         """Store frame ``index`` of ``seq`` (frames of a sequence come in order 0, 1, ...)."""
@@ -75,9 +64,12 @@ class LmdbBuilder:
         if osp.exists(self.path):
             shutil.rmtree(self.path)
         os.replace(self.tmp, self.path)
+        self.committed = True
 
     def abort(self):
-        """Drop the temporary database."""
+        """Drop the temporary database (nothing once committed)."""
+        if self.committed:
+            return
         try:
             self.txn.abort()
             self.env.close()
@@ -99,39 +91,73 @@ def _check_frame_shape(store, seq, i, frame, first):
                          'of a sequence must have one size')
 
 
-def convert_split(src, out, layout, split, with_flow=False):
-    """Write ``<out>/<split>/{blur,sharp[,flow]}.lmdb``; returns {seq: frames}."""
-    blur, sharp = FolderStore(src, layout, split, 'blur'), FolderStore(src, layout, split, 'sharp')
-    seqs = check_pairs(blur, sharp, src, split)
-    os.makedirs(osp.join(out, split), exist_ok=True)
-    names = ['blur', 'sharp'] + (['flow'] if with_flow else [])
-    builders = {k: LmdbBuilder(osp.join(out, split, f'{k}.lmdb')) for k in names}
+def prepare_output(out, splits):
+    """Check, before any work, that the LMDBs of ``splits`` can be written under ``out``, and
+    make the folders; one-line errors naming the path at fault. Returns the folders it made
+    (removed again if the conversion fails)."""
+    if osp.exists(out) and not osp.isdir(out):
+        raise ValueError(f'{out}: the output root is a file, not a folder')
+    for split in splits:
+        folder = osp.join(out, split)
+        if osp.exists(folder) and not osp.isdir(folder):
+            raise ValueError(f'{folder}: a file stands where the split\'s folder goes')
+        for name in ('blur', 'sharp', 'flow'):
+            path = osp.join(folder, f'{name}.lmdb')
+            if osp.exists(path) and not osp.isdir(path):
+                raise ValueError(f'{path}: a file stands where the database goes')
+    made = []
     try:
-        print(f'{split}: {len(seqs)} sequences, {sum(seqs.values())} frames')
-        bar = ProgressBar(sum(seqs.values()))
-        for seq, n in seqs.items():
-            prev = first = None
-            for i in range(n):
-                b = decode_rgb(blur.get(seq, i), blur.where(seq, i))
-                s = decode_rgb(sharp.get(seq, i), sharp.where(seq, i))
-                if b.shape != s.shape:
-                    raise ValueError(f'{sharp.where(seq, i)} is {s.shape[:2]} but its blurry '
-                                     f'frame {blur.where(seq, i)} is {b.shape[:2]}')
-                first = b if first is None else first
-                _check_frame_shape(blur, seq, i, b, first)
-                builders['blur'].put(seq, i, encode_png(b), b.shape)
-                builders['sharp'].put(seq, i, encode_png(s), s.shape)
-                if with_flow:
-                    builders['flow'].put(seq, i, *flow_value(s, prev))
-                prev = s
-                bar.update()
-        for b in builders.values():
-            b.commit()
-    except BaseException:
-        for b in builders.values():
-            b.abort()
-        raise
-    return seqs
+        for folder in [out] + [osp.join(out, split) for split in splits]:
+            if not osp.isdir(folder):
+                os.makedirs(folder)
+                made.append(folder)
+        for folder in [osp.join(out, split) for split in splits]:
+            probe = osp.join(folder, f'.write-test-{os.getpid()}')
+            with open(probe, 'w'):
+                pass
+            os.remove(probe)
+    except OSError as err:
+        remove_empty(made)
+        raise ValueError(f'{err.filename or out}: cannot write the output there '
+                         f'({err.strerror or err})') from None
+    return made
+
+
+def remove_empty(folders):
+    """Remove the folders this run made, deepest first, where they are still empty."""
+    for folder in sorted(folders, key=len, reverse=True):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+
+
+def write_split(src_stores, out, split, with_flow, builders):
+    """Write ``<out>/<split>/{blur,sharp[,flow]}.lmdb`` under temporary names (their builders
+    are appended to ``builders``, to be committed or aborted by the caller)."""
+    blur, sharp, seqs = src_stores
+    names = ['blur', 'sharp'] + (['flow'] if with_flow else [])
+    mine = {k: LmdbBuilder(osp.join(out, split, f'{k}.lmdb')) for k in names}
+    builders.extend(mine.values())
+    print(f'{split}: {len(seqs)} sequences, {sum(seqs.values())} frames')
+    bar = ProgressLine(sum(seqs.values()), unit='frames')
+    for seq, n in seqs.items():
+        prev = first = None
+        for i in range(n):
+            b = decode_rgb(blur.get(seq, i), blur.where(seq, i))
+            s = decode_rgb(sharp.get(seq, i), sharp.where(seq, i))
+            if b.shape != s.shape:
+                raise ValueError(f'{sharp.where(seq, i)} is {s.shape[:2]} but its blurry '
+                                 f'frame {blur.where(seq, i)} is {b.shape[:2]}')
+            first = b if first is None else first
+            _check_frame_shape(blur, seq, i, b, first)
+            mine['blur'].put(seq, i, encode_png(b), b.shape)
+            mine['sharp'].put(seq, i, encode_png(s), s.shape)
+            if with_flow:
+                mine['flow'].put(seq, i, *flow_value(s, prev))
+            prev = s
+            bar.update()
+    bar.close()
 
 
 def build_flow_lmdb(sharp, seqs, path):
@@ -140,7 +166,7 @@ def build_flow_lmdb(sharp, seqs, path):
     try:
         print(f'computing the optical flow of {sum(seqs.values())} sharp frames once, '
               f'cached in {path}')
-        bar = ProgressBar(sum(seqs.values()))
+        bar = ProgressLine(sum(seqs.values()), unit='frames')
         for seq, n in seqs.items():
             prev = None
             for i in range(n):
@@ -148,6 +174,7 @@ def build_flow_lmdb(sharp, seqs, path):
                 builder.put(seq, i, *flow_value(s, prev))
                 prev = s
                 bar.update()
+        bar.close()
         builder.commit()
     except BaseException:
         builder.abort()
@@ -155,7 +182,37 @@ def build_flow_lmdb(sharp, seqs, path):
 
 
 def convert_dataset(src, out, layout='auto', splits=None, with_flow=False):
-    """Convert every split (or ``splits``) of a dataset tree; returns {split: {seq: frames}}."""
+    """Convert every split (or ``splits``) of a dataset tree; returns {split: {seq: frames}}.
+
+    All or nothing: every split's pairs are checked before any database is written, the
+    output is checked writable before any work, the databases are written under temporary
+    names and renamed only when all of them are complete (a failure removes them, and the
+    folders this run made). Without ``with_flow`` an older ``flow.lmdb`` of a split is
+    removed, as it would not match the new frames.
+    """
     layout = detect_layout(src) if layout == 'auto' else layout
     splits = splits or list_splits(src, layout)
-    return {split: convert_split(src, out, layout, split, with_flow) for split in splits}
+    plan = {}
+    for split in splits:
+        blur = FolderStore(src, layout, split, 'blur')
+        sharp = FolderStore(src, layout, split, 'sharp')
+        plan[split] = (blur, sharp, check_pairs(blur, sharp, src, split))
+    made = prepare_output(out, splits)
+    builders = []
+    try:
+        for split, stores in plan.items():
+            write_split(stores, out, split, with_flow, builders)
+        for builder in builders:
+            builder.commit()
+    except BaseException:
+        for builder in builders:
+            builder.abort()
+        remove_empty(made)
+        raise
+    if not with_flow:
+        for split in splits:
+            stale = osp.join(out, split, 'flow.lmdb')
+            if osp.isdir(stale):
+                close_lmdb(stale)
+                shutil.rmtree(stale)
+    return {split: stores[2] for split, stores in plan.items()}

@@ -24,7 +24,8 @@ import numpy as np
 
 from .flow import sharp_flow
 from .frame_io import decode_rgb, read_file
-from .layouts import IMAGE_EXTS, list_frames
+from .frame_io import FRAME_EXTS
+from .layouts import list_frames
 
 GAMMA = 2.2
 
@@ -146,7 +147,7 @@ def fold(v, limit):
 
 
 def render_camera_shake(photo, num_frames, size, rng, sub_frames=9, speed=1.2,
-                        exposures=(1, 3, 5, 7, 9), vertical=1.0, pan=0.0):
+                        exposures=(1, 3, 5, 7, 9), vertical=1.0, pan=0.0, return_views=False):
     """(blur, sharp) frame lists of a virtual camera moving over a real photograph.
 
     Args:
@@ -165,6 +166,9 @@ def render_camera_shake(photo, num_frames, size, rng, sub_frames=9, speed=1.2,
         pan (float | tuple): steady horizontal pan in pixels per sub-frame (direction drawn per
             sequence) on top of the shake: blur of a consistent length along the video. A
             ``(low, high)`` pair draws the speed per sequence, uniformly.
+        return_views (bool): also return the (2, 3) affine map from photo to frame
+            coordinates of every sharp frame (the true motion between frames: see
+            :func:`true_flow`). The random draws are the same either way.
     """
     rates = tuple(sub_frames) if isinstance(sub_frames, (tuple, list)) else (sub_frames,)
     if max(exposures) > min(rates) or min(exposures) < 1:
@@ -194,20 +198,37 @@ def render_camera_shake(photo, num_frames, size, rng, sub_frames=9, speed=1.2,
     zoom = np.exp(smooth_path(rng, n, 0.001))
     linear = to_linear(photo)
 
-    def view(i):
+    def affine(i):  # photo -> frame coordinates of sub-frame i
         m = cv2.getRotationMatrix2D((float(cx[i]), float(cy[i])), float(angle[i]), float(zoom[i]))
         m[:, 2] += (w / 2 - cx[i], h / 2 - cy[i])
-        return cv2.warpAffine(linear, m, (w, h), flags=cv2.INTER_LINEAR,
+        return m
+
+    def view(i):
+        return cv2.warpAffine(linear, affine(i), (w, h), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REFLECT)
 
-    blur, sharp = [], []
+    blur, sharp, maps = [], [], []
     for t in range(num_frames):
         e = int(rng.choice(exposures))
         start = t * sub_frames + (sub_frames - e) // 2
         views = [view(i) for i in range(start, start + e)]
         blur.append(to_display(np.mean(views, axis=0)))
         sharp.append(to_display(views[e // 2]))
-    return blur, sharp
+        maps.append(affine(start + e // 2))
+    return (blur, sharp, maps) if return_views else (blur, sharp)
+
+
+def true_flow(map_t, map_prev, size):
+    """The exact flow (H, W, 2) (dx, dy) from frame t to frame t-1 of a rendered camera path
+    (``render_camera_shake(..., return_views=True)``): ``frame_t(x) = frame_prev(x + flow)``.
+    """
+    h, w = size
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    pts = np.stack([xs, ys, np.ones_like(xs)], -1)
+    to_photo = cv2.invertAffineTransform(map_t)
+    photo = pts @ to_photo.T
+    prev = np.concatenate([photo, np.ones_like(xs)[..., None]], -1) @ map_prev.T
+    return (prev - pts[..., :2]).astype(np.float32)
 
 
 def read_footage(path, max_frames=None):
@@ -298,7 +319,7 @@ def default_sources(size, seqs_per_photo=2, with_footage=True):
 
 def load_source(path, size):
     """A photograph (image file) or the shots of footage (video file / frame folder)."""
-    if osp.isfile(path) and path.lower().endswith(IMAGE_EXTS):
+    if osp.isfile(path) and path.lower().endswith(FRAME_EXTS):
         return [decode_rgb(read_file(path), path)]
     return footage_shots(path, size)
 

@@ -1,4 +1,19 @@
-"""Video deblurring dataset over a DVD/GoPro/REDS folder tree or its LMDBs."""
+"""Video deblurring dataset over a DVD/GoPro/REDS folder tree or its LMDBs.
+
+The sample contract (what the restorer and the clip transforms expect from any dataset; a new
+dataset class gives the same)::
+
+    inputs        (T + 4, 3, H, W) uint8 blurry frames: the T target frames and CONTEXT = 2
+                  context frames each side (indices clamped to the sequence, or to the clip's
+                  first frame on the left with ``clamp_context='clip'``); float32 in [0, 1]
+                  after ClipGaussianNoise
+    data_samples  gt (T, 3, H, W) uint8 sharp frames of the targets; key (the sequence name);
+                  frame_indices (T ints); optionally flow (T, 2, H, W) float32: the sharp
+                  frames' optical flow t -> t-1 in pixels, for the motion loss
+
+Before the pipeline the same arrays are channels-last ((T + 4, H, W, 3) etc.): the transforms
+of :mod:`mtu_toolkit.datasets.transforms` act on them identically across the clip.
+"""
 import os
 import os.path as osp
 
@@ -7,17 +22,18 @@ import torch
 from mmengine.dataset import Compose
 from torch.utils.data import Dataset
 
+from ..models.window import padded_indices
 from ..registry import DATASETS, TRANSFORMS
 from .frame_io import decode_rgb
 from .frame_store import FolderStore, LmdbStore, check_pairs
-from .layouts import LAYOUTS
+from .layouts import build_layout
 from .lmdb_writer import build_flow_lmdb
 
 #: where a folder tree caches its flow: ``<data_root>/.mtu_flow/<split>.lmdb``
 FLOW_CACHE_DIR = '.mtu_flow'
 
-#: frames of context each side of a clip (the model's 5-frame window)
-CONTEXT = 2
+#: how training clips are drawn (see :class:`VideoDeblurDataset`)
+SAMPLINGS = ('random', 'grid')
 
 
 @DATASETS.register_module()
@@ -28,11 +44,21 @@ class VideoDeblurDataset(Dataset):
         data_root (str): the dataset tree (backend 'disk') or the LMDB root made by
             ``tools/dataset_converters/convert_to_lmdb.py`` (backend 'lmdb':
             ``<data_root>/<split>/{blur,sharp[,flow]}.lmdb``).
-        layout (str): 'dvd', 'gopro' or 'reds' (disk backend only).
+        layout (str): a registered layout, 'dvd', 'gopro' or 'reds' (disk backend only).
         split (str): 'train', 'test', 'val', ...
         backend (str): 'disk' or 'lmdb'.
         num_frames (int | None): T target frames per training clip; None gives whole sequences.
-        length (int | None): samples per epoch for clips (default 100 per sequence).
+        sampling (str): how clips of ``num_frames`` are drawn. 'grid' (the reference
+            implementation's): every sequence is cut into consecutive clips starting at
+            0, T, 2T, ... (the frames after the last whole clip are not used), each clip one
+            sample, so an epoch sees every clip once and a sequence weighs by its length;
+            ``length`` is ignored. 'random': a sample draws a sequence uniformly and a random
+            start (``length`` samples an epoch).
+        length (int | None): samples per epoch for 'random' clips (default 100 per sequence).
+        clamp_context (str): where the left context of a clip comes from: 'sequence' (the
+            frames before the clip, clamped at the sequence's start) or 'clip' (clamped to the
+            clip's first frame, the paper's I_0 = I_1 at a clip start, as the reference trains).
+            Whole sequences clamp at their ends either way.
         with_flow (bool): add ``data_samples['flow']`` (T, 2, H, W) float32, the DIS flow of
             the sharp frames (see ``flow.py``), for the motion loss. Read from ``flow_lmdb``,
             else ``<data_root>/<split>/flow.lmdb`` (backend 'lmdb', made by the converter's
@@ -41,16 +67,18 @@ class VideoDeblurDataset(Dataset):
         flow_lmdb (str | None): an explicit flow LMDB.
         pipeline (list[dict]): clip transforms (``ClipRandomCrop`` ...).
 
-    A sample: ``inputs`` uint8 (T+4, 3, H, W) (float32 after ClipGaussianNoise), the T targets
-    with two context frames each side clamped at the sequence ends; ``data_samples``: ``gt``
-    uint8 (T, 3, H, W), ``key``, ``frame_indices`` and optionally ``flow``.
+    A sample follows the contract of the module docstring.
     """
 
     def __init__(self, data_root, layout='dvd', split='train', backend='disk', num_frames=None,
-                 length=None, with_flow=False, flow_lmdb=None, pipeline=()):
-        if layout not in LAYOUTS:
-            raise ValueError(f'layout must be one of {LAYOUTS}, got {layout!r}')
+                 sampling='random', length=None, clamp_context='sequence', with_flow=False,
+                 flow_lmdb=None, pipeline=()):
+        if sampling not in SAMPLINGS:
+            raise ValueError(f'sampling must be one of {SAMPLINGS}, got {sampling!r}')
+        if clamp_context not in ('sequence', 'clip'):
+            raise ValueError(f"clamp_context must be 'sequence' or 'clip', got {clamp_context!r}")
         if backend == 'disk':
+            layout = build_layout(layout)
             self.blur = FolderStore(data_root, layout, split, 'blur')
             self.sharp = FolderStore(data_root, layout, split, 'sharp')
         elif backend == 'lmdb':
@@ -62,11 +90,17 @@ class VideoDeblurDataset(Dataset):
         self.flow = self._flow_store(data_root, split, backend, flow_lmdb) if with_flow else None
         self.names = sorted(self.seqs)
         self.num_frames = num_frames
+        self.sampling = sampling
+        self.clamp_context = clamp_context
         if num_frames is not None:
             short = [s for s in self.names if self.seqs[s] < num_frames]
             if short:
                 raise ValueError(f'{data_root} ({split}): sequences {short} have fewer than '
                                  f'num_frames={num_frames} frames')
+        # 'grid': (sequence, first target) of every clip
+        self.clips = [(seq, start) for seq in self.names
+                      for start in range(0, self.seqs[seq] - num_frames + 1, num_frames)
+                      ] if num_frames and sampling == 'grid' else []
         self.length = length or 100 * len(self.names)
         self.pipeline = Compose([TRANSFORMS.build(t) if isinstance(t, dict) else t
                                  for t in pipeline])
@@ -99,21 +133,31 @@ class VideoDeblurDataset(Dataset):
             return False
 
     def __len__(self):
-        return self.length if self.num_frames else len(self.names)
+        if not self.num_frames:
+            return len(self.names)
+        return len(self.clips) if self.sampling == 'grid' else self.length
 
     def _frame(self, store, seq, index):
         return decode_rgb(store.get(seq, index), store.where(seq, index))
 
-    def __getitem__(self, idx):
+    def _clip(self, idx):
+        """(sequence, first target, number of targets) of sample ``idx``."""
+        if not self.num_frames:
+            seq = self.names[idx]
+            return seq, 0, self.seqs[seq]
+        if self.sampling == 'grid':
+            seq, start = self.clips[idx]
+            return seq, start, self.num_frames
         seq = self.names[idx % len(self.names)]
+        start = np.random.randint(0, self.seqs[seq] - self.num_frames + 1)
+        return seq, start, self.num_frames
+
+    def __getitem__(self, idx):
+        seq, start, count = self._clip(idx)
         n = self.seqs[seq]
-        if self.num_frames:
-            start = np.random.randint(0, n - self.num_frames + 1)
-            targets = list(range(start, start + self.num_frames))
-        else:
-            targets = list(range(n))
-        context = [min(max(i, 0), n - 1)
-                   for i in range(targets[0] - CONTEXT, targets[-1] + CONTEXT + 1)]
+        targets = list(range(start, start + count))
+        first = start if self.clamp_context == 'clip' and self.num_frames else 0
+        context = padded_indices(n, start, count, first=first)
         blur = {i: self._frame(self.blur, seq, i) for i in set(context)}
         results = dict(inputs=np.stack([blur[i] for i in context]), key=seq,
                        gt=np.stack([self._check_size(self._frame(self.sharp, seq, i), blur[i],

@@ -1,29 +1,21 @@
-"""DDP wrapper that keeps the restorer's one-optimiser-step-per-frame training."""
+"""DDP wrapper that keeps the restorer's per-frame optimiser steps (one or two optimisers)."""
+import torch
+import torch.distributed as dist
 from mmengine.model import MMDistributedDataParallel
 
 from ..registry import MODEL_WRAPPERS
 
 
-class _Opaque:
-    """Hides a value from DDP's search for output tensors (it looks into dataclasses too)."""
-
-    def __init__(self, value):
-        self.value = value
-
-
 @MODEL_WRAPPERS.register_module()
 class MTUDistributedDataParallel(MMDistributedDataParallel):
-    """:class:`MMDistributedDataParallel` for models whose ``train_step`` steps once per frame.
+    """:class:`MMDistributedDataParallel` for the restorer, whose ``train_step`` steps once per
+    frame, and with the two-optimiser recipe runs two backward passes per frame.
 
-    mmengine's wrapper runs one forward and one optimiser step per iteration, which would skip
-    the restorer's per-frame loop. Here the restorer runs its own loop and routes each frame's
-    forward through this wrapper, so DDP all-reduces gradients at every per-frame step and all
-    ranks keep identical weights.
-
-    A frame's forward returns ``(losses, state)``. With ``find_unused_parameters=True`` DDP
-    treats every parameter reachable from the outputs as used; the recurrent state reaches the
-    motion layer, which gets no gradient at a clip's first frame, and DDP would wait for it
-    forever. A forward hook therefore hides the state from DDP: only the losses count.
+    DDP all-reduces gradients in the one backward that follows its forward, which fits neither.
+    Here DDP only broadcasts the weights at the start; the restorer's ``train_step`` runs the
+    module itself and calls :meth:`sync_grads` after each backward, which averages the
+    gradients over the processes (one flat all-reduce), so every rank steps with the same
+    gradient and all ranks keep identical weights.
 
     ``device_ids`` is dropped for CPU modules (gloo), where DDP refuses it; mmengine's Runner
     always passes ``[LOCAL_RANK]``.
@@ -34,22 +26,20 @@ class MTUDistributedDataParallel(MMDistributedDataParallel):
         if first is None or first.device.type == 'cpu':
             device_ids = None
         super().__init__(module=module, device_ids=device_ids, **kwargs)
-        self._in_frame_step = False
-        self.module.register_forward_hook(self._hide_state, with_kwargs=True)
 
-    def _hide_state(self, module, args, kwargs, output):
-        if self._in_frame_step and kwargs.get('mode') == 'frame_loss':
-            losses, state = output
-            return losses, _Opaque(state)
-        return None
-
-    def _frame_forward(self, *args, **kwargs):
-        losses, state = self(*args, **kwargs)
-        return losses, state.value if isinstance(state, _Opaque) else state
+    @staticmethod
+    def sync_grads(params):
+        """Average the gradients of ``params`` over the processes, in place."""
+        grads = [p.grad for p in params]
+        if not grads or dist.get_world_size() == 1:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat.div_(dist.get_world_size())
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
 
     def train_step(self, data, optim_wrapper):
-        self._in_frame_step = True
-        try:
-            return self.module.train_step(data, optim_wrapper, forward=self._frame_forward)
-        finally:
-            self._in_frame_step = False
+        return self.module.train_step(data, optim_wrapper, sync_grads=self.sync_grads)

@@ -1,20 +1,122 @@
-"""Building blocks shared by the architectures (one place, reused, never copied)."""
+"""Building blocks shared by the architectures (one place, reused, never copied).
+
+Every convolution of the MTU network is one of two layer classes with one calling convention::
+
+    y = layer(*inputs, residual=None, sum_inputs=False)
+      = [ReLU](conv(cat(inputs)))  + residual      (sum_inputs: conv(inputs[0] + inputs[1] ...))
+
+``inputs`` are (N, C_i, H, W) tensors read as their concatenation along channels (or their
+sum), ``residual`` is added after the activation. The network's forward code says *what* is
+computed once, in these terms; how a layer runs is the layer's business. In training it runs
+the PyTorch modules it holds (the ``cat`` and the add are plain tensor ops). An inference form
+(see :mod:`mtu_toolkit.deploy`) installs a ``kernel`` on the layer, a module with
+``kernel(inputs, residual, sum_inputs)`` that computes the same thing its own way (e.g. the
+direct CPU kernels read the inputs in place and add the residual in the convolution's pass),
+the way RepVGG's blocks switch to their deploy form. The state-dict keys do not change:
+:class:`ConvAct` is keyed like ``nn.Sequential(conv, ReLU)`` (``<name>.0.weight``),
+:class:`Conv` like ``nn.Conv2d`` (``<name>.weight``).
+"""
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+
+def apply_conv(conv, x):
+    """``conv``'s own convolution of ``x`` (an ``nn.Conv2d`` or ``nn.ConvTranspose2d``, also a
+    layer of this module: its PyTorch computation, never an installed kernel)."""
+    if isinstance(conv, nn.ConvTranspose2d):
+        return F.conv_transpose2d(x, conv.weight, conv.bias, conv.stride, conv.padding,
+                                  conv.output_padding, conv.groups, conv.dilation)
+    return nn.Conv2d._conv_forward(conv, x, conv.weight, conv.bias)
+
+
+def _combine(inputs, sum_inputs):
+    if len(inputs) == 1:
+        return inputs[0]
+    if sum_inputs:
+        out = inputs[0]
+        for x in inputs[1:]:
+            out = out + x
+        return out
+    return torch.cat(inputs, 1)
+
+
+class FusedCallMixin:
+    """The calling convention of the network's conv layers (see the module docstring).
+
+    Subclasses provide :attr:`conv` (the ``nn.Conv2d`` / ``nn.ConvTranspose2d``), :attr:`relu`
+    and :meth:`eager`, the layer's own computation on one tensor.
+    """
+
+    def forward(self, *inputs, residual=None, sum_inputs=False):
+        kernel = self._modules.get('kernel')  # the installed inference kernel, if any
+        if kernel is not None:
+            return kernel(list(inputs), residual, sum_inputs)
+        out = self.eager(_combine(inputs, sum_inputs))
+        return out if residual is None else out + residual
+
+    def set_kernel(self, kernel):
+        """Run the layer by ``kernel`` (a module ``kernel(inputs, residual, sum_inputs)``)
+        from now on; None goes back to the PyTorch modules."""
+        if kernel is None:
+            self._modules.pop('kernel', None)
+        else:
+            self.add_module('kernel', kernel)
+
+
+class ConvAct(FusedCallMixin, nn.Module):
+    """A convolution followed by ReLU (keys ``0.weight``, ``0.bias`` as ``nn.Sequential``).
+
+    Args:
+        conv (nn.Conv2d | nn.ConvTranspose2d): the convolution.
+        relu (bool): apply ReLU (in place) after it. Default True.
+    """
+
+    def __init__(self, conv, relu=True):
+        super().__init__()
+        self.add_module('0', conv)
+        self.relu = relu
+
+    @property
+    def conv(self):
+        return self._modules['0']
+
+    def __getitem__(self, index):  # layer[0] is the convolution, as in nn.Sequential
+        if index not in (0, -1):
+            raise IndexError(f'ConvAct holds one convolution (index 0), got {index}')
+        return self.conv
+
+    def eager(self, x):
+        out = self.conv(x)  # a module call: hooks and FLOP counters see the convolution
+        return torch.relu_(out) if self.relu else out
+
+
+class Conv(FusedCallMixin, nn.Conv2d):
+    """An ``nn.Conv2d`` (no activation) with the calling convention of :class:`ConvAct`."""
+
+    relu = False
+
+    @property
+    def conv(self):
+        return self
+
+    def eager(self, x):
+        return apply_conv(self, x)
 
 
 def conv(in_channels, out_channels, kernel_size=3, stride=1, padding=None, relu=True):
-    """Conv2d (with bias) optionally followed by ReLU; ``padding`` defaults to 'same' for odd k."""
+    """A KxK convolution (with bias), optionally followed by ReLU; ``padding`` defaults to
+    'same' for odd K. Returns :class:`ConvAct` (with ReLU) or :class:`Conv` (without)."""
     if padding is None:
         padding = kernel_size // 2
-    layer = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=True)
-    return nn.Sequential(layer, nn.ReLU(inplace=True)) if relu else layer
+    if not relu:
+        return Conv(in_channels, out_channels, kernel_size, stride, padding, bias=True)
+    return ConvAct(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=True))
 
 
 def deconv(in_channels, out_channels):
     """4x4 transposed conv, stride 2, pad 1 (exact x2 upsampling), followed by ReLU."""
-    return nn.Sequential(
-        nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=True),
-        nn.ReLU(inplace=True))
+    return ConvAct(nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=True))
 
 
 class ResidualBlock(nn.Module):
@@ -22,6 +124,8 @@ class ResidualBlock(nn.Module):
 
     Args:
         channels (int): input = output channels.
+
+    Shapes: (N, C, H, W) -> (N, C, H, W).
     """
 
     def __init__(self, channels):
@@ -29,9 +133,14 @@ class ResidualBlock(nn.Module):
         self.body = nn.Sequential(conv(channels, channels), conv(channels, channels))
 
     def forward(self, x):
-        return x + self.body(x)
+        return self.body[1](self.body[0](x), residual=x)
 
 
 def make_layer(block, num_blocks, **kwargs):
     """``num_blocks`` instances of ``block(**kwargs)`` in a Sequential."""
     return nn.Sequential(*[block(**kwargs) for _ in range(num_blocks)])
+
+
+def fused_layers(module):
+    """Every layer with the fused calling convention inside ``module`` (in module order)."""
+    return [m for m in module.modules() if isinstance(m, FusedCallMixin)]

@@ -3,13 +3,13 @@
 The compiled extension (``csrc/`` -> ``mtu_toolkit._ext``) provides the kernels; the
 ``*_reference`` functions are their pure-PyTorch twins, used by the tests and as the fallback
 (announced by one :class:`ExtensionFallbackWarning`) when the extension is missing.
-``EXT_AVAILABLE`` tells which is in use. :class:`DirectConv2d` runs the network's convolutions
-on the extension's direct CPU kernels (inference; ``conv_direct``).
+``EXT_AVAILABLE`` tells which is in use. While a trace records them (TorchScript, ONNX) the ops
+run their references, so models built on them export as they are. (The CPU convolution engine
+is a deployment component: :mod:`mtu_toolkit.deploy`.)
 """
-from .conv_direct import DirectConv2d, conv2d_direct_reference, direct_conv_isa
 from .extension import (EXT_AVAILABLE, EXT_WITH_CUDA, FALLBACK_REASON,
                         ExtensionFallbackWarning)
-from .functions import (correlation, correlation_argmax, uses_extension,
+from .functions import (correlation, correlation_argmax, tracing, uses_extension,
                         warp_by_displacement)
 from .reference import (correlation_argmax_reference, correlation_reference,
                         smooth_cost_volume, volume_argmax_to_displacement,
@@ -19,6 +19,5 @@ __all__ = [
     'correlation', 'correlation_argmax', 'warp_by_displacement', 'correlation_reference',
     'correlation_argmax_reference', 'warp_by_displacement_reference', 'smooth_cost_volume',
     'volume_argmax_to_displacement', 'EXT_AVAILABLE', 'EXT_WITH_CUDA', 'FALLBACK_REASON',
-    'ExtensionFallbackWarning', 'uses_extension', 'DirectConv2d', 'conv2d_direct_reference',
-    'direct_conv_isa'
+    'ExtensionFallbackWarning', 'uses_extension', 'tracing'
 ]

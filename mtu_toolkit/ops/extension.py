@@ -26,8 +26,9 @@ def skip_requested():
     return os.environ.get('MTU_SKIP_EXT', '0').strip().lower() not in ('', '0', 'false', 'no')
 
 
-def load_extension():
-    """Import ``mtu_toolkit._ext``.
+def import_extension(name):
+    """Import a compiled extension of the package (``mtu_toolkit._ext``: the motion-compensation
+    ops; ``mtu_toolkit._conv_cpu``: the CPU convolution engine).
 
     Returns:
         tuple: ``(module or None, reason)``; reason is ``None`` on success, otherwise a sentence
@@ -36,9 +37,14 @@ def load_extension():
     if skip_requested():
         return None, 'MTU_SKIP_EXT is set'
     try:
-        return importlib.import_module('mtu_toolkit._ext'), None
+        return importlib.import_module(name), None
     except ImportError as err:  # not built, built against another torch, missing symbols
-        return None, f'importing mtu_toolkit._ext failed ({type(err).__name__}: {err})'
+        return None, f'importing {name} failed ({type(err).__name__}: {err})'
+
+
+def load_extension():
+    """Import ``mtu_toolkit._ext`` (see :func:`import_extension`)."""
+    return import_extension('mtu_toolkit._ext')
 
 
 ext, FALLBACK_REASON = load_extension()

@@ -1,13 +1,15 @@
 """The public motion-compensation ops: compiled kernels where available, references otherwise.
 
-Contracts (``shared/spec/DESIGN.md``), for features of shape (N, C, H, W):
+Contracts, for features of shape (N, C, H, W):
 
 - :func:`correlation` -> (N, (2D+1)^2, H, W), differentiable w.r.t. both inputs;
 - :func:`correlation_argmax` -> int64 (N, 2, H, W) displacement (dx, dy), not differentiable;
 - :func:`warp_by_displacement` -> like ``feat``, differentiable w.r.t. ``feat``.
 
 The kernels run float32/float64 on CPU and float32/float16/bfloat16/float64 on CUDA (when the
-extension was built with CUDA); other inputs use the ``*_reference`` twins.
+extension was built with CUDA); other inputs use the ``*_reference`` twins, and so does a
+trace (``torch.jit.trace``, ONNX export): the compiled kernels are opaque to the tracer, their
+twins are plain PyTorch, so a model built on these ops exports as it is.
 """
 import torch
 from torch.autograd.function import once_differentiable
@@ -20,9 +22,15 @@ _CPU_DTYPES = (torch.float32, torch.float64)
 _CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
+def tracing():
+    """Whether a TorchScript trace or an ONNX export is recording the ops."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
 def uses_extension(tensor):
-    """Whether the ops run the compiled kernels for ``tensor``'s device and dtype."""
-    if not EXT_AVAILABLE:
+    """Whether the ops run the compiled kernels for ``tensor``'s device and dtype (never while
+    :func:`tracing`)."""
+    if not EXT_AVAILABLE or tracing():
         return False
     if tensor.is_cuda:
         return EXT_WITH_CUDA and tensor.dtype in _CUDA_DTYPES

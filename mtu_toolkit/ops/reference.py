@@ -1,6 +1,6 @@
 """Pure-PyTorch reference implementations of the ops in ``mtu_toolkit.ops``.
 
-They define the contracts (see ``shared/spec/DESIGN.md``), serve as the fallback when the
+They define the contracts (the docstrings of ``functions.py``), serve as the fallback when the
 compiled extension is missing, and are what the tests compare the kernels against.
 """
 import torch

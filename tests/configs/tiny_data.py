@@ -72,7 +72,11 @@ class TinyDVDDataset(Dataset):
         ctx = [min(max(j, 0), n - 1) for j in range(idx[0] - CONTEXT, idx[-1] + CONTEXT + 1)]
         blur = torch.stack([_read(osp.join(self.dir, video, 'input', names[j])) for j in ctx])
         gt = torch.stack([_read(osp.join(self.dir, video, 'GT', names[j])) for j in idx])
-        return dict(inputs=blur, data_samples=dict(gt=gt, key=video, frame_indices=idx))
+        # a known motion for the motion loss: the sharp frames move 1 px right a frame
+        flow = torch.zeros(len(idx), 2, *gt.shape[-2:])
+        flow[:, 0] = -1.0
+        return dict(inputs=blur, data_samples=dict(gt=gt, key=video, frame_indices=idx,
+                                                   flow=flow))
 
 
 def write_config(path, data_root, max_iters=4, val_interval=2, ckpt_interval=2, **extra):
@@ -83,7 +87,7 @@ def write_config(path, data_root, max_iters=4, val_interval=2, ckpt_interval=2, 
         f"{osp.join(BASE, 'default_runtime.py')!r}]",
         "custom_imports = dict(imports=['tiny_data'], allow_failed_imports=False)",
         "model = dict(backbone=dict(num_units=1, channels=8, num_blocks=1, "
-        "mc_head=dict(max_displacement=3)), motion_loss=None)",
+        "mc_head=dict(max_displacement=3)))",
         "_loader = dict(num_workers=0, collate_fn=dict(type='default_collate'))",
         f"train_dataloader = dict(_loader, batch_size=2, sampler=dict(type='InfiniteSampler', "
         f"shuffle=True), dataset=dict(type='TinyDVDDataset', data_root={data_root!r}, "

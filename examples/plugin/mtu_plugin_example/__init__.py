@@ -1,4 +1,4 @@
-"""An example third-party plugin for mtu_toolkit: a new MC head and a new deblur loss.
+"""An example third-party plugin for mtu_toolkit: a new MC head and a new pixel loss.
 
 Nothing in ``mtu_toolkit`` changes: the modules below register into
 ``mtu_toolkit.registry.MODELS`` when imported, and a config imports this package with::
@@ -7,7 +7,7 @@ Nothing in ``mtu_toolkit`` changes: the modules below register into
 
 (the folder holding this package must be on ``PYTHONPATH``, or the package installed).
 """
-from .charbonnier_loss import CharbonnierDeblurLoss
+from .charbonnier_loss import CharbonnierLoss
 from .global_shift_head import GlobalShiftMCHead
 
-__all__ = ['CharbonnierDeblurLoss', 'GlobalShiftMCHead']
+__all__ = ['CharbonnierLoss', 'GlobalShiftMCHead']

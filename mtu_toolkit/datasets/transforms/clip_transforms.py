@@ -53,17 +53,43 @@ def _negate(channel):
 
 @TRANSFORMS.register_module()
 class ClipRandomFlip(BaseTransform):
-    """Horizontal and vertical flips, each with probability ``prob``."""
+    """Flip every frame of the clip the same way.
 
-    def __init__(self, prob=0.5):
+    Args:
+        prob (float): with ``choice_probs`` None, each of the horizontal and the vertical flip
+            happens with this probability, independently; otherwise the probability that the
+            clip is flipped at all. Default 0.5.
+        choice_probs (tuple[float] | None): (vertical, horizontal, both) probabilities of
+            the flip when there is one, e.g. the reference implementation's (0.3, 0.3, 0.4).
+    """
+
+    def __init__(self, prob=0.5, choice_probs=None):
         self.prob = prob
+        self.choice_probs = _probs(choice_probs, 3, 'ClipRandomFlip')
 
     def transform(self, results):
-        if np.random.rand() < self.prob:
+        if self.choice_probs is None:
+            flips = (np.random.rand() < self.prob, np.random.rand() < self.prob)
+        elif np.random.rand() < self.prob:
+            kind = np.random.choice(3, p=self.choice_probs)  # vertical, horizontal, both
+            flips = (kind in (1, 2), kind in (0, 2))
+        else:
+            flips = (False, False)
+        if flips[0]:
             _apply(results, lambda a: a[:, :, ::-1], _negate(0))
-        if np.random.rand() < self.prob:
+        if flips[1]:
             _apply(results, lambda a: a[:, ::-1], _negate(1))
         return results
+
+
+def _probs(probs, n, name):
+    if probs is None:
+        return None
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.shape != (n,) or (probs < 0).any() or not np.isclose(probs.sum(), 1):
+        raise ValueError(f'{name}: choice_probs must be {n} probabilities adding up to 1, '
+                         f'got {probs.tolist()}')
+    return probs
 
 
 def rot90_flow_vectors(flow, k):
@@ -75,14 +101,24 @@ def rot90_flow_vectors(flow, k):
 
 @TRANSFORMS.register_module()
 class ClipRandomRot90(BaseTransform):
-    """With probability ``prob``, rotate by 90, 180 or 270 degrees (chosen uniformly)."""
+    """With probability ``prob``, rotate every frame by the same multiple of 90 degrees.
 
-    def __init__(self, prob=0.5):
+    Args:
+        prob (float): probability of a rotation. Default 0.5.
+        choice_probs (tuple[float] | None): probabilities of (90 counter-clockwise, 90
+            clockwise, 180); None: uniform. The reference implementation's (0.3, 0.3, 0.4).
+    """
+
+    def __init__(self, prob=0.5, choice_probs=None):
         self.prob = prob
+        self.choice_probs = _probs(choice_probs, 3, 'ClipRandomRot90')
 
     def transform(self, results):
         if np.random.rand() < self.prob:
-            k = np.random.randint(1, 4)
+            if self.choice_probs is None:
+                k = np.random.randint(1, 4)
+            else:  # np.rot90's k: 1 = 90 counter-clockwise, 3 = 90 clockwise, 2 = 180
+                k = (1, 3, 2)[np.random.choice(3, p=self.choice_probs)]
             _apply(results, lambda a: np.rot90(a, k, axes=(1, 2)),
                    lambda f: rot90_flow_vectors(f, k))
         return results
@@ -90,12 +126,44 @@ class ClipRandomRot90(BaseTransform):
 
 @TRANSFORMS.register_module()
 class ClipGaussianNoise(BaseTransform):
-    """Add N(0, sigma^2) noise to the blurry frames (in [0, 1] units); they become float32."""
+    """Add N(0, sigma^2) noise (in [0, 1] units); the noised frames become float32.
 
-    def __init__(self, sigma=1e-4):
-        self.sigma = sigma
+    Args:
+        sigma (float): standard deviation. Default 1e-4.
+        prob (float): probability that a frame gets noise. With ``per_frame`` each frame
+            decides on its own, and a target frame's blurry and sharp images share the decision
+            (independent noise), as the reference implementation; otherwise the whole clip.
+            Default 1.0.
+        keys (tuple[str]): which arrays: 'inputs' (blurry) and/or 'gt' (sharp).
+            Default ('inputs',).
+        per_frame (bool): see ``prob``. Default False.
+        clip (bool): clip the result to [0, 1] (the reference does). Default False.
+    """
+
+    def __init__(self, sigma=1e-4, prob=1.0, keys=('inputs',), per_frame=False, clip=False):
+        unknown = set(keys) - set(_IMAGES)
+        if unknown:
+            raise ValueError(f'ClipGaussianNoise: keys must be among {_IMAGES}, got {keys}')
+        self.sigma, self.prob, self.keys = sigma, prob, tuple(keys)
+        self.per_frame, self.clip = per_frame, clip
 
     def transform(self, results):
-        x = results['inputs'].astype(np.float32) / 255.
-        results['inputs'] = x + np.random.normal(0, self.sigma, x.shape).astype(np.float32)
+        num_inputs = results['inputs'].shape[0]
+        context = (num_inputs - results['gt'].shape[0]) // 2  # frames of context each side
+        if self.prob >= 1:
+            noisy = np.ones(num_inputs, bool)
+        elif self.per_frame:
+            noisy = np.random.rand(num_inputs) < self.prob  # per input position
+        else:
+            noisy = np.full(num_inputs, np.random.rand() < self.prob)
+        for key in self.keys:
+            x = results[key]
+            x = x.astype(np.float32) / 255. if x.dtype == np.uint8 else x.astype(np.float32)
+            mask = noisy if key == 'inputs' else noisy[context:num_inputs - context]
+            if mask.any():
+                noise = np.random.normal(0, self.sigma, x[mask].shape).astype(np.float32)
+                x[mask] = x[mask] + noise
+                if self.clip:
+                    np.clip(x, 0, 1, out=x)
+            results[key] = x
         return results

@@ -20,8 +20,16 @@ class AtomicCheckpointHook(CheckpointHook):
       a crash at any moment leaves the previous checkpoint usable.
     - Checkpoints carry ``rng_state`` (python / numpy / torch / CUDA generators); on resume they
       are restored after the data loader replay (see ``ResumableIterBasedTrainLoop``).
+    - ``save_best``: the new best checkpoint is written the same way, and the previous best is
+      deleted only once the new one is in place.
     - Building the hook turns on weights-only checkpoint loading
       (:func:`~mtu_toolkit.engine.checkpoint.setup_safe_loading`).
+
+    mmengine internals overridden (checked against mmengine 0.10.7, tested in
+    tests/test_hooks.py): ``_save_checkpoint_with_step`` (the periodic save, rewritten to save
+    through a temporary name) and ``_save_best_checkpoint`` (run with the runner's saving routed
+    through a temporary name and the backend's deletions deferred), because mmengine writes
+    checkpoints in place and deletes the old best before saving the new.
 
     Arguments as :class:`~mmengine.hooks.CheckpointHook`. Non-local backends (``backend_args``)
     fall back to mmengine's saving.
@@ -50,6 +58,30 @@ class AtomicCheckpointHook(CheckpointHook):
             runner.logger.info('Restored the random generators saved in the checkpoint')
 
     # ------------------------------------------------------------------ atomic saving
+    def _save_best_checkpoint(self, runner, metrics):
+        if not isinstance(self.file_backend, LocalBackend) or not self.save_best:
+            return super()._save_best_checkpoint(runner, metrics)
+        deferred, save = [], runner.save_checkpoint
+
+        def save_atomically(out_dir, filename, *args, **kwargs):
+            save(out_dir, filename + '.tmp', *args, **kwargs)
+            if is_main_process():
+                fsync_replace(osp.join(out_dir, filename + '.tmp'), osp.join(out_dir, filename))
+
+        # instance attributes shadow the methods for this call only
+        runner.save_checkpoint = save_atomically
+        self.file_backend.remove = deferred.append
+        try:
+            super()._save_best_checkpoint(runner, metrics)
+        finally:
+            del runner.save_checkpoint
+            del self.file_backend.remove
+        keep = {getattr(self, 'best_ckpt_path', None)} | set(
+            getattr(self, 'best_ckpt_path_dict', {}).values())
+        for path in deferred:
+            if path not in keep and osp.isfile(path):
+                self.file_backend.remove(path)
+
     def _save_checkpoint_with_step(self, runner, step, meta):
         if not isinstance(self.file_backend, LocalBackend):
             return super()._save_checkpoint_with_step(runner, step, meta)

@@ -2,10 +2,8 @@
 import torch
 from mmengine.hooks import Hook
 
+from ...models.window import CONTEXT
 from ...registry import HOOKS
-
-#: context frames each side of the targets in ``inputs`` (see the dataset sample contract)
-_CONTEXT = 2
 
 
 def make_strip(blurry, restored, sharp=None, gap=4):
@@ -56,7 +54,7 @@ class VideoVisualizationHook(Hook):
                 break
             pred = out['pred']
             t = pred.shape[0] // 2 if self.frame is None else min(self.frame, pred.shape[0] - 1)
-            blurry = inputs[i, t + _CONTEXT]
+            blurry = inputs[i, t + CONTEXT]  # the targets follow the left context
             blurry = blurry.float() / 255 if blurry.dtype == torch.uint8 else blurry
             strip = make_strip(blurry, pred[t], out['gt'][t] if 'gt' in out else None)
             frame_idx = out['frame_indices'][t] if 'frame_indices' in out else t

@@ -1,13 +1,22 @@
-"""The stacked multi-task-unit network (paper Sec. 3, exact shapes in MTU_NETWORK.md)."""
+"""The stacked multi-task-unit network (paper Sec. 3; every layer in ``docs/network.md``)."""
 from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
 import torch.nn as nn
+from torch.profiler import record_function
 
 from ...registry import MODELS
 from ..layers import ResidualBlock, conv
+from ..window import CENTER, recurrent_inputs
 from .detail_net import DetailNet
+
+#: the name of the profiler ranges around the motion compensation (motion layer, matching,
+#: warp) of every frame; tools time the MC share of a frame with it (``torch.profiler``)
+MC_RANGE = 'mtu::motion_compensation'
+
+#: the network's weight initialisations (see :class:`MTUNet`)
+WEIGHT_INITS = ('pytorch', 'normal', 'kaiming')
 
 
 @dataclass
@@ -29,23 +38,6 @@ class MTUState:
                         [m if m is None else m.detach() for m in self.motion])
 
 
-def motion_feature(feat, base, motion_layer, sum_out=None):
-    """The motion feature (N, 2ch, H/4, W/4) of a unit's feature (N, ch, H, W): the motion
-    layer of ``feat + base`` (``base`` None: no structure injection; the sum written into
-    ``sum_out`` when given), or without a layer the 4x4 average of it repeated to 2ch
-    channels."""
-    x = feat if base is None else torch.add(feat, base, out=sum_out)
-    if motion_layer is not None:
-        return motion_layer(x)
-    return nn.functional.avg_pool2d(x, 4).repeat(1, 2, 1, 1)
-
-
-def restore_output(layer, x, frame, residual):
-    """A deblur layer's output, added to the blurry frame I_t when learning residuals."""
-    res = layer(x)
-    return res + frame if residual else res
-
-
 @MODELS.register_module()
 class MTUNet(nn.Module):
     """N stacked multi-task units with recurrent motion compensation.
@@ -65,13 +57,17 @@ class MTUNet(nn.Module):
             the motion feature is the 4x4 average of the feature, repeated to 2ch (Table 8).
         residual (bool): outputs are residuals added to I_t (Table 1). Default True.
         aux_outputs (bool): build the auxiliary deblur layers of units 1..N-1 (training only).
+        weight_init (str): initialisation of the network's convolutions (the MC head keeps its
+            own): 'pytorch' (PyTorch's default), 'normal' (every conv and transposed conv
+            weight from N(0, ``init_std``), biases 0: the reference implementation's) or
+            'kaiming' (He-normal with the ReLU gain, biases 0, each residual block's last conv
+            scaled by 0.1 as EDSR / BasicSR do; PyTorch's default shrinks the signal through
+            the deep U-Nets, and short CPU trainings such as the demo learn several times
+            faster with this). Default 'pytorch'.
+        init_std (float): standard deviation of the 'normal' init. Default 0.03.
+        kaiming_init (bool): same as ``weight_init='kaiming'`` (kept for older configs).
         zero_init_output (bool): start the deblur layers at zero, so that with residual
             learning the untrained network is the identity (useful for short trainings).
-        kaiming_init (bool): He-normal initialisation (ReLU gain) of the detail networks' and
-            input convolutions, with each residual block's last conv scaled by 0.1 (as EDSR /
-            BasicSR do). PyTorch's default init shrinks the signal through the deep U-Nets,
-            which slows the start of training; short CPU trainings (the demo) learn several
-            times faster with this. Default False (the reference's default init).
 
     Shapes: ``forward`` takes the window (N, 5, 3, H, W) = I_{t-2..t+2} with H, W multiples of
     4 and the state of t-1 (None at a clip's first frame); see :meth:`forward`.
@@ -80,7 +76,8 @@ class MTUNet(nn.Module):
     def __init__(self, num_units=2, channels=26, num_blocks=8,
                  mc_head=dict(type='CorrelationMCHead', max_displacement=10, smooth=5),
                  match_every_unit=False, structure_injection=True, motion_layer=True,
-                 residual=True, aux_outputs=True, zero_init_output=False, kaiming_init=False):
+                 residual=True, aux_outputs=True, weight_init='pytorch', init_std=0.03,
+                 kaiming_init=False, zero_init_output=False):
         super().__init__()
         ch = channels
         self.num_units = num_units
@@ -107,37 +104,92 @@ class MTUNet(nn.Module):
         self.aux_convs = nn.ModuleList(
             conv(2 * ch, 3, relu=False)
             for _ in range(num_units - 1)) if aux_outputs else None
-        if kaiming_init:
-            self._kaiming_init(residual_scale=0.1)
+        self.init_weights('kaiming' if kaiming_init else weight_init, init_std)
         if zero_init_output:
             for layer in [self.out_conv] + list(self.aux_convs or []):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
 
-    def _kaiming_init(self, residual_scale):
-        # the MC head keeps its own init (e.g. FAN's identity filters), the deblur layers theirs
-        parts = nn.ModuleList([self.base_conv, self.inp_prev_conv, self.units])
+    def own_layers(self, deblur_layers=True):
+        """The network's own modules, without the MC head (which keeps its own init), and
+        without the output and auxiliary deblur layers if ``deblur_layers`` is False."""
+        parts = [self.base_conv, self.inp_prev_conv, self.units]
+        parts += [self.motion_layers] if self.motion_layers is not None else []
+        if deblur_layers:
+            parts += [self.out_conv] + ([self.aux_convs] if self.aux_convs is not None else [])
+        return nn.ModuleList(parts)
+
+    def inference_layers(self):
+        """The network's own modules that inference runs (no MC head, no auxiliary layers)."""
+        parts = [self.base_conv, self.inp_prev_conv, self.units, self.out_conv]
         if self.motion_layers is not None:
             parts.append(self.motion_layers)
-        for m in parts.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        return nn.ModuleList(parts)
+
+    def init_weights(self, kind='pytorch', std=0.03):
+        """(Re-)initialise the network's convolutions (see the class doc's ``weight_init``)."""
+        if kind not in WEIGHT_INITS:
+            raise ValueError(f'weight_init must be one of {WEIGHT_INITS}, got {kind!r}')
+        if kind == 'pytorch':
+            return
+        # He init leaves the deblur layers at PyTorch's default (small outputs at the start)
+        layers = self.own_layers(deblur_layers=kind == 'normal')
+        for m in layers.modules():
+            if not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                continue
+            if kind == 'normal':
+                nn.init.normal_(m.weight, 0.0, std)
+            else:
                 # a transposed conv's weight is (in, out, k, k): torch's "fan_out" is its fan-in
                 mode = 'fan_out' if isinstance(m, nn.ConvTranspose2d) else 'fan_in'
                 nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity='relu')
-                nn.init.zeros_(m.bias)
-        for m in parts.modules():  # after the convs' init, which would undo the scaling
-            if isinstance(m, ResidualBlock):
-                m.body[-1][0].weight.data.mul_(residual_scale)
+            nn.init.zeros_(m.bias)
+        if kind == 'kaiming':  # after the convs' init, which would undo the scaling
+            for m in layers.modules():
+                if isinstance(m, ResidualBlock):
+                    m.body[-1].conv.weight.data.mul_(0.1)
 
     def inference_parameters(self):
         """Parameters of the inference network (without the auxiliary deblur layers)."""
         aux = {id(p) for p in self.aux_convs.parameters()} if self.aux_convs else set()
         return [p for p in self.parameters() if id(p) not in aux]
 
-    def _motion_feature(self, k, feat, base):
-        """Structure-injected motion feature of matching unit k: (N, 2ch, H/4, W/4)."""
-        layer = self.motion_layers[k] if self.motion_layers is not None else None
-        return motion_feature(feat, base if self.structure_injection else None, layer)
+    def parameter_groups(self):
+        """The parameters each optimiser of the two-optimiser recipe trains (the reference
+        implementation's split): ``deblur`` everything but the motion layers (the argmax blocks
+        the deblurring gradient from them); ``motion`` everything but the last unit, the
+        output layer and the auxiliary deblur layers (the motion loss does not reach them)."""
+        def ids(*modules):
+            return {id(p) for m in modules if m is not None for p in m.parameters()}
+        not_deblur = ids(self.motion_layers)
+        not_motion = ids(self.units[-1], self.out_conv, self.aux_convs)
+        params = list(self.parameters())
+        return dict(deblur=[p for p in params if id(p) not in not_deblur],
+                    motion=[p for p in params if id(p) not in not_motion])
+
+    def training_only_prefixes(self):
+        """State-dict key prefixes of layers that only training uses (the auxiliary deblur
+        layers): a checkpoint without them still holds the whole inference network."""
+        return ('aux_convs.',) if self.aux_convs is not None else ()
+
+    def transient_layers(self):
+        """Layers whose output is dead before the next frame starts (inference forms may
+        write it into the same buffer every frame): the input convolutions, every unit's
+        first convolution, and every unit's output but the last unit's (the recurrent state).
+        """
+        layers = [self.base_conv, self.inp_prev_conv] + [unit.enc1 for unit in self.units]
+        return layers + [unit.dec2 for unit in self.units[:-1]]
+
+    def motion_feature(self, k, feat, base):
+        """The motion feature (N, 2ch, H/4, W/4) of matching unit ``k`` from its feature
+        ``feat`` (N, ch, H, W): the motion layer of ``feat + base`` (the structural feature,
+        with structure injection), or without a motion layer the 4x4 average repeated to 2ch.
+        """
+        inputs = (feat, base) if self.structure_injection else (feat,)
+        if self.motion_layers is not None:
+            return self.motion_layers[k](*inputs, sum_inputs=True)
+        x = feat + base if self.structure_injection else feat
+        return nn.functional.avg_pool2d(x, 4).repeat(1, 2, 1, 1)
 
     def forward(self, window, state=None, with_aux=None):
         """Restore the centre frame of ``window``.
@@ -156,36 +208,43 @@ class MTUNet(nn.Module):
         """
         if with_aux is None:
             with_aux = self.training and self.aux_convs is not None
-        frame = window[:, 2]
+        frames = window.contiguous().unbind(1)
+        frame = frames[CENTER]
         prev_restored = frame if state is None else state.restored
         base = self.base_conv(frame)
-        inp_prev = self.inp_prev_conv(torch.cat(
-            (window[:, 0], window[:, 1], prev_restored, window[:, 3], window[:, 4]), 1))
-
-        x = torch.cat((base, inp_prev), 1)
+        inputs = (base, self.inp_prev_conv(*recurrent_inputs(frames, prev_restored)))
         motion, mc_aux, motion_feats, aux_outs = None, [], [], []
+        warped = warped_from = None
         for n, unit in enumerate(self.units):
-            feat = unit(x)
+            feat = unit(*inputs)
             if n < self.num_matching:
-                cur = prev = None
-                if self.mc_head.needs_motion_features:
-                    cur = self._motion_feature(n, feat, base)
-                    prev = cur if state is None else state.motion[n]
-                motion_feats.append(cur)
-                aux = self.mc_head.estimate(cur, prev)
+                with record_function(MC_RANGE):
+                    cur = prev = None
+                    if self.mc_head.needs_motion_features:
+                        cur = self.motion_feature(n, feat, base)
+                        prev = cur if state is None else state.motion[n]
+                    aux = self.mc_head.estimate(cur, prev)
                 motion = aux['motion']
+                motion_feats.append(cur)
                 mc_aux.append(aux)
             if n < self.num_units - 1:  # the last unit's feature goes to the output alone
-                # at a clip's first frame the "previous" feature is the current one (reference)
-                feat_prev = feat.detach() if state is None else state.feat
-                warped = self.mc_head.warp(feat_prev, motion)
+                # at a clip's first frame the "previous" feature is the current one (as the
+                # reference implementation, not detached there)
+                feat_prev = feat if state is None else state.feat
+                # with matching skipped after the first unit, every unit warps the same
+                # feature by the same motion: warp it once
+                if warped_from is None or warped_from[0] is not feat_prev \
+                        or warped_from[1] is not motion:
+                    with record_function(MC_RANGE):
+                        warped = self.mc_head.warp(feat_prev, motion)
+                    warped_from = (feat_prev, motion)
                 if with_aux:
-                    aux_outs.append(self._restore(self.aux_convs[n], torch.cat((feat, warped), 1),
-                                                  frame))
-                x = torch.cat((feat, warped), 1)
-        out = self._restore(self.out_conv, feat, frame)
+                    aux_outs.append(self._restore(self.aux_convs[n], frame, feat, warped))
+                inputs = (feat, warped)
+        out = self._restore(self.out_conv, frame, feat)
         new_state = MTUState(out, feat, motion_feats)
         return dict(out=out, aux_outs=aux_outs, mc=mc_aux), new_state
 
-    def _restore(self, layer, x, frame):
-        return restore_output(layer, x, frame, self.residual)
+    def _restore(self, layer, frame, *inputs):
+        """A deblur layer's output, added to the blurry frame I_t when learning residuals."""
+        return layer(*inputs, residual=frame if self.residual else None)

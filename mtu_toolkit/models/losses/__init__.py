@@ -1,4 +1,7 @@
-from .deblur_loss import MultiOutputDeblurLoss, pixel_loss
+from .deblur_loss import MultiOutputDeblurLoss
+from .frame_loss import FrameLoss
 from .motion_loss import MotionCrossEntropyLoss, flow_to_motion_target
+from .pixel_loss import L1Loss, MSELoss
 
-__all__ = ['MultiOutputDeblurLoss', 'MotionCrossEntropyLoss', 'flow_to_motion_target', 'pixel_loss']
+__all__ = ['FrameLoss', 'MultiOutputDeblurLoss', 'MotionCrossEntropyLoss',
+           'flow_to_motion_target', 'L1Loss', 'MSELoss']

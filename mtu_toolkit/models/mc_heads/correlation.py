@@ -47,3 +47,8 @@ class CorrelationMCHead(BaseMCHead):
     def warp(self, feat, motion):
         """feat (N, ch, H, W), motion int64 (N, 2, H/4, W/4) -> (N, ch, H, W), zero outside."""
         return warp_by_displacement(feat, motion, self.scale)
+
+    def estimate_macs(self, cur, prev):
+        """(2D+1)^2 dot products of the 2ch motion features per 1/4-resolution position."""
+        n, c, h, w = cur.shape
+        return n * (2 * self.max_displacement + 1) ** 2 * c * h * w

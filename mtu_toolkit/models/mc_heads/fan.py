@@ -82,6 +82,6 @@ class FANMCHead(BaseMCHead):
                 out = out + kernels[:, :, i * k + j] * tap
         return out.view(n, c, height, width)
 
-    def warp_macs(self, height, width):
-        """Multiply-accumulates of one :meth:`warp` of a (ch, height, width) feature."""
-        return self.kernel_size ** 2 * self.feat_channels * height * width
+    def warp_macs(self, feat, motion):
+        """k*k multiply-accumulates per element of the filtered feature."""
+        return self.kernel_size ** 2 * feat.numel()

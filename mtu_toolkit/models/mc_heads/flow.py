@@ -128,11 +128,12 @@ class FlowMCHead(BaseMCHead):
         """feat (N, ch, H, W), motion flow (N, 2, H, W) -> (N, ch, H, W), bilinear, zero outside."""
         return flow_warp(feat, motion)
 
-    def estimate_macs(self, h, w):
+    def estimate_macs(self, cur, prev):
         """Multiply-accumulates of one :meth:`estimate` outside convolutions: the cost volumes."""
         shifts = (2 * self.max_displacement + 1) ** 2
+        h, w = cur.shape[-2:]
         total = 0
         for c in self.pyramid_channels:
             total += shifts * c * h * w
             h, w = math.ceil(h / 2), math.ceil(w / 2)
-        return total
+        return cur.shape[0] * total

@@ -2,14 +2,13 @@
 from contextlib import nullcontext
 
 import torch
-import torch.nn.functional as F
+import torch.nn as nn
 from mmengine.model import BaseModel
+from mmengine.optim import OptimWrapperDict
 
 from ...registry import MODELS
+from ..window import CONTEXT, WINDOW, clamped_indices, padded_indices, window_at
 from .padding import crop_to, pad_to_multiple
-
-#: frames of context each side of the restored frame (the 5-frame input window)
-CONTEXT = 2
 
 
 @MODELS.register_module()
@@ -21,6 +20,8 @@ class MTURestorer(BaseModel):
         deblur_loss (dict): loss over the restored outputs (``MultiOutputDeblurLoss``).
         motion_loss (dict | None): loss over the MC heads' cost volumes
             (``MotionCrossEntropyLoss``); needs ``data_samples['flow']``. None disables it.
+        losses (dict | None): further loss terms, name -> config of a registered
+            :class:`~mtu_toolkit.models.losses.FrameLoss` (names start with ``loss``).
         infer_dtype (str | None): 'float16' or 'bfloat16' runs inference under autocast (the
             paper's "hp" model); None keeps float32.
         data_preprocessor (dict): default ``VideoDataPreprocessor``.
@@ -30,10 +31,17 @@ class MTURestorer(BaseModel):
     context frames each side; ``data_samples`` holds ``gt`` (B, T, 3, H, W) and, for the motion
     loss, ``flow`` (B, T, 2, H, W) (sharp frame t -> t-1, pixels). Any H, W: frames are
     reflect-padded to multiples of 4 and outputs cropped back.
+
+    Training (:meth:`train_step`) steps once per frame of the clip, the recurrent state
+    detached between frames (truncated BPTT of one frame). With one ``OptimWrapper`` all loss
+    terms are summed; with the two-optimiser recipe (an ``OptimWrapperDict`` with ``deblur``
+    and ``motion``, built by ``MTUOptimWrapperConstructor`` over :meth:`optim_param_groups`)
+    each optimiser gets the gradient of its own terms, clipped on its own, and both step every
+    frame, as the reference implementation trains.
     """
 
     def __init__(self, backbone, deblur_loss=dict(type='MultiOutputDeblurLoss'),
-                 motion_loss=dict(type='MotionCrossEntropyLoss', loss_weight=0.01),
+                 motion_loss=dict(type='MotionCrossEntropyLoss'), losses=None,
                  infer_dtype=None, data_preprocessor=dict(type='VideoDataPreprocessor'),
                  init_cfg=None):
         # built from our registry so that it resolves without mmengine's default scope set
@@ -43,56 +51,119 @@ class MTURestorer(BaseModel):
         self.backbone = MODELS.build(backbone)
         self.deblur_loss = MODELS.build(deblur_loss)
         self.motion_loss = MODELS.build(motion_loss) if motion_loss else None
+        extra = dict(losses or {})
+        for name in extra:
+            if not name.startswith('loss') or name in ('loss_deblur', 'loss_motion'):
+                raise ValueError(f"model.losses: term names must start with 'loss' and differ "
+                                 f"from loss_deblur / loss_motion, got {name!r}")
+        self.extra_losses = nn.ModuleDict({k: MODELS.build(v) for k, v in extra.items()})
         if infer_dtype not in (None, 'float16', 'bfloat16'):
-            raise ValueError(f"infer_dtype must be None, 'float16' or 'bfloat16', got {infer_dtype!r}")
+            raise ValueError(f"infer_dtype must be None, 'float16' or 'bfloat16', "
+                             f"got {infer_dtype!r}")
         self.infer_dtype = infer_dtype
 
+    def loss_terms(self):
+        """(name, term) of every loss term, in the order they are logged."""
+        terms = [('loss_deblur', self.deblur_loss)]
+        if self.motion_loss is not None:
+            terms.append(('loss_motion', self.motion_loss))
+        return terms + list(self.extra_losses.items())
+
+    def optim_param_groups(self):
+        """{'deblur': params, 'motion': params} of the two-optimiser recipe: the backbone's
+        ``parameter_groups()``, everything else (e.g. learnable loss terms) in 'deblur'."""
+        groups = self.backbone.parameter_groups()
+        known = {id(p) for ps in groups.values() for p in ps}
+        groups['deblur'] = groups['deblur'] + [p for p in self.parameters() if id(p) not in known]
+        return groups
+
     # ------------------------------------------------------------------ training
-    def train_step(self, data, optim_wrapper, forward=None):
+    def train_step(self, data, optim_wrapper, sync_grads=None):
         """One optimiser step per frame of the clip; the state is detached between frames.
 
         Args:
             data (dict): a collated batch (see class docstring).
-            optim_wrapper (OptimWrapper): steps once per frame.
-            forward (callable | None): what runs each frame's forward (default ``self``); a DDP
-                wrapper passes itself so gradients are all-reduced at every step.
+            optim_wrapper (OptimWrapper | OptimWrapperDict): one wrapper for all terms, or
+                ``deblur`` and ``motion`` wrappers (see the class docstring).
+            sync_grads (callable | None): ``sync_grads(params)`` averages the parameters'
+                gradients over the processes (distributed training), called after each
+                backward and before the step.
 
         Returns:
             dict: log variables averaged over the frames.
         """
-        forward = forward or self
         data = self.data_preprocessor(data, training=True)
         inputs, samples = data['inputs'], data['data_samples']
+        two = isinstance(optim_wrapper, OptimWrapperDict)
+        context = optim_wrapper['deblur'] if two else optim_wrapper
         num_frames = inputs.shape[1] - 2 * CONTEXT
         state, totals = None, {}
         for t in range(num_frames):
-            with optim_wrapper.optim_context(self):
-                losses, state = forward(inputs, samples, mode='frame_loss', state=state, t=t)
-            loss, log_vars = self.parse_losses(losses)
-            optim_wrapper.update_params(loss)
+            with context.optim_context(self):
+                losses, state = self.frame_loss(inputs, samples, state, t)
+            _, log_vars = self.parse_losses(losses)
+            if two:
+                self._step_two(losses, optim_wrapper, sync_grads)
+            else:
+                self._step_one(losses, optim_wrapper, sync_grads)
             state = state.detach()
             for k, v in log_vars.items():
                 totals[k] = totals.get(k, 0.) + v.detach()
         return {k: v / num_frames for k, v in totals.items()}
 
+    def _step_one(self, losses, optim_wrapper, sync_grads):
+        loss, _ = self.parse_losses(losses)
+        if sync_grads is None:
+            optim_wrapper.update_params(loss)
+            return
+        optim_wrapper.backward(loss)
+        sync_grads([p for p in self.parameters() if p.grad is not None])
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+
+    def _step_two(self, losses, optim_wrapper, sync_grads):
+        """Each optimiser steps on the gradient of its own loss terms (both computed before
+        either step changes the weights), clipped and averaged over processes on its own."""
+        terms = dict(self.loss_terms())
+        group_loss = {}
+        for name, value in losses.items():
+            group = terms[name].optim_group
+            group_loss[group] = group_loss[group] + value if group in group_loss else value
+        params = {name: [p for g in wrapper.param_groups for p in g['params']]
+                  for name, wrapper in optim_wrapper.items()}
+        self.zero_grad(set_to_none=True)
+        grads = {}
+        order = [g for g in ('motion', 'deblur') if g in group_loss]
+        for i, group in enumerate(order):
+            optim_wrapper[group].backward(group_loss[group], retain_graph=i < len(order) - 1)
+            grads[group] = [p.grad for p in params[group]]
+            self.zero_grad(set_to_none=True)
+        for group in ('deblur', 'motion'):  # the reference steps the deblurring one first
+            if group not in grads:
+                continue
+            for p, g in zip(params[group], grads[group]):
+                p.grad = g
+            if sync_grads is not None:
+                sync_grads([p for p in params[group] if p.grad is not None])
+            optim_wrapper[group].step()
+            optim_wrapper[group].zero_grad()
+            self.zero_grad(set_to_none=True)
+
     def frame_loss(self, inputs, samples, state, t):
         """Losses of target frame ``t`` of the clip; returns ``(losses, new_state)``."""
         h, w = inputs.shape[-2:]
-        window = pad_to_multiple(inputs[:, t:t + 2 * CONTEXT + 1])
-        outputs, state = self.backbone(window, state)
-        gt = samples['gt'][:, t]
-        losses = dict(loss_deblur=self.deblur_loss(
-            crop_to(outputs['out'], h, w), [crop_to(o, h, w) for o in outputs['aux_outs']], gt))
-        volumes = [a['cost_volume'] for a in outputs['mc'] if 'cost_volume' in a]
-        # at a clip's first frame the model matches the frame with itself: no motion to learn
-        if self.motion_loss is not None and volumes and t > 0:
-            if 'flow' not in samples:
-                raise KeyError("motion_loss is set but data_samples has no 'flow': enable the "
-                               'dataset\'s flow (with_flow=True) or set model.motion_loss=None')
-            flow = pad_to_multiple(samples['flow'][:, t], mode='replicate')
-            losses['loss_motion'] = self.motion_loss(
-                volumes, flow, outputs['mc'][0]['max_displacement'])
-        return losses, state
+        outputs, state_new = self.backbone(pad_to_multiple(window_at(inputs, t)), state)
+        outputs = dict(outputs, out=crop_to(outputs['out'], h, w),
+                       aux_outs=[crop_to(o, h, w) for o in outputs['aux_outs']])
+        targets = dict(gt=samples['gt'][:, t], first_frame=state is None)
+        if 'flow' in samples:
+            targets['flow'] = pad_to_multiple(samples['flow'][:, t], mode='replicate')
+        losses = {}
+        for name, term in self.loss_terms():
+            value = term.frame_term(outputs, targets)
+            if value is not None:
+                losses[name] = value
+        return losses, state_new
 
     # ------------------------------------------------------------------ inference
     def _autocast(self, device):
@@ -102,7 +173,8 @@ class MTURestorer(BaseModel):
 
     @torch.no_grad()
     def restore_frame(self, window, state):
-        """Restore the centre of ``window`` (B, 5, 3, H, W); returns ((B, 3, H, W) in [0,1], state)."""
+        """Restore the centre of ``window`` (B, 5, 3, H, W); returns ((B, 3, H, W) in [0, 1],
+        state)."""
         h, w = window.shape[-2:]
         with self._autocast(window.device):
             outputs, state = self.backbone(pad_to_multiple(window), state, with_aux=False)
@@ -114,7 +186,7 @@ class MTURestorer(BaseModel):
         """(B, T+4, 3, H, W) with context frames -> (B, T, 3, H, W) restored, in [0, 1]."""
         state, outs = None, []
         for t in range(inputs.shape[1] - 2 * CONTEXT):
-            out, state = self.restore_frame(inputs[:, t:t + 2 * CONTEXT + 1], state)
+            out, state = self.restore_frame(window_at(inputs, t), state)
             outs.append(out)
         return torch.stack(outs, 1)
 
@@ -122,8 +194,8 @@ class MTURestorer(BaseModel):
         """Restore a whole clip (T, 3, H, W) or (B, T, 3, H, W), ends clamped like a stream."""
         single = frames.dim() == 4
         frames = frames.unsqueeze(0) if single else frames
-        idx = torch.arange(-CONTEXT, frames.shape[1] + CONTEXT).clamp(0, frames.shape[1] - 1)
-        out = self.restore_clip(frames[:, idx.to(frames.device)])
+        idx = torch.tensor(padded_indices(frames.shape[1]), device=frames.device)
+        out = self.restore_clip(frames[:, idx])
         return out[0] if single else out
 
     def stream(self):
@@ -198,8 +270,7 @@ class FrameStream:
     def _window(self, t):
         """Window centred on frame t from the kept frames, indices clamped to [0, count)."""
         first = self.count - len(self.frames)
-        idx = [min(max(i, 0), self.count - 1) - first for i in range(t - CONTEXT, t + CONTEXT + 1)]
-        return torch.stack([self.frames[i] for i in idx], 1)
+        return torch.stack([self.frames[i - first] for i in clamped_indices(t, self.count)], 1)
 
     def _restore(self, t):
         out, self.state = self.restorer.restore_frame(self._window(t), self.state)
@@ -209,7 +280,7 @@ class FrameStream:
     def push(self, frame):
         if frame.dim() == 3:
             frame = frame.unsqueeze(0)
-        self.frames = (self.frames + [frame])[-(2 * CONTEXT + 1):]
+        self.frames = (self.frames + [frame])[-WINDOW:]
         self.count += 1
         ready = []
         while self.next_out + CONTEXT < self.count:

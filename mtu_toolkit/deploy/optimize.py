@@ -1,20 +1,19 @@
 """Faster inference without changing the network: direct kernels, compiled or frozen units.
 
-The detail networks (U-Nets, >95% of the FLOPs) are pure convolution graphs. Three CPU modes:
+The detail networks (U-Nets, >95% of the FLOPs) are pure convolution graphs. Three CPU modes,
+each an inference form of :mod:`mtu_toolkit.deploy.forms` on a copy of the model:
 
-* ``'direct'`` (the default on CPUs with AVX-512 or AVX2): the network
-  rearranged without its full-resolution concatenations
-  (:class:`~mtu_toolkit.apis.fused_mtu.FusedMTUNet`) on the toolkit's own convolution kernels
-  (:mod:`mtu_toolkit.ops.conv_direct`, compiled with the extension): NCHW, vectorised over the
-  image row so the 26/52-channel layers fill every lane, the stride-1 layers by Winograd
-  F(4x4, KxK), ReLUs, residual adds and concatenations fused into the convolutions. Needs
-  nothing at run time. The fastest CPU path
+* ``'direct'`` (the default on CPUs with AVX-512 or AVX2): every layer on the toolkit's own
+  convolution kernels (:func:`~mtu_toolkit.deploy.to_direct`; the engine is compiled with the
+  package): NCHW, vectorised over the image row so the 26/52-channel layers fill every lane,
+  the stride-1 layers by Winograd F(4x4, KxK), ReLUs, residual adds and concatenations fused
+  into the convolutions. Needs nothing at run time. The fastest CPU path
   (``docs/benchmarks.md``);
-* ``'compile'`` (``compile=True``): the same rearranged network channels-last, each unit with
-  the convolutions around it compiled by ``torch.compile`` (inductor, weights frozen as
-  constants: prepacked oneDNN convolutions with fused ReLU/adds). It needs a C++ compiler at run
-  time and compiles on the first frame of each size (~15-20 s per unit on 2 cores); it falls
-  back to the eager stage with a warning if compiling fails;
+* ``'compile'`` (``compile=True``): the two-input layers split by input
+  (:func:`~mtu_toolkit.deploy.to_split`), channels-last, each detail network compiled by
+  ``torch.compile`` (inductor, weights frozen as constants: prepacked oneDNN convolutions with
+  fused ReLU / adds). It needs a C++ compiler at run time and compiles on the first frame of
+  each size; it falls back to the eager unit with a warning if compiling fails;
 * ``'frozen'`` (the default on other CPUs): each detail network traced, frozen and passed through
   ``torch.jit.optimize_for_inference`` (oneDNN blocked layout through the U-Net).
 
@@ -26,33 +25,19 @@ import warnings
 
 import torch
 
+from ..apis.init_restorer import model_device
 from ..models.backbones.mtu_net import MTUNet
-from ..ops.conv_direct import direct_conv_isa
-from .fused_mtu import FusedMTUNet
-from .init_restorer import model_device
+from .conv_engine import direct_conv_isa
+from .forms import freeze_units, to_direct, to_split
 
 #: the CPU modes of :func:`optimize_for_inference`
 MODES = ('direct', 'compile', 'frozen')
 
-#: channels of the example input the units are traced with (spatial size does not matter)
-_TRACE_SIZE = 16
-
-
-def freeze_unit(unit, in_channels):
-    """Trace, freeze and optimise one detail network (input (N, in_channels, H, W), any H, W)."""
-    example = torch.zeros(1, in_channels, _TRACE_SIZE, _TRACE_SIZE)
-    with torch.no_grad(), warnings.catch_warnings():
-        # TorchScript is deprecated in favour of torch.compile (the ``compile=True`` path),
-        # which needs a compiler toolchain at run time; freezing works everywhere
-        warnings.simplefilter('ignore', DeprecationWarning)
-        traced = torch.jit.trace(unit.eval(), example)
-        return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
-
 
 class CompiledModule(torch.nn.Module):
-    """A module (a stage of the fused network) compiled by ``torch.compile`` (inductor,
-    frozen weights), falling back to the eager module with one warning if compiling fails
-    (e.g. no C++ compiler)."""
+    """A module (a detail network) compiled by ``torch.compile`` (inductor, frozen weights),
+    falling back to the eager module with one warning if compiling fails (e.g. no C++
+    compiler)."""
 
     def __init__(self, module):
         super().__init__()
@@ -79,9 +64,8 @@ def default_mode():
     """``'direct'`` where the direct kernels run (CPUs with AVX-512, or AVX2 and FMA), else
     ``'frozen'``.
 
-    The AVX2 kernels, forced on an AVX-512 Xeon, beat oneDNN's AVX-512 convolutions there
-    (MTU2 at 720p: 1.82x against eager's 2.45x of the conv-FLOP floor, ``docs/benchmarks.md``);
-    on an AVX2-only CPU oneDNN drops to 8 lanes as well.
+    The AVX2 kernels, forced on an AVX-512 CPU, beat oneDNN's AVX-512 convolutions there
+    (``docs/benchmarks.md``); on an AVX2-only CPU oneDNN drops to 8 lanes as well.
     """
     return 'direct' if direct_conv_isa() else 'frozen'
 
@@ -93,15 +77,16 @@ def optimize_for_inference(restorer, compile=False, mode=None, winograd='auto'):
         restorer (MTURestorer): an eval-mode restorer.
         compile (bool): same as ``mode='compile'``.
         mode (str | None): CPU mode, one of :data:`MODES`; default :func:`default_mode`
-            (``'compile'`` with ``compile=True``). ``'direct'`` and ``'compile'`` rearrange an
+            (``'compile'`` with ``compile=True``). ``'direct'`` and ``'compile'`` convert an
             MTUNet; another backbone is returned as it is, with a warning.
         winograd (bool | str | int): ``'direct'`` mode: which stride-1 layers run Winograd
-            and with which tile (see :class:`~mtu_toolkit.ops.DirectConv2d`; False: none, to
-            compare).
+            and with which tile (see :class:`~mtu_toolkit.deploy.DirectConv2d`; False: none,
+            to compare).
 
     On CUDA, or with half-precision autocast, the model is returned as it is (cuDNN picks its
-    own algorithms; ``torch.backends.cudnn.benchmark`` is switched on). The copy's
-    ``state_dict`` keys differ from the checkpoint's: use it for inference only.
+    own algorithms; ``torch.backends.cudnn.benchmark`` is switched on). The copy keeps the
+    model's state-dict keys, but is meant for inference only (the direct form writes reused
+    buffers: one thread per copy).
     """
     if mode is None:
         mode = 'compile' if compile else default_mode()
@@ -116,28 +101,23 @@ def optimize_for_inference(restorer, compile=False, mode=None, winograd='auto'):
     if device.type != 'cpu' or restorer.infer_dtype is not None:
         return restorer
     fast = copy.deepcopy(restorer).eval()
-    units = getattr(fast.backbone, 'units', None)
-    if units is None:
+    net = fast.backbone
+    if getattr(net, 'units', None) is None:
         return restorer
-    if mode in ('direct', 'compile'):
-        if not isinstance(fast.backbone, MTUNet):
-            warnings.warn(f'mode={mode!r} rearranges an MTUNet; {type(fast.backbone).__name__} '
-                          'is run as it is')
-            return restorer
-        if mode == 'direct':
-            if not direct_conv_isa():
-                warnings.warn('the direct convolution kernels do not run here (no compiled '
-                              'extension, or a CPU without AVX2); they fall back to PyTorch')
-            fast.backbone = FusedMTUNet(fast.backbone, direct=True, winograd=winograd)
-            return fast
-        fast.backbone = FusedMTUNet(fast.backbone.to(memory_format=torch.channels_last))
-        stages = fast.backbone.stages
-        for i, stage in enumerate(stages):
-            stages[i] = CompiledModule(stage)
-        return fast
-    in_channels = 2 * fast.backbone.channels
-    for i, unit in enumerate(units):
-        units[i] = freeze_unit(unit, in_channels)
+    if mode in ('direct', 'compile') and not isinstance(net, MTUNet):
+        warnings.warn(f'mode={mode!r} converts an MTUNet; {type(net).__name__} is run as it is')
+        return restorer
+    if mode == 'direct':
+        if not direct_conv_isa():
+            warnings.warn('the direct convolution kernels do not run here (no compiled '
+                          'engine, or a CPU without AVX2); they fall back to PyTorch')
+        to_direct(net, winograd=winograd)
+    elif mode == 'compile':
+        to_split(net.to(memory_format=torch.channels_last))
+        for i, unit in enumerate(net.units):
+            net.units[i] = CompiledModule(unit)
+    else:
+        freeze_units(net)
     return fast
 
 
@@ -165,7 +145,6 @@ def add_model_arguments(parser, verb):
     group = parser.add_mutually_exclusive_group()
     group.add_argument('--compile', action='store_true',
                        help=f'CPU: {verb} the concatenation-free network compiled by '
-                       'torch.compile (needs a C++ compiler; compiles on the first frame, '
-                       '~20 s per unit)')
+                       'torch.compile (needs a C++ compiler; compiles on the first frame)')
     group.add_argument('--eager', action='store_true',
                        help=f'CPU: {verb} the PyTorch model as it is, not the direct kernels')

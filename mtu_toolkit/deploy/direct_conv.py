@@ -1,8 +1,9 @@
 """Direct CPU convolutions with fused bias, ReLU, residual add and input concatenation.
 
-``csrc/cpu/conv_cpu.cpp`` vectorises convolutions over the output row (AVX-512 or AVX2, chosen
-at run time) instead of over output channels as oneDNN does, so layers of 26 or 52 channels
-use every lane and NCHW tensors need no reordering. It reads a list of inputs as one
+``csrc/conv_cpu/conv_cpu.cpp`` (the engine, ``mtu_toolkit._conv_cpu``) vectorises
+convolutions over the output row (AVX-512 or AVX2, chosen at run time) instead of over output
+channels as oneDNN does, so layers of 26 or 52 channels use every lane and NCHW tensors need no
+reordering. It reads a list of inputs as one
 concatenation (no ``cat`` is built) and adds a residual after the ReLU in the same pass.
 Kernels: K x K convolutions (K = 3 or 5) with stride 1, 2 or 4, the 4x4 stride-2 transposed
 convolution of the U-Nets' decoders, and for the stride-1 3x3 and 5x5 layers Winograd
@@ -10,22 +11,18 @@ F(4x4, KxK) (36 instead of 144, 64 instead of 400 multiply-adds per 4x4 output t
 channel pair) or F(2x2, KxK); the transforms cost little once shared by 16 or more channels.
 
 :class:`DirectConv2d` wraps one ``nn.Conv2d`` or ``nn.ConvTranspose2d`` for inference; where
-the kernels do not apply (no extension, another CPU, layer, dtype or device, or autograd) it
-runs :func:`conv2d_direct_reference`, the same computation in PyTorch.
+the kernels do not apply (no engine, another CPU, layer, dtype or device, or autograd) it
+runs :func:`conv2d_direct_reference`, the same computation in PyTorch. It is the ``kernel`` the
+direct inference form installs on the network's layers (:func:`~mtu_toolkit.deploy.to_direct`).
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .extension import EXT_AVAILABLE, ext
+from ..models.layers import apply_conv
+from .conv_engine import conv_ext, direct_conv_isa
 
-
-def direct_conv_isa():
-    """The instruction set the direct kernels use on this CPU: 'avx512', 'avx2' or '' (none,
-    or the extension is not built / predates them)."""
-    if not EXT_AVAILABLE or not hasattr(ext, 'conv_direct_isa'):
-        return ''
-    return ext.conv_direct_isa()
+ext = conv_ext  # the engine's functions, as the tests and benchmarks call them
 
 
 def conv2d_direct_reference(inputs, weight, bias=None, residual=None, relu=True, stride=1,
@@ -64,10 +61,8 @@ def _plane_contiguous(t):
 
 #: Winograd by default where the input or the output has this many channels (its input
 #: transform is shared by the output channels, its output transform by the input channels)
-#: and the input at least WINOGRAD_MIN_INPUTS (the products' depth). 720p on a 2-core AVX-512
-#: Xeon, direct / F(2x2) / F(4x4) ms (``benchmarks/conv_cpu.py``): 52->26 5x5 216 / 159 / 82,
-#: 52->52 3x3 (1/4 res) 9.5 / 6.0 / 4.9, 15->26 3x3 38 / 34 / 31, 26->3 3x3 24 / 20 / 15,
-#: 3->26 3x3 17 / 19 / 20
+#: and the input at least WINOGRAD_MIN_INPUTS (the products' depth); measured layer by layer
+#: by ``benchmarks/conv_cpu.py`` (figures in ``docs/benchmarks.md``)
 WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_MIN_INPUTS = 8
 
@@ -86,7 +81,7 @@ def _winograd_tile(conv, winograd):
     k = conv.kernel_size[0]
     tile = WINOGRAD_TILE.get(k, 0) if winograd in (True, 'auto') else int(winograd)
     if (not tile or isinstance(conv, nn.ConvTranspose2d) or conv.stride[0] != 1
-            or not ext.conv_direct_supported(k, 1, False, winograd=tile)):
+            or not conv_ext.conv_direct_supported(k, 1, False, winograd=tile)):
         return 0
     wide = (max(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
             and conv.in_channels >= WINOGRAD_MIN_INPUTS)
@@ -104,18 +99,20 @@ def _kernel_applies(conv):
         square = (square and k == 4 and conv.stride == (2, 2) and conv.padding == (1, 1)
                   and conv.output_padding == (0, 0))
     return (square and conv.weight.dtype == torch.float32 and bool(direct_conv_isa())
-            and ext.conv_direct_supported(k, conv.stride[0], transposed))
+            and conv_ext.conv_direct_supported(k, conv.stride[0], transposed))
 
 
 class DirectConv2d(nn.Module):
     """An ``nn.Conv2d`` or ``nn.ConvTranspose2d`` (+ ReLU) on the direct kernels, for CPU
     inference.
 
-    ``forward(inputs, residual=None, out=None)``: ``inputs`` a list of (N, C_i, H, W) tensors
-    whose channels add up to the layer's input channels (read as their concatenation),
-    ``residual`` (N, Cout, OH, OW) added after the ReLU. Returns (N, Cout, OH, OW), NCHW,
-    written into ``out`` when given (a contiguous tensor that may be ``residual`` itself but
-    no input; reusing buffers spares the page faults of fresh ones, ~15 ms per 100 MB here).
+    ``forward(inputs, residual=None, sum_inputs=False, out=None)``: ``inputs`` a list of
+    (N, C_i, H, W) tensors whose channels add up to the layer's input channels (read as their
+    concatenation; with ``sum_inputs`` they all have the layer's input channels and are added
+    first, into a buffer reused from call to call), ``residual`` (N, Cout, OH, OW) added after
+    the ReLU. Returns (N, Cout, OH, OW), NCHW, written into ``out`` when given (a contiguous
+    tensor that may be ``residual`` itself but no input; reusing buffers spares the page faults
+    of fresh ones, see ``docs/benchmarks.md``).
 
     Args:
         conv (nn.Conv2d | nn.ConvTranspose2d): the layer; its weights are copied (and packed
@@ -136,21 +133,24 @@ class DirectConv2d(nn.Module):
         self.relu = relu
         self.reuse_output = reuse_output
         self._buffer = None
+        self._sum = None  # the sum of the inputs (sum_inputs)
         self.transposed = isinstance(conv, nn.ConvTranspose2d)
         self.out_channels = conv.out_channels
         self.stride, self.padding = conv.stride[0], conv.padding[0]
         self.reference_layer = None
-        self.register_buffer('weight', conv.weight.detach().clone())
+        # not persistent: a network in this form keeps the state-dict keys of its layers
+        self.register_buffer('weight', conv.weight.detach().clone(), persistent=False)
         bias = conv.bias.detach().clone() if conv.bias is not None else None
-        self.register_buffer('bias', bias)
+        self.register_buffer('bias', bias, persistent=False)
         applies = _kernel_applies(conv)
         self.isa = direct_conv_isa() if applies else ''
         self.winograd = _winograd_tile(conv, winograd) if applies else 0
-        packed = (ext.conv_direct_pack(self.weight, self.transposed, winograd=self.winograd)
+        packed = (conv_ext.conv_direct_pack(self.weight, self.transposed, winograd=self.winograd)
                   if applies else None)
         self.register_buffer('packed', packed, persistent=False)
-        if not applies:  # e.g. non-square: run the layer itself
-            self.reference_layer = conv
+        if not applies:  # e.g. non-square: run the layer's own convolution (not registered:
+            # for the network's bare Conv layers it is the layer whose kernel this is)
+            self.__dict__['reference_layer'] = conv
         k = conv.kernel_size[0]
         kind = 'transposed ' if self.transposed else ('winograd ' if self.winograd else '')
         self.profile_name = f'mtu::conv_direct {kind}{k}x{k}/{self.stride}'
@@ -158,7 +158,9 @@ class DirectConv2d(nn.Module):
     def uses_kernel(self, x):
         return bool(self.isa) and x.device.type == 'cpu' and x.dtype == torch.float32
 
-    def forward(self, inputs, residual=None, out=None):
+    def forward(self, inputs, residual=None, sum_inputs=False, out=None):
+        if sum_inputs and len(inputs) > 1:
+            inputs = [self._summed(inputs)]
         tensors = list(inputs) + ([] if residual is None else [residual])
         if not self.uses_kernel(inputs[0]) or (torch.is_grad_enabled()
                                                and any(t.requires_grad for t in tensors)):
@@ -170,15 +172,27 @@ class DirectConv2d(nn.Module):
             out = self._reused_buffer(inputs[0])
         # named in torch.profiler's traces (a pybind call is invisible to it otherwise)
         with torch.profiler.record_function(self.profile_name):
-            return ext.conv_direct(inputs, self.packed, self.bias, residual, self.out_channels,
+            return conv_ext.conv_direct(inputs, self.packed, self.bias, residual, self.out_channels,
                                    self.stride, self.padding, self.transposed, self.relu, out,
                                    winograd=self.winograd)
+
+    def _summed(self, inputs):
+        """inputs[0] + inputs[1] + ... (into the same buffer every call when no autograd)."""
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+            return sum(inputs[1:], inputs[0])
+        if self._sum is None or self._sum.shape != inputs[0].shape \
+                or self._sum.dtype != inputs[0].dtype or self._sum.device != inputs[0].device:
+            self._sum = torch.empty_like(inputs[0], memory_format=torch.contiguous_format)
+        torch.add(inputs[0], inputs[1], out=self._sum)
+        for x in inputs[2:]:
+            self._sum.add_(x)
+        return self._sum
 
     def _reused_buffer(self, x):
         n, _, h, w = x.shape
         k = self.weight.shape[-1]
         shape = (n, self.out_channels) + tuple(
-            ext.conv_direct_output_size(size, k, self.stride, self.padding, self.transposed)
+            conv_ext.conv_direct_output_size(size, k, self.stride, self.padding, self.transposed)
             for size in (h, w))
         if self._buffer is None or self._buffer.shape != shape:
             self._buffer = torch.empty(shape, dtype=x.dtype, device=x.device)
@@ -187,7 +201,7 @@ class DirectConv2d(nn.Module):
     def _reference(self, inputs, residual):
         if self.reference_layer is not None:
             x = inputs[0] if len(inputs) == 1 else torch.cat(list(inputs), 1)
-            out = self.reference_layer(x)
+            out = apply_conv(self.reference_layer, x)
             out = F.relu(out) if self.relu else out
             return out if residual is None else out + residual
         return conv2d_direct_reference(inputs, self.weight, self.bias, residual, self.relu,

@@ -1,14 +1,24 @@
-"""The concatenation-free inference form of MTUNet gives the network's frames."""
+"""The inference forms derived from MTUNet's own layers give the network's frames."""
+import copy
+
 import pytest
 import torch
+import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import mtu_toolkit.models  # noqa: F401
-from mtu_toolkit.apis.fused_mtu import FusedMTUNet
-from mtu_toolkit.ops.conv_direct import DirectConv2d, direct_conv_isa
+from mtu_toolkit.deploy import (DirectConv2d, direct_conv_isa, freeze_units, to_direct,
+                                to_split)
+from mtu_toolkit.models.backbones.detail_net import DetailNet
+from mtu_toolkit.models.layers import conv
 from mtu_toolkit.registry import MODELS
 
 pytestmark = pytest.mark.usefixtures('one_thread')
+
+#: every inference form, built on a copy of the network
+FORMS = {'split': lambda net: to_split(copy.deepcopy(net)),
+         'direct': lambda net: to_direct(copy.deepcopy(net)),
+         'frozen': lambda net: freeze_units(copy.deepcopy(net))}
 
 
 def tiny_net(num_units=2, **kwargs):
@@ -20,7 +30,7 @@ def tiny_net(num_units=2, **kwargs):
 def test_fused_network_concatenates_no_features():
     """The only ``cat`` left is the 15-channel input of inp_prev_conv (frames, not features)."""
     net = tiny_net()
-    fused = FusedMTUNet(net)
+    fused = FORMS['split'](net)
     window = torch.rand(1, 5, 3, 16, 24)
 
     class CatChannels(TorchDispatchMode):
@@ -49,10 +59,10 @@ def test_fused_network_concatenates_no_features():
     dict(structure_injection=False, match_every_unit=True), dict(motion_layer=False),
     dict(residual=False, num_units=3), dict(mc_head=dict(type='fan')),
     dict(mc_head=dict(type='flow'))], ids=str)
-@pytest.mark.parametrize('direct', [False, True], ids=['torch-stages', 'direct-stages'])
-def test_fused_network_matches_mtunet_over_a_clip(options, direct):
+@pytest.mark.parametrize('form', list(FORMS))
+def test_every_form_matches_mtunet_over_a_clip(options, form):
     net = tiny_net(**options)
-    fused = FusedMTUNet(net, direct=direct)
+    fused = FORMS[form](net)
     torch.manual_seed(1)
     state_ref = state = None
     with torch.inference_mode():
@@ -69,17 +79,16 @@ def test_fused_network_matches_mtunet_over_a_clip(options, direct):
                     torch.testing.assert_close(m, m_ref, rtol=0, atol=2e-5)
 
 
-@pytest.mark.parametrize('direct', [False, True], ids=['torch-stages', 'direct-stages'])
-def test_one_warp_per_displacement_and_the_state_survives_the_next_frame(direct):
+@pytest.mark.parametrize('form', list(FORMS))
+def test_one_warp_per_displacement_and_the_state_survives_the_next_frame(form):
     """With matching only in the first unit, the units share one warp of the previous
     feature; the units' reused buffers never hold the recurrent state."""
     calls = {}
     for every_unit in (False, True):
-        net = tiny_net(num_units=4, match_every_unit=every_unit)
-        fused = FusedMTUNet(net, direct=direct)
-        warp = net.mc_head.warp
+        fused = FORMS[form](tiny_net(num_units=4, match_every_unit=every_unit))
+        warp = fused.mc_head.warp
         counted = []
-        net.mc_head.warp = lambda *args: counted.append(1) or warp(*args)
+        fused.mc_head.warp = lambda *args: counted.append(1) or warp(*args)
         with torch.inference_mode():
             _, state = fused(torch.rand(1, 5, 3, 16, 24))
             counted.clear()
@@ -97,7 +106,7 @@ def test_direct_stages_run_every_convolution_on_the_kernels():
     if not direct_conv_isa():
         pytest.skip('the direct kernels do not run on this CPU')
     net = tiny_net(num_units=3, match_every_unit=True)
-    fused = FusedMTUNet(net, direct=True)
+    fused = FORMS['direct'](net)
     convs = [m for m in fused.modules() if isinstance(m, DirectConv2d)]
     assert len(convs) == sum(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
                              for m in net.modules()) - len(net.aux_convs)
@@ -119,15 +128,65 @@ def test_direct_stages_run_every_convolution_on_the_kernels():
     assert 'cat' not in ops.names and not any('conv' in n for n in ops.names)
 
 
-def test_fused_network_has_no_auxiliary_outputs():
-    with pytest.raises(ValueError, match='auxiliary'):
-        FusedMTUNet(tiny_net())(torch.rand(1, 5, 3, 8, 8), None, with_aux=True)
+@pytest.mark.parametrize('form', ['split', 'direct'])
+def test_forms_keep_the_keys_and_the_auxiliary_outputs(form):
+    net = tiny_net()
+    fused = FORMS[form](net)
+    assert fused.state_dict().keys() == net.state_dict().keys()
+    window = torch.rand(1, 5, 3, 16, 24)
+    with torch.inference_mode():
+        ref, _ = net(window, None, with_aux=True)
+        got, _ = fused(window, None, with_aux=True)
+    assert len(got['aux_outs']) == len(ref['aux_outs']) == 1
+    torch.testing.assert_close(got['aux_outs'][0], ref['aux_outs'][0], rtol=0, atol=2e-5)
+
+
+class DeeperDetailNet(DetailNet):
+    """A detail network changed in one place: one more convolution on its output."""
+
+    def __init__(self, channels=26, num_blocks=8):
+        super().__init__(channels, num_blocks)
+        self.refine = conv(channels, channels)
+
+    def forward(self, *inputs):
+        out = super().forward(*inputs)
+        return self.refine(out, residual=out)
+
+
+def test_a_changed_detail_network_is_one_edit_every_form_follows():
+    """Changing the detail network needs no change in deploy/: every form (and the export)
+    is derived from the model's own layers and forward."""
+    from mtu_toolkit.deploy import run_step_module
+    from mtu_toolkit.deploy.export import FrameStep
+    net = tiny_net(num_units=3)
+    torch.manual_seed(3)
+    net.units = nn.ModuleList(DeeperDetailNet(8, 1) for _ in range(3))
+    clip = [torch.rand(1, 5, 3, 16, 24) for _ in range(3)]
+    with torch.inference_mode():
+        outs, state = [], None
+        for window in clip:
+            out, state = net(window, state)
+            outs.append(out['out'])
+        for name, make in FORMS.items():
+            fused, state = make(net), None
+            if name == 'direct' and direct_conv_isa():
+                assert isinstance(fused.units[0].refine.kernel, DirectConv2d)
+            for window, ref in zip(clip, outs):
+                out, state = fused(window, state)
+                torch.testing.assert_close(out['out'], ref, rtol=0, atol=2e-5, msg=name)
+    restorer = MODELS.build(dict(type='MTURestorer', backbone=dict(
+        type='MTUNet', num_units=3, channels=8, num_blocks=1))).eval()
+    restorer.backbone = net
+    frames = torch.rand(3, 3, 16, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(run_step_module(FrameStep(restorer), frames),
+                                   restorer.infer_clip(frames), rtol=0, atol=0)
 
 
 def test_compile_leaves_other_backbones_as_they_are():
     import torch.nn as nn
 
-    from mtu_toolkit.apis.optimize import optimize_for_inference
+    from mtu_toolkit.deploy import optimize_for_inference
 
     class OtherBackbone(nn.Module):  # a plugin's backbone with units, not an MTUNet
         def __init__(self):

@@ -25,17 +25,20 @@
 #include <utility>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define MTU_X86 1
-#endif
+#include "../common/cpu_features.h"
+#include "conv_cpu.h"
 
-#include "../mtu_ops.h"
+#ifdef MTU_X86
+#include <immintrin.h>
+#endif
 
 namespace mtu {
 namespace {
 
 constexpr int kMaxInputs = 8;
+// Output channels a block of the transposed-conv kernel holds in registers (both ISAs); the
+// other kernels' limit is each ISA's kMaxCB, below. max_block() is the one place that reads them.
+constexpr int kDeconvMaxCB = 6;
 
 // Raw pointers and sizes of one call; the kernels see nothing of torch.
 struct ConvArgs {
@@ -153,23 +156,9 @@ Algorithm algorithm(bool transposed, int64_t winograd) {
   return winograd == 4 ? Algorithm::kWinograd4 : Algorithm::kDirect;
 }
 
-bool cpu_has_avx512() {
-#ifdef MTU_X86
-  static const bool v = __builtin_cpu_supports("avx512f");
-  return v;
-#else
-  return false;
-#endif
-}
+bool cpu_has_avx512() { return cpu::has_avx512f(); }
 
-bool cpu_has_avx2() {
-#ifdef MTU_X86
-  static const bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return v;
-#else
-  return false;
-#endif
-}
+bool cpu_has_avx2() { return cpu::has_avx2_fma(); }
 
 // The instruction set in use: the best this CPU has, unless conv_direct_use_isa_cpu chose a
 // lesser one (the tests run the AVX2 kernels on AVX-512 machines this way).
@@ -182,8 +171,14 @@ bool has_avx512() { return cpu_has_avx512() && isa_override() == "best"; }
 
 bool has_avx2() { return cpu_has_avx2() && isa_override() != ""; }
 
+#ifdef MTU_X86
 // Output channels a block: as many as the accumulators the registers hold
-int max_block(bool transposed) { return transposed ? 6 : (has_avx512() ? 13 : 6); }
+int max_block(bool transposed) {
+  return transposed ? kDeconvMaxCB : (has_avx512() ? avx512::kMaxCB : avx2::kMaxCB);
+}
+#else
+int max_block(bool) { return 1; }
+#endif
 
 #ifdef MTU_X86
 // The instantiated kernels: conv K in {3, 5} x stride in {1, 2, 4}, CB in 1..max_block; the
@@ -192,7 +187,8 @@ int max_block(bool transposed) { return transposed ? 6 : (has_avx512() ? 13 : 6)
 template <int CB>
 RowsFn kernel_for(bool avx512, Algorithm algo, int k, int stride) {
   if (CB > max_block(algo == Algorithm::kTransposed)) return nullptr;
-  constexpr int CB512 = CB <= 13 ? CB : 1, CB2 = CB <= 6 ? CB : 1;
+  constexpr int CB512 = CB <= avx512::kMaxCB ? CB : 1;
+  constexpr int CB2 = CB <= avx2::kMaxCB && CB <= kDeconvMaxCB ? CB : 1;
   if (algo == Algorithm::kTransposed)
     return avx512 ? avx512::deconv_rows<CB2> : avx2::deconv_rows<CB2>;
   if (algo == Algorithm::kWinograd2 || algo == Algorithm::kWinograd4) {
@@ -230,7 +226,7 @@ RowsFn find_kernel(int64_t cb, Algorithm algo, int64_t k, int64_t stride) {
 #ifdef MTU_X86
   if (!conv_direct_isa_cpu().empty())
     return pick(static_cast<int>(cb), algo, static_cast<int>(k), static_cast<int>(stride),
-                std::make_integer_sequence<int, 13>{});
+                std::make_integer_sequence<int, avx512::kMaxCB>{});
 #endif
   return nullptr;
 }

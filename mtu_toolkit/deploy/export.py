@@ -7,9 +7,11 @@ The exported step is the recurrent network of one frame with its state made expl
 
 ``window`` is (1, 5, 3, H, W) in [0, 1] (frames t-2..t+2, clamped at the ends), ``out`` the
 restored frame (1, 3, H, W) in [0, 1], and ``restored`` (padded frame), ``feat`` and ``motion``
-(tuple of motion features) the state to feed to the next step. The compiled ops cannot be
-traced, so the export runs the pure-PyTorch references (same results; the fused argmax
-materialises the cost volume there). Tracing fixes the frame size: export one per size.
+(tuple of motion features) the state to feed to the next step. Any MC head whose ``estimate``
+and ``warp`` are traceable exports (see :class:`~mtu_toolkit.models.mc_heads.BaseMCHead`): the
+ops of :mod:`mtu_toolkit.ops` run their pure-PyTorch twins while tracing (same results; the
+fused argmax materialises the cost volume there). Tracing fixes the frame size: export one per
+size.
 """
 import os
 import os.path as osp
@@ -19,27 +21,18 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
+from ..apis.init_restorer import model_device
 from ..models.backbones.mtu_net import MTUState
-from ..models.mc_heads import correlation as correlation_head
-from ..models.restorers.mtu_restorer import CONTEXT
-from ..ops import correlation_argmax_reference, warp_by_displacement_reference
-from .init_restorer import model_device
+from ..models.window import WINDOW, clamped_indices
 
 
 @contextmanager
-def reference_ops():
-    """Run the correlation MC head on the traceable pure-PyTorch op references (and silence
-    the tracer's warnings that shapes become constants)."""
-    saved = correlation_head.correlation_argmax, correlation_head.warp_by_displacement
-    correlation_head.correlation_argmax = correlation_argmax_reference
-    correlation_head.warp_by_displacement = warp_by_displacement_reference
-    try:
-        with warnings.catch_warnings():
-            # shapes become constants of the trace: intended (one export per frame size)
-            warnings.simplefilter('ignore', torch.jit.TracerWarning)
-            yield
-    finally:
-        correlation_head.correlation_argmax, correlation_head.warp_by_displacement = saved
+def quiet_tracing():
+    """Silence the tracer's warnings that shapes become constants (intended: one export per
+    frame size); the ops switch to their traceable references by themselves."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        yield
 
 
 class FrameStep(nn.Module):
@@ -78,8 +71,8 @@ class _First(nn.Module):
 def example_inputs(restorer, height, width):
     """(window, state tensors) of the right shapes for tracing at ``height`` x ``width``."""
     device = model_device(restorer)
-    window = torch.rand(1, 2 * CONTEXT + 1, 3, height, width, device=device)
-    with torch.inference_mode(False), torch.no_grad(), reference_ops():
+    window = torch.rand(1, WINDOW, 3, height, width, device=device)
+    with torch.inference_mode(False), torch.no_grad(), quiet_tracing():
         _, restored, feat, motion = FrameStep(restorer).first(window)
     return window, (restored, feat, motion)
 
@@ -92,7 +85,7 @@ def export_torchscript(restorer, path, height, width):
     """
     step = FrameStep(restorer)
     window, state = example_inputs(restorer, height, width)
-    with torch.no_grad(), reference_ops():
+    with torch.no_grad(), quiet_tracing():
         traced = torch.jit.trace_module(
             step, {'forward': (window, *state), 'first': (window,)}, check_trace=False)
     tmp = f'{path}.tmp-{os.getpid()}'
@@ -120,7 +113,7 @@ def export_onnx(restorer, path, height, width, opset=17):
             (_First(step), (window,), first_path, ['window'])]
     for module, args, target, names_in in jobs:
         tmp = f'{target}.tmp-{os.getpid()}.onnx'
-        with torch.no_grad(), reference_ops():
+        with torch.no_grad(), quiet_tracing():
             torch.onnx.export(module, args, tmp, input_names=names_in, output_names=names_out,
                               opset_version=opset, dynamo=False)
         os.replace(tmp, target)
@@ -140,8 +133,7 @@ def run_step_module(step, frames):
     num = frames.shape[0]
     outs, state = [], None
     for t in range(num):
-        idx = [min(max(i, 0), num - 1) for i in range(t - CONTEXT, t + CONTEXT + 1)]
-        window = frames[idx].unsqueeze(0)
+        window = frames[clamped_indices(t, num)].unsqueeze(0)
         res = step.first(window) if state is None else step(window, *state)
         outs.append(res[0][0])
         state = res[1:]

@@ -2,9 +2,10 @@
 device synchronised before and after each frame, median over many frames after a warm-up).
 
 Besides ms/frame the benchmark reports the share of time spent in motion compensation (motion
-layer, matching, warp) and, to judge the implementation rather than the machine, the conv-FLOP
-floor: the convolution FLOPs of one frame (counted from the layers) over the GEMM rate of the
-same device measured in the same run, and the ratio of the measured time to that floor.
+layer, matching, warp: the backbone's profiler ranges, read with ``torch.profiler``) and, to
+judge the implementation rather than the machine, the conv-FLOP floor: the convolution FLOPs of
+one frame (counted by :mod:`mtu_toolkit.analysis.complexity`) over the GEMM rate of the same
+device measured in the same run, and the ratio of the measured time to that floor.
 The GEMM rate is measured right before each timed frame and each frame is held to its own
 floor: a shared VM's speed drifts by tens of percent between minutes, and a rate measured once
 per run would report the drift as the implementation's.
@@ -12,11 +13,11 @@ per run would report the drift as the implementation's.
 import math
 import statistics
 import time
-from contextlib import contextmanager
 
 import numpy as np
 import torch
-import torch.nn as nn
+
+from .complexity import frame_conv_flops
 
 #: variant -> (config, inference dtype, paper's RTX 3090 ms/frame at 1280x720)
 VARIANTS = {
@@ -34,30 +35,6 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def conv_flops(module, inputs):
-    """FLOPs (multiply + add = 2) of every Conv2d / ConvTranspose2d run by ``module(*inputs)``.
-
-    A conv costs ``2 * Cin/groups * Cout * kh * kw`` per output pixel; a transposed conv the
-    same per *input* pixel (each input pixel scatters one kh x kw x Cout patch).
-    """
-    total = [0]
-
-    def hook(layer, args, out):
-        k = layer.kernel_size[0] * layer.kernel_size[1]
-        per_pixel = 2 * layer.in_channels * layer.out_channels * k // layer.groups
-        pixels = (args[0] if isinstance(layer, nn.ConvTranspose2d) else out).shape
-        total[0] += per_pixel * pixels[0] * pixels[-2] * pixels[-1]
-
-    handles = [m.register_forward_hook(hook) for m in module.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    try:
-        module(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
-    return total[0]
-
-
 def gemm_rate(device, size=2048, reps=5, dtype=torch.float32):
     """Median FLOP/s of ``torch.mm`` on (size x size) matrices: the device's dense-math rate."""
     a = torch.rand(size, size, device=device, dtype=dtype)
@@ -73,36 +50,25 @@ def gemm_rate(device, size=2048, reps=5, dtype=torch.float32):
     return statistics.median(rates)
 
 
-class MCTimer:
-    """Accumulates the synchronised time spent in the backbone's motion compensation
-    (motion layers, ``mc_head.estimate``, ``mc_head.warp``) while active."""
+def mc_seconds(restorer, window, frames, device, state=None):
+    """Seconds of motion compensation in ``frames`` frames of ``restorer``: the time inside the
+    backbone's profiler ranges named :data:`~mtu_toolkit.models.backbones.mtu_net.MC_RANGE`
+    (motion layer, matching, warp), read from ``torch.profiler`` (device time on CUDA).
 
-    def __init__(self, backbone, device):
-        self.backbone, self.device, self.seconds = backbone, device, 0.
+    Returns:
+        tuple: ``(mc_seconds, frame_seconds)`` summed over the frames.
+    """
+    from torch.profiler import ProfilerActivity, profile
 
-    def _timed(self, fn):
-        def run(*args, **kwargs):
-            synchronize(self.device)
-            start = time.perf_counter()
-            out = fn(*args, **kwargs)
-            synchronize(self.device)
-            self.seconds += time.perf_counter() - start
-            return out
-        return run
-
-    @contextmanager
-    def active(self):
-        head, layers = self.backbone.mc_head, getattr(self.backbone, 'motion_layers', None)
-        saved = [(head, 'estimate'), (head, 'warp')] + [
-            (m, 'forward') for m in (layers or [])]
-        # instance attributes shadow the methods; deleting them restores the class's
-        for obj, name in saved:
-            setattr(obj, name, self._timed(getattr(obj, name)))
-        try:
-            yield self
-        finally:
-            for obj, name in saved:
-                delattr(obj, name)
+    from ..models.backbones.mtu_net import MC_RANGE
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                          if device.type == 'cuda' else [])
+    with profile(activities=activities) as prof:
+        times, _ = time_frames(restorer, window, 0, frames, device, state)
+    ranges = [e for e in prof.events() if e.name == MC_RANGE]
+    micros = sum(e.device_time_total if device.type == 'cuda' else e.cpu_time_total
+                 for e in ranges)
+    return micros / 1e6, sum(times)
 
 
 def time_frames(restorer, window, warmup, frames, device, state=None):
@@ -148,7 +114,6 @@ def benchmark_restorer(restorer, fast, height, width, device, warmup=3, frames=2
         frame_ratios (per timed frame), frames.
     """
     from ..models import count_parameters
-    from ..models.restorers.padding import pad_to_multiple
     window = test_window(height, width, device)
     # half-precision models are held to the half-precision GEMM rate
     dtype = getattr(torch, restorer.infer_dtype) if restorer.infer_dtype else torch.float32
@@ -159,17 +124,14 @@ def benchmark_restorer(restorer, fast, height, width, device, warmup=3, frames=2
             rates.append(gemm_rate(device, reps=3, dtype=dtype))
             frame_time, state = time_frames(fast, window, 0, 1, device, state)
             times += frame_time
-        timer = MCTimer(fast.backbone, device)
-        with timer.active():
-            mc_times, _ = time_frames(fast, window, 0, mc_frames, device)
-        with restorer._autocast(device):
-            flops = conv_flops(restorer.backbone, (pad_to_multiple(window), state, False))
+        mc, mc_total = mc_seconds(fast, window, mc_frames, device) if mc_frames else (0., 0.)
+        flops = frame_conv_flops(restorer, window, state)
     ms = 1e3 * statistics.median(times)
     rate = statistics.median(rates)
     ratios = [t * r / flops for t, r in zip(times, rates)]
     return dict(params=count_parameters(restorer)[0] / 1e6, ms=ms,
                 ms_mean=1e3 * statistics.fmean(times), fps=1e3 / ms,
-                mc_share=timer.seconds / sum(mc_times) if mc_times else math.nan,
+                mc_share=mc / mc_total if mc_total else math.nan,
                 gflops=flops / 1e9, gemm_gflops=rate / 1e9, floor_ms=1e3 * flops / rate,
                 ratio=statistics.median(ratios), frame_ratios=ratios, frames=frames)
 

@@ -1,0 +1,149 @@
+"""Tiled inference: restore large frames tile by tile in bounded memory.
+
+A 4K frame through the whole network holds tens of full-resolution feature maps at once. Here
+the frame is cut into fixed, overlapping tiles; each tile is restored by the network as a small
+video of its own (its own recurrent state across frames: restored tile, features, motion
+features), and the tiles are blended in their overlaps (each tile's outer quarter of an
+overlap is left out, its middle half ramps linearly). Memory grows with the
+tile, not the frame (plus the tiles' recurrent states, ~116 bytes per tile pixel for MTU2).
+
+The overlap must cover what a tile's border does not see: the network's receptive field and
+the matching range of the motion compensation (a displacement pointing outside a tile finds
+zeros there). :func:`recommended_overlap` computes that bound for a network;
+``tools/deblur_video.py --tile`` uses it by default. How far tiled frames are from untiled ones
+(per pixel at the seams, and in PSNR) is measured by ``benchmarks/tiling.py``
+(``docs/benchmarks.md``).
+
+    tiled = TiledRestorer(restorer, tile=768, overlap=recommended_overlap(restorer))
+    for blurry, sharp in deblur_frames(tiled, frames): ...
+"""
+import math
+
+import torch
+import torch.nn as nn
+
+from ..models.backbones.mtu_net import MTUNet
+
+
+def receptive_radius(net):
+    """Pixels a restored pixel of ``net`` (an MTUNet) depends on in each direction, within one
+    frame: the input convolutions, then every unit's deepest path (encoder, residual blocks at
+    1/4 resolution, decoder), then the output convolution."""
+    def radius(conv, scale):  # a KxK conv reading a feature of ``scale`` pixels per position
+        return conv.kernel_size[0] // 2 * scale
+    unit = net.units[0]
+    per_unit = (radius(unit.enc1.conv, 1) + radius(unit.enc2.conv, 1)
+                + radius(unit.enc3.conv, 2)
+                + sum(radius(layer.conv, 4) for block in unit.blocks for layer in block.body)
+                + radius(unit.blocks_end.conv, 4) + radius(unit.dec1.conv, 4)
+                + radius(unit.dec2.conv, 2))
+    return radius(net.inp_prev_conv.conv, 1) + net.num_units * per_unit \
+        + radius(net.out_conv.conv, 1)
+
+
+def recommended_overlap(restorer):
+    """The overlap (pixels) :class:`TiledRestorer` needs for ``restorer``: the receptive field
+    plus the motion compensation's reach (the matching range D at 1/4 resolution, the motion
+    layer and the cost volume's smoothing), rounded up to a multiple of 4."""
+    net = restorer.backbone
+    if not isinstance(net, MTUNet):
+        raise TypeError(f'recommended_overlap needs an MTUNet backbone, got '
+                        f'{type(net).__name__}: give the overlap explicitly')
+    head = net.mc_head
+    reach = 4 * (getattr(head, 'max_displacement', 0) + getattr(head, 'smooth', 0) // 2)
+    if net.motion_layers is not None:
+        reach += 4 * (net.motion_layers[0].conv.kernel_size[0] // 2)
+    overlap = receptive_radius(net) + reach
+    return 4 * math.ceil(overlap / 4)
+
+
+def tile_starts(length, tile, overlap):
+    """Start offsets of tiles of ``tile`` pixels covering ``length`` with at least ``overlap``
+    pixels shared by neighbours (evenly spread; one tile when it fits)."""
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    step = (length - tile) / (count - 1)
+    return [round(i * step) for i in range(count)]
+
+
+def _ramp(size, left, right, device):
+    """1-D blending weights of a tile whose ``left`` / ``right`` pixels overlap a neighbour:
+    zero over the outer quarter of the overlap (the tile's border effects), a linear ramp over
+    its middle half, one inside."""
+    pos = torch.arange(size, device=device, dtype=torch.float32)
+    w = torch.ones(size, device=device)
+    for overlap, dist in ((left, pos), (right, size - 1 - pos)):
+        if overlap:
+            dead, ramp = overlap // 4, max(overlap - 2 * (overlap // 4), 1)
+            w = torch.minimum(w, ((dist - dead + 0.5) / ramp).clamp(0, 1))
+    return w
+
+
+class TiledRestorer(nn.Module):
+    """A restorer that runs ``restorer`` on overlapping tiles of each frame.
+
+    Same interface as the restorer for inference (``restore_frame``, ``stream``, ``infer_clip``),
+    so :func:`~mtu_toolkit.apis.deblur_frames` and ``deblur_video`` take it as they are.
+
+    Args:
+        restorer (MTURestorer): an eval-mode restorer (or a fast copy of one,
+            :func:`~mtu_toolkit.deploy.optimize_for_inference`).
+        tile (int): tile side in pixels (frames no larger run untiled). Multiple of 4.
+        overlap (int): pixels neighbouring tiles share (blended); at least
+            :func:`recommended_overlap` for frames equal to the untiled ones up to the
+            network's edge effects. Multiple of 4, smaller than ``tile``.
+    """
+
+    def __init__(self, restorer, tile, overlap):
+        super().__init__()
+        if tile % 4 or overlap % 4 or not 0 <= overlap < tile:
+            raise ValueError(f'tile ({tile}) and overlap ({overlap}) must be multiples of 4 with '
+                             f'0 <= overlap < tile')
+        self.restorer, self.tile, self.overlap = restorer, tile, overlap
+
+    @property
+    def infer_dtype(self):
+        return self.restorer.infer_dtype
+
+    def _layout(self, height, width):
+        ys, xs = (tile_starts(n, self.tile, self.overlap) for n in (height, width))
+        return [(y, x) for y in ys for x in xs]
+
+    @torch.no_grad()
+    def restore_frame(self, window, state):
+        """Restore the centre of ``window`` (B, 5, 3, H, W) tile by tile; ``state`` is the list
+        of the tiles' states (None at the first frame). Returns ((B, 3, H, W), states)."""
+        h, w = window.shape[-2:]
+        layout = self._layout(h, w)
+        states = state if state is not None else [None] * len(layout)
+        out = window.new_zeros(window.shape[0], 3, h, w, dtype=torch.float32)
+        weight = window.new_zeros(1, 1, h, w, dtype=torch.float32)
+        new_states = []
+        for (y, x), tile_state in zip(layout, states):
+            th, tw = min(self.tile, h - y), min(self.tile, w - x)
+            restored, tile_state = self.restorer.restore_frame(
+                window[..., y:y + th, x:x + tw], tile_state)
+            new_states.append(tile_state)
+            top, left = (self.overlap if y > 0 else 0), (self.overlap if x > 0 else 0)
+            bottom = self.overlap if y + th < h else 0
+            right = self.overlap if x + tw < w else 0
+            ramp = (_ramp(th, top, bottom, out.device)[:, None]
+                    * _ramp(tw, left, right, out.device)[None, :])
+            out[..., y:y + th, x:x + tw] += restored.float() * ramp
+            weight[..., y:y + th, x:x + tw] += ramp
+        return out / weight, new_states
+
+    def stream(self):
+        from ..models.restorers.mtu_restorer import FrameStream
+        return FrameStream(self)
+
+    def infer_clip(self, frames):
+        """Restore a whole clip (T, 3, H, W), as :meth:`MTURestorer.infer_clip`."""
+        single = frames.dim() == 4
+        frames = frames.unsqueeze(0) if single else frames
+        stream = self.stream()
+        outs = [o for t in range(frames.shape[1]) for o in stream.push(frames[:, t])]
+        outs += stream.flush()
+        out = torch.stack(outs, 1)
+        return out[0] if single else out

@@ -1,0 +1,17 @@
+"""Loading of the CPU convolution engine, ``mtu_toolkit._conv_cpu`` (built from
+``csrc/conv_cpu/`` at install, separately from the motion-compensation ops).
+
+Import never fails: without the engine (not built, a CPU without AVX2, ``MTU_SKIP_EXT=1``)
+:data:`conv_ext` is None, :func:`direct_conv_isa` is ``''`` and the direct layers run their
+PyTorch references (:func:`~mtu_toolkit.deploy.direct_conv.conv2d_direct_reference`).
+"""
+from ..ops.extension import import_extension
+
+#: the compiled engine module, or None
+conv_ext, CONV_FALLBACK_REASON = import_extension('mtu_toolkit._conv_cpu')
+
+
+def direct_conv_isa():
+    """The instruction set the direct kernels use on this CPU: 'avx512', 'avx2' or '' (none,
+    or the engine is not built)."""
+    return conv_ext.conv_direct_isa() if conv_ext is not None else ''
