@@ -88,3 +88,20 @@ def test_video_metric_needs_gt():
     metric = VideoRestorationMetric()
     with pytest.raises(KeyError, match='gt'):
         metric.process({}, [dict(pred=torch.rand(1, 3, 16, 16), key='x')])
+
+
+def test_video_metric_default_protocol_is_toolkit():
+    metric = METRICS.build(dict(type='VideoRestorationMetric'))
+    assert metric.protocol_info == dict(protocol='toolkit', align=False,
+                                        description=metric.protocol.summary)
+    assert 'Gaussian' in metric.protocol.summary and not metric.protocol.skip_first_frame
+    built = METRICS.build(dict(type='VideoRestorationMetric', protocol='matlab', align=True))
+    assert built.protocol.name == 'matlab' and built.protocol_info['align'] is True
+    # the toolkit protocol scores exactly as psnr()/ssim() on the clamped frames
+    rng = np.random.default_rng(5)
+    gt = torch.from_numpy(rng.random((2, 3, 20, 24))).float()
+    pred = gt + 0.2 * torch.from_numpy(rng.standard_normal((2, 3, 20, 24))).float()
+    metric.process({}, [dict(pred=pred, gt=gt, key='s', frame_indices=[0, 1])])
+    metric.evaluate(size=1)
+    assert [r['PSNR'] for r in metric.frame_table] == psnr(pred.clamp(0, 1), gt).tolist()
+    assert [r['SSIM'] for r in metric.frame_table] == ssim(pred.clamp(0, 1), gt).tolist()

@@ -53,7 +53,9 @@ def test_train_then_test(tmp_path):
         assert f"{row['sequence']}" in log and f"{row['PSNR']:.4f}" in log
     assert f"{report['overall']['PSNR']:.4f}" in log
     csv_lines = (test_work / 'test_results.csv').read_text().strip().splitlines()
-    assert csv_lines[0] == 'sequence,frames,PSNR,SSIM' and csv_lines[-1].startswith('overall,12,')
+    assert csv_lines[0] == 'sequence,frames,PSNR,SSIM,protocol,align'
+    assert csv_lines[-1].startswith('overall,12,') and csv_lines[-1].endswith(',toolkit,False')
+    assert report['protocol']['protocol'] == 'toolkit' and 'protocol: toolkit (' in log
     assert sorted(os.listdir(out_dir / 'video1')) == [f'{i:05d}.png' for i in range(6)]
 
     # independent reference: the checkpoint's model run here, scored by scikit-image

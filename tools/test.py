@@ -1,10 +1,15 @@
 """Test a video deblurring model: per-sequence and overall PSNR / SSIM.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out-dir DIR]
+                                           [--protocol {toolkit,reference,matlab}] [--align]
                                            [--cfg-options k=v ...] [--launcher pytorch]
 
-Prints a table (sequence, frames, PSNR, SSIM, then the average over all frames) and writes it to
-``<work_dir>/test_results.json`` (with per-frame values) and ``test_results.csv``. ``--out-dir``
+Prints a table (sequence, frames, PSNR, SSIM, then the average over all frames) headed by the
+evaluation protocol that produced it, and writes it to ``<work_dir>/test_results.json`` (with
+the protocol and per-frame values) and ``test_results.csv`` (protocol and alignment columns).
+``--protocol`` picks how frames are scored (default: the config's, ``toolkit`` unless set):
+``reference`` is the reference implementation's eval.py, ``matlab`` its MATLAB evaluation (the
+paper's tables, with ``--align``); see docs/evaluation.md. ``--out-dir``
 saves the restored frames as ``<out-dir>/<sequence>/<frame:05d>.png``. Half-precision inference
 (the paper's "hp" model) comes from the config: ``model.infer_dtype='float16'``.
 """
@@ -24,7 +29,8 @@ from mmengine.runner import Runner  # noqa: E402
 
 from mtu_toolkit.engine import finish_distributed, prepare_runtime  # noqa: E402
 from mtu_toolkit.engine.checkpoint import atomic_write_text  # noqa: E402
-from mtu_toolkit.evaluation import VideoRestorationMetric  # noqa: E402
+from mtu_toolkit.evaluation import (PROTOCOLS, VideoRestorationMetric,  # noqa: E402
+                                    apply_protocol)
 
 
 def parse_args(argv=None):
@@ -34,6 +40,13 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='where logs and result tables go '
                         '(default: ./work_dirs/<config name>)')
     parser.add_argument('--out-dir', help='save restored frames as PNG under this folder')
+    parser.add_argument('--protocol', choices=sorted(PROTOCOLS),
+                        help="how frames are scored (default: the config's, 'toolkit' unless "
+                        "set): 'reference' = the reference eval.py, 'matlab' = its MATLAB "
+                        'evaluation (docs/evaluation.md)')
+    parser.add_argument('--align', action='store_true', default=None,
+                        help="Koehler et al.'s alignment (global translation + intensity scale) "
+                        "before scoring, as the paper's tables")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='override config keys, e.g. model.infer_dtype=float16')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -57,17 +70,23 @@ def build_cfg(args):
     for key in ('test_dataloader', 'test_evaluator', 'test_cfg'):
         if cfg.get(key) is None:
             raise KeyError(f'{args.config}: `{key}` is not set, so there is nothing to test')
+    if args.protocol or args.align:
+        apply_protocol(cfg, args.protocol, args.align)
     if args.out_dir:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='SaveRestoredFramesHook', out_dir=args.out_dir)]
     return prepare_runtime(cfg, args.launcher)
 
 
-def format_table(sequences, overall):
-    """Plain-text table of the per-sequence rows and the overall (all-frames) row."""
+def format_table(sequences, overall, protocol=None):
+    """Plain-text table of the per-sequence rows and the overall (all-frames) row, headed by
+    the metric's ``protocol_info`` when given."""
     width = max([len('sequence'), len('overall')] + [len(r['sequence']) for r in sequences])
     line = f"{'sequence':<{width}}  {'frames':>6}  {'PSNR':>8}  {'SSIM':>7}"
     rows = [line, '-' * len(line)]
+    if protocol:
+        rows.insert(0, f"protocol: {protocol['protocol']}{' + align' if protocol['align'] else ''}"
+                       f" ({protocol['description']})")
     for r in sequences + [None, overall]:
         if r is None:
             rows.append('-' * len(line))
@@ -78,16 +97,20 @@ def format_table(sequences, overall):
 
 
 def write_tables(work_dir, metric):
-    """``test_results.json`` (overall, sequences, frames) and ``test_results.csv`` (sequences
-    and overall) from an evaluated :class:`VideoRestorationMetric`."""
+    """``test_results.json`` (protocol, overall, sequences, frames) and ``test_results.csv``
+    (sequences and overall, each row naming the protocol and alignment) from an evaluated
+    :class:`VideoRestorationMetric`."""
     os.makedirs(work_dir, exist_ok=True)
-    overall = metric.overall
-    report = dict(overall=overall, sequences=metric.sequence_table, frames=metric.frame_table)
+    overall, info = metric.overall, metric.protocol_info
+    report = dict(protocol=info, overall=overall, sequences=metric.sequence_table,
+                  frames=metric.frame_table)
     atomic_write_text(osp.join(work_dir, 'test_results.json'), json.dumps(report, indent=2))
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=['sequence', 'frames', 'PSNR', 'SSIM'])
+    writer = csv.DictWriter(buf, fieldnames=['sequence', 'frames', 'PSNR', 'SSIM', 'protocol',
+                                             'align'])
     writer.writeheader()
-    writer.writerows(metric.sequence_table + [overall])
+    label = dict(protocol=info['protocol'], align=info['align'])
+    writer.writerows([dict(r, **label) for r in metric.sequence_table + [overall]])
     atomic_write_text(osp.join(work_dir, 'test_results.csv'), buf.getvalue())
 
 
@@ -104,7 +127,7 @@ def main(argv=None):
         print(metrics)
         return
     metric = found[0]
-    print(format_table(metric.sequence_table, metric.overall), flush=True)
+    print(format_table(metric.sequence_table, metric.overall, metric.protocol_info), flush=True)
     write_tables(runner.work_dir, metric)
     print(f'results written to {osp.join(runner.work_dir, "test_results.{json,csv}")}')
 

@@ -1,5 +1,5 @@
-from .clip_transforms import (ClipGaussianNoise, ClipRandomCrop, ClipRandomFlip,
-                              ClipRandomRot90, rot90_flow_vectors)
+from .clip_transforms import (ClipCropToMultiple, ClipGaussianNoise, ClipRandomCrop,
+                              ClipRandomFlip, ClipRandomRot90, rot90_flow_vectors)
 
-__all__ = ['ClipGaussianNoise', 'ClipRandomCrop', 'ClipRandomFlip', 'ClipRandomRot90',
-           'rot90_flow_vectors']
+__all__ = ['ClipCropToMultiple', 'ClipGaussianNoise', 'ClipRandomCrop', 'ClipRandomFlip',
+           'ClipRandomRot90', 'rot90_flow_vectors']

@@ -167,3 +167,30 @@ class ClipGaussianNoise(BaseTransform):
                     np.clip(x, 0, 1, out=x)
             results[key] = x
         return results
+
+
+@TRANSFORMS.register_module()
+class ClipCropToMultiple(BaseTransform):
+    """Crop every frame top-left to the largest size that is a multiple of ``multiple``.
+
+    Keeps rows ``0 .. H - H % multiple`` and columns ``0 .. W - W % multiple`` of the blurry
+    inputs, the sharp frames and the flow (whose vectors a crop does not change). The reference
+    implementation evaluates frames cropped so (with 4) instead of padding them; the
+    ``reference`` and ``matlab`` evaluation protocols put this transform in the test pipeline.
+    A no-op for 1280x720 frames.
+    """
+
+    def __init__(self, multiple=4):
+        if int(multiple) < 1:
+            raise ValueError(f'ClipCropToMultiple: multiple must be >= 1, got {multiple}')
+        self.multiple = int(multiple)
+
+    def transform(self, results):
+        h, w = results['gt'].shape[1:3]
+        ch, cw = h - h % self.multiple, w - w % self.multiple
+        if not (ch and cw):
+            raise ValueError(f"ClipCropToMultiple: frames {h}x{w} of {results.get('key', '?')} "
+                             f'are smaller than {self.multiple}')
+        if (ch, cw) == (h, w):
+            return results
+        return _apply(results, lambda a: a[:, :ch, :cw])

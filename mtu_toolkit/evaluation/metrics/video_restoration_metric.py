@@ -5,21 +5,28 @@ import torch
 from mmengine.evaluator import BaseMetric
 
 from ...registry import METRICS
-from .psnr_ssim import psnr, ssim
+from .protocols import ALIGN_SUMMARY, get_protocol
 
 
 @METRICS.register_module()
 class VideoRestorationMetric(BaseMetric):
     """Scores the restorer's ``predict`` outputs against their sharp frames.
 
-    Each output is a dict ``pred`` (T, 3, H, W) float in [0, 1], ``gt`` (T, 3, H, W), ``key``
-    (sequence name) and ``frame_indices`` (T ints). Predictions are clamped to [0, 1]. The overall
-    ``PSNR`` / ``SSIM`` average over ALL frames (the paper's protocol), so long sequences weigh
-    more. After :meth:`evaluate` (main process) :attr:`sequence_table` holds the per-sequence rows
-    (sequence, frames, PSNR, SSIM), :attr:`overall` the all-frames row and :attr:`frame_table`
-    the per-frame values, for tools/test.py to print and save.
+    Each output is a dict ``pred`` (T, 3, H, W) float in [0, 1], ``gt`` (T, 3, H, W) float in
+    [0, 1], ``key`` (sequence name) and ``frame_indices`` (T ints, positions in the sequence).
+    Predictions are clamped to [0, 1]. How frames are scored is the ``protocol``
+    (``protocols.py``, docs/evaluation.md): ``toolkit`` (default; the toolkit's own PSNR and
+    Gaussian-window SSIM), ``reference`` (the reference implementation's ``eval.py``) or
+    ``matlab`` (its MATLAB evaluation, which produced the paper's tables), each optionally after
+    Koehler et al.'s alignment (``align``). The overall ``PSNR`` / ``SSIM`` average over all
+    scored frames, so long sequences weigh more. After :meth:`evaluate` (main process)
+    :attr:`sequence_table` holds the per-sequence rows (sequence, frames, PSNR, SSIM),
+    :attr:`overall` the all-frames row, :attr:`frame_table` the per-frame values (and, aligned,
+    the shift applied) and :attr:`protocol_info` what produced them, for tools/test.py.
 
     Args:
+        protocol (str): 'toolkit', 'reference' or 'matlab'.
+        align (bool): Koehler et al.'s alignment before scoring.
         device (str | None): where PSNR/SSIM are computed; None keeps the outputs' device (CPU).
             'cuda' makes SSIM of 720p frames ~100x faster on a GPU.
         collect_device (str): 'cpu' or 'gpu', for gathering results across ranks.
@@ -27,12 +34,22 @@ class VideoRestorationMetric(BaseMetric):
     """
     default_prefix = None
 
-    def __init__(self, device=None, collect_device='cpu', prefix=None):
+    def __init__(self, protocol='toolkit', align=False, device=None, collect_device='cpu',
+                 prefix=None):
         super().__init__(collect_device=collect_device, prefix=prefix)
+        self.protocol = get_protocol(protocol)
+        self.align = bool(align)
         self.device = device
         self.sequence_table = []
         self.frame_table = []
         self.overall = None
+
+    @property
+    def protocol_info(self):
+        """What produced the tables: protocol name and summary, alignment."""
+        return dict(protocol=self.protocol.name, align=self.align,
+                    description=self.protocol.summary + ('; ' + ALIGN_SUMMARY if self.align
+                                                         else ''))
 
     def process(self, data_batch, data_samples):
         """Score every frame of every output; keeps only small per-frame records."""
@@ -46,26 +63,43 @@ class VideoRestorationMetric(BaseMetric):
             if pred.shape != gt.shape:
                 raise ValueError(f"sequence {out.get('key')!r}: pred {tuple(pred.shape)} and gt "
                                  f'{tuple(gt.shape)} differ in shape')
-            pred = pred.float().clamp(0, 1)
-            gt = gt.float()
-            indices = out.get('frame_indices', list(range(pred.shape[0])))
-            self.results.append(dict(
-                key=str(out.get('key', f'seq{len(self.results)}')),
-                frame_indices=[int(f) for f in indices],
-                psnr=psnr(pred, gt).tolist(),
-                ssim=ssim(pred, gt).tolist()))
+            key = str(out.get('key', f'seq{len(self.results)}'))
+            indices = [int(f) for f in out.get('frame_indices', range(pred.shape[0]))]
+            self._check_crop(key, pred.shape)
+            if self.protocol.skip_first_frame:
+                keep = [i for i, f in enumerate(indices) if f != 0]
+                if not keep:
+                    continue
+                if len(keep) < len(indices):
+                    pred, gt = pred[keep], gt[keep]
+                    indices = [indices[i] for i in keep]
+            # small records: a few numbers per frame, never the frames
+            self.results.append(dict(key=key, frame_indices=indices,
+                                     **self.protocol.score(pred, gt, align=self.align)))
+
+    def _check_crop(self, key, shape):
+        m = self.protocol.crop_multiple
+        if m and (shape[-2] % m or shape[-1] % m):
+            raise ValueError(
+                f'sequence {key!r}: frames of {tuple(shape[-2:])} are not a multiple of {m}: '
+                f'protocol {self.protocol.name!r} scores frames cropped top-left to a multiple '
+                f"of {m} before inference; add dict(type='ClipCropToMultiple', multiple={m}) "
+                'to the test pipeline (tools/test.py --protocol does)')
 
     def compute_metrics(self, results):
         """Per-sequence tables and the overall means (over all frames)."""
-        frames = defaultdict(dict)  # key -> frame index -> (psnr, ssim)
+        frames = defaultdict(dict)  # key -> frame index -> (psnr, ssim[, shift])
         for res in results:
-            for f, p, s in zip(res['frame_indices'], res['psnr'], res['ssim']):
-                frames[res['key']][f] = (p, s)  # a frame scored twice (padded ranks) counts once
-        self.frame_table = [dict(sequence=key, frame=f, PSNR=p, SSIM=s)
-                            for key in sorted(frames) for f, (p, s) in sorted(frames[key].items())]
+            shifts = res.get('shift', [None] * len(res['psnr']))
+            for f, p, s, d in zip(res['frame_indices'], res['psnr'], res['ssim'], shifts):
+                # a frame scored twice (padded ranks) counts once
+                frames[res['key']][f] = (p, s) if d is None else (p, s, d)
+        self.frame_table = [dict(sequence=key, frame=f, PSNR=v[0], SSIM=v[1],
+                                 **({'shift': v[2]} if len(v) > 2 else {}))
+                            for key in sorted(frames) for f, v in sorted(frames[key].items())]
         self.sequence_table = []
         for key in sorted(frames):
-            values = torch.tensor(list(frames[key].values()), dtype=torch.float64)
+            values = torch.tensor([v[:2] for v in frames[key].values()], dtype=torch.float64)
             self.sequence_table.append(dict(sequence=key, frames=len(values),
                                             PSNR=values[:, 0].mean().item(),
                                             SSIM=values[:, 1].mean().item()))
