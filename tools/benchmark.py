@@ -32,6 +32,7 @@ from mtu_toolkit.analysis.benchmark import (  # noqa: E402
     VARIANTS, benchmark_restorer, markdown_table, plot_quality_speed)
 from mtu_toolkit.deploy import add_model_arguments, tool_model  # noqa: E402
 from mtu_toolkit.engine.checkpoint import atomic_write_text  # noqa: E402
+from mtu_toolkit.engine.config_loader import add_debug_argument, run_tool  # noqa: E402
 
 DEFAULT_VARIANTS = ['MTU1', 'MTU2', 'MTU2-hp', 'MTU4', 'MTU10', 'MTU10-L']
 
@@ -59,6 +60,7 @@ def parse_args(argv=None):
     add_model_arguments(parser, 'time')
     parser.add_argument('--quality', help='JSON {variant: PSNR} for the quality-vs-speed plot')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.frames < 1 or args.warmup < 0:
         parser.error('--frames must be >= 1 and --warmup >= 0')
@@ -152,4 +154,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -22,6 +22,8 @@ import torch  # noqa: E402
 
 from mtu_toolkit.apis import InferenceError, deblur_video, init_restorer  # noqa: E402
 from mtu_toolkit.deploy import add_model_arguments, tool_model  # noqa: E402
+from mtu_toolkit.engine.config_loader import (  # noqa: E402
+    ConfigError, add_debug_argument, run_tool)
 
 
 def parse_args(argv=None):
@@ -41,6 +43,7 @@ def parse_args(argv=None):
                         '(default 25) or an override of the video\'s')
     add_model_arguments(parser, 'run')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -55,7 +58,7 @@ def main(argv=None):
         restorer = tool_model(restorer, compile=args.compile, eager=args.eager)
         stats = deblur_video(restorer, args.input, args.output, side_by_side=args.side_by_side,
                              fps=args.fps, progress=not args.quiet)
-    except InferenceError as err:
+    except (InferenceError, ConfigError) as err:
         print(f'error: {err}', file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
@@ -67,4 +70,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

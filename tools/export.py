@@ -18,6 +18,8 @@ import torch  # noqa: E402
 
 from mtu_toolkit.apis import InferenceError, init_restorer  # noqa: E402
 from mtu_toolkit.deploy import export_onnx, export_torchscript, run_step_module  # noqa: E402
+from mtu_toolkit.engine.config_loader import (  # noqa: E402
+    ConfigError, add_debug_argument, run_tool)
 
 
 def parse_size(text):
@@ -36,6 +38,7 @@ def main(argv=None):
     parser.add_argument('--size', type=parse_size, default=(1280, 720), help='WIDTHxHEIGHT')
     parser.add_argument('--onnx', help='also export ONNX here (needs the onnx package)')
     parser.add_argument('--no-check', action='store_true', help='skip the equality check')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     width, height = args.size
     try:
@@ -55,11 +58,11 @@ def main(argv=None):
             except RuntimeError as err:
                 print(f'ONNX skipped: {err}', file=sys.stderr)
                 return 6
-    except InferenceError as err:
+    except (InferenceError, ConfigError) as err:
         print(f'error: {err}', file=sys.stderr)
         return err.exit_code
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -23,11 +23,12 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mtu_toolkit.engine import finish_distributed, prepare_runtime  # noqa: E402
+from mtu_toolkit.engine.config_loader import (  # noqa: E402
+    ConfigError, add_cfg_options_argument, add_debug_argument, load_config, run_tool)
 from mtu_toolkit.engine.checkpoint import atomic_write_text  # noqa: E402
 from mtu_toolkit.evaluation import (PROTOCOLS, VideoRestorationMetric,  # noqa: E402
                                     apply_protocol)
@@ -47,11 +48,11 @@ def parse_args(argv=None):
     parser.add_argument('--align', action='store_true', default=None,
                         help="Koehler et al.'s alignment (global translation + intensity scale) "
                         "before scoring, as the paper's tables")
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='override config keys, e.g. model.infer_dtype=float16')
+    add_cfg_options_argument(parser, 'model.infer_dtype=float16')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher (pytorch = torchrun)')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -60,8 +61,7 @@ def parse_args(argv=None):
 def build_cfg(args):
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -69,7 +69,7 @@ def build_cfg(args):
     cfg.load_from, cfg.resume = args.checkpoint, False
     for key in ('test_dataloader', 'test_evaluator', 'test_cfg'):
         if cfg.get(key) is None:
-            raise KeyError(f'{args.config}: `{key}` is not set, so there is nothing to test')
+            raise ConfigError(f'{args.config}: `{key}` is not set, so there is nothing to test')
     if args.protocol or args.align:
         apply_protocol(cfg, args.protocol, args.align)
     if args.out_dir:
@@ -133,4 +133,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

@@ -15,11 +15,12 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mtu_toolkit.engine import (  # noqa: E402
     finish_distributed, find_resume_checkpoint, prepare_runtime)
+from mtu_toolkit.engine.config_loader import (  # noqa: E402
+    add_cfg_options_argument, add_debug_argument, load_config, run_tool)
 
 
 def parse_args(argv=None):
@@ -32,11 +33,11 @@ def parse_args(argv=None):
                         'in the work dir')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision: float16 + loss scaling on GPU, bfloat16 on CPU')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='override config keys, e.g. train_cfg.max_iters=10')
+    add_cfg_options_argument(parser, 'train_cfg.max_iters=10')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher (pytorch = torchrun)')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -57,8 +58,7 @@ def enable_amp(cfg):
 
 
 def build_cfg(args):
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -86,4 +86,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

@@ -4,19 +4,13 @@ Checkpoints are loaded with ``weights_only=True`` (the engine's allow-list of mm
 and strictly: a checkpoint of another architecture is refused with one line naming the config,
 the checkpoint and what differs, instead of PyTorch's many-line ``load_state_dict`` error.
 """
-import os.path as osp
-
 import torch
 from mmengine.config import Config
 
 from ..engine.checkpoint import load_from_local_weights_only
+from ..engine.config_loader import ConfigError, load_config
 from ..registry import MODELS
 from .errors import CheckpointError, InferenceError
-
-
-class ConfigError(InferenceError):
-    """The config file is missing or does not define ``model``."""
-    exit_code = 2
 
 
 def model_device(model):
@@ -90,13 +84,7 @@ def init_restorer(config, checkpoint=None, device='cpu', infer_dtype=None):
         MTURestorer: ready for ``stream()`` / ``infer_clip``.
     """
     if not isinstance(config, Config):
-        if not osp.isfile(config):
-            raise ConfigError(f'config {config} does not exist')
-        try:
-            config = Config.fromfile(config)
-        except Exception as err:  # noqa: BLE001 - any parse error becomes one line
-            raise ConfigError(f'config {config}: cannot be parsed ({type(err).__name__}: '
-                              f'{str(err).splitlines()[0] if str(err) else ""})') from None
+        config = load_config(config)
     name = config.filename or '<config>'
     if 'model' not in config:
         raise ConfigError(f'config {name} defines no `model`')

@@ -5,21 +5,21 @@
     training params: 1.038M   (with them)
 """
 import argparse
+import sys
 
-from mmengine.config import Config, DictAction
-
+from mtu_toolkit.engine.config_loader import (
+    add_cfg_options_argument, add_debug_argument, load_config, run_tool)
 from mtu_toolkit.models import count_parameters
 from mtu_toolkit.registry import MODELS
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='config file (e.g. configs/mtu/mtu2_dvd.py)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='override config keys, e.g. model.backbone.num_units=4')
-    args = parser.parse_args()
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
+    add_cfg_options_argument(parser, 'model.backbone.num_units=4')
+    add_debug_argument(parser)
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
     model = MODELS.build(cfg.model)
     inference, training = count_parameters(model)
     print(f'params: {inference / 1e6:.3f}M')
@@ -27,4 +27,6 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    code = run_tool(main)
+    if code:
+        sys.exit(code)

@@ -18,9 +18,9 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # a checkout
 
-from mmengine.config import Config, DictAction  # noqa: E402
-
 from mtu_toolkit.analysis.complexity import complexity  # noqa: E402
+from mtu_toolkit.engine.config_loader import (  # noqa: E402
+    add_cfg_options_argument, add_debug_argument, load_config, run_tool)
 from mtu_toolkit.registry import MODELS  # noqa: E402
 
 
@@ -51,21 +51,20 @@ def format_summary(results):
     return '\n'.join(lines)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('configs', nargs='+', help='config files')
     parser.add_argument('--shape', nargs=2, type=int, default=[720, 1280], metavar=('H', 'W'),
                         help='frame size (multiples of 4); default 720 1280')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='override keys of every config, e.g. model.backbone.num_units=4')
-    args = parser.parse_args()
+    add_cfg_options_argument(parser, 'model.backbone.num_units=4 (every config)')
+    add_debug_argument(parser)
+    args = parser.parse_args(argv)
     shape = tuple(args.shape)
     if shape[0] % 4 or shape[1] % 4 or min(shape) <= 0:
         parser.error(f'--shape must be positive multiples of 4, got {shape}')
     results = []
     for path in args.configs:
-        cfg = Config.fromfile(path)
-        cfg.merge_from_dict(args.cfg_options)
+        cfg = load_config(path, args.cfg_options)
         name = osp.splitext(osp.basename(path))[0]
         result = complexity(MODELS.build(cfg.model), shape)
         print(format_report(name, result, shape) + '\n')
@@ -75,4 +74,6 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    code = run_tool(main)
+    if code:
+        sys.exit(code)

@@ -1,0 +1,304 @@
+"""Load a config for the tools with checked ``--cfg-options``; report user mistakes in one line.
+
+Two things every command-line tool needs:
+
+- :func:`load_config` reads a config file and applies ``--cfg-options``. A key that the config
+  does not have stops the tool (mmengine would add it silently, so ``max_iters=1`` instead of
+  ``train_cfg.max_iters=1`` trained for the full schedule), naming the closest existing keys.
+  A leading ``+`` adds a key on purpose (``+my_new_key=1``); list items are indexed by number
+  (``param_scheduler.0.end=30``).
+- :func:`run_tool` runs a tool's ``main`` and turns the mistakes a user makes (a missing or
+  unparsable config, an unknown ``type`` in a registry, a bad option key, a missing file) into
+  one line ``error: ...`` on stderr and a non-zero exit code, instead of a traceback. ``--debug``
+  on the command line, or ``MTU_DEBUG=1`` in the environment, shows the traceback instead.
+  Other exceptions (bugs) keep their traceback.
+
+A tool uses both like this::
+
+    def main(argv=None):
+        parser = argparse.ArgumentParser()
+        parser.add_argument('config')
+        add_cfg_options_argument(parser, 'train_cfg.max_iters=10')
+        add_debug_argument(parser)
+        args = parser.parse_args(argv)
+        cfg = load_config(args.config, args.cfg_options)
+        ...
+
+    if __name__ == '__main__':
+        sys.exit(run_tool(main))
+"""
+import difflib
+import inspect
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+
+from ..checked_registry import RegistryKeyError
+
+#: environment variable that shows tracebacks of user errors (as ``--debug`` does)
+DEBUG_ENV = 'MTU_DEBUG'
+
+#: prefix of a ``--cfg-options`` key that may be new to the config
+NEW_KEY_PREFIX = '+'
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used: missing, unparsable, without a needed key, or a
+    ``--cfg-options`` key that does not exist. The message is one line naming the file/key."""
+    exit_code = 2
+
+
+class ArgumentError(ValueError):
+    """A command-line value that cannot be used (a missing or malformed input file, an output
+    that would replace an input). The message is one line naming the file or option."""
+    exit_code = 2
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+
+def _parse_error(path, err):
+    """One line for an exception raised while mmengine parses ``path``."""
+    if isinstance(err, SyntaxError):
+        line = f', line {err.lineno}' if err.lineno else ''
+        return f'config {path}{line}: syntax error: {err.msg}'
+    if isinstance(err, FileNotFoundError) and err.filename:
+        return f'config {path}: a file it inherits from does not exist: {err.filename}'
+    if isinstance(err, ImportError):
+        cause = err  # the innermost error names the module (mmengine wraps it twice)
+        while (cause.__cause__ or cause.__context__) is not None:
+            cause = cause.__cause__ or cause.__context__
+        return (f'config {path}: its custom_imports cannot be imported ({_first_line(cause)}); '
+                "is the package's parent folder on PYTHONPATH?")
+    return f'config {path}: cannot be parsed ({type(err).__name__}: {_first_line(err)})'
+
+
+def _first_line(err):
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def load_config(path, cfg_options=None):
+    """Read the config file ``path`` and apply ``cfg_options`` (checked, see
+    :func:`apply_cfg_options`).
+
+    Args:
+        path (str): a Python config file (``_base_`` inheritance and ``custom_imports`` as
+            mmengine handles them).
+        cfg_options (dict | None): ``{dotted key: value}`` as ``--cfg-options`` parses it.
+
+    Returns:
+        mmengine.config.Config
+
+    Raises:
+        ConfigError: the file is missing or cannot be parsed, or an option key is unknown.
+    """
+    if not osp.exists(path):
+        raise ConfigError(f'config {path} does not exist')
+    if not osp.isfile(path):
+        raise ConfigError(f'config {path} is not a file')
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as err:  # noqa: BLE001 - any parse error becomes one line naming the file
+        raise ConfigError(_parse_error(path, err)) from err
+    if cfg_options:
+        apply_cfg_options(cfg, cfg_options)
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------
+# --cfg-options
+
+
+def runner_keys():
+    """Top-level keys mmengine's Runner reads (``work_dir``, ``auto_scale_lr``, ...): valid
+    options even where a config leaves them out."""
+    from mmengine.runner import Runner
+    return {name for name in inspect.signature(Runner.__init__).parameters if name != 'self'}
+
+
+def dotted_keys(node, prefix=''):
+    """Every key path of a config: ``['model', 'model.backbone', 'model.backbone.num_units',
+    'param_scheduler.0', 'param_scheduler.0.end', ...]`` (list items by index)."""
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = ((str(i), v) for i, v in enumerate(node))
+    else:
+        return []
+    out = []
+    for key, value in items:
+        path = f'{prefix}{key}'
+        out.append(path)
+        out += dotted_keys(value, path + '.')
+    return out
+
+
+def _walk(cfg, key, may_be_new):
+    """Why ``key`` cannot be set in ``cfg``, or None when it can.
+
+    Every part of an existing key must exist (a dict key, or a list index in range); a new key
+    (``may_be_new``) may stop existing at any dict, but not pass through a value that holds no
+    keys, nor index a list out of range.
+    """
+    node = cfg._cfg_dict if isinstance(cfg, Config) else cfg
+    parts = key.split('.')
+    for i, part in enumerate(parts):
+        where = '.'.join(parts[:i])
+        if isinstance(node, dict):
+            if part not in node:
+                return None if may_be_new else 'no such key'
+            node = node[part]
+        elif isinstance(node, list):
+            if not part.isdigit():
+                return f'{where} is a list: index its items by number ({where}.0, ...)'
+            if int(part) >= len(node):
+                return f'{where} has {len(node)} items (indices 0-{len(node) - 1})'
+            node = node[int(part)]
+        else:
+            return (f'{where} is {node!r} ({type(node).__name__}), not a dict or list; set it '
+                    'as a whole')
+    return None
+
+
+def close_keys(key, known, n=3):
+    """Up to ``n`` known dotted keys closest to ``key``: those whose last part is most like
+    ``key``'s (``max_iters`` -> ``train_cfg.max_iters``), the whole path breaking ties."""
+    last = key.split('.')[-1]
+    scored = []
+    for candidate in set(known):
+        tail = difflib.SequenceMatcher(None, last, candidate.split('.')[-1]).ratio()
+        if tail >= 0.7:
+            scored.append((-tail, -difflib.SequenceMatcher(None, key, candidate).ratio(),
+                           candidate))
+    scored.sort()
+    return [c for t, _, c in scored[:n] if -t >= -scored[0][0] - 0.1]
+
+
+def check_cfg_options(cfg, options):
+    """Raise a one-line :class:`ConfigError` for the first key of ``options`` that ``cfg`` does
+    not have (a ``+key`` may be new). Top-level keys the Runner reads count as existing."""
+    known_top = runner_keys()
+    for full_key in options:
+        new = full_key.startswith(NEW_KEY_PREFIX)
+        key = full_key[len(NEW_KEY_PREFIX):] if new else full_key
+        if not key or any(not part for part in key.split('.')):
+            raise ConfigError(f'--cfg-options {full_key}: empty key or key part')
+        top = key.split('.')[0]
+        if not new and top in known_top and top not in cfg:
+            continue  # e.g. work_dir=..., auto_scale_lr=...: the Runner reads them
+        problem = _walk(cfg, key, new)
+        if problem is None:
+            continue
+        name = cfg.filename or 'the config'
+        if problem == 'no such key':
+            close = close_keys(key, dotted_keys(cfg._cfg_dict))
+            hint = f'; did you mean {" or ".join(close)}?' if close else ''
+            raise ConfigError(f'--cfg-options {key}: no such key in {name}{hint} (to add a new '
+                              f'key on purpose, write {NEW_KEY_PREFIX}{key}=...)')
+        raise ConfigError(f'--cfg-options {full_key}: {problem}')
+
+
+def apply_cfg_options(cfg, options):
+    """Check ``options`` (:func:`check_cfg_options`) and merge them into ``cfg`` in place."""
+    if not options:
+        return cfg
+    check_cfg_options(cfg, options)
+    plain = {(k[len(NEW_KEY_PREFIX):] if k.startswith(NEW_KEY_PREFIX) else k): v
+             for k, v in options.items()}
+    try:
+        cfg.merge_from_dict(plain, allow_list_keys=True)
+    except (KeyError, TypeError, AttributeError) as err:  # what the check above cannot foresee
+        raise ConfigError(f'--cfg-options: cannot be merged into {cfg.filename}: '
+                          f'{_first_line(err)}') from err
+    return cfg
+
+
+CFG_OPTIONS_HELP = (
+    'override config keys, KEY=VALUE ..., e.g. {example}; list items by index '
+    '(param_scheduler.0.end=30). A key the config does not have is an error (close matches '
+    'are named); a leading "+" adds a new key on purpose (+my_new_key=1)')
+
+
+def add_cfg_options_argument(parser, example='train_cfg.max_iters=10'):
+    """``--cfg-options KEY=VALUE ...`` (mmengine's ``DictAction``), with help saying how keys
+    are checked."""
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        metavar='KEY=VALUE', help=CFG_OPTIONS_HELP.format(example=example))
+
+
+# ----------------------------------------------------------------------------------------------
+# one-line errors
+
+
+def add_debug_argument(parser):
+    """``--debug``: the full traceback instead of the one-line error (read by :func:`run_tool`
+    from the command line; declared here so that the parser accepts and documents it)."""
+    parser.add_argument('--debug', action='store_true',
+                        help=f'show the full traceback of errors (also: {DEBUG_ENV}=1)')
+
+
+def debug_requested(argv):
+    """Whether ``argv`` holds ``--debug`` (or an abbreviation argparse accepts) or the
+    environment sets ``MTU_DEBUG``."""
+    if os.environ.get(DEBUG_ENV, '').strip().lower() not in ('', '0', 'false', 'no'):
+        return True
+    return any(a.startswith('--deb') and '--debug'.startswith(a) for a in argv)
+
+
+def _registry_line(err):
+    """The registry's message (first line, then the close matches or the known names of the
+    first scope) in one line."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    if not lines:
+        return type(err).__name__
+    extra = [ln for ln in lines[1:] if ln.startswith('did you mean')]
+    extra = extra or [ln for ln in lines[1:] if ln.startswith('known in')][:1]
+    return ' '.join(lines[:1] + extra)
+
+
+def user_error(err):
+    """``(message, exit code)`` for an exception that is the user's mistake, else None.
+
+    User mistakes: :class:`ConfigError`, :class:`ArgumentError`, the inference API's errors
+    (their ``exit_code``), an unknown or duplicate registry name, a missing file or folder.
+    """
+    if isinstance(err, (ConfigError, ArgumentError)):
+        return ' '.join(str(err).split('\n')), err.exit_code
+    from ..apis.errors import InferenceError  # here: the apis package imports the engine
+    if isinstance(err, InferenceError):
+        return ' '.join(str(err).split('\n')), err.exit_code
+    if isinstance(err, RegistryKeyError):
+        return _registry_line(err), 2
+    if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        if err.filename and err.strerror:
+            return f'{err.strerror}: {err.filename}', 1
+        return ' '.join(str(err).split('\n')), 1
+    return None
+
+
+def run_tool(main, argv=None):
+    """Run ``main(argv)`` and return its exit code; a user mistake prints one line.
+
+    Args:
+        main (callable): the tool's ``main(argv)``; it may return an exit code (None is 0).
+        argv (list[str] | None): the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        int: ``main``'s code, or the error's (2 for config and registry mistakes, 1 for a
+        missing file, the inference errors' own codes). With ``--debug`` / ``MTU_DEBUG=1``
+        the exception propagates with its traceback.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return main(argv) or 0
+    except Exception as err:  # noqa: BLE001 - sorted into user mistakes and bugs below
+        found = user_error(err)
+        if found is None or debug_requested(argv):
+            raise
+        message, code = found
+        print(f'error: {message}', file=sys.stderr, flush=True)
+        return code

@@ -1,0 +1,267 @@
+"""mtu_toolkit.engine.config_loader: checked --cfg-options and one-line errors of the tools."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+from mmengine.config import Config
+
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), 'configs'))
+from tiny_data import ROOT, make_dvd_tree, tool_env, write_config  # noqa: E402
+
+from mtu_toolkit.checked_registry import UnknownComponentError  # noqa: E402
+from mtu_toolkit.engine.config_loader import (  # noqa: E402
+    ArgumentError, ConfigError, close_keys, dotted_keys, load_config, run_tool, user_error)
+
+DEMO = osp.join(ROOT, 'configs', 'demo', 'mtu2_synthetic.py')
+
+
+def _load(options):
+    return load_config(DEMO, options)
+
+
+# ---------------------------------------------------------------------------------------------
+# --cfg-options
+
+
+def test_existing_keys_are_set_like_mmengine_does():
+    cfg = _load({'train_cfg.max_iters': 7, 'param_scheduler.0.end': 11,
+                 'model.backbone.num_units': 4, 'optim_wrapper.optimizer.betas': (0.5, 0.9)})
+    assert cfg.train_cfg.max_iters == 7
+    assert cfg.param_scheduler[0].end == 11 and cfg.param_scheduler[1].begin == 30  # untouched
+    assert cfg.model.backbone.num_units == 4 and cfg.model.backbone.channels == 26
+    assert tuple(cfg.optim_wrapper.optimizer.betas) == (0.5, 0.9)
+    # the same as mmengine's unchecked merge
+    ref = Config.fromfile(DEMO)
+    ref.merge_from_dict({'train_cfg.max_iters': 7, 'param_scheduler.0.end': 11,
+                         'model.backbone.num_units': 4,
+                         'optim_wrapper.optimizer.betas': (0.5, 0.9)})
+    assert cfg.to_dict() == ref.to_dict()
+
+
+def test_misspelt_top_level_key_names_the_real_one():
+    with pytest.raises(ConfigError) as err:
+        _load({'max_iters': 1})
+    msg = str(err.value)
+    assert '\n' not in msg
+    assert msg.startswith('--cfg-options max_iters: no such key in ')
+    assert 'did you mean train_cfg.max_iters?' in msg and '+max_iters=' in msg
+
+
+@pytest.mark.parametrize('key, suggestion', [
+    ('train_cfg.max_iter', 'train_cfg.max_iters'),
+    ('model.backbone.num_unit', 'model.backbone.num_units'),
+    ('model.backbon.num_units', 'model.backbone.num_units'),
+    ('lr', 'optim_wrapper.optimizer.lr'),
+])
+def test_misspelt_nested_keys(key, suggestion):
+    with pytest.raises(ConfigError, match=f'did you mean {suggestion}[?]'):
+        _load({key: 1})
+
+
+def test_unknown_key_without_any_close_match():
+    with pytest.raises(ConfigError) as err:
+        _load({'zzz_qqq': 1})
+    assert 'did you mean' not in str(err.value) and '+zzz_qqq=...' in str(err.value)
+
+
+def test_plus_adds_new_keys_top_level_and_nested():
+    cfg = _load({'+my_new_key': 1, '+optim_wrapper.optimizer.weight_decay': 0.01,
+                 '+model.extra.deep': 'x'})
+    assert cfg.my_new_key == 1
+    assert cfg.optim_wrapper.optimizer.weight_decay == 0.01
+    assert cfg.optim_wrapper.optimizer.lr == 1e-3  # siblings kept
+    assert cfg.model.extra == dict(deep='x')
+    # '+' on an existing key just sets it
+    assert _load({'+train_cfg.max_iters': 3}).train_cfg.max_iters == 3
+
+
+@pytest.mark.parametrize('key, message', [
+    ('param_scheduler.2.end', 'param_scheduler has 2 items (indices 0-1)'),
+    ('param_scheduler.first.end', 'param_scheduler is a list: index its items by number'),
+    ('train_cfg.max_iters.x', 'train_cfg.max_iters is 500 (int), not a dict or list'),
+    ('optim_wrapper.optimizer.betas.0', 'betas is (0.9, 0.999) (tuple)'),
+    ('+param_scheduler.5.end', 'param_scheduler has 2 items'),
+    ('+train_cfg.max_iters.x', 'not a dict or list'),
+    ('model..type', 'empty key'),
+])
+def test_paths_that_cannot_be_set(key, message):
+    with pytest.raises(ConfigError, match='^--cfg-options .*' + message.replace('(', r'\(')
+                       .replace(')', r'\)').replace('.', r'\.')):
+        _load({key: 1})
+
+
+def test_runner_arguments_are_known_even_when_the_config_leaves_them_out():
+    cfg = _load({'work_dir': '/tmp/x', 'auto_scale_lr': dict(base_batch_size=8)})
+    assert 'work_dir' not in Config.fromfile(DEMO)
+    assert cfg.work_dir == '/tmp/x' and cfg.auto_scale_lr == dict(base_batch_size=8)
+
+
+def test_dotted_keys_and_close_keys():
+    keys = dotted_keys({'a': {'b': 1, 'c': [dict(d=2), 3]}, 'e': (1, 2)})
+    assert keys == ['a', 'a.b', 'a.c', 'a.c.0', 'a.c.0.d', 'a.c.1', 'e']
+    known = ['train_cfg.max_iters', 'train_cfg.val_interval', 'train_cfg.type', 'max_epochs']
+    assert close_keys('max_iters', known) == ['train_cfg.max_iters']
+    assert close_keys('train_cfg.max_iter', known) == ['train_cfg.max_iters']
+    assert close_keys('nothing_like_it', known) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+@pytest.mark.parametrize('text, message', [
+    ('x = (\n', r'^config \S+bad\.py, line 1: syntax error: '),
+    ("_base_ = ['missing_base.py']\n", r'a file it inherits from does not exist: \S+missing_base'),
+    ('x = y + 1\n', r"cannot be parsed \(NameError: name 'y' is not defined\)"),
+    ("custom_imports = dict(imports=['no_such_plugin_pkg'], allow_failed_imports=False)\n",
+     r"custom_imports cannot be imported \(No module named 'no_such_plugin_pkg'\)"),
+])
+def test_bad_config_files_are_one_line(tmp_path, text, message):
+    path = tmp_path / 'bad.py'
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(str(path))
+    assert '\n' not in str(err.value)
+
+
+def test_missing_config_and_folder(tmp_path):
+    with pytest.raises(ConfigError, match=r'config \S+nope\.py does not exist$'):
+        load_config(str(tmp_path / 'nope.py'))
+    with pytest.raises(ConfigError, match='is not a file'):
+        load_config(str(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------
+# run_tool
+
+
+def _raiser(exc):
+    def main(argv):
+        raise exc
+    return main
+
+
+def test_run_tool_prints_one_line_and_returns_the_code(capsys, monkeypatch):
+    monkeypatch.delenv('MTU_DEBUG', raising=False)
+    assert run_tool(_raiser(ConfigError('config x.py does not exist')), []) == 2
+    assert capsys.readouterr().err == 'error: config x.py does not exist\n'
+    assert run_tool(_raiser(ArgumentError('bad --out')), []) == 2
+    assert capsys.readouterr().err == 'error: bad --out\n'
+    assert run_tool(_raiser(FileNotFoundError(2, 'No such file or directory', 'a.pth')),
+                    []) == 1
+    assert capsys.readouterr().err == 'error: No such file or directory: a.pth\n'
+    from mtu_toolkit.apis import CheckpointError
+    assert run_tool(_raiser(CheckpointError('checkpoint c.pth: other')), []) == 4
+    assert capsys.readouterr().err == 'error: checkpoint c.pth: other\n'
+    assert run_tool(lambda argv: None, []) == 0
+    assert run_tool(lambda argv: 3, []) == 3
+
+
+def test_registry_error_becomes_one_line_with_the_close_match(capsys, monkeypatch):
+    monkeypatch.delenv('MTU_DEBUG', raising=False)
+    from mtu_toolkit.registry import MODELS
+    import mtu_toolkit.models  # noqa: F401
+
+    def main(argv):
+        MODELS.build(dict(type='FANHead'))
+
+    assert run_tool(main, []) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: 'FANHead' is not a registered model in scope 'mtu'")
+    assert err[0].endswith('did you mean: FANMCHead?')
+    # without a close match: the first scope's known names instead
+    message, code = user_error(UnknownComponentError(
+        "'Zzz' is not a registered model in scope 'mtu'.\n  known in mtu::model: A, B\n"
+        "  known in mmengine::model: C"))
+    assert (message, code) == ("'Zzz' is not a registered model in scope 'mtu'. known in "
+                               'mtu::model: A, B', 2)
+
+
+def test_debug_and_bugs_keep_the_traceback(monkeypatch, capsys):
+    monkeypatch.delenv('MTU_DEBUG', raising=False)
+    with pytest.raises(ConfigError):
+        run_tool(_raiser(ConfigError('x')), ['cfg.py', '--debug'])
+    with pytest.raises(ConfigError):
+        run_tool(_raiser(ConfigError('x')), ['cfg.py', '--deb'])  # argparse's abbreviation
+    monkeypatch.setenv('MTU_DEBUG', '1')
+    with pytest.raises(ConfigError):
+        run_tool(_raiser(ConfigError('x')), [])
+    monkeypatch.setenv('MTU_DEBUG', '0')
+    assert run_tool(_raiser(ConfigError('x')), []) == 2
+    for bug in (ZeroDivisionError('bug'), KeyError('k'), ValueError('v'), TypeError('t')):
+        with pytest.raises(type(bug)):
+            run_tool(_raiser(bug), [])
+    with pytest.raises(SystemExit):  # argparse's own exit passes through
+        run_tool(_raiser(SystemExit(2)), [])
+    assert capsys.readouterr().err == 'error: x\n'
+
+
+# ---------------------------------------------------------------------------------------------
+# the tools, end to end (subprocesses: what a user sees)
+
+
+def _tool(args, cwd, env=None):
+    return subprocess.run([sys.executable] + args, cwd=cwd, env=env or tool_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp('tiny')
+    data = make_dvd_tree(str(root / 'data'), videos=1, frames=4)
+    good = write_config(str(root / 'tiny.py'), data)
+    bad_type = write_config(str(root / 'tiny_bad_type.py'), data,
+                            model=dict(backbone=dict(mc_head=dict(type='FANHead'))))
+    return root, good, bad_type
+
+
+def _one_error_line(proc):
+    err = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert err and err[-1].startswith('error: '), proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    return err[-1]
+
+
+def test_train_refuses_a_misspelt_option_before_any_work(tiny):
+    root, good, _ = tiny
+    work = root / 'work_misspelt'
+    proc = _tool([osp.join(ROOT, 'tools', 'train.py'), good, '--work-dir', str(work),
+                  '--cfg-options', 'max_iters=1'], root)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f'error: --cfg-options max_iters: no such key in {good}; did you mean '
+        'train_cfg.max_iters? (to add a new key on purpose, write +max_iters=...)']
+    assert not work.exists()
+
+
+def test_train_unknown_type_is_one_line_and_debug_shows_the_traceback(tiny):
+    root, _, bad_type = tiny
+    args = [osp.join(ROOT, 'tools', 'train.py'), bad_type, '--work-dir', str(root / 'w_bad')]
+    proc = _tool(args, root)
+    assert proc.returncode == 2
+    line = _one_error_line(proc)
+    assert "'FANHead' is not a registered model" in line and 'did you mean: FANMCHead?' in line
+    proc = _tool(args + ['--debug'], root)
+    assert proc.returncode == 1
+    assert 'Traceback' in proc.stderr and 'UnknownComponentError' in proc.stderr
+
+
+def test_test_tool_missing_checkpoint(tiny, tmp_path):
+    root, good, _ = tiny
+    proc = _tool([osp.join(ROOT, 'tools', 'test.py'), good, str(tmp_path / 'none.pth')], root)
+    assert proc.returncode != 0
+    assert _one_error_line(proc) == f'error: checkpoint {tmp_path / "none.pth"} does not exist'
+
+
+@pytest.mark.parametrize('tool', ['deblur_video', 'export'])
+def test_inference_tools_unknown_type_is_one_line(tiny, tmp_path, tool):
+    root, _, bad_type = tiny
+    extra = ['in.mp4', str(tmp_path / 'out.mp4')] if tool == 'deblur_video' else [
+        str(tmp_path / 'out.pt')]
+    proc = _tool([osp.join(ROOT, 'tools', f'{tool}.py'), bad_type, 'none'] + extra, root)
+    assert proc.returncode == 2
+    assert 'did you mean: FANMCHead?' in _one_error_line(proc)
+    assert os.listdir(tmp_path) == []
