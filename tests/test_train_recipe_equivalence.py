@@ -145,7 +145,6 @@ def test_first_frame_losses_match_reference(variant):
         assert float(value) == pytest.approx(float(fx['losses'][name][0]), rel=1e-5), name
 
 
-@pytest.mark.xfail(strict=False, reason='two-optimiser recipe not implemented yet')
 @pytest.mark.parametrize('variant', [v for v in VARIANTS if v in CONFIGS])
 def test_train_step_matches_reference(variant):
     """One train_step over the clip (13 frames, both optimisers) = the reference's 13 updates."""

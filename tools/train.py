@@ -5,7 +5,9 @@
 
 ``--resume`` alone continues from the latest checkpoint of the work dir (and starts afresh when
 there is none); ``--resume CKPT`` from that file. Distributed: ``tools/dist_train.sh`` (torchrun;
-gloo on CPU).
+gloo on CPU) or ``tools/slurm_train.sh``; the config's ``train_dataloader.batch_size`` is the
+total batch, split evenly over the processes. ``--amp`` (and the "hp" configs): float16
+autocast with loss scaling on a GPU, bfloat16 autocast on the CPU.
 """
 import argparse
 import os
@@ -14,11 +16,11 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-import torch  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mtu_toolkit.engine import (  # noqa: E402
     finish_distributed, find_resume_checkpoint, prepare_runtime)
+from mtu_toolkit.engine.launch import split_total_batch, use_mixed_precision  # noqa: E402
 from mtu_toolkit.engine.config_loader import (  # noqa: E402
     add_cfg_options_argument, add_debug_argument, load_config, run_tool)
 
@@ -43,28 +45,20 @@ def parse_args(argv=None):
     return args
 
 
-def enable_amp(cfg):
-    """Switch the optimiser wrapper to mixed precision for this machine."""
-    wrapper = cfg.optim_wrapper
-    if wrapper.get('type', 'OptimWrapper') not in ('OptimWrapper', 'AmpOptimWrapper',
-                                                   'BF16AutocastOptimWrapper'):
-        raise ValueError(f"--amp: optim_wrapper type {wrapper['type']!r} is not a plain "
-                         'OptimWrapper; set the mixed-precision wrapper in the config instead')
-    if torch.cuda.is_available():
-        wrapper.update(type='AmpOptimWrapper', loss_scale='dynamic')
-    else:
-        print('--amp without a GPU: training under bfloat16 autocast on CPU', flush=True)
-        wrapper.update(type='BF16AutocastOptimWrapper')
-
-
 def build_cfg(args):
     cfg = load_config(args.config, args.cfg_options)
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    if args.amp:
-        enable_amp(cfg)
+    kinds = use_mixed_precision(cfg, force=args.amp)
+    if 'BF16AutocastOptimWrapper' in kinds:
+        print('mixed precision without a GPU: training under bfloat16 autocast on the CPU',
+              file=sys.stderr, flush=True)
+    split = split_total_batch(cfg, args.launcher)
+    if split and split[2] > 1:
+        print(f'total batch {split[0]} = {split[1]} per process x {split[2]} processes',
+              file=sys.stderr, flush=True)
     if args.resume == 'auto':
         ckpt = find_resume_checkpoint(cfg.work_dir)
         if ckpt is None:

@@ -49,6 +49,70 @@ def add_tensorboard(cfg):
     return True
 
 
+def world_size(launcher):
+    """Processes the launcher starts (1 without one): torchrun's WORLD_SIZE, Slurm's
+    SLURM_NTASKS, MPI's OMPI_COMM_WORLD_SIZE."""
+    if launcher == 'none':
+        return 1
+    for name in ('WORLD_SIZE', 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE'):
+        if os.environ.get(name):
+            return int(os.environ[name])
+    return 1
+
+
+def split_total_batch(cfg, launcher):
+    """The configs give ``train_dataloader.batch_size`` as the TOTAL batch of a training step
+    (the paper's 8 = 1 per GPU x 8 GPUs); mmengine's loaders take it per process. Divide it
+    evenly over the processes (an error naming both numbers when it does not divide).
+
+    Returns:
+        tuple: ``(total, per_process, processes)``.
+    """
+    from .config_loader import ConfigError
+    loader = cfg.get('train_dataloader')
+    if not loader or 'batch_size' not in loader:
+        return None
+    total, processes = loader['batch_size'], world_size(launcher)
+    if total % processes:
+        raise ConfigError(f'train_dataloader.batch_size={total} is the total batch and must '
+                          f'divide by the {processes} processes (set it to a multiple)')
+    loader['batch_size'] = total // processes
+    return total, total // processes, processes
+
+
+def use_mixed_precision(cfg, force=False):
+    """Make the config's optimiser wrapper(s) mixed precision for this machine.
+
+    With ``force`` (``tools/train.py --amp``) every wrapper becomes mixed precision; otherwise
+    only the wrappers a config asks for (the "hp" configs' ``AmpOptimWrapper``) are adapted.
+    On a GPU that is float16 autocast with dynamic loss scaling (``AmpOptimWrapper``); without
+    one, bfloat16 autocast (``BF16AutocastOptimWrapper``: mmengine's ``AmpOptimWrapper`` needs
+    CUDA). Works for one wrapper and for the two-optimiser dict.
+
+    Returns:
+        list[str]: the wrapper types now in use, one per wrapper.
+    """
+    from .config_loader import ConfigError
+    optim = cfg.optim_wrapper
+    wrappers = ([optim[k] for k in optim if k not in ('constructor', 'paramwise_cfg')]
+                if 'constructor' in optim else [optim])
+    plain = ('OptimWrapper', 'AmpOptimWrapper', 'BF16AutocastOptimWrapper')
+    for wrapper in wrappers:
+        kind = wrapper.get('type', 'OptimWrapper')
+        if kind not in plain:
+            raise ConfigError(f'optim_wrapper type {kind!r} is not one of {plain}; set the '
+                              'mixed-precision wrapper in the config instead of --amp')
+        if not force and kind == 'OptimWrapper':
+            continue
+        if torch.cuda.is_available():
+            wrapper.update(type='AmpOptimWrapper')
+            wrapper.setdefault('loss_scale', 'dynamic')
+        else:
+            wrapper.pop('loss_scale', None)
+            wrapper.update(type='BF16AutocastOptimWrapper')
+    return [w.get('type', 'OptimWrapper') for w in wrappers]
+
+
 def prepare_runtime(cfg, launcher):
     """Weights-only checkpoint loading, process group on CPU, gloo backend, TensorBoard."""
     setup_safe_loading()
