@@ -2,18 +2,23 @@
 
     python tools/deblur_video.py CONFIG CHECKPOINT INPUT OUTPUT [--device cuda] [--fp16|--bf16]
                                  [--side-by-side] [--fps 30] [--compile|--eager] [--quiet]
+                                 [--overwrite] [--tile 768 [--tile-overlap PX]]
 
 INPUT is a video file (mp4/avi/mov/... anything OpenCV decodes) or a folder of frames; OUTPUT a
 video file (.mp4/.mov: mp4v, .avi/.mkv: MJPG) or a folder (PNG frames). The output keeps the
 input's frame rate, appears only when complete, and memory stays flat however long the video.
 On CPUs with AVX-512 or AVX2 the network runs on the toolkit's direct convolution kernels
 (``--eager``: the plain PyTorch model; ``--compile``: torch.compile); the frames are the same to
-float rounding.
+float rounding. The output never replaces the input, nor an existing file without
+``--overwrite``. ``--tile`` restores large frames (4K) tile by tile in bounded memory
+(``mtu_toolkit/apis/tiling.py``). SIGINT and SIGTERM stop cleanly (nothing half-written is
+left; the temporary output of a run killed with SIGKILL is removed by the next run).
 Exit codes: 0 done, 2 bad config/arguments, 3 bad input, 4 bad checkpoint, 5 output failed,
-1 other inference errors, 130 interrupted.
+1 other inference errors, 130 interrupted (143 terminated).
 """
 import argparse
 import os.path as osp
+import signal
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
@@ -21,6 +26,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import torch  # noqa: E402
 
 from mtu_toolkit.apis import InferenceError, deblur_video, init_restorer  # noqa: E402
+from mtu_toolkit.apis.tiling import TiledRestorer, recommended_overlap  # noqa: E402
 from mtu_toolkit.deploy import add_model_arguments, tool_model  # noqa: E402
 from mtu_toolkit.engine.config_loader import (  # noqa: E402
     ConfigError, add_debug_argument, run_tool)
@@ -43,27 +49,56 @@ def parse_args(argv=None):
                         '(default 25) or an override of the video\'s')
     add_model_arguments(parser, 'run')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an existing output video file (never the input)')
+    parser.add_argument('--tile', type=int, metavar='SIZE',
+                        help='restore frames in SIZE x SIZE tiles (multiple of 4), each with its '
+                        'own recurrent state, blended in their overlap: bounded memory for 4K')
+    parser.add_argument('--tile-overlap', type=int, metavar='PX',
+                        help="pixels neighbouring tiles share (multiple of 4; default: the "
+                        "network's receptive field plus its matching range)")
     add_debug_argument(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.tile_overlap is not None and args.tile is None:
+        parser.error('--tile-overlap needs --tile')
+    return args
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (the partial output is removed)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 def main(argv=None):
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     infer_dtype = 'float16' if args.fp16 else 'bfloat16' if args.bf16 else None
     try:
         if infer_dtype and not str(args.device).startswith('cuda'):
             raise InferenceError(f'--{"fp16" if args.fp16 else "bf16"} needs a GPU '
                                  f'(--device cuda); on {args.device} run in float32')
         restorer = init_restorer(args.config, args.checkpoint, args.device, infer_dtype)
-        restorer = tool_model(restorer, compile=args.compile, eager=args.eager)
-        stats = deblur_video(restorer, args.input, args.output, side_by_side=args.side_by_side,
-                             fps=args.fps, progress=not args.quiet)
+        fast = tool_model(restorer, compile=args.compile, eager=args.eager)
+        if args.tile:
+            overlap = (recommended_overlap(restorer) if args.tile_overlap is None
+                       else args.tile_overlap)
+            try:
+                fast = TiledRestorer(fast, args.tile, overlap)
+            except ValueError as err:
+                raise ConfigError(f'--tile / --tile-overlap: {err}') from None
+        stats = deblur_video(fast, args.input, args.output, side_by_side=args.side_by_side,
+                             fps=args.fps, progress=not args.quiet, overwrite=args.overwrite)
     except (InferenceError, ConfigError) as err:
         print(f'error: {err}', file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print('\ninterrupted; no output written', file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        killed = isinstance(err, Terminated)
+        print(f'\n{"terminated" if killed else "interrupted"}; no output written',
+              file=sys.stderr)
+        return 143 if killed else 130
     print(f'{args.output}: {stats["frames"]} frames at {stats["fps"]:g} fps, '
           f'{stats["speed"]:.2f} frames/s')
     return 0
