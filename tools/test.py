@@ -30,8 +30,8 @@ from mtu_toolkit.engine import finish_distributed, prepare_runtime  # noqa: E402
 from mtu_toolkit.engine.config_loader import (  # noqa: E402
     ConfigError, add_cfg_options_argument, add_debug_argument, load_config, run_tool)
 from mtu_toolkit.engine.checkpoint import atomic_write_text  # noqa: E402
-from mtu_toolkit.evaluation import (PROTOCOLS, VideoRestorationMetric,  # noqa: E402
-                                    apply_protocol)
+from mtu_toolkit.evaluation import (  # noqa: E402
+    PROTOCOLS, MCAlignmentMetric, VideoRestorationMetric, apply_protocol)
 
 
 def parse_args(argv=None):
@@ -72,10 +72,32 @@ def build_cfg(args):
             raise ConfigError(f'{args.config}: `{key}` is not set, so there is nothing to test')
     if args.protocol or args.align:
         apply_protocol(cfg, args.protocol, args.align)
+    add_alignment_metric(cfg)
     if args.out_dir:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='SaveRestoredFramesHook', out_dir=args.out_dir)]
     return prepare_runtime(cfg, args.launcher)
+
+
+def add_alignment_metric(cfg):
+    """Score the motion compensation's alignment too (MCAlignmentMetric), unless the config's
+    evaluator already does."""
+    evaluator = cfg.test_evaluator
+    metrics = evaluator.get('metrics', evaluator) if isinstance(evaluator, dict) else evaluator
+    metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+    if not any(m.get('type') in ('MCAlignmentMetric', 'mtu.MCAlignmentMetric') for m in metrics):
+        metrics.append(dict(type='MCAlignmentMetric'))
+    cfg.test_evaluator = metrics
+
+
+def alignment_line(metric, head):
+    """The alignment accuracy's line of the report."""
+    if not metric.applicable:
+        return (f'MC alignment: not applicable ({head} gives no displacement to warp with)')
+    what = 'no alignment' if head == 'NoneMCHead' else f'{head}'
+    return (f"MC alignment ({what}; GT t-1 warped to GT t, 1/4 resolution, "
+            f"{metric.overall['frames']} frames): PSNR {metric.overall['PSNR']:.4f}  "
+            f"SSIM {metric.overall['SSIM']:.5f}")
 
 
 def format_table(sequences, overall, protocol=None):
@@ -96,14 +118,21 @@ def format_table(sequences, overall, protocol=None):
     return '\n'.join(rows)
 
 
-def write_tables(work_dir, metric):
-    """``test_results.json`` (protocol, overall, sequences, frames) and ``test_results.csv``
-    (sequences and overall, each row naming the protocol and alignment) from an evaluated
-    :class:`VideoRestorationMetric`."""
+def write_tables(work_dir, metric, alignment=None, head=None):
+    """``test_results.json`` (protocol, overall, sequences, frames, the MC alignment) and
+    ``test_results.csv`` (sequences and overall, each row naming the protocol and alignment)
+    from an evaluated :class:`VideoRestorationMetric` (and :class:`MCAlignmentMetric`)."""
     os.makedirs(work_dir, exist_ok=True)
     overall, info = metric.overall, metric.protocol_info
     report = dict(protocol=info, overall=overall, sequences=metric.sequence_table,
                   frames=metric.frame_table)
+    if alignment is not None:
+        report['mc_alignment'] = dict(
+            mc_head=head, applicable=bool(alignment.applicable), overall=alignment.overall,
+            sequences=alignment.sequence_table,
+            definition='PSNR/SSIM of GT t-1 warped by the last matching MC module\'s '
+                       'displacement against GT t, both area-downsampled by 4, masked to the '
+                       'warped pixels; frames 1..N-1')
     atomic_write_text(osp.join(work_dir, 'test_results.json'), json.dumps(report, indent=2))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=['sequence', 'frames', 'PSNR', 'SSIM', 'protocol',
@@ -128,7 +157,14 @@ def main(argv=None):
         return
     metric = found[0]
     print(format_table(metric.sequence_table, metric.overall, metric.protocol_info), flush=True)
-    write_tables(runner.work_dir, metric)
+    alignment = next((m for m in runner.test_evaluator.metrics
+                      if isinstance(m, MCAlignmentMetric)), None)
+    model = getattr(runner.model, 'module', runner.model)  # DDP wraps it
+    head = type(model.backbone.mc_head).__name__ \
+        if hasattr(getattr(model, 'backbone', None), 'mc_head') else None
+    if alignment is not None:
+        print(alignment_line(alignment, head), flush=True)
+    write_tables(runner.work_dir, metric, alignment, head)
     print(f'results written to {osp.join(runner.work_dir, "test_results.{json,csv}")}')
 
 

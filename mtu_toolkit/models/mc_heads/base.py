@@ -90,6 +90,14 @@ class BaseMCHead(nn.Module):
         """Warp ``feat`` (N, ch, H, W) with ``motion`` from :meth:`estimate`; H = 4h, W = 4w."""
         raise NotImplementedError
 
+    def displacement(self, motion, frame):
+        """The motion of :meth:`estimate` as a displacement field, for measuring how well it
+        aligns frames (``MCAlignmentMetric``): ``(flow, grid)`` with ``flow`` (N, 2, H/grid,
+        W/grid) float (dx, dy) in full-resolution pixels, ``frame_t(x) ~ frame_{t-1}(x +
+        flow)``, given on a grid ``grid`` times coarser than ``frame`` (N, 3, H, W); None for
+        heads whose motion is no displacement (e.g. per-pixel filters). Default None."""
+        return None
+
     def estimate_macs(self, cur, prev):
         """Multiply-accumulates of one :meth:`estimate` outside convolutions (e.g. a cost
         volume's dot products); 0 by default."""

@@ -48,6 +48,10 @@ class CorrelationMCHead(BaseMCHead):
         """feat (N, ch, H, W), motion int64 (N, 2, H/4, W/4) -> (N, ch, H, W), zero outside."""
         return warp_by_displacement(feat, motion, self.scale)
 
+    def displacement(self, motion, frame):
+        """The integer displacement, x ``scale`` in full-resolution pixels, on its 1/4 grid."""
+        return motion.float() * self.scale, self.scale
+
     def estimate_macs(self, cur, prev):
         """(2D+1)^2 dot products of the 2ch motion features per 1/4-resolution position."""
         n, c, h, w = cur.shape

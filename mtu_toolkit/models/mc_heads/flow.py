@@ -124,6 +124,10 @@ class FlowMCHead(BaseMCHead):
         h, w = cur.shape[-2:]
         return dict(motion=upsample_flow(flow, (self.scale * h, self.scale * w)))
 
+    def displacement(self, motion, frame):
+        """The full-resolution flow itself."""
+        return motion, 1
+
     def warp(self, feat, motion):
         """feat (N, ch, H, W), motion flow (N, 2, H, W) -> (N, ch, H, W), bilinear, zero outside."""
         return flow_warp(feat, motion)

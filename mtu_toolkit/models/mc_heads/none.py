@@ -22,3 +22,8 @@ class NoneMCHead(BaseMCHead):
 
     def warp(self, feat, motion):
         return feat
+
+    def displacement(self, motion, frame):
+        """No alignment: the zero displacement (the baseline the others are measured against)."""
+        n, _, h, w = frame.shape
+        return frame.new_zeros(n, 2, -(-h // self.scale), -(-w // self.scale)), self.scale

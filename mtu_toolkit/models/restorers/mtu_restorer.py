@@ -172,23 +172,30 @@ class MTURestorer(BaseModel):
         return torch.autocast(device.type, dtype=getattr(torch, self.infer_dtype))
 
     @torch.no_grad()
-    def restore_frame(self, window, state):
+    def restore_frame(self, window, state, return_motion=False):
         """Restore the centre of ``window`` (B, 5, 3, H, W); returns ((B, 3, H, W) in [0, 1],
-        state)."""
+        state), and with ``return_motion`` the last matching unit's motion as the MC head's
+        ``displacement`` (``(flow, grid)`` or None) third."""
         h, w = window.shape[-2:]
         with self._autocast(window.device):
             outputs, state = self.backbone(pad_to_multiple(window), state, with_aux=False)
         out = outputs['out'].float().clamp_(0, 1)
         state.restored = out
-        return crop_to(out, h, w), state
+        if not return_motion:
+            return crop_to(out, h, w), state
+        motion = outputs['mc'][-1]['motion'] if outputs['mc'] else None
+        return crop_to(out, h, w), state, self.backbone.mc_head.displacement(motion, out)
 
-    def restore_clip(self, inputs):
-        """(B, T+4, 3, H, W) with context frames -> (B, T, 3, H, W) restored, in [0, 1]."""
-        state, outs = None, []
+    def restore_clip(self, inputs, return_motion=False):
+        """(B, T+4, 3, H, W) with context frames -> (B, T, 3, H, W) restored, in [0, 1]; with
+        ``return_motion`` also the per-frame displacements (a list, see :meth:`restore_frame`).
+        """
+        state, outs, motions = None, [], []
         for t in range(inputs.shape[1] - 2 * CONTEXT):
-            out, state = self.restore_frame(window_at(inputs, t), state)
+            out, state, *motion = self.restore_frame(window_at(inputs, t), state, return_motion)
             outs.append(out)
-        return torch.stack(outs, 1)
+            motions += motion
+        return (torch.stack(outs, 1), motions) if return_motion else torch.stack(outs, 1)
 
     def infer_clip(self, frames):
         """Restore a whole clip (T, 3, H, W) or (B, T, 3, H, W), ends clamped like a stream."""
@@ -207,7 +214,8 @@ class MTURestorer(BaseModel):
 
         mode 'loss': summed losses over the clip (one backward for the whole clip; per-frame
         steps go through :meth:`train_step`). 'predict': list of dicts (pred, gt, key,
-        frame_indices) on CPU per batch item. 'tensor': restored clip (B, T, 3, H, W).
+        frame_indices, and the MC head's displacement: see :meth:`_to_results`) on CPU per
+        batch item. 'tensor': restored clip (B, T, 3, H, W).
         'frame_loss': losses of frame ``t`` given ``state`` (used by :meth:`train_step`).
         """
         if mode == 'frame_loss':
@@ -220,19 +228,25 @@ class MTURestorer(BaseModel):
                 for k, v in losses.items():
                     totals[k] = totals.get(k, 0.) + v
             return totals
+        if mode == 'predict':
+            pred, motions = self.restore_clip(inputs, return_motion=True)
+            return self._to_results(pred, data_samples, motions)
         pred = self.restore_clip(inputs)
         if mode == 'tensor':
             return pred
-        if mode == 'predict':
-            return self._to_results(pred, data_samples)
         raise ValueError(f"mode must be 'loss', 'predict', 'tensor' or 'frame_loss', got {mode!r}")
 
     @staticmethod
-    def _to_results(pred, samples):
+    def _to_results(pred, samples, motions=()):
         samples = samples or {}
         results = []
         for i in range(pred.shape[0]):
             res = dict(pred=pred[i].cpu())
+            # the MC head's displacement of every frame (for MCAlignmentMetric): (T, 2, h, w)
+            # float16 on its own grid (absent where the motion is no displacement)
+            if motions and motions[0] is not None:
+                res['displacement'] = torch.stack([m[0][i] for m in motions]).half().cpu()
+                res['displacement_grid'] = motions[0][1]
             if 'gt' in samples:
                 res['gt'] = samples['gt'][i].float().cpu()
             for key in ('key', 'frame_indices'):
