@@ -9,6 +9,8 @@ input's frame rate, appears only when complete, and memory stays flat however lo
 On CPUs with AVX-512 or AVX2 the network runs on the toolkit's direct convolution kernels
 (``--eager``: the plain PyTorch model; ``--compile``: torch.compile); the frames are the same to
 float rounding.
+CHECKPOINT may be a released file of the paper's authors (``MTU2_GoPro.pytorch``): it is
+converted on loading, which one line says; see docs/official_weights.md.
 Exit codes: 0 done, 2 bad config/arguments, 3 bad input, 4 bad checkpoint, 5 output failed,
 1 other inference errors, 130 interrupted.
 """
@@ -27,7 +29,8 @@ from mtu_toolkit.apis.optimize import add_model_arguments, tool_model  # noqa: E
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Deblur a video or a folder of frames')
     parser.add_argument('config', help='model config, e.g. configs/mtu/mtu2_gopro.py')
-    parser.add_argument('checkpoint', help='trained checkpoint (.pth)')
+    parser.add_argument('checkpoint', help='trained checkpoint (.pth) or a released file of the '
+                        "paper's authors (.pytorch, converted on loading)")
     parser.add_argument('input', help='video file or folder of frames')
     parser.add_argument('output', help='video file (.mp4/.avi/.mov/.mkv) or folder (PNG frames)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',

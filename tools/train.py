@@ -6,6 +6,10 @@
 ``--resume`` alone continues from the latest checkpoint of the work dir (and starts afresh when
 there is none); ``--resume CKPT`` from that file. Distributed: ``tools/dist_train.sh`` (torchrun;
 gloo on CPU).
+
+Checkpoints (``--resume``, ``load_from``) are loaded strictly: one of another variant than the
+config stops with one line naming both and what differs (exit code 4). ``load_from`` may be a
+released file of the paper's authors (converted on loading; fine-tuning from it).
 """
 import argparse
 import os
@@ -20,6 +24,8 @@ from mmengine.runner import Runner  # noqa: E402
 
 from mtu_toolkit.engine import (  # noqa: E402
     finish_distributed, find_resume_checkpoint, prepare_runtime)
+from mtu_toolkit.engine.checkpoint import CheckpointLoadError  # noqa: E402
+from mtu_toolkit.engine.hooks import add_strict_loading  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -75,15 +81,21 @@ def build_cfg(args):
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume: checkpoint {args.resume} does not exist')
         cfg.resume, cfg.load_from = True, args.resume
+    add_strict_loading(cfg)
     return prepare_runtime(cfg, args.launcher)
 
 
 def main(argv=None):
     args = parse_args(argv)
     runner = Runner.from_cfg(build_cfg(args))
-    runner.train()
+    try:
+        runner.train()
+    except CheckpointLoadError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 4
     finish_distributed()
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
