@@ -13,6 +13,8 @@ float rounding. The output never replaces the input, nor an existing file withou
 ``--overwrite``. ``--tile`` restores large frames (4K) tile by tile in bounded memory
 (``mtu_toolkit/apis/tiling.py``). SIGINT and SIGTERM stop cleanly (nothing half-written is
 left; the temporary output of a run killed with SIGKILL is removed by the next run).
+CHECKPOINT may be a released file of the paper's authors (``MTU2_GoPro.pytorch``): it is
+converted on loading, which one line says; see docs/official_weights.md.
 Exit codes: 0 done, 2 bad config/arguments, 3 bad input, 4 bad checkpoint, 5 output failed,
 1 other inference errors, 130 interrupted (143 terminated).
 """
@@ -35,7 +37,8 @@ from mtu_toolkit.engine.config_loader import (  # noqa: E402
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Deblur a video or a folder of frames')
     parser.add_argument('config', help='model config, e.g. configs/mtu/mtu2_gopro.py')
-    parser.add_argument('checkpoint', help='trained checkpoint (.pth)')
+    parser.add_argument('checkpoint', help='trained checkpoint (.pth) or a released file of the '
+                        "paper's authors (.pytorch, converted on loading)")
     parser.add_argument('input', help='video file or folder of frames')
     parser.add_argument('output', help='video file (.mp4/.avi/.mov/.mkv) or folder (PNG frames)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',

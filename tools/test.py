@@ -12,6 +12,10 @@ the protocol and per-frame values) and ``test_results.csv`` (protocol and alignm
 paper's tables, with ``--align``); see docs/evaluation.md. ``--out-dir``
 saves the restored frames as ``<out-dir>/<sequence>/<frame:05d>.png``. Half-precision inference
 (the paper's "hp" model) comes from the config: ``model.infer_dtype='float16'``.
+
+CHECKPOINT may also be a released file of the paper's authors (``MTU2_DVD.pytorch``): it is
+converted on loading (one line says so). Checkpoints are loaded strictly: one of another variant
+than the config stops the test with one line naming both and what differs (exit code 4).
 """
 import argparse
 import csv
@@ -29,7 +33,8 @@ from mmengine.runner import Runner  # noqa: E402
 from mtu_toolkit.engine import finish_distributed, prepare_runtime  # noqa: E402
 from mtu_toolkit.engine.config_loader import (  # noqa: E402
     ConfigError, add_cfg_options_argument, add_debug_argument, load_config, run_tool)
-from mtu_toolkit.engine.checkpoint import atomic_write_text  # noqa: E402
+from mtu_toolkit.engine.checkpoint import CheckpointLoadError, atomic_write_text  # noqa: E402
+from mtu_toolkit.engine.hooks import add_strict_loading  # noqa: E402
 from mtu_toolkit.evaluation import (  # noqa: E402
     PROTOCOLS, MCAlignmentMetric, VideoRestorationMetric, apply_protocol)
 
@@ -76,6 +81,7 @@ def build_cfg(args):
     if args.out_dir:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='SaveRestoredFramesHook', out_dir=args.out_dir)]
+    add_strict_loading(cfg)
     return prepare_runtime(cfg, args.launcher)
 
 
@@ -146,7 +152,11 @@ def write_tables(work_dir, metric, alignment=None, head=None):
 def main(argv=None):
     args = parse_args(argv)
     runner = Runner.from_cfg(build_cfg(args))
-    metrics = runner.test()
+    try:
+        metrics = runner.test()
+    except CheckpointLoadError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 4
     main_process = is_main_process()
     finish_distributed()
     if not main_process:

@@ -8,6 +8,10 @@ there is none); ``--resume CKPT`` from that file. Distributed: ``tools/dist_trai
 gloo on CPU) or ``tools/slurm_train.sh``; the config's ``train_dataloader.batch_size`` is the
 total batch, split evenly over the processes. ``--amp`` (and the "hp" configs): float16
 autocast with loss scaling on a GPU, bfloat16 autocast on the CPU.
+
+Checkpoints (``--resume``, ``load_from``) are loaded strictly: one of another variant than the
+config stops with one line naming both and what differs (exit code 4). ``load_from`` may be a
+released file of the paper's authors (converted on loading; fine-tuning from it).
 """
 import argparse
 import os
@@ -23,6 +27,8 @@ from mtu_toolkit.engine import (  # noqa: E402
 from mtu_toolkit.engine.launch import split_total_batch, use_mixed_precision  # noqa: E402
 from mtu_toolkit.engine.config_loader import (  # noqa: E402
     add_cfg_options_argument, add_debug_argument, load_config, run_tool)
+from mtu_toolkit.engine.checkpoint import CheckpointLoadError  # noqa: E402
+from mtu_toolkit.engine.hooks import add_strict_loading  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -69,14 +75,20 @@ def build_cfg(args):
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume: checkpoint {args.resume} does not exist')
         cfg.resume, cfg.load_from = True, args.resume
+    add_strict_loading(cfg)
     return prepare_runtime(cfg, args.launcher)
 
 
 def main(argv=None):
     args = parse_args(argv)
     runner = Runner.from_cfg(build_cfg(args))
-    runner.train()
+    try:
+        runner.train()
+    except CheckpointLoadError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 4
     finish_distributed()
+    return 0
 
 
 if __name__ == '__main__':

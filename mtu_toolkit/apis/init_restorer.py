@@ -2,12 +2,16 @@
 
 Checkpoints are loaded with ``weights_only=True`` (the engine's allow-list of mmengine's types),
 and strictly: a checkpoint of another architecture is refused with one line naming the config,
-the checkpoint and what differs, instead of PyTorch's many-line ``load_state_dict`` error.
+the checkpoint and what differs, instead of PyTorch's many-line ``load_state_dict`` error. The
+check is the engine's (:func:`~mtu_toolkit.engine.checkpoint.fit_state_dict`), the one the
+Runner's ``load_from`` / ``resume`` use too. The paper authors' released files (``*.pytorch``)
+are taken as they are: converted on loading, which is said in one line.
 """
 import torch
 from mmengine.config import Config
 
-from ..engine.checkpoint import load_from_local_weights_only
+from ..engine import checkpoint as engine_ckpt
+from ..engine.checkpoint import CheckpointLoadError, load_from_local_weights_only
 from ..engine.config_loader import ConfigError, load_config
 from ..registry import MODELS
 from .errors import CheckpointError, InferenceError
@@ -23,43 +27,29 @@ def model_device(model):
     return torch.device('cpu')
 
 
-def _listing(names, limit=3):
-    names = sorted(names)
-    more = f', ... (+{len(names) - limit})' if len(names) > limit else ''
-    return ', '.join(names[:limit]) + more
-
-
 def check_state_dict(model, state_dict, where):
-    """Raise a one-line :class:`CheckpointError` unless ``state_dict`` fits ``model`` exactly.
+    """Raise a one-line :class:`CheckpointError` unless ``state_dict`` fits ``model`` exactly;
+    only the training-only auxiliary deblur layers may be absent (all of them).
 
     Args:
         model (nn.Module): the model built from the config.
         state_dict (dict): name -> tensor from the checkpoint.
         where (str): 'checkpoint X for config Y', put at the start of the message.
+
+    Returns:
+        set[str]: the training-only keys the checkpoint lacks (empty when complete).
     """
-    own = model.state_dict()
-    missing, unexpected = own.keys() - state_dict.keys(), state_dict.keys() - own.keys()
-    shapes = [f'{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}'
-              for k in sorted(own.keys() & state_dict.keys())
-              if not isinstance(state_dict[k], torch.Tensor) or state_dict[k].shape != own[k].shape]
-    if not (missing or unexpected or shapes):
-        return
-    parts = []
-    if missing:
-        parts.append(f'{len(missing)} missing keys ({_listing(missing)})')
-    if unexpected:
-        parts.append(f'{len(unexpected)} unexpected keys ({_listing(unexpected)})')
-    if shapes:
-        parts.append(f'{len(shapes)} shape mismatches (checkpoint vs model: '
-                     f'{_listing(shapes, 2)})')
-    raise CheckpointError(f'{where}: the checkpoint is of another architecture: '
-                          + '; '.join(parts))
-
-
-def load_checkpoint_state(checkpoint):
-    """The model weights of an mmengine checkpoint (``state_dict``) or of a plain state dict."""
     try:
-        ckpt = load_from_local_weights_only(checkpoint, map_location='cpu')
+        return engine_ckpt.check_state_dict(model, state_dict, where)
+    except CheckpointLoadError as err:
+        raise CheckpointError(str(err)) from None
+
+
+def load_checkpoint_state(checkpoint, report=print):
+    """The model weights of an mmengine checkpoint (``state_dict``), of a plain state dict, or
+    of a released file (converted; ``report`` says so)."""
+    try:
+        ckpt = load_from_local_weights_only(checkpoint, map_location='cpu', report=report)
     except FileNotFoundError:
         raise CheckpointError(f'checkpoint {checkpoint} does not exist') from None
     except RuntimeError as err:
@@ -70,12 +60,32 @@ def load_checkpoint_state(checkpoint):
     return state
 
 
+def load_weights(model, checkpoint, where, report=print):
+    """Load ``checkpoint`` (a file) into ``model`` strictly, through the engine's one check.
+
+    Args:
+        model (nn.Module): the model built from the config.
+        checkpoint (str): mmengine checkpoint, plain state dict or released file.
+        where (str): 'checkpoint X for config Y', the start of any message.
+        report (callable): gets the one-line notes (a converted released file, absent
+            training-only layers).
+    """
+    state = load_checkpoint_state(checkpoint, report)
+    try:
+        state = engine_ckpt.fit_state_dict(model, state, where, report)
+    except CheckpointLoadError as err:
+        raise CheckpointError(str(err)) from None
+    model.load_state_dict(state, strict=True)
+    return model
+
+
 def init_restorer(config, checkpoint=None, device='cpu', infer_dtype=None):
     """Build ``config``'s model, load ``checkpoint`` (strict) and put it in eval mode on ``device``.
 
     Args:
         config (str | Config): config file (or loaded config) with a ``model`` dict.
-        checkpoint (str | None): mmengine checkpoint; None keeps the initial weights.
+        checkpoint (str | None): mmengine checkpoint, or a released file of the paper's authors
+            (converted on loading); None keeps the initial weights.
         device (str | torch.device): where to run.
         infer_dtype (str | None): 'float16' / 'bfloat16' autocast at inference; None keeps the
             config's ``model.infer_dtype``.
@@ -94,9 +104,7 @@ def init_restorer(config, checkpoint=None, device='cpu', infer_dtype=None):
     import mtu_toolkit.models  # noqa: F401  (registers the model classes)
     model = MODELS.build(model_cfg)
     if checkpoint is not None:
-        state = load_checkpoint_state(checkpoint)
-        check_state_dict(model, state, f'checkpoint {checkpoint} for config {name}')
-        model.load_state_dict(state, strict=True)
+        load_weights(model, checkpoint, f'checkpoint {checkpoint} for config {name}')
     device = parse_device(device)
     return model.to(device).eval()
 

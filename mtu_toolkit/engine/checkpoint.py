@@ -8,13 +8,19 @@ as ``getattr(HistoryBuffer, 'mean')``) and numpy scalars in the meta. ``torch.lo
 that always passes ``weights_only=True``: a checkpoint never executes code, and anything outside
 the list is refused. ``getattr`` is never allow-listed as such; the name maps to
 :func:`history_buffer_method`, which can fetch nothing but HistoryBuffer's statistics methods.
+
+The same loader converts the paper authors' released files (a plain ``Network.*`` state dict,
+see :mod:`mtu_toolkit.models.official_checkpoint`) to this toolkit's layout and says so, so that
+every tool takes them. :func:`fit_state_dict` is the one strict check of a checkpoint against
+the model it goes into, for all tools (``init_restorer`` and the Runner's ``load_from`` /
+``resume`` through :class:`~mtu_toolkit.engine.hooks.StrictLoadCheckpointHook`).
 """
 import os
 import os.path as osp
 
 import numpy as np
 import torch
-from mmengine.logging import HistoryBuffer
+from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
 
@@ -47,8 +53,19 @@ def safe_globals():
     return [HistoryBuffer, (history_buffer_method, 'builtins.getattr')] + _numpy_globals()
 
 
-def load_from_local_weights_only(filename, map_location=None):
-    """``torch.load(filename, weights_only=True)`` with the allow-list; clear errors."""
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint that cannot be used: unreadable, refused by weights-only loading, a released
+    file that does not convert, or of another architecture than the model. One line, naming the
+    file."""
+
+
+def load_from_local_weights_only(filename, map_location=None, report=None):
+    """``torch.load(filename, weights_only=True)`` with the allow-list; clear errors.
+
+    A released checkpoint of the paper's authors comes back converted, as an mmengine-layout
+    ``{'meta': {...}, 'state_dict': ...}``, and ``report`` (default: the current mmengine
+    logger) gets one line saying so.
+    """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename} does not exist')
@@ -58,10 +75,129 @@ def load_from_local_weights_only(filename, map_location=None):
     missing = [g for g in safe_globals() if g not in present]
     try:
         with torch.serialization.safe_globals(missing):
-            return torch.load(filename, map_location=map_location, weights_only=True)
+            ckpt = torch.load(filename, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
-        raise RuntimeError(f'cannot load checkpoint {filename} with weights_only=True '
-                           f'(refused or corrupt): {e}') from e
+        raise CheckpointLoadError(f'cannot load checkpoint {filename} with weights_only=True '
+                                  f'(refused or corrupt): {str(e).splitlines()[0]}') from e
+    return convert_if_official(ckpt, filename, report)
+
+
+def convert_if_official(ckpt, filename, report=None):
+    """``ckpt`` itself, or converted to ``{'meta', 'state_dict'}`` when it is a released file.
+
+    Raises:
+        CheckpointLoadError: a released file that does not convert (the tensor named).
+    """
+    if not isinstance(ckpt, dict) or 'state_dict' in ckpt:
+        return ckpt
+    # imported here: the model zoo is needed only for released files, and the engine must not
+    # pull it in at import time
+    from ..models.official_checkpoint import (OfficialCheckpointError,
+                                              convert_official_state_dict,
+                                              is_official_state_dict)
+    if not is_official_state_dict(ckpt):
+        return ckpt
+    try:
+        conversion = convert_official_state_dict(ckpt)
+    except OfficialCheckpointError as err:
+        raise CheckpointLoadError(f'{filename}: released checkpoint that does not convert: '
+                                  f'{err}') from None
+    (report or _log)(conversion.summary(filename))
+    return dict(meta=conversion.meta(filename), state_dict=conversion.state_dict)
+
+
+def _log(msg):
+    print_log(msg, logger='current')
+
+
+def training_only_keys(model):
+    """State-dict keys of ``model``'s training-only layers: the auxiliary deblur layers
+    (modules named ``aux_convs``), which inference never uses."""
+    keys = set()
+    for name, module in model.named_modules():
+        if name.rpartition('.')[2] == 'aux_convs':
+            keys.update(f'{name}.{k}' for k in module.state_dict())
+    return keys
+
+
+def _listing(names, limit=3):
+    names = sorted(names)
+    more = f', ... (+{len(names) - limit})' if len(names) > limit else ''
+    return ', '.join(names[:limit]) + more
+
+
+def strip_wrapper_prefix(state_dict):
+    """Keys without the ``module.`` of a (Distributed)DataParallel wrapper, when all have it."""
+    if state_dict and all(isinstance(k, str) and k.startswith('module.') for k in state_dict):
+        return type(state_dict)((k[len('module.'):], v) for k, v in state_dict.items())
+    return state_dict
+
+
+def check_state_dict(model, state_dict, where):
+    """Check that ``state_dict`` fits ``model`` exactly, but for the training-only layers.
+
+    A checkpoint may lack *all* of :func:`training_only_keys` (the test-time network of a
+    released file); anything else missing, unexpected or of another shape is refused.
+
+    Args:
+        model (nn.Module): the model built from the config.
+        state_dict (dict): name -> tensor from the checkpoint.
+        where (str): 'checkpoint X for config Y', put at the start of the message.
+
+    Returns:
+        set[str]: the training-only keys the checkpoint lacks (empty when complete).
+
+    Raises:
+        CheckpointLoadError: one line naming ``where`` and what differs.
+    """
+    own = model.state_dict()
+    missing, unexpected = own.keys() - state_dict.keys(), state_dict.keys() - own.keys()
+    optional = training_only_keys(model)
+    absent_optional = missing & optional if optional and optional <= missing else set()
+    missing -= absent_optional
+    shapes = [f'{k} {_shape(state_dict[k])} vs {tuple(own[k].shape)}'
+              for k in sorted(own.keys() & state_dict.keys())
+              if not isinstance(state_dict[k], torch.Tensor) or state_dict[k].shape != own[k].shape]
+    if not (missing or unexpected or shapes):
+        return absent_optional
+    parts = []
+    if missing:
+        parts.append(f'{len(missing)} missing keys ({_listing(missing)})')
+    if unexpected:
+        parts.append(f'{len(unexpected)} unexpected keys ({_listing(unexpected)})')
+    if shapes:
+        parts.append(f'{len(shapes)} shape mismatches (checkpoint vs model: '
+                     f'{_listing(shapes, 2)})')
+    raise CheckpointLoadError(f'{where}: the checkpoint is of another architecture: '
+                              + '; '.join(parts))
+
+
+def _shape(value):
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def fit_state_dict(model, state_dict, where, report=None):
+    """The state dict to load into ``model`` strictly: ``state_dict`` checked by
+    :func:`check_state_dict` (``module.`` prefixes removed), with the training-only layers it
+    lacks taken from ``model`` as they are (``report``, default the current logger, says so
+    once).
+
+    Returns:
+        dict: a state dict with exactly ``model``'s keys.
+    """
+    state_dict = strip_wrapper_prefix(state_dict)
+    absent = check_state_dict(model, state_dict, where)
+    if not absent:
+        return state_dict
+    layers = ', '.join(sorted({k.rpartition('.aux_convs.')[0] + '.aux_convs.*' for k in absent}))
+    (report or _log)(f'{where}: the checkpoint has no auxiliary deblur layers ({layers}, '
+                     f'{len(absent)} tensors); they serve training only and inference does not '
+                     "use them: they keep the model's initial weights")
+    own = model.state_dict()
+    filled = type(state_dict)(state_dict)
+    for key in sorted(absent):
+        filled[key] = own[key]
+    return filled
 
 
 _SET_UP = False

@@ -1,0 +1,61 @@
+"""Strict checkpoint loading for mmengine's Runner (``load_from`` and ``resume``)."""
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from ...registry import HOOKS
+from ..checkpoint import CheckpointLoadError, fit_state_dict
+
+#: how the tools add the hook to a config's ``custom_hooks`` (the scope prefix lets the Runner
+#: find it whatever the config's ``default_scope``)
+STRICT_LOAD_HOOK = dict(type='mtu.StrictLoadCheckpointHook')
+
+
+@HOOKS.register_module()
+class StrictLoadCheckpointHook(Hook):
+    """Refuse a checkpoint that does not fit the model, before the Runner loads it.
+
+    mmengine's ``Runner.load_checkpoint`` loads non-strictly: a checkpoint of another variant
+    would be tested (or fine-tuned) with part of the network left at its initial weights, and
+    ``resume`` would fail later, blaming the optimiser's parameter groups. This hook runs the
+    toolkit's one check (:func:`~mtu_toolkit.engine.checkpoint.fit_state_dict`, the one
+    ``init_restorer`` uses) on every loaded checkpoint: one line naming the config, the
+    checkpoint and what differs. A checkpoint without the training-only auxiliary deblur layers
+    (a released test-time network) is accepted, and the log says so once.
+    ``resume`` also needs the training state: a weights-only checkpoint (e.g. converted from a
+    released file) is refused there with a pointer to ``load_from``.
+    """
+
+    priority = 'VERY_HIGH'  # before any other hook reads the checkpoint
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        source = getattr(runner, '_load_from', None) or 'checkpoint'
+        config = getattr(runner.cfg, 'filename', None) or '<config>'
+        where = f'checkpoint {source} for config {config}'
+        holds_state = isinstance(checkpoint.get('state_dict'), dict)
+        state = checkpoint['state_dict'] if holds_state else checkpoint
+        fitted = fit_state_dict(model, state, where, report=runner.logger.info)
+        if getattr(runner, '_resume', False):
+            meta = checkpoint.get('meta') if holds_state else None
+            if not isinstance(meta, dict) or 'iter' not in meta or 'message_hub' not in checkpoint:
+                origin = (f"converted from the released file {meta['converted_from']}"
+                          if isinstance(meta, dict) and 'converted_from' in meta else 'no meta')
+                raise CheckpointLoadError(
+                    f'{where}: cannot resume from it: it holds model weights only ({origin}), '
+                    'not a training state (iteration, optimiser, message hub); start a '
+                    'training from it with load_from instead')
+        if holds_state:
+            checkpoint['state_dict'] = fitted
+        else:  # a plain state dict: mmengine loads the checkpoint itself
+            checkpoint.clear()
+            checkpoint.update(fitted)
+
+
+def add_strict_loading(cfg):
+    """Add :class:`StrictLoadCheckpointHook` to ``cfg.custom_hooks`` (once); returns ``cfg``."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(isinstance(h, dict) and h.get('type', '').rpartition('.')[2] ==
+               'StrictLoadCheckpointHook' for h in hooks):
+        hooks.append(dict(STRICT_LOAD_HOOK))
+    cfg.custom_hooks = hooks
+    return cfg

@@ -1,0 +1,135 @@
+"""Convert a released checkpoint of the paper's authors to a checkpoint of this toolkit.
+
+    python tools/convert_official_ckpt.py SRC.pytorch DST.pth [--overwrite]
+
+SRC is one of the released files (``MTU2_DVD.pytorch``, ``MTU10_L_GoPro.pytorch``, ...: the
+``state_dict`` of the authors' network, keys ``[module.]Network.*``, with or without the
+training-only deblur layers). The variant is read from the tensors' shapes, every tensor is
+mapped and checked, and DST is written atomically (temporary name + rename) in mmengine's layout
+``{'meta': {...}, 'state_dict': {...}}``, loadable with ``torch.load(weights_only=True)``. Any
+tensor that maps to nothing, is missing or has the wrong shape stops the conversion; nothing is
+written then. The configs that fit are printed: the dataset is not in the weights, so pick the
+one of the dataset the file was trained on.
+
+The tools also take a released file directly (converted on loading): this script is for keeping
+a converted copy. Exit codes: 0 done, 2 bad arguments or input, 5 output failed.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+import torch  # noqa: E402
+
+from mtu_toolkit.engine.checkpoint import fsync_replace  # noqa: E402
+from mtu_toolkit.models.official_checkpoint import (  # noqa: E402
+    OfficialCheckpointError, convert_official_state_dict, is_official_state_dict)
+
+
+class ConvertError(Exception):
+    """Bad arguments or input: one line naming the file."""
+    exit_code = 2
+
+
+class WriteError(ConvertError):
+    """The output cannot be written."""
+    exit_code = 5
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Convert a released MTU checkpoint (*.pytorch) to this toolkit's format")
+    parser.add_argument('src', help='released checkpoint, e.g. MTU2_DVD.pytorch')
+    parser.add_argument('dst', help='checkpoint to write, e.g. mtu2_dvd.pth')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing DST')
+    return parser.parse_args(argv)
+
+
+def same_file(a, b):
+    """Whether paths ``a`` and ``b`` are one file (also through links)."""
+    if osp.exists(a) and osp.exists(b):
+        return osp.samefile(a, b)
+    return osp.realpath(a) == osp.realpath(b)
+
+
+def check_paths(src, dst, overwrite):
+    if not osp.isfile(src):
+        raise ConvertError(f'{src}: no such file')
+    if same_file(src, dst):
+        raise ConvertError(f'{dst} is the input {src}: give another output path')
+    if osp.isdir(dst):
+        raise ConvertError(f'{dst} is a folder: give the checkpoint file to write')
+    if osp.exists(dst) and not overwrite:
+        raise ConvertError(f'{dst} exists: pass --overwrite to replace it')
+    folder = osp.dirname(osp.abspath(dst))
+    if not osp.isdir(folder):
+        raise ConvertError(f'{dst}: the folder {folder} does not exist')
+
+
+def load_released(src):
+    """The released state dict in ``src`` (weights-only loading: no code runs)."""
+    try:
+        state = torch.load(src, map_location='cpu', weights_only=True)
+    except Exception as err:  # noqa: BLE001 - one line naming the file
+        raise ConvertError(f'{src}: cannot be read as a weights-only PyTorch file '
+                           f'({str(err).splitlines()[0] if str(err) else type(err).__name__})'
+                           ) from None
+    if not is_official_state_dict(state):
+        what = ('a checkpoint of this toolkit already' if isinstance(state, dict)
+                and 'state_dict' in state else 'no Network.base_conv.0.weight')
+        raise ConvertError(f'{src}: not a released MTU checkpoint ({what})')
+    return state
+
+
+def write_checkpoint(dst, checkpoint):
+    """``torch.save`` to a temporary name beside ``dst``, then rename: ``dst`` is whole or
+    untouched."""
+    tmp = f'{dst}.tmp-{os.getpid()}'
+    try:
+        torch.save(checkpoint, tmp)
+        fsync_replace(tmp, dst)
+    except OSError as err:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise WriteError(f'{dst}: cannot be written ({err.strerror or err})') from None
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        check_paths(args.src, args.dst, args.overwrite)
+        state = load_released(args.src)
+        try:
+            conversion = convert_official_state_dict(state)
+        except OfficialCheckpointError as err:
+            raise ConvertError(f'{args.src}: {err}; nothing written') from None
+        meta = conversion.meta(osp.abspath(args.src))
+        write_checkpoint(args.dst, dict(meta=meta, state_dict=conversion.state_dict))
+    except ConvertError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return err.exit_code
+    arch = conversion.arch
+    print(f'{args.src}: {arch.describe()}')
+    print(f'wrote {args.dst} ({len(conversion.state_dict)} tensors)')
+    if conversion.configs:
+        print('configs that fit (the dataset is not in the weights: use the one the file was '
+              'trained on):')
+        for path in conversion.configs:
+            print(f'  {path}')
+        example = conversion.configs[0]
+    else:
+        print('no config in configs/mtu/ fits; the model: '
+              f'model.backbone={arch.backbone_cfg()}')
+        example = 'CONFIG'
+    print(f'e.g.: python tools/test.py {example} {args.dst}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
