@@ -108,9 +108,14 @@ def test_print_config_is_what_train_gives_the_runner(tiny_cfg, tmp_path, capsys,
     assert got.train_cfg.max_iters == 7 and ref.train_cfg.max_iters == 4
     assert got.my_key == 3
     assert got.work_dir == './work_dirs/tiny' and got.launcher == 'none'
-    assert got.optim_wrapper.type == 'BF16AutocastOptimWrapper'  # --amp on a CPU
+    # --amp on a CPU: both optimisers of the recipe under bfloat16 autocast
+    assert got.optim_wrapper.deblur.type == got.optim_wrapper.motion.type == \
+        'BF16AutocastOptimWrapper'
+    # train.py loads every checkpoint strictly (one hook for load_from and --resume)
+    assert got.custom_hooks == ref.custom_hooks + [dict(type='mtu.StrictLoadCheckpointHook')]
     for key in ref.keys():
-        if key not in ('train_cfg', 'optim_wrapper', 'visualizer', 'vis_backends'):
+        if key not in ('train_cfg', 'optim_wrapper', 'visualizer', 'vis_backends',
+                       'custom_hooks'):
             assert got[key] == ref[key], key
     assert not [p for p in os.listdir(tmp_path) if '.tmp' in p]
 
