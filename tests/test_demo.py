@@ -6,7 +6,9 @@ import subprocess
 import sys
 
 import cv2
+import numpy as np
 import pytest
+import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -34,6 +36,37 @@ def test_demo_runs_end_to_end_and_reuses_its_work(tmp_path):
     assert result['gap_mc_vs_no_mc_db'] == pytest.approx(
         overall[methods[2]]['psnr'] - overall[methods[1]]['psnr'])
     assert 'MTU2 vs blurry input' in proc.stdout and 'MC vs no MC' in proc.stdout
+    # independently, from the files the demo wrote: the blurry input's PSNR (numpy on the
+    # PNG frames), the saved checkpoint's PSNR (loaded through the user API) and the
+    # no-alignment score (GT t-1 against GT t, area-downsampled by 4)
+    from mtu_toolkit.apis import init_restorer
+    model = init_restorer(osp.join(ROOT, 'configs', 'demo', 'mtu2_synthetic.py'),
+                          str(out / 'mtu2_demo.pth'))
+    for seq in ('chelsea_0', 'chelsea_1'):
+        folder = out / 'data' / 'synthetic' / 'test' / seq
+        frames = {side: np.stack([cv2.imread(str(folder / side / f'{i:05d}.png'))[..., ::-1]
+                                  for i in range(24)]).astype(np.float64) / 255
+                  for side in ('input', 'GT')}
+        mse = ((frames['input'] - frames['GT']) ** 2).mean(axis=(1, 2, 3))
+        assert result['per_sequence'][seq]['blurry input']['psnr'] == pytest.approx(
+            np.mean(10 * np.log10(1 / mse)), abs=1e-6)
+        with torch.no_grad():
+            restored = model.infer_clip(torch.from_numpy(frames['input']).float()
+                                        .permute(0, 3, 1, 2)).double().numpy()
+        mse = ((restored.transpose(0, 2, 3, 1) - frames['GT']) ** 2).mean(axis=(1, 2, 3))
+        assert result['per_sequence'][seq][methods[2]]['psnr'] == pytest.approx(
+            np.mean(10 * np.log10(1 / mse)), abs=1e-3)
+    small = [cv2.resize(np.stack([cv2.imread(str(out / 'data' / 'synthetic' / 'test' / s / 'GT'
+                                                 / f'{i:05d}.png'))[..., ::-1]
+                                   for i in range(24)]).reshape(24 * 144, 192, 3)
+                        .astype(np.float64) / 255, (48, 24 * 36), interpolation=cv2.INTER_AREA)
+             .reshape(24, 36, 48, 3) for s in ('chelsea_0', 'chelsea_1', 'chelsea_2')]
+    none = np.mean([10 * np.log10(1 / ((g[1:] - g[:-1]) ** 2).mean(axis=(1, 2, 3)))
+                    for g in small])
+    assert result['alignment_psnr_db']['no alignment'] == pytest.approx(none, abs=1e-3)
+    assert result['gap_alignment_db'] == pytest.approx(
+        result['alignment_psnr_db']['MC'] - result['alignment_psnr_db']['no alignment'])
+    assert 'MC alignment vs no alignment' in (out / 'metrics.txt').read_text()
     # outputs: comparison strips (blurry | no MC | MTU2 | sharp), a playable video, a checkpoint
     strip = cv2.imread(str(out / 'comparisons' / 'chelsea_0.png'))
     assert strip is not None and strip.shape[0] == 144 and strip.shape[1] > 4 * 192

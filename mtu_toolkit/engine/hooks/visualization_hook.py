@@ -1,4 +1,6 @@
 """Validation strips: blurry | restored | sharp, side by side, through the runner's visualizer."""
+import cv2
+import numpy as np
 import torch
 from mmengine.hooks import Hook
 
@@ -6,19 +8,35 @@ from ...models.window import CONTEXT
 from ...registry import HOOKS
 
 
-def make_strip(blurry, restored, sharp=None, gap=4):
-    """Three (3, H, W) float images in [0, 1] -> one uint8 (H, 3W + gaps, 3) RGB strip.
-
-    ``sharp`` may be None (no ground truth): the strip then has two panels.
-    """
-    panels = [p for p in (blurry, restored, sharp) if p is not None]
+def panel_row(panels, labels=None, gap=4):
+    """(3, H, W) float images in [0, 1] side by side -> one uint8 (H, nW + gaps, 3) RGB image,
+    white gaps between them; ``labels`` (one string a panel) are written in each panel's
+    top-left corner (white on a dark box, readable on any content)."""
     h = panels[0].shape[-2]
-    spacer = torch.ones(3, h, gap)  # white separators
+    spacer = torch.ones(3, h, gap)
     row = [panels[0]]
     for p in panels[1:]:
         row += [spacer, p]
     strip = torch.cat([p.float().cpu().clamp(0, 1) for p in row], dim=2)
-    return strip.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    image = np.ascontiguousarray(strip.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+    x = 0
+    for panel, label in zip(panels, labels or []):
+        scale = max(0.3, min(0.5, panel.shape[-1] / 400))
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        cv2.rectangle(image, (x, 0), (x + tw + 6, th + base + 5), (0, 0, 0), -1)
+        cv2.putText(image, label, (x + 3, th + 3), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+        x += panel.shape[-1] + gap
+    return image
+
+
+def make_strip(blurry, restored, sharp=None, gap=4, labels=None):
+    """Three (3, H, W) float images in [0, 1] -> one uint8 (H, 3W + gaps, 3) RGB strip.
+
+    ``sharp`` may be None (no ground truth): the strip then has two panels. ``labels``: see
+    :func:`panel_row`.
+    """
+    return panel_row([p for p in (blurry, restored, sharp) if p is not None], labels, gap)
 
 
 @HOOKS.register_module()
