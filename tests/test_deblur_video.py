@@ -115,8 +115,15 @@ def test_side_by_side_and_folder_input(files, tmp_path):
                       '--quiet']) == 0
     frames, fps = read_video(out)
     assert frames.shape == (5, H, 2 * W, 3) and fps == pytest.approx(7)
-    # left half is the input (MJPG is lossy: compare loosely)
+    # left half is the input, right half the API's result on the same frames (MJPG is lossy:
+    # compare loosely, but far closer than input and result are to each other)
     assert np.abs(frames[:, :, :W].astype(int) - blurry[:5]).mean() < 4
+    restorer = tool_model(init_restorer(files['config'], files['ckpt']))
+    api = str(tmp_path / 'api')
+    deblur_video(restorer, src, api, progress=False)
+    restored = read_folder(api)
+    right = np.abs(frames[:, :, W:].astype(int) - restored).mean()
+    assert right < 4 and right < np.abs(restored.astype(int) - blurry[:5]).mean()
 
 
 @pytest.mark.parametrize('case, code, message', [

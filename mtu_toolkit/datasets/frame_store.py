@@ -61,23 +61,43 @@ def frame_key(seq, index):
     return f'{seq}/{index:08d}'
 
 
+def _parse_shape(text):
+    return tuple(int(v) for v in text.strip('()').split(','))
+
+
 def read_meta_info(lmdb_path):
-    """{seq: (num_frames, (h, w, c))} from ``<lmdb_path>/meta_info.txt``."""
+    """{seq: (num_frames, (h, w, c))} from ``<lmdb_path>/meta_info.txt``.
+
+    Two formats: the toolkit's, one line a sequence ``<seq> <num_frames> (<h>,<w>,<c>)``, and
+    BasicSR's (``make_lmdb_from_imgs``), one line a frame ``<seq>/<frame:08d>.png (<h>,<w>,<c>)
+    <compression>`` (its video LMDBs, e.g. REDS'), whose keys are the same ``<seq>/<frame:08d>``.
+    """
     path = osp.join(lmdb_path, 'meta_info.txt')
     if not osp.isfile(path):
         raise FileNotFoundError(f'{lmdb_path}: no meta_info.txt (not an mtu_toolkit LMDB, or '
                                 'an unfinished conversion)')
-    meta = {}
+    meta, frames = {}, {}
     with open(path) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                seq, count, shape = line.split()
-                meta[seq] = (int(count), tuple(int(v) for v in shape.strip('()').split(',')))
+                first, second, third = line.split()
+                if '/' in first and second.startswith('('):  # BasicSR: a frame a line
+                    seq, name = first.split('/')
+                    frames.setdefault(seq, []).append((int(osp.splitext(name)[0]),
+                                                       _parse_shape(second)))
+                else:
+                    meta[first] = (int(second), _parse_shape(third))
             except ValueError:
-                raise ValueError(f'{path}:{n}: expected "<seq> <num_frames> (<h>,<w>,<c>)", '
-                                 f'got {line.strip()!r}') from None
+                raise ValueError(f'{path}:{n}: expected "<seq> <num_frames> (<h>,<w>,<c>)" or '
+                                 f'BasicSR\'s "<seq>/<frame>.png (<h>,<w>,<c>) <level>", got '
+                                 f'{line.strip()!r}') from None
+    for seq, items in frames.items():
+        indices = sorted(i for i, _ in items)
+        if indices != list(range(len(indices))):
+            raise ValueError(f'{path}: the frames of {seq} are not numbered 0..{len(indices) - 1}')
+        meta[seq] = (len(indices), items[0][1])
     return meta
 
 

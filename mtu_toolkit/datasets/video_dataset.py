@@ -65,6 +65,9 @@ class VideoDeblurDataset(Dataset):
             ``--flow``) or ``<data_root>/.mtu_flow/<split>.lmdb`` (backend 'disk', computed
             here once, on first use, and cached).
         flow_lmdb (str | None): an explicit flow LMDB.
+        blur_lmdb, sharp_lmdb (str | None): explicit blurry / sharp LMDBs (backend 'lmdb'),
+            e.g. BasicSR's ``REDS/train_blur.lmdb`` and ``train_sharp.lmdb`` (its per-frame
+            ``meta_info.txt`` is read as well).
         pipeline (list[dict]): clip transforms (``ClipRandomCrop`` ...).
 
     A sample follows the contract of the module docstring.
@@ -72,7 +75,7 @@ class VideoDeblurDataset(Dataset):
 
     def __init__(self, data_root, layout='dvd', split='train', backend='disk', num_frames=None,
                  sampling='random', length=None, clamp_context='sequence', with_flow=False,
-                 flow_lmdb=None, pipeline=()):
+                 flow_lmdb=None, blur_lmdb=None, sharp_lmdb=None, pipeline=()):
         if sampling not in SAMPLINGS:
             raise ValueError(f'sampling must be one of {SAMPLINGS}, got {sampling!r}')
         if clamp_context not in ('sequence', 'clip'):
@@ -82,8 +85,8 @@ class VideoDeblurDataset(Dataset):
             self.blur = FolderStore(data_root, layout, split, 'blur')
             self.sharp = FolderStore(data_root, layout, split, 'sharp')
         elif backend == 'lmdb':
-            self.blur = LmdbStore(osp.join(data_root, split, 'blur.lmdb'))
-            self.sharp = LmdbStore(osp.join(data_root, split, 'sharp.lmdb'))
+            self.blur = LmdbStore(blur_lmdb or osp.join(data_root, split, 'blur.lmdb'))
+            self.sharp = LmdbStore(sharp_lmdb or osp.join(data_root, split, 'sharp.lmdb'))
         else:
             raise ValueError(f"backend must be 'disk' or 'lmdb', got {backend!r}")
         self.seqs = check_pairs(self.blur, self.sharp, data_root, split)
