@@ -26,13 +26,13 @@ The fixtures' flows are constant translations, given to the restorer as
 """
 import glob
 import os
-import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import mtu_toolkit.models  # noqa: F401
+from mtu_toolkit.models.official_checkpoint import map_key
 from mtu_toolkit.registry import MODELS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,30 +41,16 @@ VARIANTS = sorted(os.path.basename(p)[len('train_step_'):-len('.pt')]
                   for p in glob.glob(os.path.join(GOLDEN, 'train_step_*.pt')))
 CONFIGS = {'mtu2': 'configs/mtu/mtu2_dvd.py', 'mtu4': 'configs/mtu/mtu4_dvd.py'}
 
-# reference key (after 'Network.') -> ours (after 'backbone.'), first match wins
-KEY_RULES = [
-    (r'^HGs\.(\d+)\.RBs\.(\d+)\.0\.', r'units.\1.blocks.\2.body.0.0.'),
-    (r'^HGs\.(\d+)\.RBs\.(\d+)\.2\.', r'units.\1.blocks.\2.body.1.0.'),
-    (r'^HGs\.(\d+)\.RB_end\.0\.', r'units.\1.blocks_end.0.'),
-    (r'^HGs\.(\d+)\.(enc1|enc2|enc3|dec1|dec2)\.0\.', r'units.\1.\2.0.'),
-    (r'^(base_conv|inp_prev_conv)\.0\.', r'\1.0.'),
-    (r'^motion_layer\.(\d+)\.0\.', r'motion_layers.\1.0.'),
-    (r'^deblur_layer\.(\d+)\.', r'aux_convs.\1.'),
-    (r'^out\.', r'out_conv.'),
-]
-
-
-def reference_to_ours(state, prefix='backbone.'):
-    """Reference ``Network.*`` state dict -> our names under ``prefix``."""
+def reference_to_ours(state):
+    """Reference ``Network.*`` state dict -> our restorer's names (the converter of released
+    files, itself checked against the reference network in test_official_checkpoint.py)."""
     out = {}
     for key, value in state.items():
         name = key[len('Network.'):] if key.startswith('Network.') else key
-        for pattern, repl in KEY_RULES:
-            if re.match(pattern, name):
-                out[prefix + re.sub(pattern, repl, name)] = value
-                break
-        else:
+        ours = map_key(name)
+        if ours is None:
             raise KeyError(f'reference key {key!r} has no counterpart')
+        out[ours] = value
     return out
 
 

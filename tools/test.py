@@ -31,8 +31,8 @@ from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mtu_toolkit.engine import finish_distributed, prepare_runtime  # noqa: E402
-from mtu_toolkit.engine.config_loader import (  # noqa: E402
-    ConfigError, add_cfg_options_argument, add_debug_argument, load_config, run_tool)
+from mtu_toolkit.engine.config_loader import ConfigError, run_tool  # noqa: E402
+from mtu_toolkit.engine.launch import add_runner_arguments, runner_config  # noqa: E402
 from mtu_toolkit.engine.checkpoint import CheckpointLoadError, atomic_write_text  # noqa: E402
 from mtu_toolkit.engine.hooks import add_strict_loading  # noqa: E402
 from mtu_toolkit.evaluation import (  # noqa: E402
@@ -53,24 +53,14 @@ def parse_args(argv=None):
     parser.add_argument('--align', action='store_true', default=None,
                         help="Koehler et al.'s alignment (global translation + intensity scale) "
                         "before scoring, as the paper's tables")
-    add_cfg_options_argument(parser, 'model.infer_dtype=float16')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher (pytorch = torchrun)')
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
-    add_debug_argument(parser)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_runner_arguments(parser, 'model.infer_dtype=float16')
+    return parser.parse_args(argv)
 
 
 def build_cfg(args):
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
-    cfg = load_config(args.config, args.cfg_options)
-    if args.work_dir:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = runner_config(args)
     cfg.load_from, cfg.resume = args.checkpoint, False
     for key in ('test_dataloader', 'test_evaluator', 'test_cfg'):
         if cfg.get(key) is None:

@@ -14,7 +14,6 @@ config stops with one line naming both and what differs (exit code 4). ``load_fr
 released file of the paper's authors (converted on loading; fine-tuning from it).
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -24,9 +23,9 @@ from mmengine.runner import Runner  # noqa: E402
 
 from mtu_toolkit.engine import (  # noqa: E402
     finish_distributed, find_resume_checkpoint, prepare_runtime)
-from mtu_toolkit.engine.launch import split_total_batch, use_mixed_precision  # noqa: E402
-from mtu_toolkit.engine.config_loader import (  # noqa: E402
-    add_cfg_options_argument, add_debug_argument, load_config, run_tool)
+from mtu_toolkit.engine.config_loader import run_tool  # noqa: E402
+from mtu_toolkit.engine.launch import (  # noqa: E402
+    add_runner_arguments, runner_config, split_total_batch, use_mixed_precision)
 from mtu_toolkit.engine.checkpoint import CheckpointLoadError  # noqa: E402
 from mtu_toolkit.engine.hooks import add_strict_loading  # noqa: E402
 
@@ -41,22 +40,12 @@ def parse_args(argv=None):
                         'in the work dir')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision: float16 + loss scaling on GPU, bfloat16 on CPU')
-    add_cfg_options_argument(parser, 'train_cfg.max_iters=10')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher (pytorch = torchrun)')
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
-    add_debug_argument(parser)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_runner_arguments(parser, 'train_cfg.max_iters=10')
+    return parser.parse_args(argv)
 
 
 def build_cfg(args):
-    cfg = load_config(args.config, args.cfg_options)
-    if args.work_dir:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = runner_config(args)
     kinds = use_mixed_precision(cfg, force=args.amp)
     if 'BF16AutocastOptimWrapper' in kinds:
         print('mixed precision without a GPU: training under bfloat16 autocast on the CPU',

@@ -14,35 +14,18 @@
 namespace mtu {
 namespace cpu {
 
-// AVX2 (256-bit integer and float vectors)
-inline bool has_avx2() {
 #ifdef MTU_X86
-  static const bool v = __builtin_cpu_supports("avx2");
-  return v;
-#else
-  return false;
-#endif
-}
-
+// AVX2 (256-bit vectors: the correlation kernels)
+inline bool has_avx2() { static const bool v = __builtin_cpu_supports("avx2"); return v; }
 // AVX2 with fused multiply-add (the convolution engine's 8-lane kernels)
-inline bool has_avx2_fma() {
-#ifdef MTU_X86
-  static const bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return v;
-#else
-  return false;
-#endif
-}
-
+inline bool has_avx2_fma() { return has_avx2() && __builtin_cpu_supports("fma"); }
 // AVX-512 Foundation (the convolution engine's 16-lane kernels)
-inline bool has_avx512f() {
-#ifdef MTU_X86
-  static const bool v = __builtin_cpu_supports("avx512f");
-  return v;
+inline bool has_avx512f() { static const bool v = __builtin_cpu_supports("avx512f"); return v; }
 #else
-  return false;
+inline bool has_avx2() { return false; }
+inline bool has_avx2_fma() { return false; }
+inline bool has_avx512f() { return false; }
 #endif
-}
 
 }  // namespace cpu
 }  // namespace mtu

@@ -28,17 +28,8 @@ def model_device(model):
 
 
 def check_state_dict(model, state_dict, where):
-    """Raise a one-line :class:`CheckpointError` unless ``state_dict`` fits ``model`` exactly;
-    only the training-only auxiliary deblur layers may be absent (all of them).
-
-    Args:
-        model (nn.Module): the model built from the config.
-        state_dict (dict): name -> tensor from the checkpoint.
-        where (str): 'checkpoint X for config Y', put at the start of the message.
-
-    Returns:
-        set[str]: the training-only keys the checkpoint lacks (empty when complete).
-    """
+    """:func:`mtu_toolkit.engine.checkpoint.check_state_dict` (the one strict check of every
+    tool), its error as the inference API's one-line :class:`CheckpointError`."""
     try:
         return engine_ckpt.check_state_dict(model, state_dict, where)
     except CheckpointLoadError as err:

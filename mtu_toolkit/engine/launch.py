@@ -49,6 +49,32 @@ def add_tensorboard(cfg):
     return True
 
 
+def add_runner_arguments(parser, example):
+    """The options tools/train.py and tools/test.py share: ``--cfg-options`` (``example`` in its
+    help), ``--launcher``, ``--local-rank`` (torch.distributed.launch) and ``--debug``."""
+    from .config_loader import add_cfg_options_argument, add_debug_argument
+    add_cfg_options_argument(parser, example)
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher (pytorch = torchrun)')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    add_debug_argument(parser)
+
+
+def runner_config(args):
+    """The config of ``args.config`` with ``args.cfg_options``, and its ``work_dir``:
+    ``args.work_dir``, else the config's, else ``./work_dirs/<config name>``. Sets LOCAL_RANK
+    for mmengine from ``--local-rank`` (torch.distributed.launch passes it)."""
+    from .config_loader import load_config
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = load_config(args.config, args.cfg_options)
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = os.path.join('./work_dirs',
+                                    os.path.splitext(os.path.basename(args.config))[0])
+    return cfg
+
+
 def world_size(launcher):
     """Processes the launcher starts (1 without one): torchrun's WORLD_SIZE, Slurm's
     SLURM_NTASKS, MPI's OMPI_COMM_WORLD_SIZE."""

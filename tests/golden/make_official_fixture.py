@@ -52,37 +52,16 @@ import cv2
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 HERE = osp.dirname(osp.abspath(__file__))
+sys.path.insert(0, HERE)
+from reference_runtime import PlainCorrelation  # noqa: E402
+
 FIXTURE = 'official_mtu_tiny.npz'
 VIDEO = '/usr/share/doc/opencv-doc/examples/data/vtest.avi'
 # the tiny variant of the fixture
 TINY = dict(num_units=2, channels=6, num_blocks=1)
 MAX_DISPLACEMENT = 10  # D of every released model
-
-
-class PlainCorrelation(nn.Module):
-    """flownet2's ``Correlation`` for ``kernel_size=1``, stride 1 and ``pad = max_displacement``
-    in plain PyTorch: ``out[:, (dy+D)*(2D+1) + (dx+D), y, x] = mean_c f1[c, y, x] *
-    f2[c, y+dy, x+dx]`` (zero where ``f2`` is outside). (N, C, h, w) x 2 -> (N, (2D+1)^2, h, w).
-    """
-
-    def __init__(self, pad_size=0, kernel_size=1, max_displacement=0, stride1=1, stride2=1,
-                 corr_multiply=1):
-        super().__init__()
-        if kernel_size != 1 or stride1 != 1 or stride2 != 1 or pad_size != max_displacement:
-            raise ValueError('PlainCorrelation covers kernel_size=1, strides 1, pad = D only')
-        self.pad_size, self.kernel_size = pad_size, kernel_size
-        self.max_displacement, self.stride1, self.stride2 = max_displacement, stride1, stride2
-
-    def forward(self, f1, f2):
-        d = self.max_displacement
-        h, w = f1.shape[-2:]
-        f2 = F.pad(f2, (d, d, d, d))
-        planes = [(f1 * f2[:, :, d + dy:d + dy + h, d + dx:d + dx + w]).mean(1)
-                  for dy in range(-d, d + 1) for dx in range(-d, d + 1)]
-        return torch.stack(planes, 1)
 
 
 def _substitute(source, old, new, path):

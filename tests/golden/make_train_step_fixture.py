@@ -106,7 +106,9 @@ import types
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_runtime import PlainCorrelation, default_dtype, working_directory  # noqa: E402
 
 VARIANTS = {
     # reference config module, batch, H, W, ch, RB_num, default seed
@@ -127,38 +129,6 @@ CUDA_SUBSTITUTIONS = [
 
 
 # --------------------------------------------------------------------------- stand-ins
-class PlainCorrelation(nn.Module):
-    """Stand-in for flownet2's ``Correlation`` with kernel 1, strides 1, padding D.
-
-    ``forward(f1, f2)``: (N, C, h, w) x 2 -> (N, (2D+1)^2, h, w), channel
-    ``(dy+D)*(2D+1) + (dx+D)`` = mean over c of ``f1[n,c,y,x] * f2[n,c,y+dy,x+dx]`` (zero
-    outside). The attributes are those the reference reads (``max_displacement``, ``stride2``).
-    """
-
-    def __init__(self, pad_size=0, kernel_size=0, max_displacement=0, stride1=1, stride2=2,
-                 corr_multiply=1):
-        super().__init__()
-        if (kernel_size, stride1, stride2, corr_multiply) != (1, 1, 1, 1) \
-                or pad_size != max_displacement:
-            raise ValueError('PlainCorrelation supports kernel 1, strides 1, pad = D only, got '
-                             f'pad {pad_size} kernel {kernel_size} D {max_displacement} '
-                             f'strides {stride1}/{stride2} multiply {corr_multiply}')
-        self.pad_size = pad_size
-        self.kernel_size = kernel_size
-        self.max_displacement = max_displacement
-        self.stride1 = stride1
-        self.stride2 = stride2
-        self.corr_multiply = corr_multiply
-
-    def forward(self, f1, f2):
-        d = self.max_displacement
-        h, w = f1.shape[-2:]
-        padded = F.pad(f2, (d, d, d, d))
-        planes = [(f1 * padded[:, :, d + dy:d + dy + h, d + dx:d + dx + w]).mean(1)
-                  for dy in range(-d, d + 1) for dx in range(-d, d + 1)]
-        return torch.stack(planes, 1)
-
-
 class NoFlowNet(nn.Module):
     """What the constructor builds as ``liteFlowNet``; replaced by :class:`FlowReplay`."""
 
@@ -295,16 +265,6 @@ def make_config(variant, log_dir):
     return cfg
 
 
-@contextlib.contextmanager
-def working_directory(path):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 # --------------------------------------------------------------------------- the clip
 def _photo(name, factor=2):
     """A scikit-image photo as float64 (H, W, 3) in [0, 255], downscaled by area averaging."""
@@ -366,16 +326,6 @@ def _released(state):
     return collections.OrderedDict(
         (k[len('module.'):] if k.startswith('module.') else k, v.detach().clone())
         for k, v in state.items())
-
-
-@contextlib.contextmanager
-def default_dtype(dtype):
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
 
 
 def nudge(params, seed):

@@ -1,5 +1,4 @@
 """Motion loss: cross-entropy of the cost volume against flow-derived one-hot targets (Eq. 2)."""
-import torch
 import torch.nn.functional as F
 
 from ...registry import MODELS
