@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The README's main command: set up what is missing, then run the embedded default end to end
-# (synthetic-blur data from real footage -> LMDB -> train MTU2 with and without MC -> evaluate).
+# The README's main command: set up what is missing (tools/install.sh), then run the embedded
+# default end to end with the same Python (see tools/env.sh): synthetic-blur data from real
+# photographs -> LMDB -> train MTU2 with and without MC -> evaluate.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+source "$(dirname "$0")/env.sh"
+cd "$MTU_ROOT"
 bash tools/install.sh
-exec "$PY" tools/demo.py "$@"
+exec "$PYTHON" tools/demo.py "$@"

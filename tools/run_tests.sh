@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The README's test command: set up what is missing (as tools/install.sh), then run the tests.
+# The README's test command: set up what is missing (tools/install.sh, with the test
+# requirements), then run the tests with the same Python (see tools/env.sh).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+source "$(dirname "$0")/env.sh"
+cd "$MTU_ROOT"
 MTU_EXTRA_REQUIREMENTS=requirements-tests.txt bash tools/install.sh
-exec "$PY" -m pytest tests "$@"
+exec "$PYTHON" -m pytest tests "$@"

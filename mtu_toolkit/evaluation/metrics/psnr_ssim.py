@@ -41,7 +41,8 @@ def _as_nchw(img, name, dtype):
 
 
 def _pair(pred, gt, dtype):
-    pred, gt = _as_nchw(pred, 'pred', dtype), _as_nchw(gt, 'gt', dtype).to(pred.device)
+    pred = _as_nchw(pred, 'pred', dtype)
+    gt = _as_nchw(gt, 'gt', dtype).to(pred.device)  # the tensor's device: numpy < 2 has none
     if pred.shape != gt.shape:
         raise ValueError(f'pred and gt differ in shape: {tuple(pred.shape)} vs {tuple(gt.shape)}')
     return pred, gt
