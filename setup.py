@@ -1,4 +1,5 @@
-"""Install mtu_toolkit (editable: ``pip install --no-build-isolation --no-deps -e .``).
+"""Install mtu_toolkit (editable: ``pip install --no-build-isolation --use-pep517 --no-deps -e .``,
+which ``tools/install.sh`` runs).
 
 The build compiles two extensions from ``csrc/``, each on its own (a failed build of one never
 loses the other; the build says which were built):

@@ -109,6 +109,19 @@ else
     "$PY" -m pip install -q --no-build-isolation --use-pep517 --no-deps -e .
     mkdir -p build
     echo "$fingerprint" > "$stamp_file.tmp" && mv "$stamp_file.tmp" "$stamp_file"
+    if ! skip_ext; then  # the two extensions build on their own: say which are there
+        "$PY" - <<'PYEOF'
+import importlib
+import torch  # noqa: F401  (the extensions link against it)
+for name, what in (('mtu_toolkit._ext', 'motion-compensation ops'),
+                   ('mtu_toolkit._conv_cpu', 'CPU convolution engine')):
+    try:
+        importlib.import_module(name)
+        print(f'[install] {name} ({what}): built')
+    except ImportError as err:
+        print(f'[install] {name} ({what}): NOT built ({err}); its PyTorch fallback runs')
+PYEOF
+    fi
 fi
 if [[ $PY == "$MTU_VENV/bin/python" ]]; then
     echo "[install] installed into the project virtual environment .venv/: run the tools with" \
