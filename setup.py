@@ -1,5 +1,5 @@
-"""Install mtu_toolkit (editable: ``pip install --no-build-isolation --use-pep517 --no-deps -e .``,
-which ``tools/install.sh`` runs).
+"""Install mtu_toolkit, editable, as ``tools/install.sh`` does:
+``pip install --no-build-isolation --use-pep517 --no-deps -e .``.
 
 The build compiles two extensions from ``csrc/``, each on its own (a failed build of one never
 loses the other; the build says which were built):
