@@ -1,10 +1,11 @@
 """Tiled inference at 4K: peak memory, and how far the tiled frames are from untiled ones.
 
-Runs ``deblur_frames`` over a real-content clip (a photograph panning, upscaled to the frame
-size) twice, each in its own process so that its peak RSS is its own: untiled, and tiled
-(``--tile``, ``--tile-overlap``; default the network's receptive field plus matching range).
-Prints the peak RSS of both, the PSNR of the tiled frames against the untiled ones, and the
-per-pixel difference near the tile seams and elsewhere.
+Writes a real-content clip (a photograph panning, upscaled to the frame size) as a folder of
+PNG frames and runs ``deblur_video`` on it twice, each in its own process so that its peak RSS
+is its own (decoding, the model and encoding, as ``tools/deblur_video.py`` runs them): untiled,
+and tiled (``--tile``, ``--tile-overlap``; default the network's receptive field plus matching
+range). Prints the peak RSS of both, the PSNR of the tiled frames against the untiled ones,
+and the per-pixel difference in the tiles' overlaps and elsewhere.
 
     python benchmarks/tiling.py [--size 3840x2160] [--frames 4] [--tile 768] \\
         [--config configs/mtu/mtu2_gopro.py] [--checkpoint CKPT]
@@ -37,11 +38,12 @@ def clip(width, height, frames):
     return np.stack([img[:, 6 * t:6 * t + width] for t in range(frames)])
 
 
-def run(args, tile, out):
-    """One run in this process: restore the clip, save the frames, report time and peak RSS."""
+def run(args, tile, src, dst):
+    """One run in this process: deblur the frame folder ``src`` into ``dst``; report the time,
+    the peak RSS and the overlap."""
     import torch
 
-    from mtu_toolkit.apis import deblur_frames, init_restorer
+    from mtu_toolkit.apis import deblur_video, init_restorer
     from mtu_toolkit.apis.tiling import TiledRestorer, recommended_overlap
     from mtu_toolkit.deploy import tool_model
     torch.set_num_threads(args.threads)
@@ -54,14 +56,16 @@ def run(args, tile, out):
     if tile:
         overlap = args.tile_overlap or recommended_overlap(restorer)
         model = TiledRestorer(model, tile, overlap)
-    width, height = (int(v) for v in args.size.split('x'))
-    frames = clip(width, height, args.frames)
     start = time.perf_counter()
-    restored = np.stack([r for _, r in deblur_frames(model, frames)])
+    deblur_video(model, src, dst, progress=False)
     seconds = time.perf_counter() - start
-    np.save(out, restored)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # KiB -> GiB
     print(json.dumps(dict(peak_rss_gib=peak, seconds=seconds, overlap=overlap)))
+
+
+def read_frames(folder):
+    import cv2
+    return np.stack([cv2.imread(osp.join(folder, name)) for name in sorted(os.listdir(folder))])
 
 
 def main():
@@ -74,32 +78,38 @@ def main():
     parser.add_argument('--checkpoint')
     parser.add_argument('--threads', type=int, default=os.cpu_count() or 1)
     parser.add_argument('--child', choices=['tiled', 'untiled'], help=argparse.SUPPRESS)
-    parser.add_argument('--out', help=argparse.SUPPRESS)
+    parser.add_argument('--src', help=argparse.SUPPRESS)
+    parser.add_argument('--dst', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        run(args, args.tile if args.child == 'tiled' else None, args.out)
+        run(args, args.tile if args.child == 'tiled' else None, args.src, args.dst)
         return
+    import cv2
+    width, height = (int(v) for v in args.size.split('x'))
     results, outputs = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
+        src = osp.join(tmp, 'blurry')
+        os.makedirs(src)
+        for t, rgb in enumerate(clip(width, height, args.frames)):
+            cv2.imwrite(osp.join(src, f'{t:04d}.png'), rgb[..., ::-1])
         for kind in ('untiled', 'tiled'):
-            out = osp.join(tmp, f'{kind}.npy')
-            cmd = [sys.executable, __file__, '--child', kind, '--out', out] + sys.argv[1:]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            dst = osp.join(tmp, kind)
+            cmd = [sys.executable, __file__, '--child', kind, '--src', src, '--dst', dst]
+            proc = subprocess.run(cmd + sys.argv[1:], capture_output=True, text=True)
             if proc.returncode:
                 sys.exit(f'{kind} run failed:\n{proc.stderr[-3000:]}')
             results[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
-            outputs[kind] = np.load(out).astype(np.float64)
-    from mtu_toolkit.apis.tiling import tile_starts
+            outputs[kind] = read_frames(dst).astype(np.float64)
+    from mtu_toolkit.apis.tiling import tile_spans
     diff = np.abs(outputs['tiled'] - outputs['untiled'])
     mse = (diff ** 2).mean()
     psnr = float('inf') if mse == 0 else 10 * np.log10(255 ** 2 / mse)
-    width, height = (int(v) for v in args.size.split('x'))
     overlap = results['tiled']['overlap']
     seam = np.zeros((height, width), bool)
-    for starts, axis, length in ((tile_starts(height, args.tile, overlap), 0, height),
-                                 (tile_starts(width, args.tile, overlap), 1, width)):
-        for s in starts[1:]:  # the overlap between a tile and the one before it
-            region = slice(s, min(s + overlap, length))
+    for spans, axis in ((tile_spans(height, args.tile, overlap), 0),
+                        (tile_spans(width, args.tile, overlap), 1)):
+        for (prev, size), (start, _) in zip(spans, spans[1:]):  # a tile and the one before
+            region = slice(start, prev + size)
             if axis == 0:
                 seam[region, :] = True
             else:
@@ -109,7 +119,7 @@ def main():
     for kind in ('untiled', 'tiled'):
         r = results[kind]
         print(f'  {kind:8s} peak RSS {r["peak_rss_gib"]:.2f} GiB   {r["seconds"]:.1f} s')
-    print(f'  tiled vs untiled: PSNR {psnr:.2f} dB (8-bit frames); mean |diff| at the seams '
+    print(f'  tiled vs untiled: PSNR {psnr:.2f} dB (8-bit frames); mean |diff| in the overlaps '
           f'{diff[:, seam].mean():.4f}, elsewhere {diff[:, ~seam].mean():.4f} (of 255); max '
           f'{diff[:, seam].max():.0f} / {diff[:, ~seam].max():.0f}')
 

@@ -6,7 +6,7 @@ import torch
 import mtu_toolkit.models  # noqa: F401
 from mtu_toolkit.apis import deblur_frames
 from mtu_toolkit.apis.tiling import (TiledRestorer, receptive_radius, recommended_overlap,
-                                     tile_starts)
+                                     tile_spans)
 from mtu_toolkit.registry import MODELS
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -34,11 +34,16 @@ class CentreFrame(torch.nn.Module):
 
 
 def test_tiles_cover_the_frame_with_the_overlap():
-    assert tile_starts(100, 128, 16) == [0]
-    for length, tile, overlap in [(3840, 1024, 228), (2160, 768, 228), (101, 40, 12)]:
-        starts = tile_starts(length, tile, overlap)
+    assert tile_spans(100, 128, 16) == [(0, 100)]
+    for length, tile, overlap in [(3840, 1024, 228), (2160, 768, 228), (3840, 768, 228),
+                                  (101, 40, 12), (1000, 256, 60), (4097, 512, 100)]:
+        spans = tile_spans(length, tile, overlap)
+        starts = [s for s, _ in spans]
+        size = spans[0][1]
+        assert {n for _, n in spans} == {tile}
         assert starts[0] == 0 and starts[-1] + tile == length
         assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+        assert len(spans) == -(-(length - overlap) // (tile - overlap))  # as few as can be
 
 
 def test_blending_reproduces_what_every_tile_agrees_on_and_states_are_per_tile():
@@ -47,7 +52,7 @@ def test_blending_reproduces_what_every_tile_agrees_on_and_states_are_per_tile()
     window = torch.rand(1, 5, 3, 40, 56)
     out, states = tiled.restore_frame(window, None)
     torch.testing.assert_close(out, window[:, 2])  # weights normalise in every overlap
-    n = len(tile_starts(40, 24, 8)) * len(tile_starts(56, 24, 8))
+    n = len(tile_spans(40, 24, 8)) * len(tile_spans(56, 24, 8))
     assert len(states) == n == len(fake.calls) and states == [1] * n
     _, states = tiled.restore_frame(window, states)
     assert states == [2] * n  # each tile carries its own state to the next frame
@@ -77,6 +82,32 @@ def test_first_frame_core_equals_the_untiled_network():
     inner = (slice(None), slice(None), slice(4, -4), slice(4, -4))
     err = (got - ref)[inner].abs()
     assert err.max() < 0.02 and err.mean() < 1e-3
+
+
+def test_old_states_are_released_tile_by_tile():
+    """Each tile's old state is dropped once its tile is restored: the whole frame's old and
+    new states never live at once (at 4K they are ~2 GB each)."""
+    fake = CentreFrame()
+    tiled = TiledRestorer(fake, tile=24, overlap=8)
+    window = torch.rand(1, 5, 3, 40, 56)
+    _, states = tiled.restore_frame(window, None)
+    seen = []
+    fake.restore_frame = lambda w, s: (seen.append(list(states)) or w[:, 2].clone(), s + 1)
+    new = tiled.restore_frame(list(window.unbind(1)), states)[1]
+    assert new is states and new == [2] * len(new)
+    for i, held in enumerate(seen):  # while restoring tile i: tiles < i new, tile i dropped
+        assert held[:i] == [2] * i and held[i] is None and held[i + 1:] == [1] * (len(held) - i - 1)
+
+
+def test_the_stream_hands_the_tiles_unstacked_frames():
+    fake = CentreFrame()
+    windows = []
+    tiled = TiledRestorer(fake, tile=24, overlap=8)
+    tiled_restore = tiled.restore_frame
+    tiled.restore_frame = lambda w, s: (windows.append(w), tiled_restore(w, s))[1]
+    frames = torch.rand(6, 3, 40, 56)
+    torch.testing.assert_close(tiled.infer_clip(frames), frames)
+    assert all(isinstance(w, list) and len(w) == 5 for w in windows) and len(windows) == 6
 
 
 def test_tiled_model_streams_through_deblur_frames():

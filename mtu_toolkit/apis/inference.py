@@ -20,6 +20,10 @@ from .init_restorer import model_device
 from .pipeline import BackgroundReader, BackgroundWriter
 from .video_io import open_reader, open_writer
 
+#: at most this many bytes of decoded frames wait on either side of the model (flat memory at
+#: 4K: eight queued 4K frames are 200 MB a side)
+QUEUE_BYTES = 64 << 20
+
 
 def frame_to_tensor(rgb, device):
     """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32 in [0, 1] on ``device``."""
@@ -48,7 +52,9 @@ def deblur_frames(restorer, frames):
     stream, waiting = restorer.stream(), deque()
     for rgb in frames:
         waiting.append(rgb)
-        for out in stream.push(frame_to_tensor(rgb, device)):
+        # the stream keeps its window as bytes; the restorer converts what it reads
+        frame = torch.from_numpy(rgb).to(device, non_blocking=True).permute(2, 0, 1)[None]
+        for out in stream.push(frame):
             yield waiting.popleft(), tensor_to_frame(out)
     for out in stream.flush():
         yield waiting.popleft(), tensor_to_frame(out)
@@ -69,7 +75,8 @@ def deblur_video(restorer, input_path, output_path, side_by_side=False, fps=None
         side_by_side (bool): write input and result next to each other.
         fps (float | None): frame rate of a frame-folder input (default 25) or an override.
         progress (bool): draw a progress bar on stderr.
-        queue_size (int): frames buffered between decoder, model and encoder.
+        queue_size (int): frames buffered between decoder, model and encoder, each side (fewer
+            where they would hold more than ``QUEUE_BYTES``: at 4K, two).
         overwrite (bool): replace an existing output video file (never the input itself).
 
     Returns:
@@ -83,8 +90,9 @@ def deblur_video(restorer, input_path, output_path, side_by_side=False, fps=None
     writer = open_writer(output_path, reader.fps, (2 * width if side_by_side else width, height),
                          overwrite=overwrite, input_path=input_path)
     bar = ProgressLine(reader.num_frames, unit='frames', enabled=progress)
-    frames = BackgroundReader(reader, queue_size)
-    sink = BackgroundWriter(writer.write, queue_size)
+    depth = max(2, min(queue_size, QUEUE_BYTES // (3 * width * height)))
+    frames = BackgroundReader(reader, depth)
+    sink = BackgroundWriter(writer.write, depth)
     try:
         for blurry, restored in deblur_frames(restorer, frames):
             sink.put(np.concatenate((blurry, restored), 1) if side_by_side else restored)

@@ -4,8 +4,10 @@ A 4K frame through the whole network holds tens of full-resolution feature maps 
 the frame is cut into fixed, overlapping tiles; each tile is restored by the network as a small
 video of its own (its own recurrent state across frames: restored tile, features, motion
 features), and the tiles are blended in their overlaps (each tile's outer quarter of an
-overlap is left out, its middle half ramps linearly). Memory grows with the
-tile, not the frame (plus the tiles' recurrent states, ~116 bytes per tile pixel for MTU2).
+overlap is left out, its middle half ramps linearly). The network's working memory grows with
+the tile, not the frame; what grows with the frame are the tiles' recurrent states (restored
+tile, features, motion features: ~130 bytes per tile pixel for MTU2, the overlaps counted
+twice) and the five input frames.
 
 The overlap must cover what a tile's border does not see: the network's receptive field and
 the matching range of the motion compensation (a displacement pointing outside a tile finds
@@ -57,14 +59,15 @@ def recommended_overlap(restorer):
     return 4 * math.ceil(overlap / 4)
 
 
-def tile_starts(length, tile, overlap):
-    """Start offsets of tiles of ``tile`` pixels covering ``length`` with at least ``overlap``
-    pixels shared by neighbours (evenly spread; one tile when it fits)."""
+def tile_spans(length, tile, overlap):
+    """``(start, size)`` of the tiles covering ``length`` pixels: as few tiles of ``tile``
+    pixels as share at least ``overlap`` pixels with their neighbours, evenly spread (so the
+    overlaps come out at least ``overlap``); one tile of the whole length when it fits."""
     if length <= tile:
-        return [0]
+        return [(0, length)]
     count = math.ceil((length - overlap) / (tile - overlap))
     step = (length - tile) / (count - 1)
-    return [round(i * step) for i in range(count)]
+    return [(round(i * step), tile) for i in range(count)]
 
 
 def _ramp(size, left, right, device):
@@ -107,36 +110,50 @@ class TiledRestorer(nn.Module):
         return self.restorer.infer_dtype
 
     def _layout(self, height, width):
-        ys, xs = (tile_starts(n, self.tile, self.overlap) for n in (height, width))
-        return [(y, x) for y in ys for x in xs]
+        """``(y, x, h, w)`` of every tile of a ``height`` x ``width`` frame, row by row."""
+        return [(y, x, h, w) for y, h in tile_spans(height, self.tile, self.overlap)
+                for x, w in tile_spans(width, self.tile, self.overlap)]
 
     @torch.no_grad()
     def restore_frame(self, window, state):
-        """Restore the centre of ``window`` (B, 5, 3, H, W) tile by tile; ``state`` is the list
-        of the tiles' states (None at the first frame). Returns ((B, 3, H, W), states)."""
-        h, w = window.shape[-2:]
+        """Restore the centre of ``window`` tile by tile.
+
+        Args:
+            window (Tensor | list[Tensor]): (B, 5, 3, H, W), or its five frames (B, 3, H, W)
+                (what :meth:`stream` passes: each tile's window is stacked from the frames'
+                slices, never the whole frame's).
+            state (list | None): the tiles' states (None at the first frame). The list is
+                consumed: each tile's old state is dropped as soon as its tile is restored, so
+                that the old and new states of the whole frame are never held at once.
+
+        Returns:
+            tuple: ((B, 3, H, W) float32 restored frame, list of the tiles' new states).
+        """
+        frames = list(window) if isinstance(window, (list, tuple)) else window.unbind(1)
+        (b, _, h, w), device = frames[0].shape, frames[0].device
         layout = self._layout(h, w)
         states = state if state is not None else [None] * len(layout)
-        out = window.new_zeros(window.shape[0], 3, h, w, dtype=torch.float32)
-        weight = window.new_zeros(1, 1, h, w, dtype=torch.float32)
-        new_states = []
-        for (y, x), tile_state in zip(layout, states):
-            th, tw = min(self.tile, h - y), min(self.tile, w - x)
-            restored, tile_state = self.restorer.restore_frame(
-                window[..., y:y + th, x:x + tw], tile_state)
-            new_states.append(tile_state)
+        out = torch.zeros(b, 3, h, w, dtype=torch.float32, device=device)
+        weight = torch.zeros(1, 1, h, w, dtype=torch.float32, device=device)
+        for i, (y, x, th, tw) in enumerate(layout):
+            tile_window = torch.stack([f[..., y:y + th, x:x + tw] for f in frames], 1)
+            tile_state, states[i] = states[i], None
+            restored, states[i] = self.restorer.restore_frame(tile_window, tile_state)
+            del tile_state
             top, left = (self.overlap if y > 0 else 0), (self.overlap if x > 0 else 0)
             bottom = self.overlap if y + th < h else 0
             right = self.overlap if x + tw < w else 0
-            ramp = (_ramp(th, top, bottom, out.device)[:, None]
-                    * _ramp(tw, left, right, out.device)[None, :])
+            ramp = (_ramp(th, top, bottom, device)[:, None]
+                    * _ramp(tw, left, right, device)[None, :])
             out[..., y:y + th, x:x + tw] += restored.float() * ramp
             weight[..., y:y + th, x:x + tw] += ramp
-        return out / weight, new_states
+        return out.div_(weight), states
 
     def stream(self):
+        """A :class:`~mtu_toolkit.models.restorers.mtu_restorer.FrameStream` that hands this
+        restorer the window's frames unstacked (a 4K window stacked is 0.5 GB)."""
         from ..models.restorers.mtu_restorer import FrameStream
-        return FrameStream(self)
+        return FrameStream(self, stack=False)
 
     def infer_clip(self, frames):
         """Restore a whole clip (T, 3, H, W), as :meth:`MTURestorer.infer_clip`."""

@@ -173,10 +173,14 @@ class MTURestorer(BaseModel):
 
     @torch.no_grad()
     def restore_frame(self, window, state, return_motion=False):
-        """Restore the centre of ``window`` (B, 5, 3, H, W); returns ((B, 3, H, W) in [0, 1],
-        state), and with ``return_motion`` the last matching unit's motion as the MC head's
-        ``displacement`` (``(flow, grid)`` or None) third."""
+        """Restore the centre of ``window`` (B, 5, 3, H, W), float in [0, 1] or uint8 in
+        0..255 (a stream of 8-bit frames keeps its five frames as bytes: 4x less memory);
+        returns ((B, 3, H, W) float in [0, 1], state), and with ``return_motion`` the last
+        matching unit's motion as the MC head's ``displacement`` (``(flow, grid)`` or None)
+        third."""
         h, w = window.shape[-2:]
+        if not window.is_floating_point():
+            window = window.float().div_(255)
         with self._autocast(window.device):
             outputs, state = self.backbone(pad_to_multiple(window), state, with_aux=False)
         out = outputs['out'].float().clamp_(0, 1)
@@ -272,10 +276,17 @@ class FrameStream:
     frames back, once it has its look-ahead); ``flush()`` returns the last ones, clamping the
     window at the end. Only the recurrent state and five input frames are kept, so memory stays
     flat however long the stream. Gives the same frames as :meth:`MTURestorer.infer_clip`.
+
+    Args:
+        restorer: anything with ``restore_frame(window, state)``.
+        stack (bool): hand ``restore_frame`` the window as one (B, 5, 3, H, W) tensor (default)
+            or as the list of its five (B, 3, H, W) frames (for restorers that read the window
+            piecewise, such as the tiled one).
     """
 
-    def __init__(self, restorer):
+    def __init__(self, restorer, stack=True):
         self.restorer = restorer
+        self.stack = stack
         self.frames = []     # the last <= 5 input frames
         self.state = None
         self.next_out = 0    # index of the next frame to restore
@@ -284,7 +295,8 @@ class FrameStream:
     def _window(self, t):
         """Window centred on frame t from the kept frames, indices clamped to [0, count)."""
         first = self.count - len(self.frames)
-        return torch.stack([self.frames[i - first] for i in clamped_indices(t, self.count)], 1)
+        frames = [self.frames[i - first] for i in clamped_indices(t, self.count)]
+        return torch.stack(frames, 1) if self.stack else frames
 
     def _restore(self, t):
         out, self.state = self.restorer.restore_frame(self._window(t), self.state)
