@@ -1,4 +1,5 @@
-"""tools/analysis/count_params.py on the real configs, against the paper's table (docs/network.md)."""
+"""tools/analysis/count_params.py on the real configs, against the paper's table
+(docs/network.md)."""
 import glob
 import os.path as osp
 import runpy

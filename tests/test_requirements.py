@@ -170,6 +170,7 @@ def test_requirements_are_ranges_that_hold_the_tested_versions(name):
         try:
             version = importlib.metadata.version(req.name)
         except importlib.metadata.PackageNotFoundError:
-            pytest.fail(f'{name}: {req.name} is not installed (bash tools/run_tests.sh installs it)')
+            pytest.fail(f'{name}: {req.name} is not installed '
+                        '(bash tools/run_tests.sh installs it)')
         assert req.specifier.contains(version, prereleases=True), \
             f'{name}: the tested {req.name} {version} is outside {req.specifier}'

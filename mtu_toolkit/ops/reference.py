@@ -39,7 +39,8 @@ def smooth_cost_volume(volume, smooth):
 
 
 def volume_argmax_to_displacement(volume, max_displacement):
-    """(N, (2D+1)^2, H, W) volume -> int64 (N, 2, H, W) displacement (dx, dy); ties to lowest index."""
+    """(N, (2D+1)^2, H, W) volume -> int64 (N, 2, H, W) displacement (dx, dy); ties to the
+    lowest index."""
     d = int(max_displacement)
     idx = volume.argmax(1)
     return torch.stack((idx % (2 * d + 1) - d, idx // (2 * d + 1) - d), 1)

@@ -1,4 +1,5 @@
-"""The paper's lightweight MC head: cosine cost volume, argmax, integer warp (Sec. 3.4, App. A.1)."""
+"""The paper's lightweight MC head: cosine cost volume, argmax, integer warp (Sec. 3.4,
+App. A.1)."""
 import torch.nn.functional as F
 
 from ...ops import (correlation, correlation_argmax, smooth_cost_volume,

@@ -1,4 +1,5 @@
-"""MTURestorer: trains the MTU network on clips (truncated BPTT of one frame) and infers as a stream."""
+"""MTURestorer: trains the MTU network on clips (truncated BPTT of one frame) and infers as a
+stream."""
 from contextlib import nullcontext
 
 import torch
