@@ -87,9 +87,16 @@ def test_demo_runs_end_to_end_and_reuses_its_work(tmp_path):
     recipe = json.loads((out / 'recipe.json').read_text())
     recipe['render'] = 'an older camera'
     (out / 'recipe.json').write_text(json.dumps(recipe))
-    proc = subprocess.run([sys.executable, '-c', 'import sys; sys.path.insert(0, "tools"); '
-                           'import demo; demo.start_over_if_recipe_changed(sys.argv[1])',
-                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    def start_over(iters):
+        return subprocess.run([sys.executable, '-c', 'import sys; sys.path.insert(0, "tools"); '
+                               'import demo; demo.start_over_if_recipe_changed(sys.argv[1], '
+                               'int(sys.argv[2]))', str(out), str(iters)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = start_over(2)
     assert proc.returncode == 0 and 'starting over' in proc.stdout, proc.stderr
     assert not (out / 'data').exists() and not (out / 'work_dirs').exists()
     assert json.loads((out / 'recipe.json').read_text())['render'] != 'an older camera'
+    # so does another iteration count (the schedule ends with it), and only that
+    assert 'starting over' not in start_over(2).stdout
+    assert 'starting over' in start_over(3).stdout
+    assert json.loads((out / 'recipe.json').read_text())['iterations'] == 3

@@ -70,6 +70,26 @@ def test_slurm_test_dry_run_command_and_defaults():
                                              '--cpus-per-task=5']
 
 
+def test_dist_scripts_dry_run_command():
+    common = ['-m', 'torch.distributed.run', '--nnodes=1', '--node_rank=0',
+              '--master_addr=127.0.0.1', '--master_port=29501', '--nproc_per_node=2']
+    proc = _dry_run('dist_train.sh', ['configs/mtu/mtu2_dvd.py', '2', '--cfg-options',
+                                      'train_cfg.max_iters=9'], PYTHON='python3',
+                    MASTER_PORT='29501')
+    assert proc.returncode == 0, proc.stderr
+    # --launcher comes before the tool's own options: a trailing --cfg-options cannot eat it
+    cmd = shlex.split(proc.stdout)
+    assert osp.basename(cmd[0]) == 'python3'  # PYTHON, resolved by tools/env.sh
+    assert cmd[1:] == common + [
+        'tools/train.py', '--launcher', 'pytorch', 'configs/mtu/mtu2_dvd.py', '--cfg-options',
+        'train_cfg.max_iters=9']
+    proc = _dry_run('dist_test.sh', ['c.py', 'ckpt.pth', '2', '--out-dir', 'res'],
+                    PYTHON='python3', MASTER_PORT='29501')
+    assert proc.returncode == 0, proc.stderr
+    assert shlex.split(proc.stdout)[1:] == common + [
+        'tools/test.py', '--launcher', 'pytorch', 'c.py', 'ckpt.pth', '--out-dir', 'res']
+
+
 @pytest.mark.parametrize('script, args, env, message', [
     ('slurm_train.sh', ['p', 'j', 'c.py'], {}, 'usage: '),
     ('slurm_test.sh', ['p', 'j', 'c.py'], {}, 'usage: '),

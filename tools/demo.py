@@ -1,6 +1,6 @@
 """The embedded default: deblur real footage end to end on a CPU, with no downloads.
 
-    python tools/demo.py [--out-dir outputs/demo] [--iters 150]
+    python tools/demo.py [--out-dir outputs/demo] [--iters ITERS]
 
 1. renders blurry/sharp sequences from the real photographs scikit-image ships (camera shake,
    averaged in linear RGB as GoPro/DVD were made), DVD layout;
@@ -61,19 +61,20 @@ def step(msg):
     print(f'\n==> {msg}', flush=True)
 
 
-def recipe_fingerprint():
-    """What the data and checkpoints depend on: the renderer settings and the configs."""
+def recipe_fingerprint(iters):
+    """What the data and checkpoints depend on: the renderer settings, the configs and the
+    number of iterations (the learning-rate schedule ends with them)."""
     texts = []
     for config in (path for _, path in MODELS_TO_TRAIN):
         with open(osp.join(ROOT, config)) as f:
             texts.append(f.read())
     return dict(render=repr(sorted(RENDER.items())), splits=SPLITS, warmup=WARMUP_ITERS,
-                configs=texts)
+                iterations=iters, configs=texts)
 
 
-def start_over_if_recipe_changed(out):
+def start_over_if_recipe_changed(out, iters):
     """Reuse data and checkpoints only when ``recipe.json`` says this recipe made them."""
-    path, current, why = osp.join(out, 'recipe.json'), recipe_fingerprint(), None
+    path, current, why = osp.join(out, 'recipe.json'), recipe_fingerprint(iters), None
     if osp.isfile(path):
         with open(path) as f:
             if json.load(f) == current:
@@ -237,7 +238,7 @@ def main(argv=None):
     start = time.time()
     torch.set_num_threads(os.cpu_count() or 1)
 
-    start_over_if_recipe_changed(out)
+    start_over_if_recipe_changed(out, args.iters)
     lmdb_root = make_data(out)
     trained = train_all(MODELS_TO_TRAIN, lmdb_root, out, args.iters)
     step('evaluating on the held-out sequences')
