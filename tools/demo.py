@@ -231,7 +231,7 @@ def write_video(path, blurry, restored, fps=24):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out-dir', default=osp.join(ROOT, 'outputs', 'demo'))
-    parser.add_argument('--iters', type=int, default=500, help='training iterations per model')
+    parser.add_argument('--iters', type=int, default=700, help='training iterations per model')
     args = parser.parse_args(argv)
     out = osp.abspath(args.out_dir)
     os.makedirs(out, exist_ok=True)

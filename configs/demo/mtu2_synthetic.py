@@ -25,8 +25,8 @@ model = dict(backbone=dict(weight_init='kaiming', zero_init_output=True),
 # (straight at 1e-3 the network collapsed to the identity); then cosine decay to the end
 param_scheduler = [
     dict(type='LinearLR', by_epoch=False, start_factor=0.01, begin=0, end=30),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=30, end=500, eta_min=1e-5)]
-train_cfg = dict(max_iters=500, val_interval=100000)
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=30, end=700, eta_min=1e-5)]
+train_cfg = dict(max_iters=700, val_interval=100000)
 default_hooks = dict(logger=dict(interval=50),
                      checkpoint=dict(interval=50, max_keep_ckpts=1, save_best=None))
 custom_hooks = [dict(type='ProgressBarHook')]
