@@ -80,7 +80,8 @@ def test_plus_adds_new_keys_top_level_and_nested():
 @pytest.mark.parametrize('key, message', [
     ('param_scheduler.2.end', 'param_scheduler has 2 items (indices 0-1)'),
     ('param_scheduler.first.end', 'param_scheduler is a list: index its items by number'),
-    ('train_cfg.max_iters.x', 'train_cfg.max_iters is 500 (int), not a dict or list'),
+    ('train_cfg.max_iters.x',
+     f'train_cfg.max_iters is {Config.fromfile(DEMO).train_cfg.max_iters} (int), not a dict'),
     ('optim_wrapper.optimizer.betas.0', 'betas is (0.9, 0.999) (tuple)'),
     ('+param_scheduler.5.end', 'param_scheduler has 2 items'),
     ('+train_cfg.max_iters.x', 'not a dict or list'),
