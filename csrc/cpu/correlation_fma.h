@@ -1,0 +1,84 @@
+// The correlation row of the fused argmax with fused multiply-adds (float32), written once for
+// any vector width and included by correlation_cpu.cpp once per instruction set, inside its
+// namespace and target pragma (AVX-512F; AVX2 + FMA). The including namespace provides Vec,
+// Mask, kLanes, kMaxShifts, zero, loadu, storeu, load_masked, store_masked, fmadd and
+// make_mask(n) (the first n lanes). No std:: call here (see csrc/README.md).
+//
+// out[j][x] = sum_c a[c, x] * bp[c, x + j] for the 2D+1 shifts j, accumulated over c in a fixed
+// order with one rounding per term (FMA), identically on both instruction sets.
+
+// Register tile: NDX shifts x NV vectors of pixels from x0 (with MASKED, one vector of the first
+// lanes of `m`); a[c] is loaded once for the NDX shifts.
+template <int NDX, int NV, bool MASKED>
+inline void fma_tile(const float* __restrict__ a, const float* __restrict__ bp,
+                     float* const* out, int64_t channels, int64_t hw, int64_t wp, int64_t x0,
+                     Mask m) {
+  Vec acc[NDX][NV];
+#pragma GCC unroll 16
+  for (int j = 0; j < NDX; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[j][v] = zero();
+  for (int64_t c = 0; c < channels; ++c) {
+    const float* ac = a + c * hw + x0;
+    const float* bc = bp + c * wp + x0;
+    Vec av[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      av[v] = MASKED ? load_masked(m, ac + v * kLanes) : loadu(ac + v * kLanes);
+#pragma GCC unroll 16
+    for (int j = 0; j < NDX; ++j)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const float* p = bc + j + v * kLanes;
+        acc[j][v] = fmadd(av[v], MASKED ? load_masked(m, p) : loadu(p), acc[j][v]);
+      }
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < NDX; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      float* p = out[j] + x0 + v * kLanes;
+      if (MASKED)
+        store_masked(m, p, acc[j][v]);
+      else
+        storeu(p, acc[j][v]);
+    }
+}
+
+// NDX shifts over the whole row: tiles of 2 vectors, then 1, then the masked rest.
+template <int NDX>
+inline void fma_shifts(const float* a, const float* bp, float* const* out, int64_t channels,
+                       int64_t hw, int64_t w, int64_t wp) {
+  int64_t x0 = 0;
+  for (; x0 + 2 * kLanes <= w; x0 += 2 * kLanes)
+    fma_tile<NDX, 2, false>(a, bp, out, channels, hw, wp, x0, Mask{});
+  for (; x0 + kLanes <= w; x0 += kLanes)
+    fma_tile<NDX, 1, false>(a, bp, out, channels, hw, wp, x0, Mask{});
+  if (x0 < w) fma_tile<NDX, 1, true>(a, bp, out, channels, hw, wp, x0, make_mask(w - x0));
+}
+
+// The row of all 2d+1 shifts: `a` at (c = 0, row y) of f1 (channels hw apart), `bp` the matching
+// f2 row padded by d zeros either side (channels w + 2d apart), out[j] the row of shift j.
+inline void correlate_row_fma(const float* a, const float* bp, float* const* out,
+                              int64_t channels, int64_t hw, int64_t w, int64_t d) {
+  const int64_t side = 2 * d + 1, wp = w + 2 * d;
+  int64_t j = 0;
+  for (; j + kMaxShifts <= side; j += kMaxShifts)
+    fma_shifts<kMaxShifts>(a, bp + j, out + j, channels, hw, w, wp);
+  switch (side - j) {
+#define MTU_FMA_REST(K)                                          \
+  case K:                                                        \
+    if constexpr (K < kMaxShifts)                                \
+      fma_shifts<K>(a, bp + j, out + j, channels, hw, w, wp);    \
+    break;
+    MTU_FMA_REST(1)
+    MTU_FMA_REST(2)
+    MTU_FMA_REST(3)
+    MTU_FMA_REST(4)
+    MTU_FMA_REST(5)
+    MTU_FMA_REST(6)
+#undef MTU_FMA_REST
+    default:
+      break;
+  }
+}
