@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-import mtu_toolkit.models  # noqa: F401
+import mtu_toolkit.models  # noqa: F401  (registers the models)
 from mtu_toolkit.analysis.stages import conv_stage, executed_macs, format_stages, frame_stages
 from mtu_toolkit.deploy import DirectConv2d, direct_conv_isa, optimize_for_inference
 from mtu_toolkit.registry import MODELS
