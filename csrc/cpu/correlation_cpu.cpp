@@ -317,7 +317,15 @@ inline Vec load_masked(Mask m, const float* p) { return _mm512_maskz_loadu_ps(m,
 inline void store_masked(Mask m, float* p, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
 inline Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
 inline Mask make_mask(int64_t n) { return static_cast<Mask>((1u << n) - 1u); }
+// the vector J lanes on from lo: lo[J..15], hi[0..J-1]
+template <int J>
+inline Vec alignr(Vec hi, Vec lo) {
+  return _mm512_castsi512_ps(
+      _mm512_alignr_epi32(_mm512_castps_si512(hi), _mm512_castps_si512(lo), J));
+}
+#define MTU_FMA_SHUFFLE 1
 #include "correlation_fma.h"
+#undef MTU_FMA_SHUFFLE
 }  // namespace corr_avx512
 #pragma GCC pop_options
 
@@ -338,7 +346,9 @@ inline Mask make_mask(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
+#define MTU_FMA_SHUFFLE 0  // (no lane shift across the two halves of a vector in AVX2)
 #include "correlation_fma.h"
+#undef MTU_FMA_SHUFFLE
 }  // namespace corr_avx2
 #pragma GCC pop_options
 #endif  // MTU_X86
@@ -365,67 +375,86 @@ CorrelateRowFn<float> argmax_correlate_row<float>() {
 // One output row of the fused argmax, for every horizontal shift dxi of one vertical shift:
 // the running vertical box sums (vsum, per dxi a row of r zeros, w sums, r zeros) lose the row
 // `drop` and gain the row `add` (either may be null), are summed horizontally, and the best
-// shift so far (bv, bi) is kept. All in double (see correlation_argmax_kernel).
-template <typename T>
+// shift so far (bv, bi) is kept. All in double (see correlation_argmax_kernel). Two passes a
+// row: the vertical update, then the horizontal sum and the comparison in registers (R: the
+// box radius, a compile-time constant for the usual sizes, -1 for any).
+template <int R, typename T>
 __attribute__((always_inline)) inline void smooth_argmax_row_impl(
     double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
-    int64_t dyi, int64_t r, int64_t w, double* __restrict__ hs, double* __restrict__ bv,
-    int32_t* __restrict__ bi) {
+    int64_t dyi, int64_t r_any, int64_t w, double* __restrict__ bv, int32_t* __restrict__ bi) {
+  const int64_t r = R >= 0 ? R : r_any;
   for (int64_t dxi = 0; dxi < side; ++dxi) {
     double* __restrict__ v = vsum + dxi * vstride + r;
-    if (drop != nullptr) {
+    if (drop != nullptr && add != nullptr) {
+      const T* __restrict__ o = drop[dxi];
+      const T* __restrict__ n = add[dxi];
+      for (int64_t x = 0; x < w; ++x)
+        v[x] = (v[x] - static_cast<double>(o[x])) + static_cast<double>(n[x]);
+    } else if (drop != nullptr) {
       const T* __restrict__ o = drop[dxi];
       for (int64_t x = 0; x < w; ++x) v[x] -= static_cast<double>(o[x]);
-    }
-    if (add != nullptr) {
+    } else if (add != nullptr) {
       const T* __restrict__ n = add[dxi];
       for (int64_t x = 0; x < w; ++x) v[x] += static_cast<double>(n[x]);
     }
-    // horizontal sum; the r zeros either side of each row are the zero padding
+    // horizontal sum (in order); the r zeros either side of each row are the zero padding
     const double* __restrict__ vp = v - r;
-    for (int64_t x = 0; x < w; ++x) hs[x] = vp[x];
-    for (int64_t u = 1; u <= 2 * r; ++u)
-      for (int64_t x = 0; x < w; ++x) hs[x] += vp[x + u];
     const int32_t idx = static_cast<int32_t>(dyi * side + dxi);
-    if (idx == 0) {
-      for (int64_t x = 0; x < w; ++x) {
-        bv[x] = hs[x];
-        bi[x] = 0;
-      }
-      continue;
-    }
     for (int64_t x = 0; x < w; ++x) {
-      const bool better = hs[x] > bv[x];
-      bv[x] = better ? hs[x] : bv[x];
+      double s = vp[x];
+      if constexpr (R >= 0) {
+#pragma GCC unroll 8
+        for (int u = 1; u <= 2 * R; ++u) s += vp[x + u];
+      } else {
+        for (int64_t u = 1; u <= 2 * r; ++u) s += vp[x + u];
+      }
+      const bool better = idx == 0 || s > bv[x];
+      bv[x] = better ? s : bv[x];
       bi[x] = better ? idx : bi[x];
     }
   }
 }
 
 template <typename T>
+__attribute__((always_inline)) inline void smooth_argmax_row_dispatch(
+    double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
+    int64_t dyi, int64_t r, int64_t w, double* bv, int32_t* bi) {
+  switch (r) {
+    case 0:
+      return smooth_argmax_row_impl<0, T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+    case 1:
+      return smooth_argmax_row_impl<1, T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+    case 2:
+      return smooth_argmax_row_impl<2, T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+    default:
+      return smooth_argmax_row_impl<-1, T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+  }
+}
+
+template <typename T>
 using SmoothRowFn = void (*)(double*, int64_t, const T* const*, const T* const*, int64_t,
-                             int64_t, int64_t, int64_t, double*, double*, int32_t*);
+                             int64_t, int64_t, int64_t, double*, int32_t*);
 
 template <typename T>
 void smooth_argmax_row_baseline(double* vsum, int64_t vstride, const T* const* drop,
                                 const T* const* add, int64_t side, int64_t dyi, int64_t r,
-                                int64_t w, double* hs, double* bv, int32_t* bi) {
-  smooth_argmax_row_impl<T>(vsum, vstride, drop, add, side, dyi, r, w, hs, bv, bi);
+                                int64_t w, double* bv, int32_t* bi) {
+  smooth_argmax_row_dispatch<T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
 }
 
 #ifdef MTU_X86
 template <typename T>
 __attribute__((target("avx2"))) void smooth_argmax_row_avx2(
     double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
-    int64_t dyi, int64_t r, int64_t w, double* hs, double* bv, int32_t* bi) {
-  smooth_argmax_row_impl<T>(vsum, vstride, drop, add, side, dyi, r, w, hs, bv, bi);
+    int64_t dyi, int64_t r, int64_t w, double* bv, int32_t* bi) {
+  smooth_argmax_row_dispatch<T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
 }
 
 template <typename T>
 __attribute__((target("avx512f"))) void smooth_argmax_row_avx512(
     double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
-    int64_t dyi, int64_t r, int64_t w, double* hs, double* bv, int32_t* bi) {
-  smooth_argmax_row_impl<T>(vsum, vstride, drop, add, side, dyi, r, w, hs, bv, bi);
+    int64_t dyi, int64_t r, int64_t w, double* bv, int32_t* bi) {
+  smooth_argmax_row_dispatch<T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
 }
 #endif
 
@@ -466,10 +495,10 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
   const int64_t blocks = (h + block_rows - 1) / block_rows;
 
   at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> ring_buf(side * ring * w), band;
+    std::vector<T> ring_buf(side * ring * w), band, f1rows;
     std::vector<T*> rows(side);
     std::vector<const T*> drop(side), add(side);
-    std::vector<double> vsum(side * vstride, 0.0), hs(w);
+    std::vector<double> vsum(side * vstride, 0.0);
     std::vector<double> best_val(block_rows * w);
     std::vector<int32_t> best_idx(block_rows * w);
     for (int64_t task = begin; task < end; ++task) {
@@ -480,9 +509,19 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
       // by -d .. d), each padded by d zeros either side once: C rows of wp per image row
       const int64_t band_lo = std::max<int64_t>(0, y0 - r - d);
       const int64_t band_hi = std::min<int64_t>(h, y1 + r + d);
-      band.resize((band_hi - band_lo) * c * wp);
+      // (+ a vector: the FMA kernels load up to 16 floats past a row's last shift)
+      band.resize((band_hi - band_lo) * c * wp + 16);
       for (int64_t row = band_lo; row < band_hi; ++row)
         pad_rows(f2 + b * c * hw + row * w, band.data() + (row - band_lo) * c * wp, c, hw, w, d);
+      // and the f1 rows of the correlation rows, each row's C channels contiguous: a strip
+      // then reads ~20 pages, not one per channel plane (which thrash the TLB)
+      const int64_t rows_lo = std::max<int64_t>(0, y0 - r);
+      const int64_t rows_hi = std::min<int64_t>(h, y1 + r);
+      f1rows.resize((rows_hi - rows_lo) * c * w);
+      for (int64_t row = rows_lo; row < rows_hi; ++row)
+        for (int64_t ci = 0; ci < c; ++ci)
+          std::copy(f1img + ci * hw + row * w, f1img + ci * hw + row * w + w,
+                    f1rows.data() + ((row - rows_lo) * c + ci) * w);
       auto slot = [&](int64_t dxi, int64_t row) {
         return ring_buf.data() + (dxi * ring + row % ring) * w;
       };
@@ -496,8 +535,8 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
               for (int64_t x = 0; x < w; ++x) rows[dxi][x] = T(0);
             return;
           }
-          correlate(f1img + row * w, band.data() + (row + dy - band_lo) * c * wp, rows.data(),
-                    c, hw, w, d);
+          correlate(f1rows.data() + (row - rows_lo) * c * w,
+                    band.data() + (row + dy - band_lo) * c * wp, rows.data(), c, w, w, d);
         };
         // the box of row y0: rows first..last inside the frame, summed in order
         const int64_t first = std::max<int64_t>(0, y0 - r);
@@ -521,7 +560,7 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
           if (leaves)
             for (int64_t dxi = 0; dxi < side; ++dxi) drop[dxi] = slot(dxi, y - r - 1);
           smooth_row(vsum.data(), vstride, leaves ? drop.data() : nullptr,
-                     enters ? add.data() : nullptr, side, dyi, r, w, hs.data(),
+                     enters ? add.data() : nullptr, side, dyi, r, w,
                      best_val.data() + (y - y0) * w, best_idx.data() + (y - y0) * w);
         }
       }
