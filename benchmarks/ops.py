@@ -10,8 +10,9 @@ shifts), smoothing 5, and the warp of (1, 26, 720, 1280) features by a 180x320 d
 
    - ``correlation_argmax`` against its FLOP floor, 2 (2D+1)^2 C H W over the GEMM rate of this
      device and thread count (``torch.mm`` of 2048x2048, measured here); target <= 2x;
-   - ``warp_by_displacement`` into a reused output (the inference path) and into a fresh one,
-     against copying the feature into an existing buffer (the memory floor) and into a fresh one;
+   - ``warp_by_displacement`` into a reused output (the inference path; random displacements,
+     and a coherent motion: one displacement per 32x32 pixels) and into a fresh one, against
+     copying the feature into an existing buffer (the memory floor) and into a fresh one;
      target <= 2x the copy;
    - with ``--baseline-ext PATH``, the same calls of another build of ``mtu_toolkit._ext`` (say
      the previous commit's ``.so``, copied aside before rebuilding), for old / new ratios
@@ -37,7 +38,8 @@ from mtu_toolkit.analysis.benchmark import gemm_rate  # noqa: E402
 # the speed-up of the op over its reference on 2 CPU cores (an earlier issue's targets)
 TARGETS = {'correlation_argmax': 5.0, 'correlation fwd+bwd': 2.0}
 #: measured / floor at most (this issue's targets)
-FLOOR_TARGETS = {'correlation_argmax': 2.0, 'warp into reused out': 2.0}
+FLOOR_TARGETS = {'correlation_argmax': 2.0, 'warp into reused out': 2.0,
+                 'warp, coherent motion': 2.0}
 
 
 def median_time(fn, repeats, device):
@@ -122,9 +124,14 @@ def floors(f1, f2, feat, disp, d, smooth, repeats, baseline=None):
     corr_floor = 2 * (2 * d + 1)**2 * c * h * w / rate
     out = torch.empty_like(feat)
     buffer = torch.empty_like(feat)
+    # a coherent motion: one displacement per 8x8 cells (32x32 pixels), as moving objects give
+    gh, gw = disp.shape[-2:]
+    coherent = disp[:, :, ::8, ::8].repeat_interleave(8, 2).repeat_interleave(8, 3)
+    coherent = coherent[:, :, :gh, :gw].contiguous()
     calls = {
         'correlation_argmax': lambda: ops.correlation_argmax(f1, f2, d, smooth),
         'warp into reused out': lambda: ops.warp_by_displacement(feat, disp, 4, out=out),
+        'warp, coherent motion': lambda: ops.warp_by_displacement(feat, coherent, 4, out=out),
         'warp, fresh output': lambda: ops.warp_by_displacement(feat, disp, 4),
         'copy into a buffer': lambda: buffer.copy_(feat),
         'copy, fresh (clone)': lambda: feat.clone(),
@@ -145,6 +152,8 @@ def floors(f1, f2, feat, disp, d, smooth, repeats, baseline=None):
              f'{rate / 1e9:.0f} GFLOP/s'),
             ('warp into reused out', t['warp into reused out'], copy,
              f'floor: copy of {feat.numel() * 4 / 2**20:.0f} MiB into a buffer'),
+            ('warp, coherent motion', t['warp, coherent motion'], copy,
+             'same floor; reused out, one displacement per 32x32 pixels'),
             ('warp, fresh output', t['warp, fresh output'], copy, 'same floor'),
             ('copy, fresh (clone)', t['copy, fresh (clone)'], copy, 'same floor')]
     print(f'\nstage floors (calls taking turns, median of {repeats}):')
