@@ -90,7 +90,8 @@ def openvino_runner(path, threads):
     def run(window, state):
         request.infer(onnx_inputs(names, window, state))
         return torch.from_numpy(np.array(request.get_tensor(out_port).data))
-    return run, f'openvino {ov.__version__} (CPU, f32, latency hint, {threads} threads)'
+    version = ov.__version__.split('-')[0]
+    return run, f'openvino {version} (CPU, f32, latency hint, {threads} threads)'
 
 
 def main():
