@@ -10,6 +10,8 @@ loses the other; the build says which were built):
 * ``mtu_toolkit._conv_cpu``: the CPU convolution engine for inference (``csrc/conv_cpu``;
   x86 SIMD kernels, portable stubs elsewhere).
 
+``MTU_BUILD_ONLY=mtu_toolkit._ext`` (a comma-separated list) builds only the extensions named
+(e.g. the CUDA ops on a GPU machine, without the ~minutes of the conv engine).
 ``MTU_SKIP_EXT=1`` skips the compilation; ``mtu_toolkit.ops`` then warns once and runs the
 pure-PyTorch references. No build isolation, so the build uses the installed torch.
 """
@@ -60,8 +62,6 @@ def extensions():
                               extra_link_args=['-fopenmp'])
     conv_engine = CppExtension('mtu_toolkit._conv_cpu', sorted(glob.glob('csrc/conv_cpu/*.cpp')),
                                extra_compile_args={'cxx': cxx}, extra_link_args=['-fopenmp'])
-    print(f'[mtu_toolkit] compiling mtu_toolkit._ext ({"CPU + CUDA" if with_cuda else "CPU"}) '
-          'and mtu_toolkit._conv_cpu')
 
     class BuildEachExtension(BuildExtension):
         """Builds every extension on its own: one that fails is reported and skipped (its
@@ -83,7 +83,18 @@ def extensions():
             except Exception as err:  # noqa: BLE001 - reported in run(), the rest still builds
                 self.failed.append((ext.name, f'{type(err).__name__}: {err}'))
 
-    return [mc_ops, conv_engine], {'build_ext': BuildEachExtension.with_options(use_ninja=True)}
+    exts = [mc_ops, conv_engine]
+    only = [n.strip() for n in os.environ.get('MTU_BUILD_ONLY', '').split(',') if n.strip()]
+    if only:
+        unknown = set(only) - {e.name for e in exts}
+        if unknown:
+            raise SystemExit(f'MTU_BUILD_ONLY names no extension of the package: '
+                             f'{sorted(unknown)} (known: {[e.name for e in exts]})')
+        exts = [e for e in exts if e.name in only]
+    print('[mtu_toolkit] compiling ' + ' and '.join(
+        f'{e.name} ({"CPU + CUDA" if with_cuda else "CPU"})' if e is mc_ops else e.name
+        for e in exts))
+    return exts, {'build_ext': BuildEachExtension.with_options(use_ninja=True)}
 
 
 ext_modules, cmdclass = extensions()

@@ -4,9 +4,9 @@ Times one variant (default MTU2) at 1280x720 as ``tools/benchmark.py`` does, in 
 eager NCHW, frozen detail networks, the concatenation-free network compiled by torch.compile,
 and the same network on the toolkit's direct convolution kernels (the tools' default; 'direct'
 runs the wide stride-1 layers by Winograd, 'direct-no-winograd' runs every layer directly), then
-profiles one frame of the fastest two and groups the time into convolutions, transposed convs,
-elementwise kernels, motion compensation and copies. Prints the ratio measured / floor and the
-target (1.5x for MTU2 on 2 cores).
+profiles one frame of the direct modes stage by stage against the floor of the multiply-adds
+each stage executes (``mtu_toolkit.analysis.stages``) and one of the compiled mode by group.
+Prints the ratio measured / conv-FLOP floor and the target (1.5x for MTU2 on 2 cores).
 
 Usage:
     python benchmarks/inference_cpu.py [--variant MTU2] [--size 1280x720] [--frames 5]
@@ -22,7 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from mtu_toolkit.apis import init_restorer  # noqa: E402
 from mtu_toolkit.analysis.benchmark import VARIANTS, benchmark_restorer, test_window  # noqa: E402
-from mtu_toolkit.deploy import optimize_for_inference  # noqa: E402
+from mtu_toolkit.analysis.stages import format_stages, frame_stages  # noqa: E402
+from mtu_toolkit.deploy import direct_conv_isa, optimize_for_inference  # noqa: E402
 
 TARGET_RATIO = 1.5
 
@@ -104,9 +105,14 @@ def main():
               f'{r["ratio"]:.2f}x  (target {TARGET_RATIO}x)  MC {100 * r["mc_share"]:.1f}%',
               flush=True)
     for name, model in models:
-        if name in ('compile', 'direct', 'direct-no-winograd'):
+        window = test_window(height, width, device)
+        if name in ('direct', 'direct-no-winograd') and direct_conv_isa():
+            print(f'one {name} frame, stage by stage against the executed-multiply-add floor:')
+            for line in format_stages(frame_stages(model, window)):
+                print(f'  {line}')
+        elif name == 'compile':
             print(f'one {name} frame, self time by group:')
-            for group, ms in breakdown(model, test_window(height, width, device)).items():
+            for group, ms in breakdown(model, window).items():
                 print(f'  {group:40s} {ms:8.1f} ms')
 
 

@@ -1,6 +1,7 @@
 // Python bindings of mtu_toolkit._ext (the motion-compensation ops): argument checks, then
 // dispatch by device to the CPU kernels (csrc/cpu) or, when built with CUDA, the CUDA kernels
 // (csrc/cuda). The convolution engine is a separate extension (csrc/conv_cpu).
+#include <ATen/MemoryOverlap.h>
 #include <torch/extension.h>
 
 #include "mtu_ops.h"
@@ -108,21 +109,43 @@ at::Tensor correlation_argmax(const at::Tensor& f1, const at::Tensor& f2, int64_
   return correlation_argmax_cpu(a, b, max_disp, smooth);
 }
 
-at::Tensor warp_forward(const at::Tensor& feat, const at::Tensor& disp, int64_t scale) {
+at::Tensor warp_forward(const at::Tensor& feat, const at::Tensor& disp, int64_t scale,
+                        const c10::optional<at::Tensor>& out) {
   check_features(feat, "feat");
   check_disp(disp, feat, scale);
   const auto d = disp.contiguous();
   // the CPU kernel reads channels-last input as it is (the inference layout)
   const bool nhwc = !feat.is_cuda() && feat.is_contiguous(at::MemoryFormat::ChannelsLast);
   const auto f = nhwc ? feat : feat.contiguous();
+  // the result's layout: the input's (channels-last on the CPU), else NCHW
+  const auto layout = nhwc && !f.is_contiguous() ? at::MemoryFormat::ChannelsLast
+                                                 : at::MemoryFormat::Contiguous;
+  at::Tensor result;
+  if (out) {
+    TORCH_CHECK(out->sizes() == feat.sizes() && out->scalar_type() == feat.scalar_type() &&
+                    out->device() == feat.device(),
+                "out must have feat's shape ", feat.sizes(), ", dtype ", feat.scalar_type(),
+                " and device ", feat.device(), ", got ", out->sizes(), ", ",
+                out->scalar_type(), " on ", out->device());
+    TORCH_CHECK(out->is_contiguous(layout), "out must be contiguous in ",
+                layout == at::MemoryFormat::ChannelsLast ? "channels-last" : "NCHW",
+                " layout (feat's), got strides ", out->strides());
+    const auto overlap = at::get_overlap_status(*out, feat);
+    TORCH_CHECK(overlap != at::MemOverlapStatus::Full &&
+                    overlap != at::MemOverlapStatus::Partial,
+                "out must not share memory with feat (the warp reads feat while writing out)");
+    result = *out;
+  } else {
+    result = at::empty_like(f, layout);
+  }
   if (f.is_cuda()) {
 #ifdef MTU_WITH_CUDA
-    return warp_forward_cuda(f, d, scale);
+    return warp_forward_cuda(f, d, scale, result);
 #else
     no_cuda();
 #endif
   }
-  return warp_forward_cpu(f, d, scale);
+  return warp_forward_cpu(f, d, scale, result);
 }
 
 at::Tensor warp_backward(const at::Tensor& grad_out, const at::Tensor& disp, int64_t scale) {
@@ -148,6 +171,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
   m.attr("WITH_CUDA") = false;
 #endif
+  m.def("cpu_isa", &mtu::mc_isa_cpu,
+        "instruction set of the CPU kernels: 'avx512', 'avx2', 'avx2-nofma' or 'baseline'");
+  m.def("cpu_use_isa", &mtu::mc_use_isa_cpu,
+        "run the CPU kernels with a lesser instruction set: 'best', 'avx2' or 'baseline' "
+        "(process-wide; for tests and benchmarks)", py::arg("isa"));
   m.def("correlation_forward", &mtu::correlation_forward, "cost volume (N, (2D+1)^2, H, W)",
         py::arg("f1"), py::arg("f2"), py::arg("max_displacement"));
   m.def("correlation_backward", &mtu::correlation_backward, "gradients w.r.t. f1 and f2",
@@ -155,8 +183,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("correlation_argmax", &mtu::correlation_argmax,
         "fused correlation + box smoothing + argmax -> int64 (N, 2, H, W) (dx, dy)",
         py::arg("f1"), py::arg("f2"), py::arg("max_displacement"), py::arg("smooth"));
-  m.def("warp_forward", &mtu::warp_forward, "integer displacement warp", py::arg("feat"),
-        py::arg("disp"), py::arg("scale"));
+  m.def("warp_forward", &mtu::warp_forward,
+        "integer displacement warp (into `out` when given: like feat, sharing no memory)",
+        py::arg("feat"), py::arg("disp"), py::arg("scale"), py::arg("out") = py::none());
   m.def("warp_backward", &mtu::warp_backward, "gradient of the warp w.r.t. feat",
         py::arg("grad_out"), py::arg("disp"), py::arg("scale"));
 }

@@ -5,10 +5,15 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <string>
 #include <tuple>
 
 namespace mtu {
 
+// The instruction set of the CPU kernels ("avx512", "avx2", "avx2-nofma" or "baseline"), and
+// the choice of a lesser one ("best", "avx2", "baseline"; for tests, process-wide).
+std::string mc_isa_cpu();
+void mc_use_isa_cpu(const std::string& isa);
 // f1, f2: (N, C, H, W) -> (N, (2D+1)^2, H, W);
 // out[n, (dy+D)*(2D+1) + (dx+D), y, x] = sum_c f1[n,c,y,x] * f2[n,c,y+dy,x+dx] (0 outside).
 at::Tensor correlation_forward_cpu(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp);
@@ -20,8 +25,10 @@ std::tuple<at::Tensor, at::Tensor> correlation_backward_cpu(const at::Tensor& gr
 // Fused correlation + optional smooth x smooth box sum + argmax: int64 (N, 2, H, W) = (dx, dy).
 at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp,
                                   int64_t smooth);
-// feat: (N, C, H, W), disp: int64 (N, 2, h, w) on the grid `scale` times coarser.
-at::Tensor warp_forward_cpu(const at::Tensor& feat, const at::Tensor& disp, int64_t scale);
+// feat: (N, C, H, W), disp: int64 (N, 2, h, w) on the grid `scale` times coarser; the result
+// is written into `out` (like feat, in feat's layout, sharing no memory with it) and returned.
+at::Tensor warp_forward_cpu(const at::Tensor& feat, const at::Tensor& disp, int64_t scale,
+                            const at::Tensor& out);
 at::Tensor warp_backward_cpu(const at::Tensor& grad_out, const at::Tensor& disp, int64_t scale);
 #ifdef MTU_WITH_CUDA
 at::Tensor correlation_forward_cuda(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp);
@@ -31,7 +38,8 @@ std::tuple<at::Tensor, at::Tensor> correlation_backward_cuda(const at::Tensor& g
                                                              int64_t max_disp);
 at::Tensor correlation_argmax_cuda(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp,
                                    int64_t smooth);
-at::Tensor warp_forward_cuda(const at::Tensor& feat, const at::Tensor& disp, int64_t scale);
+at::Tensor warp_forward_cuda(const at::Tensor& feat, const at::Tensor& disp, int64_t scale,
+                             const at::Tensor& out);
 at::Tensor warp_backward_cuda(const at::Tensor& grad_out, const at::Tensor& disp, int64_t scale);
 #endif
 

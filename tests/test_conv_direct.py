@@ -168,6 +168,48 @@ def test_reused_output_buffer():
     assert a.data_ptr() == b.data_ptr() and c.shape == (1, 4, 8, 20)
 
 
+def test_large_outputs_are_recycled_only_when_nothing_holds_them(monkeypatch):
+    """Outputs of RECYCLE_BYTES or more reuse an earlier output of the layer that nothing
+    references any more (no Python reference, no view), else get a fresh tensor."""
+    monkeypatch.setattr(conv_direct, 'RECYCLE_BYTES', 0)
+    layer = nn.Conv2d(4, 4, 3, padding=1)
+    direct = DirectConv2d(layer, relu=False)
+    xs = [torch.randn(1, 4, 8, 16) for _ in range(4)]
+    with torch.inference_mode():
+        a = direct([xs[0]])
+        a_ptr = a.data_ptr()
+        b = direct([xs[1]])  # a is held: a new buffer
+        assert b.data_ptr() != a_ptr
+        view = a[:, :2]
+        del a
+        c = direct([xs[2]])  # a's storage is still seen through a view, b is held
+        c_ptr = c.data_ptr()
+        assert c_ptr not in (a_ptr, b.data_ptr())
+        del view, c
+        d = direct([xs[3]])  # the pool keeps the last two (c, b); c is free now
+        assert d.data_ptr() == c_ptr
+        for x, out in ((xs[1], b), (xs[3], d)):
+            torch.testing.assert_close(out, layer(x), rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize('kind', ['direct', 'winograd', 'transposed'])
+def test_outputs_larger_than_the_cache_are_streamed_exactly(kind):
+    """Outputs over 32 MB are written with non-temporal stores where a whole aligned vector is
+    stored (rows of 1683 floats: both kinds of stores in every row)."""
+    torch.manual_seed(0)
+    if kind == 'transposed':
+        layer, x = nn.ConvTranspose2d(2, 3, 4, 2, 1), torch.rand(1, 2, 840, 842)
+    else:
+        layer, x = nn.Conv2d(2, 3, 3, padding=1), torch.rand(1, 2, 1680, 1683)
+    direct = DirectConv2d(layer, relu=True, winograd=4 if kind == 'winograd' else False)
+    with torch.inference_mode():
+        got = direct([x])
+        ref = torch.relu(layer(x))
+    assert got.numel() * 4 > 32 << 20
+    atol = 1e-5 * ref.abs().max().item() if kind == 'winograd' else 2e-5
+    torch.testing.assert_close(got, ref, rtol=0, atol=atol)
+
+
 def test_bad_inputs_are_named():
     direct = DirectConv2d(nn.Conv2d(6, 4, 3, padding=1), relu=True)
     with torch.inference_mode():

@@ -51,3 +51,30 @@ def test_heads_have_no_parameters_and_build_from_registry():
         assert sum(p.numel() for p in head.parameters()) == 0
     feat = torch.randn(1, 4, 8, 8)
     assert NoneMCHead(8, 4)(None, None, feat)[0] is feat
+
+
+def test_warp_reuses_one_buffer_in_inference_only():
+    """With ``reuse_warp_output`` (the direct inference form) eval-mode warps without autograd
+    write one buffer; training and autograd get fresh, differentiable results."""
+    from mtu_toolkit.ops import uses_extension, warp_by_displacement_reference
+    head = CorrelationMCHead(16, 8).eval()
+    head.reuse_warp_output = True
+    feat = torch.randn(1, 8, 16, 20)
+    motion = torch.randint(-2, 3, (1, 2, 4, 5))
+    with torch.no_grad():
+        a = head.warp(feat, motion)
+        b = head.warp(2 * feat, motion)
+    assert torch.equal(b, warp_by_displacement_reference(2 * feat, motion, 4))
+    assert (a.data_ptr() == b.data_ptr()) == uses_extension(feat)
+    x = feat.clone().requires_grad_()
+    c = head.warp(x, motion)
+    assert c.grad_fn is not None and c.data_ptr() != b.data_ptr()
+    c.sum().backward()
+    assert x.grad is not None
+    with torch.no_grad():
+        d = head.train().warp(feat, motion)
+    assert d.data_ptr() != b.data_ptr()
+    assert torch.equal(d, warp_by_displacement_reference(feat, motion, 4))
+    head.reuse_warp_output = False
+    with torch.no_grad():
+        assert head.eval().warp(feat, motion).data_ptr() != b.data_ptr()

@@ -81,6 +81,9 @@ def test_onnx_export(tmp_path):
     import onnx
     model = tiny()
     step_path, first_path = export_onnx(model, str(tmp_path / 'step.onnx'), H, W)
+    # the export leaves the model in eval mode (in training mode the MC head would take its
+    # materialised-volume path)
+    assert not any(m.training for m in model.modules())
     for p in (step_path, first_path):
         onnx.checker.check_model(onnx.load(p))
     assert osp.basename(first_path) == 'step_first.onnx'

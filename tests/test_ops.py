@@ -15,6 +15,7 @@ import mtu_toolkit.ops as ops
 from mtu_toolkit.ops import (correlation, correlation_argmax, correlation_argmax_reference,
                              correlation_reference, warp_by_displacement,
                              warp_by_displacement_reference)
+from mtu_toolkit.ops.extension import ext
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -226,3 +227,74 @@ def test_missing_extension_falls_back_with_one_warning():
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count('ExtensionFallbackWarning') == 1, proc.stderr
     assert 'MTU_SKIP_EXT is set' in proc.stderr
+
+
+@pytest.fixture
+def each_isa():
+    """The CPU kernels' instruction sets this machine runs (the best one last restored)."""
+    isas = ['best'] + (['avx2'] if ext.cpu_isa() == 'avx512' else []) + ['baseline']
+    yield isas
+    ext.cpu_use_isa('best')
+
+
+# (N, C, H, W, D): vector tiles of 2 and 1 vectors and a masked rest (W = 57), shifts in tiles
+# of 7 (AVX-512) and 6 + 3 (AVX2), a frame taller than a block of rows, a frame narrower than a
+# vector
+ARGMAX_SHAPES = [(1, 8, 20, 57, 10), (2, 6, 11, 23, 3), (1, 5, 9, 5, 2)]
+
+
+@pytest.mark.parametrize('shape', ARGMAX_SHAPES)
+def test_correlation_argmax_agrees_on_every_instruction_set(shape, each_isa):
+    """Every path (AVX-512 and AVX2 with FMA, the portable one) gives the reference's argmax
+    (random features: no near-ties), and says which it is."""
+    n, c, h, w, d = shape
+    f1, f2 = features(n, c, h, w)
+    ref = correlation_argmax_reference(f1, f2, d, 5)
+    results = {}
+    for isa in each_isa:
+        ext.cpu_use_isa(isa)
+        results[isa] = ext.cpu_isa(), correlation_argmax(f1, f2, d, 5)
+        assert torch.equal(results[isa][1], ref), (isa, results[isa][0])
+    # each choice really ran its path
+    assert results['baseline'][0] == 'baseline'
+    assert results.get('avx2', ('avx2',))[0] == 'avx2'
+
+
+def test_mc_isa_choice_rejects_unknown_names():
+    with pytest.raises(RuntimeError, match='isa must be'):
+        ext.cpu_use_isa('sse9')
+
+
+# a frame taller than the forward's row blocks (16 rows), sources far outside (rows and
+# columns), sizes off the cell grid
+def test_warp_forward_blocks_and_far_sources_match_reference():
+    feat = torch.randn(2, 3, 41, 37)
+    disp = torch.randint(-12, 13, (2, 2, 11, 10))
+    disp[0, :, 3] = 0  # a row of cells without motion: runs merge across cells
+    out = warp_by_displacement(feat, disp, 4)
+    assert torch.equal(out, warp_by_displacement_reference(feat, disp, 4))
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_warp_into_out_writes_every_value_of_the_buffer(channels_last):
+    feat = torch.randn(2, 5, 16, 21)
+    disp = torch.randint(-3, 4, (2, 2, 4, 6))
+    if channels_last:
+        feat = feat.contiguous(memory_format=torch.channels_last)
+    out = torch.full_like(feat, float('nan'))  # in feat's layout; any value not written shows
+    got = warp_by_displacement(feat, disp, 4, out=out)
+    assert got is out or got.data_ptr() == out.data_ptr()
+    assert torch.equal(out, warp_by_displacement_reference(feat.contiguous(), disp, 4))
+
+
+def test_warp_out_is_checked():
+    feat = torch.randn(1, 3, 8, 8)
+    disp = torch.zeros(1, 2, 2, 2, dtype=torch.int64)
+    with pytest.raises(RuntimeError, match='share memory'):
+        warp_by_displacement(feat, disp, 4, out=feat)
+    with pytest.raises(RuntimeError, match="feat's shape"):
+        warp_by_displacement(feat, disp, 4, out=torch.empty(1, 3, 8, 9))
+    with pytest.raises(RuntimeError, match='contiguous'):
+        warp_by_displacement(feat, disp, 4, out=torch.empty(1, 3, 8, 16)[..., ::2])
+    with pytest.raises(RuntimeError, match='autograd'):
+        warp_by_displacement(feat.requires_grad_(), disp, 4, out=torch.empty(1, 3, 8, 8))

@@ -3,6 +3,7 @@
     python tools/benchmark.py [--variants MTU1 MTU2 ...] [--size 1280x720] [--device cpu|cuda]
                               [--warmup 3] [--frames 20] [--fp16] [--compile|--eager]
                               [--quality quality.json] [--out-dir work_dirs/benchmark]
+                              [--stages]
 
 Batch 1, real image content, device synchronised before and after every frame, median over
 ``--frames`` frames after ``--warmup``. Prints and writes ``benchmark.md`` and ``benchmark.json``
@@ -13,7 +14,11 @@ variant (CUDA). On the CPU the model timed is the one the tools run: the toolkit
 convolution kernels (with Winograd) where the CPU has AVX-512 or AVX2 (``--eager``: the plain
 PyTorch model; ``--compile``: the concatenation-free network compiled by ``torch.compile``
 during the warm-up).
-MTU2-hp (float16) is skipped on the CPU.
+MTU2-hp (float16) is skipped on the CPU. ``--stages`` (CPU, direct kernels) also profiles one
+frame of each variant and prints its time stage by stage (convolutions by kind, correlation,
+warp, the rest of the motion compensation, glue) against the floor of the multiply-adds each
+stage executes (``mtu_toolkit.analysis.stages``). The peer runtimes (ONNX Runtime, OpenVINO) on
+the toolkit's ONNX export: ``benchmarks/peers_cpu.py``.
 """
 import argparse
 import json
@@ -29,7 +34,8 @@ import torch  # noqa: E402
 
 from mtu_toolkit.apis import InferenceError, init_restorer, parse_device  # noqa: E402
 from mtu_toolkit.analysis.benchmark import (  # noqa: E402
-    VARIANTS, benchmark_restorer, markdown_table, plot_quality_speed)
+    VARIANTS, benchmark_restorer, markdown_table, plot_quality_speed, test_window)
+from mtu_toolkit.analysis.stages import format_stages, frame_stages  # noqa: E402
 from mtu_toolkit.deploy import add_model_arguments, tool_model  # noqa: E402
 from mtu_toolkit.engine.checkpoint import atomic_write_text  # noqa: E402
 from mtu_toolkit.engine.config_loader import add_debug_argument, run_tool  # noqa: E402
@@ -60,6 +66,9 @@ def parse_args(argv=None):
     add_model_arguments(parser, 'time')
     parser.add_argument('--quality', help='JSON {variant: PSNR} for the quality-vs-speed plot')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    parser.add_argument('--stages', action='store_true',
+                        help='CPU, direct kernels: one profiled frame per variant, stage by '
+                        'stage against the executed-multiply-add floor')
     add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.frames < 1 or args.warmup < 0:
@@ -132,6 +141,10 @@ def main(argv=None):
                   f'{res["gflops"]:7.1f} GFLOP  floor {res["floor_ms"]:8.1f} ms '
                   f'(GEMM {res["gemm_gflops"]:.1f} GFLOP/s)  measured/floor '
                   f'{res["ratio"]:.2f}x', flush=True)
+            if args.stages and device.type == 'cpu' and res['model'].startswith('direct'):
+                res['stages'] = frame_stages(fast, test_window(height, width, device))
+                print('\n'.join(f'  {line}' for line in format_stages(res['stages'])),
+                      flush=True)
             del restorer, fast
     except (InferenceError, OSError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)

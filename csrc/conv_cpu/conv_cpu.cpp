@@ -54,7 +54,13 @@ struct ConvArgs {
   int64_t out_batch_stride;
   int64_t in_h, in_w, out_h, out_w, pad, cout, groups;
   bool relu;
+  bool stream;  // non-temporal stores of the output (larger than kStreamBytes)
 };
+
+// Outputs of more bytes than this are written with non-temporal stores: they do not stay in
+// the cache anyway, and normal stores would first read every line they write (the page-sized
+// full-resolution outputs of the network: 96 MB for 26 channels at 720p).
+constexpr int64_t kStreamBytes = int64_t(32) << 20;
 
 #ifdef MTU_X86
 #pragma GCC push_options
@@ -78,6 +84,8 @@ inline Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
 inline Vec set1(float x) { return _mm512_set1_ps(x); }
 // (_mm512_max_ps passes an undefined vector, which GCC 12 warns about as uninitialised)
 inline Vec max(Vec a, Vec b) { return _mm512_mask_max_ps(a, 0xFFFF, a, b); }
+inline bool is_full(Mask m) { return m == 0xFFFF; }
+inline void stream(float* p, Vec v) { _mm512_stream_ps(p, v); }
 inline Mask make_mask(int64_t start, int64_t width) {
   const int64_t lo = start < 0 ? -start : 0, hi = width - start < 16 ? width - start : 16;
   if (hi <= lo) return 0;
@@ -121,6 +129,8 @@ inline Vec sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
 inline Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
 inline Vec set1(float x) { return _mm256_set1_ps(x); }
 inline Vec max(Vec a, Vec b) { return _mm256_max_ps(a, b); }
+inline bool is_full(Mask m) { return _mm256_movemask_ps(_mm256_castsi256_ps(m)) == 0xFF; }
+inline void stream(float* p, Vec v) { _mm256_stream_ps(p, v); }
 inline Mask make_mask(int64_t start, int64_t width) {
   const int64_t clamped = start < -64 ? -64 : (start > width ? width : start);
   const __m256i col = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
@@ -388,6 +398,7 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   a.cout = cout;
   a.groups = groups;
   a.relu = relu;
+  a.stream = result.numel() * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
   // per thread: direct and transposed, one packed strip (Cin * rows * stride sequences of at
   // most 8 vectors + K floats); Winograd, the ring of N rows of M sequences of T + 2 floats,
   // then N^2 * (Cin + CB) * T floats of transformed inputs and products (T tiles a strip). The

@@ -6,7 +6,8 @@
 //   vectors a strip of the transposed conv), zero(), loadu(p), storeu(p, v),
 //   load_masked(m, p), store_masked(m, p, v), bcast(p), set1(x), fma(a, b, acc), add(a, b),
 //   sub(a, b), mul(a, b), max(a, b),
-//   make_mask(start, width) (lanes j with 0 <= start + j < width),
+//   make_mask(start, width) (lanes j with 0 <= start + j < width), is_full(m) (every lane),
+//   stream(p, v) (non-temporal store of a whole vector at an aligned p),
 //   interleave(a, b, lo, hi) (lo = a0 b0 a1 b1 ..., hi the rest),
 //   deinterleave(a, b, even, odd) (even = a0 a2 ... b0 b2 ..., odd = a1 a3 ... b1 b3 ...).
 // No std:: call in here: an inline template instantiated under the target pragma could be the
@@ -16,12 +17,24 @@
 constexpr int kMaxPackVectors = 9;
 
 // Bias, ReLU, residual, masked store of one output vector at element `off` of channel plane.
+// With a.stream, whole aligned vectors bypass the cache (non-temporal stores: the output is
+// larger than the cache, and a normal store would first read every line it writes); the
+// kernels then end with a store fence.
 inline void finish(const ConvArgs& a, Vec r, int64_t co, int64_t n, int64_t off, Mask m) {
   const float no_bias = 0.f;
   r = add(r, bcast(a.bias ? a.bias + co : &no_bias));
   if (a.relu) r = max(r, zero());
   if (a.residual) r = add(r, load_masked(m, a.residual + n * a.residual_batch_stride + off));
-  store_masked(m, a.out + n * a.out_batch_stride + off, r);
+  float* p = a.out + n * a.out_batch_stride + off;
+  if (a.stream && is_full(m) && (reinterpret_cast<uintptr_t>(p) & (V * sizeof(float) - 1)) == 0)
+    stream(p, r);
+  else
+    store_masked(m, p, r);
+}
+
+// The end of a kernel's tasks: its non-temporal stores are ordered before what follows.
+inline void end_stores(const ConvArgs& a) {
+  if (a.stream) _mm_sfence();
 }
 
 // Packs input row iy (zeros outside the image) of every input channel (the inputs in order),
@@ -131,8 +144,9 @@ inline void prefetch_outputs(const ConvArgs& a, int64_t n, int64_t c0, int cb, i
       if (a.residual)
         _mm_prefetch(reinterpret_cast<const char*>(a.residual + n * a.residual_batch_stride + at),
                      _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(a.out + n * a.out_batch_stride + at),
-                   _MM_HINT_T0);
+      if (!a.stream)  // (streamed lines are written without being read)
+        _mm_prefetch(reinterpret_cast<const char*>(a.out + n * a.out_batch_stride + at),
+                     _MM_HINT_T0);
     }
   }
 }
@@ -204,6 +218,7 @@ void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
       }
     }
   }
+  end_stores(a);
 }
 
 // Transposed convolution 4x4, stride 2, padding 1 (exact x2 upsampling). Output row
@@ -271,6 +286,7 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
       }
     }
   }
+  end_stores(a);
 }
 
 // Winograd F(M x M, R x R) transforms in one dimension (Lavin & Gray, "Fast Algorithms for
@@ -418,6 +434,7 @@ void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   const int64_t OH = a.out_h, OW = a.out_w, TH = (OH + M - 1) / M, TW = (OW + M - 1) / M;
   float* const vbuf = buf + N * cin * CHUNK;
   float* const mbuf = vbuf + N * N * cin * T;
+  alignas(64) float scratch[N * N * V];  // the input transform's row pass
   for (int64_t t0 = 0; t0 < TW; t0 += T) {
     const int64_t cstart = M * t0 - a.pad;
     Mask mask[M * NV];
@@ -427,25 +444,28 @@ void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
       const int64_t n = t / TH, ty = t % TH, top = M * ty - a.pad;
       int64_t slot[N];
       ring.advance(a, n, top, N, M, cstart, L, buf, slot);
-      // input transform: vbuf[xi][ci] = (B^T d B)[xi] for the strip's tiles
+      // input transform: vbuf[xi][ci] = (B^T d B)[xi] for the strip's tiles, the rows' B^T
+      // through a small scratch (L1) rather than N^2 vectors in registers (64 for N = 8: the
+      // compiler spilled them), then the columns'
       const float* channel = buf;
       for (int64_t ci = 0; ci < cin; ++ci, channel += N * CHUNK) {
 #pragma GCC unroll 1
         for (int v = 0; v < NV; ++v) {
-          Vec r[N][N];
 #pragma GCC unroll 8
           for (int i = 0; i < N; ++i) {
             const float* row = channel + slot[i] + v * V;
-            Vec d[N];
+            Vec d[N], r[N];
 #pragma GCC unroll 8
             for (int j = 0; j < N; ++j) d[j] = loadu(row + (j % M) * L + j / M);
-            In::input(d, r[i]);
+            In::input(d, r);
+#pragma GCC unroll 8
+            for (int j = 0; j < N; ++j) storeu(scratch + (i * N + j) * V, r[j]);
           }
 #pragma GCC unroll 8
           for (int j = 0; j < N; ++j) {
             Vec col[N], out[N];
 #pragma GCC unroll 8
-            for (int i = 0; i < N; ++i) col[i] = r[i][j];
+            for (int i = 0; i < N; ++i) col[i] = loadu(scratch + (i * N + j) * V);
             In::input(col, out);
 #pragma GCC unroll 8
             for (int i = 0; i < N; ++i) storeu(vbuf + ((i * N + j) * cin + ci) * T + v * V, out[i]);
@@ -520,4 +540,5 @@ void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
       }
     }
   }
+  end_stores(a);
 }

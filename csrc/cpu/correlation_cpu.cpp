@@ -5,20 +5,42 @@
 // (contiguous pixels of a row), written with SIMD vector types: 16-byte vectors for the x86-64
 // baseline and 32-byte ones in AVX2 clones chosen at run time, so no -march=native is needed.
 // Sums never get reassociated (no -ffast-math, no FMA contraction): each value accumulates in a
-// fixed order, identical on every path and thread count. Work is split with at::parallel_for
-// over (image, row) units that each write their own output rows only: no atomics, and the only
-// buffers are a padded copy of the rows in use (no per-shift temporaries).
+// fixed order, identical on every path and thread count. The fused argmax (float32) runs
+// fused multiply-adds where the CPU has them (AVX-512F, or AVX2 + FMA; correlation_fma.h):
+// the same order, one rounding per term instead of two, identical on both instruction sets
+// and every thread count (other CPUs run the separate multiply and add). Work is split with
+// at::parallel_for over (image, row) units (the argmax: blocks of rows) that each write their
+// own output rows only: no atomics, and the only buffers are padded copies of the rows in use
+// (no per-shift temporaries).
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "../common/cpu_features.h"
 #include "../mtu_ops.h"
 
+#ifdef MTU_X86
+#include <immintrin.h>
+#endif
+
 namespace mtu {
 namespace {
+
+// The instruction set the kernels use: the best this CPU has, unless mc_use_isa_cpu chose a
+// lesser one (the tests run every path on one machine this way).
+std::string& isa_choice() {
+  static std::string isa = "best";
+  return isa;
+}
+
+bool use_avx512() {
+  return cpu::has_avx512f() && cpu::has_avx2_fma() && isa_choice() == "best";
+}
+bool use_avx2() { return cpu::has_avx2() && isa_choice() != "baseline"; }
+bool use_avx2_fma() { return cpu::has_avx2_fma() && isa_choice() != "baseline"; }
 
 // Copy the C rows (stride hw) starting at `src` into `dst` (C rows of w + 2d), with d zeros
 // either side: every shift dx in [-d, d] then reads a full row, the zeros standing for the
@@ -132,7 +154,7 @@ template <typename T>
 void correlate_row(const T* a, const T* bp, T* const* out, int64_t channels, int64_t hw, int64_t w,
                    int64_t d) {
 #ifdef MTU_X86
-  if (cpu::has_avx2()) return correlate_row_avx2(a, bp, out, channels, hw, w, d);
+  if (use_avx2()) return correlate_row_avx2(a, bp, out, channels, hw, w, d);
 #endif
   correlate_row_baseline(a, bp, out, channels, hw, w, d);
 }
@@ -193,7 +215,7 @@ void grad_row_baseline(const T* const* g, const T* f, const int64_t* off, int64_
   grad_row_impl<T, 16>(g, f, off, side, fs, dst, channels, hw, w);
 }
 
-#ifdef MTU_HAVE_AVX2_PATH
+#ifdef MTU_X86
 template <typename T>
 __attribute__((target("avx2"))) void grad_row_avx2(const T* const* g, const T* f,
                                                    const int64_t* off, int64_t side, int64_t fs,
@@ -206,8 +228,8 @@ __attribute__((target("avx2"))) void grad_row_avx2(const T* const* g, const T* f
 template <typename T>
 void grad_row(const T* const* g, const T* f, const int64_t* off, int64_t side, int64_t fs,
               T* dst, int64_t channels, int64_t hw, int64_t w) {
-#ifdef MTU_HAVE_AVX2_PATH
-  if (cpu_has_avx2()) return grad_row_avx2(g, f, off, side, fs, dst, channels, hw, w);
+#ifdef MTU_X86
+  if (use_avx2()) return grad_row_avx2(g, f, off, side, fs, dst, channels, hw, w);
 #endif
   grad_row_baseline(g, f, off, side, fs, dst, channels, hw, w);
 }
@@ -280,18 +302,190 @@ void correlation_backward_kernel(const T* g, const T* f1, const T* f2, T* g1, T*
   });
 }
 
-// Fused argmax. One task = one block of output rows [y0, y1) of one image. For each dy the task
-// walks down the rows keeping a ring of the last `smooth` correlation rows for all 2D+1 dx
-// (so each correlation row is computed once per task), box-sums them in double (the sum of
-// <= smooth^2 float values is then exact in practice, making ties and near-ties independent
-// of summation order), and keeps the best shift per pixel. Shifts are visited in increasing
-// channel index and only a strictly larger value replaces the best, so ties go to the lowest
-// index, as torch.argmax does.
+#ifdef MTU_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,fma")
+namespace corr_avx512 {
+// 16 lanes; 7 shifts x 2 vectors of accumulators (21 = 3 x 7 shifts for D = 10)
+using Vec = __m512;
+using Mask = __mmask16;
+constexpr int kLanes = 16, kMaxShifts = 7;
+inline Vec zero() { return _mm512_setzero_ps(); }
+inline Vec loadu(const float* p) { return _mm512_loadu_ps(p); }
+inline void storeu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+inline Vec load_masked(Mask m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+inline void store_masked(Mask m, float* p, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
+inline Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+inline Mask make_mask(int64_t n) { return static_cast<Mask>((1u << n) - 1u); }
+// the vector J lanes on from lo: lo[J..15], hi[0..J-1]
+template <int J>
+inline Vec alignr(Vec hi, Vec lo) {
+  return _mm512_castsi512_ps(
+      _mm512_alignr_epi32(_mm512_castps_si512(hi), _mm512_castps_si512(lo), J));
+}
+#define MTU_FMA_SHUFFLE 1
+#include "correlation_fma.h"
+#undef MTU_FMA_SHUFFLE
+}  // namespace corr_avx512
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace corr_avx2 {
+// 8 lanes; 6 shifts x 2 vectors of accumulators + 2 inputs + a load of 16 registers
+using Vec = __m256;
+using Mask = __m256i;
+constexpr int kLanes = 8, kMaxShifts = 6;
+inline Vec zero() { return _mm256_setzero_ps(); }
+inline Vec loadu(const float* p) { return _mm256_loadu_ps(p); }
+inline void storeu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+inline Vec load_masked(Mask m, const float* p) { return _mm256_maskload_ps(p, m); }
+inline void store_masked(Mask m, float* p, Vec v) { _mm256_maskstore_ps(p, m, v); }
+inline Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline Mask make_mask(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+#define MTU_FMA_SHUFFLE 0  // (no lane shift across the two halves of a vector in AVX2)
+#include "correlation_fma.h"
+#undef MTU_FMA_SHUFFLE
+}  // namespace corr_avx2
+#pragma GCC pop_options
+#endif  // MTU_X86
+
+// The correlation rows of the fused argmax: FMA kernels for float32 where the CPU has them.
+template <typename T>
+using CorrelateRowFn = void (*)(const T*, const T*, T* const*, int64_t, int64_t, int64_t,
+                                int64_t);
+
+template <typename T>
+CorrelateRowFn<T> argmax_correlate_row() {
+  return correlate_row<T>;
+}
+
+template <>
+CorrelateRowFn<float> argmax_correlate_row<float>() {
+#ifdef MTU_X86
+  if (use_avx512()) return corr_avx512::correlate_row_fma;
+  if (use_avx2_fma()) return corr_avx2::correlate_row_fma;
+#endif
+  return correlate_row<float>;
+}
+
+// One output row of the fused argmax, for every horizontal shift dxi of one vertical shift:
+// the running vertical box sums (vsum, per dxi a row of r zeros, w sums, r zeros) lose the row
+// `drop` and gain the row `add` (either may be null), are summed horizontally, and the best
+// shift so far (bv, bi) is kept. All in double (see correlation_argmax_kernel). Two passes a
+// row: the vertical update, then the horizontal sum and the comparison in registers (R: the
+// box radius, a compile-time constant for the usual sizes, -1 for any).
+template <int R, typename T>
+__attribute__((always_inline)) inline void smooth_argmax_row_impl(
+    double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
+    int64_t dyi, int64_t r_any, int64_t w, double* __restrict__ bv, int32_t* __restrict__ bi) {
+  const int64_t r = R >= 0 ? R : r_any;
+  for (int64_t dxi = 0; dxi < side; ++dxi) {
+    double* __restrict__ v = vsum + dxi * vstride + r;
+    if (drop != nullptr && add != nullptr) {
+      const T* __restrict__ o = drop[dxi];
+      const T* __restrict__ n = add[dxi];
+      for (int64_t x = 0; x < w; ++x)
+        v[x] = (v[x] - static_cast<double>(o[x])) + static_cast<double>(n[x]);
+    } else if (drop != nullptr) {
+      const T* __restrict__ o = drop[dxi];
+      for (int64_t x = 0; x < w; ++x) v[x] -= static_cast<double>(o[x]);
+    } else if (add != nullptr) {
+      const T* __restrict__ n = add[dxi];
+      for (int64_t x = 0; x < w; ++x) v[x] += static_cast<double>(n[x]);
+    }
+    // horizontal sum (in order); the r zeros either side of each row are the zero padding
+    const double* __restrict__ vp = v - r;
+    const int32_t idx = static_cast<int32_t>(dyi * side + dxi);
+    for (int64_t x = 0; x < w; ++x) {
+      double s = vp[x];
+      if constexpr (R >= 0) {
+#pragma GCC unroll 8
+        for (int u = 1; u <= 2 * R; ++u) s += vp[x + u];
+      } else {
+        for (int64_t u = 1; u <= 2 * r; ++u) s += vp[x + u];
+      }
+      const bool better = idx == 0 || s > bv[x];
+      bv[x] = better ? s : bv[x];
+      bi[x] = better ? idx : bi[x];
+    }
+  }
+}
+
+template <typename T>
+__attribute__((always_inline)) inline void smooth_argmax_row_dispatch(
+    double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
+    int64_t dyi, int64_t r, int64_t w, double* bv, int32_t* bi) {
+  switch (r) {
+    case 0:
+      return smooth_argmax_row_impl<0, T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+    case 1:
+      return smooth_argmax_row_impl<1, T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+    case 2:
+      return smooth_argmax_row_impl<2, T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+    default:
+      return smooth_argmax_row_impl<-1, T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+  }
+}
+
+template <typename T>
+using SmoothRowFn = void (*)(double*, int64_t, const T* const*, const T* const*, int64_t,
+                             int64_t, int64_t, int64_t, double*, int32_t*);
+
+template <typename T>
+void smooth_argmax_row_baseline(double* vsum, int64_t vstride, const T* const* drop,
+                                const T* const* add, int64_t side, int64_t dyi, int64_t r,
+                                int64_t w, double* bv, int32_t* bi) {
+  smooth_argmax_row_dispatch<T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+}
+
+#ifdef MTU_X86
+template <typename T>
+__attribute__((target("avx2"))) void smooth_argmax_row_avx2(
+    double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
+    int64_t dyi, int64_t r, int64_t w, double* bv, int32_t* bi) {
+  smooth_argmax_row_dispatch<T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+}
+
+template <typename T>
+__attribute__((target("avx512f"))) void smooth_argmax_row_avx512(
+    double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
+    int64_t dyi, int64_t r, int64_t w, double* bv, int32_t* bi) {
+  smooth_argmax_row_dispatch<T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+}
+#endif
+
+// (separate adds and compares per lane: the results do not depend on the vector width)
+template <typename T>
+SmoothRowFn<T> smooth_argmax_row() {
+#ifdef MTU_X86
+  if (use_avx512()) return smooth_argmax_row_avx512<T>;
+  if (use_avx2()) return smooth_argmax_row_avx2<T>;
+#endif
+  return smooth_argmax_row_baseline<T>;
+}
+
+// Fused argmax. One task = one block of output rows [y0, y1) of one image. The f2 rows the task
+// reads are padded once (a band of rows). For each dy the task walks down the rows keeping a
+// ring of the last `smooth` + 1 correlation rows for all 2D+1 dx (each correlation row is
+// computed once per task) and running vertical box sums of them in double: the sum of
+// <= smooth^2 float values, each added and later subtracted once, is then exact in practice,
+// making ties and near-ties independent of summation order and of where a block starts. The
+// best shift per pixel is kept; shifts are visited in increasing channel index and only a
+// strictly larger value replaces the best, so ties go to the lowest index, as torch.argmax
+// does.
 template <typename T>
 void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t n, int64_t c,
                                int64_t h, int64_t w, int64_t d, int64_t smooth) {
-  const int64_t side = 2 * d + 1, hw = h * w;
-  const int64_t r = smooth > 1 ? smooth / 2 : 0, ring = 2 * r + 1;
+  const int64_t side = 2 * d + 1, hw = h * w, wp = w + 2 * d;
+  const int64_t r = smooth > 1 ? smooth / 2 : 0;
+  // the rows in the box and the one leaving it
+  const int64_t ring = 2 * r + 2, vstride = w + 2 * r;
+  const CorrelateRowFn<T> correlate = argmax_correlate_row<T>();
+  const SmoothRowFn<T> smooth_row = smooth_argmax_row<T>();
   // Enough row blocks to keep every thread busy; blocks of >= 8 rows keep the 2r halo rows
   // that neighbouring blocks both compute a small fraction of the work.
   const int64_t threads = at::get_num_threads();
@@ -301,59 +495,73 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
   const int64_t blocks = (h + block_rows - 1) / block_rows;
 
   at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> ring_buf(side * ring * w), padded(c * (w + 2 * d));
+    std::vector<T> ring_buf(side * ring * w), band, f1rows;
     std::vector<T*> rows(side);
-    std::vector<double> vsum(w + 2 * r, 0.0), hsum(w);
+    std::vector<const T*> drop(side), add(side);
+    std::vector<double> vsum(side * vstride, 0.0);
     std::vector<double> best_val(block_rows * w);
     std::vector<int32_t> best_idx(block_rows * w);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / blocks, y0 = (task % blocks) * block_rows;
       const int64_t y1 = std::min(h, y0 + block_rows);
       const T* f1img = f1 + b * c * hw;
-      const T* f2img = f2 + b * c * hw;
+      // the f2 rows of every correlation row of the task (rows y0 - r .. y1 - 1 + r, shifted
+      // by -d .. d), each padded by d zeros either side once: C rows of wp per image row
+      const int64_t band_lo = std::max<int64_t>(0, y0 - r - d);
+      const int64_t band_hi = std::min<int64_t>(h, y1 + r + d);
+      // (+ a vector: the FMA kernels load up to 16 floats past a row's last shift)
+      band.resize((band_hi - band_lo) * c * wp + 16);
+      for (int64_t row = band_lo; row < band_hi; ++row)
+        pad_rows(f2 + b * c * hw + row * w, band.data() + (row - band_lo) * c * wp, c, hw, w, d);
+      // and the f1 rows of the correlation rows, each row's C channels contiguous: a strip
+      // then reads ~20 pages, not one per channel plane (which thrash the TLB)
+      const int64_t rows_lo = std::max<int64_t>(0, y0 - r);
+      const int64_t rows_hi = std::min<int64_t>(h, y1 + r);
+      f1rows.resize((rows_hi - rows_lo) * c * w);
+      for (int64_t row = rows_lo; row < rows_hi; ++row)
+        for (int64_t ci = 0; ci < c; ++ci)
+          std::copy(f1img + ci * hw + row * w, f1img + ci * hw + row * w + w,
+                    f1rows.data() + ((row - rows_lo) * c + ci) * w);
+      auto slot = [&](int64_t dxi, int64_t row) {
+        return ring_buf.data() + (dxi * ring + row % ring) * w;
+      };
       for (int64_t dyi = 0; dyi < side; ++dyi) {
         const int64_t dy = dyi - d;
-        int64_t next = std::max<int64_t>(0, y0 - r);  // next correlation row to compute
-        for (int64_t y = y0; y < y1; ++y) {
-          const int64_t lo = std::max<int64_t>(0, y - r), hi = std::min<int64_t>(h - 1, y + r);
-          for (; next <= hi; ++next) {
+        // correlation row `row` of this dy, all dx, into its ring slot (zero outside the frame)
+        auto compute = [&](int64_t row) {
+          for (int64_t dxi = 0; dxi < side; ++dxi) rows[dxi] = slot(dxi, row);
+          if (row + dy < 0 || row + dy >= h) {
             for (int64_t dxi = 0; dxi < side; ++dxi)
-              rows[dxi] = ring_buf.data() + (dxi * ring + next % ring) * w;
-            if (next + dy < 0 || next + dy >= h) {
-              for (int64_t dxi = 0; dxi < side; ++dxi) std::fill(rows[dxi], rows[dxi] + w, T(0));
-              continue;
-            }
-            pad_rows(f2img + (next + dy) * w, padded.data(), c, hw, w, d);
-            correlate_row(f1img + next * w, padded.data(), rows.data(), c, hw, w, d);
+              for (int64_t x = 0; x < w; ++x) rows[dxi][x] = T(0);
+            return;
           }
-          double* bv = best_val.data() + (y - y0) * w;
-          int32_t* bi = best_idx.data() + (y - y0) * w;
+          correlate(f1rows.data() + (row - rows_lo) * c * w,
+                    band.data() + (row + dy - band_lo) * c * wp, rows.data(), c, w, w, d);
+        };
+        // the box of row y0: rows first..last inside the frame, summed in order
+        const int64_t first = std::max<int64_t>(0, y0 - r);
+        const int64_t last = std::min<int64_t>(h - 1, y0 + r);
+        std::fill(vsum.begin(), vsum.end(), 0.0);
+        for (int64_t row = first; row <= last; ++row) {
+          compute(row);
           for (int64_t dxi = 0; dxi < side; ++dxi) {
-            // vertical sum over the rows inside the frame (zero padding), into vsum[r : r+w)
-            double* __restrict__ v = vsum.data() + r;
-            std::fill(v, v + w, 0.0);
-            for (int64_t yy = lo; yy <= hi; ++yy) {
-              const T* __restrict__ row = ring_buf.data() + (dxi * ring + yy % ring) * w;
-              for (int64_t x = 0; x < w; ++x) v[x] += static_cast<double>(row[x]);
-            }
-            // horizontal sum; vsum's r zeros either side are the zero padding
-            double* __restrict__ s = hsum.data();
-            const double* __restrict__ vp = vsum.data();
-            std::fill(s, s + w, 0.0);
-            for (int64_t u = 0; u < ring; ++u)
-              for (int64_t x = 0; x < w; ++x) s[x] += vp[x + u];
-            const int32_t idx = static_cast<int32_t>(dyi * side + dxi);
-            if (idx == 0) {
-              std::copy(s, s + w, bv);
-              std::fill(bi, bi + w, 0);
-              continue;
-            }
-            for (int64_t x = 0; x < w; ++x) {
-              const bool better = s[x] > bv[x];
-              bv[x] = better ? s[x] : bv[x];
-              bi[x] = better ? idx : bi[x];
-            }
+            double* v = vsum.data() + dxi * vstride + r;
+            const T* src = slot(dxi, row);
+            for (int64_t x = 0; x < w; ++x) v[x] += static_cast<double>(src[x]);
           }
+        }
+        for (int64_t y = y0; y < y1; ++y) {
+          // one row down: row y + r enters the box (if inside), row y - r - 1 leaves it
+          const bool enters = y > y0 && y + r <= h - 1, leaves = y > y0 && y - r - 1 >= 0;
+          if (enters) {
+            compute(y + r);
+            for (int64_t dxi = 0; dxi < side; ++dxi) add[dxi] = slot(dxi, y + r);
+          }
+          if (leaves)
+            for (int64_t dxi = 0; dxi < side; ++dxi) drop[dxi] = slot(dxi, y - r - 1);
+          smooth_row(vsum.data(), vstride, leaves ? drop.data() : nullptr,
+                     enters ? add.data() : nullptr, side, dyi, r, w,
+                     best_val.data() + (y - y0) * w, best_idx.data() + (y - y0) * w);
         }
       }
       int64_t* out_dx = disp + b * 2 * hw;
@@ -369,6 +577,19 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
 }
 
 }  // namespace
+
+std::string mc_isa_cpu() {
+  if (use_avx512()) return "avx512";
+  if (use_avx2_fma()) return "avx2";
+  return use_avx2() ? "avx2-nofma" : "baseline";
+}
+
+void mc_use_isa_cpu(const std::string& isa) {
+  TORCH_CHECK(isa == "best" || isa == "avx2" || isa == "baseline",
+              "isa must be \"best\", \"avx2\" or \"baseline\", got \"", isa, "\"");
+  TORCH_CHECK(isa != "avx2" || cpu::has_avx2(), "this CPU has no AVX2");
+  isa_choice() = isa;
+}
 
 at::Tensor correlation_forward_cpu(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp) {
   const int64_t n = f1.size(0), c = f1.size(1), h = f1.size(2), w = f1.size(3);

@@ -9,10 +9,10 @@ namespace mtu {
 using cuda::blocks_for;
 using cuda::kThreads;
 
-at::Tensor warp_forward_cuda(const at::Tensor& feat, const at::Tensor& disp, int64_t scale) {
+at::Tensor warp_forward_cuda(const at::Tensor& feat, const at::Tensor& disp, int64_t scale,
+                             const at::Tensor& out) {
   const c10::cuda::CUDAGuard guard(feat.device());
   const int64_t n = feat.size(0), c = feat.size(1), h = feat.size(2), w = feat.size(3);
-  auto out = at::empty_like(feat);
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, feat.scalar_type(),
                                   "mtu_warp_forward_cuda", [&] {

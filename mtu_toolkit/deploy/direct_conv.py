@@ -15,6 +15,9 @@ the kernels do not apply (no engine, another CPU, layer, dtype or device, or aut
 runs :func:`conv2d_direct_reference`, the same computation in PyTorch. It is the ``kernel`` the
 direct inference form installs on the network's layers (:func:`~mtu_toolkit.deploy.to_direct`).
 """
+import math
+import sys
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -57,6 +60,37 @@ def _plane_contiguous(t):
     if t.stride(3) == 1 and t.stride(2) == w and t.stride(1) == h * w:
         return t
     return t.contiguous()
+
+
+#: Outputs of this many bytes or more (not written into a reused buffer) are recycled: an
+#: earlier output of the layer that nothing references any more is written again rather than a
+#: fresh tensor allocated. The C library returns allocations this large to the system when
+#: they are freed, so a fresh one page-faults on every first touch (~20 ms for 96 MB here); the
+#: smaller ones it recycles itself.
+RECYCLE_BYTES = 32 << 20
+
+
+def _unreferenced(pool, i):
+    """Whether ``pool[i]`` is referenced by ``pool`` alone: no other Python reference to the
+    tensor and no other tensor (a view) on its storage. False where torch cannot say."""
+    try:
+        # the list, getrefcount's argument; the tensor's and the temporary wrapper's storage refs
+        return (sys.getrefcount(pool[i]) == 2
+                and torch._C._storage_Use_Count(pool[i].untyped_storage()._cdata) == _LONE_USES)
+    except AttributeError:  # a torch without the (private) storage use count: never reuse
+        return False
+
+
+def _storage_uses():
+    """The storage use count of a tensor referenced once, as _unreferenced reads it."""
+    t = torch.empty(1)
+    try:
+        return torch._C._storage_Use_Count(t.untyped_storage()._cdata)
+    except AttributeError:
+        return -1
+
+
+_LONE_USES = _storage_uses()
 
 
 #: Winograd by default where the input or the output has this many channels (its input
@@ -133,6 +167,7 @@ class DirectConv2d(nn.Module):
         self.relu = relu
         self.reuse_output = reuse_output
         self._buffer = None
+        self._recycle = []  # earlier outputs of RECYCLE_BYTES or more (_recycled_buffer)
         self._sum = None  # the sum of the inputs (sum_inputs)
         self.transposed = isinstance(conv, nn.ConvTranspose2d)
         self.out_channels = conv.out_channels
@@ -168,8 +203,12 @@ class DirectConv2d(nn.Module):
             return result if out is None else out.copy_(result)
         inputs = [_plane_contiguous(t) for t in inputs]
         residual = None if residual is None else _plane_contiguous(residual)
-        if out is None and self.reuse_output:
-            out = self._reused_buffer(inputs[0])
+        if out is None:
+            shape = self._output_shape(inputs[0])
+            if self.reuse_output:
+                out = self._reused_buffer(inputs[0], shape)
+            elif math.prod(shape) * inputs[0].element_size() >= RECYCLE_BYTES:
+                out = self._recycled_buffer(inputs[0], shape)
         # named in torch.profiler's traces (a pybind call is invisible to it otherwise)
         with torch.profiler.record_function(self.profile_name):
             return conv_ext.conv_direct(inputs, self.packed, self.bias, residual, self.out_channels,
@@ -188,15 +227,29 @@ class DirectConv2d(nn.Module):
             self._sum.add_(x)
         return self._sum
 
-    def _reused_buffer(self, x):
+    def _output_shape(self, x):
         n, _, h, w = x.shape
         k = self.weight.shape[-1]
-        shape = (n, self.out_channels) + tuple(
+        return (n, self.out_channels) + tuple(
             conv_ext.conv_direct_output_size(size, k, self.stride, self.padding, self.transposed)
             for size in (h, w))
+
+    def _reused_buffer(self, x, shape):
         if self._buffer is None or self._buffer.shape != shape:
             self._buffer = torch.empty(shape, dtype=x.dtype, device=x.device)
         return self._buffer
+
+    def _recycled_buffer(self, x, shape):
+        """A buffer for an output that may outlive the call (e.g. the recurrent state): one of
+        this layer's earlier outputs that nothing references any more, else a fresh one (the
+        last two are kept for this)."""
+        pool = self._recycle
+        for i in range(len(pool)):  # (indexing: a loop variable would be one more reference)
+            if pool[i].shape == shape and pool[i].dtype == x.dtype and _unreferenced(pool, i):
+                return pool[i]
+        buf = torch.empty(shape, dtype=x.dtype, device=x.device)
+        self._recycle = ([buf] + self._recycle)[:2]
+        return buf
 
     def _reference(self, inputs, residual):
         if self.reference_layer is not None:

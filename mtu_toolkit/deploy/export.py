@@ -40,8 +40,12 @@ class FrameStep(nn.Module):
 
     def __init__(self, restorer):
         super().__init__()
-        self.restorer = restorer.eval()
+        self.restorer = restorer
         self.num_matching = restorer.backbone.num_matching
+        # in eval mode itself: torch.onnx.export puts the exported module back into the mode
+        # it found it in, recursively, and a wrapper left in training mode would leave the
+        # restorer there too
+        self.eval()
 
     def _step(self, window, state):
         out, state = self.restorer.restore_frame(window, state)
@@ -63,6 +67,7 @@ class _First(nn.Module):
     def __init__(self, step):
         super().__init__()
         self.step = step
+        self.eval()  # (see FrameStep)
 
     def forward(self, window):
         return self.step.first(window)

@@ -38,13 +38,17 @@ def to_direct(net, winograd='auto'):
     own) on the direct CPU kernels, in place. ``winograd``: see
     :class:`~mtu_toolkit.deploy.direct_conv.DirectConv2d`. Returns ``net``.
 
-    The layers listed by ``net.transient_layers()`` write into the same buffer every frame, so
-    one converted network must not run frames from several threads at once.
+    The layers listed by ``net.transient_layers()`` write into the same buffer every frame, and
+    so does the MC head's warp where the head can (``reuse_warp_output``), so one converted
+    network must not run frames from several threads at once.
     """
     transient = {id(layer) for layer in net.transient_layers()}
     for layer in fused_layers(net.inference_layers()):
         layer.set_kernel(DirectConv2d(layer.conv, layer.relu, winograd=winograd,
                                       reuse_output=id(layer) in transient))
+    head = getattr(net, 'mc_head', None)
+    if hasattr(head, 'reuse_warp_output'):
+        head.reuse_warp_output = True
     return net
 
 

@@ -13,10 +13,15 @@ twins are plain PyTorch, so a model built on these ops exports as it is.
 """
 import torch
 from torch.autograd.function import once_differentiable
+from torch.profiler import record_function
 
 from .extension import EXT_AVAILABLE, EXT_WITH_CUDA, ext
 from .reference import (correlation_argmax_reference, correlation_reference,
                         warp_by_displacement_reference)
+
+#: the profiler ranges of the compiled argmax and warp (``mtu_toolkit.analysis.stages``)
+ARGMAX_RANGE = 'mtu::correlation_argmax'
+WARP_RANGE = 'mtu::warp'
 
 _CPU_DTYPES = (torch.float32, torch.float64)
 _CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -120,12 +125,13 @@ def correlation_argmax(f1, f2, max_displacement, smooth=5):
     if smooth > 1 and smooth % 2 == 0:
         raise ValueError(f'smooth must be odd (or None/0/1 for no smoothing), got {smooth}')
     if uses_extension(f1):
-        with torch.no_grad():
+        # named in torch.profiler's traces (a pybind call is invisible to it otherwise)
+        with torch.no_grad(), record_function(ARGMAX_RANGE):
             return ext.correlation_argmax(f1, f2, d, smooth)
     return correlation_argmax_reference(f1, f2, d, smooth)
 
 
-def warp_by_displacement(feat, disp, scale):
+def warp_by_displacement(feat, disp, scale, out=None):
     """Gather ``feat`` at integer displacements given on a grid ``scale`` times coarser.
 
     Args:
@@ -133,15 +139,27 @@ def warp_by_displacement(feat, disp, scale):
         disp (Tensor): integer (N, 2, h, w) displacement (dx, dy) in coarse-grid units, with
             ``h >= ceil(H / scale)`` and ``w >= ceil(W / scale)``.
         scale (int): ratio of the fine to the coarse grid (4 in the MTU network).
+        out (Tensor | None): where to write the result (inference only, like ``out=`` of torch
+            functions: no autograd): ``feat``'s shape, dtype and device, contiguous in its
+            layout (NCHW, or channels-last for a channels-last ``feat`` on the CPU), sharing no
+            memory with ``feat``. Reusing one spares the page faults of a fresh full-resolution
+            tensor every frame.
 
     Returns:
         Tensor: (N, C, H, W), ``out[n,c,y,x] = feat[n,c,y+scale*dy,x+scale*dx]`` with (dx, dy) read
         at ``(y//scale, x//scale)``; zero where the source is outside the frame. Differentiable
-        w.r.t. ``feat``.
+        w.r.t. ``feat`` (without ``out``). ``out`` itself when given.
     """
     scale = int(scale)
     if scale < 1:
         raise ValueError(f'scale must be a positive integer, got {scale}')
+    if out is not None and torch.is_grad_enabled() and feat.requires_grad:
+        raise RuntimeError('warp_by_displacement(out=...) does not support autograd (feat '
+                           'requires grad); call it without out, or under torch.no_grad()')
     if uses_extension(feat):
-        return WarpFunction.apply(feat, disp.long(), scale)
-    return warp_by_displacement_reference(feat, disp, scale)
+        with record_function(WARP_RANGE):
+            if out is not None:
+                return ext.warp_forward(feat, disp.long(), scale, out)
+            return WarpFunction.apply(feat, disp.long(), scale)
+    result = warp_by_displacement_reference(feat, disp, scale)
+    return result if out is None else out.copy_(result)

@@ -1,8 +1,9 @@
 """The paper's lightweight MC head: cosine cost volume, argmax, integer warp (Sec. 3.4,
 App. A.1)."""
+import torch
 import torch.nn.functional as F
 
-from ...ops import (correlation, correlation_argmax, smooth_cost_volume,
+from ...ops import (correlation, correlation_argmax, smooth_cost_volume, uses_extension,
                     volume_argmax_to_displacement, warp_by_displacement)
 from ...registry import MODELS
 from .base import BaseMCHead
@@ -20,6 +21,12 @@ class CorrelationMCHead(BaseMCHead):
     In training the volume is materialised (the motion loss needs it as logits); in eval mode
     the fused ``correlation_argmax`` op finds the same argmax without materialising it.
 
+    ``reuse_warp_output`` (attribute, default False; the direct inference form of
+    :func:`~mtu_toolkit.deploy.to_direct` sets it): in eval mode without autograd, warp into one
+    buffer reused from call to call (a full-resolution feature, ~100 MB at 720p, whose fresh
+    allocation costs page faults every frame). The result is then valid until the next warp:
+    the network reads it within the frame; one head must not warp from several threads at once.
+
     Args:
         motion_channels (int): channels of the motion features (2ch).
         feat_channels (int): channels of the feature to warp (ch).
@@ -33,6 +40,8 @@ class CorrelationMCHead(BaseMCHead):
         super().__init__(motion_channels, feat_channels)
         self.max_displacement = int(max_displacement)
         self.smooth = int(smooth)
+        self.reuse_warp_output = False
+        self._warp_buffer = None
 
     def estimate(self, cur, prev):
         """cur, prev: (N, 2ch, h, w) -> dict(motion=int64 (N, 2, h, w) (dx, dy), [cost_volume])."""
@@ -47,7 +56,22 @@ class CorrelationMCHead(BaseMCHead):
 
     def warp(self, feat, motion):
         """feat (N, ch, H, W), motion int64 (N, 2, H/4, W/4) -> (N, ch, H, W), zero outside."""
-        return warp_by_displacement(feat, motion, self.scale)
+        out = None
+        if self.reuse_warp_output and not self.training and uses_extension(feat) \
+                and not (torch.is_grad_enabled() and feat.requires_grad):
+            out = self._reused_warp_buffer(feat)
+        return warp_by_displacement(feat, motion, self.scale, out=out)
+
+    def _reused_warp_buffer(self, feat):
+        """The buffer for a warp of ``feat``: like it, in the layout the warp writes."""
+        channels_last = (feat.device.type == 'cpu' and not feat.is_contiguous()
+                         and feat.is_contiguous(memory_format=torch.channels_last))
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        buf = self._warp_buffer
+        if buf is None or buf.shape != feat.shape or buf.dtype != feat.dtype \
+                or buf.device != feat.device or not buf.is_contiguous(memory_format=fmt):
+            buf = self._warp_buffer = torch.empty_like(feat, memory_format=fmt)
+        return buf
 
     def displacement(self, motion, frame):
         """The integer displacement, x ``scale`` in full-resolution pixels, on its 1/4 grid."""

@@ -1,0 +1,178 @@
+"""Where one CPU frame's time goes, stage by stage, against the floor of what each executes.
+
+Stages: the convolutions by kind (Winograd 3x3 / 5x5, direct stride 1, strided, transposed; the
+direct kernels' profiler ranges, ``DirectConv2d.profile_name``), the motion compensation
+(the fused ``correlation_argmax``, the warp, and the rest of the MC range: normalisation, sums),
+and the glue (everything else: the Python between the layers, the adds of ``sum_inputs``,
+copies, clamping).
+
+Floors:
+
+- a convolution executes ``Cin * Cout * K^2`` multiply-adds per output pixel (direct),
+  ``Cin * Cout * 4`` per output pixel (the 4x4 stride-2 transposed convolution: 2x2 taps of
+  each of its 4 output phases), or ``Cin * Cout * (M + K - 1)^2`` per M x M output tile
+  (Winograd F(M x M, K x K): the products it really does; its transforms are its excess over
+  the floor); its floor is ``2 * multiply-adds`` over the GEMM rate measured in the same run;
+- ``correlation_argmax``: ``2 (2D+1)^2 C h w`` FLOPs (the MC head's ``estimate_macs``) at the
+  same rate;
+- the warp: copying its output's bytes into an existing buffer, timed in the same run;
+- the rest of the MC range and the glue: none (their time is all excess).
+"""
+import math
+import statistics
+import time
+from collections import OrderedDict
+
+import torch
+
+from ..ops.functions import ARGMAX_RANGE, WARP_RANGE
+
+
+def conv_stage(profile_name):
+    """The stage of a direct layer from its profiler name ('mtu::conv_direct winograd 3x3/1')."""
+    kind = profile_name.split('mtu::conv_direct ', 1)[-1]
+    if kind.startswith('transposed'):
+        return 'convs: transposed'
+    if kind.startswith('winograd'):
+        return f'convs: Winograd {kind.split()[1].split("/")[0]}'
+    return 'convs: strided' if not kind.endswith('/1') else 'convs: direct stride 1'
+
+
+def executed_macs(layer, output):
+    """Multiply-adds a direct layer (``DirectConv2d``) executes for ``output`` (N, Cout, OH, OW)
+    (see the module doc)."""
+    n, cout, oh, ow = output.shape
+    w = layer.weight
+    k = w.shape[-1]
+    if layer.transposed:
+        return n * w.shape[0] * cout * 4 * oh * ow
+    cin = w.shape[1]
+    if layer.winograd:
+        m = layer.winograd
+        points = (m + k - 1) ** 2
+        return n * math.ceil(oh / m) * math.ceil(ow / m) * cin * cout * points
+    return n * cin * cout * k * k * oh * ow
+
+
+def _count(model, window, state):
+    """{stage: executed multiply-adds} of the direct layers, the MC heads' estimate MACs, and
+    the warped tensors' shapes, from one frame of ``model``."""
+    from ..deploy.direct_conv import DirectConv2d
+    from ..models.mc_heads.base import count_mc_macs
+    macs, handles, warps = OrderedDict(), [], []
+
+    def hook(module, args, output):
+        if module.uses_kernel(output):
+            stage = conv_stage(module.profile_name)
+            macs[stage] = macs.get(stage, 0) + executed_macs(module, output)
+
+    for m in model.modules():
+        if isinstance(m, DirectConv2d):
+            handles.append(m.register_forward_hook(hook))
+    head = model.backbone.mc_head
+    warp = head.warp
+
+    def counted_warp(feat, motion):
+        warps.append(tuple(feat.shape))
+        return warp(feat, motion)
+
+    head.warp = counted_warp
+    try:
+        with count_mc_macs() as mc_macs, torch.inference_mode():
+            model.restore_frame(window, state)
+    finally:
+        del head.warp
+        for h in handles:
+            h.remove()
+    # the warp's entries in count_mc_macs are 0: the rest are the estimates (the cost volumes)
+    return macs, sum(mc_macs), warps
+
+
+def _ancestors(event):
+    parent = event.cpu_parent
+    while parent is not None:
+        yield parent
+        parent = parent.cpu_parent
+
+
+def frame_stages(model, window, state=None, rate=None):
+    """Profile one frame of ``model`` (a restorer on the direct kernels, CPU) and compare each
+    stage with its floor.
+
+    Args:
+        model (MTURestorer): the model timed (e.g. ``optimize_for_inference(restorer)``).
+        window (Tensor): (1, 5, 3, H, W) frames.
+        state (MTUState | None): the previous frame's state (None: one frame is run first).
+        rate (float | None): GEMM FLOP/s; measured here (median of 3) when None.
+
+    Returns:
+        dict: ``rows`` [(stage, ms, floor ms or None)], ``frame_ms`` (the profiled frame's wall
+        time), ``floor_ms`` (the sum of the floors), ``ratio``, ``gemm_gflops``.
+    """
+    from torch.profiler import profile
+
+    from ..models.backbones.mtu_net import MC_RANGE
+    from .benchmark import gemm_rate
+    with torch.inference_mode():
+        if state is None:
+            _, state = model.restore_frame(window, None)
+    macs, mc_macs, warps = _count(model, window, state)
+    if rate is None:
+        rate = statistics.median(gemm_rate(window.device, reps=3) for _ in range(3))
+    # the warp's floor: its output's bytes copied into an existing buffer
+    copy_s = 0.0
+    for shape in warps:
+        src, dst = torch.randn(shape), torch.empty(shape)
+        dst.copy_(src)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            dst.copy_(src)
+            times.append(time.perf_counter() - start)
+        copy_s += statistics.median(times)
+    with torch.inference_mode(), profile() as prof:
+        start = time.perf_counter()
+        model.restore_frame(window, state)
+        frame_s = time.perf_counter() - start
+    spent = OrderedDict()
+    mc_total = mc_inner = 0.0
+    for ev in prof.events():
+        name = ev.name
+        sec = ev.cpu_time_total / 1e6
+        if name.startswith('mtu::conv_direct'):
+            stage = conv_stage(name)
+            spent[stage] = spent.get(stage, 0.0) + sec
+            if any(a.name == MC_RANGE for a in _ancestors(ev)):
+                mc_inner += sec
+        elif name in (ARGMAX_RANGE, WARP_RANGE):
+            stage = 'MC: correlation_argmax' if name == ARGMAX_RANGE else 'MC: warp'
+            spent[stage] = spent.get(stage, 0.0) + sec
+            mc_inner += sec
+        elif name == MC_RANGE:
+            mc_total += sec
+    spent['MC: rest (normalise, motion sums)'] = max(0.0, mc_total - mc_inner)
+    spent['glue (Python, adds, copies, clamp)'] = max(0.0, frame_s - sum(spent.values()))
+    floors = {stage: 2 * m / rate for stage, m in macs.items()}
+    floors['MC: correlation_argmax'] = 2 * mc_macs / rate
+    floors['MC: warp'] = copy_s
+    order = sorted((s for s in spent if s.startswith('convs')), key=lambda s: -spent[s])
+    order += [s for s in spent if not s.startswith('convs')]
+    rows = [(s, 1e3 * spent[s], 1e3 * floors[s] if s in floors else None) for s in order]
+    floor_ms = sum(f for _, _, f in rows if f is not None)
+    return dict(rows=rows, frame_ms=1e3 * frame_s, floor_ms=floor_ms,
+                ratio=1e3 * frame_s / floor_ms if floor_ms else math.nan,
+                gemm_gflops=rate / 1e9)
+
+
+def format_stages(result):
+    """The table of :func:`frame_stages` as text lines."""
+    lines = [f'{"stage":<38}{"ms":>9}{"floor ms":>10}{"x floor":>9}{"share":>8}']
+    total = result['frame_ms']
+    for stage, ms, floor in result['rows']:
+        ratio = f'{ms / floor:8.2f}x' if floor else f'{"-":>9}'
+        floor_text = f'{floor:10.1f}' if floor is not None else f'{"-":>10}'
+        lines.append(f'{stage:<38}{ms:9.1f}{floor_text}{ratio}{100 * ms / total:7.1f}%')
+    lines.append(f'{"frame (wall)":<38}{total:9.1f}{result["floor_ms"]:10.1f}'
+                 f'{result["ratio"]:8.2f}x  (executed-multiply-add floor at '
+                 f'{result["gemm_gflops"]:.0f} GFLOP/s)')
+    return lines

@@ -1,0 +1,76 @@
+"""The per-stage breakdown of a CPU frame: the multiply-adds each direct layer executes, and the
+stages of a profiled frame against their floors."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import mtu_toolkit.models  # noqa: F401  (registers the models)
+from mtu_toolkit.analysis.stages import conv_stage, executed_macs, format_stages, frame_stages
+from mtu_toolkit.deploy import DirectConv2d, direct_conv_isa, optimize_for_inference
+from mtu_toolkit.registry import MODELS
+
+pytestmark = [pytest.mark.usefixtures('one_thread'),
+              pytest.mark.skipif(not direct_conv_isa(),
+                                 reason='the direct kernels do not run on this CPU')]
+
+
+def torch_macs(conv, x):
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        conv(x)
+    return counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize('conv, stage', [
+    (nn.Conv2d(6, 5, 3, 1, 1), 'convs: direct stride 1'),
+    (nn.Conv2d(6, 5, 5, 4, 2), 'convs: strided'),
+    (nn.ConvTranspose2d(6, 5, 4, 2, 1), 'convs: transposed')])
+def test_direct_layers_count_the_multiply_adds_of_the_convolution(conv, stage):
+    layer = DirectConv2d(conv, relu=False, winograd=False)
+    x = torch.rand(1, 6, 12, 20)
+    with torch.inference_mode():
+        out = layer([x])
+    assert conv_stage(layer.profile_name) == stage
+    assert executed_macs(layer, out) == torch_macs(conv, x)
+
+
+@pytest.mark.parametrize('k, points', [(3, 36), (5, 64)])
+def test_winograd_layers_count_the_products_they_do(k, points):
+    conv = nn.Conv2d(16, 16, k, 1, k // 2)
+    x = torch.rand(1, 16, 12, 20)
+    direct, wino = DirectConv2d(conv, False, winograd=False), DirectConv2d(conv, False, winograd=4)
+    with torch.inference_mode():
+        out = wino([x])
+    assert wino.winograd == 4 and conv_stage(wino.profile_name) == f'convs: Winograd {k}x{k}'
+    # 3 x 5 tiles of 4x4 outputs, (4 + k - 1)^2 products per tile and channel pair
+    assert executed_macs(wino, out) == 15 * 16 * 16 * points
+    assert executed_macs(direct, out) / executed_macs(wino, out) == pytest.approx(
+        16 * k * k / points)
+
+
+def test_frame_stages_of_a_direct_model():
+    torch.manual_seed(0)
+    restorer = MODELS.build(dict(type='MTURestorer', backbone=dict(
+        type='MTUNet', num_units=2, channels=8, num_blocks=1))).eval()
+    fast = optimize_for_inference(restorer, mode='direct')
+    window = torch.rand(1, 5, 3, 32, 48)
+    res = frame_stages(fast, window, rate=1e9)
+    rows = {stage: (ms, floor) for stage, ms, floor in res['rows']}
+    assert {'convs: transposed', 'convs: strided', 'convs: Winograd 3x3', 'MC: warp',
+            'MC: correlation_argmax'} <= set(rows)
+    # the cost volume: (2D+1)^2 dot products of 2ch = 16 channels at 8x12, at 1 GFLOP/s
+    d = restorer.backbone.mc_head.max_displacement
+    assert rows['MC: correlation_argmax'][1] == pytest.approx(
+        1e3 * 2 * (2 * d + 1) ** 2 * 16 * 8 * 12 / 1e9)
+    assert all(ms >= 0 for ms, _ in rows.values())
+    assert sum(ms for ms, _ in rows.values()) == pytest.approx(res['frame_ms'], rel=1e-6) \
+        or sum(ms for ms, _ in rows.values()) >= res['frame_ms']
+    floors = [f for _, f in rows.values() if f is not None]
+    assert res['floor_ms'] == pytest.approx(sum(floors))
+    assert res['ratio'] == pytest.approx(res['frame_ms'] / res['floor_ms'])
+    assert not math.isnan(res['ratio'])
+    text = '\n'.join(format_stages(res))
+    assert 'glue' in text and 'frame (wall)' in text
