@@ -52,7 +52,8 @@ struct ConvArgs {
   int64_t residual_batch_stride;
   float* out;  // (N, Cout, OH, OW)
   int64_t out_batch_stride;
-  int64_t in_h, in_w, out_h, out_w, pad, cout, groups;
+  int64_t in_h, in_w, out_h, out_w, pad, cout;
+  int64_t cout_blocks;  // the output channels in blocks of CB (the packed weight's first dim)
   bool relu;
   bool stream;  // non-temporal stores of the output (larger than kStreamBytes)
 };
@@ -328,12 +329,13 @@ at::Tensor winograd_filter_transform(int64_t m, int64_t k) {
 }  // namespace
 
 at::Tensor conv_direct_pack_cpu(const at::Tensor& weight, bool transposed, int64_t winograd) {
+  // G = cout_blocks blocks of CB output channels (the last block zero-padded):
   // conv (Cout, Cin, K, K) -> (G, Cin, K, K, CB);
   // Winograd (Cout, Cin, K, K) -> (G, N * N, Cin, CB), U = G g G^T per channel pair;
   // transposed (Cin, Cout, 4, 4) -> (G, 2 [py], Cin, 2 [row tap], 4 [kx], CB)
   const int64_t cout = weight.size(transposed ? 1 : 0), cin = weight.size(transposed ? 0 : 1);
   const int64_t k = weight.size(2), cb = block_channels(cout, transposed);
-  const int64_t groups = (cout + cb - 1) / cb;
+  const int64_t cout_blocks = (cout + cb - 1) / cb;
   const auto w = weight.to(at::kFloat);
   if (!transposed) {
     // the taps of each channel pair: the weight, or (Winograd) U = G g G^T, N x N
@@ -343,17 +345,17 @@ at::Tensor conv_direct_pack_cpu(const at::Tensor& weight, bool transposed, int64
       taps = at::matmul(at::matmul(g, weight.to(at::kDouble)), g.t()).to(at::kFloat);
     }
     const int64_t t = taps.size(2);
-    auto padded = at::zeros({groups * cb, cin, t, t}, w.options());
+    auto padded = at::zeros({cout_blocks * cb, cin, t, t}, w.options());
     padded.narrow(0, 0, cout).copy_(taps);
-    const auto blocks = padded.view({groups, cb, cin, t * t});
-    if (winograd) return blocks.permute({0, 3, 2, 1}).contiguous();
-    return blocks.permute({0, 2, 3, 1}).contiguous().view({groups, cin, k, k, cb});
+    const auto by_block = padded.view({cout_blocks, cb, cin, t * t});
+    if (winograd) return by_block.permute({0, 3, 2, 1}).contiguous();
+    return by_block.permute({0, 2, 3, 1}).contiguous().view({cout_blocks, cin, k, k, cb});
   }
-  auto padded = at::zeros({cin, groups * cb, 4, 4}, w.options());
+  auto padded = at::zeros({cin, cout_blocks * cb, 4, 4}, w.options());
   padded.narrow(1, 0, cout).copy_(w);
   // kernel rows of the two taps of each output row parity: py = 0 -> (1, 3), py = 1 -> (2, 0)
   const auto taps = at::tensor({1, 3, 2, 0}, w.options().dtype(at::kLong));
-  auto rows = padded.index_select(2, taps).view({cin, groups, cb, 2, 2, 4});
+  auto rows = padded.index_select(2, taps).view({cin, cout_blocks, cb, 2, 2, 4});
   // (Cin, G, CB, py, tap, kx) -> (G, py, Cin, tap, kx, CB)
   return rows.permute({1, 3, 0, 4, 5, 2}).contiguous();
 }
@@ -365,7 +367,7 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
                            bool relu, const c10::optional<at::Tensor>& out) {
   const auto& first = inputs[0];
   const int64_t n = first.size(0), h = first.size(2), w = first.size(3);
-  const int64_t groups = packed.size(0), cb = packed.size(-1);
+  const int64_t cout_blocks = packed.size(0), cb = packed.size(-1);
   const int64_t k = conv_direct_packed_kernel_size(packed, transposed, winograd);
   const int64_t oh = conv_direct_output_size(h, k, stride, pad, transposed);
   const int64_t ow = conv_direct_output_size(w, k, stride, pad, transposed);
@@ -396,7 +398,7 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   a.out_w = ow;
   a.pad = pad;
   a.cout = cout;
-  a.groups = groups;
+  a.cout_blocks = cout_blocks;
   a.relu = relu;
   a.stream = result.numel() * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
   // per thread: direct and transposed, one packed strip (Cin * rows * stride sequences of at

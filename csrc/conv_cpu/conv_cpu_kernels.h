@@ -178,7 +178,7 @@ void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
       const int64_t n = t / OH, y = t % OH, top = S * y - a.pad;
       int64_t slot[K];
       ring.advance(a, n, top, K, S, cstart, L, buf, slot);
-      for (int64_t g = 0; g < a.groups; ++g) {
+      for (int64_t g = 0; g < a.cout_blocks; ++g) {
         const float* w = a.weight + g * cin * K * K * CB;
         prefetch_outputs(a, n, g * CB, CB, y * OW + x0, NV * V);
         Vec acc[CB][NV];
@@ -240,7 +240,7 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
       pack_rows(a, n, rows, 2, 1, j0 - 1, L, buf);
       Mask mask[2 * NV];
       for (int m = 0; m < 2 * NV; ++m) mask[m] = make_mask(2 * j0 + m * V, OW);
-      for (int64_t g = 0; g < a.groups; ++g) {
+      for (int64_t g = 0; g < a.cout_blocks; ++g) {
         const float* w = a.weight + (g * 2 + py) * cin * 2 * 4 * CB;
         prefetch_outputs(a, n, g * CB, CB, oy * OW + 2 * j0, 2 * NV * V);
         Vec even[CB][NV], odd[CB][NV];
@@ -472,7 +472,7 @@ void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
           }
         }
       }
-      for (int64_t g = 0; g < a.groups; ++g) {
+      for (int64_t g = 0; g < a.cout_blocks; ++g) {
         const float* w = a.weight + g * N * N * cin * CB;
         prefetch_outputs(a, n, g * CB, CB, M * ty * OW + M * t0, M * T);
         // (not unrolled: one product's code is 2 * CB * NV multiply-adds a channel already)
