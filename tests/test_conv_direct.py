@@ -169,12 +169,16 @@ def test_reused_output_buffer():
 
 
 def test_large_outputs_are_recycled_only_when_nothing_holds_them(monkeypatch):
-    """Outputs of RECYCLE_BYTES or more reuse an earlier output of the layer that nothing
-    references any more (no Python reference, no view), else get a fresh tensor."""
+    """Outputs of RECYCLE_BYTES or more reuse an earlier output (of any layer) that nothing
+    references any more (no Python reference, no view), else get a fresh tensor; the pool
+    keeps at most POOL_BYTES of them."""
+    out_bytes = 4 * 8 * 16 * 4
     monkeypatch.setattr(conv_direct, 'RECYCLE_BYTES', 0)
-    layer = nn.Conv2d(4, 4, 3, padding=1)
-    direct = DirectConv2d(layer, relu=False)
-    xs = [torch.randn(1, 4, 8, 16) for _ in range(4)]
+    monkeypatch.setattr(conv_direct, 'POOL_BYTES', 3 * out_bytes)
+    monkeypatch.setattr(conv_direct, '_POOL', [])
+    layer, other_layer = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+    direct, other = DirectConv2d(layer, relu=False), DirectConv2d(other_layer, relu=False)
+    xs = [torch.randn(1, 4, 8, 16) for _ in range(6)]
     with torch.inference_mode():
         a = direct([xs[0]])
         a_ptr = a.data_ptr()
@@ -186,10 +190,18 @@ def test_large_outputs_are_recycled_only_when_nothing_holds_them(monkeypatch):
         c_ptr = c.data_ptr()
         assert c_ptr not in (a_ptr, b.data_ptr())
         del view, c
-        d = direct([xs[3]])  # the pool keeps the last two (c, b); c is free now
+        d = other([xs[3]])  # another layer of the same output shape takes c's (newest) buffer
         assert d.data_ptr() == c_ptr
-        for x, out in ((xs[1], b), (xs[3], d)):
+        torch.testing.assert_close(d, other_layer(xs[3]), rtol=0, atol=2e-5)
+        for x, out in ((xs[1], b),):
             torch.testing.assert_close(out, layer(x), rtol=0, atol=2e-5)
+        e = direct([xs[4]])  # a's buffer, free since its view went
+        assert e.data_ptr() == a_ptr
+        # all three held: a fourth buffer, and the oldest leaves the pool (3 buffers' bytes)
+        f = direct([xs[5]])
+        assert f.data_ptr() not in (a_ptr, b.data_ptr(), c_ptr)
+        assert len(conv_direct._POOL) == 3 and conv_direct._POOL[0] is f
+        torch.testing.assert_close(f, layer(xs[5]), rtol=0, atol=2e-5)
 
 
 @pytest.mark.parametrize('kind', ['direct', 'winograd', 'transposed'])

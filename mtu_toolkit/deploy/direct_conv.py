@@ -63,11 +63,16 @@ def _plane_contiguous(t):
 
 
 #: Outputs of this many bytes or more (not written into a reused buffer) are recycled: an
-#: earlier output of the layer that nothing references any more is written again rather than a
+#: earlier output (of any layer) that nothing references any more is written again rather than a
 #: fresh tensor allocated. The C library returns allocations this large to the system when
 #: they are freed, so a fresh one page-faults on every first touch (~20 ms for 96 MB here); the
 #: smaller ones it recycles itself.
 RECYCLE_BYTES = 32 << 20
+#: The recycled outputs kept for reuse, newest first, one pool for all layers: at most
+#: POOL_BYTES of them, so that what the pool holds beyond the frame's own tensors stays bounded
+#: (at 720p five 96-MB features; a 4K feature, 860 MB, is not kept).
+POOL_BYTES = 512 << 20
+_POOL = []
 
 
 def _unreferenced(pool, i):
@@ -167,7 +172,6 @@ class DirectConv2d(nn.Module):
         self.relu = relu
         self.reuse_output = reuse_output
         self._buffer = None
-        self._recycle = []  # earlier outputs of RECYCLE_BYTES or more (_recycled_buffer)
         self._sum = None  # the sum of the inputs (sum_inputs)
         self.transposed = isinstance(conv, nn.ConvTranspose2d)
         self.out_channels = conv.out_channels
@@ -240,15 +244,22 @@ class DirectConv2d(nn.Module):
         return self._buffer
 
     def _recycled_buffer(self, x, shape):
-        """A buffer for an output that may outlive the call (e.g. the recurrent state): one of
-        this layer's earlier outputs that nothing references any more, else a fresh one (the
-        last two are kept for this)."""
-        pool = self._recycle
+        """A buffer for an output that may outlive the call (e.g. the recurrent state): an
+        earlier output in the pool that nothing references any more, else a fresh one, which
+        joins the pool (the oldest leave it beyond ``POOL_BYTES``)."""
+        pool = _POOL
         for i in range(len(pool)):  # (indexing: a loop variable would be one more reference)
-            if pool[i].shape == shape and pool[i].dtype == x.dtype and _unreferenced(pool, i):
+            if pool[i].shape == shape and pool[i].dtype == x.dtype \
+                    and pool[i].device == x.device and _unreferenced(pool, i):
                 return pool[i]
         buf = torch.empty(shape, dtype=x.dtype, device=x.device)
-        self._recycle = ([buf] + self._recycle)[:2]
+        pool.insert(0, buf)
+        total = 0
+        for i in range(len(pool)):
+            total += pool[i].numel() * pool[i].element_size()
+            if total > POOL_BYTES:
+                del pool[i:]
+                break
         return buf
 
     def _reference(self, inputs, residual):
