@@ -12,14 +12,13 @@ Usage:
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mtu_toolkit.analysis.benchmark import alternating_medians  # noqa: E402
 from mtu_toolkit.deploy import direct_conv_isa  # noqa: E402
 from mtu_toolkit.deploy.conv_engine import conv_ext as ext  # noqa: E402
 
@@ -54,13 +53,8 @@ def run_layer(cin, cout, k, height, width, repeats):
         ref = calls['pytorch']()
         scale = ref.abs().max().item()
         errors = {name: (fn() - ref).abs().max().item() / scale for name, fn in calls.items()}
-        times = {name: [] for name in calls}
-        for _ in range(repeats):
-            for name, fn in calls.items():
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-    return {name: (statistics.median(times[name]), errors[name]) for name in calls}
+        times = alternating_medians(calls, repeats)
+    return {name: (times[name], errors[name]) for name in calls}
 
 
 def main():

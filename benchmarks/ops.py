@@ -33,7 +33,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mtu_toolkit import ops  # noqa: E402
-from mtu_toolkit.analysis.benchmark import gemm_rate  # noqa: E402
+from mtu_toolkit.analysis.benchmark import (alternating_medians,  # noqa: E402
+                                             gemm_rate)
 
 # the speed-up of the op over its reference on 2 CPU cores (an earlier issue's targets)
 TARGETS = {'correlation_argmax': 5.0, 'correlation fwd+bwd': 2.0}
@@ -57,19 +58,6 @@ def median_time(fn, repeats, device):
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def alternating_medians(calls, repeats):
-    """{name: median seconds} of no-argument callables called in turn, one warm-up round."""
-    for fn in calls.values():
-        fn()
-    times = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, fn in calls.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def forward_backward(op, f1, f2, d, grad):

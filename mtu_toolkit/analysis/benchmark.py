@@ -85,6 +85,20 @@ def time_frames(restorer, window, warmup, frames, device, state=None):
     return times, state
 
 
+def alternating_medians(calls, repeats):
+    """{name: median seconds} of no-argument callables called in turn (so that a machine
+    getting busier or quieter moves them alike), after one warm-up round."""
+    for fn in calls.values():
+        fn()
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def test_window(height, width, device, seed=0):
     """A (1, 5, 3, H, W) window of real image content moving 3 px per frame (so that the
     matching has real work to do), in [0, 1]."""
