@@ -24,7 +24,9 @@ NOT_LISTED = {'torch'}
 #: module -> what it is for; imported only inside ``try: ... except ImportError`` (with a message
 #: that says what to install) or probed with ``find_spec``
 OPTIONAL = {'onnx': 'tools/export.py --onnx (in requirements-tests.txt for tests/test_export.py)',
-            'tensorboard': 'TensorBoard logs of tools/train.py when it is installed'}
+            'tensorboard': 'TensorBoard logs of tools/train.py when it is installed',
+            'onnxruntime': 'a peer of benchmarks/peers_cpu.py (requirements-benchmarks.txt)',
+            'openvino': 'a peer of benchmarks/peers_cpu.py (requirements-benchmarks.txt)'}
 FIRST_PARTY = {'mtu_toolkit'}
 
 

@@ -24,27 +24,39 @@ struct WarpGeometry {
   int64_t n, c, h, w, dh, dw, scale;
 };
 
-// Calls op(x, src_offset_in_plane) for each pixel x of output row y of image b whose source is
-// inside the frame; rows/pixels with the source outside are reported to skip(x_begin, x_end).
-template <typename Op, typename Skip>
-inline void for_each_source(const WarpGeometry& g, const int64_t* disp, int64_t b, int64_t y,
-                            Op&& op, Skip&& skip) {
+// Walks output row y of image b cell by cell (one displacement covers `scale` pixels):
+// cell(x0, lo, hi, x1, src) for each cell [x0, x1), where the pixels x in [lo, hi) read
+// src + x of the source plane and those in [x0, lo) and [hi, x1) have their source outside the
+// frame (lo == hi == x1 when the source row is outside).
+template <typename Cell>
+inline void for_each_cell(const WarpGeometry& g, const int64_t* disp, int64_t b, int64_t y,
+                          Cell&& cell) {
   const int64_t* ddx = disp + (b * 2 * g.dh + y / g.scale) * g.dw;
   const int64_t* ddy = ddx + g.dh * g.dw;
-  for (int64_t x0 = 0, cell = 0; x0 < g.w; x0 += g.scale, ++cell) {
+  for (int64_t x0 = 0, cell_index = 0; x0 < g.w; x0 += g.scale, ++cell_index) {
     const int64_t x1 = std::min(g.w, x0 + g.scale);
-    const int64_t sy = y + g.scale * ddy[cell], shift = g.scale * ddx[cell];
+    const int64_t sy = y + g.scale * ddy[cell_index], shift = g.scale * ddx[cell_index];
     if (sy < 0 || sy >= g.h) {
-      skip(x0, x1);
+      cell(x0, x1, x1, x1, int64_t{0});
       continue;
     }
     // pixels whose source column is inside: x + shift in [0, w)
     const int64_t lo = std::clamp<int64_t>(-shift, x0, x1);
     const int64_t hi = std::clamp<int64_t>(g.w - shift, lo, x1);
-    skip(x0, lo);
-    for (int64_t x = lo; x < hi; ++x) op(x, sy * g.w + x + shift);
-    skip(hi, x1);
+    cell(x0, lo, hi, x1, sy * g.w + shift);
   }
+}
+
+// Calls op(x, src_offset_in_plane) for each pixel x of output row y of image b whose source is
+// inside the frame; rows/pixels with the source outside are reported to skip(x_begin, x_end).
+template <typename Op, typename Skip>
+inline void for_each_source(const WarpGeometry& g, const int64_t* disp, int64_t b, int64_t y,
+                            Op&& op, Skip&& skip) {
+  for_each_cell(g, disp, b, y, [&](int64_t x0, int64_t lo, int64_t hi, int64_t x1, int64_t src) {
+    skip(x0, lo);
+    for (int64_t x = lo; x < hi; ++x) op(x, src + x);
+    skip(hi, x1);
+  });
 }
 
 // One output row as runs of pixels: dst[x0, x0 + len) = src_plane[from, from + len), or zeros
@@ -77,21 +89,11 @@ inline void add_run(std::vector<Run>& runs, size_t first, int64_t x0, int64_t x1
 inline void row_runs(const WarpGeometry& g, const int64_t* disp, int64_t b, int64_t y,
                      std::vector<Run>& runs) {
   const size_t first = runs.size();
-  const int64_t* ddx = disp + (b * 2 * g.dh + y / g.scale) * g.dw;
-  const int64_t* ddy = ddx + g.dh * g.dw;
-  for (int64_t x0 = 0, cell = 0; x0 < g.w; x0 += g.scale, ++cell) {
-    const int64_t x1 = std::min(g.w, x0 + g.scale);
-    const int64_t sy = y + g.scale * ddy[cell], shift = g.scale * ddx[cell];
-    if (sy < 0 || sy >= g.h) {
-      add_run(runs, first, x0, x1, -1);
-      continue;
-    }
-    const int64_t lo = std::clamp<int64_t>(-shift, x0, x1);
-    const int64_t hi = std::clamp<int64_t>(g.w - shift, lo, x1);
+  for_each_cell(g, disp, b, y, [&](int64_t x0, int64_t lo, int64_t hi, int64_t x1, int64_t src) {
     add_run(runs, first, x0, lo, -1);
-    add_run(runs, first, lo, hi, sy * g.w + lo + shift);
+    add_run(runs, first, lo, hi, src + lo);
     add_run(runs, first, hi, x1, -1);
-  }
+  });
 }
 
 // Copies / zeroes a run. A displacement covers `scale` (4) pixels, so most runs of an
