@@ -54,6 +54,10 @@ def check(layer, inputs, relu=True, residual=None, atol=2e-5, winograd=False):
     ([4], 30, 3, 1, 1, (3, 100)),        # 30 channels: blocks with padding channels
     ([16], 40, 5, 2, 2, (11, 13)),
     ([2], 9, 3, 1, 0, (6, 9)),           # 'valid' padding
+    # wide rows: strips wholly inside the row, packed with plain loads (the others masked)
+    ([26], 26, 3, 1, 1, (4, 200)),
+    ([6], 26, 3, 2, 1, (5, 260)),
+    ([8], 12, 5, 4, 1, (9, 520)),
 ], ids=str)
 def test_conv_matches_pytorch(isa, cins, cout, k, stride, pad, size):
     layer = nn.Conv2d(sum(cins), cout, k, stride, pad)
@@ -74,6 +78,7 @@ def test_conv_matches_pytorch(isa, cins, cout, k, stride, pad, size):
     ([8], 8, 5, 2, (7, 70)),          # 7 rows, 70 columns: tiles of 4 partly outside
     ([16], 20, 5, 0, (9, 300)),       # 'valid' padding, wide
     ([6], 40, 5, 1, (12, 13)),        # padding 1 of a 5x5
+    ([6], 26, 3, 1, (9, 600)),        # wide: strips wholly inside the row (plain loads)
 ], ids=str)
 @pytest.mark.parametrize('tile', [2, 4])
 def test_winograd_matches_pytorch(isa, cins, cout, k, pad, size, tile):
@@ -124,7 +129,8 @@ def test_winograd_weight_and_flag_must_agree():
 
 
 @pytest.mark.parametrize('cin, cout, size', [(52, 26, (18, 33)), (26, 26, (7, 5)),
-                                             (5, 3, (4, 17)), (8, 14, (1, 1))], ids=str)
+                                             (5, 3, (4, 17)), (8, 14, (1, 1)),
+                                             (6, 10, (3, 150))], ids=str)  # wide: plain loads
 def test_transposed_conv_matches_pytorch(isa, cin, cout, size):
     layer = nn.ConvTranspose2d(cin, cout, 4, 2, 1)
     x = [torch.randn(2, cin, *size)]

@@ -35,6 +35,9 @@
 namespace mtu {
 namespace {
 
+// For the kernels' helpers that must be inlined into each kernel instantiation (see pack_row)
+#define MTU_ALWAYS_INLINE inline __attribute__((always_inline))
+
 constexpr int kMaxInputs = 8;
 // Output channels a block of the transposed-conv kernel holds in registers (both ISAs); the
 // other kernels' limit is each ISA's kMaxCB, below. max_block() is the one place that reads them.

@@ -40,24 +40,32 @@ inline void end_stores(const ConvArgs& a) {
 // Packs input row iy (zeros outside the image) of every input channel (the inputs in order),
 // channel c at dst + c * ch_stride, as S (1, 2 or 4) sequences of L floats one after the other:
 // sequence s holds columns cstart + s + S*j, j < L. Exactly S*L floats a channel are written
-// (the last vector of a sequence is masked), so rows can be packed into any slot.
-inline void pack_row(const ConvArgs& a, int64_t n, int64_t iy, int S, int64_t cstart, int L,
-                     float* dst, int64_t ch_stride) {
-  const int64_t H = a.in_h, W = a.in_w, HW = H * W;
-  const bool inside = iy >= 0 && iy < H;
-  const int NL = (L + V - 1) / V;
-  Mask load_mask[4 * kMaxPackVectors];  // the same for every channel
-  for (int l = 0; l < NL * S; ++l) load_mask[l] = make_mask(cstart + l * V, W);
+// (the last vector of a sequence is masked), so rows can be packed into any slot. S and L are
+// template arguments, and the function is inlined into each kernel: with them known, q[] and the
+// masks live in registers and the deinterleave is chosen at compile time (one out-of-line copy
+// for every S and L kept them in memory and made packing cost twice a stride-2 layer's
+// multiply-adds). kFull: every column read lies inside the row (plain loads, no masks).
+template <int S, int L, bool kFull>
+MTU_ALWAYS_INLINE void pack_channels(const ConvArgs& a, int64_t n, int64_t iy, int64_t cstart,
+                                     float* dst, int64_t ch_stride) {
+  const int64_t W = a.in_w, HW = a.in_h * W;
+  constexpr int NL = (L + V - 1) / V;
+  static_assert(NL <= kMaxPackVectors, "a packed row holds at most kMaxPackVectors vectors");
+  Mask load_mask[kFull ? 1 : S * NL];  // the same for every channel
+  if (!kFull)
+    for (int l = 0; l < NL * S; ++l) load_mask[l] = make_mask(cstart + l * V, W);
   const Mask tail = make_mask((NL - 1) * V, L);
   for (int i = 0; i < a.num_inputs; ++i) {
-    const float* plane = a.in[i] + n * a.in_batch_stride[i];
-    for (int64_t ci = 0; ci < a.in_channels[i]; ++ci, plane += HW, dst += ch_stride) {
-      const float* src = plane + (inside ? iy : 0) * W + cstart;
+    const float* src = a.in[i] + n * a.in_batch_stride[i] + iy * W + cstart;
+    for (int64_t ci = 0; ci < a.in_channels[i]; ++ci, src += HW, dst += ch_stride) {
+#pragma GCC unroll 9
       for (int l = 0; l < NL; ++l) {
         // S vectors of S*V columns deinterleave into V of each sequence
         Vec q[4];
+#pragma GCC unroll 4
         for (int m = 0; m < S; ++m)
-          q[m] = inside ? load_masked(load_mask[l * S + m], src + (l * S + m) * V) : zero();
+          q[m] = kFull ? loadu(src + (l * S + m) * V)
+                       : load_masked(load_mask[kFull ? 0 : l * S + m], src + (l * S + m) * V);
         if (S == 2) {
           deinterleave(q[0], q[1], q[0], q[1]);
         } else if (S == 4) {  // pairs, then the pairs' evens and odds
@@ -67,6 +75,7 @@ inline void pack_row(const ConvArgs& a, int64_t n, int64_t iy, int S, int64_t cs
           deinterleave(e, q[2], q[0], q[2]);
           deinterleave(o, q[3], q[1], q[3]);
         }
+#pragma GCC unroll 4
         for (int m = 0; m < S; ++m) {
           float* out = dst + m * L + l * V;
           if (l + 1 < NL)
@@ -79,12 +88,37 @@ inline void pack_row(const ConvArgs& a, int64_t n, int64_t iy, int S, int64_t cs
   }
 }
 
+template <int S, int L>
+MTU_ALWAYS_INLINE void pack_row(const ConvArgs& a, int64_t n, int64_t iy, int64_t cstart,
+                                float* dst, int64_t ch_stride) {
+  constexpr int NL = (L + V - 1) / V;
+  if (iy < 0 || iy >= a.in_h) {  // zero padding
+    int64_t cin = 0;
+    for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
+    const Mask tail = make_mask((NL - 1) * V, L);
+    for (int64_t ci = 0; ci < cin; ++ci, dst += ch_stride)
+      for (int m = 0; m < S; ++m)
+        for (int l = 0; l < NL; ++l) {
+          if (l + 1 < NL)
+            storeu(dst + m * L + l * V, zero());
+          else
+            store_masked(tail, dst + m * L + l * V, zero());
+        }
+    return;
+  }
+  if (cstart >= 0 && cstart + S * NL * V <= a.in_w)
+    pack_channels<S, L, true>(a, n, iy, cstart, dst, ch_stride);
+  else
+    pack_channels<S, L, false>(a, n, iy, cstart, dst, ch_stride);
+}
+
 // Packs the R input rows rows[] of every input channel, one after the other (R * S * L floats
 // a channel).
-inline void pack_rows(const ConvArgs& a, int64_t n, const int64_t* rows, int R, int S,
-                      int64_t cstart, int L, float* dst) {
+template <int R, int S, int L>
+MTU_ALWAYS_INLINE void pack_rows(const ConvArgs& a, int64_t n, const int64_t* rows,
+                                 int64_t cstart, float* dst) {
   for (int rr = 0; rr < R; ++rr)
-    pack_row(a, n, rows[rr], S, cstart, L, dst + rr * S * L, R * S * L);
+    pack_row<S, L>(a, n, rows[rr], cstart, dst + rr * S * L, R * S * L);
 }
 
 // Prefetches into L2 columns [c0, c1) of input row iy of every channel: the row the next
@@ -108,12 +142,13 @@ inline void prefetch_row(const ConvArgs& a, int64_t n, int64_t iy, int64_t c0, i
 // all K after a jump), prefetches the next S rows and gives each row's offset in slot[K].
 struct Ring {
   int64_t n = -1, last = 0;  // holds rows last - K + 1 .. last of sample n
-  inline void advance(const ConvArgs& a, int64_t sample, int64_t top, int K, int S,
-                      int64_t cstart, int L, float* buf, int64_t* slot) {
+  template <int K, int S, int L>
+  MTU_ALWAYS_INLINE void advance(const ConvArgs& a, int64_t sample, int64_t top, int64_t cstart,
+                                 float* buf, int64_t* slot) {
     const int64_t chunk = S * L;
     const int64_t first = sample == n && last >= top ? last + 1 : top;
     for (int64_t iy = first; iy < top + K; ++iy)
-      pack_row(a, sample, iy, S, cstart, L, buf + ((iy % K) + K) % K * chunk, K * chunk);
+      pack_row<S, L>(a, sample, iy, cstart, buf + ((iy % K) + K) % K * chunk, K * chunk);
     n = sample;
     last = top + K - 1;
     for (int s = 0; s < S; ++s)  // the next step's new input rows
@@ -177,7 +212,7 @@ void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / OH, y = t % OH, top = S * y - a.pad;
       int64_t slot[K];
-      ring.advance(a, n, top, K, S, cstart, L, buf, slot);
+      ring.advance<K, S, L>(a, n, top, cstart, buf, slot);
       for (int64_t g = 0; g < a.cout_blocks; ++g) {
         const float* w = a.weight + g * cin * K * K * CB;
         prefetch_outputs(a, n, g * CB, CB, y * OW + x0, NV * V);
@@ -237,7 +272,7 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
     const int64_t n = t / OH, oy = t % OH, py = oy & 1, i = oy >> 1;
     const int64_t rows[2] = {i, py ? i + 1 : i - 1};
     for (int64_t j0 = 0; j0 < a.in_w; j0 += NV * V) {
-      pack_rows(a, n, rows, 2, 1, j0 - 1, L, buf);
+      pack_rows<2, 1, L>(a, n, rows, j0 - 1, buf);
       Mask mask[2 * NV];
       for (int m = 0; m < 2 * NV; ++m) mask[m] = make_mask(2 * j0 + m * V, OW);
       for (int64_t g = 0; g < a.cout_blocks; ++g) {
@@ -443,7 +478,7 @@ void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / TH, ty = t % TH, top = M * ty - a.pad;
       int64_t slot[N];
-      ring.advance(a, n, top, N, M, cstart, L, buf, slot);
+      ring.advance<N, M, L>(a, n, top, cstart, buf, slot);
       // input transform: vbuf[xi][ci] = (B^T d B)[xi] for the strip's tiles, the rows' B^T
       // through a small scratch (L1) rather than N^2 vectors in registers (64 for N = 8: the
       // compiler spilled them), then the columns'
