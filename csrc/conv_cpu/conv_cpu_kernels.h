@@ -192,66 +192,78 @@ inline void prefetch_outputs(const ConvArgs& a, int64_t n, int64_t c0, int cb, i
 // alias in L1 and are too many streams for the prefetchers), and per block of CB output
 // channels CB x NV vectors accumulate in registers, each packed vector loaded once per tap and
 // used for CB multiply-adds.
+template <int CB, int K, int S, int NV>
+void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float* buf) {
+  constexpr int L = NV * V + (K - 1) / S, CHUNK = S * L;
+  int64_t cin = 0;
+  for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
+  const int64_t OH = a.out_h, OW = a.out_w;
+  // Down the rows of the task: buf is a ring of the K packed input rows of every channel
+  // (channel ci's row iy at slot iy mod K), so moving down one output row packs only its S new
+  // input rows: each input row is packed once a strip, not K times
+  const int64_t cstart = S * x0 - a.pad;
+  Mask mask[NV];
+  for (int v = 0; v < NV; ++v) mask[v] = make_mask(x0 + v * V, OW);
+  Ring ring;
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t n = t / OH, y = t % OH, top = S * y - a.pad;
+    int64_t slot[K];
+    ring.advance<K, S, L>(a, n, top, cstart, buf, slot);
+    for (int64_t g = 0; g < a.cout_blocks; ++g) {
+      const float* w = a.weight + g * cin * K * K * CB;
+      prefetch_outputs(a, n, g * CB, CB, y * OW + x0, NV * V);
+      Vec acc[CB][NV];
+#pragma GCC unroll 16
+      for (int c = 0; c < CB; ++c)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[c][v] = zero();
+      const float* channel = buf;
+      for (int64_t ci = 0; ci < cin; ++ci, channel += K * CHUNK) {
+#pragma GCC unroll 8
+        for (int ky = 0; ky < K; ++ky, w += K * CB) {
+          const float* row = channel + slot[ky];
+#pragma GCC unroll 8
+          for (int kx = 0; kx < K; ++kx) {
+            const float* src = row + (kx % S) * L + kx / S;
+            Vec in[NV];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
+#pragma GCC unroll 16
+            for (int c = 0; c < CB; ++c) {
+              const Vec b = bcast(w + kx * CB + c);
+#pragma GCC unroll 4
+              for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
+            }
+          }
+        }
+      }
+      // unrolled, so that acc stays in registers (indexed, it would live in memory)
+#pragma GCC unroll 16
+      for (int c = 0; c < CB; ++c) {
+        const int64_t co = g * CB + c;
+        if (co >= a.cout) continue;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v)
+          finish(a, acc[c][v], co, n, (co * OH + y) * OW + x0 + v * V, mask[v]);
+      }
+    }
+  }
+}
+
 template <int CB, int K, int S>
 void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   // NV vectors a strip: as many as the registers hold next to the CB*NV accumulators and a
   // broadcast (2 for CB = 13 with AVX-512; more for the few-channel layers, whose broadcasts
   // would otherwise feed too few multiply-adds)
-  constexpr int NV = kStripVectors[CB], L = NV * V + (K - 1) / S, CHUNK = S * L;
-  int64_t cin = 0;
-  for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
-  const int64_t OH = a.out_h, OW = a.out_w;
-  // A strip at a time, down the rows of the task: buf is a ring of the K packed input rows of
-  // every channel (channel ci's row iy at slot iy mod K), so moving down one output row packs
-  // only its S new input rows: each input row is packed once a strip, not K times
-  for (int64_t x0 = 0; x0 < OW; x0 += NV * V) {
-    const int64_t cstart = S * x0 - a.pad;
-    Mask mask[NV];
-    for (int v = 0; v < NV; ++v) mask[v] = make_mask(x0 + v * V, OW);
-    Ring ring;
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t n = t / OH, y = t % OH, top = S * y - a.pad;
-      int64_t slot[K];
-      ring.advance<K, S, L>(a, n, top, cstart, buf, slot);
-      for (int64_t g = 0; g < a.cout_blocks; ++g) {
-        const float* w = a.weight + g * cin * K * K * CB;
-        prefetch_outputs(a, n, g * CB, CB, y * OW + x0, NV * V);
-        Vec acc[CB][NV];
-#pragma GCC unroll 16
-        for (int c = 0; c < CB; ++c)
-#pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) acc[c][v] = zero();
-        const float* channel = buf;
-        for (int64_t ci = 0; ci < cin; ++ci, channel += K * CHUNK) {
-#pragma GCC unroll 8
-          for (int ky = 0; ky < K; ++ky, w += K * CB) {
-            const float* row = channel + slot[ky];
-#pragma GCC unroll 8
-            for (int kx = 0; kx < K; ++kx) {
-              const float* src = row + (kx % S) * L + kx / S;
-              Vec in[NV];
-#pragma GCC unroll 4
-              for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
-#pragma GCC unroll 16
-              for (int c = 0; c < CB; ++c) {
-                const Vec b = bcast(w + kx * CB + c);
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
-              }
-            }
-          }
-        }
-        // unrolled, so that acc stays in registers (indexed, it would live in memory)
-#pragma GCC unroll 16
-        for (int c = 0; c < CB; ++c) {
-          const int64_t co = g * CB + c;
-          if (co >= a.cout) continue;
-#pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v)
-            finish(a, acc[c][v], co, n, (co * OH + y) * OW + x0 + v * V, mask[v]);
-        }
+  constexpr int NV = kStripVectors[CB];
+  for (int64_t x0 = 0; x0 < a.out_w; x0 += NV * V) {
+    if constexpr (NV == 2) {
+      if (a.out_w - x0 <= V) {  // a last strip of one vector (see winograd_rows)
+        conv_strip<CB, K, S, 1>(a, begin, end, x0, buf);
+        continue;
       }
     }
+    conv_strip<CB, K, S, NV>(a, begin, end, x0, buf);
   }
   end_stores(a);
 }
@@ -458,122 +470,137 @@ inline void interleave_phases(const Vec* y, Vec* out) {
 // (N^2 x Cin x NV*V floats), and per block of CB output channels N^2 products with CB x NV
 // accumulators in registers (the inner loop of conv_rows) into mbuf, then the output
 // transform, bias, ReLU and residual, interleaved into M rows.
-template <int CB, int M, int R>
-void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
-  constexpr int N = M + R - 1, NV = kStripVectors[CB], T = NV * V, L = T + (N - 1) / M;
+template <int CB, int M, int R, int NV>
+void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, float* buf) {
+  constexpr int N = M + R - 1, T = NV * V, L = T + (N - 1) / M;
   constexpr int CHUNK = M * L;
   using In = WinogradInput<N>;
   using Out = WinogradOutput<M, N>;
   int64_t cin = 0;
   for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
-  const int64_t OH = a.out_h, OW = a.out_w, TH = (OH + M - 1) / M, TW = (OW + M - 1) / M;
+  const int64_t OH = a.out_h, OW = a.out_w, TH = (OH + M - 1) / M;
   float* const vbuf = buf + N * cin * CHUNK;
   float* const mbuf = vbuf + N * N * cin * T;
   alignas(64) float scratch[N * N * V];  // the input transform's row pass
-  for (int64_t t0 = 0; t0 < TW; t0 += T) {
-    const int64_t cstart = M * t0 - a.pad;
-    Mask mask[M * NV];
-    for (int m = 0; m < M * NV; ++m) mask[m] = make_mask(M * t0 + m * V, OW);
-    Ring ring;
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t n = t / TH, ty = t % TH, top = M * ty - a.pad;
-      int64_t slot[N];
-      ring.advance<N, M, L>(a, n, top, cstart, buf, slot);
-      // input transform: vbuf[xi][ci] = (B^T d B)[xi] for the strip's tiles, the rows' B^T
-      // through a small scratch (L1) rather than N^2 vectors in registers (64 for N = 8: the
-      // compiler spilled them), then the columns'
-      const float* channel = buf;
-      for (int64_t ci = 0; ci < cin; ++ci, channel += N * CHUNK) {
+  const int64_t cstart = M * t0 - a.pad;
+  Mask mask[M * NV];
+  for (int m = 0; m < M * NV; ++m) mask[m] = make_mask(M * t0 + m * V, OW);
+  Ring ring;
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t n = t / TH, ty = t % TH, top = M * ty - a.pad;
+    int64_t slot[N];
+    ring.advance<N, M, L>(a, n, top, cstart, buf, slot);
+    // input transform: vbuf[xi][ci] = (B^T d B)[xi] for the strip's tiles, the rows' B^T
+    // through a small scratch (L1) rather than N^2 vectors in registers (64 for N = 8: the
+    // compiler spilled them), then the columns'
+    const float* channel = buf;
+    for (int64_t ci = 0; ci < cin; ++ci, channel += N * CHUNK) {
 #pragma GCC unroll 1
-        for (int v = 0; v < NV; ++v) {
+      for (int v = 0; v < NV; ++v) {
 #pragma GCC unroll 8
-          for (int i = 0; i < N; ++i) {
-            const float* row = channel + slot[i] + v * V;
-            Vec d[N], r[N];
+        for (int i = 0; i < N; ++i) {
+          const float* row = channel + slot[i] + v * V;
+          Vec d[N], r[N];
 #pragma GCC unroll 8
-            for (int j = 0; j < N; ++j) d[j] = loadu(row + (j % M) * L + j / M);
-            In::input(d, r);
+          for (int j = 0; j < N; ++j) d[j] = loadu(row + (j % M) * L + j / M);
+          In::input(d, r);
 #pragma GCC unroll 8
-            for (int j = 0; j < N; ++j) storeu(scratch + (i * N + j) * V, r[j]);
-          }
+          for (int j = 0; j < N; ++j) storeu(scratch + (i * N + j) * V, r[j]);
+        }
 #pragma GCC unroll 8
-          for (int j = 0; j < N; ++j) {
-            Vec col[N], out[N];
+        for (int j = 0; j < N; ++j) {
+          Vec col[N], out[N];
 #pragma GCC unroll 8
-            for (int i = 0; i < N; ++i) col[i] = loadu(scratch + (i * N + j) * V);
-            In::input(col, out);
+          for (int i = 0; i < N; ++i) col[i] = loadu(scratch + (i * N + j) * V);
+          In::input(col, out);
 #pragma GCC unroll 8
-            for (int i = 0; i < N; ++i) storeu(vbuf + ((i * N + j) * cin + ci) * T + v * V, out[i]);
-          }
+          for (int i = 0; i < N; ++i) storeu(vbuf + ((i * N + j) * cin + ci) * T + v * V, out[i]);
         }
       }
-      for (int64_t g = 0; g < a.cout_blocks; ++g) {
-        const float* w = a.weight + g * N * N * cin * CB;
-        prefetch_outputs(a, n, g * CB, CB, M * ty * OW + M * t0, M * T);
-        // (not unrolled: one product's code is 2 * CB * NV multiply-adds a channel already)
+    }
+    for (int64_t g = 0; g < a.cout_blocks; ++g) {
+      const float* w = a.weight + g * N * N * cin * CB;
+      prefetch_outputs(a, n, g * CB, CB, M * ty * OW + M * t0, M * T);
+      // (not unrolled: one product's code is 2 * CB * NV multiply-adds a channel already)
 #pragma GCC unroll 1
-        for (int xi = 0; xi < N * N; ++xi) {
-          Vec acc[CB][NV];
+      for (int xi = 0; xi < N * N; ++xi) {
+        Vec acc[CB][NV];
 #pragma GCC unroll 16
-          for (int c = 0; c < CB; ++c)
+        for (int c = 0; c < CB; ++c)
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) acc[c][v] = zero();
-          const float* src = vbuf + xi * cin * T;
-          for (int64_t ci = 0; ci < cin; ++ci, src += T, w += CB) {
-            Vec in[NV];
+          for (int v = 0; v < NV; ++v) acc[c][v] = zero();
+        const float* src = vbuf + xi * cin * T;
+        for (int64_t ci = 0; ci < cin; ++ci, src += T, w += CB) {
+          Vec in[NV];
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
+          for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
 #pragma GCC unroll 16
-            for (int c = 0; c < CB; ++c) {
-              const Vec b = bcast(w + c);
+          for (int c = 0; c < CB; ++c) {
+            const Vec b = bcast(w + c);
 #pragma GCC unroll 4
-              for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
-            }
+            for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
           }
-#pragma GCC unroll 16
-          for (int c = 0; c < CB; ++c)
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) storeu(mbuf + (xi * CB + c) * T + v * V, acc[c][v]);
         }
-        // output transform: rows (over the tile's columns), then columns
+#pragma GCC unroll 16
+        for (int c = 0; c < CB; ++c)
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) storeu(mbuf + (xi * CB + c) * T + v * V, acc[c][v]);
+      }
+      // output transform: rows (over the tile's columns), then columns
 #pragma GCC unroll 1
-        for (int c = 0; c < CB; ++c) {
-          const int64_t co = g * CB + c;
-          if (co >= a.cout) break;
+      for (int c = 0; c < CB; ++c) {
+        const int64_t co = g * CB + c;
+        if (co >= a.cout) break;
 #pragma GCC unroll 1
-          for (int v = 0; v < NV; ++v) {
-            Vec s[N][M];
+        for (int v = 0; v < NV; ++v) {
+          Vec s[N][M];
 #pragma GCC unroll 8
-            for (int i = 0; i < N; ++i) {
-              Vec m[N];
+          for (int i = 0; i < N; ++i) {
+            Vec m[N];
 #pragma GCC unroll 8
-              for (int j = 0; j < N; ++j) m[j] = loadu(mbuf + ((i * N + j) * CB + c) * T + v * V);
-              Out::output(m, s[i]);
-            }
-            Vec y[M][M];  // [column phase][output row]
+            for (int j = 0; j < N; ++j) m[j] = loadu(mbuf + ((i * N + j) * CB + c) * T + v * V);
+            Out::output(m, s[i]);
+          }
+          Vec y[M][M];  // [column phase][output row]
 #pragma GCC unroll 4
-            for (int x = 0; x < M; ++x) {
-              Vec col[N];
+          for (int x = 0; x < M; ++x) {
+            Vec col[N];
 #pragma GCC unroll 8
-              for (int i = 0; i < N; ++i) col[i] = s[i][x];
-              Out::output(col, y[x]);
-            }
+            for (int i = 0; i < N; ++i) col[i] = s[i][x];
+            Out::output(col, y[x]);
+          }
 #pragma GCC unroll 4
-            for (int yy = 0; yy < M; ++yy) {
-              const int64_t oy = M * ty + yy;
-              if (oy >= OH) break;
-              Vec phases[M], row[M];
+          for (int yy = 0; yy < M; ++yy) {
+            const int64_t oy = M * ty + yy;
+            if (oy >= OH) break;
+            Vec phases[M], row[M];
 #pragma GCC unroll 4
-              for (int x = 0; x < M; ++x) phases[x] = y[x][yy];
-              interleave_phases<M>(phases, row);
-              const int64_t off = (co * OH + oy) * OW + M * t0 + M * v * V;
+            for (int x = 0; x < M; ++x) phases[x] = y[x][yy];
+            interleave_phases<M>(phases, row);
+            const int64_t off = (co * OH + oy) * OW + M * t0 + M * v * V;
 #pragma GCC unroll 4
-              for (int k = 0; k < M; ++k) finish(a, row[k], co, n, off + k * V, mask[M * v + k]);
-            }
+            for (int k = 0; k < M; ++k) finish(a, row[k], co, n, off + k * V, mask[M * v + k]);
           }
         }
       }
     }
+  }
+}
+
+template <int CB, int M, int R>
+void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
+  constexpr int NV = kStripVectors[CB];
+  const int64_t TW = (a.out_w + M - 1) / M;
+  for (int64_t t0 = 0; t0 < TW; t0 += NV * V) {
+    if constexpr (NV == 2) {
+      // a last strip of one vector of tiles runs with one: two would compute a vector of
+      // nothing (a sixth of the products of the 320-wide layers at 720p)
+      if (TW - t0 <= V) {
+        winograd_strip<CB, M, R, 1>(a, begin, end, t0, buf);
+        continue;
+      }
+    }
+    winograd_strip<CB, M, R, NV>(a, begin, end, t0, buf);
   }
   end_stores(a);
 }
