@@ -78,3 +78,35 @@ def test_warp_reuses_one_buffer_in_inference_only():
     head.reuse_warp_output = False
     with torch.no_grad():
         assert head.eval().warp(feat, motion).data_ptr() != b.data_ptr()
+
+
+def test_fast_normalize_matches_f_normalize_in_inference_only(monkeypatch):
+    """``fast_normalize`` (the direct inference form): the plane-by-plane normalisation equals
+    ``F.normalize`` to float rounding and gives the same displacements; training and autograd
+    keep ``F.normalize``."""
+    from mtu_toolkit.models.mc_heads.correlation import normalize_by_planes
+    torch.manual_seed(0)
+    x = torch.randn(2, 52, 9, 11) * 30
+    x[0, :, 2, 3] = 0  # a zero vector stays zero (eps)
+    ref = F.normalize(x, dim=1)
+    got = normalize_by_planes(x)
+    torch.testing.assert_close(got, ref, rtol=0, atol=2e-7)
+    assert (got[0, :, 2, 3] == 0).all()
+    head = CorrelationMCHead(52, 26, max_displacement=3).eval()
+    cur, prev = torch.randn(1, 52, 12, 16), torch.randn(1, 52, 12, 16)
+    with torch.no_grad():
+        exact = head.estimate(cur, prev)['motion']
+        head.fast_normalize = True
+        assert torch.equal(head.estimate(cur, prev)['motion'], exact)
+    calls = []
+    real = F.normalize
+    monkeypatch.setattr(F, 'normalize', lambda *a, **k: calls.append(1) or real(*a, **k))
+    with torch.no_grad():
+        head.estimate(cur, prev)          # fast: F.normalize not called
+    assert not calls
+    head.estimate(cur.requires_grad_(), prev)  # autograd: F.normalize
+    assert len(calls) == 2
+    calls.clear()
+    with torch.no_grad():
+        head.train().estimate(cur, prev)  # training: F.normalize
+    assert len(calls) == 2

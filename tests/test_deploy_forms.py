@@ -111,6 +111,8 @@ def test_direct_stages_run_every_convolution_on_the_kernels():
     assert len(convs) == sum(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
                              for m in net.modules()) - len(net.aux_convs)
     assert all(c.isa == direct_conv_isa() for c in convs)
+    assert fused.mc_head.reuse_warp_output and fused.mc_head.fast_normalize
+    assert not net.mc_head.fast_normalize  # the form is built on a copy
     with torch.inference_mode():
         _, state = fused(torch.rand(1, 5, 3, 16, 24), None)
 

@@ -39,9 +39,6 @@ namespace {
 #define MTU_ALWAYS_INLINE inline __attribute__((always_inline))
 
 constexpr int kMaxInputs = 8;
-// Output channels a block of the transposed-conv kernel holds in registers (both ISAs); the
-// other kernels' limit is each ISA's kMaxCB, below. max_block() is the one place that reads them.
-constexpr int kDeconvMaxCB = 6;
 
 // Raw pointers and sizes of one call; the kernels see nothing of torch.
 struct ConvArgs {
@@ -73,8 +70,9 @@ namespace avx512 {
 // 16 lanes; 13 x 2 accumulators + 2 inputs + a broadcast of 32 registers
 using Vec = __m512;
 using Mask = __mmask16;
-// the transposed conv: 2 phases x 6 x 2 accumulators + 3 shifts x 2 inputs + a broadcast
-constexpr int V = 16, kRegisters = 32, kMaxCB = 13, kDeconvVectors = 2;
+// the transposed conv: 2 phases x 6 x 2 accumulators + 3 shifts x 2 inputs + a broadcast, or
+// for 7 to 13 channels a block 2 x 13 x 1 + 3 + 1
+constexpr int V = 16, kRegisters = 32, kMaxCB = 13, kDeconvVectors = 2, kDeconvMaxCB = 13;
 inline Vec zero() { return _mm512_set1_ps(0.f); }
 inline Vec loadu(const float* p) { return _mm512_loadu_ps(p); }
 inline void storeu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
@@ -120,7 +118,7 @@ namespace avx2 {
 using Vec = __m256;
 using Mask = __m256i;
 // the transposed conv: 2 phases x 6 accumulators + 3 shifts + a broadcast
-constexpr int V = 8, kRegisters = 16, kMaxCB = 6, kDeconvVectors = 1;
+constexpr int V = 8, kRegisters = 16, kMaxCB = 6, kDeconvVectors = 1, kDeconvMaxCB = 6;
 inline Vec zero() { return _mm256_setzero_ps(); }
 inline Vec loadu(const float* p) { return _mm256_loadu_ps(p); }
 inline void storeu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
@@ -188,7 +186,8 @@ bool has_avx2() { return cpu_has_avx2() && isa_override() != ""; }
 #ifdef MTU_X86
 // Output channels a block: as many as the accumulators the registers hold
 int max_block(bool transposed) {
-  return transposed ? kDeconvMaxCB : (has_avx512() ? avx512::kMaxCB : avx2::kMaxCB);
+  if (has_avx512()) return transposed ? avx512::kDeconvMaxCB : avx512::kMaxCB;
+  return transposed ? avx2::kDeconvMaxCB : avx2::kMaxCB;
 }
 #else
 int max_block(bool) { return 1; }
@@ -202,9 +201,9 @@ template <int CB>
 RowsFn kernel_for(bool avx512, Algorithm algo, int k, int stride) {
   if (CB > max_block(algo == Algorithm::kTransposed)) return nullptr;
   constexpr int CB512 = CB <= avx512::kMaxCB ? CB : 1;
-  constexpr int CB2 = CB <= avx2::kMaxCB && CB <= kDeconvMaxCB ? CB : 1;
+  constexpr int CB2 = CB <= avx2::kMaxCB ? CB : 1;
   if (algo == Algorithm::kTransposed)
-    return avx512 ? avx512::deconv_rows<CB2> : avx2::deconv_rows<CB2>;
+    return avx512 ? avx512::deconv_rows<CB512> : avx2::deconv_rows<CB2>;
   if (algo == Algorithm::kWinograd2 || algo == Algorithm::kWinograd4) {
     if (stride != 1 || (k != 3 && k != 5)) return nullptr;
 #define MTU_WINOGRAD_CASE(M, K)                                                           \

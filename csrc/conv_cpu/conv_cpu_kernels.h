@@ -3,7 +3,8 @@
 // that instruction set's target pragma (so no include guard):
 //   Vec, Mask, V (lanes), kRegisters (vector registers), kMaxCB (output channels per block:
 //   2*kMaxCB accumulators, 2 inputs and a broadcast fit the registers), kDeconvVectors (input
-//   vectors a strip of the transposed conv), zero(), loadu(p), storeu(p, v),
+//   vectors a strip of the transposed conv), kDeconvMaxCB (its output channels per block),
+//   zero(), loadu(p), storeu(p, v),
 //   load_masked(m, p), store_masked(m, p, v), bcast(p), set1(x), fma(a, b, acc), add(a, b),
 //   sub(a, b), mul(a, b), max(a, b),
 //   make_mask(start, width) (lanes j with 0 <= start + j < width), is_full(m) (every lane),
@@ -276,7 +277,12 @@ void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
 // row, interleaved at the store. Weights packed as (G, 2 [py], Cin, 2 [row tap], 4 [kx], CB).
 template <int CB>
 void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
-  constexpr int NV = kDeconvVectors, L = NV * V + 2;
+  // kDeconvVectors input vectors a strip where the registers hold 2 x CB x that many
+  // accumulators beside 3 shifts of each input and a broadcast, else one (a block of up to
+  // kDeconvMaxCB channels: 26 in two blocks of 13 rather than five of 6, of which 4 padding)
+  constexpr int NV = 2 * CB * kDeconvVectors + 3 * kDeconvVectors + 1 <= kRegisters
+                         ? kDeconvVectors : 1;
+  constexpr int L = NV * V + 2;
   int64_t cin = 0;
   for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
   const int64_t OH = a.out_h, OW = a.out_w;

@@ -40,7 +40,8 @@ def to_direct(net, winograd='auto'):
 
     The layers listed by ``net.transient_layers()`` write into the same buffer every frame, and
     so does the MC head's warp where the head can (``reuse_warp_output``), so one converted
-    network must not run frames from several threads at once.
+    network must not run frames from several threads at once. The head also normalises its
+    motion features by channel planes where it can (``fast_normalize``).
     """
     transient = {id(layer) for layer in net.transient_layers()}
     for layer in fused_layers(net.inference_layers()):
@@ -49,6 +50,8 @@ def to_direct(net, winograd='auto'):
     head = getattr(net, 'mc_head', None)
     if hasattr(head, 'reuse_warp_output'):
         head.reuse_warp_output = True
+    if hasattr(head, 'fast_normalize'):
+        head.fast_normalize = True
     return net
 
 

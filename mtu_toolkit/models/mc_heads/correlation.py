@@ -9,6 +9,16 @@ from ...registry import MODELS
 from .base import BaseMCHead
 
 
+def normalize_by_planes(x, eps=1e-12):
+    """``F.normalize(x, dim=1)`` of an (N, C, h, w) ``x``, the squares summed one channel
+    plane at a time (contiguous sweeps rather than a reduction across planes); equal to it
+    within float rounding (a few 1e-8 for unit vectors)."""
+    sq = x[:, 0] * x[:, 0]
+    for c in range(1, x.shape[1]):
+        sq.add_(x[:, c] * x[:, c])
+    return x / sq.sqrt_().clamp_min_(eps).unsqueeze(1)
+
+
 @MODELS.register_module(name=['CorrelationMCHead', 'correlation'])
 class CorrelationMCHead(BaseMCHead):
     """Feature matching by local cosine correlation; no learnable parameters.
@@ -27,6 +37,11 @@ class CorrelationMCHead(BaseMCHead):
     allocation costs page faults every frame). The result is then valid until the next warp:
     the network reads it within the frame; one head must not warp from several threads at once.
 
+    ``fast_normalize`` (attribute, default False; set by the direct inference form too): in eval
+    mode without autograd, normalise by :func:`normalize_by_planes` (the squares summed plane by
+    plane: ~10x faster on CPU than ``F.normalize``'s strided reduction over channels, 1-2 ms
+    instead of ~9 ms for 52x180x320; it rounds differently, within a few 1e-8).
+
     Args:
         motion_channels (int): channels of the motion features (2ch).
         feat_channels (int): channels of the feature to warp (ch).
@@ -41,12 +56,16 @@ class CorrelationMCHead(BaseMCHead):
         self.max_displacement = int(max_displacement)
         self.smooth = int(smooth)
         self.reuse_warp_output = False
+        self.fast_normalize = False
         self._warp_buffer = None
 
     def estimate(self, cur, prev):
         """cur, prev: (N, 2ch, h, w) -> dict(motion=int64 (N, 2, h, w) (dx, dy), [cost_volume])."""
-        cur = F.normalize(cur, dim=1)
-        prev = F.normalize(prev, dim=1)
+        fast = (self.fast_normalize and not self.training
+                and not (torch.is_grad_enabled() and (cur.requires_grad or prev.requires_grad)))
+        normalize = normalize_by_planes if fast else (lambda x: F.normalize(x, dim=1))
+        cur = normalize(cur)
+        prev = normalize(prev)
         if not self.training:
             disp = correlation_argmax(cur, prev, self.max_displacement, self.smooth)
             return dict(motion=disp)
