@@ -97,7 +97,8 @@ def test_winograd_is_chosen_for_wide_stride_1_layers():
     assert chosen(nn.Conv2d(52, 26, 5, padding=2), winograd=2) == 2
     assert chosen(nn.Conv2d(26, 3, 3, padding=1)) and chosen(nn.Conv2d(15, 26, 3, padding=1))
     assert not chosen(nn.Conv2d(4, 8, 3, padding=1))      # transforms shared by too few
-    assert not chosen(nn.Conv2d(3, 26, 3, padding=1))     # products too short
+    assert chosen(nn.Conv2d(3, 26, 3, padding=1))         # base_conv: the frame's 3 channels
+    assert not chosen(nn.Conv2d(2, 26, 3, padding=1))     # below WINOGRAD_MIN_INPUTS
     assert not chosen(nn.Conv2d(26, 52, 3, 2, 1))         # stride 2
     assert not chosen(nn.Conv2d(52, 52, 3, padding=1), winograd=False)
     assert chosen(nn.Conv2d(4, 8, 3, padding=1), winograd=True) == conv_direct.WINOGRAD_TILE[3]
