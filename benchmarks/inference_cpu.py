@@ -8,12 +8,23 @@ profiles one frame of the direct modes stage by stage against the floor of the m
 each stage executes (``mtu_toolkit.analysis.stages``) and one of the compiled mode by group.
 Prints the ratio measured / conv-FLOP floor and the target (1.5x for MTU2 on 2 cores).
 
+With ``--baseline-conv-ext PATH`` (another build of ``mtu_toolkit._conv_cpu``, e.g. the
+previous commit's ``.so``) it also times the direct form on that engine against this one, frames
+alternating in one process on the same window and state (the Python side is this checkout's for
+both), and prints each frame's old/new ratio and the largest difference between their frames.
+
 Usage:
     python benchmarks/inference_cpu.py [--variant MTU2] [--size 1280x720] [--frames 5]
+                                       [--baseline-conv-ext PATH]
 """
 import argparse
+import contextlib
+import copy
+import importlib.util
 import os
+import statistics
 import sys
+import time
 from collections import defaultdict
 
 import torch
@@ -78,6 +89,46 @@ def build(restorer, mode):
     return optimize_for_inference(restorer, mode=mode)
 
 
+@contextlib.contextmanager
+def engine(module):
+    """Run the direct layers on ``module`` (a ``_conv_cpu`` build) inside the block: they call
+    the engine through ``direct_conv.conv_ext``, read at every call."""
+    from mtu_toolkit.deploy import direct_conv
+    saved, direct_conv.conv_ext = direct_conv.conv_ext, module
+    try:
+        yield
+    finally:
+        direct_conv.conv_ext = saved
+
+
+def compare_engines(restorer, path, height, width, frames):
+    """Old (the build at ``path``) against this build's engine: the direct form of the same
+    weights on each, one frame each in turn (after one untimed frame each)."""
+    spec = importlib.util.spec_from_file_location('_conv_cpu', path)
+    baseline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(baseline)
+    new = optimize_for_inference(copy.deepcopy(restorer), mode='direct')
+    with engine(baseline):  # packed by the engine that runs it
+        old = optimize_for_inference(copy.deepcopy(restorer), mode='direct')
+    window = test_window(height, width, torch.device('cpu'))
+    runs = {'old': (old, baseline), 'new': (new, None)}
+    states, times, outs = {}, {'old': [], 'new': []}, {}
+    with torch.inference_mode():
+        for i in range(frames + 1):
+            for name, (model, module) in runs.items():
+                with engine(module) if module is not None else contextlib.nullcontext():
+                    start = time.perf_counter()
+                    outs[name], states[name] = model.restore_frame(window, states.get(name))
+                    if i:
+                        times[name].append(time.perf_counter() - start)
+    ratios = [o / n for o, n in zip(times['old'], times['new'])]
+    diff = (outs['new'] - outs['old']).abs().max().item()
+    print(f'  engines: old {1e3 * statistics.median(times["old"]):.0f} ms, new '
+          f'{1e3 * statistics.median(times["new"]):.0f} ms a frame; old/new per frame '
+          f'{", ".join(f"{r:.2f}" for r in ratios)} (median {statistics.median(ratios):.2f}x); '
+          f'max |new - old| {diff:.1e}', flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--variant', default='MTU2', choices=[v for v, c in VARIANTS.items()
@@ -87,6 +138,8 @@ def main():
     parser.add_argument('--threads', type=int)
     parser.add_argument('--modes', nargs='+', default=['eager', 'frozen', 'compile', 'direct'],
                         choices=['eager', 'frozen', 'compile', 'direct', 'direct-no-winograd'])
+    parser.add_argument('--baseline-conv-ext', metavar='PATH',
+                        help='another build of mtu_toolkit._conv_cpu (.so) to compare with')
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -97,6 +150,10 @@ def main():
     restorer = init_restorer(os.path.join(ROOT, VARIANTS[args.variant][0]))
     device = torch.device('cpu')
     print(f'{args.variant} at {width}x{height}, {torch.get_num_threads()} threads')
+    if args.baseline_conv_ext:
+        if not direct_conv_isa():
+            sys.exit('the direct kernels do not run here (no extension, or a CPU without AVX2)')
+        compare_engines(restorer, args.baseline_conv_ext, height, width, args.frames)
     models = [(mode, build(restorer, mode)) for mode in args.modes]
     for name, model in models:
         r = benchmark_restorer(restorer, model, height, width, device, 1, args.frames)

@@ -136,3 +136,30 @@ def test_tool_writes_table_json_and_plot(tmp_path):
     assert row['model'] == ('direct kernels + Winograd' if winograd else 'eager')
     assert ('fewer multiply-adds' in table) == winograd
     assert (out / 'quality_speed.png').stat().st_size > 1000
+
+
+def test_engine_comparison_swaps_and_restores_the_engine(capsys, monkeypatch):
+    """``benchmarks/inference_cpu.py --baseline-conv-ext``: the direct form of the same weights
+    on another build of the engine (here this build's .so loaded a second time), frames taking
+    turns; the frames agree, and the tools' engine is back afterwards."""
+    from mtu_toolkit.deploy import direct_conv, direct_conv_isa
+    if not direct_conv_isa():
+        pytest.skip('the direct kernels do not run on this CPU')
+    spec = importlib.util.spec_from_file_location(
+        'inference_cpu', osp.join(ROOT, 'benchmarks', 'inference_cpu.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    engine = direct_conv.conv_ext
+    seen = []
+    real = bench.engine
+
+    def spying(module):
+        seen.append(module)
+        return real(module)
+
+    monkeypatch.setattr(bench, 'engine', spying)
+    bench.compare_engines(build(), engine.__file__, 16, 24, frames=2)
+    out = capsys.readouterr().out
+    assert 'old/new per frame' in out and 'max |new - old| 0.0e+00' in out
+    assert seen and all(m is not engine and m.__file__ == engine.__file__ for m in seen)
+    assert direct_conv.conv_ext is engine
