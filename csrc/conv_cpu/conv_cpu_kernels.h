@@ -38,14 +38,8 @@ inline void end_stores(const ConvArgs& a) {
   if (a.stream) _mm_sfence();
 }
 
-// Packs input row iy (zeros outside the image) of every input channel (the inputs in order),
-// channel c at dst + c * ch_stride, as S (1, 2 or 4) sequences of L floats one after the other:
-// sequence s holds columns cstart + s + S*j, j < L. Exactly S*L floats a channel are written
-// (the last vector of a sequence is masked), so rows can be packed into any slot. S and L are
-// template arguments, and the function is inlined into each kernel: with them known, q[] and the
-// masks live in registers and the deinterleave is chosen at compile time (one out-of-line copy
-// for every S and L kept them in memory and made packing cost twice a stride-2 layer's
-// multiply-adds). kFull: every column read lies inside the row (plain loads, no masks).
+// pack_row's copy of an input row inside the image (below); kFull: every column read lies
+// inside the row too (plain loads, no masks).
 template <int S, int L, bool kFull>
 MTU_ALWAYS_INLINE void pack_channels(const ConvArgs& a, int64_t n, int64_t iy, int64_t cstart,
                                      float* dst, int64_t ch_stride) {
@@ -89,6 +83,14 @@ MTU_ALWAYS_INLINE void pack_channels(const ConvArgs& a, int64_t n, int64_t iy, i
   }
 }
 
+// Packs input row iy (zeros outside the image) of every input channel (the inputs in order),
+// channel c at dst + c * ch_stride, as S (1, 2 or 4) sequences of L floats one after the other:
+// sequence s holds columns cstart + s + S*j, j < L. Exactly S*L floats a channel are written
+// (the last vector of a sequence is masked), so rows can be packed into any slot. S and L are
+// template arguments, and the function is inlined into each kernel: with them known, q[] and the
+// masks live in registers and the deinterleave is chosen at compile time (one out-of-line copy
+// for every S and L kept them in memory and made packing cost twice a stride-2 layer's
+// multiply-adds).
 template <int S, int L>
 MTU_ALWAYS_INLINE void pack_row(const ConvArgs& a, int64_t n, int64_t iy, int64_t cstart,
                                 float* dst, int64_t ch_stride) {
