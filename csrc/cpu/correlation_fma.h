@@ -8,6 +8,31 @@
 // out[j][x] = sum_c a[c, x] * bp[c, x + j] for the 2D+1 shifts j, accumulated over c in a fixed
 // order with one rounding per term (FMA), identically on both instruction sets.
 
+// The accumulators of a tile: zeroed, and stored to the NDX shift rows (MASKED: the first
+// lanes of `m` of one vector). Inlined, so that the accumulators stay in registers.
+template <int NDX, int NV>
+__attribute__((always_inline)) inline void zero_tile(Vec (&acc)[NDX][NV]) {
+#pragma GCC unroll 16
+  for (int j = 0; j < NDX; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[j][v] = zero();
+}
+
+template <int NDX, int NV, bool MASKED>
+__attribute__((always_inline)) inline void store_tile(const Vec (&acc)[NDX][NV], float* const* out,
+                                                      int64_t x0, Mask m) {
+#pragma GCC unroll 16
+  for (int j = 0; j < NDX; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      float* p = out[j] + x0 + v * kLanes;
+      if (MASKED)
+        store_masked(m, p, acc[j][v]);
+      else
+        storeu(p, acc[j][v]);
+    }
+}
+
 // Register tile: NDX shifts x NV vectors of pixels from x0 (with MASKED, one vector of the first
 // lanes of `m`); a[c] is loaded once for the NDX shifts.
 template <int NDX, int NV, bool MASKED>
@@ -15,10 +40,7 @@ inline void fma_tile(const float* __restrict__ a, const float* __restrict__ bp,
                      float* const* out, int64_t channels, int64_t hw, int64_t wp, int64_t x0,
                      Mask m) {
   Vec acc[NDX][NV];
-#pragma GCC unroll 16
-  for (int j = 0; j < NDX; ++j)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[j][v] = zero();
+  zero_tile(acc);
   for (int64_t c = 0; c < channels; ++c) {
     const float* ac = a + c * hw + x0;
     const float* bc = bp + c * wp + x0;
@@ -34,16 +56,7 @@ inline void fma_tile(const float* __restrict__ a, const float* __restrict__ bp,
         acc[j][v] = fmadd(av[v], MASKED ? load_masked(m, p) : loadu(p), acc[j][v]);
       }
   }
-#pragma GCC unroll 16
-  for (int j = 0; j < NDX; ++j)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      float* p = out[j] + x0 + v * kLanes;
-      if (MASKED)
-        store_masked(m, p, acc[j][v]);
-      else
-        storeu(p, acc[j][v]);
-    }
+  store_tile<NDX, NV, MASKED>(acc, out, x0, m);
 }
 
 #if MTU_FMA_SHUFFLE
@@ -77,10 +90,7 @@ inline void fma_tile_shifted(const float* __restrict__ a, const float* __restric
                              float* const* out, int64_t channels, int64_t hw, int64_t wp,
                              int64_t x0) {
   Vec acc[NDX][NV];
-#pragma GCC unroll 16
-  for (int j = 0; j < NDX; ++j)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[j][v] = zero();
+  zero_tile(acc);
   for (int64_t c = 0; c < channels; ++c) {
     const float* ac = a + c * hw + x0;
     const float* bc = bp + c * wp + x0;
@@ -91,10 +101,7 @@ inline void fma_tile_shifted(const float* __restrict__ a, const float* __restric
     for (int v = 0; v <= NV; ++v) b[v] = loadu(bc + v * kLanes);
     ShiftedFma<0, NDX, NV>::run(acc, av, b);
   }
-#pragma GCC unroll 16
-  for (int j = 0; j < NDX; ++j)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) storeu(out[j] + x0 + v * kLanes, acc[j][v]);
+  store_tile<NDX, NV, false>(acc, out, x0, Mask{});
 }
 #endif
 
