@@ -20,7 +20,6 @@ Usage:
 import argparse
 import contextlib
 import copy
-import importlib.util
 import os
 import statistics
 import sys
@@ -32,7 +31,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from mtu_toolkit.apis import init_restorer  # noqa: E402
-from mtu_toolkit.analysis.benchmark import VARIANTS, benchmark_restorer, test_window  # noqa: E402
+from mtu_toolkit.analysis.benchmark import (VARIANTS, benchmark_restorer, load_build,  # noqa: E402
+                                            test_window)
 from mtu_toolkit.analysis.stages import format_stages, frame_stages  # noqa: E402
 from mtu_toolkit.deploy import direct_conv_isa, optimize_for_inference  # noqa: E402
 
@@ -104,9 +104,7 @@ def engine(module):
 def compare_engines(restorer, path, height, width, frames):
     """Old (the build at ``path``) against this build's engine: the direct form of the same
     weights on each, one frame each in turn (after one untimed frame each)."""
-    spec = importlib.util.spec_from_file_location('_conv_cpu', path)
-    baseline = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(baseline)
+    baseline = load_build(path, '_conv_cpu')
     new = optimize_for_inference(copy.deepcopy(restorer), mode='direct')
     with engine(baseline):  # packed by the engine that runs it
         old = optimize_for_inference(copy.deepcopy(restorer), mode='direct')

@@ -23,7 +23,6 @@ Usage:
                              [--baseline-ext /path/to/_ext.cpython-*.so] [--skip-references]
 """
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -34,7 +33,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mtu_toolkit import ops  # noqa: E402
 from mtu_toolkit.analysis.benchmark import (alternating_medians,  # noqa: E402
-                                             gemm_rate)
+                                             gemm_rate, load_build)
 
 # the speed-up of the op over its reference on 2 CPU cores (an earlier issue's targets)
 TARGETS = {'correlation_argmax': 5.0, 'correlation fwd+bwd': 2.0}
@@ -95,14 +94,6 @@ def cases(f1, f2, grad, feat, disp, d, smooth):
         ('warp fwd+bwd', lambda: warp_forward_backward(ops.warp_by_displacement, feat, disp, feat),
          lambda: warp_forward_backward(ops.warp_by_displacement_reference, feat, disp, feat)),
     ]
-
-
-def load_baseline(path):
-    """Another build of the extension, imported under its own name (``_ext``) from ``path``."""
-    spec = importlib.util.spec_from_file_location('_ext', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def floors(f1, f2, feat, disp, d, smooth, repeats, baseline=None):
@@ -197,7 +188,7 @@ def main():
                                                  ('met' if ratio >= target else 'MISSED'))
             print(f'{name:<22}{1e3 * t_op:>12.1f}{1e3 * t_ref:>14.1f}{ratio:>9.1f}x  {verdict}')
     if device.type == 'cpu' and ops.uses_extension(f1):
-        baseline = load_baseline(args.baseline_ext) if args.baseline_ext else None
+        baseline = load_build(args.baseline_ext, '_ext') if args.baseline_ext else None
         floors(f1, f2, feat, disp, d, args.smooth, args.repeats, baseline)
 
 

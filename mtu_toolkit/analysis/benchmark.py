@@ -10,6 +10,7 @@ The GEMM rate is measured right before each timed frame and each frame is held t
 floor: a shared VM's speed drifts by tens of percent between minutes, and a rate measured once
 per run would report the drift as the implementation's.
 """
+import importlib.util
 import math
 import statistics
 import time
@@ -97,6 +98,16 @@ def alternating_medians(calls, repeats):
             fn()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def load_build(path, name):
+    """Another build of one of the compiled extensions (``name``: its module name, ``'_ext'``
+    or ``'_conv_cpu'``), loaded from the file ``path`` beside the installed one: the old side
+    of an old-against-new benchmark."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_window(height, width, device, seed=0):
