@@ -38,6 +38,16 @@ inline void end_stores(const ConvArgs& a) {
   if (a.stream) _mm_sfence();
 }
 
+// Vector l of a packed sequence of NL vectors at seq; the last one masked by `tail` (a
+// sequence is exactly L floats, so that rows can be packed into any slot).
+template <int NL>
+MTU_ALWAYS_INLINE void store_packed(float* seq, int l, Vec v, Mask tail) {
+  if (l + 1 < NL)
+    storeu(seq + l * V, v);
+  else
+    store_masked(tail, seq + l * V, v);
+}
+
 // pack_row's copy of an input row inside the image (below); kFull: every column read lies
 // inside the row too (plain loads, no masks).
 template <int S, int L, bool kFull>
@@ -71,13 +81,7 @@ MTU_ALWAYS_INLINE void pack_channels(const ConvArgs& a, int64_t n, int64_t iy, i
           deinterleave(o, q[3], q[1], q[3]);
         }
 #pragma GCC unroll 4
-        for (int m = 0; m < S; ++m) {
-          float* out = dst + m * L + l * V;
-          if (l + 1 < NL)
-            storeu(out, q[m]);
-          else
-            store_masked(tail, out, q[m]);
-        }
+        for (int m = 0; m < S; ++m) store_packed<NL>(dst + m * L, l, q[m], tail);
       }
     }
   }
@@ -101,12 +105,7 @@ MTU_ALWAYS_INLINE void pack_row(const ConvArgs& a, int64_t n, int64_t iy, int64_
     const Mask tail = make_mask((NL - 1) * V, L);
     for (int64_t ci = 0; ci < cin; ++ci, dst += ch_stride)
       for (int m = 0; m < S; ++m)
-        for (int l = 0; l < NL; ++l) {
-          if (l + 1 < NL)
-            storeu(dst + m * L + l * V, zero());
-          else
-            store_masked(tail, dst + m * L + l * V, zero());
-        }
+        for (int l = 0; l < NL; ++l) store_packed<NL>(dst + m * L, l, zero(), tail);
     return;
   }
   if (cstart >= 0 && cstart + S * NL * V <= a.in_w)
@@ -169,6 +168,24 @@ constexpr int kStripVectors[14] = {
     0, strip_vectors(1), strip_vectors(2), strip_vectors(3), strip_vectors(4), strip_vectors(5),
     strip_vectors(6), strip_vectors(7), strip_vectors(8), strip_vectors(9), strip_vectors(10),
     strip_vectors(11), strip_vectors(12), strip_vectors(13)};
+
+// Calls run.template operator()<NV>(x0) for the strips of NV vectors across `width` columns
+// (or tiles), x0 the first of each; a last strip of one vector runs with NV = 1 where strips
+// hold two (a strip of two would compute a vector of nothing: a sixth of the products of the
+// 80-tile rows of the 320-wide layers at 720p). NV is a template argument of run, which keeps
+// its accumulators in registers.
+template <int NV, typename Run>
+MTU_ALWAYS_INLINE void for_each_strip(int64_t width, Run&& run) {
+  for (int64_t x0 = 0; x0 < width; x0 += NV * V) {
+    if constexpr (NV == 2) {
+      if (width - x0 <= V) {
+        run.template operator()<1>(x0);
+        continue;
+      }
+    }
+    run.template operator()<NV>(x0);
+  }
+}
 
 // Prefetches the epilogue's residual and output lines of channels [c0, c0 + cb) at element
 // `off` of their planes, `len` floats: CB planes apart, too many streams for the hardware
@@ -258,16 +275,9 @@ void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   // NV vectors a strip: as many as the registers hold next to the CB*NV accumulators and a
   // broadcast (2 for CB = 13 with AVX-512; more for the few-channel layers, whose broadcasts
   // would otherwise feed too few multiply-adds)
-  constexpr int NV = kStripVectors[CB];
-  for (int64_t x0 = 0; x0 < a.out_w; x0 += NV * V) {
-    if constexpr (NV == 2) {
-      if (a.out_w - x0 <= V) {  // a last strip of one vector (see winograd_rows)
-        conv_strip<CB, K, S, 1>(a, begin, end, x0, buf);
-        continue;
-      }
-    }
+  for_each_strip<kStripVectors[CB]>(a.out_w, [&]<int NV>(int64_t x0) {
     conv_strip<CB, K, S, NV>(a, begin, end, x0, buf);
-  }
+  });
   end_stores(a);
 }
 
@@ -597,18 +607,8 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
 
 template <int CB, int M, int R>
 void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
-  constexpr int NV = kStripVectors[CB];
-  const int64_t TW = (a.out_w + M - 1) / M;
-  for (int64_t t0 = 0; t0 < TW; t0 += NV * V) {
-    if constexpr (NV == 2) {
-      // a last strip of one vector of tiles runs with one: two would compute a vector of
-      // nothing (a sixth of the products of the 320-wide layers at 720p)
-      if (TW - t0 <= V) {
-        winograd_strip<CB, M, R, 1>(a, begin, end, t0, buf);
-        continue;
-      }
-    }
+  for_each_strip<kStripVectors[CB]>((a.out_w + M - 1) / M, [&]<int NV>(int64_t t0) {
     winograd_strip<CB, M, R, NV>(a, begin, end, t0, buf);
-  }
+  });
   end_stores(a);
 }
