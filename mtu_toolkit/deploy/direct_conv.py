@@ -103,7 +103,7 @@ _LONE_USES = _storage_uses()
 #: and the input at least WINOGRAD_MIN_INPUTS (the products' depth); measured layer by layer
 #: by ``benchmarks/conv_cpu.py`` (figures in ``docs/benchmarks.md``)
 WINOGRAD_MIN_CHANNELS = 16
-WINOGRAD_MIN_INPUTS = 3  # (the 3-channel frame input gains too: 6.8 against 11.1 ms at 720p)
+WINOGRAD_MIN_INPUTS = 3  # (the 3-channel frame input, base_conv, gains too)
 
 #: kernel size -> Winograd output tile M of F(M x M, K x K) by default (F(4x4) differs from
 #: the exact sum by up to ~6e-6 of the output's scale, F(2x2) and the direct sum by ~1e-6)

@@ -14,8 +14,9 @@ def normalize_by_planes(x, eps=1e-12):
     plane at a time (contiguous sweeps rather than a reduction across planes); equal to it
     within float rounding (a few 1e-8 for unit vectors)."""
     sq = x[:, 0] * x[:, 0]
+    plane = torch.empty_like(sq)
     for c in range(1, x.shape[1]):
-        sq.add_(x[:, c] * x[:, c])
+        sq.add_(torch.mul(x[:, c], x[:, c], out=plane))
     return x / sq.sqrt_().clamp_min_(eps).unsqueeze(1)
 
 
@@ -39,8 +40,8 @@ class CorrelationMCHead(BaseMCHead):
 
     ``fast_normalize`` (attribute, default False; set by the direct inference form too): in eval
     mode without autograd, normalise by :func:`normalize_by_planes` (the squares summed plane by
-    plane: ~10x faster on CPU than ``F.normalize``'s strided reduction over channels, 1-2 ms
-    instead of ~9 ms for 52x180x320; it rounds differently, within a few 1e-8).
+    plane, much faster on CPU than ``F.normalize``'s strided reduction over channels: figures
+    in ``docs/benchmarks.md``; it rounds differently, within a few 1e-8).
 
     Args:
         motion_channels (int): channels of the motion features (2ch).
