@@ -101,10 +101,10 @@ def engine(module):
         direct_conv.conv_ext = saved
 
 
-def compare_engines(restorer, path, height, width, frames):
-    """Old (the build at ``path``) against this build's engine: the direct form of the same
-    weights on each, one frame each in turn (after one untimed frame each)."""
-    baseline = load_build(path, '_conv_cpu')
+def compare_engines(restorer, baseline, height, width, frames):
+    """Old (``baseline``, another build of the engine: :func:`load_build`) against this build's
+    engine: the direct form of the same weights on each, one frame each in turn (after one
+    untimed frame each)."""
     new = optimize_for_inference(copy.deepcopy(restorer), mode='direct')
     with engine(baseline):  # packed by the engine that runs it
         old = optimize_for_inference(copy.deepcopy(restorer), mode='direct')
@@ -139,6 +139,11 @@ def main():
     parser.add_argument('--baseline-conv-ext', metavar='PATH',
                         help='another build of mtu_toolkit._conv_cpu (.so) to compare with')
     args = parser.parse_args()
+    try:  # (loaded first: a wrong path stops the run before any timing)
+        baseline = (load_build(args.baseline_conv_ext, '_conv_cpu')
+                    if args.baseline_conv_ext else None)
+    except ImportError as err:
+        sys.exit(f'error: {err}')
     if args.threads:
         torch.set_num_threads(args.threads)
     # name inductor's generated kernels in the profile (read when a graph compiles)
@@ -148,10 +153,10 @@ def main():
     restorer = init_restorer(os.path.join(ROOT, VARIANTS[args.variant][0]))
     device = torch.device('cpu')
     print(f'{args.variant} at {width}x{height}, {torch.get_num_threads()} threads')
-    if args.baseline_conv_ext:
+    if baseline is not None:
         if not direct_conv_isa():
             sys.exit('the direct kernels do not run here (no extension, or a CPU without AVX2)')
-        compare_engines(restorer, args.baseline_conv_ext, height, width, args.frames)
+        compare_engines(restorer, baseline, height, width, args.frames)
     models = [(mode, build(restorer, mode)) for mode in args.modes]
     for name, model in models:
         r = benchmark_restorer(restorer, model, height, width, device, 1, args.frames)

@@ -166,6 +166,10 @@ def main():
     parser.add_argument('--skip-references', action='store_true',
                         help='only the floors (the references take minutes on 2 cores)')
     args = parser.parse_args()
+    try:  # (loaded first: a wrong path stops the run before the minutes of timing)
+        baseline = load_build(args.baseline_ext, '_ext') if args.baseline_ext else None
+    except ImportError as err:
+        sys.exit(f'error: {err}')
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -188,7 +192,6 @@ def main():
                                                  ('met' if ratio >= target else 'MISSED'))
             print(f'{name:<22}{1e3 * t_op:>12.1f}{1e3 * t_ref:>14.1f}{ratio:>9.1f}x  {verdict}')
     if device.type == 'cpu' and ops.uses_extension(f1):
-        baseline = load_build(args.baseline_ext, '_ext') if args.baseline_ext else None
         floors(f1, f2, feat, disp, d, args.smooth, args.repeats, baseline)
 
 

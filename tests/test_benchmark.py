@@ -158,8 +158,13 @@ def test_engine_comparison_swaps_and_restores_the_engine(capsys, monkeypatch):
         return real(module)
 
     monkeypatch.setattr(bench, 'engine', spying)
-    bench.compare_engines(build(), engine.__file__, 16, 24, frames=2)
+    bench.compare_engines(build(), bench.load_build(engine.__file__, '_conv_cpu'), 16, 24,
+                          frames=2)
     out = capsys.readouterr().out
     assert 'old/new per frame' in out and 'max |new - old| 0.0e+00' in out
     assert seen and all(m is not engine and m.__file__ == engine.__file__ for m in seen)
     assert direct_conv.conv_ext is engine
+    with pytest.raises(ImportError, match='missing.so: cannot load it as a build of'):
+        bench.load_build('missing.so', '_conv_cpu')
+    with pytest.raises(ImportError, match='cannot load it as a build of mtu_toolkit._conv_cpu'):
+        bench.load_build(osp.join(ROOT, 'README.md'), '_conv_cpu')

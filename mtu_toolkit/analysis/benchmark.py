@@ -103,10 +103,17 @@ def alternating_medians(calls, repeats):
 def load_build(path, name):
     """Another build of one of the compiled extensions (``name``: its module name, ``'_ext'``
     or ``'_conv_cpu'``), loaded from the file ``path`` beside the installed one: the old side
-    of an old-against-new benchmark."""
+    of an old-against-new benchmark. Raises ImportError naming ``path`` where it is missing or
+    not a build of that extension."""
     spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        if spec is None:
+            raise ImportError('not a Python extension file name')
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except (ImportError, OSError) as err:
+        raise ImportError(f'{path}: cannot load it as a build of mtu_toolkit.{name} '
+                          f'({str(err).splitlines()[0] if str(err) else type(err).__name__})')
     return module
 
 
