@@ -317,11 +317,14 @@ inline Vec load_masked(Mask m, const float* p) { return _mm512_maskz_loadu_ps(m,
 inline void store_masked(Mask m, float* p, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
 inline Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
 inline Mask make_mask(int64_t n) { return static_cast<Mask>((1u << n) - 1u); }
-// the vector J lanes on from lo: lo[J..15], hi[0..J-1]
+// the vector J lanes on from lo: lo[J..15], hi[0..J-1] (the masked form with every lane:
+// GCC 12's _mm512_alignr_epi32 passes an undefined vector, which it warns about as
+// uninitialised)
 template <int J>
 inline Vec alignr(Vec hi, Vec lo) {
+  const __m512i l = _mm512_castps_si512(lo);
   return _mm512_castsi512_ps(
-      _mm512_alignr_epi32(_mm512_castps_si512(hi), _mm512_castps_si512(lo), J));
+      _mm512_mask_alignr_epi32(l, 0xFFFF, _mm512_castps_si512(hi), l, J));
 }
 #define MTU_FMA_SHUFFLE 1
 #include "correlation_fma.h"
