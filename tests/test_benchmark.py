@@ -168,3 +168,25 @@ def test_engine_comparison_swaps_and_restores_the_engine(capsys, monkeypatch):
         bench.load_build('missing.so', '_conv_cpu')
     with pytest.raises(ImportError, match='cannot load it as a build of mtu_toolkit._conv_cpu'):
         bench.load_build(osp.join(ROOT, 'README.md'), '_conv_cpu')
+
+
+def test_ops_floors_time_another_build_next_to_this_one(capsys):
+    """``benchmarks/ops.py --baseline-ext``: the MC ops of another build (here this build's .so
+    loaded a second time) take turns with this build's; both give the same displacements, and
+    each op gets its old / new line."""
+    from mtu_toolkit.ops import extension
+    if not extension.EXT_AVAILABLE:
+        pytest.skip(extension.FALLBACK_REASON)
+    spec = importlib.util.spec_from_file_location(
+        'ops_bench', osp.join(ROOT, 'benchmarks', 'ops.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    f1, f2, _, feat, disp = bench.inputs(12, 20, 3, torch.device('cpu'))
+    rows = bench.floors(f1, f2, feat, disp, 3, 5, repeats=1,
+                        baseline=bench.load_build(extension.ext.__file__, '_ext'))
+    out = capsys.readouterr().out
+    assert 'agree at 100.0000% of the pixels' in out
+    for new in ('correlation_argmax', 'warp, fresh output', 'warp into reused out'):
+        assert f'vs  {new}' in out
+    assert [name for name, *_ in rows][:3] == ['correlation_argmax', 'warp into reused out',
+                                              'warp, coherent motion']

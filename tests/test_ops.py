@@ -112,7 +112,8 @@ def test_correlation_argmax_matches_materialised_path(shape, smooth):
                        correlation_argmax_reference(f1, f2, d, smooth))
 
 
-@pytest.mark.parametrize('smooth', [1, 3, 5])
+# (smooth 7: a box radius without its own compiled kernel)
+@pytest.mark.parametrize('smooth', [1, 3, 5, 7])
 @pytest.mark.parametrize('d', [1, 4, 10])
 def test_correlation_argmax_ties_go_to_lowest_index(d, smooth):
     """Small-integer features make every sum exact, so ties are real and plentiful."""

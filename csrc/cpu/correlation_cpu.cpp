@@ -375,13 +375,95 @@ CorrelateRowFn<float> argmax_correlate_row<float>() {
   return correlate_row<float>;
 }
 
+// The horizontal pass of the smoothed rows of one vertical shift: for each horizontal shift
+// j = 0..side-1 (row vsum + j * vstride, with r zeros either side), s_j[x] = vp[x] + vp[x + 1]
+// + ... + vp[x + 2r] (in that order), and the best shift so far (bv, bi) becomes idx0 + j where
+// s_j is strictly larger (or where idx0 + j is the first shift), j ascending. The compiler
+// vectorises it for the calling function's ISA.
+struct HorizontalArgmax {
+  template <int R>
+  static inline void run(const double* vsum, int64_t vstride, int64_t side, int32_t idx0,
+                         int64_t r_any, int64_t w, double* __restrict__ bv,
+                         int32_t* __restrict__ bi) {
+    const int64_t r = R >= 0 ? R : r_any;
+    for (int64_t j = 0; j < side; ++j) {
+      const double* __restrict__ vp = vsum + j * vstride;
+      const int32_t idx = idx0 + static_cast<int32_t>(j);
+      for (int64_t x = 0; x < w; ++x) {
+        double s = vp[x];
+        if constexpr (R >= 0) {
+#pragma GCC unroll 8
+          for (int u = 1; u <= 2 * R; ++u) s += vp[x + u];
+        } else {
+          for (int64_t u = 1; u <= 2 * r; ++u) s += vp[x + u];
+        }
+        const bool better = idx == 0 || s > bv[x];
+        bv[x] = better ? s : bv[x];
+        bi[x] = better ? idx : bi[x];
+      }
+    }
+  }
+};
+
+#ifdef MTU_X86
+// The same pass in AVX-512, the same sums and comparisons in the same order per pixel: 16
+// pixels at a time through every shift j, the best value and index kept in registers (GCC's
+// vectorisation of the loop above loads and stores them for every j, and branches on each
+// comparison's mask, which the data make unpredictable).
+struct HorizontalArgmaxAvx512 {
+  template <int R>
+  __attribute__((target("avx512f"))) static void run(const double* vsum, int64_t vstride,
+                                                     int64_t side, int32_t idx0, int64_t r_any,
+                                                     int64_t w, double* bv, int32_t* bi) {
+    const int64_t r = R >= 0 ? R : r_any;
+    for (int64_t x = 0; x < w; x += 16) {
+      const int64_t n = std::min<int64_t>(16, w - x);
+      const __mmask16 lanes = static_cast<__mmask16>(n == 16 ? 0xFFFFu : (1u << n) - 1u);
+      const __mmask8 lo = static_cast<__mmask8>(lanes), hi = static_cast<__mmask8>(lanes >> 8);
+      __m512d best0 = _mm512_maskz_loadu_pd(lo, bv + x);
+      __m512d best1 = _mm512_maskz_loadu_pd(hi, bv + x + 8);
+      __m512i index = _mm512_maskz_loadu_epi32(lanes, bi + x);
+      for (int64_t j = 0; j < side; ++j) {
+        const double* vp = vsum + j * vstride + x;
+        __m512d s0 = _mm512_maskz_loadu_pd(lo, vp);
+        __m512d s1 = _mm512_maskz_loadu_pd(hi, vp + 8);
+        if constexpr (R >= 0) {
+#pragma GCC unroll 8
+          for (int u = 1; u <= 2 * R; ++u) {
+            s0 = _mm512_add_pd(s0, _mm512_maskz_loadu_pd(lo, vp + u));
+            s1 = _mm512_add_pd(s1, _mm512_maskz_loadu_pd(hi, vp + 8 + u));
+          }
+        } else {
+          for (int64_t u = 1; u <= 2 * r; ++u) {
+            s0 = _mm512_add_pd(s0, _mm512_maskz_loadu_pd(lo, vp + u));
+            s1 = _mm512_add_pd(s1, _mm512_maskz_loadu_pd(hi, vp + 8 + u));
+          }
+        }
+        const int32_t idx = idx0 + static_cast<int32_t>(j);
+        __mmask8 b0 = lo, b1 = hi;
+        if (idx != 0) {
+          b0 = _mm512_mask_cmp_pd_mask(lo, s0, best0, _CMP_GT_OQ);
+          b1 = _mm512_mask_cmp_pd_mask(hi, s1, best1, _CMP_GT_OQ);
+        }
+        best0 = _mm512_mask_mov_pd(best0, b0, s0);
+        best1 = _mm512_mask_mov_pd(best1, b1, s1);
+        index = _mm512_mask_mov_epi32(index, _mm512_kunpackb(b1, b0), _mm512_set1_epi32(idx));
+      }
+      _mm512_mask_storeu_pd(bv + x, lo, best0);
+      _mm512_mask_storeu_pd(bv + x + 8, hi, best1);
+      _mm512_mask_storeu_epi32(bi + x, lanes, index);
+    }
+  }
+};
+#endif
+
 // One output row of the fused argmax, for every horizontal shift dxi of one vertical shift:
 // the running vertical box sums (vsum, per dxi a row of r zeros, w sums, r zeros) lose the row
 // `drop` and gain the row `add` (either may be null), are summed horizontally, and the best
-// shift so far (bv, bi) is kept. All in double (see correlation_argmax_kernel). Two passes a
-// row: the vertical update, then the horizontal sum and the comparison in registers (R: the
-// box radius, a compile-time constant for the usual sizes, -1 for any).
-template <int R, typename T>
+// shift so far (bv, bi) is kept. All in double (see correlation_argmax_kernel). Two passes:
+// the vertical update of every dxi's row, then the horizontal sums and the comparisons (H; R:
+// the box radius, a compile-time constant for the usual sizes, -1 for any).
+template <int R, typename T, typename H>
 __attribute__((always_inline)) inline void smooth_argmax_row_impl(
     double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
     int64_t dyi, int64_t r_any, int64_t w, double* __restrict__ bv, int32_t* __restrict__ bi) {
@@ -400,37 +482,23 @@ __attribute__((always_inline)) inline void smooth_argmax_row_impl(
       const T* __restrict__ n = add[dxi];
       for (int64_t x = 0; x < w; ++x) v[x] += static_cast<double>(n[x]);
     }
-    // horizontal sum (in order); the r zeros either side of each row are the zero padding
-    const double* __restrict__ vp = v - r;
-    const int32_t idx = static_cast<int32_t>(dyi * side + dxi);
-    for (int64_t x = 0; x < w; ++x) {
-      double s = vp[x];
-      if constexpr (R >= 0) {
-#pragma GCC unroll 8
-        for (int u = 1; u <= 2 * R; ++u) s += vp[x + u];
-      } else {
-        for (int64_t u = 1; u <= 2 * r; ++u) s += vp[x + u];
-      }
-      const bool better = idx == 0 || s > bv[x];
-      bv[x] = better ? s : bv[x];
-      bi[x] = better ? idx : bi[x];
-    }
   }
+  H::template run<R>(vsum, vstride, side, static_cast<int32_t>(dyi * side), r, w, bv, bi);
 }
 
-template <typename T>
+template <typename T, typename H = HorizontalArgmax>
 __attribute__((always_inline)) inline void smooth_argmax_row_dispatch(
     double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
     int64_t dyi, int64_t r, int64_t w, double* bv, int32_t* bi) {
   switch (r) {
     case 0:
-      return smooth_argmax_row_impl<0, T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+      return smooth_argmax_row_impl<0, T, H>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
     case 1:
-      return smooth_argmax_row_impl<1, T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+      return smooth_argmax_row_impl<1, T, H>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
     case 2:
-      return smooth_argmax_row_impl<2, T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+      return smooth_argmax_row_impl<2, T, H>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
     default:
-      return smooth_argmax_row_impl<-1, T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+      return smooth_argmax_row_impl<-1, T, H>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
   }
 }
 
@@ -457,7 +525,8 @@ template <typename T>
 __attribute__((target("avx512f"))) void smooth_argmax_row_avx512(
     double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
     int64_t dyi, int64_t r, int64_t w, double* bv, int32_t* bi) {
-  smooth_argmax_row_dispatch<T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+  smooth_argmax_row_dispatch<T, HorizontalArgmaxAvx512>(vsum, vstride, drop, add, side, dyi, r,
+                                                         w, bv, bi);
 }
 #endif
 

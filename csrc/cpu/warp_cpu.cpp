@@ -1,18 +1,17 @@
 // CPU kernels of the integer displacement warp:
 //   out[n,c,y,x] = feat[n,c, y + s*dy, x + s*dx]  with (dx, dy) = disp[n, :, y/s, x/s],
 // zero where the source falls outside the frame.
-// A displacement covers a run of s pixels of a row, so both passes walk the rows cell by cell:
-// one bounds check of the source row per cell, then a short run of contiguous reads and writes.
-// The forward finds each output row's runs once (a run: contiguous pixels with contiguous
-// sources, or zeros) and copies every channel plane run by run, in tasks of (image, block of
-// rows); it writes into a given output (the inference path reuses one buffer a frame, sparing
-// the page faults of a fresh ~100 MB tensor). The backward gives each
-// (image, channel) plane to one task, so the accumulation into sources shared by several outputs
-// needs no atomics and is deterministic.
+// A displacement covers a cell of s pixels of a row. The forward makes one table of the cells'
+// source offsets per call and copies every channel plane cell by cell from it (a cell of the
+// network's s = 4 is one vector move), into a given output when there is one (the inference
+// path reuses one buffer a frame, sparing the page faults of a fresh ~100 MB tensor). The
+// backward gives each (image, channel) plane to one task, so the accumulation into sources
+// shared by several outputs needs no atomics and is deterministic.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "../mtu_ops.h"
@@ -59,105 +58,87 @@ inline void for_each_source(const WarpGeometry& g, const int64_t* disp, int64_t 
   });
 }
 
-// One output row as runs of pixels: dst[x0, x0 + len) = src_plane[from, from + len), or zeros
-// where from < 0. The source of a row is the same in every channel plane, and neighbouring
-// cells with the same displacement merge, so the runs are found once per row and each plane
-// is copied run by run.
-struct Run {
-  int64_t from;
-  int32_t x0, len;
-};
-
-// Appends [x0, x1) from `from` to `runs`, merged into the last run when it continues it
-// (runs before index `first`, another row's, are left alone).
-inline void add_run(std::vector<Run>& runs, size_t first, int64_t x0, int64_t x1, int64_t from) {
-  if (x1 <= x0) return;
-  if (runs.size() > first) {
-    Run& last = runs.back();
-    const bool zeros = from < 0 && last.from < 0;
-    const bool follows = from >= 0 && last.from >= 0 && last.from + last.len == from;
-    if (last.x0 + last.len == x0 && (zeros || follows)) {
-      last.len += static_cast<int32_t>(x1 - x0);
-      return;
+// The forward copies each channel plane cell by cell from one table of source offsets, made
+// once per call (the source of a cell is the same in every plane): entry (b, y, k) is where,
+// in the plane, the source of cell k of output row y starts when the whole cell's source is
+// inside the frame, and -1 otherwise (a border cell, copied pixel by pixel). The table's
+// offsets are 32-bit when a plane has fewer than 2^31 values, which halves its traffic.
+template <typename I>
+void cell_table(const WarpGeometry& g, const int64_t* disp, I* table) {
+  const int64_t cells = (g.w + g.scale - 1) / g.scale;
+  at::parallel_for(0, g.n * g.h, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      I* entry = table + row * cells;
+      for_each_cell(g, disp, row / g.h, row % g.h,
+                    [&](int64_t x0, int64_t lo, int64_t hi, int64_t x1, int64_t src) {
+                      const bool whole = lo == x0 && hi == x1 && x1 - x0 == g.scale;
+                      *entry++ = whole ? static_cast<I>(src + x0) : I(-1);
+                    });
     }
-  }
-  runs.push_back({from, static_cast<int32_t>(x0), static_cast<int32_t>(x1 - x0)});
-}
-
-// Appends the runs of output row y of sample b to `runs`, cell by cell: the pixels of a cell
-// whose source column is inside, and zeros for the rest (and for a source row outside).
-inline void row_runs(const WarpGeometry& g, const int64_t* disp, int64_t b, int64_t y,
-                     std::vector<Run>& runs) {
-  const size_t first = runs.size();
-  for_each_cell(g, disp, b, y, [&](int64_t x0, int64_t lo, int64_t hi, int64_t x1, int64_t src) {
-    add_run(runs, first, x0, lo, -1);
-    add_run(runs, first, lo, hi, src + lo);
-    add_run(runs, first, hi, x1, -1);
   });
 }
 
-// Copies / zeroes a run. A displacement covers `scale` (4) pixels, so most runs of an
-// incoherent motion are a few floats long: fixed-size chunks (one vector move each) instead of
-// a library call per run.
+// Output row y of sample b's cell k: its pixels from the source, zeros where that is outside.
 template <typename T>
-inline void copy_run(T* __restrict__ dst, const T* __restrict__ src, int64_t len) {
-  if (len >= 64) {
-    std::memcpy(dst, src, len * sizeof(T));
-    return;
+inline void copy_border_cell(const WarpGeometry& g, const int64_t* disp, int64_t b, int64_t y,
+                             int64_t k, const T* src, T* dst) {
+  const int64_t* ddx = disp + (b * 2 * g.dh + y / g.scale) * g.dw;
+  const int64_t* ddy = ddx + g.dh * g.dw;
+  const int64_t x0 = k * g.scale, x1 = std::min(g.w, x0 + g.scale);
+  const int64_t sy = y + g.scale * ddy[k], shift = g.scale * ddx[k];
+  const bool row_inside = sy >= 0 && sy < g.h;
+  for (int64_t x = x0; x < x1; ++x) {
+    const int64_t sx = x + shift;
+    dst[x] = row_inside && sx >= 0 && sx < g.w ? src[sy * g.w + sx] : T(0);
   }
-  int64_t i = 0;
-  for (; i + 4 <= len; i += 4) std::memcpy(dst + i, src + i, 4 * sizeof(T));
-  for (; i < len; ++i) dst[i] = src[i];
 }
 
-template <typename T>
-inline void zero_run(T* __restrict__ dst, int64_t len) {
-  for (int64_t i = 0; i < len; ++i) dst[i] = T(0);
-}
-
-// Rows a task: its runs are found once and reused by every channel plane; a block of rows of
-// one plane reads a band of ~rows + 2 * max shift source rows, which stays in the cache.
+// Rows a task; tasks run (image, plane, block of rows) in order, so a thread walks each plane
+// top to bottom and the band of source rows the motion reaches (y +- scale * D: ~400 KB of a
+// 720p plane for D = 10) stays in its cache from one row to the next.
 constexpr int64_t kWarpBlockRows = 16;
-// Runs ahead whose source is prefetched: an incoherent motion reads each run from another
-// line of another row, which the hardware prefetchers cannot guess (3x faster with it).
-constexpr size_t kWarpPrefetchRuns = 48;
+// Cells ahead whose source is prefetched: an incoherent motion reads each cell from another
+// line of another row, which the hardware prefetchers cannot guess (1.7x faster with it).
+constexpr int64_t kWarpPrefetchCells = 64;
 
-template <typename T>
+// S: the cell width when known at compile time (a cell is then one move of S values), or 0.
+template <typename T, typename I, int S>
 void warp_forward_kernel(const T* feat, const int64_t* disp, T* out, const WarpGeometry& g) {
-  const int64_t hw = g.h * g.w;
+  const int64_t hw = g.h * g.w, cells = (g.w + g.scale - 1) / g.scale;
   const int64_t blocks = (g.h + kWarpBlockRows - 1) / kWarpBlockRows;
-  at::parallel_for(0, g.n * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<Run> runs;
-    std::vector<size_t> row_start(kWarpBlockRows + 1);
+  // (padded past the end with -1: the prefetch reads entries up to kWarpPrefetchCells ahead)
+  std::vector<I> table(g.n * g.h * cells + kWarpPrefetchCells, I(-1));
+  cell_table(g, disp, table.data());
+  at::parallel_for(0, g.n * g.c * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / blocks, y0 = (task % blocks) * kWarpBlockRows;
-      const int64_t rows = std::min(kWarpBlockRows, g.h - y0);
-      runs.clear();
-      for (int64_t i = 0; i < rows; ++i) {
-        row_start[i] = runs.size();
-        row_runs(g, disp, b, y0 + i, runs);
-      }
-      row_start[rows] = runs.size();
-      const size_t last = runs.size();
-      for (int64_t c = 0; c < g.c; ++c) {
-        const T* src = feat + (b * g.c + c) * hw;
-        T* plane = out + (b * g.c + c) * hw;
-        for (int64_t i = 0; i < rows; ++i) {
-          T* dst = plane + (y0 + i) * g.w;
-          for (size_t k = row_start[i]; k < row_start[i + 1]; ++k) {
-            // (the block's runs in order: the next rows of this plane too)
-            if (k + kWarpPrefetchRuns < last && runs[k + kWarpPrefetchRuns].from >= 0)
-              __builtin_prefetch(src + runs[k + kWarpPrefetchRuns].from);
-            const Run& r = runs[k];
-            if (r.from < 0)
-              zero_run(dst + r.x0, r.len);
-            else
-              copy_run(dst + r.x0, src + r.from, r.len);
-          }
+      const int64_t plane = task / blocks, b = plane / g.c;
+      const int64_t y0 = (task % blocks) * kWarpBlockRows;
+      const int64_t y1 = std::min(g.h, y0 + kWarpBlockRows);
+      const T* src = feat + plane * hw;
+      for (int64_t y = y0; y < y1; ++y) {
+        const I* entry = table.data() + (b * g.h + y) * cells;
+        T* dst = out + plane * hw + y * g.w;
+        for (int64_t k = 0; k < cells; ++k) {
+          __builtin_prefetch(src + std::max<I>(entry[k + kWarpPrefetchCells], 0));
+          const I from = entry[k];
+          if (from < 0)
+            copy_border_cell(g, disp, b, y, k, src, dst);
+          else if (S > 0)
+            std::memcpy(dst + k * S, src + from, S * sizeof(T));
+          else
+            std::copy_n(src + from, g.scale, dst + k * g.scale);
         }
       }
     }
   });
+}
+
+template <typename T, typename I>
+void warp_forward_planes(const T* feat, const int64_t* disp, T* out, const WarpGeometry& g) {
+  if (g.scale == 4)  // (the network's: features at full resolution, motion at 1/4)
+    warp_forward_kernel<T, I, 4>(feat, disp, out, g);
+  else
+    warp_forward_kernel<T, I, 0>(feat, disp, out, g);
 }
 
 template <typename T>
@@ -212,8 +193,12 @@ at::Tensor warp_forward_cpu(const at::Tensor& feat, const at::Tensor& disp, int6
     return out;
   }
   AT_DISPATCH_FLOATING_TYPES(feat.scalar_type(), "mtu_warp_forward_cpu", [&] {
-    warp_forward_kernel<scalar_t>(feat.data_ptr<scalar_t>(), disp.data_ptr<int64_t>(),
-                                  out.data_ptr<scalar_t>(), g);
+    const scalar_t* f = feat.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    if (g.h * g.w <= std::numeric_limits<int32_t>::max())
+      warp_forward_planes<scalar_t, int32_t>(f, disp.data_ptr<int64_t>(), o, g);
+    else
+      warp_forward_planes<scalar_t, int64_t>(f, disp.data_ptr<int64_t>(), o, g);
   });
   return out;
 }
