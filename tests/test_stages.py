@@ -8,7 +8,8 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import mtu_toolkit.models  # noqa: F401  (registers the models)
-from mtu_toolkit.analysis.stages import conv_stage, executed_macs, format_stages, frame_stages
+from mtu_toolkit.analysis.stages import (conv_stage, executed_macs, format_stages, frame_stages,
+                                         layer_bytes)
 from mtu_toolkit.deploy import DirectConv2d, direct_conv_isa, optimize_for_inference
 from mtu_toolkit.registry import MODELS
 
@@ -72,5 +73,27 @@ def test_frame_stages_of_a_direct_model():
     assert res['floor_ms'] == pytest.approx(sum(floors))
     assert res['ratio'] == pytest.approx(res['frame_ms'] / res['floor_ms'])
     assert not math.isnan(res['ratio'])
+    # the memory and roofline floors of the convolution stages
+    convs = [stage for stage in rows if stage.startswith('convs')]
+    assert set(res['memory']) == set(res['roofline']) == set(convs)
+    for stage in convs:
+        assert res['roofline'][stage] >= max(res['memory'][stage], rows[stage][1]) - 1e-9
+        assert res['roofline'][stage] <= res['memory'][stage] + rows[stage][1] + 1e-9
+    assert res['bandwidth_gbs'] > 0
     text = '\n'.join(format_stages(res))
-    assert 'glue' in text and 'frame (wall)' in text
+    assert 'glue' in text and 'frame (wall)' in text and 'x roofline' in text
+
+
+def test_layer_bytes_are_what_the_kernel_reads_and_writes():
+    conv = nn.Conv2d(6, 5, 3, 1, 1)
+    layer = DirectConv2d(conv, relu=False, winograd=False)
+    a, b, res = torch.rand(1, 6, 12, 20), torch.rand(1, 6, 12, 20), torch.rand(1, 5, 12, 20)
+    seen = []
+    layer.register_forward_hook(lambda m, args, kwargs, out: seen.append(
+        layer_bytes(args, kwargs, out)), with_kwargs=True)
+    with torch.inference_mode():
+        layer([a])                                     # one input, the output
+        layer([a[:, :2], b[:, :4]], residual=res)      # two inputs concatenated, a residual
+        layer([a, b], res, True)                       # summed before the kernel: one input
+    px = 12 * 20 * 4
+    assert seen == [(6 + 5) * px, (2 + 4 + 5 + 5) * px, (6 + 5 + 5) * px]

@@ -17,6 +17,13 @@ Floors:
   same rate;
 - the warp: copying its output's bytes into an existing buffer, timed in the same run;
 - the rest of the MC range and the glue: none (their time is all excess).
+
+Next to the convolutions' floors, their memory floor: the bytes a layer must move at least
+(its inputs read once, its output written once) at the copy bandwidth measured in the same run
+(a 64 MiB copy into an existing buffer: bytes read + written per second), and the roofline
+floor, the larger of the two layer by layer: a layer at full resolution with few channels
+(``base_conv``, ``out_conv``) moves ~100 MB for a few ms of products, so no kernel reaches
+its multiply-add floor; the roofline column shows which stages are bound by memory.
 """
 import math
 import statistics
@@ -54,21 +61,33 @@ def executed_macs(layer, output):
     return n * cin * cout * k * k * oh * ow
 
 
+def layer_bytes(args, kwargs, output):
+    """Bytes a direct layer's kernel must move at least for one call: the inputs it reads (one
+    summed input when ``sum_inputs``: the sum is made before the kernel), the residual, and the
+    output."""
+    inputs = kwargs.get('inputs', args[0] if args else ())
+    residual = kwargs.get('residual', args[1] if len(args) > 1 else None)
+    summed = kwargs.get('sum_inputs', args[2] if len(args) > 2 else False)
+    read = list(inputs[:1]) if summed and len(inputs) > 1 else list(inputs)
+    read += [] if residual is None else [residual]
+    return sum(t.numel() * t.element_size() for t in read + [output])
+
+
 def _count(model, window, state):
-    """{stage: executed multiply-adds} of the direct layers, the MC heads' estimate MACs, and
-    the warped tensors' shapes, from one frame of ``model``."""
+    """The direct layers' calls [(stage, executed multiply-adds, bytes moved)], the MC heads'
+    estimate MACs, and the warped tensors' shapes, from one frame of ``model``."""
     from ..deploy.direct_conv import DirectConv2d
     from ..models.mc_heads.base import count_mc_macs
-    macs, handles, warps = OrderedDict(), [], []
+    layers, handles, warps = [], [], []
 
-    def hook(module, args, output):
+    def hook(module, args, kwargs, output):
         if module.uses_kernel(output):
-            stage = conv_stage(module.profile_name)
-            macs[stage] = macs.get(stage, 0) + executed_macs(module, output)
+            layers.append((conv_stage(module.profile_name), executed_macs(module, output),
+                           layer_bytes(args, kwargs, output)))
 
     for m in model.modules():
         if isinstance(m, DirectConv2d):
-            handles.append(m.register_forward_hook(hook))
+            handles.append(m.register_forward_hook(hook, with_kwargs=True))
     head = model.backbone.mc_head
     warp = head.warp
 
@@ -85,7 +104,19 @@ def _count(model, window, state):
         for h in handles:
             h.remove()
     # the warp's entries in count_mc_macs are 0: the rest are the estimates (the cost volumes)
-    return macs, sum(mc_macs), warps
+    return layers, sum(mc_macs), warps
+
+
+def copy_seconds(shape):
+    """Median of 3 copies of a random (float32) tensor of ``shape`` into an existing buffer."""
+    src, dst = torch.randn(shape), torch.empty(shape)
+    dst.copy_(src)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        dst.copy_(src)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def _ancestors(event):
@@ -95,7 +126,7 @@ def _ancestors(event):
         parent = parent.cpu_parent
 
 
-def frame_stages(model, window, state=None, rate=None):
+def frame_stages(model, window, state=None, rate=None, bandwidth=None):
     """Profile one frame of ``model`` (a restorer on the direct kernels, CPU) and compare each
     stage with its floor.
 
@@ -104,10 +135,14 @@ def frame_stages(model, window, state=None, rate=None):
         window (Tensor): (1, 5, 3, H, W) frames.
         state (MTUState | None): the previous frame's state (None: one frame is run first).
         rate (float | None): GEMM FLOP/s; measured here (median of 3) when None.
+        bandwidth (float | None): copy bandwidth in bytes (read + written) per second; measured
+            here (a 64 MiB copy, median of 3) when None.
 
     Returns:
         dict: ``rows`` [(stage, ms, floor ms or None)], ``frame_ms`` (the profiled frame's wall
-        time), ``floor_ms`` (the sum of the floors), ``ratio``, ``gemm_gflops``.
+        time), ``floor_ms`` (the sum of the floors), ``ratio``, ``gemm_gflops``; for the
+        convolution stages ``memory`` and ``roofline`` {stage: ms} (see the module doc), and
+        ``bandwidth_gbs``.
     """
     from torch.profiler import profile
 
@@ -116,20 +151,13 @@ def frame_stages(model, window, state=None, rate=None):
     with torch.inference_mode():
         if state is None:
             _, state = model.restore_frame(window, None)
-    macs, mc_macs, warps = _count(model, window, state)
+    layers, mc_macs, warps = _count(model, window, state)
     if rate is None:
         rate = statistics.median(gemm_rate(window.device, reps=3) for _ in range(3))
+    if bandwidth is None:
+        bandwidth = 2 * 2**26 / copy_seconds((2**24,))
     # the warp's floor: its output's bytes copied into an existing buffer
-    copy_s = 0.0
-    for shape in warps:
-        src, dst = torch.randn(shape), torch.empty(shape)
-        dst.copy_(src)
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            dst.copy_(src)
-            times.append(time.perf_counter() - start)
-        copy_s += statistics.median(times)
+    copy_s = sum(copy_seconds(shape) for shape in warps)
     with torch.inference_mode(), profile() as prof:
         start = time.perf_counter()
         model.restore_frame(window, state)
@@ -152,7 +180,12 @@ def frame_stages(model, window, state=None, rate=None):
             mc_total += sec
     spent['MC: rest (normalise, motion sums)'] = max(0.0, mc_total - mc_inner)
     spent['glue (Python, adds, copies, clamp)'] = max(0.0, frame_s - sum(spent.values()))
-    floors = {stage: 2 * m / rate for stage, m in macs.items()}
+    floors, memory, roofline = {}, {}, {}
+    for stage, m, nbytes in layers:
+        compute_s, memory_s = 2 * m / rate, nbytes / bandwidth
+        floors[stage] = floors.get(stage, 0.0) + compute_s
+        memory[stage] = memory.get(stage, 0.0) + 1e3 * memory_s
+        roofline[stage] = roofline.get(stage, 0.0) + 1e3 * max(compute_s, memory_s)
     floors['MC: correlation_argmax'] = 2 * mc_macs / rate
     floors['MC: warp'] = copy_s
     order = sorted((s for s in spent if s.startswith('convs')), key=lambda s: -spent[s])
@@ -161,18 +194,28 @@ def frame_stages(model, window, state=None, rate=None):
     floor_ms = sum(f for _, _, f in rows if f is not None)
     return dict(rows=rows, frame_ms=1e3 * frame_s, floor_ms=floor_ms,
                 ratio=1e3 * frame_s / floor_ms if floor_ms else math.nan,
-                gemm_gflops=rate / 1e9)
+                gemm_gflops=rate / 1e9, memory=memory, roofline=roofline,
+                bandwidth_gbs=bandwidth / 1e9)
 
 
 def format_stages(result):
     """The table of :func:`frame_stages` as text lines."""
-    lines = [f'{"stage":<38}{"ms":>9}{"floor ms":>10}{"x floor":>9}{"share":>8}']
+    memory, roofline = result.get('memory', {}), result.get('roofline', {})
+    lines = [f'{"stage":<38}{"ms":>9}{"floor ms":>10}{"x floor":>9}{"share":>8}'
+             f'{"memory ms":>11}{"x roofline":>12}']
     total = result['frame_ms']
     for stage, ms, floor in result['rows']:
         ratio = f'{ms / floor:8.2f}x' if floor else f'{"-":>9}'
         floor_text = f'{floor:10.1f}' if floor is not None else f'{"-":>10}'
-        lines.append(f'{stage:<38}{ms:9.1f}{floor_text}{ratio}{100 * ms / total:7.1f}%')
+        line = f'{stage:<38}{ms:9.1f}{floor_text}{ratio}{100 * ms / total:7.1f}%'
+        if stage in roofline:
+            line += f'{memory[stage]:11.1f}{ms / roofline[stage]:11.2f}x'
+        lines.append(line)
     lines.append(f'{"frame (wall)":<38}{total:9.1f}{result["floor_ms"]:10.1f}'
                  f'{result["ratio"]:8.2f}x  (executed-multiply-add floor at '
                  f'{result["gemm_gflops"]:.0f} GFLOP/s)')
+    if 'bandwidth_gbs' in result:
+        lines.append(f'memory floor: the bytes a layer moves at least, at '
+                     f'{result["bandwidth_gbs"]:.1f} GB/s (a copy, read + written); roofline: '
+                     'the larger floor, layer by layer')
     return lines
