@@ -19,7 +19,8 @@ shifts), smoothing 5, and the warp of (1, 26, 720, 1280) features by a 180x320 d
      measured in one run.
 
 Usage:
-    python benchmarks/ops.py [--repeats 7] [--threads N] [--size 180 320] [--device cpu|cuda]
+    python benchmarks/ops.py [--repeats 7] [--threads N] [--size 180 320] [--channels 52]
+                             [--device cpu|cuda]
                              [--baseline-ext /path/to/_ext.cpython-*.so] [--skip-references]
 """
 import argparse
@@ -69,11 +70,11 @@ def warp_forward_backward(op, feat, disp, grad):
     op(x, disp, 4).backward(grad)
 
 
-def inputs(h, w, d, device):
+def inputs(h, w, d, device, channels=52):
     """The shared random inputs: normalised features, a volume gradient, the feature to warp
     and a displacement grid."""
-    f1 = torch.nn.functional.normalize(torch.randn(1, 52, h, w, device=device), dim=1)
-    f2 = torch.nn.functional.normalize(torch.randn(1, 52, h, w, device=device), dim=1)
+    f1 = torch.nn.functional.normalize(torch.randn(1, channels, h, w, device=device), dim=1)
+    f2 = torch.nn.functional.normalize(torch.randn(1, channels, h, w, device=device), dim=1)
     grad = torch.randn(1, (2 * d + 1)**2, h, w, device=device)
     feat = torch.randn(1, 26, 4 * h, 4 * w, device=device)
     disp = torch.randint(-d, d + 1, (1, 2, h, w), device=device)
@@ -160,6 +161,8 @@ def main():
     parser.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument('--size', type=int, nargs=2, default=(180, 320), metavar=('H', 'W'))
     parser.add_argument('--max-displacement', type=int, default=10)
+    parser.add_argument('--channels', type=int, default=52,
+                        help="the matched features' channels (52: MTU1-MTU10; 96: MTU10-L)")
     parser.add_argument('--smooth', type=int, default=5)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--baseline-ext', help='another build of mtu_toolkit._ext (.so) to '
@@ -177,8 +180,9 @@ def main():
     device = torch.device(args.device)
     h, w = args.size
     d = args.max_displacement
-    f1, f2, grad, feat, disp = inputs(h, w, d, device)
-    print(f'features 1x52x{h}x{w}, D={d} ({(2 * d + 1)**2} shifts), smooth={args.smooth}; '
+    f1, f2, grad, feat, disp = inputs(h, w, d, device, args.channels)
+    print(f'features 1x{args.channels}x{h}x{w}, D={d} ({(2 * d + 1)**2} shifts), '
+          f'smooth={args.smooth}; '
           f'device {device}, {torch.get_num_threads()} threads, median of {args.repeats}')
     print(f'compiled ops in use: {ops.uses_extension(f1)}'
           + ('' if ops.EXT_AVAILABLE else f' ({ops.FALLBACK_REASON})'))

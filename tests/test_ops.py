@@ -140,11 +140,12 @@ def test_correlation_argmax_recovers_a_translation():
 # (N, C, H, W, scale, grid h, grid w): sizes not multiples of scale, a grid larger than needed
 @pytest.mark.parametrize('shape', [(2, 5, 16, 20, 4, 4, 5), (3, 3, 10, 13, 4, 4, 5),
                                    (2, 7, 9, 11, 1, 9, 11), (1, 26, 12, 8, 2, 7, 6)])
-def test_warp_forward_and_backward_match_reference(shape):
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_warp_forward_and_backward_match_reference(shape, dtype):
     n, c, h, w, scale, gh, gw = shape
-    feat = torch.randn(n, c, h, w)
+    feat = torch.randn(n, c, h, w, dtype=dtype)
     disp = torch.randint(-2, 3, (n, 2, gh, gw))
-    grad = torch.randn(n, c, h, w)
+    grad = torch.randn(n, c, h, w, dtype=dtype)
     results = []
     for fn in (warp_by_displacement, warp_by_displacement_reference):
         x = feat.clone().requires_grad_()
@@ -240,8 +241,8 @@ def each_isa():
 
 # (N, C, H, W, D): vector tiles of 2 and 1 vectors and a masked rest (W = 57), shifts in tiles
 # of 7 (AVX-512) and 6 + 3 (AVX2), a frame taller than a block of rows, a frame narrower than a
-# vector
-ARGMAX_SHAPES = [(1, 8, 20, 57, 10), (2, 6, 11, 23, 3), (1, 5, 9, 5, 2)]
+# vector, MTU10-L's ~100 channels
+ARGMAX_SHAPES = [(1, 8, 20, 57, 10), (2, 6, 11, 23, 3), (1, 5, 9, 5, 2), (1, 99, 9, 41, 3)]
 
 
 @pytest.mark.parametrize('shape', ARGMAX_SHAPES)
