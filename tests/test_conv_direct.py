@@ -229,6 +229,35 @@ def test_outputs_larger_than_the_cache_are_streamed_exactly(kind):
     torch.testing.assert_close(got, ref, rtol=0, atol=atol)
 
 
+@pytest.mark.parametrize('kind', ['direct', 'winograd', 'transposed'])
+def test_phase_clock_counts_each_kernels_phases(isa, kind):
+    """``conv_phase_timing``: off by default (nothing counted), on it counts every phase a
+    kernel has ([pack, input transform, products, epilogue]; only Winograd transforms its
+    input), and reading with reset sets the counts back to 0."""
+    torch.manual_seed(0)
+    if kind == 'transposed':
+        layer, x = nn.ConvTranspose2d(6, 5, 4, 2, 1), torch.rand(1, 6, 24, 40)
+    else:
+        layer, x = nn.Conv2d(6, 5, 3, padding=1), torch.rand(1, 6, 48, 80)
+    direct = DirectConv2d(layer, relu=True, winograd=4 if kind == 'winograd' else False)
+    with torch.inference_mode():
+        ext.conv_phase_cycles(True)
+        direct([x])
+        assert ext.conv_phase_cycles(True) == [0, 0, 0, 0]
+        ext.conv_phase_timing(True)
+        try:
+            got = direct([x])
+            cycles = ext.conv_phase_cycles(False)
+        finally:
+            ext.conv_phase_timing(False)
+    pack, transform, products, epilogue = cycles
+    assert pack > 0 and products > 0 and epilogue > 0
+    assert (transform > 0) == (kind == 'winograd')
+    assert ext.conv_phase_cycles(True) == cycles and ext.conv_phase_cycles() == [0, 0, 0, 0]
+    atol = 1e-4 if kind == 'winograd' else 2e-5  # (the clock changes nothing computed)
+    torch.testing.assert_close(got, torch.relu(layer(x)), rtol=0, atol=atol)
+
+
 def test_bad_inputs_are_named():
     direct = DirectConv2d(nn.Conv2d(6, 4, 3, padding=1), relu=True)
     with torch.inference_mode():

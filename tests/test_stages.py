@@ -8,8 +8,8 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import mtu_toolkit.models  # noqa: F401  (registers the models)
-from mtu_toolkit.analysis.stages import (conv_stage, executed_macs, format_stages, frame_stages,
-                                         layer_bytes)
+from mtu_toolkit.analysis.stages import (PHASES, conv_stage, executed_macs, format_stages,
+                                         frame_stages, layer_bytes)
 from mtu_toolkit.deploy import DirectConv2d, direct_conv_isa, optimize_for_inference
 from mtu_toolkit.registry import MODELS
 
@@ -80,8 +80,16 @@ def test_frame_stages_of_a_direct_model():
         assert res['roofline'][stage] >= max(res['memory'][stage], rows[stage][1]) - 1e-9
         assert res['roofline'][stage] <= res['memory'][stage] + rows[stage][1] + 1e-9
     assert res['bandwidth_gbs'] > 0
+    # the kernels' cycles by phase: every conv stage, shares summing to 1; only the Winograd
+    # kernels transform their input
+    assert set(res['phases']) == set(convs)
+    for stage, shares in res['phases'].items():
+        assert len(shares) == len(PHASES) and sum(shares) == pytest.approx(1)
+        assert all(x >= 0 for x in shares) and shares[PHASES.index('products')] > 0
+        assert (shares[PHASES.index('input transform')] > 0) == ('Winograd' in stage)
     text = '\n'.join(format_stages(res))
     assert 'glue' in text and 'frame (wall)' in text and 'x roofline' in text
+    assert 'share of their cycles' in text and 'input transform' in text
 
 
 def test_layer_bytes_are_what_the_kernel_reads_and_writes():

@@ -121,6 +121,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("conv_direct_use_isa", &mtu::conv_direct_use_isa_cpu,
         "use \"avx2\" or \"\" (none) instead of the best instruction set (\"best\"); weights "
         "must be packed again", py::arg("isa"));
+  m.def("conv_phase_timing", &mtu::conv_phase_timing_cpu,
+        "count the kernels' cycles by phase (process-wide, off by default)", py::arg("on"));
+  m.def("conv_phase_cycles", &mtu::conv_phase_cycles_cpu,
+        "cycles counted by phase so far, summed over threads: [pack, input transform, products, "
+        "epilogue] (reset: set them to 0)",
+        py::arg("reset") = true);
   m.def("conv_direct_output_size", &mtu::conv_direct_output_size,
         "output height or width of conv_direct for an input size", py::arg("size"),
         py::arg("k"), py::arg("stride"), py::arg("pad"), py::arg("transposed"));

@@ -20,6 +20,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -62,6 +63,52 @@ struct ConvArgs {
 // the cache anyway, and normal stores would first read every line they write (the page-sized
 // full-resolution outputs of the network: 96 MB for 26 channels at 720p).
 constexpr int64_t kStreamBytes = int64_t(32) << 20;
+
+// Where the kernels' time goes (the benchmark's stage table): with the clock on, every kernel
+// call adds the cycles (rdtsc, summed over its threads) it spends packing input rows,
+// transforming them (Winograd), multiplying, and in its epilogue (bias, ReLU, residual and the
+// store; the Winograd output transform). Off (the default), a phase costs one branch.
+enum Phase { kPack, kInputTransform, kProducts, kEpilogue, kPhases };
+
+struct PhaseClock {
+  std::atomic<bool> on{false};
+  std::atomic<uint64_t> cycles[kPhases] = {};
+};
+
+PhaseClock& phase_clock() {
+  static PhaseClock clock;
+  return clock;
+}
+
+#ifdef MTU_X86
+// One thread's laps in one kernel call, added to the clock when it ends.
+class PhaseTimer {
+ public:
+  PhaseTimer() : on_(phase_clock().on.load(std::memory_order_relaxed)) {
+    if (on_) last_ = __rdtsc();
+  }
+  ~PhaseTimer() {
+    if (on_)
+      for (int p = 0; p < kPhases; ++p)
+        phase_clock().cycles[p].fetch_add(spent_[p], std::memory_order_relaxed);
+  }
+  PhaseTimer(const PhaseTimer&) = delete;
+  PhaseTimer& operator=(const PhaseTimer&) = delete;
+  // the time since the previous lap went to phase p
+  void lap(Phase p) {
+    if (on_) {
+      const uint64_t now = __rdtsc();
+      spent_[p] += now - last_;
+      last_ = now;
+    }
+  }
+
+ private:
+  const bool on_;
+  uint64_t last_ = 0;
+  uint64_t spent_[kPhases] = {};
+};
+#endif
 
 #ifdef MTU_X86
 #pragma GCC push_options
@@ -272,6 +319,16 @@ std::string conv_direct_isa_cpu() {
   if (has_avx512()) return "avx512";
   if (has_avx2()) return "avx2";
   return "";
+}
+
+void conv_phase_timing_cpu(bool on) { phase_clock().on.store(on); }
+
+std::vector<int64_t> conv_phase_cycles_cpu(bool reset) {
+  std::vector<int64_t> cycles(kPhases);
+  for (int p = 0; p < kPhases; ++p)
+    cycles[p] = static_cast<int64_t>(reset ? phase_clock().cycles[p].exchange(0)
+                                           : phase_clock().cycles[p].load());
+  return cycles;
 }
 
 void conv_direct_use_isa_cpu(const std::string& isa) {

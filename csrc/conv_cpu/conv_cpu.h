@@ -13,6 +13,11 @@ namespace mtu {
 std::string conv_direct_isa_cpu();
 // Use "avx2" (if the CPU has it) or "" (no kernels) instead of the best; "best" restores it.
 void conv_direct_use_isa_cpu(const std::string& isa);
+// Count the kernels' cycles by phase (process-wide; off by default): pack, input transform,
+// products, epilogue (see conv_cpu.cpp).
+void conv_phase_timing_cpu(bool on);
+// The cycles counted so far by phase, summed over threads (and set to 0 with `reset`).
+std::vector<int64_t> conv_phase_cycles_cpu(bool reset);
 // Output height or width of conv_direct for an input `size` (transposed: 4x4, stride 2, pad 1).
 int64_t conv_direct_output_size(int64_t size, int64_t k, int64_t stride, int64_t pad,
                                 bool transposed);

@@ -213,7 +213,8 @@ inline void prefetch_outputs(const ConvArgs& a, int64_t n, int64_t c0, int cb, i
 // channels CB x NV vectors accumulate in registers, each packed vector loaded once per tap and
 // used for CB multiply-adds.
 template <int CB, int K, int S, int NV>
-void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float* buf) {
+void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float* buf,
+                PhaseTimer& timer) {
   constexpr int L = NV * V + (K - 1) / S, CHUNK = S * L;
   int64_t cin = 0;
   for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
@@ -229,6 +230,7 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
     const int64_t n = t / OH, y = t % OH, top = S * y - a.pad;
     int64_t slot[K];
     ring.advance<K, S, L>(a, n, top, cstart, buf, slot);
+    timer.lap(kPack);
     for (int64_t g = 0; g < a.cout_blocks; ++g) {
       const float* w = a.weight + g * cin * K * K * CB;
       prefetch_outputs(a, n, g * CB, CB, y * OW + x0, NV * V);
@@ -257,6 +259,7 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
           }
         }
       }
+      timer.lap(kProducts);
       // unrolled, so that acc stays in registers (indexed, it would live in memory)
 #pragma GCC unroll 16
       for (int c = 0; c < CB; ++c) {
@@ -266,6 +269,7 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
         for (int v = 0; v < NV; ++v)
           finish(a, acc[c][v], co, n, (co * OH + y) * OW + x0 + v * V, mask[v]);
       }
+      timer.lap(kEpilogue);
     }
   }
 }
@@ -275,8 +279,9 @@ void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   // NV vectors a strip: as many as the registers hold next to the CB*NV accumulators and a
   // broadcast (2 for CB = 13 with AVX-512; more for the few-channel layers, whose broadcasts
   // would otherwise feed too few multiply-adds)
+  PhaseTimer timer;
   for_each_strip<kStripVectors[CB]>(a.out_w, [&]<int NV>(int64_t x0) {
-    conv_strip<CB, K, S, NV>(a, begin, end, x0, buf);
+    conv_strip<CB, K, S, NV>(a, begin, end, x0, buf, timer);
   });
   end_stores(a);
 }
@@ -298,11 +303,13 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   int64_t cin = 0;
   for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
   const int64_t OH = a.out_h, OW = a.out_w;
+  PhaseTimer timer;
   for (int64_t t = begin; t < end; ++t) {
     const int64_t n = t / OH, oy = t % OH, py = oy & 1, i = oy >> 1;
     const int64_t rows[2] = {i, py ? i + 1 : i - 1};
     for (int64_t j0 = 0; j0 < a.in_w; j0 += NV * V) {
       pack_rows<2, 1, L>(a, n, rows, j0 - 1, buf);
+      timer.lap(kPack);
       Mask mask[2 * NV];
       for (int m = 0; m < 2 * NV; ++m) mask[m] = make_mask(2 * j0 + m * V, OW);
       for (int64_t g = 0; g < a.cout_blocks; ++g) {
@@ -335,6 +342,7 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
             }
           }
         }
+        timer.lap(kProducts);
 #pragma GCC unroll 16
         for (int c = 0; c < CB; ++c) {
           const int64_t co = g * CB + c;
@@ -348,6 +356,7 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
             finish(a, hi, co, n, off + (2 * v + 1) * V, mask[2 * v + 1]);
           }
         }
+        timer.lap(kEpilogue);
       }
     }
   }
@@ -489,7 +498,8 @@ inline void interleave_phases(const Vec* y, Vec* out) {
 // accumulators in registers (the inner loop of conv_rows) into mbuf, then the output
 // transform, bias, ReLU and residual, interleaved into M rows.
 template <int CB, int M, int R, int NV>
-void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, float* buf) {
+void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, float* buf,
+                    PhaseTimer& timer) {
   constexpr int N = M + R - 1, T = NV * V, L = T + (N - 1) / M;
   constexpr int CHUNK = M * L;
   using In = WinogradInput<N>;
@@ -508,6 +518,7 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
     const int64_t n = t / TH, ty = t % TH, top = M * ty - a.pad;
     int64_t slot[N];
     ring.advance<N, M, L>(a, n, top, cstart, buf, slot);
+    timer.lap(kPack);
     // input transform: vbuf[xi][ci] = (B^T d B)[xi] for the strip's tiles, the rows' B^T
     // through a small scratch (L1) rather than N^2 vectors in registers (64 for N = 8: the
     // compiler spilled them), then the columns'
@@ -536,6 +547,7 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
         }
       }
     }
+    timer.lap(kInputTransform);
     for (int64_t g = 0; g < a.cout_blocks; ++g) {
       const float* w = a.weight + g * N * N * cin * CB;
       prefetch_outputs(a, n, g * CB, CB, M * ty * OW + M * t0, M * T);
@@ -564,6 +576,7 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
 #pragma GCC unroll 4
           for (int v = 0; v < NV; ++v) storeu(mbuf + (xi * CB + c) * T + v * V, acc[c][v]);
       }
+      timer.lap(kProducts);
       // output transform: rows (over the tile's columns), then columns
 #pragma GCC unroll 1
       for (int c = 0; c < CB; ++c) {
@@ -601,14 +614,16 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
           }
         }
       }
+      timer.lap(kEpilogue);
     }
   }
 }
 
 template <int CB, int M, int R>
 void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
+  PhaseTimer timer;
   for_each_strip<kStripVectors[CB]>((a.out_w + M - 1) / M, [&]<int NV>(int64_t t0) {
-    winograd_strip<CB, M, R, NV>(a, begin, end, t0, buf);
+    winograd_strip<CB, M, R, NV>(a, begin, end, t0, buf, timer);
   });
   end_stores(a);
 }

@@ -24,6 +24,10 @@ Next to the convolutions' floors, their memory floor: the bytes a layer must mov
 floor, the larger of the two layer by layer: a layer at full resolution with few channels
 (``base_conv``, ``out_conv``) moves ~100 MB for a few ms of products, so no kernel reaches
 its multiply-add floor; the roofline column shows which stages are bound by memory.
+
+And inside the convolutions, where their kernels' cycles go (the engine's phase clock, on for
+one counting frame): packing the input rows, the Winograd input transform, the products, and
+the epilogue (bias, ReLU, residual, the store; the Winograd output transform).
 """
 import math
 import statistics
@@ -73,17 +77,29 @@ def layer_bytes(args, kwargs, output):
     return sum(t.numel() * t.element_size() for t in read + [output])
 
 
+#: the conv kernels' phases (``conv_phase_cycles`` of the engine, in this order)
+PHASES = ('pack', 'input transform', 'products', 'epilogue')
+
+
 def _count(model, window, state):
     """The direct layers' calls [(stage, executed multiply-adds, bytes moved)], the MC heads'
-    estimate MACs, and the warped tensors' shapes, from one frame of ``model``."""
+    estimate MACs, the warped tensors' shapes, and {stage: kernel cycles by phase} (empty when
+    the engine has no phase clock), from one frame of ``model``."""
+    from ..deploy import direct_conv
     from ..deploy.direct_conv import DirectConv2d
     from ..models.mc_heads.base import count_mc_macs
-    layers, handles, warps = [], [], []
+    layers, handles, warps, phases = [], [], [], {}
+    engine = direct_conv.conv_ext
+    clock = engine is not None and hasattr(engine, 'conv_phase_timing')
 
     def hook(module, args, kwargs, output):
         if module.uses_kernel(output):
-            layers.append((conv_stage(module.profile_name), executed_macs(module, output),
+            stage = conv_stage(module.profile_name)
+            layers.append((stage, executed_macs(module, output),
                            layer_bytes(args, kwargs, output)))
+            if clock:  # (only the kernels advance the clock: this call's cycles)
+                cycles = engine.conv_phase_cycles(True)
+                phases[stage] = [a + b for a, b in zip(phases.get(stage, [0] * 4), cycles)]
 
     for m in model.modules():
         if isinstance(m, DirectConv2d):
@@ -97,14 +113,19 @@ def _count(model, window, state):
 
     head.warp = counted_warp
     try:
+        if clock:
+            engine.conv_phase_timing(True)
+            engine.conv_phase_cycles(True)
         with count_mc_macs() as mc_macs, torch.inference_mode():
             model.restore_frame(window, state)
     finally:
+        if clock:
+            engine.conv_phase_timing(False)
         del head.warp
         for h in handles:
             h.remove()
     # the warp's entries in count_mc_macs are 0: the rest are the estimates (the cost volumes)
-    return layers, sum(mc_macs), warps
+    return layers, sum(mc_macs), warps, phases
 
 
 def copy_seconds(shape):
@@ -141,8 +162,9 @@ def frame_stages(model, window, state=None, rate=None, bandwidth=None):
     Returns:
         dict: ``rows`` [(stage, ms, floor ms or None)], ``frame_ms`` (the profiled frame's wall
         time), ``floor_ms`` (the sum of the floors), ``ratio``, ``gemm_gflops``; for the
-        convolution stages ``memory`` and ``roofline`` {stage: ms} (see the module doc), and
-        ``bandwidth_gbs``.
+        convolution stages ``memory`` and ``roofline`` {stage: ms} (see the module doc),
+        ``bandwidth_gbs``, and ``phases`` {stage: shares of its kernel cycles by phase, in the
+        order of :data:`PHASES`} (empty without the engine's phase clock).
     """
     from torch.profiler import profile
 
@@ -151,7 +173,7 @@ def frame_stages(model, window, state=None, rate=None, bandwidth=None):
     with torch.inference_mode():
         if state is None:
             _, state = model.restore_frame(window, None)
-    layers, mc_macs, warps = _count(model, window, state)
+    layers, mc_macs, warps, phases = _count(model, window, state)
     if rate is None:
         rate = statistics.median(gemm_rate(window.device, reps=3) for _ in range(3))
     if bandwidth is None:
@@ -195,7 +217,9 @@ def frame_stages(model, window, state=None, rate=None, bandwidth=None):
     return dict(rows=rows, frame_ms=1e3 * frame_s, floor_ms=floor_ms,
                 ratio=1e3 * frame_s / floor_ms if floor_ms else math.nan,
                 gemm_gflops=rate / 1e9, memory=memory, roofline=roofline,
-                bandwidth_gbs=bandwidth / 1e9)
+                bandwidth_gbs=bandwidth / 1e9,
+                phases={stage: [c / sum(cycles) for c in cycles]
+                        for stage, cycles in phases.items() if sum(cycles) > 0})
 
 
 def format_stages(result):
@@ -218,4 +242,13 @@ def format_stages(result):
         lines.append(f'memory floor: the bytes a layer moves at least, at '
                      f'{result["bandwidth_gbs"]:.1f} GB/s (a copy, read + written); roofline: '
                      'the larger floor, layer by layer')
+    if result.get('phases'):
+        lines.append(f'{"conv kernels, share of their cycles":<38}'
+                     + ''.join(f'{name:>17}' for name in PHASES))
+        for stage, _, _ in result['rows']:
+            if stage in result['phases']:
+                lines.append(f'{stage:<38}'
+                             + ''.join(f'{100 * x:16.1f}%' for x in result['phases'][stage]))
+        lines.append('(epilogue: bias, ReLU, residual and the store; for Winograd also its '
+                     'output transform)')
     return lines
