@@ -211,16 +211,23 @@ def test_large_outputs_are_recycled_only_when_nothing_holds_them(monkeypatch):
         torch.testing.assert_close(f, layer(xs[5]), rtol=0, atol=2e-5)
 
 
+def layer_of_kind(kind, cin, cout, size, transposed_size):
+    """(layer, its DirectConv2d with ReLU, an input) for a kernel kind: a 3x3 conv run directly
+    or by Winograd F(4x4) on a ``size`` input, or the 4x4/2 transposed conv on a
+    ``transposed_size`` one."""
+    if kind == 'transposed':
+        layer, x = nn.ConvTranspose2d(cin, cout, 4, 2, 1), torch.rand(1, cin, *transposed_size)
+    else:
+        layer, x = nn.Conv2d(cin, cout, 3, padding=1), torch.rand(1, cin, *size)
+    return layer, DirectConv2d(layer, relu=True, winograd=4 if kind == 'winograd' else False), x
+
+
 @pytest.mark.parametrize('kind', ['direct', 'winograd', 'transposed'])
 def test_outputs_larger_than_the_cache_are_streamed_exactly(kind):
     """Outputs over 32 MB are written with non-temporal stores where a whole aligned vector is
     stored (rows of 1683 floats: both kinds of stores in every row)."""
     torch.manual_seed(0)
-    if kind == 'transposed':
-        layer, x = nn.ConvTranspose2d(2, 3, 4, 2, 1), torch.rand(1, 2, 840, 842)
-    else:
-        layer, x = nn.Conv2d(2, 3, 3, padding=1), torch.rand(1, 2, 1680, 1683)
-    direct = DirectConv2d(layer, relu=True, winograd=4 if kind == 'winograd' else False)
+    layer, direct, x = layer_of_kind(kind, 2, 3, (1680, 1683), (840, 842))
     with torch.inference_mode():
         got = direct([x])
         ref = torch.relu(layer(x))
@@ -235,11 +242,7 @@ def test_phase_clock_counts_each_kernels_phases(isa, kind):
     kernel has ([pack, input transform, products, epilogue]; only Winograd transforms its
     input), and reading with reset sets the counts back to 0."""
     torch.manual_seed(0)
-    if kind == 'transposed':
-        layer, x = nn.ConvTranspose2d(6, 5, 4, 2, 1), torch.rand(1, 6, 24, 40)
-    else:
-        layer, x = nn.Conv2d(6, 5, 3, padding=1), torch.rand(1, 6, 48, 80)
-    direct = DirectConv2d(layer, relu=True, winograd=4 if kind == 'winograd' else False)
+    layer, direct, x = layer_of_kind(kind, 6, 5, (48, 80), (24, 40))
     with torch.inference_mode():
         ext.conv_phase_cycles(True)
         direct([x])
