@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..memory import empty_huge, empty_huge_like
 from ..models.layers import apply_conv
 from .conv_engine import conv_ext, direct_conv_isa
 
@@ -225,7 +226,7 @@ class DirectConv2d(nn.Module):
             return sum(inputs[1:], inputs[0])
         if self._sum is None or self._sum.shape != inputs[0].shape \
                 or self._sum.dtype != inputs[0].dtype or self._sum.device != inputs[0].device:
-            self._sum = torch.empty_like(inputs[0], memory_format=torch.contiguous_format)
+            self._sum = empty_huge_like(inputs[0], memory_format=torch.contiguous_format)
         torch.add(inputs[0], inputs[1], out=self._sum)
         for x in inputs[2:]:
             self._sum.add_(x)
@@ -240,7 +241,7 @@ class DirectConv2d(nn.Module):
 
     def _reused_buffer(self, x, shape):
         if self._buffer is None or self._buffer.shape != shape:
-            self._buffer = torch.empty(shape, dtype=x.dtype, device=x.device)
+            self._buffer = empty_huge(shape, dtype=x.dtype, device=x.device)
         return self._buffer
 
     def _recycled_buffer(self, x, shape):
@@ -252,7 +253,7 @@ class DirectConv2d(nn.Module):
             if pool[i].shape == shape and pool[i].dtype == x.dtype \
                     and pool[i].device == x.device and _unreferenced(pool, i):
                 return pool[i]
-        buf = torch.empty(shape, dtype=x.dtype, device=x.device)
+        buf = empty_huge(shape, dtype=x.dtype, device=x.device)
         pool.insert(0, buf)
         total = 0
         for i in range(len(pool)):

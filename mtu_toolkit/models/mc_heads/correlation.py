@@ -3,6 +3,7 @@ App. A.1)."""
 import torch
 import torch.nn.functional as F
 
+from ...memory import empty_huge_like
 from ...ops import (correlation, correlation_argmax, smooth_cost_volume, uses_extension,
                     volume_argmax_to_displacement, warp_by_displacement)
 from ...registry import MODELS
@@ -90,7 +91,7 @@ class CorrelationMCHead(BaseMCHead):
         buf = self._warp_buffer
         if buf is None or buf.shape != feat.shape or buf.dtype != feat.dtype \
                 or buf.device != feat.device or not buf.is_contiguous(memory_format=fmt):
-            buf = self._warp_buffer = torch.empty_like(feat, memory_format=fmt)
+            buf = self._warp_buffer = empty_huge_like(feat, memory_format=fmt)
         return buf
 
     def displacement(self, motion, frame):

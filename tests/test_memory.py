@@ -1,0 +1,62 @@
+"""Huge-page advice for the long-lived inference buffers: given where it applies, never where it
+does not, values untouched, and the buffers of the direct form and the MC head's warp use it."""
+import os.path as osp
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+import mtu_toolkit.memory as memory
+from mtu_toolkit.deploy import DirectConv2d, direct_conv_isa
+
+THP = osp.exists('/sys/kernel/mm/transparent_hugepage/enabled')
+
+
+def test_advice_applies_to_large_cpu_tensors_only(monkeypatch):
+    big = memory.empty_huge(3, memory.MIN_BYTES // 4)  # 3 x 4 MB: whole 2 MB pages inside
+    assert big.shape == (3, memory.MIN_BYTES // 4) and big.dtype == torch.float32
+    if sys.platform.startswith('linux') and THP:
+        assert memory.advise_huge_pages(big)
+    assert not memory.advise_huge_pages(torch.empty(memory.MIN_BYTES // 4 - 1))  # too small
+    monkeypatch.setattr(memory, 'ENABLED', False)
+    assert not memory.advise_huge_pages(big)
+
+
+def test_advised_memory_holds_what_is_written():
+    t = memory.empty_huge_like(torch.empty(2, 5, 1024, 1024), memory_format=torch.contiguous_format)
+    values = torch.arange(t.numel(), dtype=torch.float32).view_as(t)
+    t.copy_(values)
+    assert torch.equal(t, values)
+
+
+def test_inference_buffers_are_advised(monkeypatch):
+    if not direct_conv_isa():
+        pytest.skip('the direct kernels do not run on this CPU')
+    advised = []
+    monkeypatch.setattr(memory, 'advise_huge_pages', lambda t: advised.append(t) or True)
+    layer = DirectConv2d(nn.Conv2d(4, 4, 3, padding=1), relu=False, winograd=False,
+                         reuse_output=True)
+    x = torch.rand(1, 4, 512, 520)  # a 4.3 MB output
+    with torch.inference_mode():
+        out = layer([x])
+        summed = layer([x, x], sum_inputs=True)
+    assert any(t.data_ptr() == out.data_ptr() for t in advised)  # the reused output
+    assert any(t.data_ptr() == layer._sum.data_ptr() for t in advised)  # the inputs' sum
+    assert summed.data_ptr() == out.data_ptr()
+
+
+def test_the_warp_buffer_is_advised(monkeypatch):
+    from mtu_toolkit.models.mc_heads.correlation import CorrelationMCHead
+    from mtu_toolkit.ops import uses_extension
+    feat = torch.rand(1, 4, 512, 520)
+    if not uses_extension(feat):
+        pytest.skip('the compiled ops are not built')
+    advised = []
+    monkeypatch.setattr(memory, 'advise_huge_pages', lambda t: advised.append(t) or True)
+    head = CorrelationMCHead(8, 4).eval()
+    head.reuse_warp_output = True
+    motion = torch.zeros(1, 2, 128, 130, dtype=torch.int64)
+    with torch.inference_mode():
+        out = head.warp(feat, motion)
+    assert torch.equal(out, feat) and advised and advised[0].data_ptr() == out.data_ptr()
