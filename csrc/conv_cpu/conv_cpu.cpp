@@ -59,6 +59,13 @@ struct ConvArgs {
   bool stream;  // non-temporal stores of the output (larger than kStreamBytes)
 };
 
+// The channels a kernel convolves: the inputs' together (read as one concatenation).
+inline int64_t input_channels(const ConvArgs& a) {
+  int64_t cin = 0;
+  for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
+  return cin;
+}
+
 // Outputs of more bytes than this are written with non-temporal stores: they do not stay in
 // the cache anyway, and normal stores would first read every line they write (the page-sized
 // full-resolution outputs of the network: 96 MB for 26 channels at 720p).
@@ -438,13 +445,12 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   at::Tensor result = out ? *out : at::empty({n, cout, oh, ow}, first.options());
   ConvArgs a{};
   a.num_inputs = static_cast<int>(inputs.size());
-  int64_t cin = 0;
   for (int i = 0; i < a.num_inputs; ++i) {
     a.in[i] = inputs[i].data_ptr<float>();
     a.in_channels[i] = inputs[i].size(1);
     a.in_batch_stride[i] = inputs[i].stride(0);
-    cin += a.in_channels[i];
   }
+  const int64_t cin = input_channels(a);
   a.weight = packed.data_ptr<float>();
   a.bias = bias ? bias->data_ptr<float>() : nullptr;
   a.residual = residual ? residual->data_ptr<float>() : nullptr;

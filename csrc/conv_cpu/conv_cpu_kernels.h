@@ -100,8 +100,7 @@ MTU_ALWAYS_INLINE void pack_row(const ConvArgs& a, int64_t n, int64_t iy, int64_
                                 float* dst, int64_t ch_stride) {
   constexpr int NL = (L + V - 1) / V;
   if (iy < 0 || iy >= a.in_h) {  // zero padding
-    int64_t cin = 0;
-    for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
+    const int64_t cin = input_channels(a);
     const Mask tail = make_mask((NL - 1) * V, L);
     for (int64_t ci = 0; ci < cin; ++ci, dst += ch_stride)
       for (int m = 0; m < S; ++m)
@@ -216,8 +215,7 @@ template <int CB, int K, int S, int NV>
 void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float* buf,
                 PhaseTimer& timer) {
   constexpr int L = NV * V + (K - 1) / S, CHUNK = S * L;
-  int64_t cin = 0;
-  for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
+  const int64_t cin = input_channels(a);
   const int64_t OH = a.out_h, OW = a.out_w;
   // Down the rows of the task: buf is a ring of the K packed input rows of every channel
   // (channel ci's row iy at slot iy mod K), so moving down one output row packs only its S new
@@ -300,8 +298,7 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   constexpr int NV = 2 * CB * kDeconvVectors + 3 * kDeconvVectors + 1 <= kRegisters
                          ? kDeconvVectors : 1;
   constexpr int L = NV * V + 2;
-  int64_t cin = 0;
-  for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
+  const int64_t cin = input_channels(a);
   const int64_t OH = a.out_h, OW = a.out_w;
   PhaseTimer timer;
   for (int64_t t = begin; t < end; ++t) {
@@ -504,8 +501,7 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
   constexpr int CHUNK = M * L;
   using In = WinogradInput<N>;
   using Out = WinogradOutput<M, N>;
-  int64_t cin = 0;
-  for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
+  const int64_t cin = input_channels(a);
   const int64_t OH = a.out_h, OW = a.out_w, TH = (OH + M - 1) / M;
   float* const vbuf = buf + N * cin * CHUNK;
   float* const mbuf = vbuf + N * N * cin * T;

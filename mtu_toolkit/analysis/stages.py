@@ -99,7 +99,7 @@ def _count(model, window, state):
                            layer_bytes(args, kwargs, output)))
             if clock:  # (only the kernels advance the clock: this call's cycles)
                 cycles = engine.conv_phase_cycles(True)
-                phases[stage] = [a + b for a, b in zip(phases.get(stage, [0] * 4), cycles)]
+                phases[stage] = [a + b for a, b in zip(phases.get(stage, [0] * len(PHASES)), cycles)]
 
     for m in model.modules():
         if isinstance(m, DirectConv2d):
