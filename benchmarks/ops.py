@@ -108,8 +108,10 @@ def floors(f1, f2, feat, disp, d, smooth, repeats, baseline=None):
     gh, gw = disp.shape[-2:]
     coherent = disp[:, :, ::8, ::8].repeat_interleave(8, 2).repeat_interleave(8, 3)
     coherent = coherent[:, :, :gh, :gw].contiguous()
+    workspace = torch.empty(0, dtype=torch.uint8)  # as the MC head keeps it
     calls = {
-        'correlation_argmax': lambda: ops.correlation_argmax(f1, f2, d, smooth),
+        'correlation_argmax': lambda: ops.correlation_argmax(f1, f2, d, smooth,
+                                                             workspace=workspace),
         'warp into reused out': lambda: ops.warp_by_displacement(feat, disp, 4, out=out),
         'warp, coherent motion': lambda: ops.warp_by_displacement(feat, coherent, 4, out=out),
         'warp, fresh output': lambda: ops.warp_by_displacement(feat, disp, 4),

@@ -93,7 +93,7 @@ std::tuple<at::Tensor, at::Tensor> correlation_backward(const at::Tensor& grad_o
 }
 
 at::Tensor correlation_argmax(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp,
-                              int64_t smooth) {
+                              int64_t smooth, const c10::optional<at::Tensor>& workspace) {
   check_pair(f1, f2, "f1", "f2");
   TORCH_CHECK(max_disp >= 0, "max_displacement must be >= 0, got ", max_disp);
   TORCH_CHECK(smooth <= 1 || smooth % 2 == 1, "smooth must be odd (or <= 1 for none), got ",
@@ -106,7 +106,13 @@ at::Tensor correlation_argmax(const at::Tensor& f1, const at::Tensor& f2, int64_
     no_cuda();
 #endif
   }
-  return correlation_argmax_cpu(a, b, max_disp, smooth);
+  if (workspace) {
+    TORCH_CHECK(workspace->device().is_cpu() && workspace->scalar_type() == at::kByte &&
+                    workspace->is_contiguous(),
+                "workspace must be a contiguous uint8 CPU tensor, got ",
+                workspace->scalar_type(), " on ", workspace->device());
+  }
+  return correlation_argmax_cpu(a, b, max_disp, smooth, workspace);
 }
 
 at::Tensor warp_forward(const at::Tensor& feat, const at::Tensor& disp, int64_t scale,
@@ -182,7 +188,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("grad_out"), py::arg("f1"), py::arg("f2"), py::arg("max_displacement"));
   m.def("correlation_argmax", &mtu::correlation_argmax,
         "fused correlation + box smoothing + argmax -> int64 (N, 2, H, W) (dx, dy)",
-        py::arg("f1"), py::arg("f2"), py::arg("max_displacement"), py::arg("smooth"));
+        py::arg("f1"), py::arg("f2"), py::arg("max_displacement"), py::arg("smooth"),
+        py::arg("workspace") = py::none());
   m.def("warp_forward", &mtu::warp_forward,
         "integer displacement warp (into `out` when given: like feat, sharing no memory)",
         py::arg("feat"), py::arg("disp"), py::arg("scale"), py::arg("out") = py::none());

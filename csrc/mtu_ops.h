@@ -23,8 +23,10 @@ std::tuple<at::Tensor, at::Tensor> correlation_backward_cpu(const at::Tensor& gr
                                                             const at::Tensor& f2,
                                                             int64_t max_disp);
 // Fused correlation + optional smooth x smooth box sum + argmax: int64 (N, 2, H, W) = (dx, dy).
+// workspace: a contiguous uint8 CPU tensor kept by the caller, grown (resize_) to the scratch the
+// call needs; without one the call allocates its own.
 at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp,
-                                  int64_t smooth);
+                                  int64_t smooth, const c10::optional<at::Tensor>& workspace);
 // feat: (N, C, H, W), disp: int64 (N, 2, h, w) on the grid `scale` times coarser; the result
 // is written into `out` (like feat, in feat's layout, sharing no memory with it) and returned.
 at::Tensor warp_forward_cpu(const at::Tensor& feat, const at::Tensor& disp, int64_t scale,

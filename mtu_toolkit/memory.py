@@ -2,7 +2,7 @@
 
 The CPU inference forms keep their large intermediate tensors from frame to frame: the conv
 layers' reused outputs and recycled pool, the motion layer's input sum
-(``mtu_toolkit.deploy.DirectConv2d``) and the warp's output
+(``mtu_toolkit.deploy.DirectConv2d``), the normalised motion features and the warp's output
 (``CorrelationMCHead``). They are allocated through :func:`empty_huge` and
 :func:`empty_huge_like`. On Linux with transparent huge pages set to "always" or "madvise",
 these functions ask for 2 MB pages before the buffer is first written. Why: a strided

@@ -80,6 +80,28 @@ def test_warp_reuses_one_buffer_in_inference_only():
         assert head.eval().warp(feat, motion).data_ptr() != b.data_ptr()
 
 
+def test_inference_estimates_reuse_their_buffers():
+    """In the direct inference form (``fast_normalize``, ``reuse_warp_output``) estimates
+    normalise into one pair of buffers and give the argmax one workspace, call after call,
+    with the displacements of a head that keeps nothing."""
+    from mtu_toolkit.ops import uses_extension
+    torch.manual_seed(0)
+    plain = CorrelationMCHead(16, 8, max_displacement=3).eval()
+    head = CorrelationMCHead(16, 8, max_displacement=3).eval()
+    head.fast_normalize = head.reuse_warp_output = True
+    seen = []
+    with torch.no_grad():
+        for _ in range(3):
+            cur, prev = torch.randn(1, 16, 12, 16), torch.randn(1, 16, 12, 16)
+            assert torch.equal(head.estimate(cur, prev)['motion'],
+                               plain.estimate(cur, prev)['motion'])
+            seen.append([b.data_ptr() for b in head._norm_buffers])
+            if uses_extension(cur):
+                seen[-1].append(head._argmax_workspace.data_ptr())
+    assert seen[0] == seen[1] == seen[2] and 0 not in seen[0]
+    assert plain._argmax_workspace is None and plain._norm_buffers == [None, None]
+
+
 def test_fast_normalize_matches_f_normalize_in_inference_only(monkeypatch):
     """``fast_normalize`` (the direct inference form): the plane-by-plane normalisation equals
     ``F.normalize`` to float rounding and gives the same displacements; training and autograd

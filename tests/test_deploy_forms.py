@@ -21,10 +21,10 @@ FORMS = {'split': lambda net: to_split(copy.deepcopy(net)),
          'frozen': lambda net: freeze_units(copy.deepcopy(net))}
 
 
-def tiny_net(num_units=2, **kwargs):
+def tiny_net(num_units=2, num_blocks=1, **kwargs):
     torch.manual_seed(0)
-    return MODELS.build(dict(type='MTUNet', num_units=num_units, channels=8, num_blocks=1,
-                             kaiming_init=True, **kwargs)).eval()
+    return MODELS.build(dict(type='MTUNet', num_units=num_units, channels=8,
+                             num_blocks=num_blocks, kaiming_init=True, **kwargs)).eval()
 
 
 def test_fused_network_concatenates_no_features():
@@ -98,6 +98,76 @@ def test_one_warp_per_displacement_and_the_state_survives_the_next_frame(form):
             fused(torch.rand(1, 5, 3, 16, 24), state2)
         torch.testing.assert_close(state2.feat, kept, rtol=0, atol=0)
     assert calls == {False: 1, True: 3}
+
+
+def test_direct_frames_reuse_their_large_outputs(monkeypatch):
+    """Past the first frames, every output the direct form does not write into a reused buffer
+    comes from the recycled pool (a fresh large tensor page-faults), and the pool stops
+    growing. RECYCLE_BYTES is lowered so that the tiny network's outputs count as large."""
+    if not direct_conv_isa():
+        pytest.skip('the direct kernels do not run on this CPU')
+    import mtu_toolkit.deploy.direct_conv as direct_conv
+    monkeypatch.setattr(direct_conv, 'RECYCLE_BYTES', 0)
+    monkeypatch.setattr(direct_conv, '_POOL', [])
+    fused = FORMS['direct'](tiny_net(num_units=3))
+    outputs = []
+    hooks = [m.register_forward_hook(lambda m, args, out: outputs.append((m, out.data_ptr())))
+             for m in fused.modules() if isinstance(m, DirectConv2d)]
+    state, pools = None, []
+    with torch.inference_mode():
+        for _ in range(4):
+            outputs.clear()
+            _, state = fused(torch.rand(1, 5, 3, 16, 24), state)
+            pools.append([t.data_ptr() for t in direct_conv._POOL])
+    for h in hooks:
+        h.remove()
+    assert pools[1] == pools[2] == pools[3] and pools[3]
+    recycled = [ptr for m, ptr in outputs if not m.reuse_output]
+    assert recycled and all(ptr in pools[3] for ptr in recycled)
+
+
+@pytest.mark.parametrize('num_blocks', [0, 1, 3])
+def test_direct_units_write_dead_residuals_over(num_blocks):
+    """The direct form's detail networks write every residual block's result but the first's
+    over its input, the long skip over f3 and dec1 over f2: frames bit-identical to the same
+    form writing fresh buffers, the input window untouched, and nothing overwritten while
+    autograd records (the eager layers then need their inputs for the backward pass)."""
+    if not direct_conv_isa():
+        pytest.skip('the direct kernels do not run on this CPU')
+    net = tiny_net(num_units=2, num_blocks=num_blocks)
+    over, fresh = FORMS['direct'](net), FORMS['direct'](net)
+    assert all(u.overwrite_residuals for u in over.units)
+    for u in fresh.units:
+        u.overwrite_residuals = False
+    writes = []
+    for name, m in over.units[0].named_modules():
+        if isinstance(m, DirectConv2d):
+            m.register_forward_hook(
+                lambda m, args, out, name=name: writes.append(
+                    (name, args[1] is not None and out.data_ptr() == args[1].data_ptr())))
+    torch.manual_seed(2)
+    states = [None, None]
+    with torch.inference_mode():
+        for _ in range(3):
+            window = torch.rand(1, 5, 3, 16, 24)
+            kept = window.clone()
+            writes.clear()
+            got, states[0] = over(window, states[0])
+            ref, states[1] = fresh(window, states[1])
+            assert torch.equal(got['out'], ref['out']) and torch.equal(window, kept)
+            assert torch.equal(states[0].feat, states[1].feat)
+    in_place = {name for name, same in writes if same}
+    expected = {f'blocks.{i}.body.1.kernel' for i in range(1, num_blocks)} | {'dec1.kernel'}
+    assert in_place == expected | ({'blocks_end.kernel'} if num_blocks else set())
+    # with autograd recording, the eager network with the flag set gives the same gradients
+    net.units[0].overwrite_residuals = True
+    x = torch.rand(1, 16, 16, 24, requires_grad=True)
+    net.units[0](x).sum().backward()
+    grad = x.grad.clone()
+    net.units[0].overwrite_residuals = False
+    x.grad = None
+    net.units[0](x).sum().backward()
+    assert torch.equal(x.grad, grad)
 
 
 def test_direct_stages_run_every_convolution_on_the_kernels():

@@ -130,6 +130,36 @@ def test_correlation_argmax_ties_go_to_lowest_index(d, smooth):
     assert disp[0, :, -1, -1].tolist() == [-d, -d]
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_correlation_argmax_workspace_is_grown_once_and_reused(dtype):
+    """A caller's workspace (the MC head keeps one) grows to the scratch a call needs and is
+    then reused, whatever it held before, for any thread count; the displacements never
+    change. A workspace of the wrong kind is refused, naming it."""
+    f1, f2 = features(2, 16, 40, 48, dtype)
+    ref = correlation_argmax_reference(f1, f2, 4, 5)
+    ws = torch.empty(0, dtype=torch.uint8)
+    assert torch.equal(correlation_argmax(f1, f2, 4, 5, workspace=ws), ref)
+    ptr, size = ws.data_ptr(), ws.numel()
+    assert size > 0
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):  # fewer threads: fewer slices of the same workspace
+            torch.set_num_threads(n)
+            ws.fill_(255)  # NaN in every float the kernel reads before it writes
+            g1, g2 = features(2, 16, 40, 48, dtype)
+            assert torch.equal(correlation_argmax(g1, g2, 4, 5, workspace=ws),
+                               correlation_argmax_reference(g1, g2, 4, 5))
+            small = correlation_argmax(g1[:1, :, :20], g2[:1, :, :20], 4, 3, workspace=ws)
+            assert torch.equal(small, correlation_argmax_reference(g1[:1, :, :20],
+                                                                   g2[:1, :, :20], 4, 3))
+            if n <= threads:
+                assert ws.data_ptr() == ptr and ws.numel() == size
+    finally:
+        torch.set_num_threads(threads)
+    with pytest.raises(RuntimeError, match='workspace must be a contiguous uint8 CPU tensor'):
+        correlation_argmax(f1, f2, 4, 5, workspace=torch.empty(8))
+
+
 def test_correlation_argmax_recovers_a_translation():
     f2 = torch.randn(2, 8, 24, 28)
     f1 = torch.roll(f2, shifts=(-2, 3), dims=(2, 3))  # f1(y, x) = f2(y + 2, x - 3)

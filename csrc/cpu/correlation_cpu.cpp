@@ -549,25 +549,50 @@ SmoothRowFn<T> smooth_argmax_row() {
 // best shift per pixel is kept; shifts are visited in increasing channel index and only a
 // strictly larger value replaces the best, so ties go to the lowest index, as torch.argmax
 // does.
+// The row blocks of the argmax's tasks: enough blocks to keep every thread busy; blocks of >= 8
+// rows keep the 2r halo rows that neighbouring blocks both compute a small fraction of the work.
+inline int64_t argmax_block_rows(int64_t n, int64_t h) {
+  const int64_t threads = at::get_num_threads();
+  const int64_t want_blocks = std::max<int64_t>(1, (2 * threads + n - 1) / n);
+  return std::max<int64_t>(std::min<int64_t>(h, 8), (h + want_blocks - 1) / want_blocks);
+}
+
+// A thread's scratch of the argmax, in elements: the padded f2 band (+ a vector: the FMA
+// kernels load up to 16 floats past a row's last shift) and the f1 rows of a task's
+// correlation rows (both at most block_rows + 2r (+ 2d) rows of c channels), rounded up to
+// whole 64-byte lines.
+inline int64_t argmax_band_elems(int64_t c, int64_t w, int64_t d, int64_t r, int64_t block_rows) {
+  return (block_rows + 2 * r + 2 * d) * c * (w + 2 * d) + 16;
+}
+template <typename T>
+int64_t argmax_scratch_elems(int64_t c, int64_t w, int64_t d, int64_t r, int64_t block_rows) {
+  const int64_t line = 64 / sizeof(T);
+  const int64_t total = argmax_band_elems(c, w, d, r, block_rows) + (block_rows + 2 * r) * c * w;
+  return (total + 2 * line - 1) / line * line;  // (+ a line: the slices start on a line)
+}
+
+// scratch: get_num_threads() slices of argmax_scratch_elems elements, one per thread (a buffer
+// the caller keeps from call to call: allocated afresh, its ~15 MB a thread at 720p page-fault
+// on every call).
 template <typename T>
 void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t n, int64_t c,
-                               int64_t h, int64_t w, int64_t d, int64_t smooth) {
+                               int64_t h, int64_t w, int64_t d, int64_t smooth, T* scratch) {
   const int64_t side = 2 * d + 1, hw = h * w, wp = w + 2 * d;
   const int64_t r = smooth > 1 ? smooth / 2 : 0;
   // the rows in the box and the one leaving it
   const int64_t ring = 2 * r + 2, vstride = w + 2 * r;
   const CorrelateRowFn<T> correlate = argmax_correlate_row<T>();
   const SmoothRowFn<T> smooth_row = smooth_argmax_row<T>();
-  // Enough row blocks to keep every thread busy; blocks of >= 8 rows keep the 2r halo rows
-  // that neighbouring blocks both compute a small fraction of the work.
-  const int64_t threads = at::get_num_threads();
-  const int64_t want_blocks = std::max<int64_t>(1, (2 * threads + n - 1) / n);
-  const int64_t block_rows =
-      std::max<int64_t>(std::min<int64_t>(h, 8), (h + want_blocks - 1) / want_blocks);
+  const int64_t block_rows = argmax_block_rows(n, h);
   const int64_t blocks = (h + block_rows - 1) / block_rows;
+  const int64_t scratch_elems = argmax_scratch_elems<T>(c, w, d, r, block_rows);
 
   at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> ring_buf(side * ring * w), band, f1rows;
+    // this thread's slice, from a 64-byte line
+    T* const slice = scratch + at::get_thread_num() * scratch_elems;
+    T* const band = slice + (-reinterpret_cast<uintptr_t>(slice) % 64) / sizeof(T);
+    T* const f1rows = band + argmax_band_elems(c, w, d, r, block_rows);
+    std::vector<T> ring_buf(side * ring * w);
     std::vector<T*> rows(side);
     std::vector<const T*> drop(side), add(side);
     std::vector<double> vsum(side * vstride, 0.0);
@@ -581,19 +606,19 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
       // by -d .. d), each padded by d zeros either side once: C rows of wp per image row
       const int64_t band_lo = std::max<int64_t>(0, y0 - r - d);
       const int64_t band_hi = std::min<int64_t>(h, y1 + r + d);
-      // (+ a vector: the FMA kernels load up to 16 floats past a row's last shift)
-      band.resize((band_hi - band_lo) * c * wp + 16);
       for (int64_t row = band_lo; row < band_hi; ++row)
-        pad_rows(f2 + b * c * hw + row * w, band.data() + (row - band_lo) * c * wp, c, hw, w, d);
+        pad_rows(f2 + b * c * hw + row * w, band + (row - band_lo) * c * wp, c, hw, w, d);
+      // (the vector past the last row, which the FMA kernels load: zeros, as it always was)
+      std::fill(band + (band_hi - band_lo) * c * wp, band + (band_hi - band_lo) * c * wp + 16,
+                T(0));
       // and the f1 rows of the correlation rows, each row's C channels contiguous: a strip
       // then reads ~20 pages, not one per channel plane (which thrash the TLB)
       const int64_t rows_lo = std::max<int64_t>(0, y0 - r);
       const int64_t rows_hi = std::min<int64_t>(h, y1 + r);
-      f1rows.resize((rows_hi - rows_lo) * c * w);
       for (int64_t row = rows_lo; row < rows_hi; ++row)
         for (int64_t ci = 0; ci < c; ++ci)
           std::copy(f1img + ci * hw + row * w, f1img + ci * hw + row * w + w,
-                    f1rows.data() + ((row - rows_lo) * c + ci) * w);
+                    f1rows + ((row - rows_lo) * c + ci) * w);
       auto slot = [&](int64_t dxi, int64_t row) {
         return ring_buf.data() + (dxi * ring + row % ring) * w;
       };
@@ -607,8 +632,8 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
               for (int64_t x = 0; x < w; ++x) rows[dxi][x] = T(0);
             return;
           }
-          correlate(f1rows.data() + (row - rows_lo) * c * w,
-                    band.data() + (row + dy - band_lo) * c * wp, rows.data(), c, w, w, d);
+          correlate(f1rows + (row - rows_lo) * c * w, band + (row + dy - band_lo) * c * wp,
+                    rows.data(), c, w, w, d);
         };
         // the box of row y0: rows first..last inside the frame, summed in order
         const int64_t first = std::max<int64_t>(0, y0 - r);
@@ -690,13 +715,19 @@ std::tuple<at::Tensor, at::Tensor> correlation_backward_cpu(const at::Tensor& gr
 }
 
 at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp,
-                                  int64_t smooth) {
+                                  int64_t smooth, const c10::optional<at::Tensor>& workspace) {
   const int64_t n = f1.size(0), c = f1.size(1), h = f1.size(2), w = f1.size(3);
   auto disp = at::empty({n, 2, h, w}, f1.options().dtype(at::kLong));
   if (disp.numel() == 0) return disp;
+  const int64_t r = smooth > 1 ? smooth / 2 : 0;
   AT_DISPATCH_FLOATING_TYPES(f1.scalar_type(), "mtu_correlation_argmax_cpu", [&] {
-    correlation_argmax_kernel<scalar_t>(f1.data_ptr<scalar_t>(), f2.data_ptr<scalar_t>(),
-                                        disp.data_ptr<int64_t>(), n, c, h, w, max_disp, smooth);
+    const int64_t bytes = at::get_num_threads() * sizeof(scalar_t) *
+        argmax_scratch_elems<scalar_t>(c, w, max_disp, r, argmax_block_rows(n, h));
+    at::Tensor scratch = workspace ? *workspace : at::empty({0}, f1.options().dtype(at::kByte));
+    if (scratch.numel() < bytes) scratch.resize_({bytes});
+    correlation_argmax_kernel<scalar_t>(
+        f1.data_ptr<scalar_t>(), f2.data_ptr<scalar_t>(), disp.data_ptr<int64_t>(), n, c, h, w,
+        max_disp, smooth, reinterpret_cast<scalar_t*>(scratch.data_ptr<uint8_t>()));
   });
   return disp;
 }

@@ -65,14 +65,17 @@ def _plane_contiguous(t):
 
 #: Outputs of this many bytes or more (not written into a reused buffer) are recycled: an
 #: earlier output (of any layer) that nothing references any more is written again rather than a
-#: fresh tensor allocated. The C library returns allocations this large to the system when
-#: they are freed, so a fresh one page-faults on every first touch (~20 ms for 96 MB here); the
-#: smaller ones it recycles itself.
-RECYCLE_BYTES = 32 << 20
+#: fresh tensor allocated. The C library serves allocations this large from memory it maps for
+#: them or trims from its heap when they are freed, so a fresh one often page-faults on every
+#: first touch (~20 ms for 96 MB here, ~3 ms for a 12 MB feature at 1/4 of 720p); smaller ones
+#: it keeps.
+RECYCLE_BYTES = 1 << 20
 #: The recycled outputs kept for reuse, newest first, one pool for all layers: at most
-#: POOL_BYTES of them, so that what the pool holds beyond the frame's own tensors stays bounded
-#: (at 720p five 96-MB features; a 4K feature, 860 MB, is not kept).
-POOL_BYTES = 512 << 20
+#: POOL_BYTES of them. A buffer is added only when every pooled one of its shape is still
+#: referenced, so the pool holds about the most outputs alive at once in a frame (at 720p
+#: MTU2, five 96-MB features and a dozen smaller ones, ~0.6 GB); the bound keeps what stays
+#: beyond that (e.g. shapes of an earlier resolution) limited.
+POOL_BYTES = 1 << 30
 _POOL = []
 
 

@@ -40,13 +40,17 @@ def to_direct(net, winograd='auto'):
 
     The layers listed by ``net.transient_layers()`` write into the same buffer every frame, and
     so does the MC head's warp where the head can (``reuse_warp_output``), so one converted
-    network must not run frames from several threads at once. The head also normalises its
+    network must not run frames from several threads at once. The detail networks write the
+    residuals they no longer need over (``overwrite_residuals``). The head also normalises its
     motion features by channel planes where it can (``fast_normalize``).
     """
     transient = {id(layer) for layer in net.transient_layers()}
     for layer in fused_layers(net.inference_layers()):
         layer.set_kernel(DirectConv2d(layer.conv, layer.relu, winograd=winograd,
                                       reuse_output=id(layer) in transient))
+    for module in net.modules():  # the detail networks write dead residuals over
+        if hasattr(module, 'overwrite_residuals'):
+            module.overwrite_residuals = True
     head = getattr(net, 'mc_head', None)
     if hasattr(head, 'reuse_warp_output'):
         head.reuse_warp_output = True

@@ -2,19 +2,21 @@
 
 Every convolution of the MTU network is one of two layer classes with one calling convention::
 
-    y = layer(*inputs, residual=None, sum_inputs=False)
+    y = layer(*inputs, residual=None, sum_inputs=False, out=None)
       = [ReLU](conv(cat(inputs)))  + residual      (sum_inputs: conv(inputs[0] + inputs[1] ...))
 
 ``inputs`` are (N, C_i, H, W) tensors read as their concatenation along channels (or their
-sum), ``residual`` is added after the activation. The network's forward code says *what* is
+sum), ``residual`` is added after the activation, and ``y`` is written into ``out`` when given
+(a tensor of y's shape that may be ``residual`` itself, never an input: the inference forms
+write residuals that are dead afterwards over). The network's forward code says *what* is
 computed once, in these terms; how a layer runs is the layer's business. In training it runs
 the PyTorch modules it holds (the ``cat`` and the add are plain tensor ops). An inference form
 (see :mod:`mtu_toolkit.deploy`) installs a ``kernel`` on the layer, a module with
-``kernel(inputs, residual, sum_inputs)`` that computes the same thing its own way (e.g. the
-direct CPU kernels read the inputs in place and add the residual in the convolution's pass),
-the way RepVGG's blocks switch to their deploy form. The state-dict keys do not change:
-:class:`ConvAct` is keyed like ``nn.Sequential(conv, ReLU)`` (``<name>.0.weight``),
-:class:`Conv` like ``nn.Conv2d`` (``<name>.weight``).
+``kernel(inputs, residual, sum_inputs)`` (and ``out=`` where its form passes one) that computes
+the same thing its own way (e.g. the direct CPU kernels read the inputs in place and add the
+residual in the convolution's pass), the way RepVGG's blocks switch to their deploy form. The
+state-dict keys do not change: :class:`ConvAct` is keyed like ``nn.Sequential(conv, ReLU)``
+(``<name>.0.weight``), :class:`Conv` like ``nn.Conv2d`` (``<name>.weight``).
 """
 import torch
 import torch.nn as nn
@@ -48,12 +50,15 @@ class FusedCallMixin:
     and :meth:`eager`, the layer's own computation on one tensor.
     """
 
-    def forward(self, *inputs, residual=None, sum_inputs=False):
+    def forward(self, *inputs, residual=None, sum_inputs=False, out=None):
         kernel = self._modules.get('kernel')  # the installed inference kernel, if any
         if kernel is not None:
-            return kernel(list(inputs), residual, sum_inputs)
-        out = self.eager(_combine(inputs, sum_inputs))
-        return out if residual is None else out + residual
+            if out is None:
+                return kernel(list(inputs), residual, sum_inputs)
+            return kernel(list(inputs), residual, sum_inputs, out=out)
+        y = self.eager(_combine(inputs, sum_inputs))
+        y = y if residual is None else y + residual
+        return y if out is None else out.copy_(y)
 
     def set_kernel(self, kernel):
         """Run the layer by ``kernel`` (a module ``kernel(inputs, residual, sum_inputs)``)
@@ -132,8 +137,10 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(conv(channels, channels), conv(channels, channels))
 
-    def forward(self, x):
-        return self.body[1](self.body[0](x), residual=x)
+    def forward(self, x, overwrite_input=False):
+        """x (N, C, H, W) -> (N, C, H, W); with ``overwrite_input`` (inference forms, where
+        nothing reads ``x`` afterwards) the result is written over ``x``."""
+        return self.body[1](self.body[0](x), residual=x, out=x if overwrite_input else None)
 
 
 def make_layer(block, num_blocks, **kwargs):

@@ -105,7 +105,7 @@ def correlation(f1, f2, max_displacement):
     return correlation_reference(f1, f2, d)
 
 
-def correlation_argmax(f1, f2, max_displacement, smooth=5):
+def correlation_argmax(f1, f2, max_displacement, smooth=5, workspace=None):
     """Best displacement per pixel, fusing correlation, box smoothing and argmax.
 
     Equals ``argmax`` over the channels of ``correlation`` followed by an ``smooth x smooth`` box
@@ -116,6 +116,10 @@ def correlation_argmax(f1, f2, max_displacement, smooth=5):
         f1, f2 (Tensor): (N, C, H, W) features, as for :func:`correlation`.
         max_displacement (int): D.
         smooth (int | None): odd box size; ``None``, 0 or 1 for no smoothing.
+        workspace (Tensor | None): a contiguous uint8 CPU tensor the caller keeps from call to
+            call for the compiled CPU kernel's scratch (grown in place to what a call needs,
+            ~15 MB a thread for 52 channels at 180x320): a fresh scratch page-faults on every
+            call. Not used on CUDA or by the reference.
 
     Returns:
         Tensor: int64 (N, 2, H, W); channel 0 = dx, channel 1 = dy, in pixels of the input grid.
@@ -127,7 +131,8 @@ def correlation_argmax(f1, f2, max_displacement, smooth=5):
     if uses_extension(f1):
         # named in torch.profiler's traces (a pybind call is invisible to it otherwise)
         with torch.no_grad(), record_function(ARGMAX_RANGE):
-            return ext.correlation_argmax(f1, f2, d, smooth)
+            return ext.correlation_argmax(f1, f2, d, smooth,
+                                          workspace if f1.device.type == 'cpu' else None)
     return correlation_argmax_reference(f1, f2, d, smooth)
 
 

@@ -10,15 +10,17 @@ from ...registry import MODELS
 from .base import BaseMCHead
 
 
-def normalize_by_planes(x, eps=1e-12):
+def normalize_by_planes(x, eps=1e-12, out=None):
     """``F.normalize(x, dim=1)`` of an (N, C, h, w) ``x``, the squares summed one channel
     plane at a time (contiguous sweeps rather than a reduction across planes); equal to it
-    within float rounding (a few 1e-8 for unit vectors)."""
+    within float rounding (a few 1e-8 for unit vectors). Written into ``out`` (shaped like
+    ``x``, not ``x`` itself) when given."""
     sq = x[:, 0] * x[:, 0]
     plane = torch.empty_like(sq)
     for c in range(1, x.shape[1]):
         sq.add_(torch.mul(x[:, c], x[:, c], out=plane))
-    return x / sq.sqrt_().clamp_min_(eps).unsqueeze(1)
+    norm = sq.sqrt_().clamp_min_(eps).unsqueeze(1)
+    return torch.div(x, norm) if out is None else torch.div(x, norm, out=out)
 
 
 @MODELS.register_module(name=['CorrelationMCHead', 'correlation'])
@@ -37,10 +39,13 @@ class CorrelationMCHead(BaseMCHead):
     :func:`~mtu_toolkit.deploy.to_direct` sets it): in eval mode without autograd, warp into one
     buffer reused from call to call (a full-resolution feature, ~100 MB at 720p, whose fresh
     allocation costs page faults every frame). The result is then valid until the next warp:
-    the network reads it within the frame; one head must not warp from several threads at once.
+    the network reads it within the frame. The argmax's scratch is then kept from call to call
+    too (:func:`~mtu_toolkit.ops.correlation_argmax`'s ``workspace``). One head must not run
+    from several threads at once.
 
     ``fast_normalize`` (attribute, default False; set by the direct inference form too): in eval
-    mode without autograd, normalise by :func:`normalize_by_planes` (the squares summed plane by
+    mode without autograd, normalise into two buffers reused from call to call (fresh ones
+    page-fault, ~6 ms a frame at 720p) by :func:`normalize_by_planes` (the squares summed plane by
     plane, much faster on CPU than ``F.normalize``'s strided reduction over channels: figures
     in ``docs/benchmarks.md``; it rounds differently, within a few 1e-8).
 
@@ -60,16 +65,23 @@ class CorrelationMCHead(BaseMCHead):
         self.reuse_warp_output = False
         self.fast_normalize = False
         self._warp_buffer = None
+        self._norm_buffers = [None, None]  # fast_normalize's outputs (cur, prev)
+        self._argmax_workspace = None  # the argmax's scratch (reuse_warp_output)
 
     def estimate(self, cur, prev):
         """cur, prev: (N, 2ch, h, w) -> dict(motion=int64 (N, 2, h, w) (dx, dy), [cost_volume])."""
         fast = (self.fast_normalize and not self.training
                 and not (torch.is_grad_enabled() and (cur.requires_grad or prev.requires_grad)))
-        normalize = normalize_by_planes if fast else (lambda x: F.normalize(x, dim=1))
-        cur = normalize(cur)
-        prev = normalize(prev)
+        if fast:
+            cur = normalize_by_planes(cur, out=self._norm_buffer(0, cur))
+            prev = normalize_by_planes(prev, out=self._norm_buffer(1, prev))
+        else:
+            cur, prev = F.normalize(cur, dim=1), F.normalize(prev, dim=1)
         if not self.training:
-            disp = correlation_argmax(cur, prev, self.max_displacement, self.smooth)
+            if self.reuse_warp_output and self._argmax_workspace is None:
+                self._argmax_workspace = torch.empty(0, dtype=torch.uint8)
+            disp = correlation_argmax(cur, prev, self.max_displacement, self.smooth,
+                                      self._argmax_workspace if self.reuse_warp_output else None)
             return dict(motion=disp)
         volume = smooth_cost_volume(correlation(cur, prev, self.max_displacement), self.smooth)
         disp = volume_argmax_to_displacement(volume.detach(), self.max_displacement)
@@ -82,6 +94,14 @@ class CorrelationMCHead(BaseMCHead):
                 and not (torch.is_grad_enabled() and feat.requires_grad):
             out = self._reused_warp_buffer(feat)
         return warp_by_displacement(feat, motion, self.scale, out=out)
+
+    def _norm_buffer(self, i, x):
+        """Normalisation buffer ``i`` for ``x`` (contiguous, like it): dead once the argmax
+        has run, so one pair serves every call."""
+        buf = self._norm_buffers[i]
+        if buf is None or buf.shape != x.shape or buf.dtype != x.dtype or buf.device != x.device:
+            buf = self._norm_buffers[i] = empty_huge_like(x, memory_format=torch.contiguous_format)
+        return buf
 
     def _reused_warp_buffer(self, feat):
         """The buffer for a warp of ``feat``: like it, in the layout the warp writes."""
