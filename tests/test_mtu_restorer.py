@@ -53,6 +53,27 @@ def test_streaming_equals_clip_inference():
     assert len(stream.frames) <= 5  # only the window is kept
 
 
+def test_windows_are_converted_into_one_kept_buffer():
+    """A uint8 window (scaled to [0, 1]) or a strided one (frames permuted from HWC) is
+    written into one buffer kept from frame to frame, with the frames of a plain float
+    window; a contiguous float window is read as it is; the caller's window is untouched."""
+    model = _restorer().eval()
+    torch.manual_seed(0)
+    bytes_ = torch.randint(0, 256, (1, 5, 20, 24, 3), dtype=torch.uint8)
+    plain = bytes_.permute(0, 1, 4, 2, 3).float().div(255).contiguous()
+    ref, _ = model.restore_frame(plain, None)
+    assert model._window_buffer is None
+    seen = set()
+    for window in (bytes_.permute(0, 1, 4, 2, 3),                      # uint8, strided
+                   bytes_.permute(0, 1, 4, 2, 3).contiguous(),         # uint8
+                   bytes_.float().div(255).permute(0, 1, 4, 2, 3)):    # float, strided
+        kept = window.clone()
+        out, _ = model.restore_frame(window, None)
+        assert torch.equal(out, ref) and torch.equal(window, kept)
+        seen.add(model._window_buffer.data_ptr())
+    assert len(seen) == 1
+
+
 def test_short_clips_stream_like_clip_inference():
     model = _restorer().eval()
     for n in (1, 2):

@@ -7,6 +7,7 @@ import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapperDict
 
+from ...memory import empty_huge
 from ...registry import MODELS
 from ..window import CONTEXT, WINDOW, clamped_indices, padded_indices, window_at
 from .padding import crop_to, pad_to_multiple
@@ -62,6 +63,7 @@ class MTURestorer(BaseModel):
             raise ValueError(f"infer_dtype must be None, 'float16' or 'bfloat16', "
                              f"got {infer_dtype!r}")
         self.infer_dtype = infer_dtype
+        self._window_buffer = None  # restore_frame's converted window (see _network_window)
 
     def loss_terms(self):
         """(name, term) of every loss term, in the order they are logged."""
@@ -172,6 +174,22 @@ class MTURestorer(BaseModel):
             return nullcontext()
         return torch.autocast(device.type, dtype=getattr(torch, self.infer_dtype))
 
+    def _network_window(self, window):
+        """``window`` as the network reads it: floating point, contiguous. A uint8 window (in
+        [0, 1] after the conversion) or a strided view (e.g. frames permuted from HWC) is
+        written into one buffer kept from frame to frame: the window is dead once the frame
+        is restored, and a fresh one (55 MB at 720p) page-faults on every frame."""
+        if window.is_floating_point() and window.is_contiguous():
+            return window
+        dtype = window.dtype if window.is_floating_point() else torch.float32
+        buf = self._window_buffer
+        if buf is None or buf.shape != window.shape or buf.dtype != dtype \
+                or buf.device != window.device:
+            buf = self._window_buffer = empty_huge(window.shape, dtype=dtype,
+                                                   device=window.device)
+        buf.copy_(window)
+        return buf if window.is_floating_point() else buf.div_(255)
+
     @torch.no_grad()
     def restore_frame(self, window, state, return_motion=False):
         """Restore the centre of ``window`` (B, 5, 3, H, W), float in [0, 1] or uint8 in
@@ -180,8 +198,7 @@ class MTURestorer(BaseModel):
         matching unit's motion as the MC head's ``displacement`` (``(flow, grid)`` or None)
         third."""
         h, w = window.shape[-2:]
-        if not window.is_floating_point():
-            window = window.float().div_(255)
+        window = self._network_window(window)
         with self._autocast(window.device):
             outputs, state = self.backbone(pad_to_multiple(window), state, with_aux=False)
         out = outputs['out'].float().clamp_(0, 1)
