@@ -467,13 +467,14 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   a.relu = relu;
   a.stream = result.numel() * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
   // per thread: direct and transposed, one packed strip (Cin * rows * stride sequences of at
-  // most 8 vectors + K floats); Winograd, the ring of N rows of M sequences of T + 2 floats,
-  // then N^2 * (Cin + CB) * T floats of transformed inputs and products (T tiles a strip). The
-  // kernels write and read exactly that; the extra vector is a margin.
-  int64_t buf_size = cin * (transposed ? 2 : k) * stride * (8 * 16 + k) + 16;
+  // most 8 vectors + K floats, in whole vectors: 9 of 16 floats); Winograd, the ring of N rows
+  // of M sequences of T + 1 floats in whole vectors (T + 16), then N^2 * (Cin + CB) * T floats
+  // of transformed inputs and products (T tiles a strip). The kernels write and read exactly
+  // that; the extra vector is a margin.
+  int64_t buf_size = cin * (transposed ? 2 : k) * stride * (9 * 16) + 16;
   if (winograd) {
     const int64_t n_pts = winograd + k - 1, tiles = winograd_strip(cb);
-    buf_size = n_pts * cin * winograd * (tiles + 2) + n_pts * n_pts * (cin + cb) * tiles + 16;
+    buf_size = n_pts * cin * winograd * (tiles + 16) + n_pts * n_pts * (cin + cb) * tiles + 16;
   }
   auto buf = at::empty({at::get_num_threads(), buf_size}, first.options());
   // contiguous row ranges per thread: neighbouring rows share input rows in the cache

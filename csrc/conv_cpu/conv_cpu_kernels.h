@@ -21,16 +21,24 @@ constexpr int kMaxPackVectors = 9;
 // With a.stream, whole aligned vectors bypass the cache (non-temporal stores: the output is
 // larger than the cache, and a normal store would first read every line it writes); the
 // kernels then end with a store fence.
+// Whole vectors (all but a row's last) use plain loads and stores: masked ones cost more
+// (AVX2's vmaskmovps store is microcoded on AMD CPUs).
 inline void finish(const ConvArgs& a, Vec r, int64_t co, int64_t n, int64_t off, Mask m) {
   const float no_bias = 0.f;
+  const bool full = is_full(m);
   r = add(r, bcast(a.bias ? a.bias + co : &no_bias));
   if (a.relu) r = max(r, zero());
-  if (a.residual) r = add(r, load_masked(m, a.residual + n * a.residual_batch_stride + off));
+  if (a.residual) {
+    const float* q = a.residual + n * a.residual_batch_stride + off;
+    r = add(r, full ? loadu(q) : load_masked(m, q));
+  }
   float* p = a.out + n * a.out_batch_stride + off;
-  if (a.stream && is_full(m) && (reinterpret_cast<uintptr_t>(p) & (V * sizeof(float) - 1)) == 0)
+  if (!full)
+    store_masked(m, p, r);
+  else if (a.stream && (reinterpret_cast<uintptr_t>(p) & (V * sizeof(float) - 1)) == 0)
     stream(p, r);
   else
-    store_masked(m, p, r);
+    storeu(p, r);
 }
 
 // The end of a kernel's tasks: its non-temporal stores are ordered before what follows.
@@ -38,11 +46,17 @@ inline void end_stores(const ConvArgs& a) {
   if (a.stream) _mm_sfence();
 }
 
-// Vector l of a packed sequence of NL vectors at seq; the last one masked by `tail` (a
-// sequence is exactly L floats, so that rows can be packed into any slot).
-template <int NL>
+// A packed sequence's length for `len` floats: whole vectors, so that every store of the packing
+// is a plain one (a masked store of each row's last vector cost AVX2 more than the copy: its
+// vmaskmovps store is microcoded on AMD CPUs) and every sequence starts on a vector.
+constexpr int padded(int len) { return (len + V - 1) / V * V; }
+
+// Vector l of a packed sequence of NL vectors at seq; the last one masked by `tail` unless the
+// sequence is whole vectors (a sequence is exactly L floats, so that rows can be packed into
+// any slot).
+template <int NL, int L>
 MTU_ALWAYS_INLINE void store_packed(float* seq, int l, Vec v, Mask tail) {
-  if (l + 1 < NL)
+  if (l + 1 < NL || L % V == 0)
     storeu(seq + l * V, v);
   else
     store_masked(tail, seq + l * V, v);
@@ -81,7 +95,7 @@ MTU_ALWAYS_INLINE void pack_channels(const ConvArgs& a, int64_t n, int64_t iy, i
           deinterleave(o, q[3], q[1], q[3]);
         }
 #pragma GCC unroll 4
-        for (int m = 0; m < S; ++m) store_packed<NL>(dst + m * L, l, q[m], tail);
+        for (int m = 0; m < S; ++m) store_packed<NL, L>(dst + m * L, l, q[m], tail);
       }
     }
   }
@@ -104,7 +118,7 @@ MTU_ALWAYS_INLINE void pack_row(const ConvArgs& a, int64_t n, int64_t iy, int64_
     const Mask tail = make_mask((NL - 1) * V, L);
     for (int64_t ci = 0; ci < cin; ++ci, dst += ch_stride)
       for (int m = 0; m < S; ++m)
-        for (int l = 0; l < NL; ++l) store_packed<NL>(dst + m * L, l, zero(), tail);
+        for (int l = 0; l < NL; ++l) store_packed<NL, L>(dst + m * L, l, zero(), tail);
     return;
   }
   if (cstart >= 0 && cstart + S * NL * V <= a.in_w)
@@ -214,7 +228,7 @@ inline void prefetch_outputs(const ConvArgs& a, int64_t n, int64_t c0, int cb, i
 template <int CB, int K, int S, int NV>
 void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float* buf,
                 PhaseTimer& timer) {
-  constexpr int L = NV * V + (K - 1) / S, CHUNK = S * L;
+  constexpr int L = padded(NV * V + (K - 1) / S), CHUNK = S * L;
   const int64_t cin = input_channels(a);
   const int64_t OH = a.out_h, OW = a.out_w;
   // Down the rows of the task: buf is a ring of the K packed input rows of every channel
@@ -297,7 +311,7 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   // kDeconvMaxCB channels: 26 in two blocks of 13 rather than five of 6, of which 4 padding)
   constexpr int NV = 2 * CB * kDeconvVectors + 3 * kDeconvVectors + 1 <= kRegisters
                          ? kDeconvVectors : 1;
-  constexpr int L = NV * V + 2;
+  constexpr int L = padded(NV * V + 2);
   const int64_t cin = input_channels(a);
   const int64_t OH = a.out_h, OW = a.out_w;
   PhaseTimer timer;
@@ -497,7 +511,7 @@ inline void interleave_phases(const Vec* y, Vec* out) {
 template <int CB, int M, int R, int NV>
 void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, float* buf,
                     PhaseTimer& timer) {
-  constexpr int N = M + R - 1, T = NV * V, L = T + (N - 1) / M;
+  constexpr int N = M + R - 1, T = NV * V, L = padded(T + (N - 1) / M);
   constexpr int CHUNK = M * L;
   using In = WinogradInput<N>;
   using Out = WinogradOutput<M, N>;
