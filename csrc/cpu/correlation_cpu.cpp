@@ -572,7 +572,7 @@ int64_t argmax_scratch_elems(int64_t c, int64_t w, int64_t d, int64_t r, int64_t
 }
 
 // scratch: get_num_threads() slices of argmax_scratch_elems elements, one per thread (a buffer
-// the caller keeps from call to call: allocated afresh, its ~15 MB a thread at 720p page-fault
+// the caller keeps from call to call: allocated afresh, its ~8 MB a thread at 720p page-fault
 // on every call).
 template <typename T>
 void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t n, int64_t c,

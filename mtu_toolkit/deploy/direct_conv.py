@@ -67,14 +67,13 @@ def _plane_contiguous(t):
 #: earlier output (of any layer) that nothing references any more is written again rather than a
 #: fresh tensor allocated. The C library serves allocations this large from memory it maps for
 #: them or trims from its heap when they are freed, so a fresh one often page-faults on every
-#: first touch (~20 ms for 96 MB here, ~3 ms for a 12 MB feature at 1/4 of 720p); smaller ones
-#: it keeps.
+#: first touch (figures in ``docs/benchmarks.md``); smaller ones it keeps.
 RECYCLE_BYTES = 1 << 20
 #: The recycled outputs kept for reuse, newest first, one pool for all layers: at most
 #: POOL_BYTES of them. A buffer is added only when every pooled one of its shape is still
 #: referenced, so the pool holds about the most outputs alive at once in a frame (at 720p
-#: MTU2, five 96-MB features and a dozen smaller ones, ~0.6 GB); the bound keeps what stays
-#: beyond that (e.g. shapes of an earlier resolution) limited.
+#: ~0.3 GB for MTU2, ~0.5 GB for MTU10-L); the bound keeps what stays beyond that (e.g.
+#: shapes of an earlier resolution) limited.
 POOL_BYTES = 1 << 30
 _POOL = []
 

@@ -21,8 +21,9 @@ class DetailNet(nn.Module):
     without autograd, a layer whose residual input nothing reads afterwards writes its result
     over it (every residual block but the first, whose input is the long skip's, then the
     long skip and ``dec1``): the same values, and one feature less in the cache (at 720p a
-    12-24 MB tensor per layer, which otherwise leaves the 32 MB L3 and is read back from
-    memory: ~2% of an MTU2 frame). The unit's own output is never written over anything.
+    12-24 MB tensor per layer, which otherwise can leave the last-level cache and be read
+    back from memory; figures in ``docs/benchmarks.md``). The unit's own output is never
+    written over anything.
     """
 
     def __init__(self, channels=26, num_blocks=8):

@@ -45,7 +45,7 @@ class CorrelationMCHead(BaseMCHead):
 
     ``fast_normalize`` (attribute, default False; set by the direct inference form too): in eval
     mode without autograd, normalise into two buffers reused from call to call (fresh ones
-    page-fault, ~6 ms a frame at 720p) by :func:`normalize_by_planes` (the squares summed plane by
+    page-fault on every frame) by :func:`normalize_by_planes` (the squares summed plane by
     plane, much faster on CPU than ``F.normalize``'s strided reduction over channels: figures
     in ``docs/benchmarks.md``; it rounds differently, within a few 1e-8).
 
