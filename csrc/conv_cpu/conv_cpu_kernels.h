@@ -51,34 +51,36 @@ inline void end_stores(const ConvArgs& a) {
 // vmaskmovps store is microcoded on AMD CPUs) and every sequence starts on a vector.
 constexpr int padded(int len) { return (len + V - 1) / V * V; }
 
-// Vector l of a packed sequence of NL vectors at seq; the last one masked by `tail` unless the
-// sequence is whole vectors (a sequence is exactly L floats, so that rows can be packed into
-// any slot).
-template <int NL, int L>
-MTU_ALWAYS_INLINE void store_packed(float* seq, int l, Vec v, Mask tail) {
-  if (l + 1 < NL || L % V == 0)
-    storeu(seq + l * V, v);
-  else
-    store_masked(tail, seq + l * V, v);
-}
+// The packing of LV floats a sequence: NL vectors, of which the last holds REM floats. When
+// those are a few halo columns (the K - 1 a strip reads past its own, over S), they are copied
+// one by one: deinterleaving a whole group of S more vectors for them cost a third of a
+// two-vector strip's packing.
+template <int S, int LV>
+struct PackShape {
+  static constexpr int L = padded(LV), NL = L / V, REM = LV - (NL - 1) * V;
+  static constexpr bool kHalo = NL > 1 && REM <= 4;
+  static constexpr int NG = kHalo ? NL - 1 : NL;  // groups of S vectors deinterleaved
+  // the columns read from cstart on
+  static constexpr int kCols = S * NG * V + (kHalo ? S * REM : 0);
+};
 
 // pack_row's copy of an input row inside the image (below); kFull: every column read lies
 // inside the row too (plain loads, no masks).
-template <int S, int L, bool kFull>
+template <int S, int LV, bool kFull>
 MTU_ALWAYS_INLINE void pack_channels(const ConvArgs& a, int64_t n, int64_t iy, int64_t cstart,
                                      float* dst, int64_t ch_stride) {
+  using P = PackShape<S, LV>;
+  constexpr int L = P::L, NG = P::NG;
   const int64_t W = a.in_w, HW = a.in_h * W;
-  constexpr int NL = (L + V - 1) / V;
-  static_assert(NL <= kMaxPackVectors, "a packed row holds at most kMaxPackVectors vectors");
-  Mask load_mask[kFull ? 1 : S * NL];  // the same for every channel
+  static_assert(P::NL <= kMaxPackVectors, "a packed row holds at most kMaxPackVectors vectors");
+  Mask load_mask[kFull ? 1 : S * NG];  // the same for every channel
   if (!kFull)
-    for (int l = 0; l < NL * S; ++l) load_mask[l] = make_mask(cstart + l * V, W);
-  const Mask tail = make_mask((NL - 1) * V, L);
+    for (int l = 0; l < NG * S; ++l) load_mask[l] = make_mask(cstart + l * V, W);
   for (int i = 0; i < a.num_inputs; ++i) {
     const float* src = a.in[i] + n * a.in_batch_stride[i] + iy * W + cstart;
     for (int64_t ci = 0; ci < a.in_channels[i]; ++ci, src += HW, dst += ch_stride) {
 #pragma GCC unroll 9
-      for (int l = 0; l < NL; ++l) {
+      for (int l = 0; l < NG; ++l) {
         // S vectors of S*V columns deinterleave into V of each sequence
         Vec q[4];
 #pragma GCC unroll 4
@@ -95,45 +97,55 @@ MTU_ALWAYS_INLINE void pack_channels(const ConvArgs& a, int64_t n, int64_t iy, i
           deinterleave(o, q[3], q[1], q[3]);
         }
 #pragma GCC unroll 4
-        for (int m = 0; m < S; ++m) store_packed<NL, L>(dst + m * L, l, q[m], tail);
+        for (int m = 0; m < S; ++m) storeu(dst + m * L + l * V, q[m]);
+      }
+      if constexpr (P::kHalo) {
+#pragma GCC unroll 4
+        for (int m = 0; m < S; ++m)
+#pragma GCC unroll 4
+          for (int r = 0; r < P::REM; ++r) {
+            const int64_t off = S * NG * V + m + S * r;  // from cstart
+            dst[m * L + NG * V + r] =
+                kFull || (cstart + off >= 0 && cstart + off < W) ? src[off] : 0.f;
+          }
       }
     }
   }
 }
 
 // Packs input row iy (zeros outside the image) of every input channel (the inputs in order),
-// channel c at dst + c * ch_stride, as S (1, 2 or 4) sequences of L floats one after the other:
-// sequence s holds columns cstart + s + S*j, j < L. Exactly S*L floats a channel are written
-// (the last vector of a sequence is masked), so rows can be packed into any slot. S and L are
-// template arguments, and the function is inlined into each kernel: with them known, q[] and the
-// masks live in registers and the deinterleave is chosen at compile time (one out-of-line copy
-// for every S and L kept them in memory and made packing cost twice a stride-2 layer's
-// multiply-adds).
-template <int S, int L>
+// channel c at dst + c * ch_stride, as S (1, 2 or 4) sequences of LV floats, each padded to
+// L = padded(LV), one after the other: sequence s holds columns cstart + s + S*j, j < LV.
+// Exactly S*L floats a channel are written (the padding's values are never read), so rows can be
+// packed into any slot. S and LV are template arguments, and the function is inlined into each
+// kernel: with them known, q[] and the masks live in registers and the deinterleave is chosen at
+// compile time (one out-of-line copy for every S and L kept them in memory and made packing cost
+// twice a stride-2 layer's multiply-adds).
+template <int S, int LV>
 MTU_ALWAYS_INLINE void pack_row(const ConvArgs& a, int64_t n, int64_t iy, int64_t cstart,
                                 float* dst, int64_t ch_stride) {
-  constexpr int NL = (L + V - 1) / V;
+  using P = PackShape<S, LV>;
   if (iy < 0 || iy >= a.in_h) {  // zero padding
     const int64_t cin = input_channels(a);
-    const Mask tail = make_mask((NL - 1) * V, L);
     for (int64_t ci = 0; ci < cin; ++ci, dst += ch_stride)
       for (int m = 0; m < S; ++m)
-        for (int l = 0; l < NL; ++l) store_packed<NL, L>(dst + m * L, l, zero(), tail);
+        for (int l = 0; l < P::NL; ++l) storeu(dst + m * P::L + l * V, zero());
     return;
   }
-  if (cstart >= 0 && cstart + S * NL * V <= a.in_w)
-    pack_channels<S, L, true>(a, n, iy, cstart, dst, ch_stride);
+  if (cstart >= 0 && cstart + P::kCols <= a.in_w)
+    pack_channels<S, LV, true>(a, n, iy, cstart, dst, ch_stride);
   else
-    pack_channels<S, L, false>(a, n, iy, cstart, dst, ch_stride);
+    pack_channels<S, LV, false>(a, n, iy, cstart, dst, ch_stride);
 }
 
 // Packs the R input rows rows[] of every input channel, one after the other (R * S * L floats
-// a channel).
-template <int R, int S, int L>
+// a channel, L = padded(LV)).
+template <int R, int S, int LV>
 MTU_ALWAYS_INLINE void pack_rows(const ConvArgs& a, int64_t n, const int64_t* rows,
                                  int64_t cstart, float* dst) {
+  constexpr int L = padded(LV);
   for (int rr = 0; rr < R; ++rr)
-    pack_row<S, L>(a, n, rows[rr], cstart, dst + rr * S * L, R * S * L);
+    pack_row<S, LV>(a, n, rows[rr], cstart, dst + rr * S * L, R * S * L);
 }
 
 // Prefetches into L2 columns [c0, c1) of input row iy of every channel: the row the next
@@ -152,18 +164,18 @@ inline void prefetch_row(const ConvArgs& a, int64_t n, int64_t iy, int64_t c0, i
 }
 
 // A strip's ring of K packed input rows of every channel (channel ci's row iy at
-// buf + (ci * K + iy mod K) * S * L), walked down the rows: advance() to the rows
+// buf + (ci * K + iy mod K) * S * L, L = padded(LV)), walked down the rows: advance() to the rows
 // top .. top + K - 1 of sample n packs only those the ring does not hold yet (S a step down,
 // all K after a jump), prefetches the next S rows and gives each row's offset in slot[K].
 struct Ring {
   int64_t n = -1, last = 0;  // holds rows last - K + 1 .. last of sample n
-  template <int K, int S, int L>
+  template <int K, int S, int LV>
   MTU_ALWAYS_INLINE void advance(const ConvArgs& a, int64_t sample, int64_t top, int64_t cstart,
                                  float* buf, int64_t* slot) {
-    const int64_t chunk = S * L;
+    const int64_t chunk = S * padded(LV);
     const int64_t first = sample == n && last >= top ? last + 1 : top;
     for (int64_t iy = first; iy < top + K; ++iy)
-      pack_row<S, L>(a, sample, iy, cstart, buf + ((iy % K) + K) % K * chunk, K * chunk);
+      pack_row<S, LV>(a, sample, iy, cstart, buf + ((iy % K) + K) % K * chunk, K * chunk);
     n = sample;
     last = top + K - 1;
     for (int s = 0; s < S; ++s)  // the next step's new input rows
@@ -228,7 +240,7 @@ inline void prefetch_outputs(const ConvArgs& a, int64_t n, int64_t c0, int cb, i
 template <int CB, int K, int S, int NV>
 void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float* buf,
                 PhaseTimer& timer) {
-  constexpr int L = padded(NV * V + (K - 1) / S), CHUNK = S * L;
+  constexpr int LV = NV * V + (K - 1) / S, L = padded(LV), CHUNK = S * L;
   const int64_t cin = input_channels(a);
   const int64_t OH = a.out_h, OW = a.out_w;
   // Down the rows of the task: buf is a ring of the K packed input rows of every channel
@@ -241,7 +253,7 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
   for (int64_t t = begin; t < end; ++t) {
     const int64_t n = t / OH, y = t % OH, top = S * y - a.pad;
     int64_t slot[K];
-    ring.advance<K, S, L>(a, n, top, cstart, buf, slot);
+    ring.advance<K, S, LV>(a, n, top, cstart, buf, slot);
     timer.lap(kPack);
     for (int64_t g = 0; g < a.cout_blocks; ++g) {
       const float* w = a.weight + g * cin * K * K * CB;
@@ -311,7 +323,7 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   // kDeconvMaxCB channels: 26 in two blocks of 13 rather than five of 6, of which 4 padding)
   constexpr int NV = 2 * CB * kDeconvVectors + 3 * kDeconvVectors + 1 <= kRegisters
                          ? kDeconvVectors : 1;
-  constexpr int L = padded(NV * V + 2);
+  constexpr int LV = NV * V + 2, L = padded(LV);
   const int64_t cin = input_channels(a);
   const int64_t OH = a.out_h, OW = a.out_w;
   PhaseTimer timer;
@@ -319,7 +331,7 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
     const int64_t n = t / OH, oy = t % OH, py = oy & 1, i = oy >> 1;
     const int64_t rows[2] = {i, py ? i + 1 : i - 1};
     for (int64_t j0 = 0; j0 < a.in_w; j0 += NV * V) {
-      pack_rows<2, 1, L>(a, n, rows, j0 - 1, buf);
+      pack_rows<2, 1, LV>(a, n, rows, j0 - 1, buf);
       timer.lap(kPack);
       Mask mask[2 * NV];
       for (int m = 0; m < 2 * NV; ++m) mask[m] = make_mask(2 * j0 + m * V, OW);
@@ -511,7 +523,7 @@ inline void interleave_phases(const Vec* y, Vec* out) {
 template <int CB, int M, int R, int NV>
 void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, float* buf,
                     PhaseTimer& timer) {
-  constexpr int N = M + R - 1, T = NV * V, L = padded(T + (N - 1) / M);
+  constexpr int N = M + R - 1, T = NV * V, LV = T + (N - 1) / M, L = padded(LV);
   constexpr int CHUNK = M * L;
   using In = WinogradInput<N>;
   using Out = WinogradOutput<M, N>;
@@ -527,7 +539,7 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
   for (int64_t t = begin; t < end; ++t) {
     const int64_t n = t / TH, ty = t % TH, top = M * ty - a.pad;
     int64_t slot[N];
-    ring.advance<N, M, L>(a, n, top, cstart, buf, slot);
+    ring.advance<N, M, LV>(a, n, top, cstart, buf, slot);
     timer.lap(kPack);
     // input transform: vbuf[xi][ci] = (B^T d B)[xi] for the strip's tiles, the rows' B^T
     // through a small scratch (L1) rather than N^2 vectors in registers (64 for N = 8: the
