@@ -540,15 +540,6 @@ SmoothRowFn<T> smooth_argmax_row() {
   return smooth_argmax_row_baseline<T>;
 }
 
-// Fused argmax. One task = one block of output rows [y0, y1) of one image. The f2 rows the task
-// reads are padded once (a band of rows). For each dy the task walks down the rows keeping a
-// ring of the last `smooth` + 1 correlation rows for all 2D+1 dx (each correlation row is
-// computed once per task) and running vertical box sums of them in double: the sum of
-// <= smooth^2 float values, each added and later subtracted once, is then exact in practice,
-// making ties and near-ties independent of summation order and of where a block starts. The
-// best shift per pixel is kept; shifts are visited in increasing channel index and only a
-// strictly larger value replaces the best, so ties go to the lowest index, as torch.argmax
-// does.
 // The row blocks of the argmax's tasks: enough blocks to keep every thread busy; blocks of >= 8
 // rows keep the 2r halo rows that neighbouring blocks both compute a small fraction of the work.
 inline int64_t argmax_block_rows(int64_t n, int64_t h) {
@@ -571,6 +562,16 @@ int64_t argmax_scratch_elems(int64_t c, int64_t w, int64_t d, int64_t r, int64_t
   return (total + 2 * line - 1) / line * line;  // (+ a line: the slices start on a line)
 }
 
+// Fused argmax. One task = one block of output rows [y0, y1) of one image. The f2 rows the task
+// reads are padded once (a band of rows). For each dy the task walks down the rows keeping a
+// ring of the last `smooth` + 1 correlation rows for all 2D+1 dx (each correlation row is
+// computed once per task) and running vertical box sums of them in double: the sum of
+// <= smooth^2 float values, each added and later subtracted once, is then exact in practice,
+// making ties and near-ties independent of summation order and of where a block starts. The
+// best shift per pixel is kept; shifts are visited in increasing channel index and only a
+// strictly larger value replaces the best, so ties go to the lowest index, as torch.argmax
+// does.
+//
 // scratch: get_num_threads() slices of argmax_scratch_elems elements, one per thread (a buffer
 // the caller keeps from call to call: allocated afresh, its ~8 MB a thread at 720p page-fault
 // on every call).
