@@ -12,10 +12,12 @@ With ``--baseline-conv-ext PATH`` (another build of ``mtu_toolkit._conv_cpu``, e
 previous commit's ``.so``) it also times the direct form on that engine against this one, frames
 alternating in one process on the same window and state (the Python side is this checkout's for
 both), and prints each frame's old/new ratio and the largest difference between their frames.
+``--conv-isa avx2`` runs both builds' AVX2 kernels (on an AVX-512 CPU: the only way this
+project has timed them).
 
 Usage:
     python benchmarks/inference_cpu.py [--variant MTU2] [--size 1280x720] [--frames 5]
-                                       [--baseline-conv-ext PATH]
+                                       [--baseline-conv-ext PATH] [--conv-isa avx2]
 """
 import argparse
 import contextlib
@@ -101,6 +103,16 @@ def engine(module):
         direct_conv.conv_ext = saved
 
 
+def use_conv_isa(isa, *builds):
+    """Run the conv kernels of this build and of ``builds`` (other ``_conv_cpu`` builds) with
+    ``isa``: 'best' (what the CPU has) or 'avx2' (the AVX2 kernels, also on an AVX-512 CPU).
+    Set before any model is built: the weights are packed for the kernels that run them."""
+    from mtu_toolkit.deploy import direct_conv
+    for module in (direct_conv.conv_ext,) + builds:
+        if module is not None:
+            module.conv_direct_use_isa(isa)
+
+
 def compare_engines(restorer, baseline, height, width, frames):
     """Old (``baseline``, another build of the engine: :func:`load_build`) against this build's
     engine: the direct form of the same weights on each, one frame each in turn (after one
@@ -138,12 +150,19 @@ def main():
                         choices=['eager', 'frozen', 'compile', 'direct', 'direct-no-winograd'])
     parser.add_argument('--baseline-conv-ext', metavar='PATH',
                         help='another build of mtu_toolkit._conv_cpu (.so) to compare with')
+    parser.add_argument('--conv-isa', choices=['best', 'avx2'], default='best',
+                        help="the conv kernels' instruction set, for this build and the "
+                             "baseline: 'avx2' times the AVX2 kernels on an AVX-512 CPU")
     args = parser.parse_args()
     try:  # (loaded first: a wrong path stops the run before any timing)
         baseline = (load_build(args.baseline_conv_ext, '_conv_cpu')
                     if args.baseline_conv_ext else None)
     except ImportError as err:
         sys.exit(f'error: {err}')
+    if args.conv_isa != 'best':
+        if not direct_conv_isa():
+            sys.exit('the direct kernels do not run here (no extension, or a CPU without AVX2)')
+        use_conv_isa(args.conv_isa, baseline)
     if args.threads:
         torch.set_num_threads(args.threads)
     # name inductor's generated kernels in the profile (read when a graph compiles)

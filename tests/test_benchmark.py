@@ -170,7 +170,29 @@ def test_engine_comparison_swaps_and_restores_the_engine(capsys, monkeypatch):
         bench.load_build(osp.join(ROOT, 'README.md'), '_conv_cpu')
 
 
-def test_ops_floors_time_another_build_next_to_this_one(capsys):
+def test_engine_comparison_runs_the_avx2_kernels_when_asked(capsys):
+    """``--conv-isa avx2``: both builds run their AVX2 kernels (packed for them), and the
+    frames still agree; 'best' restores the CPU's own."""
+    from mtu_toolkit.deploy import direct_conv, direct_conv_isa
+    if direct_conv_isa() not in ('avx512', 'avx2'):  # (AVX-512 CPUs have AVX2 too)
+        pytest.skip('the AVX2 kernels do not run on this CPU')
+    spec = importlib.util.spec_from_file_location(
+        'inference_cpu', osp.join(ROOT, 'benchmarks', 'inference_cpu.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    baseline = bench.load_build(direct_conv.conv_ext.__file__, '_conv_cpu')
+    best = direct_conv_isa()
+    try:
+        bench.use_conv_isa('avx2', baseline)
+        assert direct_conv_isa() == 'avx2' and baseline.conv_direct_isa() == 'avx2'
+        bench.compare_engines(build(), baseline, 16, 24, frames=2)
+    finally:
+        bench.use_conv_isa('best', baseline)
+    assert 'max |new - old| 0.0e+00' in capsys.readouterr().out
+    assert direct_conv_isa() == best
+
+
+
     """``benchmarks/ops.py --baseline-ext``: the MC ops of another build (here this build's .so
     loaded a second time) take turns with this build's; both give the same displacements, and
     each op gets its old / new line."""
