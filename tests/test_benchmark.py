@@ -192,7 +192,7 @@ def test_engine_comparison_runs_the_avx2_kernels_when_asked(capsys):
     assert direct_conv_isa() == best
 
 
-
+def test_ops_floors_time_another_build_next_to_this_one(capsys):
     """``benchmarks/ops.py --baseline-ext``: the MC ops of another build (here this build's .so
     loaded a second time) take turns with this build's; both give the same displacements, and
     each op gets its old / new line."""
