@@ -3,13 +3,12 @@
 The CPU inference forms keep their large intermediate tensors from frame to frame: the conv
 layers' reused outputs and recycled pool, the motion layer's input sum
 (``mtu_toolkit.deploy.DirectConv2d``), the normalised motion features and the warp's output
-(``CorrelationMCHead``). They are allocated through :func:`empty_huge` and
-:func:`empty_huge_like`. On Linux with transparent huge pages set to "always" or "madvise",
-these functions ask for 2 MB pages before the buffer is first written. Why: a strided
-convolution's strip walks down every row of dozens of channel planes, a new 4 KB page per
-plane and row, and misses the TLB on most of them; on 2 MB pages it does not. In one process,
-frames taking turns, MTU2 at 720p ran ~3% faster per frame with these buffers advised
-(docs/benchmarks.md).
+(``CorrelationMCHead``), and the converted input window (``MTURestorer.restore_frame``). Their
+owners keep each one with :func:`kept_buffer`, which allocates through :func:`empty_huge`. On
+Linux with transparent huge pages set to "always" or "madvise", that asks for 2 MB pages
+before the buffer is first written. Why: a strided convolution's strip walks down every row of
+dozens of channel planes, a new 4 KB page per plane and row, and misses the TLB on most of
+them; on 2 MB pages it does not (figures in docs/benchmarks.md).
 
 In every other case the result is exactly ``torch.empty``: another OS, huge pages "never", a
 tensor under :data:`MIN_BYTES`, a device other than the CPU, or ``MTU_HUGE_PAGES=0`` in the
@@ -73,8 +72,12 @@ def empty_huge(*size, **kwargs):
     return t
 
 
-def empty_huge_like(like, **kwargs):
-    """``torch.empty_like(like, **kwargs)``, advised for huge pages."""
-    t = torch.empty_like(like, **kwargs)
-    advise_huge_pages(t)
-    return t
+def kept_buffer(buf, shape, dtype, device, memory_format=torch.contiguous_format):
+    """``buf`` if it still fits (a tensor of ``shape``, ``dtype`` and ``device``, dense in
+    ``memory_format``), else a fresh :func:`empty_huge` one: the buffer an owner keeps from call
+    to call (a fresh large tensor page-faults on every first touch). ``buf`` may be None."""
+    if buf is not None and buf.shape == tuple(shape) and buf.dtype == dtype \
+            and buf.device == torch.device(device) \
+            and buf.is_contiguous(memory_format=memory_format):
+        return buf
+    return empty_huge(shape, dtype=dtype, device=device, memory_format=memory_format)

@@ -24,7 +24,7 @@ def test_advice_applies_to_large_cpu_tensors_only(monkeypatch):
 
 
 def test_advised_memory_holds_what_is_written():
-    t = memory.empty_huge_like(torch.empty(2, 5, 1024, 1024), memory_format=torch.contiguous_format)
+    t = memory.empty_huge(2, 5, 1024, 1024)
     values = torch.arange(t.numel(), dtype=torch.float32).view_as(t)
     t.copy_(values)
     assert torch.equal(t, values)
@@ -60,3 +60,15 @@ def test_the_warp_buffer_is_advised(monkeypatch):
     with torch.inference_mode():
         out = head.warp(feat, motion)
     assert torch.equal(out, feat) and advised and advised[0].data_ptr() == out.data_ptr()
+
+
+def test_kept_buffer_is_reused_while_it_fits():
+    """The same tensor while shape, dtype and layout fit; a fresh one when any changes."""
+    a = memory.kept_buffer(None, (1, 3, 8, 8), torch.float32, 'cpu')
+    assert memory.kept_buffer(a, (1, 3, 8, 8), torch.float32, torch.device('cpu')) is a
+    assert memory.kept_buffer(a, (1, 3, 8, 9), torch.float32, 'cpu').shape == (1, 3, 8, 9)
+    assert memory.kept_buffer(a, (1, 3, 8, 8), torch.float64, 'cpu').dtype == torch.float64
+    last = memory.kept_buffer(a, (1, 3, 8, 8), torch.float32, 'cpu', torch.channels_last)
+    assert last is not a and last.is_contiguous(memory_format=torch.channels_last)
+    assert memory.kept_buffer(last, (1, 3, 8, 8), torch.float32, 'cpu',
+                              torch.channels_last) is last

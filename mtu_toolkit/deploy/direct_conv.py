@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..memory import empty_huge, empty_huge_like
+from ..memory import empty_huge, kept_buffer
 from ..models.layers import apply_conv
 from .conv_engine import conv_ext, direct_conv_isa
 
@@ -226,9 +226,8 @@ class DirectConv2d(nn.Module):
         """inputs[0] + inputs[1] + ... (into the same buffer every call when no autograd)."""
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
             return sum(inputs[1:], inputs[0])
-        if self._sum is None or self._sum.shape != inputs[0].shape \
-                or self._sum.dtype != inputs[0].dtype or self._sum.device != inputs[0].device:
-            self._sum = empty_huge_like(inputs[0], memory_format=torch.contiguous_format)
+        x = inputs[0]
+        self._sum = kept_buffer(self._sum, x.shape, x.dtype, x.device)
         torch.add(inputs[0], inputs[1], out=self._sum)
         for x in inputs[2:]:
             self._sum.add_(x)
@@ -242,8 +241,7 @@ class DirectConv2d(nn.Module):
             for size in (h, w))
 
     def _reused_buffer(self, x, shape):
-        if self._buffer is None or self._buffer.shape != shape:
-            self._buffer = empty_huge(shape, dtype=x.dtype, device=x.device)
+        self._buffer = kept_buffer(self._buffer, shape, x.dtype, x.device)
         return self._buffer
 
     def _recycled_buffer(self, x, shape):

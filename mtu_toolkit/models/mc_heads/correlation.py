@@ -3,7 +3,7 @@ App. A.1)."""
 import torch
 import torch.nn.functional as F
 
-from ...memory import empty_huge_like
+from ...memory import kept_buffer
 from ...ops import (correlation, correlation_argmax, smooth_cost_volume, uses_extension,
                     volume_argmax_to_displacement, warp_by_displacement)
 from ...registry import MODELS
@@ -98,21 +98,17 @@ class CorrelationMCHead(BaseMCHead):
     def _norm_buffer(self, i, x):
         """Normalisation buffer ``i`` for ``x`` (contiguous, like it): dead once the argmax
         has run, so one pair serves every call."""
-        buf = self._norm_buffers[i]
-        if buf is None or buf.shape != x.shape or buf.dtype != x.dtype or buf.device != x.device:
-            buf = self._norm_buffers[i] = empty_huge_like(x, memory_format=torch.contiguous_format)
-        return buf
+        self._norm_buffers[i] = kept_buffer(self._norm_buffers[i], x.shape, x.dtype, x.device)
+        return self._norm_buffers[i]
 
     def _reused_warp_buffer(self, feat):
         """The buffer for a warp of ``feat``: like it, in the layout the warp writes."""
         channels_last = (feat.device.type == 'cpu' and not feat.is_contiguous()
                          and feat.is_contiguous(memory_format=torch.channels_last))
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        buf = self._warp_buffer
-        if buf is None or buf.shape != feat.shape or buf.dtype != feat.dtype \
-                or buf.device != feat.device or not buf.is_contiguous(memory_format=fmt):
-            buf = self._warp_buffer = empty_huge_like(feat, memory_format=fmt)
-        return buf
+        self._warp_buffer = kept_buffer(self._warp_buffer, feat.shape, feat.dtype, feat.device,
+                                        fmt)
+        return self._warp_buffer
 
     def displacement(self, motion, frame):
         """The integer displacement, x ``scale`` in full-resolution pixels, on its 1/4 grid."""

@@ -7,7 +7,7 @@ import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapperDict
 
-from ...memory import empty_huge
+from ...memory import kept_buffer
 from ...registry import MODELS
 from ..window import CONTEXT, WINDOW, clamped_indices, padded_indices, window_at
 from .padding import crop_to, pad_to_multiple
@@ -182,11 +182,8 @@ class MTURestorer(BaseModel):
         if window.is_floating_point() and window.is_contiguous():
             return window
         dtype = window.dtype if window.is_floating_point() else torch.float32
-        buf = self._window_buffer
-        if buf is None or buf.shape != window.shape or buf.dtype != dtype \
-                or buf.device != window.device:
-            buf = self._window_buffer = empty_huge(window.shape, dtype=dtype,
-                                                   device=window.device)
+        buf = self._window_buffer = kept_buffer(self._window_buffer, window.shape, dtype,
+                                                window.device)
         buf.copy_(window)
         return buf if window.is_floating_point() else buf.div_(255)
 
