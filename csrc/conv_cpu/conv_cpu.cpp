@@ -467,10 +467,10 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   a.relu = relu;
   a.stream = result.numel() * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
   // per thread: direct and transposed, one packed strip (Cin * rows * stride sequences of at
-  // most 8 vectors + K floats, in whole vectors: 9 of 16 floats); Winograd, the ring of N rows
-  // of M sequences of T + 1 floats in whole vectors (T + 16), then N^2 * (Cin + CB) * T floats
-  // of transformed inputs and products (T tiles a strip). The kernels write and read exactly
-  // that; the extra vector is a margin.
+  // most 8 vectors + K floats, padded to whole vectors: at most 9 of 16 floats); Winograd, the
+  // ring of N rows of M sequences of T + 1 floats padded to whole vectors (at most T + 16),
+  // then N^2 * (Cin + CB) * T floats of transformed inputs and products (T tiles a strip). The
+  // kernels stay within that; the extra vector is a margin.
   int64_t buf_size = cin * (transposed ? 2 : k) * stride * (9 * 16) + 16;
   if (winograd) {
     const int64_t n_pts = winograd + k - 1, tiles = winograd_strip(cb);

@@ -116,8 +116,8 @@ MTU_ALWAYS_INLINE void pack_channels(const ConvArgs& a, int64_t n, int64_t iy, i
 // Packs input row iy (zeros outside the image) of every input channel (the inputs in order),
 // channel c at dst + c * ch_stride, as S (1, 2 or 4) sequences of LV floats, each padded to
 // L = padded(LV), one after the other: sequence s holds columns cstart + s + S*j, j < LV.
-// Exactly S*L floats a channel are written (the padding's values are never read), so rows can be
-// packed into any slot. S and LV are template arguments, and the function is inlined into each
+// At most S*L floats a channel are written (the padding's values are never read), so rows can
+// be packed into any slot. S and LV are template arguments, and the function is inlined into each
 // kernel: with them known, q[] and the masks live in registers and the deinterleave is chosen at
 // compile time (one out-of-line copy for every S and L kept them in memory and made packing cost
 // twice a stride-2 layer's multiply-adds).
