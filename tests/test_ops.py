@@ -158,6 +158,10 @@ def test_correlation_argmax_workspace_is_grown_once_and_reused(dtype):
         torch.set_num_threads(threads)
     with pytest.raises(RuntimeError, match='workspace must be a contiguous uint8 CPU tensor'):
         correlation_argmax(f1, f2, 4, 5, workspace=torch.empty(8))
+    import numpy as np
+    fixed = torch.from_numpy(np.zeros(8, dtype=np.uint8))  # numpy's memory: cannot grow
+    with pytest.raises(RuntimeError, match='workspace holds 8 bytes, this call needs'):
+        correlation_argmax(f1, f2, 4, 5, workspace=fixed)
 
 
 def test_correlation_argmax_recovers_a_translation():

@@ -725,7 +725,12 @@ at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, in
     const int64_t bytes = at::get_num_threads() * sizeof(scalar_t) *
         argmax_scratch_elems<scalar_t>(c, w, max_disp, r, argmax_block_rows(n, h));
     at::Tensor scratch = workspace ? *workspace : at::empty({0}, f1.options().dtype(at::kByte));
-    if (scratch.numel() < bytes) scratch.resize_({bytes});
+    if (scratch.numel() < bytes) {
+      TORCH_CHECK(scratch.storage().resizable(), "workspace holds ", scratch.numel(),
+                  " bytes, this call needs ", bytes, ", and its memory cannot grow (not "
+                  "allocated by torch): pass torch.empty(0, dtype=torch.uint8)");
+      scratch.resize_({bytes});
+    }
     correlation_argmax_kernel<scalar_t>(
         f1.data_ptr<scalar_t>(), f2.data_ptr<scalar_t>(), disp.data_ptr<int64_t>(), n, c, h, w,
         max_disp, smooth, reinterpret_cast<scalar_t*>(scratch.data_ptr<uint8_t>()));
