@@ -226,9 +226,9 @@ class DirectConv2d(nn.Module):
         """inputs[0] + inputs[1] + ... (into the same buffer every call when no autograd)."""
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
             return sum(inputs[1:], inputs[0])
-        x = inputs[0]
-        self._sum = kept_buffer(self._sum, x.shape, x.dtype, x.device)
-        torch.add(inputs[0], inputs[1], out=self._sum)
+        first = inputs[0]
+        self._sum = kept_buffer(self._sum, first.shape, first.dtype, first.device)
+        torch.add(first, inputs[1], out=self._sum)
         for x in inputs[2:]:
             self._sum.add_(x)
         return self._sum
