@@ -20,7 +20,6 @@ Exit codes: 0 done, 2 bad config/arguments, 3 bad input, 4 bad checkpoint, 5 out
 """
 import argparse
 import os.path as osp
-import signal
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
@@ -31,7 +30,7 @@ from mtu_toolkit.apis import InferenceError, deblur_video, init_restorer  # noqa
 from mtu_toolkit.apis.tiling import TiledRestorer, recommended_overlap  # noqa: E402
 from mtu_toolkit.deploy import add_model_arguments, tool_model  # noqa: E402
 from mtu_toolkit.engine.config_loader import (  # noqa: E402
-    ConfigError, add_debug_argument, run_tool)
+    ConfigError, add_debug_argument, interrupted, run_tool, terminate_like_interrupt)
 
 
 def parse_args(argv=None):
@@ -67,17 +66,9 @@ def parse_args(argv=None):
     return args
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C (the partial output is removed)."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
 def main(argv=None):
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    terminate_like_interrupt()  # SIGTERM, handled like Ctrl-C (the partial output is removed)
     infer_dtype = 'float16' if args.fp16 else 'bfloat16' if args.bf16 else None
     try:
         if infer_dtype and not str(args.device).startswith('cuda'):
@@ -98,10 +89,7 @@ def main(argv=None):
         print(f'error: {err}', file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt as err:
-        killed = isinstance(err, Terminated)
-        print(f'\n{"terminated" if killed else "interrupted"}; no output written',
-              file=sys.stderr)
-        return 143 if killed else 130
+        return interrupted(err, 'no output written')
     print(f'{args.output}: {stats["frames"]} frames at {stats["fps"]:g} fps, '
           f'{stats["speed"]:.2f} frames/s')
     return 0

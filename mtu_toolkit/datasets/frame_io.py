@@ -7,6 +7,8 @@ import re
 import cv2
 import numpy as np
 
+from .errors import DatasetError
+
 #: image extensions read as frames (datasets, frame-folder videos)
 FRAME_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
@@ -25,7 +27,9 @@ def list_frame_files(folder):
     if not osp.isdir(folder):
         raise FileNotFoundError(f'frame folder {folder} does not exist')
     return sorted((n for n in os.listdir(folder)
-                   if n.lower().endswith(FRAME_EXTS) and not n.startswith('.')), key=natural_key)
+                   if n.lower().endswith(FRAME_EXTS) and not n.startswith('.')
+                   and not osp.isdir(osp.join(folder, n))),  # a folder named like a frame
+                  key=natural_key)
 
 
 def frame_stem(name):
@@ -41,17 +45,17 @@ def decode_rgb(buf, where):
         where (str): file or key named in errors.
     """
     if not buf:
-        raise ValueError(f'{where}: zero-byte image')
+        raise DatasetError(f'{where}: zero-byte image')
     img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ValueError(f'{where}: unreadable image (not a valid PNG/JPEG)')
+        raise DatasetError(f'{where}: unreadable image (not a valid PNG/JPEG)')
     if img.dtype != np.uint8:
-        raise ValueError(f'{where}: {img.dtype} image; only 8-bit frames are supported')
+        raise DatasetError(f'{where}: {img.dtype} image; only 8-bit frames are supported')
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)  # gray: converted, as the datasets are RGB
     elif img.shape[2] == 4:
-        raise ValueError(f'{where}: RGBA frame; remove the alpha channel first (a video '
-                         'deblurring dataset has no transparency to keep)')
+        raise DatasetError(f'{where}: RGBA frame; remove the alpha channel first (a video '
+                           'deblurring dataset has no transparency to keep)')
     return np.ascontiguousarray(img[..., ::-1])
 
 

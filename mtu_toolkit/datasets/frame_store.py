@@ -12,6 +12,7 @@ import lmdb
 import numpy as np
 from mmengine.fileio import LocalBackend
 
+from .errors import DatasetError
 from .frame_io import frame_stem
 from .layouts import build_layout, list_frames
 
@@ -39,13 +40,13 @@ def open_lmdb(path):
         try:
             env = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False)
         except lmdb.Error as err:
-            raise ValueError(f'{data}: not a readable LMDB ({err}); convert the dataset again')
+            raise DatasetError(f'{data}: not a readable LMDB ({err}); convert the dataset again')
         needed = (env.info()['last_pgno'] + 1) * env.stat()['psize']
         size = osp.getsize(data)
         if size < needed:
             env.close()
-            raise ValueError(f'{data}: truncated ({size} bytes, the database needs {needed}); '
-                             'copy or convert it again')
+            raise DatasetError(f'{data}: truncated ({size} bytes, the database needs {needed}); '
+                               'copy or convert it again')
         _ENVS[key] = env
     return _ENVS[key]
 
@@ -82,21 +83,23 @@ def read_meta_info(lmdb_path):
             if not line.strip():
                 continue
             try:
-                first, second, third = line.split()
+                # from the right: a sequence's name may hold spaces
+                first, second, third = line.strip().rsplit(None, 2)
                 if '/' in first and second.startswith('('):  # BasicSR: a frame a line
-                    seq, name = first.split('/')
+                    seq, name = first.rsplit('/', 1)
                     frames.setdefault(seq, []).append((int(osp.splitext(name)[0]),
                                                        _parse_shape(second)))
                 else:
                     meta[first] = (int(second), _parse_shape(third))
             except ValueError:
-                raise ValueError(f'{path}:{n}: expected "<seq> <num_frames> (<h>,<w>,<c>)" or '
-                                 f'BasicSR\'s "<seq>/<frame>.png (<h>,<w>,<c>) <level>", got '
-                                 f'{line.strip()!r}') from None
+                raise DatasetError(f'{path}:{n}: expected "<seq> <num_frames> (<h>,<w>,<c>)" or '
+                                   f'BasicSR\'s "<seq>/<frame>.png (<h>,<w>,<c>) <level>", got '
+                                   f'{line.strip()!r}') from None
     for seq, items in frames.items():
         indices = sorted(i for i, _ in items)
         if indices != list(range(len(indices))):
-            raise ValueError(f'{path}: the frames of {seq} are not numbered 0..{len(indices) - 1}')
+            raise DatasetError(f'{path}: the frames of {seq} are not numbered '
+                               f'0..{len(indices) - 1}')
         meta[seq] = (len(indices), items[0][1])
     return meta
 
@@ -113,7 +116,7 @@ class FolderStore:
         self.root, self.layout, self.split, self.side = root, layout, split, side
         self._backend = LocalBackend()
         self._files = {}
-        for seq in layout.sequences(root, split):
+        for seq in layout.side_sequences(root, split, side):
             folder = layout.side_dir(root, split, seq, side)
             self._files[seq] = [osp.join(folder, n) for n in list_frames(folder)]
 
@@ -158,13 +161,13 @@ class LmdbStore:
             for seq, (count, _) in self.meta.items():
                 for i in (0, count - 1):
                     if txn.get(frame_key(seq, i).encode()) is None:
-                        raise ValueError(f'{self.path}: meta_info.txt lists {seq} with '
-                                         f'{count} frames but key {frame_key(seq, i)} is '
-                                         'missing')
+                        raise DatasetError(f'{self.path}: meta_info.txt lists {seq} with '
+                                           f'{count} frames but key {frame_key(seq, i)} is '
+                                           'missing')
         total = sum(c for c, _ in self.meta.values())
         if entries != total:
-            raise ValueError(f'{self.path}: meta_info.txt lists {total} frames but the LMDB '
-                             f'holds {entries} keys')
+            raise DatasetError(f'{self.path}: meta_info.txt lists {total} frames but the LMDB '
+                               f'holds {entries} keys')
 
     def sequences(self):
         return {seq: count for seq, (count, _) in self.meta.items()}
@@ -185,8 +188,8 @@ class LmdbStore:
         h, w, c = self.meta[seq][1]
         buf = self.get(seq, index)
         if len(buf) != h * w * c * 2:
-            raise ValueError(f'{self.where(seq, index)}: {len(buf)} bytes, expected float16 '
-                             f'({h},{w},{c}) as meta_info.txt says')
+            raise DatasetError(f'{self.where(seq, index)}: {len(buf)} bytes, expected float16 '
+                               f'({h},{w},{c}) as meta_info.txt says')
         return np.frombuffer(buf, np.float16).reshape(h, w, c).astype(np.float32)
 
 
@@ -209,9 +212,9 @@ def pair_by_name(blur, sharp, seq):
                for stem, f in by_stem.items() if stem not in known]
     if lonely:
         more = f' (+{len(lonely) - 4} more)' if len(lonely) > 4 else ''
-        raise ValueError(f'sequence {seq} ({osp.dirname(osp.dirname(blur_files[0]))}): '
-                         f'{len(blur_files)} blurry frames, {len(sharp_files)} sharp frames; '
-                         + '; '.join(lonely[:4]) + more)
+        raise DatasetError(f'sequence {seq} ({osp.dirname(osp.dirname(blur_files[0]))}): '
+                           f'{len(blur_files)} blurry frames, {len(sharp_files)} sharp frames; '
+                           + '; '.join(lonely[:4]) + more)
     sharp.reorder(seq, [by_stem[stem] for stem in stems])
 
 
@@ -220,14 +223,14 @@ def check_pairs(blur, sharp, root, split):
     name); a clear error otherwise."""
     b, s = blur.sequences(), sharp.sequences()
     if set(b) != set(s):
-        raise ValueError(f'{root} ({split}): sequences differ between blur and sharp: only '
-                         f'blur {sorted(set(b) - set(s))}, only sharp {sorted(set(s) - set(b))}')
+        raise DatasetError(f'{root} ({split}): sequences differ between blur and sharp: only '
+                           f'blur {sorted(set(b) - set(s))}, only sharp {sorted(set(s) - set(b))}')
     if isinstance(blur, FolderStore) and isinstance(sharp, FolderStore):
         for seq in b:
             pair_by_name(blur, sharp, seq)
     for seq in b:
         if b[seq] != s[seq]:
-            raise ValueError(f'{root} ({split}): sequence {seq} has {b[seq]} blurry frames '
-                             f'({blur.where(seq, 0)}...) but {s[seq]} sharp frames '
-                             f'({sharp.where(seq, 0)}...)')
+            raise DatasetError(f'{root} ({split}): sequence {seq} has {b[seq]} blurry frames '
+                               f'({blur.where(seq, 0)}...) but {s[seq]} sharp frames '
+                               f'({sharp.where(seq, 0)}...)')
     return b

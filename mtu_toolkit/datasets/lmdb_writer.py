@@ -3,16 +3,24 @@ import glob
 import os
 import os.path as osp
 import shutil
+import signal
+import warnings
+from contextlib import contextmanager
 
 import lmdb
 import numpy as np
 
-from ..fileio import remove_stale_temporaries
+from ..fileio import pid_alive, remove_stale_temporaries
 from ..progress import ProgressLine
+from .errors import DatasetError
 from .frame_io import decode_rgb, encode_png
 from .flow import sharp_flow
 from .frame_store import FolderStore, check_pairs, close_lmdb, frame_key
-from .layouts import detect_layout, list_splits
+from .layouts import build_layout, detect_layout, list_splits
+
+
+#: the databases of a split (their temporaries are swept whichever ones a run writes)
+DATABASES = ('blur', 'sharp', 'flow')
 
 
 class LmdbBuilder:
@@ -20,7 +28,9 @@ class LmdbBuilder:
 
     Until the rename nothing exists at ``path`` (or the previous complete database stays there),
     so an interrupted run never leaves a database that looks whole; the temporary folders of
-    interrupted runs are removed when the next run starts.
+    interrupted runs are removed when the next run starts. Several databases that belong
+    together (a split's blur, sharp and flow) are finished one by one and then swapped in
+    together by :func:`commit_all`.
     """
 
     #: LMDB reserves address space, not disk: a sparse 1 TiB map fits any dataset here
@@ -31,7 +41,7 @@ class LmdbBuilder:
     def __init__(self, path):
         self.path = path
         self.tmp = f'{path}.tmp-{os.getpid()}'
-        remove_stale_temporaries(f'{glob.escape(path)}.tmp-*')  # left by interrupted runs
+        sweep_leftovers(path)  # of interrupted runs
         self.env = lmdb.open(self.tmp, map_size=self.MAP_SIZE)
         self.meta = {}
         self.txn = self.env.begin(write=True)
@@ -53,28 +63,108 @@ class LmdbBuilder:
             self.txn.commit()
             self.txn, self._pending = self.env.begin(write=True), 0
 
-    def commit(self):
-        """Finish the database and move it to its final name (replacing an older one)."""
+    def finish(self):
+        """Write the last transaction and ``meta_info.txt`` (still under the temporary name)."""
         self.txn.commit()
+        self.txn = None
         self.env.close()
         with open(osp.join(self.tmp, 'meta_info.txt'), 'w') as f:
             for seq, (count, shape) in sorted(self.meta.items()):
                 f.write(f'{seq} {count} ({",".join(map(str, shape))})\n')
-        close_lmdb(self.path)  # a reader of the old database in this process reopens the new
-        if osp.exists(self.path):
-            shutil.rmtree(self.path)
-        os.replace(self.tmp, self.path)
-        self.committed = True
+
+    def commit(self):
+        """Finish the database and move it to its final name (replacing an older one)."""
+        commit_all([self])
 
     def abort(self):
         """Drop the temporary database (nothing once committed)."""
         if self.committed:
             return
         try:
-            self.txn.abort()
+            if self.txn is not None:
+                self.txn.abort()
             self.env.close()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@contextmanager
+def signals_held():
+    """Hold SIGINT and SIGTERM (delivered when the block ends): the renames of a commit are
+    not interrupted half-way. Only the main thread can hold them; elsewhere it does nothing."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (ValueError, AttributeError, OSError):  # not the main thread / no pthreads
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _aside(path):
+    return f'{path}.old-{os.getpid()}'
+
+
+def commit_all(builders, remove=()):
+    """Swap the finished databases of ``builders`` in for the old ones, all or none.
+
+    Each builder is finished first (its last writes and ``meta_info.txt``); then, with SIGINT
+    and SIGTERM held, each old database is renamed aside (``<path>.old-<pid>``) and the new one
+    renamed to its place, and the databases ``remove`` names (older ones that would no longer
+    match) are renamed aside too. If a rename fails, those done are undone, so the old
+    databases stay as they were and the error names the path: a database is never left new
+    beside an old partner. The old ones are deleted last (one that cannot be is named in a
+    warning; the next run over the folder removes it).
+    """
+    for builder in builders:
+        builder.finish()
+    moves = []  # (from, to) renames done, undone in reverse on failure
+    with signals_held():
+        try:
+            for builder in builders:
+                close_lmdb(builder.path)  # a reader in this process reopens the new one
+                if osp.exists(builder.path):
+                    os.replace(builder.path, _aside(builder.path))
+                    moves.append((builder.path, _aside(builder.path)))
+                os.replace(builder.tmp, builder.path)
+                moves.append((builder.tmp, builder.path))
+            for path in remove:
+                if osp.exists(path):
+                    close_lmdb(path)
+                    os.replace(path, _aside(path))
+                    moves.append((path, _aside(path)))
+        except OSError as err:
+            for src, dst in reversed(moves):
+                os.replace(dst, src)
+            raise DatasetError(f'{err.filename or builders[0].path}: cannot replace the '
+                               f'database ({err.strerror or err}); the old databases are '
+                               'unchanged') from None
+        for builder in builders:
+            builder.committed = True
+    for src, dst in moves:
+        if dst == _aside(src):
+            shutil.rmtree(dst, ignore_errors=True)
+            if osp.exists(dst):
+                warnings.warn(f'{dst}: the replaced database could not be deleted; remove it '
+                              'by hand (the new one is in place)')
+
+
+def sweep_leftovers(path):
+    """Clear what dead runs left beside the database ``path``: their temporaries
+    (``.tmp-<pid>``, removed) and the old databases they had moved aside (``.old-<pid>``:
+    removed when ``path`` exists, else moved back: the run died between its two renames)."""
+    remove_stale_temporaries(f'{glob.escape(path)}.tmp-*')
+    for old in glob.glob(f'{glob.escape(path)}.old-*'):
+        pid = old.rsplit('-', 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(pid):
+            continue
+        if osp.exists(path):
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, path)
 
 
 def flow_value(sharp, prev):
@@ -86,25 +176,37 @@ def flow_value(sharp, prev):
 
 def _check_frame_shape(store, seq, i, frame, first):
     if frame.shape != first.shape:
-        raise ValueError(f'{store.where(seq, i)} is {frame.shape[:2]} but frame 0 of the '
-                         f'sequence ({store.where(seq, 0)}) is {first.shape[:2]}; the frames '
-                         'of a sequence must have one size')
+        raise DatasetError(f'{store.where(seq, i)} is {frame.shape[:2]} but frame 0 of the '
+                           f'sequence ({store.where(seq, 0)}) is {first.shape[:2]}; the frames '
+                           'of a sequence must have one size')
 
 
-def prepare_output(out, splits):
-    """Check, before any work, that the LMDBs of ``splits`` can be written under ``out``, and
-    make the folders; one-line errors naming the path at fault. Returns the folders it made
-    (removed again if the conversion fails)."""
+def _inside(path, folder):
+    """Whether ``path`` is ``folder`` or lies inside it (links resolved)."""
+    path, folder = osp.realpath(path), osp.realpath(folder)
+    return osp.commonpath([path, folder]) == folder
+
+
+def prepare_output(out, splits, src=None):
+    """Check, before any work, that the LMDBs of ``splits`` can be written under ``out`` (and
+    not into the dataset tree ``src``), and make the folders; one-line errors naming the path
+    at fault. What dead runs left there is cleared. Returns the folders it made (removed again
+    if the conversion fails)."""
+    if src is not None and any(_inside(osp.join(out, split), src) for split in splits):
+        raise ValueError(f'{out}: the output would be written inside the dataset tree {src}, '
+                         'where it would be read as part of the dataset; choose a folder '
+                         'outside it')
     if osp.exists(out) and not osp.isdir(out):
         raise ValueError(f'{out}: the output root is a file, not a folder')
     for split in splits:
         folder = osp.join(out, split)
         if osp.exists(folder) and not osp.isdir(folder):
             raise ValueError(f'{folder}: a file stands where the split\'s folder goes')
-        for name in ('blur', 'sharp', 'flow'):
+        for name in DATABASES:
             path = osp.join(folder, f'{name}.lmdb')
             if osp.exists(path) and not osp.isdir(path):
                 raise ValueError(f'{path}: a file stands where the database goes')
+            sweep_leftovers(path)
     made = []
     try:
         for folder in [out] + [osp.join(out, split) for split in splits]:
@@ -141,23 +243,25 @@ def write_split(src_stores, out, split, with_flow, builders):
     builders.extend(mine.values())
     print(f'{split}: {len(seqs)} sequences, {sum(seqs.values())} frames')
     bar = ProgressLine(sum(seqs.values()), unit='frames')
-    for seq, n in seqs.items():
-        prev = first = None
-        for i in range(n):
-            b = decode_rgb(blur.get(seq, i), blur.where(seq, i))
-            s = decode_rgb(sharp.get(seq, i), sharp.where(seq, i))
-            if b.shape != s.shape:
-                raise ValueError(f'{sharp.where(seq, i)} is {s.shape[:2]} but its blurry '
-                                 f'frame {blur.where(seq, i)} is {b.shape[:2]}')
-            first = b if first is None else first
-            _check_frame_shape(blur, seq, i, b, first)
-            mine['blur'].put(seq, i, encode_png(b), b.shape)
-            mine['sharp'].put(seq, i, encode_png(s), s.shape)
-            if with_flow:
-                mine['flow'].put(seq, i, *flow_value(s, prev))
-            prev = s
-            bar.update()
-    bar.close()
+    try:
+        for seq, n in seqs.items():
+            prev = first = None
+            for i in range(n):
+                b = decode_rgb(blur.get(seq, i), blur.where(seq, i))
+                s = decode_rgb(sharp.get(seq, i), sharp.where(seq, i))
+                if b.shape != s.shape:
+                    raise DatasetError(f'{sharp.where(seq, i)} is {s.shape[:2]} but its blurry '
+                                       f'frame {blur.where(seq, i)} is {b.shape[:2]}')
+                first = b if first is None else first
+                _check_frame_shape(blur, seq, i, b, first)
+                mine['blur'].put(seq, i, encode_png(b), b.shape)
+                mine['sharp'].put(seq, i, encode_png(s), s.shape)
+                if with_flow:
+                    mine['flow'].put(seq, i, *flow_value(s, prev))
+                prev = s
+                bar.update()
+    finally:
+        bar.close()  # (an error's line then starts on a line of its own)
 
 
 def build_flow_lmdb(sharp, seqs, path):
@@ -185,34 +289,32 @@ def convert_dataset(src, out, layout='auto', splits=None, with_flow=False):
     """Convert every split (or ``splits``) of a dataset tree; returns {split: {seq: frames}}.
 
     All or nothing: every split's pairs are checked before any database is written, the
-    output is checked writable before any work, the databases are written under temporary
-    names and renamed only when all of them are complete (a failure removes them, and the
-    folders this run made). Without ``with_flow`` an older ``flow.lmdb`` of a split is
-    removed, as it would not match the new frames.
+    output is checked writable (and outside ``src``) before any work, the databases are
+    written under temporary names and swapped in together only when all of them are complete
+    (:func:`commit_all`; a failure removes them, and the folders this run made, and leaves
+    the old databases as they were). Without ``with_flow`` an older ``flow.lmdb`` of a split
+    is removed in the same swap, as it would not match the new frames.
     """
     layout = detect_layout(src) if layout == 'auto' else layout
-    splits = splits or list_splits(src, layout)
+    if not splits:
+        splits = list_splits(src, layout)
+        for split in build_layout(layout).unpaired_splits(src):
+            print(f'{split}: skipped (no sharp frames)')
     plan = {}
     for split in splits:
         blur = FolderStore(src, layout, split, 'blur')
         sharp = FolderStore(src, layout, split, 'sharp')
         plan[split] = (blur, sharp, check_pairs(blur, sharp, src, split))
-    made = prepare_output(out, splits)
+    made = prepare_output(out, splits, src)
     builders = []
+    stale = [] if with_flow else [osp.join(out, split, 'flow.lmdb') for split in splits]
     try:
         for split, stores in plan.items():
             write_split(stores, out, split, with_flow, builders)
-        for builder in builders:
-            builder.commit()
+        commit_all(builders, remove=stale)
     except BaseException:
         for builder in builders:
             builder.abort()
         remove_empty(made)
         raise
-    if not with_flow:
-        for split in splits:
-            stale = osp.join(out, split, 'flow.lmdb')
-            if osp.isdir(stale):
-                close_lmdb(stale)
-                shutil.rmtree(stale)
     return {split: stores[2] for split, stores in plan.items()}

@@ -319,6 +319,8 @@ def default_sources(size, seqs_per_photo=2, with_footage=True):
 
 def load_source(path, size):
     """A photograph (image file) or the shots of footage (video file / frame folder)."""
+    if not osp.exists(path):
+        raise FileNotFoundError(f'source {path} does not exist')
     if osp.isfile(path) and path.lower().endswith(FRAME_EXTS):
         return [decode_rgb(read_file(path), path)]
     return footage_shots(path, size)
@@ -329,7 +331,10 @@ def make_synthetic_dataset(out, splits, num_frames=24, size=(144, 192), seed=0,
     """Render blurry/sharp sequences into a DVD-layout tree, atomically.
 
     Args:
-        out (str): output root; written as ``<out>.tmp`` and renamed when complete.
+        out (str): output root; written as ``<out>.tmp`` and renamed when complete. An
+            existing ``out`` is replaced only when it is empty or an output of this function
+            (it holds the marker file ``.mtu_synthetic``); anything else is refused before
+            any work, so that no folder of the user's (or a source inside it) is deleted.
         splits (dict): {split: [(seq_name, source), ...]}; a source is a photograph (an
             (H, W, 3) uint8 RGB array: camera shake, :func:`render_camera_shake`) or real
             footage (a list of (h, w, 3) uint8 RGB frames of one shot at ``size``:
@@ -347,8 +352,13 @@ def make_synthetic_dataset(out, splits, num_frames=24, size=(144, 192), seed=0,
         str: ``out``.
     """
     footage = dict(dict(window=7, upsample=8, stride=8), **(footage or {}))
+    out = osp.normpath(out)  # ('data/x/' would put the temporary inside the output)
     tmp = out + '.tmp'
+    for path in (out, tmp):
+        _check_replaceable(path)
     shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    open(osp.join(tmp, SYNTHETIC_MARKER), 'w').close()
     rng = np.random.default_rng(seed)
     try:
         for split, items in splits.items():
@@ -371,6 +381,25 @@ def make_synthetic_dataset(out, splits, num_frames=24, size=(144, 192), seed=0,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(out, ignore_errors=True)
+    old = f'{out}.old-{os.getpid()}'
+    if osp.lexists(out):
+        os.replace(out, old)
     os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+#: the file that marks a folder as an output of :func:`make_synthetic_dataset` (replaceable)
+SYNTHETIC_MARKER = '.mtu_synthetic'
+
+
+def _check_replaceable(path):
+    """Refuse to replace ``path`` unless it is absent, an empty folder or a marked output."""
+    if not osp.lexists(path):
+        return
+    if not osp.isdir(path) or osp.islink(path):
+        raise ValueError(f'{path}: exists and is not a folder; choose another output')
+    if os.listdir(path) and not osp.isfile(osp.join(path, SYNTHETIC_MARKER)):
+        raise ValueError(f'{path}: exists and was not written by make_synthetic_blur (no '
+                         f'{SYNTHETIC_MARKER} in it); choose a new folder, nothing was '
+                         'changed')

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from ..models.window import padded_indices
 from ..registry import DATASETS, TRANSFORMS
+from .errors import DatasetError
 from .frame_io import decode_rgb
 from .frame_store import FolderStore, LmdbStore, check_pairs
 from .layouts import build_layout
@@ -98,8 +99,8 @@ class VideoDeblurDataset(Dataset):
         if num_frames is not None:
             short = [s for s in self.names if self.seqs[s] < num_frames]
             if short:
-                raise ValueError(f'{data_root} ({split}): sequences {short} have fewer than '
-                                 f'num_frames={num_frames} frames')
+                raise DatasetError(f'{data_root} ({split}): sequences {short} have fewer than '
+                                   f'num_frames={num_frames} frames')
         # 'grid': (sequence, first target) of every clip
         self.clips = [(seq, start) for seq in self.names
                       for start in range(0, self.seqs[seq] - num_frames + 1, num_frames)
@@ -124,8 +125,8 @@ class VideoDeblurDataset(Dataset):
                                         'with tools/dataset_converters/convert_to_lmdb.py --flow')
         store = LmdbStore(path)
         if store.sequences() != self.seqs:
-            raise ValueError(f'{path}: its sequences/frame counts differ from the frames of '
-                             f'{data_root} ({split})')
+            raise DatasetError(f'{path}: its sequences/frame counts differ from the frames of '
+                               f'{data_root} ({split})')
         return store
 
     def _valid_flow(self, path):
@@ -175,8 +176,8 @@ class VideoDeblurDataset(Dataset):
 
     def _check_size(self, sharp, blur, seq, i):
         if sharp.shape != blur.shape:
-            raise ValueError(f'{self.sharp.where(seq, i)} is {sharp.shape[:2]} but its blurry '
-                             f'frame {self.blur.where(seq, i)} is {blur.shape[:2]}')
+            raise DatasetError(f'{self.sharp.where(seq, i)} is {sharp.shape[:2]} but its blurry '
+                               f'frame {self.blur.where(seq, i)} is {blur.shape[:2]}')
         return sharp
 
 

@@ -30,7 +30,9 @@ A tool uses both like this::
 import difflib
 import inspect
 import os
+import errno
 import os.path as osp
+import signal
 import sys
 
 from mmengine.config import Config, DictAction
@@ -260,24 +262,65 @@ def _registry_line(err):
     return ' '.join(lines[:1] + extra)
 
 
+#: OSErrors that say what is wrong with the user's files or disk, not with the toolkit
+USER_OS_ERRORS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
+                  errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
 def user_error(err):
     """``(message, exit code)`` for an exception that is the user's mistake, else None.
 
     User mistakes: :class:`ConfigError`, :class:`ArgumentError`, the inference API's errors
-    (their ``exit_code``), an unknown or duplicate registry name, a missing file or folder.
+    (their ``exit_code``), an unknown or duplicate registry name, a dataset the toolkit
+    cannot read as it is (:class:`~mtu_toolkit.datasets.errors.DatasetError`), a missing,
+    unreadable or unwritable file or folder, a full disk.
     """
     if isinstance(err, (ConfigError, ArgumentError)):
         return ' '.join(str(err).split('\n')), err.exit_code
     from ..apis.errors import InferenceError  # here: the apis package imports the engine
+    from ..datasets.errors import DatasetError
     if isinstance(err, InferenceError):
         return ' '.join(str(err).split('\n')), err.exit_code
+    if isinstance(err, DatasetError):
+        return ' '.join(str(err).split('\n')), 1
     if isinstance(err, RegistryKeyError):
         return _registry_line(err), 2
-    if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+    if isinstance(err, OSError) and err.errno in USER_OS_ERRORS or isinstance(
+            err, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
         if err.filename and err.strerror:
             return f'{err.strerror}: {err.filename}', 1
         return ' '.join(str(err).split('\n')), 1
     return None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a cancelled job), raised like Ctrl-C so that the same
+    clean-up runs (see :func:`terminate_like_interrupt`)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def terminate_like_interrupt():
+    """From now on SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) in the main
+    thread, so a tool's ``finally`` and ``except BaseException`` clean-ups run for it too."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def interrupted(err, what):
+    """Print the one line that ends an interrupted tool and return its exit code.
+
+    Args:
+        err (KeyboardInterrupt): the interruption (:class:`Terminated` for SIGTERM).
+        what (str): what became of the output, e.g. ``'no output written'``.
+
+    Returns:
+        int: 143 after SIGTERM, 130 after Ctrl-C (the shells' codes for those signals).
+    """
+    killed = isinstance(err, Terminated)
+    print(f'\n{"terminated" if killed else "interrupted"}; {what}', file=sys.stderr, flush=True)
+    return 143 if killed else 130
 
 
 def run_tool(main, argv=None):

@@ -8,7 +8,8 @@
         --test b.mp4 --size 180 320 --window 7 --upsample 8 --stride 8
 
 The result is written as ``OUT.tmp`` and renamed to OUT when complete; convert it with
-``convert_to_lmdb.py`` like any DVD tree.
+``convert_to_lmdb.py`` like any DVD tree. An existing OUT is replaced only when it is an
+earlier output of this tool (or empty): any other folder is refused, nothing deleted.
 """
 import argparse
 import os.path as osp
@@ -19,6 +20,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mtu_toolkit.datasets.synthetic import (default_sources, load_source,  # noqa: E402
                                             make_synthetic_dataset)
+from mtu_toolkit.engine.config_loader import (  # noqa: E402
+    interrupted, terminate_like_interrupt, user_error)
 
 
 def user_sources(split, paths, size):
@@ -69,6 +72,7 @@ def main(argv=None):
     sub_frames = args.sub_frames[0] if len(args.sub_frames) == 1 else tuple(args.sub_frames)
     pan = args.pan[0] if len(args.pan) == 1 else tuple(args.pan)
     start = time.time()
+    terminate_like_interrupt()
     try:
         if args.train or args.test:
             splits = {split: user_sources(split, paths, size)
@@ -80,12 +84,18 @@ def main(argv=None):
             footage=dict(window=args.window, upsample=args.upsample, stride=args.stride),
             sub_frames=sub_frames, exposures=tuple(args.exposures), pan=pan,
             speed=args.shake)
-    except (FileNotFoundError, ValueError) as e:  # bad sources, exposures > --sub-frames
-        sys.exit(f'error: {e}')
+    except KeyboardInterrupt as err:
+        return interrupted(err, f'nothing written to {args.out}')
+    except (OSError, ValueError) as err:  # bad sources, exposures > --sub-frames, disk
+        found = user_error(err)
+        if found is None and not isinstance(err, ValueError):
+            raise
+        sys.exit(f'error: {found[0] if found else err}')
     for split, items in splits.items():
         print(f'{split}: {len(items)} sequences ({", ".join(n for n, _ in items)})')
     print(f'wrote {args.out} in {time.time() - start:.1f} s')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

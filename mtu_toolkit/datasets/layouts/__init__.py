@@ -4,6 +4,7 @@ one up by name and answer the questions datasets and converters ask."""
 import os.path as osp
 
 from ...registry import DATASET_LAYOUTS
+from ..errors import DatasetError
 from ..frame_io import FRAME_EXTS, list_frame_files
 from .base import SIDES, DatasetLayout
 from .dvd import DVDLayout
@@ -59,6 +60,6 @@ def detect_layout(root):
             if n not in LAYOUTS and isinstance(cls, type) and n.islower()):
         if DATASET_LAYOUTS.get(name).matches(root):
             return name
-    raise ValueError(f'cannot detect the layout of {root}: expected DVD ({{split}}/<video>/'
-                     '{input,GT}), GoPro ({split}/<seq>/{blur_gamma,sharp}) or REDS '
-                     '({split}_blur, {split}_sharp)')
+    raise DatasetError(f'cannot detect the layout of {root}: expected DVD ({{split}}/<video>/'
+                       '{input,GT}), GoPro ({split}/<seq>/{blur_gamma,sharp}) or REDS '
+                       '({split}_blur, {split}_sharp)')

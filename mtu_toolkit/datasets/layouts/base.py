@@ -38,10 +38,20 @@ class DatasetLayout:
         """Sorted split names of a tree ('train', 'test', ...)."""
         return visible_subdirs(root)
 
+    def unpaired_splits(self, root):
+        """Splits of the tree left out of :meth:`splits` because a side is missing."""
+        return []
+
     @classmethod
     def matches(cls, root):
         """Whether ``root`` looks like a tree of this layout."""
         raise NotImplementedError
+
+    def side_sequences(self, root, split, side):
+        """Sorted sequence names of the ``side`` ('blur' | 'sharp') of ``split`` (the same for
+        both sides where a sequence's folder holds both; layouts with a folder per side list
+        each side's own, so that a sequence on one side only is found)."""
+        return self.sequences(root, split)
 
     def sequences(self, root, split):
         """Sorted sequence names of ``split``; a clear error when the split is missing."""

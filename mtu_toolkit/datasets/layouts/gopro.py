@@ -1,4 +1,5 @@
-"""GoPro_Large (Nah et al. 2017): ``<root>/<split>/<seq>/{blur_gamma,sharp}/<frame>.png``."""
+"""GoPro_Large (Nah et al. 2017): ``<root>/<split>/<seq>/{blur_gamma,sharp}/<frame>.png``
+(``blur/`` where a sequence has no ``blur_gamma/``)."""
 import os
 import os.path as osp
 
@@ -9,12 +10,18 @@ from .base import DatasetLayout, visible_subdirs
 @DATASET_LAYOUTS.register_module(name=['GoProLayout', 'gopro'])
 class GoProLayout(DatasetLayout):
     """``<root>/<split>/<seq>/blur_gamma/`` (the blurry input the paper uses) and
-    ``.../sharp/``."""
+    ``.../sharp/``. GoPro_Large ships both ``blur_gamma/`` and ``blur/`` (averaged in linear
+    light); a tree with only ``blur/`` (the linear one, or a copy of GoPro made that way) is
+    read from it."""
 
     name = 'gopro'
 
     def side_dir(self, root, split, seq, side):
-        return osp.join(root, split, seq, 'blur_gamma' if side == 'blur' else 'sharp')
+        if side == 'sharp':
+            return osp.join(root, split, seq, 'sharp')
+        gamma = osp.join(root, split, seq, 'blur_gamma')
+        linear = osp.join(root, split, seq, 'blur')
+        return linear if not osp.isdir(gamma) and osp.isdir(linear) else gamma
 
     @classmethod
     def matches(cls, root):
