@@ -33,7 +33,8 @@ from mmengine.runner import Runner  # noqa: E402
 from mtu_toolkit.engine import finish_distributed, prepare_runtime  # noqa: E402
 from mtu_toolkit.engine.config_loader import ConfigError, run_tool  # noqa: E402
 from mtu_toolkit.engine.launch import add_runner_arguments, runner_config  # noqa: E402
-from mtu_toolkit.engine.checkpoint import CheckpointLoadError, atomic_write_text  # noqa: E402
+from mtu_toolkit.engine.checkpoint import (  # noqa: E402
+    CheckpointLoadError, atomic_write_text, check_checkpoint_file)
 from mtu_toolkit.engine.hooks import add_strict_loading  # noqa: E402
 from mtu_toolkit.evaluation import (  # noqa: E402
     PROTOCOLS, MCAlignmentMetric, VideoRestorationMetric, apply_protocol)
@@ -58,15 +59,18 @@ def parse_args(argv=None):
 
 
 def build_cfg(args):
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
+    check_checkpoint_file(args.checkpoint)
     cfg = runner_config(args)
     cfg.load_from, cfg.resume = args.checkpoint, False
     for key in ('test_dataloader', 'test_evaluator', 'test_cfg'):
         if cfg.get(key) is None:
             raise ConfigError(f'{args.config}: `{key}` is not set, so there is nothing to test')
-    if args.protocol or args.align:
+    # the protocol's crop before inference, whether the protocol comes from the command line
+    # or from the config's evaluator (checked here: before any frame is restored)
+    try:
         apply_protocol(cfg, args.protocol, args.align)
+    except ValueError as err:
+        raise ConfigError(f'{args.config}: {err}') from None
     add_alignment_metric(cfg)
     if args.out_dir:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [

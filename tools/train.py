@@ -9,6 +9,9 @@ gloo on CPU) or ``tools/slurm_train.sh``; the config's ``train_dataloader.batch_
 total batch, split evenly over the processes. ``--amp`` (and the "hp" configs): float16
 autocast with loss scaling on a GPU, bfloat16 autocast on the CPU.
 
+Ctrl-C or SIGTERM stops with one line naming the last complete checkpoint (``--resume``
+continues from it); a checkpoint being written then is removed, never left half-written.
+
 Checkpoints (``--resume``, ``load_from``) are loaded strictly: one of another variant than the
 config stops with one line naming both and what differs (exit code 4). ``load_from`` may be a
 released file of the paper's authors (converted on loading; fine-tuning from it).
@@ -23,10 +26,11 @@ from mmengine.runner import Runner  # noqa: E402
 
 from mtu_toolkit.engine import (  # noqa: E402
     finish_distributed, find_resume_checkpoint, prepare_runtime)
-from mtu_toolkit.engine.config_loader import run_tool  # noqa: E402
+from mtu_toolkit.engine.config_loader import (  # noqa: E402
+    interrupted, interruption_of, run_tool, terminate_like_interrupt)
 from mtu_toolkit.engine.launch import (  # noqa: E402
     add_runner_arguments, runner_config, split_total_batch, use_mixed_precision)
-from mtu_toolkit.engine.checkpoint import CheckpointLoadError  # noqa: E402
+from mtu_toolkit.engine.checkpoint import CheckpointLoadError, check_checkpoint_file  # noqa: E402
 from mtu_toolkit.engine.hooks import add_strict_loading  # noqa: E402
 
 
@@ -61,8 +65,7 @@ def build_cfg(args):
         else:
             cfg.resume, cfg.load_from = True, ckpt
     elif args.resume:
-        if not osp.isfile(args.resume):
-            raise FileNotFoundError(f'--resume: checkpoint {args.resume} does not exist')
+        check_checkpoint_file(args.resume, '--resume: checkpoint')
         cfg.resume, cfg.load_from = True, args.resume
     add_strict_loading(cfg)
     return prepare_runtime(cfg, args.launcher)
@@ -71,11 +74,19 @@ def build_cfg(args):
 def main(argv=None):
     args = parse_args(argv)
     runner = Runner.from_cfg(build_cfg(args))
+    terminate_like_interrupt()
     try:
         runner.train()
     except CheckpointLoadError as err:
         print(f'error: {err}', file=sys.stderr)
         return 4
+    except (KeyboardInterrupt, Exception) as err:
+        stop = interruption_of(err)
+        if stop is None:
+            raise
+        last = find_resume_checkpoint(runner.work_dir)
+        return interrupted(stop, f'the last complete checkpoint is {last} (--resume continues '
+                           'from it)' if last else 'no checkpoint was saved yet')
     finish_distributed()
     return 0
 

@@ -17,6 +17,8 @@ the model it goes into, for all tools (``init_restorer`` and the Runner's ``load
 """
 import os
 import os.path as osp
+import pickle
+import re
 
 import numpy as np
 import torch
@@ -67,8 +69,7 @@ def load_from_local_weights_only(filename, map_location=None, report=None):
     logger) gets one line saying so.
     """
     filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint {filename} does not exist')
+    check_checkpoint_file(filename)
     # only what is not allow-listed already: the context removes on exit what it added, and
     # must not take away the process-wide list of setup_safe_loading
     present = torch.serialization.get_safe_globals()
@@ -77,9 +78,35 @@ def load_from_local_weights_only(filename, map_location=None, report=None):
         with torch.serialization.safe_globals(missing):
             ckpt = torch.load(filename, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
-        raise CheckpointLoadError(f'cannot load checkpoint {filename} with weights_only=True '
-                                  f'(refused or corrupt): {str(e).splitlines()[0]}') from e
+        raise CheckpointLoadError(f'cannot load checkpoint {filename}: {_why(e, filename)}') \
+            from e
     return convert_if_official(ckpt, filename, report)
+
+
+def check_checkpoint_file(path, what='checkpoint'):
+    """A clear ``FileNotFoundError`` unless ``path`` is a file (a folder is named as one)."""
+    if osp.isdir(path):
+        raise FileNotFoundError(f'{what} {path} is a folder, not a checkpoint file')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what} {path} does not exist')
+
+
+def _why(err, filename):
+    """Why torch.load refused ``filename``, in a few words (torch's own advice to turn the
+    weights-only loading off does not apply to a corrupt file, and is not repeated)."""
+    if osp.getsize(filename) == 0:
+        return 'the file is empty'
+    if isinstance(err, EOFError):
+        return 'the file ends early (truncated)'
+    if isinstance(err, pickle.UnpicklingError) or 'Weights only load failed' in str(err):
+        found = re.search(r'Unsupported global: GLOBAL (\S+)', str(err))
+        if found:
+            return (f'it pickles {found.group(1)}, which the weights-only loading refuses '
+                    '(only tensors, plain containers and allow-listed types load)')
+        return ('not a checkpoint the weights-only loading accepts: corrupt, or it pickles '
+                'objects other than tensors and plain containers')
+    first = (str(err).splitlines() or [''])[0].split('. ')[0][:160]
+    return f'corrupt or not a checkpoint ({type(err).__name__}{": " + first if first else ""})'
 
 
 def convert_if_official(ckpt, filename, report=None):

@@ -264,7 +264,7 @@ def _registry_line(err):
 
 #: OSErrors that say what is wrong with the user's files or disk, not with the toolkit
 USER_OS_ERRORS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
-                  errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+                  errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EEXIST)
 
 
 def user_error(err):
@@ -306,6 +306,19 @@ def terminate_like_interrupt():
     """From now on SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) in the main
     thread, so a tool's ``finally`` and ``except BaseException`` clean-ups run for it too."""
     signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def interruption_of(err):
+    """The Ctrl-C or SIGTERM behind ``err``, or None. Code that catches every exception can
+    turn one into another error (mmengine formats a config with a bare ``except:``, raising a
+    ``SyntaxError`` from whatever arrived meanwhile); the interruption is then in the chain."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def interrupted(err, what):

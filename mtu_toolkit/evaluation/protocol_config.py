@@ -38,11 +38,20 @@ def apply_protocol(cfg, protocol=None, align=None):
         align (bool | None): Koehler et al.'s alignment; None keeps the config's.
 
     Returns:
-        Config: ``cfg``, changed in place. A protocol with ``crop_multiple`` puts
-        ``ClipCropToMultiple`` first in ``test_dataloader.dataset.pipeline`` (once).
+        Config: ``cfg``, changed in place. A protocol with ``crop_multiple`` (given here or
+        already the config's) puts ``ClipCropToMultiple`` first in
+        ``test_dataloader.dataset.pipeline`` (once). A config without a
+        VideoRestorationMetric is returned unchanged when neither argument is given.
+
+    Raises:
+        ValueError: an unknown protocol (given or the config's), a protocol or ``align``
+            given for an evaluator without a VideoRestorationMetric, protocols that need
+            different crops.
     """
     metrics = _metric_cfgs(cfg.get('test_evaluator'))
     if not metrics:
+        if protocol is None and align is None:
+            return cfg
         raise ValueError(f'test_evaluator has no {_METRIC}, so an evaluation protocol cannot '
                          'be set')
     for m in metrics:

@@ -1,4 +1,5 @@
 """Checkpoint hook with atomic saves, weights-only loading and random-generator state."""
+import glob
 import os
 import os.path as osp
 
@@ -21,7 +22,11 @@ class AtomicCheckpointHook(CheckpointHook):
     - Checkpoints carry ``rng_state`` (python / numpy / torch / CUDA generators); on resume they
       are restored after the data loader replay (see ``ResumableIterBasedTrainLoop``).
     - ``save_best``: the new best checkpoint is written the same way, and the previous best is
-      deleted only once the new one is in place.
+      deleted only once the new one is in place, and only when it lies in this run's folder
+      (a run resumed from another run's checkpoint into a new ``work_dir`` leaves the old
+      run's files alone).
+    - A checkpoint's temporary is removed when its save fails or is interrupted (Ctrl-C,
+      SIGTERM through the tools); one a hard kill left behind is removed when training starts.
     - Building the hook turns on weights-only checkpoint loading
       (:func:`~mtu_toolkit.engine.checkpoint.setup_safe_loading`).
 
@@ -39,6 +44,16 @@ class AtomicCheckpointHook(CheckpointHook):
         super().__init__(*args, **kwargs)
         setup_safe_loading()
         self._rng_to_restore = None
+
+    def before_train(self, runner):
+        super().before_train(runner)
+        if not isinstance(self.file_backend, LocalBackend) or not is_main_process():
+            return
+        # what a hard kill (SIGKILL, power loss) left half-written: never complete, never named
+        # by last_checkpoint (it is replaced only after the rename)
+        for path in glob.glob(osp.join(glob.escape(self.out_dir), '*.pth.tmp')):
+            os.remove(path)
+            runner.logger.info(f'Removed {path}, half-written by an interrupted run')
 
     # ------------------------------------------------------------------ random state
     def before_save_checkpoint(self, runner, checkpoint):
@@ -64,9 +79,17 @@ class AtomicCheckpointHook(CheckpointHook):
         deferred, save = [], runner.save_checkpoint
 
         def save_atomically(out_dir, filename, *args, **kwargs):
-            save(out_dir, filename + '.tmp', *args, **kwargs)
+            if filename.endswith('.tmp'):  # mmengine's re-save of the periodic checkpoint,
+                return save(out_dir, filename, *args, **kwargs)  # already a temporary
+            tmp = osp.join(out_dir, filename + '.tmp')
+            try:
+                save(out_dir, filename + '.tmp', *args, **kwargs)
+            except BaseException:
+                if is_main_process() and osp.exists(tmp):
+                    os.remove(tmp)
+                raise
             if is_main_process():
-                fsync_replace(osp.join(out_dir, filename + '.tmp'), osp.join(out_dir, filename))
+                fsync_replace(tmp, osp.join(out_dir, filename))
 
         # instance attributes shadow the methods for this call only
         runner.save_checkpoint = save_atomically
@@ -78,9 +101,15 @@ class AtomicCheckpointHook(CheckpointHook):
             del self.file_backend.remove
         keep = {getattr(self, 'best_ckpt_path', None)} | set(
             getattr(self, 'best_ckpt_path_dict', {}).values())
+        mine = osp.realpath(self.out_dir)
         for path in deferred:
-            if path not in keep and osp.isfile(path):
-                self.file_backend.remove(path)
+            if path in keep or not osp.isfile(path):
+                continue
+            if osp.dirname(osp.realpath(path)) != mine:  # another run's (a resumed fork)
+                runner.logger.info(f'The previous best checkpoint {path} belongs to another '
+                                   'run folder; kept')
+                continue
+            self.file_backend.remove(path)
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         if not isinstance(self.file_backend, LocalBackend):

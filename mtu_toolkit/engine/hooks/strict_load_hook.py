@@ -21,8 +21,10 @@ class StrictLoadCheckpointHook(Hook):
     ``init_restorer`` uses) on every loaded checkpoint: one line naming the config, the
     checkpoint and what differs. A checkpoint without the training-only auxiliary deblur layers
     (a released test-time network) is accepted, and the log says so once.
-    ``resume`` also needs the training state: a weights-only checkpoint (e.g. converted from a
-    released file) is refused there with a pointer to ``load_from``.
+    ``resume`` also needs the training state: a checkpoint without it (weights only, e.g.
+    converted from a released file, or a ``best_*`` checkpoint, saved without the optimiser
+    and schedulers) is refused there with a pointer to ``load_from`` and the latest
+    ``iter_*.pth``.
     """
 
     priority = 'VERY_HIGH'  # before any other hook reads the checkpoint
@@ -36,19 +38,35 @@ class StrictLoadCheckpointHook(Hook):
         state = checkpoint['state_dict'] if holds_state else checkpoint
         fitted = fit_state_dict(model, state, where, report=runner.logger.info)
         if getattr(runner, '_resume', False):
-            meta = checkpoint.get('meta') if holds_state else None
-            if not isinstance(meta, dict) or 'iter' not in meta or 'message_hub' not in checkpoint:
-                origin = (f"converted from the released file {meta['converted_from']}"
-                          if isinstance(meta, dict) and 'converted_from' in meta else 'no meta')
-                raise CheckpointLoadError(
-                    f'{where}: cannot resume from it: it holds model weights only ({origin}), '
-                    'not a training state (iteration, optimiser, message hub); start a '
-                    'training from it with load_from instead')
+            self._check_training_state(runner, checkpoint, holds_state, where)
         if holds_state:
             checkpoint['state_dict'] = fitted
         else:  # a plain state dict: mmengine loads the checkpoint itself
+            fitted = dict(fitted)  # (fit_state_dict may give back `checkpoint` itself)
             checkpoint.clear()
             checkpoint.update(fitted)
+
+    @staticmethod
+    def _check_training_state(runner, checkpoint, holds_state, where):
+        """Refuse to resume from a checkpoint that cannot restore the whole training state."""
+        meta = checkpoint.get('meta') if holds_state else None
+        if not isinstance(meta, dict) or 'iter' not in meta or 'message_hub' not in checkpoint:
+            origin = (f"converted from the released file {meta['converted_from']}"
+                      if isinstance(meta, dict) and 'converted_from' in meta else 'no meta')
+            raise CheckpointLoadError(
+                f'{where}: cannot resume from it: it holds model weights only ({origin}), '
+                'not a training state (iteration, optimiser, message hub); start a '
+                'training from it with load_from instead')
+        lacking = [key for key, needed in (
+            ('optimizer', True), ('param_schedulers', bool(getattr(runner, 'param_schedulers',
+                                                                   None))))
+            if needed and key not in checkpoint]
+        if lacking:
+            raise CheckpointLoadError(
+                f'{where}: cannot resume from it: it has no {" or ".join(lacking)} state (a '
+                'best_* checkpoint is saved without them), so the learning-rate schedule and '
+                'the optimiser would start over; resume from the latest iter_*.pth, or start '
+                'a training from this one with load_from')
 
 
 def add_strict_loading(cfg):

@@ -1,0 +1,155 @@
+"""What a user does with checkpoints, and what must not happen: a plain state dict is loaded
+(not silently dropped), a best checkpoint cannot be resumed as if it held the training state,
+a run forked from another run's checkpoint leaves that run's files alone, unreadable files and
+interruptions end in one line with nothing half-written, and a protocol set in the config gets
+its crop as the command-line one does."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs'))
+from tiny_data import ROOT, make_dvd_tree, tool_env, write_config  # noqa: E402
+
+from mtu_toolkit.engine import setup_safe_loading  # noqa: E402
+
+TRAIN = os.path.join(ROOT, 'tools', 'train.py')
+TEST = os.path.join(ROOT, 'tools', 'test.py')
+
+
+def _run(*args, cwd):
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=tool_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+def _psnr(work):
+    return json.loads((work / 'test_results.json').read_text())['overall']['PSNR']
+
+
+@pytest.fixture(scope='module')
+def run_a(tmp_path_factory):
+    """A tiny training: iter_2, iter_4 and a best_PSNR checkpoint in ``a/``."""
+    tmp = tmp_path_factory.mktemp('ckpt')
+    data = make_dvd_tree(str(tmp / 'data'))
+    cfg = write_config(str(tmp / 'tiny.py'), data, max_iters=4, val_interval=2)
+    proc = _run(TRAIN, cfg, '--work-dir', tmp / 'a', cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp, cfg
+
+
+@pytest.mark.slow
+def test_a_plain_state_dict_is_loaded_not_dropped(run_a):
+    tmp, cfg = run_a
+    setup_safe_loading()
+    ckpt = torch.load(tmp / 'a' / 'iter_4.pth', weights_only=True)
+    torch.save(ckpt['state_dict'], tmp / 'plain.pth')  # torch.save(model.state_dict())
+    scores = []
+    for name, path in (('full', tmp / 'a' / 'iter_4.pth'), ('plain', tmp / 'plain.pth')):
+        proc = _run(TEST, cfg, path, '--work-dir', tmp / f't_{name}', cwd=tmp)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert 'missing keys' not in proc.stdout + proc.stderr
+        scores.append(_psnr(tmp / f't_{name}'))
+    assert scores[0] == scores[1]
+
+
+@pytest.mark.slow
+def test_a_best_checkpoint_cannot_be_resumed_and_a_fork_keeps_the_old_runs_files(run_a):
+    tmp, cfg = run_a
+    best = sorted((tmp / 'a').glob('best_PSNR_iter_*.pth'))
+    assert len(best) == 1
+    proc = _run(TRAIN, cfg, '--work-dir', tmp / 'r', '--resume', best[0], cwd=tmp)
+    assert proc.returncode == 4, proc.stderr[-3000:]
+    assert 'has no optimizer or param_schedulers state' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    # a new run resumed from run a's iter_2 (a fork) finds a better PSNR: run a's best stays
+    before = sorted(p.name for p in (tmp / 'a').iterdir())
+    proc = _run(TRAIN, cfg, '--work-dir', tmp / 'b', '--resume', tmp / 'a' / 'iter_2.pth',
+                '--cfg-options', 'train_cfg.max_iters=6', cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in (tmp / 'a').iterdir()) == before
+    assert list((tmp / 'b').glob('best_PSNR_iter_*.pth'))
+
+
+@pytest.mark.slow
+def test_unreadable_checkpoints_are_one_line(run_a):
+    tmp, cfg = run_a
+    (tmp / 'empty.pth').write_bytes(b'')
+    for path, why in ((tmp / 'empty.pth', 'the file is empty'),
+                      (tmp / 'a', 'is a folder, not a checkpoint file')):
+        proc = _run(TEST, cfg, path, '--work-dir', tmp / 'u', cwd=tmp)
+        assert proc.returncode != 0 and why in proc.stderr, proc.stderr[-3000:]
+        assert 'Traceback' not in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_protocol_set_in_the_config_gets_its_crop(tmp_path):
+    data = make_dvd_tree(str(tmp_path / 'data'), size=(30, 34))  # not a multiple of 4
+    cfg = write_config(str(tmp_path / 'tiny.py'), data, max_iters=1, val_interval=100,
+                       test_dataloader=dict(
+                           batch_size=1, num_workers=0, collate_fn=dict(type='default_collate'),
+                           sampler=dict(type='DefaultSampler', shuffle=False),
+                           dataset=dict(type='VideoDeblurDataset', data_root=data, split='test',
+                                        backend='disk', layout='dvd')))
+    torch.manual_seed(0)
+    from mtu_toolkit.registry import MODELS
+    model = MODELS.build(dict(
+        type='MTURestorer', motion_loss=None,
+        backbone=dict(type='MTUNet', num_units=1, channels=8, num_blocks=1,
+                      mc_head=dict(type='CorrelationMCHead', max_displacement=3))))
+    torch.save(dict(state_dict=model.state_dict()), tmp_path / 'w.pth')
+    scores = {}
+    for how, extra in (('flag', ['--protocol', 'reference']),
+                       ('config', ['--cfg-options', '+test_evaluator.protocol=reference'])):
+        proc = _run(TEST, cfg, tmp_path / 'w.pth', '--work-dir', tmp_path / how, *extra,
+                    cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        scores[how] = _psnr(tmp_path / how)
+    assert scores['flag'] == scores['config']
+    proc = _run(TEST, cfg, tmp_path / 'w.pth', '--work-dir', tmp_path / 'bad',
+                '--cfg-options', '+test_evaluator.protocol=matlabb', cwd=tmp_path)
+    assert proc.returncode == 2 and "unknown evaluation protocol 'matlabb'" in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_training_names_its_last_checkpoint_and_leaves_no_temporary(tmp_path, sig):
+    data = make_dvd_tree(str(tmp_path / 'data'))
+    cfg = write_config(str(tmp_path / 'tiny.py'), data, max_iters=400, val_interval=1000,
+                       ckpt_interval=1)
+    work = tmp_path / 'w'
+    proc = subprocess.Popen([sys.executable, TRAIN, cfg, '--work-dir', str(work)],
+                            cwd=tmp_path, env=tool_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 200
+    while not (work / 'iter_3.pth').exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == (143 if sig == signal.SIGTERM else 130), err[-3000:]
+    assert 'Traceback' not in err
+    assert 'the last complete checkpoint is' in err and '--resume continues from it' in err
+    assert not list(work.glob('*.tmp*'))
+    # a temporary a hard kill left is removed when training starts again
+    (work / 'iter_99.pth.tmp').write_bytes(b'half')
+    proc = _run(TRAIN, cfg, '--work-dir', work, '--resume', '--cfg-options',
+                'train_cfg.max_iters=5', cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not list(work.glob('*.tmp*'))
+
+
+def test_an_interruption_turned_into_another_error_is_found():
+    from mtu_toolkit.engine.config_loader import Terminated, interruption_of
+    try:
+        try:
+            raise Terminated()
+        except:  # noqa: E722 - as mmengine's config formatting does
+            raise SyntaxError('Failed to format the config file')
+    except SyntaxError as err:
+        assert isinstance(interruption_of(err), Terminated)
+    assert interruption_of(ValueError('x')) is None
