@@ -75,9 +75,12 @@ def empty_huge(*size, **kwargs):
 def kept_buffer(buf, shape, dtype, device, memory_format=torch.contiguous_format):
     """``buf`` if it still fits (a tensor of ``shape``, ``dtype`` and ``device``, dense in
     ``memory_format``), else a fresh :func:`empty_huge` one: the buffer an owner keeps from call
-    to call (a fresh large tensor page-faults on every first touch). ``buf`` may be None."""
+    to call (a fresh large tensor page-faults on every first touch). ``buf`` may be None.
+    A buffer made under ``torch.inference_mode`` is not kept outside it, where it could not be
+    written in place."""
     if buf is not None and buf.shape == tuple(shape) and buf.dtype == dtype \
             and buf.device == torch.device(device) \
-            and buf.is_contiguous(memory_format=memory_format):
+            and buf.is_contiguous(memory_format=memory_format) \
+            and (torch.is_inference_mode_enabled() or not buf.is_inference()):
         return buf
     return empty_huge(shape, dtype=dtype, device=device, memory_format=memory_format)

@@ -99,9 +99,15 @@ def test_onnx_export(tmp_path):
         window = clip[idx][None].numpy()
         if state is None:
             res = first.run(None, {'window': window})
-        else:
+        else:  # fed by name: output `restored` comes back as `restored_prev`, `motion0` as
+            # `motion_prev0`, ...
+            feed = dict(window=window)
+            for out, value in zip(step.get_outputs()[1:], state):
+                stem = out.name.rstrip('0123456789')
+                feed[f'{stem}_prev{out.name[len(stem):]}'] = value
             names = [i.name for i in step.get_inputs()]
-            res = step.run(None, dict(zip(names, [window] + state)))
+            assert set(names) <= set(feed), (names, sorted(feed))
+            res = step.run(None, {n: feed[n] for n in names})
         outs.append(res[0][0])
         state = res[1:]
     with torch.no_grad():

@@ -224,3 +224,65 @@ def test_odd_frames_are_padded_with_a_word_not_cropped(tmp_path):
     cap = cv2.VideoCapture(out)
     ok, frame = cap.read()
     assert ok and frame.shape[:2] == (32, 42)
+
+
+# ---------------------------------------------------------------- 9. the second sweep
+EXPORT = osp.join(ROOT, 'tools', 'export.py')
+
+
+def test_export_never_replaces_its_input_or_an_existing_file(tmp_path):
+    config, ckpt = tool_files(tmp_path)
+    before = open(ckpt, 'rb').read()
+    (tmp_path / 'folder').mkdir()
+    for out, why in ((ckpt, 'is the input'), (tmp_path / 'folder', 'is a folder'),
+                     (tmp_path / 'nodir' / 'x.pt', 'does not exist')):
+        proc = subprocess.run([sys.executable, EXPORT, config, ckpt, str(out), '--size',
+                               '16x16', '--no-check'], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 2 and why in proc.stderr, proc.stderr
+        assert 'Traceback' not in proc.stderr
+    assert open(ckpt, 'rb').read() == before
+    assert sorted(os.listdir(tmp_path)) == ['folder', 'tiny.pth', 'tiny.py']
+    out = tmp_path / 'x.pt'
+    for extra, code in (([], 0), ([], 2), (['--overwrite'], 0)):
+        proc = subprocess.run([sys.executable, EXPORT, config, ckpt, str(out), '--size',
+                               '16x16', '--no-check', *extra], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == code, proc.stderr
+    assert code == 0 and 'exists; pass --overwrite' not in proc.stderr
+    assert not list(tmp_path.glob('*.tmp-*'))
+
+
+def test_deblur_refuses_absurd_frame_rates_and_a_tile_of_zero(tmp_path):
+    config, ckpt = tool_files(tmp_path)
+    video = write_video(tmp_path / 'in.avi')
+    for extra in (['--fps=inf'], ['--fps=nan'], ['--fps=0'], ['--fps=-5'], ['--tile=0']):
+        proc = subprocess.run([sys.executable, DEBLUR, config, ckpt, video,
+                               str(tmp_path / 'o.avi'), *extra], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2 and extra[0].split('=')[0] in proc.stderr, proc.stderr
+    with pytest.raises(Exception, match='fps must be a frame rate'):
+        deblur_video(tiny(), video, str(tmp_path / 'o.avi'), fps=float('inf'))
+    assert not osp.exists(tmp_path / 'o.avi')
+
+
+def test_a_truncated_video_is_said_so(tmp_path):
+    video = write_video(tmp_path / 'in.avi', frames=30)
+    data = open(video, 'rb').read()
+    (tmp_path / 'cut.avi').write_bytes(data[:len(data) // 2])
+    with pytest.warns(UserWarning, match=r'decoded \d+ of the 30 frames'):
+        stats = deblur_video(tiny(), str(tmp_path / 'cut.avi'), str(tmp_path / 'o.avi'),
+                             progress=False)
+    assert 0 < stats['frames'] < 29
+
+
+def test_infer_clip_after_the_streaming_api():
+    from mtu_toolkit.apis import deblur_frames
+    model = tiny()
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (24, 32, 3), dtype=np.uint8) for _ in range(3)]
+    streamed = [r for _, r in deblur_frames(model, frames)]  # (under inference_mode)
+    clip = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        again = model.infer_clip(clip)  # reuses no inference-mode buffer in place
+    assert again.shape == (3, 3, 24, 32) and len(streamed) == 3

@@ -19,14 +19,17 @@ Exit codes: 0 done, 2 bad config/arguments, 3 bad input, 4 bad checkpoint, 5 out
 1 other inference errors, 130 interrupted (143 terminated).
 """
 import argparse
+import math
 import os.path as osp
 import sys
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import torch  # noqa: E402
 
 from mtu_toolkit.apis import InferenceError, deblur_video, init_restorer  # noqa: E402
+from mtu_toolkit.apis.inference import MAX_FPS  # noqa: E402
 from mtu_toolkit.apis.tiling import TiledRestorer, recommended_overlap  # noqa: E402
 from mtu_toolkit.deploy import add_model_arguments, tool_model  # noqa: E402
 from mtu_toolkit.engine.config_loader import (  # noqa: E402
@@ -63,12 +66,18 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.tile_overlap is not None and args.tile is None:
         parser.error('--tile-overlap needs --tile')
+    if args.tile is not None and args.tile <= 0:
+        parser.error(f'--tile must be a positive size in pixels, got {args.tile}')
+    if args.fps is not None and not (math.isfinite(args.fps) and 0 < args.fps <= MAX_FPS):
+        parser.error(f'--fps must be a frame rate in (0, {MAX_FPS:g}], got {args.fps:g}')
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     terminate_like_interrupt()  # SIGTERM, handled like Ctrl-C (the partial output is removed)
+    # the API's warnings (padded frames, a truncated video) as one line each
+    warnings.formatwarning = lambda message, *_, **__: f'warning: {message}\n'
     infer_dtype = 'float16' if args.fp16 else 'bfloat16' if args.bf16 else None
     try:
         if infer_dtype and not str(args.device).startswith('cuda'):

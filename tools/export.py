@@ -6,7 +6,8 @@
 The exported step takes the 5-frame window and the recurrent state and returns the restored
 frame and the new state (see ``mtu_toolkit/deploy/export.py``); ``first`` starts a video. Tracing
 fixes the frame size. The TorchScript export is checked against the Python model on a random
-clip (max abs difference printed) unless ``--no-check``.
+clip (max abs difference printed) unless ``--no-check``. The outputs are checked before any
+work: never the config or checkpoint, an existing file only with ``--overwrite``.
 """
 import argparse
 import os.path as osp
@@ -18,6 +19,7 @@ import torch  # noqa: E402
 
 from mtu_toolkit.apis import InferenceError, init_restorer  # noqa: E402
 from mtu_toolkit.deploy import export_onnx, export_torchscript, run_step_module  # noqa: E402
+from mtu_toolkit.deploy.export import check_export_paths, onnx_paths  # noqa: E402
 from mtu_toolkit.engine.config_loader import (  # noqa: E402
     ConfigError, add_debug_argument, run_tool)
 
@@ -27,6 +29,8 @@ def parse_size(text):
         w, h = (int(v) for v in text.lower().split('x'))
     except ValueError:
         raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, got {text!r}') from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f'size must be at least 1x1, got {text!r}')
     return w, h
 
 
@@ -38,9 +42,20 @@ def main(argv=None):
     parser.add_argument('--size', type=parse_size, default=(1280, 720), help='WIDTHxHEIGHT')
     parser.add_argument('--onnx', help='also export ONNX here (needs the onnx package)')
     parser.add_argument('--no-check', action='store_true', help='skip the equality check')
+    parser.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     add_debug_argument(parser)
     args = parser.parse_args(argv)
     width, height = args.size
+    outputs = [args.output] + (list(onnx_paths(args.onnx)) if args.onnx else [])
+    try:
+        check_export_paths(outputs, [args.config, args.checkpoint], args.overwrite)
+    except ValueError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    if len(set(map(osp.abspath, outputs))) < len(outputs):
+        print(f'error: {args.onnx}: the ONNX export would write over {args.output}',
+              file=sys.stderr)
+        return 2
     try:
         ckpt = None if args.checkpoint.lower() == 'none' else args.checkpoint
         restorer = init_restorer(args.config, ckpt, 'cpu')

@@ -9,6 +9,7 @@
 Only the model's recurrent state and its 5-frame window (two frames of look-ahead) are kept;
 decoding and encoding run in their own threads, overlapping the model.
 """
+import math
 import time
 from collections import deque
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from ..progress import ProgressLine
+from .errors import InferenceError
 from .init_restorer import model_device
 from .pipeline import BackgroundReader, BackgroundWriter
 from .video_io import open_reader, open_writer
@@ -23,6 +25,8 @@ from .video_io import open_reader, open_writer
 #: at most this many bytes of decoded frames wait on either side of the model (flat memory at
 #: 4K: eight queued 4K frames are 200 MB a side)
 QUEUE_BYTES = 64 << 20
+#: the highest frame rate a video is written at (encoders refuse, or hang on, absurd ones)
+MAX_FPS = 1000.0
 
 
 def frame_to_tensor(rgb, device):
@@ -85,6 +89,8 @@ def deblur_video(restorer, input_path, output_path, side_by_side=False, fps=None
     Raises:
         InputError, OutputError: with one clear sentence naming the file at fault.
     """
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise InferenceError(f'fps must be a frame rate in (0, {MAX_FPS:g}], got {fps!r}')
     reader = open_reader(input_path, fps)
     width, height = reader.size
     writer = open_writer(output_path, reader.fps, (2 * width if side_by_side else width, height),

@@ -69,6 +69,11 @@ class VideoFileReader:
                 frame = frame if ok else None
         finally:
             self._cap.release()
+        # (some containers state an estimate: one frame short is not worth a word)
+        if index < self.num_frames - 1:
+            warnings.warn(f'{self.path}: decoded {index} of the {self.num_frames} frames the '
+                          'file states; the rest is truncated or undecodable, so the output '
+                          f'has {index} frames')
 
 
 class FrameFolderReader:

@@ -82,6 +82,48 @@ def example_inputs(restorer, height, width):
     return window, (restored, feat, motion)
 
 
+def onnx_paths(path):
+    """The two files :func:`export_onnx` writes for ``path``: ``path`` and its ``_first``."""
+    return path, f'{osp.splitext(path)[0]}_first.onnx'
+
+
+def check_export_paths(paths, inputs=(), overwrite=False):
+    """Refuse, before any work, an export that would lose a file or could not be written.
+
+    Args:
+        paths (list[str]): the files the export writes.
+        inputs (list[str]): files it reads (config, checkpoint), which it may never replace.
+        overwrite (bool): let an existing output file be replaced.
+
+    Raises:
+        ValueError: one line naming the path: an input, a folder, an existing file (without
+            ``overwrite``), or a folder that does not exist.
+    """
+    for path in paths:
+        for src in inputs:
+            if src and osp.exists(src) and osp.exists(path) and osp.samefile(src, path):
+                raise ValueError(f'{path}: is the input {src}; export elsewhere')
+        if osp.isdir(path):
+            raise ValueError(f'{path}: is a folder; give the export a file name')
+        if osp.exists(path) and not overwrite:
+            raise ValueError(f'{path}: exists; pass --overwrite to replace it')
+        folder = osp.dirname(osp.abspath(path))
+        if not osp.isdir(folder):
+            raise ValueError(f'{path}: the folder {folder} does not exist')
+
+
+def _save_atomically(save, path, suffix=''):
+    """``save(tmp)`` then rename to ``path``; the temporary is removed if anything fails."""
+    tmp = f'{path}.tmp-{os.getpid()}{suffix}'
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def export_torchscript(restorer, path, height, width):
     """Trace :class:`FrameStep` (``forward`` and ``first``) and save it atomically to ``path``.
 
@@ -93,15 +135,16 @@ def export_torchscript(restorer, path, height, width):
     with torch.no_grad(), quiet_tracing():
         traced = torch.jit.trace_module(
             step, {'forward': (window, *state), 'first': (window,)}, check_trace=False)
-    tmp = f'{path}.tmp-{os.getpid()}'
-    traced.save(tmp)
-    os.replace(tmp, path)
+    _save_atomically(traced.save, path)
     return traced
 
 
 def export_onnx(restorer, path, height, width, opset=17):
     """Export the step to ``<path>`` (frames t >= 1) and ``<stem>_first.onnx`` (frame 0).
 
+    The graphs' inputs are ``window`` (1, 5, 3, H, W) and, for frames t >= 1, the state
+    ``restored_prev``, ``feat_prev``, ``motion_prev0``, ...; their outputs ``out``, then the
+    new state ``restored``, ``feat``, ``motion0``, ... (fed back as the ``*_prev`` inputs).
     Needs the ``onnx`` package. Returns the two paths.
     """
     try:
@@ -111,17 +154,20 @@ def export_onnx(restorer, path, height, width, opset=17):
                            'TorchScript export works without it') from err
     step = FrameStep(restorer)
     window, (restored, feat, motion) = example_inputs(restorer, height, width)
-    first_path = f'{osp.splitext(path)[0]}_first.onnx'
+    first_path = onnx_paths(path)[1]
     names_out = ['out', 'restored', 'feat'] + [f'motion{i}' for i in range(len(motion))]
+    # (input names distinct from the outputs': an input named like an output is renamed by
+    # the exporter, and could not be fed by its name)
     jobs = [(step, (window, restored, feat, motion), path,
-             ['window', 'restored', 'feat'] + [f'motion_prev{i}' for i in range(len(motion))]),
+             ['window', 'restored_prev', 'feat_prev']
+             + [f'motion_prev{i}' for i in range(len(motion))]),
             (_First(step), (window,), first_path, ['window'])]
     for module, args, target, names_in in jobs:
-        tmp = f'{target}.tmp-{os.getpid()}.onnx'
-        with torch.no_grad(), quiet_tracing():
-            torch.onnx.export(module, args, tmp, input_names=names_in, output_names=names_out,
-                              opset_version=opset, dynamo=False)
-        os.replace(tmp, target)
+        def save(tmp, module=module, args=args, names_in=names_in):
+            with torch.no_grad(), quiet_tracing():
+                torch.onnx.export(module, args, tmp, input_names=names_in,
+                                  output_names=names_out, opset_version=opset, dynamo=False)
+        _save_atomically(save, target, '.onnx')
     return path, first_path
 
 
