@@ -1,4 +1,5 @@
-"""Files written through temporary names: the leftovers of dead runs, found and removed.
+"""Files the tools write: checked before any work (:func:`check_output_file`), written
+through temporary names, and the leftovers of dead runs found and removed.
 
 Every writer of the toolkit (LMDB conversion, deblurred videos and frame folders) writes to
 ``<name>.tmp-<pid>...`` and renames when complete. A run killed hard (SIGKILL, power loss)
@@ -6,10 +7,38 @@ leaves its temporary behind; the next run removes those whose process is gone.
 """
 import glob
 import os
+import os.path as osp
 import re
 import shutil
 
 _PID = re.compile(r'\.tmp-(\d+)')
+
+
+def check_output_file(path, inputs=(), overwrite=False):
+    """Refuse, before any work, a file a tool would write that would lose a file or could not
+    be written.
+
+    Args:
+        path (str): the file to write.
+        inputs (list[str]): files the tool reads, which it may never replace (also through
+            links).
+        overwrite (bool): let an existing ``path`` be replaced.
+
+    Raises:
+        ValueError: one line naming ``path``: an input, a folder, an existing file (without
+            ``overwrite``), or in a folder that does not exist.
+    """
+    for src in inputs:
+        if src and (osp.exists(src) and osp.exists(path) and osp.samefile(src, path)
+                    or osp.realpath(src) == osp.realpath(path)):
+            raise ValueError(f'{path}: is the input {src}; write the result elsewhere')
+    if osp.isdir(path):
+        raise ValueError(f'{path}: is a folder; give the name of the file to write')
+    if osp.exists(path) and not overwrite:
+        raise ValueError(f'{path}: exists; pass --overwrite to replace it')
+    folder = osp.dirname(osp.abspath(path))
+    if not osp.isdir(folder):
+        raise ValueError(f'{path}: the folder {folder} does not exist')
 
 
 def pid_alive(pid):

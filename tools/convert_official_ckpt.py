@@ -24,6 +24,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import torch  # noqa: E402
 
 from mtu_toolkit.engine.checkpoint import fsync_replace  # noqa: E402
+from mtu_toolkit.fileio import check_output_file  # noqa: E402
 from mtu_toolkit.models.official_checkpoint import (  # noqa: E402
     OfficialCheckpointError, convert_official_state_dict, is_official_state_dict)
 
@@ -47,25 +48,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def same_file(a, b):
-    """Whether paths ``a`` and ``b`` are one file (also through links)."""
-    if osp.exists(a) and osp.exists(b):
-        return osp.samefile(a, b)
-    return osp.realpath(a) == osp.realpath(b)
-
-
 def check_paths(src, dst, overwrite):
     if not osp.isfile(src):
         raise ConvertError(f'{src}: no such file')
-    if same_file(src, dst):
-        raise ConvertError(f'{dst} is the input {src}: give another output path')
-    if osp.isdir(dst):
-        raise ConvertError(f'{dst} is a folder: give the checkpoint file to write')
-    if osp.exists(dst) and not overwrite:
-        raise ConvertError(f'{dst} exists: pass --overwrite to replace it')
-    folder = osp.dirname(osp.abspath(dst))
-    if not osp.isdir(folder):
-        raise ConvertError(f'{dst}: the folder {folder} does not exist')
+    try:
+        check_output_file(dst, [src], overwrite)
+    except ValueError as err:
+        raise ConvertError(str(err)) from None
 
 
 def load_released(src):

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from ..apis.init_restorer import model_device
+from ..fileio import check_output_file
 from ..models.backbones.mtu_net import MTUState
 from ..models.window import WINDOW, clamped_indices
 
@@ -100,16 +101,7 @@ def check_export_paths(paths, inputs=(), overwrite=False):
             ``overwrite``), or a folder that does not exist.
     """
     for path in paths:
-        for src in inputs:
-            if src and osp.exists(src) and osp.exists(path) and osp.samefile(src, path):
-                raise ValueError(f'{path}: is the input {src}; export elsewhere')
-        if osp.isdir(path):
-            raise ValueError(f'{path}: is a folder; give the export a file name')
-        if osp.exists(path) and not overwrite:
-            raise ValueError(f'{path}: exists; pass --overwrite to replace it')
-        folder = osp.dirname(osp.abspath(path))
-        if not osp.isdir(folder):
-            raise ValueError(f'{path}: the folder {folder} does not exist')
+        check_output_file(path, inputs, overwrite)
 
 
 def _save_atomically(save, path, suffix=''):
