@@ -286,3 +286,12 @@ def test_infer_clip_after_the_streaming_api():
     with torch.no_grad():
         again = model.infer_clip(clip)  # reuses no inference-mode buffer in place
     assert again.shape == (3, 3, 24, 32) and len(streamed) == 3
+
+
+def test_a_bad_output_is_refused_before_the_model_loads(tmp_path):
+    video = write_video(tmp_path / 'in.avi')
+    # the checkpoint is missing too: the output's error comes first, before any loading
+    proc = subprocess.run([sys.executable, DEBLUR, str(tmp_path / 'none.py'),
+                           str(tmp_path / 'none.pth'), video, str(tmp_path / 'o.xyz')],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 5 and "unknown video extension '.xyz'" in proc.stderr

@@ -30,6 +30,7 @@ import torch  # noqa: E402
 
 from mtu_toolkit.apis import InferenceError, deblur_video, init_restorer  # noqa: E402
 from mtu_toolkit.apis.inference import MAX_FPS  # noqa: E402
+from mtu_toolkit.apis.video_io import check_output  # noqa: E402
 from mtu_toolkit.apis.tiling import TiledRestorer, recommended_overlap  # noqa: E402
 from mtu_toolkit.deploy import add_model_arguments, tool_model  # noqa: E402
 from mtu_toolkit.engine.config_loader import (  # noqa: E402
@@ -83,6 +84,7 @@ def main(argv=None):
         if infer_dtype and not str(args.device).startswith('cuda'):
             raise InferenceError(f'--{"fp16" if args.fp16 else "bf16"} needs a GPU '
                                  f'(--device cuda); on {args.device} run in float32')
+        check_output(args.output, args.overwrite, args.input)  # before the model loads
         restorer = init_restorer(args.config, args.checkpoint, args.device, infer_dtype)
         fast = tool_model(restorer, compile=args.compile, eager=args.eager)
         if args.tile:

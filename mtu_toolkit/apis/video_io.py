@@ -136,18 +136,10 @@ class VideoFileWriter:
     """
 
     def __init__(self, path, fps, size, overwrite=False):
+        check_video_path(path, overwrite)
         ext = osp.splitext(path)[1].lower()
-        if ext not in VIDEO_FOURCC:
-            raise OutputError(f'{path}: unknown video extension {ext!r} '
-                              f'(use one of {", ".join(VIDEO_FOURCC)} or a folder)')
         self.path, self.size, self.count = path, tuple(size), 0
         folder = osp.dirname(osp.abspath(path))
-        if not osp.isdir(folder):
-            raise OutputError(f'{path}: the folder {folder} does not exist')
-        if osp.isdir(path):
-            raise OutputError(f'{path}: is a folder; give another file name')
-        if osp.exists(path) and not overwrite:
-            raise OutputError(f'{path}: exists; pass --overwrite (overwrite=True) to replace it')
         width, height = self.size
         self.padded = (width + width % 2, height + height % 2)
         if self.padded != self.size:
@@ -204,13 +196,7 @@ class FrameFolderWriter:
 
     def __init__(self, path, fps=None, size=None, overwrite=False):
         path = path.rstrip('/\\') or path
-        if osp.isdir(path) and os.listdir(path):
-            raise OutputError(f'{path}: the output folder exists and is not empty')
-        if osp.isfile(path):
-            raise OutputError(f'{path}: is a file; give a video extension or a folder name')
-        parent = osp.dirname(osp.abspath(path))
-        if not osp.isdir(parent):
-            raise OutputError(f'{path}: the folder {parent} does not exist')
+        check_folder_path(path)
         self.path, self.size, self.count = path, size, 0
         remove_stale_temporaries(f'{glob.escape(osp.abspath(path))}.tmp-*')
         self.tmp = f'{osp.abspath(path)}.tmp-{os.getpid()}'
@@ -242,19 +228,59 @@ def same_path(a, b):
         return False
 
 
-def open_writer(path, fps, size, overwrite=False, input_path=None):
-    """A :class:`VideoFileWriter` for a path with a video extension, else a folder writer.
+def check_video_path(path, overwrite=False):
+    """Refuse a video file that could not or may not be written (one line, OutputError)."""
+    ext = osp.splitext(path)[1].lower()
+    if ext not in VIDEO_FOURCC:
+        raise OutputError(f'{path}: unknown video extension {ext!r} '
+                          f'(use one of {", ".join(VIDEO_FOURCC)} or a folder)')
+    folder = osp.dirname(osp.abspath(path))
+    if not osp.isdir(folder):
+        raise OutputError(f'{path}: the folder {folder} does not exist')
+    if osp.isdir(path):
+        raise OutputError(f'{path}: is a folder; give another file name')
+    if osp.exists(path) and not overwrite:
+        raise OutputError(f'{path}: exists; pass --overwrite (overwrite=True) to replace it')
+
+
+def check_folder_path(path):
+    """Refuse an output frame folder that could not or may not be written."""
+    if osp.isdir(path) and os.listdir(path):
+        raise OutputError(f'{path}: the output folder exists and is not empty')
+    if osp.isfile(path):
+        raise OutputError(f'{path}: is a file; give a video extension or a folder name')
+    parent = osp.dirname(osp.abspath(path))
+    if not osp.isdir(parent):
+        raise OutputError(f'{path}: the folder {parent} does not exist')
+
+
+def check_output(path, overwrite=False, input_path=None):
+    """What :func:`open_writer` refuses, checked without writing anything (so that a tool can
+    refuse a bad output before it loads a model).
 
     ``input_path``: the input being processed, which the output may never replace (the same
     file, also through links); ``overwrite`` lets an existing output file be replaced.
+
+    Raises:
+        OutputError: one line naming ``path``.
     """
     if input_path is not None and same_path(path, input_path):
         raise OutputError(f'{path}: is the input {input_path}; write the result elsewhere')
     if osp.splitext(path)[1].lower() in VIDEO_FOURCC:
-        return VideoFileWriter(path, fps, size, overwrite)
-    if osp.splitext(path)[1] and not osp.isdir(path):
+        check_video_path(path, overwrite)
+    elif osp.splitext(path)[1] and not osp.isdir(path):
         raise OutputError(f'{path}: unknown video extension {osp.splitext(path)[1]!r} '
                           f'(use one of {", ".join(VIDEO_FOURCC)} or a folder)')
+    else:
+        check_folder_path(path.rstrip('/\\') or path)
+
+
+def open_writer(path, fps, size, overwrite=False, input_path=None):
+    """A :class:`VideoFileWriter` for a path with a video extension, else a folder writer
+    (``overwrite`` and ``input_path`` as :func:`check_output`)."""
+    check_output(path, overwrite, input_path)
+    if osp.splitext(path)[1].lower() in VIDEO_FOURCC:
+        return VideoFileWriter(path, fps, size, overwrite)
     return FrameFolderWriter(path, fps, size, overwrite)
 
 

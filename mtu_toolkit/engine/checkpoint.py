@@ -78,8 +78,8 @@ def load_from_local_weights_only(filename, map_location=None, report=None):
         with torch.serialization.safe_globals(missing):
             ckpt = torch.load(filename, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
-        raise CheckpointLoadError(f'cannot load checkpoint {filename}: {_why(e, filename)}') \
-            from e
+        raise CheckpointLoadError(f'cannot load checkpoint {filename} (weights_only=True): '
+                                  f'{_why(e, filename)}') from e
     return convert_if_official(ckpt, filename, report)
 
 
