@@ -364,7 +364,7 @@ def test_analyze_logs_bad_inputs(tmp_path, capsys):
     with pytest.raises(ArgumentError, match='--legend has 3 names; give one per run'):
         tool.main(['plot_curve', good, '--legend', 'a', 'b', 'c',
                    '--out', str(tmp_path / 'c.png')])
-    with pytest.raises(ArgumentError, match='is one of the inputs'):
+    with pytest.raises(ArgumentError, match='is the input'):
         tool.main(['plot_curve', good, '--out', good])
     with pytest.raises(ArgumentError, match="unknown picture format 'json'"):
         tool.main(['plot_curve', good, '--out', str(tmp_path / 'c.json')])

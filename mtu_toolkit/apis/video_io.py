@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..datasets.frame_io import FRAME_EXTS, list_frame_files
-from ..fileio import remove_stale_temporaries
+from ..fileio import check_output_file, remove_stale_temporaries
 from .errors import InputError, OutputError
 #: video containers written, with the FourCC used for each
 VIDEO_FOURCC = {'.mp4': 'mp4v', '.mov': 'mp4v', '.m4v': 'mp4v', '.avi': 'MJPG', '.mkv': 'MJPG'}
@@ -234,13 +234,10 @@ def check_video_path(path, overwrite=False):
     if ext not in VIDEO_FOURCC:
         raise OutputError(f'{path}: unknown video extension {ext!r} '
                           f'(use one of {", ".join(VIDEO_FOURCC)} or a folder)')
-    folder = osp.dirname(osp.abspath(path))
-    if not osp.isdir(folder):
-        raise OutputError(f'{path}: the folder {folder} does not exist')
-    if osp.isdir(path):
-        raise OutputError(f'{path}: is a folder; give another file name')
-    if osp.exists(path) and not overwrite:
-        raise OutputError(f'{path}: exists; pass --overwrite (overwrite=True) to replace it')
+    try:
+        check_output_file(path, overwrite=overwrite)
+    except ValueError as err:
+        raise OutputError(str(err)) from None
 
 
 def check_folder_path(path):

@@ -33,6 +33,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mtu_toolkit.engine.checkpoint import fsync_replace  # noqa: E402
 from mtu_toolkit.engine.config_loader import (  # noqa: E402
     ArgumentError, add_debug_argument, run_tool)
+from mtu_toolkit.fileio import check_output_file  # noqa: E402
 
 #: keys of a log line that mark it as a training line
 TRAIN_MARKS = ('lr', 'loss')
@@ -170,18 +171,15 @@ def _check_out(out, paths):
     format."""
     import matplotlib.figure
     inputs = [f for p in paths for f in scalar_files(p)]
-    if osp.exists(out) and any(osp.samefile(out, f) for f in inputs):
-        raise ArgumentError(f'--out {out} is one of the inputs; choose another file')
-    if osp.isdir(out):
-        raise ArgumentError(f'--out {out} is a folder')
+    try:  # (an existing picture is replaced: a plot is made again at will)
+        check_output_file(out, inputs, overwrite=True)
+    except ValueError as err:
+        raise ArgumentError(f'--out {err}') from None
     ext = osp.splitext(out)[1].lower().lstrip('.')
     formats = matplotlib.figure.Figure().canvas.get_supported_filetypes()
     if ext not in formats:
         raise ArgumentError(f'--out {out}: unknown picture format {ext!r} (use one of '
                             f'{", ".join(sorted(formats))})')
-    folder = osp.dirname(osp.abspath(out))
-    if not osp.isdir(folder):
-        raise ArgumentError(f'--out {out}: folder {folder} does not exist')
     return ext
 
 
