@@ -77,8 +77,6 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     terminate_like_interrupt()  # SIGTERM, handled like Ctrl-C (the partial output is removed)
-    # the API's warnings (padded frames, a truncated video) as one line each
-    warnings.formatwarning = lambda message, *_, **__: f'warning: {message}\n'
     infer_dtype = 'float16' if args.fp16 else 'bfloat16' if args.bf16 else None
     try:
         if infer_dtype and not str(args.device).startswith('cuda'):
@@ -107,4 +105,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    # the API's warnings (padded frames, a truncated video) as one line each (the command
+    # line only: main() called from Python leaves the warnings' format alone)
+    warnings.formatwarning = lambda message, *_, **__: f'warning: {message}\n'
     sys.exit(run_tool(main))
