@@ -25,6 +25,13 @@ def _load(options):
 # --cfg-options
 
 
+def test_a_number_given_as_text_is_refused():
+    with pytest.raises(ConfigError, match=r'train_cfg.max_iters=abc: expected a number '
+                                          r'\(the config has \d+\)'):
+        _load({'train_cfg.max_iters': 'abc'})
+    assert _load({'train_cfg.max_iters': 9}).train_cfg.max_iters == 9
+
+
 def test_existing_keys_are_set_like_mmengine_does():
     cfg = _load({'train_cfg.max_iters': 7, 'param_scheduler.0.end': 11,
                  'model.backbone.num_units': 4, 'optim_wrapper.optimizer.betas': (0.5, 0.9)})

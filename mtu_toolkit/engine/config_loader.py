@@ -166,6 +166,22 @@ def _walk(cfg, key, may_be_new):
     return None
 
 
+def _check_number(cfg, key, value):
+    """A one-line :class:`ConfigError` when ``key`` holds a number in ``cfg`` and ``value``
+    is text that is not one (``max_iters=abc``: else a traceback from deep in the Runner)."""
+    node = cfg._cfg_dict if isinstance(cfg, Config) else cfg
+    for part in key.split('.'):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return  # a new key: anything goes
+    if isinstance(node, (int, float)) and not isinstance(node, bool) and isinstance(value, str):
+        raise ConfigError(f'--cfg-options {key}={value}: expected a number (the config has '
+                          f'{node!r})')
+
+
 def close_keys(key, known, n=3):
     """Up to ``n`` known dotted keys closest to ``key``: those whose last part is most like
     ``key``'s (``max_iters`` -> ``train_cfg.max_iters``), the whole path breaking ties."""
@@ -194,6 +210,7 @@ def check_cfg_options(cfg, options):
             continue  # e.g. work_dir=..., auto_scale_lr=...: the Runner reads them
         problem = _walk(cfg, key, new)
         if problem is None:
+            _check_number(cfg, key, options[full_key])
             continue
         name = cfg.filename or 'the config'
         if problem == 'no such key':
