@@ -1,4 +1,6 @@
 """The direct CPU convolution kernels (csrc/cpu/conv_cpu.cpp) against PyTorch's convolutions."""
+import threading
+
 import pytest
 import torch
 import torch.nn as nn
@@ -185,7 +187,7 @@ def test_large_outputs_are_recycled_only_when_nothing_holds_them(monkeypatch):
     out_bytes = 4 * 8 * 16 * 4
     monkeypatch.setattr(conv_direct, 'RECYCLE_BYTES', 0)
     monkeypatch.setattr(conv_direct, 'POOL_BYTES', 3 * out_bytes)
-    monkeypatch.setattr(conv_direct, '_POOL', [])
+    monkeypatch.setattr(conv_direct, '_POOLS', threading.local())
     layer, other_layer = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
     direct, other = DirectConv2d(layer, relu=False), DirectConv2d(other_layer, relu=False)
     xs = [torch.randn(1, 4, 8, 16) for _ in range(6)]
@@ -210,7 +212,7 @@ def test_large_outputs_are_recycled_only_when_nothing_holds_them(monkeypatch):
         # all three held: a fourth buffer, and the oldest leaves the pool (3 buffers' bytes)
         f = direct([xs[5]])
         assert f.data_ptr() not in (a_ptr, b.data_ptr(), c_ptr)
-        assert len(conv_direct._POOL) == 3 and conv_direct._POOL[0] is f
+        assert len(conv_direct._thread_pool()) == 3 and conv_direct._thread_pool()[0] is f
         torch.testing.assert_close(f, layer(xs[5]), rtol=0, atol=2e-5)
 
 

@@ -1,5 +1,6 @@
 """The inference forms derived from MTUNet's own layers give the network's frames."""
 import copy
+import threading
 
 import pytest
 import torch
@@ -108,7 +109,7 @@ def test_direct_frames_reuse_their_large_outputs(monkeypatch):
         pytest.skip('the direct kernels do not run on this CPU')
     import mtu_toolkit.deploy.direct_conv as direct_conv
     monkeypatch.setattr(direct_conv, 'RECYCLE_BYTES', 0)
-    monkeypatch.setattr(direct_conv, '_POOL', [])
+    monkeypatch.setattr(direct_conv, '_POOLS', threading.local())
     fused = FORMS['direct'](tiny_net(num_units=3))
     outputs = []
     hooks = [m.register_forward_hook(lambda m, args, out: outputs.append((m, out.data_ptr())))
@@ -118,7 +119,7 @@ def test_direct_frames_reuse_their_large_outputs(monkeypatch):
         for _ in range(4):
             outputs.clear()
             _, state = fused(torch.rand(1, 5, 3, 16, 24), state)
-            pools.append([t.data_ptr() for t in direct_conv._POOL])
+            pools.append([t.data_ptr() for t in direct_conv._thread_pool()])
     for h in hooks:
         h.remove()
     assert pools[1] == pools[2] == pools[3] and pools[3]

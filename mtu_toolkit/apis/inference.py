@@ -41,6 +41,20 @@ def tensor_to_frame(t):
     return np.ascontiguousarray(t.permute(1, 2, 0).cpu().numpy())
 
 
+def _check_frame(rgb, index, size):
+    """The (H, W) of frame ``index``, or a one-line error (``size``: the first frame's)."""
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
+        what = (f'shape {rgb.shape}' if isinstance(rgb, np.ndarray)
+                else type(rgb).__name__)
+        raise ValueError(f'frame {index}: expected an (H, W, 3) uint8 RGB array, got {what}')
+    if rgb.dtype != np.uint8:
+        raise TypeError(f'frame {index}: expected uint8 values 0..255, got {rgb.dtype}')
+    if size is not None and rgb.shape[:2] != size:
+        raise ValueError(f'frame {index} is {rgb.shape[1]}x{rgb.shape[0]}, the first frame '
+                         f'{size[1]}x{size[0]}: a stream has one frame size')
+    return rgb.shape[:2]
+
+
 @torch.inference_mode()
 def deblur_frames(restorer, frames):
     """Restore a stream of frames with ``restorer.stream()`` (latency two frames).
@@ -53,8 +67,10 @@ def deblur_frames(restorer, frames):
         tuple: ``(blurry, restored)``, both (H, W, 3) uint8 RGB, in input order.
     """
     device = model_device(restorer)
-    stream, waiting = restorer.stream(), deque()
-    for rgb in frames:
+    stream, waiting, size = restorer.stream(), deque(), None
+    for index, rgb in enumerate(frames):
+        size = _check_frame(rgb, index, size)
+        rgb = np.ascontiguousarray(rgb)  # (a view such as bgr[..., ::-1] has negative strides)
         waiting.append(rgb)
         # the stream keeps its window as bytes; the restorer converts what it reads
         frame = torch.from_numpy(rgb).to(device, non_blocking=True).permute(2, 0, 1)[None]

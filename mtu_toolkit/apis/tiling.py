@@ -27,20 +27,29 @@ import torch.nn as nn
 from ..models.backbones.mtu_net import MTUNet
 
 
+def _radius(conv, scale):
+    """Pixels a KxK conv reading a feature of ``scale`` pixels per position reaches."""
+    return conv.kernel_size[0] // 2 * scale
+
+
+def unit_radius(unit):
+    """Pixels one detail network (a unit of MTUNet) reaches in each direction: its deepest
+    path (encoder, residual blocks at 1/4 resolution, decoder)."""
+    return (_radius(unit.enc1.conv, 1) + _radius(unit.enc2.conv, 1)
+            + _radius(unit.enc3.conv, 2)
+            + sum(_radius(layer.conv, 4) for block in unit.blocks for layer in block.body)
+            + _radius(unit.blocks_end.conv, 4) + _radius(unit.dec1.conv, 4)
+            + _radius(unit.dec2.conv, 2))
+
+
 def receptive_radius(net):
     """Pixels a restored pixel of ``net`` (an MTUNet) depends on in each direction, within one
-    frame: the input convolutions, then every unit's deepest path (encoder, residual blocks at
-    1/4 resolution, decoder), then the output convolution."""
-    def radius(conv, scale):  # a KxK conv reading a feature of ``scale`` pixels per position
-        return conv.kernel_size[0] // 2 * scale
-    unit = net.units[0]
-    per_unit = (radius(unit.enc1.conv, 1) + radius(unit.enc2.conv, 1)
-                + radius(unit.enc3.conv, 2)
-                + sum(radius(layer.conv, 4) for block in unit.blocks for layer in block.body)
-                + radius(unit.blocks_end.conv, 4) + radius(unit.dec1.conv, 4)
-                + radius(unit.dec2.conv, 2))
-    return radius(net.inp_prev_conv.conv, 1) + net.num_units * per_unit \
-        + radius(net.out_conv.conv, 1)
+    frame: the input convolutions, then every unit's deepest path, then the output
+    convolution. A net whose units were frozen (traced) keeps their radius in
+    ``unit_radius`` (set by ``deploy.freeze_units``)."""
+    per_unit = getattr(net, 'unit_radius', None) or unit_radius(net.units[0])
+    return _radius(net.inp_prev_conv.conv, 1) + net.num_units * per_unit \
+        + _radius(net.out_conv.conv, 1)
 
 
 def recommended_overlap(restorer):

@@ -93,6 +93,19 @@ class FrameFolderReader:
         first = self._read(self.files[0])
         self.size = (first.shape[1], first.shape[0])
         self.num_frames = len(self.files)
+        self._warn_what_is_lost(osp.join(path, self.files[0]))
+
+    @staticmethod
+    def _warn_what_is_lost(file):
+        """Frames are read as 8-bit colour: say so when the first frame holds more (an alpha
+        channel, 16 bits), rather than drop it without a word."""
+        img = cv2.imread(file, cv2.IMREAD_UNCHANGED)
+        lost = ([f'{img.dtype.itemsize * 8}-bit values (read as 8-bit)']
+                if img is not None and img.dtype != np.uint8 else [])
+        if img is not None and img.ndim == 3 and img.shape[2] == 4:
+            lost.append('the alpha channel (dropped: the output has none)')
+        if lost:
+            warnings.warn(f'{file}: the frames hold {" and ".join(lost)}', stacklevel=3)
 
     def _read(self, name):
         file = osp.join(self.path, name)

@@ -17,6 +17,7 @@ direct inference form installs on the network's layers (:func:`~mtu_toolkit.depl
 """
 import math
 import sys
+import threading
 
 import torch
 import torch.nn as nn
@@ -69,13 +70,21 @@ def _plane_contiguous(t):
 #: them or trims from its heap when they are freed, so a fresh one often page-faults on every
 #: first touch (figures in ``docs/benchmarks.md``); smaller ones it keeps.
 RECYCLE_BYTES = 1 << 20
-#: The recycled outputs kept for reuse, newest first, one pool for all layers: at most
+#: The recycled outputs kept for reuse, newest first, one pool for all layers (and one per
+#: thread: two threads each running their own copy never hand each other a buffer): at most
 #: POOL_BYTES of them. A buffer is added only when every pooled one of its shape is still
 #: referenced, so the pool holds about the most outputs alive at once in a frame (at 720p
 #: ~0.3 GB for MTU2, ~0.5 GB for MTU10-L); the bound keeps what stays beyond that (e.g.
 #: shapes of an earlier resolution) limited.
 POOL_BYTES = 1 << 30
-_POOL = []
+_POOLS = threading.local()
+
+
+def _thread_pool():
+    """This thread's pool of recycled outputs (a list, newest first)."""
+    if not hasattr(_POOLS, 'pool'):
+        _POOLS.pool = []
+    return _POOLS.pool
 
 
 def _unreferenced(pool, i):
@@ -248,10 +257,13 @@ class DirectConv2d(nn.Module):
         """A buffer for an output that may outlive the call (e.g. the recurrent state): an
         earlier output in the pool that nothing references any more, else a fresh one, which
         joins the pool (the oldest leave it beyond ``POOL_BYTES``)."""
-        pool = _POOL
+        pool = _thread_pool()
+        # (a buffer made under inference_mode cannot be written outside it)
+        writable = torch.is_inference_mode_enabled()
         for i in range(len(pool)):  # (indexing: a loop variable would be one more reference)
             if pool[i].shape == shape and pool[i].dtype == x.dtype \
-                    and pool[i].device == x.device and _unreferenced(pool, i):
+                    and pool[i].device == x.device and (writable or not pool[i].is_inference()) \
+                    and _unreferenced(pool, i):
                 return pool[i]
         buf = empty_huge(shape, dtype=x.dtype, device=x.device)
         pool.insert(0, buf)

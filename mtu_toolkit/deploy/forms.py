@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..apis.tiling import unit_radius
 from ..models.layers import apply_conv, fused_layers
 from .direct_conv import DirectConv2d
 
@@ -119,7 +120,11 @@ def freeze_unit(unit, in_channels):
 
 
 def freeze_units(net):
-    """Replace every detail network of ``net`` by its frozen trace, in place. Returns ``net``."""
+    """Replace every detail network of ``net`` by its frozen trace, in place. Returns ``net``.
+
+    The traces hide the layers' geometry, so the units' receptive radius is kept on the net
+    first (``net.unit_radius``, pixels; what ``apis.tiling.recommended_overlap`` reads)."""
+    net.unit_radius = unit_radius(net.units[0])
     for i, unit in enumerate(net.units):
         net.units[i] = freeze_unit(unit, 2 * net.channels)
     return net

@@ -1,5 +1,6 @@
 """MTURestorer: trains the MTU network on clips (truncated BPTT of one frame) and infers as a
 stream."""
+import threading
 from contextlib import nullcontext
 
 import torch
@@ -11,6 +12,24 @@ from ...memory import kept_buffer
 from ...registry import MODELS
 from ..window import CONTEXT, WINDOW, clamped_indices, padded_indices, window_at
 from .padding import crop_to, pad_to_multiple
+
+
+def _checked_clip(frames):
+    """``frames`` as :meth:`MTURestorer.infer_clip` reads them, or a one-line error."""
+    if not isinstance(frames, torch.Tensor):
+        raise TypeError(f'frames must be a tensor (T, 3, H, W) or (B, T, 3, H, W), got '
+                        f'{type(frames).__name__}')
+    if frames.dim() not in (4, 5) or frames.shape[-3] != 3:
+        raise ValueError(f'frames must be RGB (T, 3, H, W) or (B, T, 3, H, W), got shape '
+                         f'{tuple(frames.shape)}')
+    if frames.shape[-4] == 0 or frames.numel() == 0:
+        raise ValueError(f'frames hold no pixel (shape {tuple(frames.shape)})')
+    if frames.dtype == torch.uint8:
+        return frames
+    if not frames.is_floating_point():
+        raise TypeError(f'frames must be uint8 (0..255) or floating point in [0, 1], got '
+                        f'{frames.dtype}')
+    return frames if frames.dtype == torch.float32 else frames.float()
 
 
 @MODELS.register_module()
@@ -63,7 +82,8 @@ class MTURestorer(BaseModel):
             raise ValueError(f"infer_dtype must be None, 'float16' or 'bfloat16', "
                              f"got {infer_dtype!r}")
         self.infer_dtype = infer_dtype
-        self._window_buffer = None  # restore_frame's converted window (see _network_window)
+        # (owner thread, restore_frame's converted window): see _network_window
+        self._window_buffer = None
 
     def loss_terms(self):
         """(name, term) of every loss term, in the order they are logged."""
@@ -178,12 +198,18 @@ class MTURestorer(BaseModel):
         """``window`` as the network reads it: floating point, contiguous. A uint8 window (in
         [0, 1] after the conversion) or a strided view (e.g. frames permuted from HWC) is
         written into one buffer kept from frame to frame: the window is dead once the frame
-        is restored, and a fresh one (55 MB at 720p) page-faults on every frame."""
+        is restored, and a fresh one (55 MB at 720p) page-faults on every frame. The buffer
+        belongs to the first thread that converts a window; another thread calling the same
+        model gets a fresh one each frame, so that two threads never write one buffer."""
         if window.is_floating_point() and window.is_contiguous():
             return window
         dtype = window.dtype if window.is_floating_point() else torch.float32
-        buf = self._window_buffer = kept_buffer(self._window_buffer, window.shape, dtype,
-                                                window.device)
+        owner, kept = self._window_buffer or (threading.get_ident(), None)
+        if owner == threading.get_ident():
+            buf = kept_buffer(kept, window.shape, dtype, window.device)
+            self._window_buffer = (owner, buf)
+        else:
+            buf = torch.empty(window.shape, dtype=dtype, device=window.device)
         buf.copy_(window)
         return buf if window.is_floating_point() else buf.div_(255)
 
@@ -217,7 +243,12 @@ class MTURestorer(BaseModel):
         return (torch.stack(outs, 1), motions) if return_motion else torch.stack(outs, 1)
 
     def infer_clip(self, frames):
-        """Restore a whole clip (T, 3, H, W) or (B, T, 3, H, W), ends clamped like a stream."""
+        """Restore a whole clip (T, 3, H, W) or (B, T, 3, H, W), ends clamped like a stream.
+
+        ``frames``: uint8 in 0..255 or floating point in [0, 1] (float64 and half precision
+        are read as float32); anything else is refused with one line naming the problem.
+        Returns float32 in [0, 1] of the same layout."""
+        frames = _checked_clip(frames)
         single = frames.dim() == 4
         frames = frames.unsqueeze(0) if single else frames
         idx = torch.tensor(padded_indices(frames.shape[1]), device=frames.device)

@@ -1,0 +1,95 @@
+"""The Python API as users call it: inputs checked in one line, one model shared by threads,
+the fast copy used in and out of inference mode, and the tiling's overlap of every fast form."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import mtu_toolkit.models  # noqa: F401
+from mtu_toolkit.apis import deblur_frames
+from mtu_toolkit.apis.tiling import recommended_overlap
+from mtu_toolkit.deploy import optimize_for_inference
+from mtu_toolkit.registry import MODELS
+
+
+def tiny(units=1, blocks=1, d=2):
+    torch.manual_seed(0)
+    return MODELS.build(dict(type='MTURestorer', backbone=dict(
+        type='MTUNet', num_units=units, channels=4, num_blocks=blocks, weight_init='kaiming',
+        mc_head=dict(type='CorrelationMCHead', max_displacement=d)))).eval()
+
+
+def clip(seed, t=3, h=24, w=32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (t, 3, h, w), generator=g, dtype=torch.uint8)
+
+
+@pytest.mark.parametrize('frames, error, match', [
+    (np.zeros((3, 3, 8, 8), np.uint8), TypeError, 'must be a tensor'),
+    (torch.zeros(3, 8, 8), ValueError, r'must be RGB .* got shape \(3, 8, 8\)'),
+    (torch.zeros(2, 8, 8, 3), ValueError, 'must be RGB'),
+    (torch.zeros(0, 3, 8, 8), ValueError, 'hold no pixel'),
+    (torch.zeros(2, 3, 8, 8, dtype=torch.bool), TypeError, 'got torch.bool'),
+    (torch.zeros(2, 3, 8, 8, dtype=torch.int64), TypeError, 'got torch.int64'),
+])
+def test_infer_clip_names_what_is_wrong(frames, error, match):
+    with pytest.raises(error, match=match):
+        tiny().infer_clip(frames)
+
+
+def test_infer_clip_reads_any_float_as_float32():
+    model, x = tiny(), clip(0).float() / 255
+    ref = model.infer_clip(x)
+    assert torch.equal(model.infer_clip(x.double()), ref)
+    assert torch.equal(model.infer_clip(clip(0)), ref)  # uint8 = float / 255
+
+
+def test_deblur_frames_checks_each_frame_and_takes_views():
+    model = tiny()
+    rgb = [f.permute(1, 2, 0).numpy() for f in clip(1)]
+    ref = [r for _, r in deblur_frames(model, rgb)]
+    bgr = [np.ascontiguousarray(f[..., ::-1]) for f in rgb]
+    views = [r for _, r in deblur_frames(model, [f[..., ::-1] for f in bgr])]  # negative strides
+    assert all(np.array_equal(a, b) for a, b in zip(ref, views))
+    for frames, match in (([rgb[0].astype(np.float32)], 'expected uint8'),
+                          ([rgb[0][..., :1]], r'expected an \(H, W, 3\)'),
+                          ([rgb[0], rgb[1][:8]], 'frame 1 is 32x8, the first frame 32x24')):
+        with pytest.raises((TypeError, ValueError), match=match):
+            list(deblur_frames(model, frames))
+
+
+def test_one_eager_model_shared_by_two_threads():
+    model, clips = tiny(), [clip(2), clip(3)]
+    refs = [model.infer_clip(c) for c in clips]  # uint8: converted through the window buffer
+    got = [[], []]
+
+    def work(i):
+        for _ in range(4):
+            got[i].append(model.infer_clip(clips[i]))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        assert all(torch.equal(o, refs[i]) for o in got[i])
+
+
+def test_the_fast_copy_after_the_streaming_api_works_outside_inference_mode():
+    model = tiny()
+    fast = optimize_for_inference(model, mode='direct')
+    frames = [f.permute(1, 2, 0).numpy() for f in clip(4, h=256, w=352)]  # outputs >= 1 MiB
+    list(deblur_frames(fast, frames))  # (under inference_mode: the pool's buffers made there)
+    x = clip(4, h=256, w=352).float() / 255
+    with torch.no_grad():
+        out = fast.infer_clip(x)
+    torch.testing.assert_close(out, model.infer_clip(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('mode', ['direct', 'frozen'])
+def test_recommended_overlap_of_every_fast_form(mode):
+    model = tiny(units=2)
+    fast = optimize_for_inference(model, mode=mode)
+    assert recommended_overlap(fast) == recommended_overlap(model)
