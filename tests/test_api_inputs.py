@@ -1,6 +1,7 @@
 """The Python API as users call it: inputs checked in one line, one model shared by threads,
 the fast copy used in and out of inference mode, and the tiling's overlap of every fast form."""
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -93,3 +94,17 @@ def test_recommended_overlap_of_every_fast_form(mode):
     model = tiny(units=2)
     fast = optimize_for_inference(model, mode=mode)
     assert recommended_overlap(fast) == recommended_overlap(model)
+
+
+@pytest.mark.parametrize('frame, lost', [(np.zeros((8, 8, 4), np.uint8), 'the alpha channel'),
+                                         (np.zeros((8, 8, 3), np.uint16), '16-bit values')])
+def test_a_frame_folder_says_what_reading_drops(tmp_path, frame, lost):
+    import cv2
+    from mtu_toolkit.apis import open_reader
+    cv2.imwrite(str(tmp_path / '0.png'), frame)
+    with pytest.warns(UserWarning, match=lost):
+        open_reader(str(tmp_path))
+    cv2.imwrite(str(tmp_path / '0.png'), np.zeros((8, 8, 3), np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        open_reader(str(tmp_path))
