@@ -138,6 +138,25 @@ def test_tool_writes_table_json_and_plot(tmp_path):
     assert (out / 'quality_speed.png').stat().st_size > 1000
 
 
+def test_tool_refuses_bad_arguments_before_timing(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location('bench_tool',
+                                                  osp.join(ROOT, 'tools', 'benchmark.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    (tmp_path / 'file').write_text('')
+    (tmp_path / 'q.json').write_text('{"MTU1": "high"}')
+    (tmp_path / 'bad.json').write_text('{bad')
+    for extra, message in ((['--out-dir', str(tmp_path / 'file')], 'is a file, not a folder'),
+                           (['--quality', str(tmp_path / 'q.json')], 'expected {"<variant>"'),
+                           (['--quality', str(tmp_path / 'bad.json')], 'not JSON')):
+        assert tool.main(['--variants', 'MTU1', '--size', '64x36', '--frames', '1',
+                          '--device', 'cpu', *extra]) == 2
+        err = capsys.readouterr()
+        assert message in err.err and 'MTU1 ' not in err.out  # nothing was timed
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--threads', '-1'])
+
+
 def test_engine_comparison_swaps_and_restores_the_engine(capsys, monkeypatch):
     """``benchmarks/inference_cpu.py --baseline-conv-ext``: the direct form of the same weights
     on another build of the engine (here this build's .so loaded a second time), frames taking

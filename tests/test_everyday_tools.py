@@ -144,14 +144,33 @@ def test_print_config_errors(tiny_cfg, tmp_path):
     tool = _module('misc/print_config.py')
     with pytest.raises(ConfigError, match='did you mean train_cfg.max_iters'):
         tool.main([tiny_cfg, '--cfg-options', 'max_iters=1'])
-    with pytest.raises(ConfigError, match='is the input config'):
+    with pytest.raises(ConfigError, match='is the input'):
         tool.main([tiny_cfg, '--out', tiny_cfg])
+    other = tmp_path / 'other.py'  # e.g. a _base_ piece: replaced only with --overwrite
+    other.write_text('x = 1\n')
+    with pytest.raises(ConfigError, match='exists; pass --overwrite'):
+        tool.main([tiny_cfg, '--out', str(other)])
+    assert other.read_text() == 'x = 1\n'
+    with pytest.raises(SystemExit) as exit_:
+        tool.main([tiny_cfg, '--cfg-options', 'noequals'])
+    assert exit_.value.code == 2
     before = open(tiny_cfg).read()
     proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'misc', 'print_config.py'),
                            tiny_cfg, '--out', tiny_cfg], env=tool_env(), capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith('error: --out ')
     assert open(tiny_cfg).read() == before
+
+
+def test_a_plugins_syntax_error_is_named_in_the_plugin(tmp_path, monkeypatch):
+    from mtu_toolkit.engine.config_loader import load_config
+    (tmp_path / 'broken_plugin.py').write_text('x = 1\n\ndef f(:\n    pass\n')
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text("custom_imports = dict(imports=['broken_plugin'], "
+                   "allow_failed_imports=False)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match=r'its custom_imports fail: .*broken_plugin.py, line 3'):
+        load_config(str(cfg))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -73,6 +73,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.frames < 1 or args.warmup < 0:
         parser.error('--frames must be >= 1 and --warmup >= 0')
+    if args.threads is not None and args.threads < 1:
+        parser.error(f'--threads must be >= 1, got {args.threads}')
     return args
 
 
@@ -113,6 +115,19 @@ def runs(args, device):
     return todo, skipped
 
 
+def read_quality(path):
+    """{variant: PSNR} of a ``--quality`` JSON file, or a one-line ValueError naming it."""
+    try:
+        with open(path) as f:
+            quality = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f'--quality {path}: not JSON ({err})') from None
+    if not isinstance(quality, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in quality.values()):
+        raise ValueError(f'--quality {path}: expected {{"<variant>": <PSNR in dB>, ...}}')
+    return quality
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
@@ -121,8 +136,11 @@ def main(argv=None):
         device = parse_device(args.device)
         quality = None
         if args.quality:
-            with open(args.quality) as f:
-                quality = json.load(f)
+            quality = read_quality(args.quality)
+        # before any timing: a bad --out-dir would otherwise be found minutes later
+        if osp.exists(args.out_dir) and not osp.isdir(args.out_dir):
+            raise ValueError(f'--out-dir {args.out_dir}: is a file, not a folder')
+        os.makedirs(args.out_dir, exist_ok=True)
         todo, skipped = runs(args, device)
         for line in skipped:
             print(f'skipped: {line}')
@@ -149,7 +167,6 @@ def main(argv=None):
     except (InferenceError, OSError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return getattr(err, 'exit_code', 2)
-    os.makedirs(args.out_dir, exist_ok=True)
     name = device_name(device)
     table = markdown_table(rows, f'{name}, {width}x{height}, batch 1, median of {args.frames} '
                                  f'frames after {args.warmup} warm-up')

@@ -66,6 +66,10 @@ def _parse_error(path, err):
     """One line for an exception raised while mmengine parses ``path``."""
     if isinstance(err, SyntaxError):
         line = f', line {err.lineno}' if err.lineno else ''
+        if err.filename and osp.exists(err.filename) and not osp.samefile(err.filename, path):
+            # a module of its custom_imports (a plugin), not the config itself
+            return (f'config {path}: its custom_imports fail: {err.filename}{line}: syntax '
+                    f'error: {err.msg}')
         return f'config {path}{line}: syntax error: {err.msg}'
     if isinstance(err, FileNotFoundError) and err.filename:
         return f'config {path}: a file it inherits from does not exist: {err.filename}'
@@ -245,8 +249,19 @@ CFG_OPTIONS_HELP = (
 def add_cfg_options_argument(parser, example='train_cfg.max_iters=10'):
     """``--cfg-options KEY=VALUE ...`` (mmengine's ``DictAction``), with help saying how keys
     are checked."""
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+    parser.add_argument('--cfg-options', nargs='+', action=_CheckedDictAction, default={},
                         metavar='KEY=VALUE', help=CFG_OPTIONS_HELP.format(example=example))
+
+
+class _CheckedDictAction(DictAction):
+    """mmengine's ``DictAction``, with an item lacking ``=`` named by the parser's one line
+    (not a traceback from inside mmengine)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for item in values:
+            if '=' not in item:
+                parser.error(f'{option_string} {item}: expected KEY=VALUE')
+        super().__call__(parser, namespace, values, option_string)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ sys.path.insert(0, osp.dirname(TOOLS))  # run from a checkout
 from mtu_toolkit.engine.checkpoint import atomic_write_text  # noqa: E402
 from mtu_toolkit.engine.config_loader import (  # noqa: E402
     ConfigError, add_cfg_options_argument, add_debug_argument, run_tool)
+from mtu_toolkit.fileio import check_output_file  # noqa: E402
 
 
 def load_train_tool():
@@ -47,26 +48,27 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='as tools/train.py --work-dir')
     parser.add_argument('--amp', action='store_true', help='as tools/train.py --amp')
     parser.add_argument('--out', help='also write the merged config to this .py file')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='let --out replace an existing file (never the input config)')
     add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.out:
+    if args.out:  # checked before any work (an existing file, e.g. a _base_ piece, only
+        # with --overwrite)
         if not args.out.endswith('.py'):
             raise ConfigError(f'--out {args.out}: a config file must end with .py')
-        if osp.exists(args.out) and osp.exists(args.config) and osp.samefile(args.out,
-                                                                             args.config):
-            raise ConfigError(f'--out {args.out} is the input config; choose another file')
+        try:
+            check_output_file(args.out, [args.config], args.overwrite)
+        except ValueError as err:
+            raise ConfigError(f'--out {err}') from None
     with contextlib.redirect_stdout(sys.stderr):  # train.py's notes; stdout is the config
         cfg = training_config(args.config, args.cfg_options, args.work_dir, args.amp)
     text = cfg.pretty_text
     print(text)
     if args.out:
-        folder = osp.dirname(osp.abspath(args.out))
-        if not osp.isdir(folder):
-            raise ConfigError(f'--out {args.out}: folder {folder} does not exist')
         atomic_write_text(args.out, text + '\n')
         print(f'written to {args.out}', file=sys.stderr)
     return 0
