@@ -40,6 +40,13 @@ class DuplicateComponentError(RegistryKeyError):
     """A name registered twice without ``force=True``."""
 
 
+class ComponentArgumentError(ValueError):
+    """A registered component given an argument it refuses (``num_units=0``, an even
+    smoothing window): raised when it is built, naming the component and the argument, so
+    that a config or ``--cfg-options`` mistake is one line from the tools, not a traceback
+    from the first forward."""
+
+
 def _origin(obj):
     """``module.QualName (file)`` of a registered object, as precise as it can be told."""
     name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"

@@ -1,5 +1,6 @@
 """mtu_toolkit.engine.config_loader: checked --cfg-options and one-line errors of the tools."""
 import os
+import re
 import os.path as osp
 import subprocess
 import sys
@@ -273,3 +274,26 @@ def test_inference_tools_unknown_type_is_one_line(tiny, tmp_path, tool):
     assert proc.returncode == 2
     assert 'did you mean: FANMCHead?' in _one_error_line(proc)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize('options, message', [
+    ({'model.backbone.num_units': 0}, 'MTUNet: num_units must be an integer >= 1, got 0'),
+    ({'model.backbone.channels': -3}, 'MTUNet: channels must be an integer >= 1'),
+    ({'model.backbone.mc_head.smooth': 4}, 'CorrelationMCHead: smooth must be odd'),
+    ({'model.backbone.mc_head.max_displacement': -2}, 'max_displacement must be an integer'),
+    ({'model.backbone.mc_head.type': 'FANMCHead'}, "unexpected keyword argument "
+                                                   "'max_displacement'.*_delete_=True"),
+])
+def test_component_arguments_are_one_line_at_build(options, message):
+    from mtu_toolkit.registry import MODELS
+    cfg = _load(options)
+    with pytest.raises(Exception) as caught:
+        MODELS.build(cfg.model)
+    line, code = user_error(caught.value)
+    assert code == 2 and re.search(message, line), line
+
+
+def test_a_crop_size_below_one_is_refused():
+    from mtu_toolkit.registry import TRANSFORMS
+    with pytest.raises(ValueError, match='size must be a positive integer'):
+        TRANSFORMS.build(dict(type='ClipRandomCrop', size=0))

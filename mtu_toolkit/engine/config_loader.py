@@ -37,7 +37,7 @@ import sys
 
 from mmengine.config import Config, DictAction
 
-from ..checked_registry import RegistryKeyError
+from ..checked_registry import ComponentArgumentError, RegistryKeyError
 
 #: environment variable that shows tracebacks of user errors (as ``--debug`` does)
 DEBUG_ENV = 'MTU_DEBUG'
@@ -317,6 +317,13 @@ def user_error(err):
         return ' '.join(str(err).split('\n')), 1
     if isinstance(err, RegistryKeyError):
         return _registry_line(err), 2
+    if isinstance(err, ComponentArgumentError):
+        return ' '.join(str(err).split('\n')), 2
+    if isinstance(err, TypeError) and 'got an unexpected keyword argument' in str(err):
+        # a config's dict merged into another component's (e.g. --cfg-options
+        # model.backbone.mc_head.type=fan keeps the correlation head's max_displacement)
+        return (f'{_first_line(err)}: the config gives it a key it does not take (to replace '
+                'a dict of a _base_ config, give it _delete_=True, as configs/ablations do)', 2)
     if isinstance(err, OSError) and err.errno in USER_OS_ERRORS or isinstance(
             err, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
         if err.filename and err.strerror:

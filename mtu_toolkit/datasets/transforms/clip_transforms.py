@@ -8,7 +8,9 @@ Randomness comes from numpy's global RNG, which mmengine seeds per worker.
 import numpy as np
 from mmcv.transforms import BaseTransform
 
+from ...checked_registry import ComponentArgumentError
 from ...registry import TRANSFORMS
+from ..errors import DatasetError
 
 _IMAGES = ('inputs', 'gt')
 
@@ -32,13 +34,16 @@ class ClipRandomCrop(BaseTransform):
 
     def __init__(self, size):
         self.size = (size, size) if isinstance(size, int) else tuple(size)
+        if len(self.size) != 2 or not all(isinstance(s, int) and s >= 1 for s in self.size):
+            raise ComponentArgumentError(f'ClipRandomCrop: size must be a positive integer or '
+                                         f'(h, w) of them, got {size!r}')
 
     def transform(self, results):
         h, w = results['gt'].shape[1:3]
         ch, cw = self.size
         if h < ch or w < cw:
-            raise ValueError(f"ClipRandomCrop: crop {ch}x{cw} larger than frames {h}x{w} of "
-                             f"{results.get('key', '?')}")
+            raise DatasetError(f"ClipRandomCrop: crop {ch}x{cw} larger than frames {h}x{w} of "
+                               f"{results.get('key', '?')}")
         y, x = np.random.randint(0, h - ch + 1), np.random.randint(0, w - cw + 1)
         return _apply(results, lambda a: a[:, y:y + ch, x:x + cw])
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 from torch.profiler import record_function
 
+from ...checked_registry import ComponentArgumentError
 from ...registry import MODELS
 from ..layers import ResidualBlock, conv
 from ..window import CENTER, recurrent_inputs
@@ -79,6 +80,11 @@ class MTUNet(nn.Module):
                  residual=True, aux_outputs=True, weight_init='pytorch', init_std=0.03,
                  kaiming_init=False, zero_init_output=False):
         super().__init__()
+        for name, value, low in (('num_units', num_units, 1), ('channels', channels, 1),
+                                 ('num_blocks', num_blocks, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ComponentArgumentError(f'MTUNet: {name} must be an integer >= {low}, '
+                                             f'got {value!r}')
         ch = channels
         self.num_units = num_units
         self.channels = ch
