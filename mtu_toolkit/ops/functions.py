@@ -45,9 +45,19 @@ def uses_extension(tensor):
 def _displacement(max_displacement):
     d = int(max_displacement)
     if d != max_displacement or d < 0:
-        raise ValueError(
-            f'max_displacement must be a non-negative integer, got {max_displacement!r}')
+        raise ValueError(f'max_displacement must be an integer >= 0, got {max_displacement!r}')
     return d
+
+
+def matching_range(max_displacement, smooth=None):
+    """``(D, smooth)`` as the matching ops take them, or a ValueError naming the argument:
+    D an integer >= 0, ``smooth`` an odd box size (``None``, 0 or 1: no smoothing, given
+    back as 0)."""
+    d = _displacement(max_displacement)
+    box = 0 if smooth is None else int(smooth)
+    if box != smooth and smooth is not None or box < 0 or (box > 1 and box % 2 == 0):
+        raise ValueError(f'smooth must be odd (or None/0/1 for no smoothing), got {smooth!r}')
+    return d, box
 
 
 class CorrelationFunction(torch.autograd.Function):
@@ -124,10 +134,7 @@ def correlation_argmax(f1, f2, max_displacement, smooth=5, workspace=None):
     Returns:
         Tensor: int64 (N, 2, H, W); channel 0 = dx, channel 1 = dy, in pixels of the input grid.
     """
-    d = _displacement(max_displacement)
-    smooth = 0 if smooth is None else int(smooth)
-    if smooth > 1 and smooth % 2 == 0:
-        raise ValueError(f'smooth must be odd (or None/0/1 for no smoothing), got {smooth}')
+    d, smooth = matching_range(max_displacement, smooth)
     if uses_extension(f1):
         # named in torch.profiler's traces (a pybind call is invisible to it otherwise)
         with torch.no_grad(), record_function(ARGMAX_RANGE):

@@ -3,10 +3,11 @@ App. A.1)."""
 import torch
 import torch.nn.functional as F
 
+from ...checked_registry import ComponentArgumentError
 from ...memory import kept_buffer
 from ...ops import (correlation, correlation_argmax, smooth_cost_volume, uses_extension,
                     volume_argmax_to_displacement, warp_by_displacement)
-from ...checked_registry import ComponentArgumentError
+from ...ops.functions import matching_range
 from ...registry import MODELS
 from .base import BaseMCHead
 
@@ -61,15 +62,10 @@ class CorrelationMCHead(BaseMCHead):
 
     def __init__(self, motion_channels, feat_channels, max_displacement=10, smooth=5):
         super().__init__(motion_channels, feat_channels)
-        smooth = 0 if smooth is None else smooth
-        if not float(max_displacement).is_integer() or max_displacement < 0:
-            raise ComponentArgumentError(f'CorrelationMCHead: max_displacement must be an '
-                                         f'integer >= 0, got {max_displacement!r}')
-        if not float(smooth).is_integer() or smooth < 0 or (smooth > 1 and smooth % 2 == 0):
-            raise ComponentArgumentError(f'CorrelationMCHead: smooth must be odd (or None/0/1 '
-                                         f'for no smoothing), got {smooth!r}')
-        self.max_displacement = int(max_displacement)
-        self.smooth = int(smooth)
+        try:  # (checked here, when the head is built, not at its first forward)
+            self.max_displacement, self.smooth = matching_range(max_displacement, smooth)
+        except ValueError as err:
+            raise ComponentArgumentError(f'CorrelationMCHead: {err}') from None
         self.reuse_warp_output = False
         self.fast_normalize = False
         self._warp_buffer = None
