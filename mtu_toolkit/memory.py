@@ -72,6 +72,12 @@ def empty_huge(*size, **kwargs):
     return t
 
 
+def writable_here(buf):
+    """Whether ``buf`` can be written in place here: a tensor made under
+    ``torch.inference_mode`` cannot be, outside it."""
+    return torch.is_inference_mode_enabled() or not buf.is_inference()
+
+
 def kept_buffer(buf, shape, dtype, device, memory_format=torch.contiguous_format):
     """``buf`` if it still fits (a tensor of ``shape``, ``dtype`` and ``device``, dense in
     ``memory_format``), else a fresh :func:`empty_huge` one: the buffer an owner keeps from call
@@ -81,6 +87,6 @@ def kept_buffer(buf, shape, dtype, device, memory_format=torch.contiguous_format
     if buf is not None and buf.shape == tuple(shape) and buf.dtype == dtype \
             and buf.device == torch.device(device) \
             and buf.is_contiguous(memory_format=memory_format) \
-            and (torch.is_inference_mode_enabled() or not buf.is_inference()):
+            and writable_here(buf):
         return buf
     return empty_huge(shape, dtype=dtype, device=device, memory_format=memory_format)

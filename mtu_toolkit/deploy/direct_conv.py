@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..memory import empty_huge, kept_buffer
+from ..memory import empty_huge, kept_buffer, writable_here
 from ..models.layers import apply_conv
 from .conv_engine import conv_ext, direct_conv_isa
 
@@ -258,11 +258,9 @@ class DirectConv2d(nn.Module):
         earlier output in the pool that nothing references any more, else a fresh one, which
         joins the pool (the oldest leave it beyond ``POOL_BYTES``)."""
         pool = _thread_pool()
-        # (a buffer made under inference_mode cannot be written outside it)
-        writable = torch.is_inference_mode_enabled()
         for i in range(len(pool)):  # (indexing: a loop variable would be one more reference)
             if pool[i].shape == shape and pool[i].dtype == x.dtype \
-                    and pool[i].device == x.device and (writable or not pool[i].is_inference()) \
+                    and pool[i].device == x.device and writable_here(pool[i]) \
                     and _unreferenced(pool, i):
                 return pool[i]
         buf = empty_huge(shape, dtype=x.dtype, device=x.device)
