@@ -144,7 +144,8 @@ def dotted_keys(node, prefix=''):
 
 
 def _walk(cfg, key, may_be_new):
-    """Why ``key`` cannot be set in ``cfg``, or None when it can.
+    """``(problem, value)``: why ``key`` cannot be set in ``cfg`` (None when it can), and the
+    value it holds now (None for a new key).
 
     Every part of an existing key must exist (a dict key, or a list index in range); a new key
     (``may_be_new``) may stop existing at any dict, but not pass through a value that holds no
@@ -156,34 +157,27 @@ def _walk(cfg, key, may_be_new):
         where = '.'.join(parts[:i])
         if isinstance(node, dict):
             if part not in node:
-                return None if may_be_new else 'no such key'
+                return (None if may_be_new else 'no such key'), None
             node = node[part]
         elif isinstance(node, list):
             if not part.isdigit():
-                return f'{where} is a list: index its items by number ({where}.0, ...)'
+                return f'{where} is a list: index its items by number ({where}.0, ...)', None
             if int(part) >= len(node):
-                return f'{where} has {len(node)} items (indices 0-{len(node) - 1})'
+                return f'{where} has {len(node)} items (indices 0-{len(node) - 1})', None
             node = node[int(part)]
         else:
             return (f'{where} is {node!r} ({type(node).__name__}), not a dict or list; set it '
-                    'as a whole')
-    return None
+                    'as a whole'), None
+    return None, node
 
 
-def _check_number(cfg, key, value):
-    """A one-line :class:`ConfigError` when ``key`` holds a number in ``cfg`` and ``value``
+def _check_number(key, value, current):
+    """A one-line :class:`ConfigError` when ``key`` holds a number (``current``) and ``value``
     is text that is not one (``max_iters=abc``: else a traceback from deep in the Runner)."""
-    node = cfg._cfg_dict if isinstance(cfg, Config) else cfg
-    for part in key.split('.'):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return  # a new key: anything goes
-    if isinstance(node, (int, float)) and not isinstance(node, bool) and isinstance(value, str):
+    if isinstance(current, (int, float)) and not isinstance(current, bool) \
+            and isinstance(value, str):
         raise ConfigError(f'--cfg-options {key}={value}: expected a number (the config has '
-                          f'{node!r})')
+                          f'{current!r})')
 
 
 def close_keys(key, known, n=3):
@@ -212,9 +206,9 @@ def check_cfg_options(cfg, options):
         top = key.split('.')[0]
         if not new and top in known_top and top not in cfg:
             continue  # e.g. work_dir=..., auto_scale_lr=...: the Runner reads them
-        problem = _walk(cfg, key, new)
+        problem, current = _walk(cfg, key, new)
         if problem is None:
-            _check_number(cfg, key, options[full_key])
+            _check_number(key, options[full_key], current)
             continue
         name = cfg.filename or 'the config'
         if problem == 'no such key':
