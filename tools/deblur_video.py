@@ -19,7 +19,6 @@ Exit codes: 0 done, 2 bad config/arguments, 3 bad input, 4 bad checkpoint, 5 out
 1 other inference errors, 130 interrupted (143 terminated).
 """
 import argparse
-import math
 import os.path as osp
 import sys
 import warnings
@@ -29,7 +28,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import torch  # noqa: E402
 
 from mtu_toolkit.apis import InferenceError, deblur_video, init_restorer  # noqa: E402
-from mtu_toolkit.apis.inference import MAX_FPS  # noqa: E402
+from mtu_toolkit.apis.inference import check_fps  # noqa: E402
 from mtu_toolkit.apis.video_io import check_output  # noqa: E402
 from mtu_toolkit.apis.tiling import TiledRestorer, recommended_overlap  # noqa: E402
 from mtu_toolkit.deploy import add_model_arguments, tool_model  # noqa: E402
@@ -69,8 +68,10 @@ def parse_args(argv=None):
         parser.error('--tile-overlap needs --tile')
     if args.tile is not None and args.tile <= 0:
         parser.error(f'--tile must be a positive size in pixels, got {args.tile}')
-    if args.fps is not None and not (math.isfinite(args.fps) and 0 < args.fps <= MAX_FPS):
-        parser.error(f'--fps must be a frame rate in (0, {MAX_FPS:g}], got {args.fps:g}')
+    try:
+        check_fps(args.fps)
+    except InferenceError as err:
+        parser.error(f'--{err}')
     return args
 
 

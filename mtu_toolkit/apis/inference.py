@@ -41,6 +41,12 @@ def tensor_to_frame(t):
     return np.ascontiguousarray(t.permute(1, 2, 0).cpu().numpy())
 
 
+def check_fps(fps):
+    """An InferenceError unless ``fps`` is None or a frame rate in (0, :data:`MAX_FPS`]."""
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise InferenceError(f'fps must be a frame rate in (0, {MAX_FPS:g}], got {fps!r}')
+
+
 def _check_frame(rgb, index, size):
     """The (H, W) of frame ``index``, or a one-line error (``size``: the first frame's)."""
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -105,8 +111,7 @@ def deblur_video(restorer, input_path, output_path, side_by_side=False, fps=None
     Raises:
         InputError, OutputError: with one clear sentence naming the file at fault.
     """
-    if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
-        raise InferenceError(f'fps must be a frame rate in (0, {MAX_FPS:g}], got {fps!r}')
+    check_fps(fps)
     reader = open_reader(input_path, fps)
     width, height = reader.size
     writer = open_writer(output_path, reader.fps, (2 * width if side_by_side else width, height),
