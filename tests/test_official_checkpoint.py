@@ -245,6 +245,15 @@ def _bad(kind):
     if kind == 'shape':
         state['Network.HGs.1.enc3.0.weight'] = torch.zeros(12, 6, 5, 5)
         return state, 'Network.HGs.1.enc3.0.weight (12, 6, 5, 5) (needs (12, 6, 3, 3))'
+    if kind == 'base_conv':  # the tensor that also shows ch: named, not the others
+        state['Network.base_conv.0.weight'] = torch.zeros(5, 3, 3, 3)
+        return state, ('1 tensor does not fit the variant read from the file (2 units, ch 6, '
+                       '1 residual block, matching in the first unit only, with the '
+                       'training-only deblur layers): '
+                       'Network.base_conv.0.weight (5, 3, 3, 3) (needs (6, 3, 3, 3))')
+    if kind == 'base_kernel':
+        state['Network.base_conv.0.weight'] = torch.zeros(6, 3, 5, 5)
+        return state, 'Network.base_conv.0.weight (6, 3, 5, 5) (needs (6, 3, 3, 3))'
     if kind == 'dtype':
         state['Network.out.bias'] = torch.zeros(3, dtype=torch.int64)
         return state, 'Network.out.bias'
@@ -260,7 +269,8 @@ def _bad(kind):
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize('kind', ['unmapped', 'missing', 'shape', 'dtype', 'gap', 'motion'])
+@pytest.mark.parametrize('kind', ['unmapped', 'missing', 'shape', 'base_conv', 'base_kernel',
+                                  'dtype', 'gap', 'motion'])
 def test_bad_files_stop_the_conversion_naming_the_tensor(tmp_path, capsys, kind):
     state, named = _bad(kind)
     with pytest.raises(OfficialCheckpointError, match=re.escape(named)):
@@ -275,6 +285,24 @@ def test_bad_files_stop_the_conversion_naming_the_tensor(tmp_path, capsys, kind)
     with pytest.raises(CheckpointError, match='does not convert'):
         init_restorer(tiny_config(tmp_path / 'c.py', read_architecture(fake_released(2, 6, 1))),
                       str(src))
+
+
+def test_one_tensor_is_counted_in_the_singular():
+    state, _ = _bad('missing')
+    with pytest.raises(OfficialCheckpointError, match=r'^1 tensor is missing for the variant'):
+        convert_official_state_dict(state)
+    state, _ = _bad('unmapped')
+    with pytest.raises(OfficialCheckpointError, match=r'^1 tensor has no counterpart in'):
+        convert_official_state_dict(state)
+
+
+def test_converter_names_a_folder_given_as_the_source(tmp_path, capsys):
+    (tmp_path / 'MTU2_DVD.pytorch').mkdir()
+    dst = tmp_path / 'out.pth'
+    assert convert_official_ckpt.main([str(tmp_path / 'MTU2_DVD.pytorch'), str(dst)]) == 2
+    err = capsys.readouterr().err
+    assert err == f'error: {tmp_path / "MTU2_DVD.pytorch"}: is a folder, not a checkpoint file\n'
+    assert not dst.exists()
 
 
 def test_converter_refuses_to_overwrite(tmp_path, capsys):

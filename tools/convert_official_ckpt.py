@@ -49,6 +49,8 @@ def parse_args(argv=None):
 
 
 def check_paths(src, dst, overwrite):
+    if osp.isdir(src):
+        raise ConvertError(f'{src}: is a folder, not a checkpoint file')
     if not osp.isfile(src):
         raise ConvertError(f'{src}: no such file')
     try:
@@ -105,7 +107,8 @@ def main(argv=None):
         return err.exit_code
     arch = conversion.arch
     print(f'{args.src}: {arch.describe()}')
-    print(f'wrote {args.dst} ({len(conversion.state_dict)} tensors)')
+    count = len(conversion.state_dict)
+    print(f'wrote {args.dst} ({count} tensor{"s" * (count != 1)})')
     if conversion.configs:
         print('configs that fit (the dataset is not in the weights: use the one the file was '
               'trained on):')

@@ -23,12 +23,14 @@ each with ``weight`` and ``bias``, tensors unchanged (transposed convolutions ar
 (in, out, 4, 4) in both). Files of the test-time network have no ``deblur_layer``; inference
 never uses those layers.
 
-The variant is read from the tensors, never from the file name: ``ch`` = the output channels of
-``base_conv``, units = the ``HGs`` entries, residual blocks = the ``RBs`` of each unit, matching
-layers = the ``motion_layer`` entries (1: feature-matching skipping, only the first unit
-matches, as in every released model; one per unit: matching in every unit). Every tensor is
-then checked against the shapes of that variant's MTUNet: a key that maps to nothing, a missing
-tensor or a wrong shape stops the conversion with a :class:`OfficialCheckpointError` naming it.
+The variant is read from the tensors, never from the file name: ``ch`` = the size most of
+``base_conv``, ``inp_prev_conv``, ``out`` and the first unit's ``enc2`` agree on (so a corrupt
+``base_conv`` is named as such), units = the ``HGs`` entries, residual blocks = the ``RBs`` of
+each unit, matching layers = the ``motion_layer`` entries (1: feature-matching skipping, only
+the first unit matches, as in every released model; one per unit: matching in every unit).
+Every tensor is then checked against the shapes of that variant's MTUNet: a key that maps to
+nothing, a missing tensor or a wrong shape stops the conversion with a
+:class:`OfficialCheckpointError` naming it.
 
 What the weights cannot show: the dataset (DVD / GoPro / REDS give the same shapes) and the
 correlation's max displacement D (no parameters; 10 in every released model, as in our configs).
@@ -39,7 +41,7 @@ import glob
 import inspect
 import os.path as osp
 import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass
 
 import torch
@@ -204,6 +206,28 @@ def _count(names, pattern, what):
     return len(idx)
 
 
+#: released tensors (after 'Network.') whose shape shows ``ch``, and the dimension that does
+_CHANNEL_DIMS = [('base_conv.0.weight', 0), ('base_conv.0.bias', 0),
+                 ('inp_prev_conv.0.weight', 0), ('inp_prev_conv.0.bias', 0), ('out.weight', 1),
+                 ('HGs.0.enc2.0.weight', 0), ('HGs.0.enc2.0.weight', 1)]
+
+
+def _read_channels(short, prefix):
+    """``ch``: the size most of the tensors that show it agree on.
+
+    A vote, not ``base_conv`` alone: a corrupt ``base_conv.0.weight`` would otherwise set a
+    wrong variant, and the shape check would then name every other tensor instead of it.
+    """
+    votes = Counter(int(value.shape[dim]) for name, dim in _CHANNEL_DIMS
+                    if isinstance(value := short.get(name), torch.Tensor) and value.dim() > dim)
+    if not votes:
+        base = short['base_conv.0.weight']
+        shape = tuple(base.shape) if isinstance(base, torch.Tensor) else type(base).__name__
+        raise OfficialCheckpointError(
+            f'{prefix}base_conv.0.weight has shape {shape}, not (ch, 3, 3, 3)')
+    return votes.most_common(1)[0][0]
+
+
 def read_architecture(state_dict):
     """Read the variant of a released state dict from its tensors' shapes.
 
@@ -219,11 +243,7 @@ def read_architecture(state_dict):
             'not a released MTU checkpoint: no Network.base_conv.0.weight')
     prefix = found[1]
     short = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-    base = short['base_conv.0.weight']
-    if not isinstance(base, torch.Tensor) or base.dim() != 4 or tuple(base.shape[1:]) != (3, 3, 3):
-        shape = tuple(base.shape) if isinstance(base, torch.Tensor) else type(base).__name__
-        raise OfficialCheckpointError(
-            f'{prefix}base_conv.0.weight has shape {shape}, not (ch, 3, 3, 3)')
+    channels = _read_channels(short, prefix)
     names = list(short)
     num_units = _count(names, r'^HGs\.(\d+)\.', 'units (Network.HGs.<i>)')
     if num_units == 0:
@@ -245,7 +265,7 @@ def read_architecture(state_dict):
         raise OfficialCheckpointError(
             f'{num_deblur} deblur layers for {num_units} units: the training network has '
             f'{num_units - 1} (one per unit but the last), the test-time network none')
-    return OfficialArchitecture(num_units=num_units, channels=int(base.shape[0]),
+    return OfficialArchitecture(num_units=num_units, channels=channels,
                                 num_blocks=blocks[0], num_matching=num_matching,
                                 deblur_layers=num_deblur > 0)
 
@@ -265,6 +285,11 @@ def expected_shapes(arch):
     with torch.device('meta'):
         net = MTUNet(**cfg, aux_outputs=arch.deblur_layers)
     return {BACKBONE_PREFIX + k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
+def _tensors(items, one, many):
+    """'1 tensor has' / '3 tensors have': the number of ``items`` and the verb that agrees."""
+    return f'{_plural(len(items), "tensor")} {one if len(items) == 1 else many}'
 
 
 def _listing(items, limit=3):
@@ -308,15 +333,15 @@ def convert_official_state_dict(state_dict, config_dir=None):
     variant = f'the variant read from the file ({arch.describe()})'
     if unmapped:
         raise OfficialCheckpointError(
-            f'{len(unmapped)} tensors have no counterpart in {variant}: {_listing(unmapped)}')
+            f'{_tensors(unmapped, "has", "have")} no counterpart in {variant}: '
+            f'{_listing(unmapped)}')
     if wrong:
         raise OfficialCheckpointError(
-            f'{len(wrong)} tensors do not fit {variant}: {_listing(wrong)}')
-    missing = [k for k in expected if k not in converted]
+            f'{_tensors(wrong, "does", "do")} not fit {variant}: {_listing(wrong)}')
+    missing = [prefix + _released_name(k) for k in expected if k not in converted]
     if missing:
-        names = [prefix + _released_name(k) for k in missing]
         raise OfficialCheckpointError(
-            f'{len(missing)} tensors of {variant} are missing: {_listing(names)}')
+            f'{_tensors(missing, "is", "are")} missing for {variant}: {_listing(missing)}')
     ordered = OrderedDict((k, converted[k]) for k in expected)
     return OfficialConversion(ordered, arch, fitting_configs(arch, config_dir), wrapped)
 
