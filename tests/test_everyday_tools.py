@@ -3,6 +3,7 @@ analyze_logs."""
 import importlib.util
 import os
 import os.path as osp
+import re
 import shlex
 import subprocess
 import sys
@@ -320,6 +321,22 @@ def test_browse_dataset_errors(lmdb_data, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['afile']
 
 
+def test_browse_dataset_replaces_a_picture_only_with_overwrite(lmdb_data, tmp_path, capsys):
+    cfg, _, _ = lmdb_data
+    tool = _module('analysis/browse_dataset.py')
+    png = tmp_path / 'browse_val.png'
+    png.write_bytes(b'keep')
+    # refused before any work: the val split (not set in the config) is not even looked at
+    with pytest.raises(ArgumentError, match=f'^{re.escape(str(png))}: exists; pass --overwrite'):
+        tool.main([cfg, '--split', 'val', '--output-dir', str(tmp_path)])
+    assert png.read_bytes() == b'keep'
+    (tmp_path / 'browse_test.png').write_bytes(b'keep')
+    assert tool.main([cfg, '--split', 'test', '--num-samples', '1', '--output-dir', str(tmp_path),
+                      '--overwrite']) == 0
+    assert cv2.imread(str(tmp_path / 'browse_test.png')) is not None
+    assert sorted(os.listdir(tmp_path)) == ['browse_test.png', 'browse_val.png']
+
+
 # ---------------------------------------------------------------------------------------------
 # analyze_logs
 
@@ -404,6 +421,20 @@ def test_analyze_logs_bad_inputs(tmp_path, capsys):
     with pytest.raises(ArgumentError, match=r'broken.json:1: expected a JSON object'):
         tool.load_run(str(broken))
     assert not (tmp_path / 'c.png').exists()
+
+
+def test_analyze_logs_replaces_out_only_with_overwrite(tmp_path):
+    tool = _module('analysis/analyze_logs.py')
+    good = _log_run(str(tmp_path / 'run'), '20240101_000000', [(1, 1.), (2, .5)])
+    out = tmp_path / 'c.png'
+    out.write_bytes(b'keep')
+    with pytest.raises(ArgumentError, match=f'^--out {re.escape(str(out))}: exists; pass '
+                       '--overwrite'):
+        tool.main(['plot_curve', good, '--out', str(out)])
+    assert out.read_bytes() == b'keep'
+    assert tool.main(['plot_curve', good, '--out', str(out), '--overwrite']) == 0
+    assert cv2.imread(str(out)) is not None
+    assert sorted(os.listdir(tmp_path)) == ['c.png', 'run']
 
 
 def test_analyze_logs_without_matplotlib_says_so(tmp_path, monkeypatch):

@@ -2,7 +2,7 @@
 
     python tools/analysis/analyze_logs.py plot_curve RUN [RUN ...] --keys loss loss_motion
                                           [--legend NAME ...] [--smooth N] [--title T]
-                                          [--out curves.png]
+                                          [--out curves.png] [--overwrite]
     python tools/analysis/analyze_logs.py cal_train_time RUN [RUN ...]
 
 A RUN is a ``scalars.json`` that mmengine's ``LocalVisBackend`` writes
@@ -14,7 +14,8 @@ taken from the training lines when they have it (``loss``, ``time``), else from 
 lines (``PSNR``, ``SSIM``).
 
 ``plot_curve`` draws one panel per key, every run in each (e.g. the demo's MTU2 with and without
-MC), and writes a PNG (or .pdf / .svg) atomically; it needs matplotlib (a dependency of
+MC), and writes a PNG (or .pdf / .svg) atomically, replacing an existing file only with
+``--overwrite`` (checked before the logs are read); it needs matplotlib (a dependency of
 mmengine). ``cal_train_time`` prints the mean, slowest and fastest logged ``time`` per iteration.
 A key that a run does not log (the no-MC model has no ``loss_motion``) is left out of that run
 with a note; a key no run logs is an error.
@@ -166,13 +167,13 @@ def gather(paths, keys):
     return runs, curves
 
 
-def _check_out(out, paths):
-    """The picture format of ``--out``; a clear error for an input, a folder or an unknown
-    format."""
+def _check_out(out, paths, overwrite):
+    """The picture format of ``--out``; a clear error for an input, a folder, an existing file
+    (without ``overwrite``) or an unknown format."""
     import matplotlib.figure
     inputs = [f for p in paths for f in scalar_files(p)]
-    try:  # (an existing picture is replaced: a plot is made again at will)
-        check_output_file(out, inputs, overwrite=True)
+    try:
+        check_output_file(out, inputs, overwrite)
     except ValueError as err:
         raise ArgumentError(f'--out {err}') from None
     ext = osp.splitext(out)[1].lower().lstrip('.')
@@ -191,7 +192,7 @@ def plot_curve(args):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    ext = _check_out(args.out, args.runs)
+    ext = _check_out(args.out, args.runs, args.overwrite)
     _, curves = gather(args.runs, args.keys)
     names = labels(args.runs, args.keys, args.legend)
     fig, axes = plt.subplots(len(args.keys), 1, sharex=True, squeeze=False,
@@ -266,6 +267,8 @@ def parse_args(argv=None):
     plot.add_argument('--dpi', type=int, default=120)
     plot.add_argument('--out', default='curves.png', help='picture file (default curves.png; '
                       '.png, .pdf, .svg, ...)')
+    plot.add_argument('--overwrite', action='store_true',
+                      help='let --out replace an existing file (never a log)')
     add_debug_argument(plot)
     timing = sub.add_parser('cal_train_time', help='seconds per iteration of runs')
     timing.add_argument('runs', nargs='+', metavar='RUN', help='scalars.json or a work dir')

@@ -2,7 +2,8 @@
 
     python tools/analysis/browse_dataset.py CONFIG [--split train] [--num-samples 4]
                                            [--frames 1] [--output-dir DIR] [--seed 0]
-                                           [--flow-max PX] [--scale N] [--cfg-options ...]
+                                           [--flow-max PX] [--scale N] [--overwrite]
+                                           [--cfg-options ...]
 
 Builds the ``<split>_dataloader.dataset`` of the config (options applied as in
 ``tools/train.py``), draws ``--num-samples`` samples and writes one PNG,
@@ -11,7 +12,8 @@ the sharp target and, when the dataset gives it (``with_flow=True``), the motion
 sharp frames' optical flow) as a colour picture (direction = hue, length = saturation; the key
 at the top, with the length drawn fully saturated). Crops, flips and rotations act on every
 frame of a clip alike, flow vectors included: a flipped clip's flow must flip its colours too.
-The same ``--seed`` gives the same picture.
+The same ``--seed`` gives the same picture. An existing PNG of that name is replaced only with
+``--overwrite`` (checked before the dataset is read).
 """
 import argparse
 import os
@@ -29,6 +31,7 @@ from mtu_toolkit.engine.checkpoint import fsync_replace  # noqa: E402
 from mtu_toolkit.engine.config_loader import (  # noqa: E402
     ArgumentError, ConfigError, add_cfg_options_argument, add_debug_argument, load_config,
     run_tool)
+from mtu_toolkit.fileio import check_output_file  # noqa: E402
 from mtu_toolkit.visualization import flow_color_key, flow_to_color  # noqa: E402
 
 #: layout of the grid (pixels): gap between panels, height of a text band, background grey
@@ -56,6 +59,8 @@ def parse_args(argv=None):
                         'vector shown)')
     parser.add_argument('--scale', type=int,
                         help=f'enlarge panels N times (default: to at least {MIN_PANEL} px)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an existing <output-dir>/<config name>_<split>.png')
     add_cfg_options_argument(parser, 'train_dataloader.dataset.pipeline.0.size=128')
     add_debug_argument(parser)
     args = parser.parse_args(argv)
@@ -230,18 +235,29 @@ def write_png(path, rgb):
             os.remove(tmp)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def check_output(args, out):
+    """Refuse, before any work, an ``--output-dir`` that is a file and an existing ``out``
+    without ``--overwrite``."""
     if osp.exists(args.output_dir) and not osp.isdir(args.output_dir):
         raise ArgumentError(f'--output-dir {args.output_dir} is a file, not a folder')
+    if osp.isdir(args.output_dir):  # a folder still to be made holds nothing to replace
+        try:
+            check_output_file(out, [args.config], args.overwrite)
+        except ValueError as err:
+            raise ArgumentError(str(err)) from None
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    name = osp.splitext(osp.basename(args.config))[0]
+    out = osp.join(args.output_dir, f'{name}_{args.split}.png')
+    check_output(args, out)
     cfg = load_config(args.config, args.cfg_options)
     dataset = build_dataset(cfg, args.split)
     rows = collect_rows(dataset, args.num_samples, args.frames, args.seed)
-    name = osp.splitext(osp.basename(args.config))[0]
     title = f'{name} {args.split}: {len(rows)} frames of {len(dataset)} samples (seed {args.seed})'
     canvas, flow_max, scale = render_grid(rows, title, args.flow_max, args.scale)
     os.makedirs(args.output_dir, exist_ok=True)
-    out = osp.join(args.output_dir, f'{name}_{args.split}.png')
     write_png(out, canvas)
     note = f'; flow rim {flow_max:.3g} px' if flow_max is not None else '; no flow in samples'
     print(f'{out}: {len(rows)} rows, panels x{scale}{note}')
