@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from mmengine.config import Config
+from mmengine.hooks import Hook
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), 'configs'))
 from tiny_data import ROOT, make_dvd_tree, tool_env, write_config  # noqa: E402
@@ -256,6 +257,62 @@ def test_train_unknown_type_is_one_line_and_debug_shows_the_traceback(tiny):
     proc = _tool(args + ['--debug'], root)
     assert proc.returncode == 1
     assert 'Traceback' in proc.stderr and 'UnknownComponentError' in proc.stderr
+
+
+def test_train_failing_before_training_leaves_no_log_folder(tiny, tmp_path):
+    root, good, _ = tiny
+    work = tmp_path / 'work'
+    (work / '20200101_000000').mkdir(parents=True)  # an earlier run's log folder: kept
+    (work / '20200101_000000' / '20200101_000000.log').write_text('earlier run')
+    (work / 'notes.txt').write_text('mine')
+    before = sorted(os.listdir(work))
+    # fails building the model (in the Runner's __init__), then the dataset (in train())
+    for option, dump in (('model.backbone.mc_head.type=Nope', []),
+                         ('train_dataloader.dataset.type=Nope', ['tiny.py'])):
+        proc = _tool([osp.join(ROOT, 'tools', 'train.py'), good, '--work-dir', str(work),
+                      '--cfg-options', option], root)
+        assert proc.returncode == 2 and "'Nope' is not a registered" in _one_error_line(proc)
+        # no <timestamp> folder of this run; mmengine's config copy beside the logs is not one
+        assert sorted(os.listdir(work)) == sorted(before + dump), option
+    assert (work / '20200101_000000' / '20200101_000000.log').read_text() == 'earlier run'
+
+
+class _FailAfterFirstIter(Hook):
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        raise RuntimeError('after the first iteration')
+
+
+def _tiny_runner_cfg(config, work, **options):
+    cfg = Config.fromfile(config)
+    cfg.work_dir = str(work)
+    cfg.merge_from_dict(options)
+    return cfg
+
+
+def test_training_runner_keeps_folders_it_did_not_make_or_that_trained(tiny, tmp_path):
+    from mtu_toolkit.engine.runner import TrainingRunner
+    from mtu_toolkit.registry import HOOKS
+    root, good, _ = tiny
+
+    class SameSecond(TrainingRunner):  # another run started in the same second
+        def setup_env(self, env_cfg):
+            super().setup_env(env_cfg)
+            self._timestamp = '20990101_000000'
+
+    work = tmp_path / 'same_second'
+    (work / '20990101_000000').mkdir(parents=True)
+    (work / '20990101_000000' / 'other.log').write_text('the other run')
+    with pytest.raises(UnknownComponentError):
+        SameSecond.from_cfg(_tiny_runner_cfg(good, work, **{'model.type': 'Nope'}))
+    assert (work / '20990101_000000' / 'other.log').read_text() == 'the other run'
+    # a run that failed in its first iteration keeps its log folder
+    HOOKS.register_module(name='_FailAfterFirstIter', module=_FailAfterFirstIter, force=True)
+    work = tmp_path / 'trained'
+    runner = TrainingRunner.from_cfg(_tiny_runner_cfg(
+        good, work, custom_hooks=[dict(type='_FailAfterFirstIter')]))
+    with pytest.raises(RuntimeError, match='after the first iteration'):
+        runner.train()
+    assert osp.isfile(work / runner.timestamp / f'{runner.timestamp}.log')
 
 
 def test_test_tool_missing_checkpoint(tiny, tmp_path):

@@ -12,6 +12,10 @@ autocast with loss scaling on a GPU, bfloat16 autocast on the CPU.
 Ctrl-C or SIGTERM stops with one line naming the last complete checkpoint (``--resume``
 continues from it); a checkpoint being written then is removed, never left half-written.
 
+A run that fails before its first training iteration (an unknown component ``type``, a dataset
+that cannot be read, Ctrl-C while building) removes the ``<work_dir>/<timestamp>`` log folder it
+created, and nothing else.
+
 Checkpoints (``--resume``, ``load_from``) are loaded strictly: one of another variant than the
 config stops with one line naming both and what differs (exit code 4). ``load_from`` may be a
 released file of the paper's authors (converted on loading; fine-tuning from it).
@@ -22,8 +26,6 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mmengine.runner import Runner  # noqa: E402
-
 from mtu_toolkit.engine import (  # noqa: E402
     finish_distributed, find_resume_checkpoint, prepare_runtime)
 from mtu_toolkit.engine.config_loader import (  # noqa: E402
@@ -32,6 +34,7 @@ from mtu_toolkit.engine.launch import (  # noqa: E402
     add_runner_arguments, runner_config, split_total_batch, use_mixed_precision)
 from mtu_toolkit.engine.checkpoint import CheckpointLoadError, check_checkpoint_file  # noqa: E402
 from mtu_toolkit.engine.hooks import add_strict_loading  # noqa: E402
+from mtu_toolkit.engine.runner import TrainingRunner  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -73,7 +76,7 @@ def build_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    runner = Runner.from_cfg(build_cfg(args))
+    runner = TrainingRunner.from_cfg(build_cfg(args))
     terminate_like_interrupt()
     try:
         runner.train()
