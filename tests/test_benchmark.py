@@ -157,6 +157,22 @@ def test_tool_refuses_bad_arguments_before_timing(tmp_path, capsys):
         tool.parse_args(['--threads', '-1'])
 
 
+def test_tool_size_must_be_multiples_of_4_as_model_complexity(capsys):
+    spec = importlib.util.spec_from_file_location('bench_tool',
+                                                  osp.join(ROOT, 'tools', 'benchmark.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.parse_args(['--size', '64x36']).size == (64, 36)
+    for size in ('30x22', '64x34', '0x8'):
+        with pytest.raises(SystemExit) as stop:
+            tool.parse_args(['--size', size])
+        assert stop.value.code == 2
+        w, h = size.rsplit('x', 1)
+        assert capsys.readouterr().err.splitlines()[-1].endswith(
+            f': error: argument --size: {size}: height {h} and width {w} must be positive '
+            'multiples of 4')
+
+
 def test_engine_comparison_swaps_and_restores_the_engine(capsys, monkeypatch):
     """``benchmarks/inference_cpu.py --baseline-conv-ext``: the direct form of the same weights
     on another build of the engine (here this build's .so loaded a second time), frames taking

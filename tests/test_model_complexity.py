@@ -64,3 +64,14 @@ def test_cli_compares_configs_with_ratio_to_correlation(capsys, monkeypatch):
     assert float(by_name['mtu2_dvd_mc_fan'][-1]) == pytest.approx(mc_fan / 33_852, abs=0.05)
     assert by_name['mtu2_dvd_no_mc'][4] == '0'
     assert 'MC (motion layers + head)' in out and 'units.1' in out
+
+
+def test_cli_shape_must_be_multiples_of_4_as_benchmark(capsys, monkeypatch):
+    config = osp.join(ROOT, 'configs', 'mtu', 'mtu2_dvd.py')
+    monkeypatch.setattr(sys, 'argv', ['model_complexity.py', config, '--shape', '18', '20'])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(TOOL, run_name='__main__')
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        'model_complexity.py: error: --shape height 18 and width 20 must be positive multiples '
+        'of 4')

@@ -35,6 +35,7 @@ import torch  # noqa: E402
 from mtu_toolkit.apis import InferenceError, init_restorer, parse_device  # noqa: E402
 from mtu_toolkit.analysis.benchmark import (  # noqa: E402
     VARIANTS, benchmark_restorer, markdown_table, plot_quality_speed, test_window)
+from mtu_toolkit.analysis.complexity import check_frame_size  # noqa: E402
 from mtu_toolkit.analysis.stages import format_stages, frame_stages  # noqa: E402
 from mtu_toolkit.deploy import add_model_arguments, tool_model  # noqa: E402
 from mtu_toolkit.engine.checkpoint import atomic_write_text  # noqa: E402
@@ -44,12 +45,15 @@ DEFAULT_VARIANTS = ['MTU1', 'MTU2', 'MTU2-hp', 'MTU4', 'MTU10', 'MTU10-L']
 
 
 def parse_size(text):
+    """``--size WIDTHxHEIGHT`` as ``(width, height)``, each a positive multiple of 4."""
     try:
         w, h = (int(v) for v in text.lower().split('x'))
     except ValueError:
         raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, got {text!r}') from None
-    if w < 4 or h < 4:
-        raise argparse.ArgumentTypeError(f'size {text} is too small')
+    try:
+        check_frame_size(h, w)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f'{text}: {err}') from None
     return w, h
 
 
@@ -57,7 +61,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Benchmark the MTU variants')
     parser.add_argument('--variants', nargs='+', default=DEFAULT_VARIANTS,
                         choices=list(VARIANTS), help='variants to time (default: all)')
-    parser.add_argument('--size', type=parse_size, default=(1280, 720), help='WIDTHxHEIGHT')
+    parser.add_argument('--size', type=parse_size, default=(1280, 720),
+                        help='WIDTHxHEIGHT, multiples of 4 (default 1280x720)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--warmup', type=int, default=3, help='untimed frames first')
     parser.add_argument('--frames', type=int, default=20, help='timed frames (median)')

@@ -4,11 +4,13 @@ motion-compensation share; :mod:`.stages`: one frame's time stage by stage again
 of what each stage executes)."""
 from .benchmark import (VARIANTS, benchmark_restorer, gemm_rate, markdown_table, mc_seconds,
                         plot_quality_speed, test_window, time_frames)
-from .complexity import complexity, conv_flops, count_flops, frame_conv_flops
+from .complexity import (check_frame_size, complexity, conv_flops, count_flops,
+                         frame_conv_flops)
 from .stages import format_stages, frame_stages
 
 __all__ = [
     'VARIANTS', 'benchmark_restorer', 'gemm_rate', 'markdown_table', 'mc_seconds',
-    'plot_quality_speed', 'test_window', 'time_frames', 'complexity', 'conv_flops',
+    'plot_quality_speed', 'test_window', 'time_frames', 'check_frame_size', 'complexity',
+    'conv_flops',
     'count_flops', 'frame_conv_flops', 'frame_stages', 'format_stages'
 ]

@@ -58,6 +58,18 @@ def _group_of(module_name, groups):
     return None
 
 
+def check_frame_size(height, width):
+    """Refuse a frame size the tools that measure the network cannot use as it is.
+
+    Raises:
+        ValueError: ``height`` or ``width`` is not a positive multiple of 4 (the network
+            halves the frame twice; another size would be padded, so the count or the timing
+            would be of a larger frame than asked for).
+    """
+    if min(height, width) <= 0 or height % 4 or width % 4:
+        raise ValueError(f'height {height} and width {width} must be positive multiples of 4')
+
+
 def complexity(model, shape):
     """Per-module ``(params, flops)`` of ``model``'s inference network for one frame (a frame
     with a previous one, as every frame of a video but the first).

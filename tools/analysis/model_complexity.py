@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # a checkout
 
-from mtu_toolkit.analysis.complexity import complexity  # noqa: E402
+from mtu_toolkit.analysis.complexity import check_frame_size, complexity  # noqa: E402
 from mtu_toolkit.engine.config_loader import (  # noqa: E402
     add_cfg_options_argument, add_debug_argument, load_config, run_tool)
 from mtu_toolkit.registry import MODELS  # noqa: E402
@@ -60,8 +60,10 @@ def main(argv=None):
     add_debug_argument(parser)
     args = parser.parse_args(argv)
     shape = tuple(args.shape)
-    if shape[0] % 4 or shape[1] % 4 or min(shape) <= 0:
-        parser.error(f'--shape must be positive multiples of 4, got {shape}')
+    try:
+        check_frame_size(*shape)
+    except ValueError as err:
+        parser.error(f'--shape {err}')
     results = []
     for path in args.configs:
         cfg = load_config(path, args.cfg_options)
