@@ -157,6 +157,21 @@ def test_tool_refuses_bad_arguments_before_timing(tmp_path, capsys):
         tool.parse_args(['--threads', '-1'])
 
 
+def test_tool_device_not_here_is_an_argument_error(capsys, monkeypatch, tmp_path):
+    spec = importlib.util.spec_from_file_location('bench_tool',
+                                                  osp.join(ROOT, 'tools', 'benchmark.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    for device, message in (('cuda', 'device cuda was asked for, but CUDA is not available '
+                             'here; use --device cpu'), ('gpu', "bad device 'gpu'")):
+        assert tool.main(['--variants', 'MTU1', '--size', '64x36', '--frames', '1',
+                          '--device', device, '--out-dir', str(tmp_path / 'b')]) == 2
+        err = capsys.readouterr()
+        assert err.err.startswith(f'error: {message}') and err.err.count('\n') == 1
+        assert 'MTU1 ' not in err.out and not (tmp_path / 'b').exists()
+
+
 def test_tool_size_must_be_multiples_of_4_as_model_complexity(capsys):
     spec = importlib.util.spec_from_file_location('bench_tool',
                                                   osp.join(ROOT, 'tools', 'benchmark.py'))

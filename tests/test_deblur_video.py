@@ -135,9 +135,11 @@ def test_side_by_side_and_folder_input(files, tmp_path):
     ('other_architecture', 4, 'another architecture'),
     ('corrupt_checkpoint', 4, 'weights_only=True'),
     ('missing_config', 2, 'does not exist'),
-    ('fp16_on_cpu', 1, 'needs a GPU'),
+    ('fp16_on_cpu', 2, 'needs a GPU'),
+    ('cuda_not_here', 2, 'CUDA is not available here'),
 ])
-def test_bad_inputs_clear_error_no_output(files, tmp_path, capsys, case, code, message):
+def test_bad_inputs_clear_error_no_output(files, tmp_path, capsys, monkeypatch, case, code,
+                                          message):
     args = [files['config'], files['ckpt'], files['video']]
     if case == 'missing_input':
         args[2] = str(tmp_path / 'nope.mp4')
@@ -161,7 +163,10 @@ def test_bad_inputs_clear_error_no_output(files, tmp_path, capsys, case, code, m
         args[0] = str(tmp_path / 'none.py')
     out = tmp_path / 'out' / 'result.mp4'
     os.makedirs(out.parent)
-    extra = ['--fp16', '--device', 'cpu'] if case == 'fp16_on_cpu' else []
+    extra = {'fp16_on_cpu': ['--fp16', '--device', 'cpu'],
+             'cuda_not_here': ['--device', 'cuda']}.get(case, [])
+    if case == 'cuda_not_here':
+        monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     assert tool.main(args + [str(out), '--quiet'] + extra) == code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: ') and message in err[0], err

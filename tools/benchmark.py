@@ -19,6 +19,10 @@ frame of each variant and prints its time stage by stage (convolutions by kind, 
 warp, the rest of the motion compensation, glue) against the floor of the multiply-adds each
 stage executes (``mtu_toolkit.analysis.stages``). The peer runtimes (ONNX Runtime, OpenVINO) on
 the toolkit's ONNX export: ``benchmarks/peers_cpu.py``.
+
+Arguments are checked before any timing. Exit codes: 0 done, 2 bad arguments (among them a
+``--device`` this machine does not have, a ``--quality`` file that cannot be read, an
+``--out-dir`` that is a file).
 """
 import argparse
 import json
@@ -63,7 +67,9 @@ def parse_args(argv=None):
                         choices=list(VARIANTS), help='variants to time (default: all)')
     parser.add_argument('--size', type=parse_size, default=(1280, 720),
                         help='WIDTHxHEIGHT, multiples of 4 (default 1280x720)')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='cpu, cuda, cuda:1, ... (default: cuda when available; one this '
+                        'machine does not have exits 2)')
     parser.add_argument('--warmup', type=int, default=3, help='untimed frames first')
     parser.add_argument('--frames', type=int, default=20, help='timed frames (median)')
     parser.add_argument('--threads', type=int, help='CPU threads (default: torch\'s)')

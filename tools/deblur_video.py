@@ -15,7 +15,8 @@ float rounding. The output never replaces the input, nor an existing file withou
 left; the temporary output of a run killed with SIGKILL is removed by the next run).
 CHECKPOINT may be a released file of the paper's authors (``MTU2_GoPro.pytorch``): it is
 converted on loading, which one line says; see docs/official_weights.md.
-Exit codes: 0 done, 2 bad config/arguments, 3 bad input, 4 bad checkpoint, 5 output failed,
+Exit codes: 0 done, 2 bad config/arguments (also a ``--device`` this machine does not have, or
+``--fp16``/``--bf16`` without a GPU), 3 bad input, 4 bad checkpoint, 5 output failed,
 1 other inference errors, 130 interrupted (143 terminated).
 """
 import argparse
@@ -27,7 +28,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import torch  # noqa: E402
 
-from mtu_toolkit.apis import InferenceError, deblur_video, init_restorer  # noqa: E402
+from mtu_toolkit.apis import (  # noqa: E402
+    DeviceError, InferenceError, deblur_video, init_restorer)
 from mtu_toolkit.apis.inference import check_fps  # noqa: E402
 from mtu_toolkit.apis.video_io import check_output  # noqa: E402
 from mtu_toolkit.apis.tiling import TiledRestorer, recommended_overlap  # noqa: E402
@@ -81,7 +83,7 @@ def main(argv=None):
     infer_dtype = 'float16' if args.fp16 else 'bfloat16' if args.bf16 else None
     try:
         if infer_dtype and not str(args.device).startswith('cuda'):
-            raise InferenceError(f'--{"fp16" if args.fp16 else "bf16"} needs a GPU '
+            raise DeviceError(f'--{"fp16" if args.fp16 else "bf16"} needs a GPU '
                                  f'(--device cuda); on {args.device} run in float32')
         check_output(args.output, args.overwrite, args.input)  # before the model loads
         restorer = init_restorer(args.config, args.checkpoint, args.device, infer_dtype)

@@ -6,6 +6,12 @@ class InferenceError(Exception):
     exit_code = 1
 
 
+class DeviceError(InferenceError):
+    """The device asked for cannot be named or is not on this machine (``--device cuda``
+    without CUDA, half precision on the CPU): an argument mistake, exit code 2 as the others."""
+    exit_code = 2
+
+
 class InputError(InferenceError):
     """The input video or frame folder is missing, unreadable or empty."""
     exit_code = 3

@@ -14,7 +14,7 @@ from ..engine import checkpoint as engine_ckpt
 from ..engine.checkpoint import CheckpointLoadError, load_from_local_weights_only
 from ..engine.config_loader import ConfigError, load_config
 from ..registry import MODELS
-from .errors import CheckpointError, InferenceError
+from .errors import CheckpointError, DeviceError
 
 
 def model_device(model):
@@ -101,12 +101,13 @@ def init_restorer(config, checkpoint=None, device='cpu', infer_dtype=None):
 
 
 def parse_device(device):
-    """``torch.device`` of ``device``; a clear error when CUDA is asked for but absent."""
+    """``torch.device`` of ``device``; a :class:`DeviceError` (exit code 2) for a name torch does
+    not know or CUDA asked for but absent."""
     try:
         device = torch.device(device)
     except RuntimeError as err:
-        raise InferenceError(f'bad device {device!r}: {err}') from None
+        raise DeviceError(f'bad device {device!r}: {err}') from None
     if device.type == 'cuda' and not torch.cuda.is_available():
-        raise InferenceError(f'device {device} was asked for, but CUDA is not available here; '
+        raise DeviceError(f'device {device} was asked for, but CUDA is not available here; '
                              'use --device cpu')
     return device
