@@ -1,5 +1,7 @@
 """The Python API as users call it: inputs checked in one line, one model shared by threads,
 the fast copy used in and out of inference mode, and the tiling's overlap of every fast form."""
+import copy
+import pickle
 import threading
 import warnings
 
@@ -76,6 +78,29 @@ def test_one_eager_model_shared_by_two_threads():
         t.join()
     for i in range(2):
         assert all(torch.equal(o, refs[i]) for o in got[i])
+
+
+@pytest.mark.parametrize('how', ['deepcopy', 'pickle'])
+def test_a_copy_is_owned_by_the_first_thread_that_uses_it(how):
+    model, frames = tiny(), clip(5)
+    ref = model.infer_clip(frames)  # this thread now owns model's window buffer
+    copied = (copy.deepcopy(model) if how == 'deepcopy'
+              else pickle.loads(pickle.dumps(model)))
+    assert copied._window_buffer is None
+    windows, out = [], []
+    convert = copied._network_window
+
+    def recording(window):
+        windows.append(convert(window))  # all kept alive: fresh buffers could not share memory
+        return windows[-1]
+
+    copied._network_window = recording
+    worker = threading.Thread(target=lambda: out.append(copied.infer_clip(frames)))
+    worker.start()
+    worker.join()
+    assert len(windows) == 3 and len({w.data_ptr() for w in windows}) == 1
+    assert copied._window_buffer[0] == worker.ident
+    assert torch.equal(out[0], ref)
 
 
 def test_the_fast_copy_after_the_streaming_api_works_outside_inference_mode():

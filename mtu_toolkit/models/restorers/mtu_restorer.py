@@ -85,6 +85,15 @@ class MTURestorer(BaseModel):
         # (owner thread, restore_frame's converted window): see _network_window
         self._window_buffer = None
 
+    def __getstate__(self):
+        """The state copied by ``copy.deepcopy`` and pickled: the module's, without the window
+        buffer and its owner thread."""
+        # a copy is a model no thread has used yet: keeping the original's owner would give the
+        # copy's own first thread a fresh buffer every frame (and copy a dead buffer along)
+        state = super().__getstate__()
+        state['_window_buffer'] = None
+        return state
+
     def loss_terms(self):
         """(name, term) of every loss term, in the order they are logged."""
         terms = [('loss_deblur', self.deblur_loss)]
