@@ -1,5 +1,9 @@
+import json
+import os
 import os.path as osp
 import shutil
+import subprocess
+import sys
 
 import lmdb
 import numpy as np
@@ -9,6 +13,7 @@ import torch
 from data_trees import make_tree
 from mtu_toolkit.datasets import VideoDeblurDataset
 from mtu_toolkit.datasets.frame_store import close_lmdb
+from mtu_toolkit.datasets import lmdb_writer
 from mtu_toolkit.datasets.lmdb_writer import convert_dataset
 from mtu_toolkit.registry import DATASETS
 
@@ -115,6 +120,91 @@ def test_folder_flow_is_computed_once_and_cached(trees, monkeypatch):
     shutil.rmtree(osp.join(src, 'train', 's1'))
     VideoDeblurDataset(src, **kw)
     assert len(calls) == 2
+
+
+# two processes (DDP ranks) building one folder tree's flow cache: both have computed it
+# (neither moved in), then rank 0's goes in and is read, then rank 1's arrives
+CACHE_RANK = """
+import glob, hashlib, json, os, os.path as osp, sys, time
+from mtu_toolkit.datasets import VideoDeblurDataset, lmdb_writer
+
+src, flags, rank = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path = osp.join(src, '.mtu_flow', 'train.lmdb')
+
+
+def touch(name):
+    open(osp.join(flags, name), 'w').close()
+
+
+def wait_for(name):
+    deadline = time.time() + 60
+    while not osp.exists(osp.join(flags, name)):
+        if time.time() > deadline:
+            sys.exit(f'rank {rank}: no {name}')
+        time.sleep(0.02)
+
+
+finish, seen = lmdb_writer.LmdbBuilder.finish, {}
+
+
+def finish_together(self):
+    finish(self)
+    touch(f'built-{rank}')
+    wait_for(f'built-{1 - rank}')
+    seen.update(visible=osp.exists(path), temporaries=len(glob.glob(path + '.tmp-*')))
+    touch(f'seen-{rank}')
+    wait_for(f'seen-{1 - rank}')
+    if rank == 1:
+        wait_for('done-0')
+
+
+lmdb_writer.LmdbBuilder.finish = finish_together
+ds = VideoDeblurDataset(src, layout='gopro', num_frames=3, with_flow=True, length=4)
+inode = os.stat(path).st_ino
+touch(f'done-{rank}')
+wait_for(f'done-{1 - rank}')
+flow = hashlib.sha1(b''.join(ds.flow.get_flow(q, i).tobytes()
+                             for q in ds.names for i in range(ds.seqs[q]))).hexdigest()
+print(json.dumps(dict(seen, inode=inode, inode_after=os.stat(path).st_ino, flow=flow)))
+"""
+
+
+def test_two_processes_building_the_flow_cache_keep_the_first(tmp_path):
+    src, flags = str(tmp_path / 'src'), tmp_path / 'flags'
+    make_tree(src, 'gopro', frames=7)
+    flags.mkdir()
+    tests = osp.dirname(osp.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([tests, osp.dirname(tests)]),
+               OMP_NUM_THREADS='1')
+    ranks = [subprocess.Popen([sys.executable, '-c', CACHE_RANK, src, str(flags), str(r)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for r in (0, 1)]
+    results = []
+    for proc in ranks:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    for r in results:
+        # while both were written: each in its own temporary, nothing at the cache's name
+        assert r['visible'] is False and r['temporaries'] == 2
+    # rank 0's cache, in place and read first, was not swapped for rank 1's
+    assert results[0]['inode'] == results[0]['inode_after'] == results[1]['inode']
+    assert results[0]['flow'] == results[1]['flow']
+    assert os.listdir(osp.join(src, '.mtu_flow')) == ['train.lmdb']  # no temporary left
+
+
+def test_writers_of_one_cache_never_share_a_temporary(trees):
+    src, out, _ = trees
+    path = osp.join(src, '.mtu_flow', 'test.lmdb')
+    os.makedirs(osp.dirname(path))
+    first, second = lmdb_writer.LmdbBuilder(path), lmdb_writer.LmdbBuilder(path)
+    assert first.tmp != second.tmp and f'.tmp-{os.getpid()}-' in second.tmp
+    first.abort()
+    second.abort()
+    # a whole cache found where an out-of-date one was looked at is put back, not deleted
+    shutil.copytree(osp.join(out, 'test', 'flow.lmdb'), path)
+    lmdb_writer._discard_outdated(path, lambda where: True)
+    assert os.listdir(osp.dirname(path)) == ['test.lmdb']
 
 
 def test_lmdb_without_flow_names_the_missing_database(trees):

@@ -58,6 +58,15 @@ def close_lmdb(path):
         env.close()
 
 
+def lmdb_holds(path, seqs):
+    """Whether ``path`` is a whole LMDB of exactly the sequences and frame counts ``seqs``
+    ({name: frames}); False when there is none or it cannot be read."""
+    try:
+        return LmdbStore(path).sequences() == seqs
+    except (FileNotFoundError, ValueError):
+        return False
+
+
 def frame_key(seq, index):
     return f'{seq}/{index:08d}'
 

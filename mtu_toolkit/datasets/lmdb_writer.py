@@ -1,5 +1,7 @@
 """Convert a DVD/GoPro/REDS tree into LMDBs, atomically (temporary name, renamed when whole)."""
+import errno
 import glob
+import itertools
 import os
 import os.path as osp
 import shutil
@@ -15,16 +17,20 @@ from ..progress import ProgressLine
 from .errors import DatasetError
 from .frame_io import decode_rgb, encode_png
 from .flow import sharp_flow
-from .frame_store import FolderStore, check_pairs, close_lmdb, frame_key
+from .frame_store import FolderStore, check_pairs, close_lmdb, frame_key, lmdb_holds
 from .layouts import build_layout, detect_layout, list_splits
 
 
 #: the databases of a split (their temporaries are swept whichever ones a run writes)
 DATABASES = ('blur', 'sharp', 'flow')
 
+#: numbers this process's writers, so that two of them never share a temporary name
+_WRITERS = itertools.count()
+
 
 class LmdbBuilder:
-    """Writes one LMDB under ``<path>.tmp-<pid>`` and renames it to ``path`` on :meth:`commit`.
+    """Writes one LMDB under ``<path>.tmp-<pid>-<n>`` (a name no other writer uses) and renames
+    it to ``path`` on :meth:`commit`.
 
     Until the rename nothing exists at ``path`` (or the previous complete database stays there),
     so an interrupted run never leaves a database that looks whole; the temporary folders of
@@ -40,7 +46,7 @@ class LmdbBuilder:
 
     def __init__(self, path):
         self.path = path
-        self.tmp = f'{path}.tmp-{os.getpid()}'
+        self.tmp = f'{path}.tmp-{os.getpid()}-{next(_WRITERS)}'
         sweep_leftovers(path)  # of interrupted runs
         self.env = lmdb.open(self.tmp, map_size=self.MAP_SIZE)
         self.meta = {}
@@ -150,6 +156,58 @@ def commit_all(builders, remove=()):
             if osp.exists(dst):
                 warnings.warn(f'{dst}: the replaced database could not be deleted; remove it '
                               'by hand (the new one is in place)')
+
+
+def commit_first(builder, valid):
+    """Move the finished database of ``builder`` to its path, where other processes may be
+    putting the same database at the same time (DDP ranks building a cache): the first whole
+    one to arrive stays.
+
+    The rename is atomic and does not replace a database already there, so a reader finds no
+    database or a whole one, never one half-written or being swapped. A database there that
+    ``valid(path)`` accepts (another writer's) is kept and ours deleted; one it refuses (out of
+    date) is moved aside and deleted, then ours renamed in.
+
+    Returns:
+        bool: whether ours was moved in.
+    """
+    builder.finish()
+    with signals_held():
+        while True:
+            close_lmdb(builder.path)  # this process's handle: valid() reads what is there now
+            try:
+                os.rename(builder.tmp, builder.path)
+            except OSError as err:
+                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    shutil.rmtree(builder.tmp, ignore_errors=True)
+                    raise DatasetError(f'{builder.path}: cannot be written '
+                                       f'({err.strerror or err})') from None
+            else:
+                builder.committed = True
+                return True
+            if valid(builder.path):
+                shutil.rmtree(builder.tmp, ignore_errors=True)
+                return False
+            _discard_outdated(builder.path, valid)
+
+
+def _discard_outdated(path, valid):
+    """Move the out-of-date database ``path`` aside and delete it. One that ``valid`` accepts
+    once aside was another writer's, renamed in since it was looked at: it is moved back."""
+    aside = _aside(path)
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:  # another writer moved it first
+        return
+    keep = valid(aside)
+    close_lmdb(aside)
+    if keep:
+        try:
+            os.rename(aside, path)
+            return
+        except OSError:  # yet another writer's is in place: that one stays
+            pass
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def sweep_leftovers(path):
@@ -265,7 +323,9 @@ def write_split(src_stores, out, split, with_flow, builders):
 
 
 def build_flow_lmdb(sharp, seqs, path):
-    """Compute the flow of every frame of ``sharp`` (a frame store) into the LMDB ``path``."""
+    """Compute the flow of every frame of ``sharp`` (a frame store) into the LMDB ``path``, a
+    cache that other processes may build at once: the first whole one stays
+    (:func:`commit_first`)."""
     builder = LmdbBuilder(path)
     try:
         print(f'computing the optical flow of {sum(seqs.values())} sharp frames once, '
@@ -279,7 +339,7 @@ def build_flow_lmdb(sharp, seqs, path):
                 prev = s
                 bar.update()
         bar.close()
-        builder.commit()
+        commit_first(builder, lambda where: lmdb_holds(where, seqs))
     except BaseException:
         builder.abort()
         raise

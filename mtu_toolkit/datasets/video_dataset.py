@@ -26,7 +26,7 @@ from ..models.window import padded_indices
 from ..registry import DATASETS, TRANSFORMS
 from .errors import DatasetError
 from .frame_io import decode_rgb
-from .frame_store import FolderStore, LmdbStore, check_pairs
+from .frame_store import FolderStore, LmdbStore, check_pairs, lmdb_holds
 from .layouts import build_layout
 from .lmdb_writer import build_flow_lmdb
 
@@ -112,10 +112,12 @@ class VideoDeblurDataset(Dataset):
 
     def _flow_store(self, data_root, split, backend, flow_lmdb):
         """The flow LMDB of the split; a folder tree's is computed on first use (in the main
-        process, before any worker starts) and reused afterwards, never per epoch."""
+        process, before any worker starts) and reused afterwards, never per epoch. Processes
+        that compute it at once (DDP ranks) each write their own temporary; the first whole
+        one renamed in is the cache, and no reader sees a partial one."""
         if flow_lmdb is None and backend == 'disk':
             path = osp.join(data_root, FLOW_CACHE_DIR, f'{split}.lmdb')
-            if not self._valid_flow(path):
+            if not lmdb_holds(path, self.seqs):
                 os.makedirs(osp.dirname(path), exist_ok=True)
                 build_flow_lmdb(self.sharp, self.seqs, path)
         else:
@@ -128,13 +130,6 @@ class VideoDeblurDataset(Dataset):
             raise DatasetError(f'{path}: its sequences/frame counts differ from the frames of '
                                f'{data_root} ({split})')
         return store
-
-    def _valid_flow(self, path):
-        """Whether a cached flow LMDB exists and matches the sequences (else it is rebuilt)."""
-        try:
-            return LmdbStore(path).sequences() == self.seqs
-        except (FileNotFoundError, ValueError):
-            return False
 
     def __len__(self):
         if not self.num_frames:
