@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -88,3 +89,45 @@ def _single_process_test(cfg, ckpt, work_dir):
                     '--work-dir', str(work_dir)], env=tool_env(), check=True,
                    capture_output=True, timeout=300)
     return (work_dir / 'test_results.json').read_text()
+
+
+# a stand-in for torchrun: starts one worker that sets the guard, then waits to be killed
+LAUNCHER = """
+import subprocess, sys, time
+worker = subprocess.Popen([sys.executable, '-c', {worker!r}], stdout=subprocess.PIPE, text=True,
+                          start_new_session=True)  # torchrun's workers have sessions of their own
+print(worker.pid, worker.stdout.readline().strip(), flush=True)
+time.sleep(120)
+"""
+WORKER = """
+import signal, sys, time
+from mtu_toolkit.engine.launch import stop_with_launcher
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+print('guarded' if stop_with_launcher('pytorch') else 'unguarded', flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux')
+def test_workers_stop_when_the_launcher_is_killed():
+    # kill -9 (or the OOM killer) on torchrun forwards nothing: the workers, re-parented, kept
+    # training and writing checkpoints
+    launcher = subprocess.Popen([sys.executable, '-c', LAUNCHER.format(worker=WORKER)],
+                                stdout=subprocess.PIPE, text=True, env=tool_env())
+    try:
+        pid, state = launcher.stdout.readline().split()
+        assert state == 'guarded'
+        pid = int(pid)
+        launcher.kill()
+        launcher.wait(timeout=30)
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, 9)
+            pytest.fail('the worker outlived its launcher')
+    finally:
+        launcher.kill()

@@ -5,6 +5,7 @@ import os
 import os.path as osp
 import re
 import shlex
+import socket
 import subprocess
 import sys
 
@@ -96,11 +97,32 @@ def test_dist_scripts_dry_run_command():
     ('slurm_test.sh', ['p', 'j', 'c.py'], {}, 'usage: '),
     ('slurm_train.sh', ['p', 'j', 'c.py', 'w'], {'GPUS': '0'}, 'GPUS must be a positive'),
     ('slurm_test.sh', ['p', 'j', 'c.py', 'k'], {'GPUS_PER_NODE': 'x'}, 'GPUS_PER_NODE must'),
+    ('dist_train.sh', ['c.py'], {}, 'usage: '),
+    ('dist_test.sh', ['c.py', 'ckpt.pth'], {}, 'usage: '),
+    # NUM_PROCS forgotten: torchrun used to fail on '--work-dir' with a traceback
+    ('dist_train.sh', ['c.py', '--work-dir', 'w'], {}, "NUM_PROCS must be a positive integer, "
+                                                       "got '--work-dir'"),
+    ('dist_test.sh', ['c.py', 'ckpt.pth', '0'], {}, 'NUM_PROCS must be a positive integer'),
 ])
 def test_slurm_bad_arguments(script, args, env, message):
     proc = _dry_run(script, args, **env)
     assert proc.returncode == 2 and proc.stdout == ''
     assert len(proc.stderr.splitlines()) == 1 and message in proc.stderr
+
+
+def test_dist_train_names_a_master_port_in_use():
+    # a second job on the machine takes the default port: one line before torchrun starts
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k != 'NODE_RANK'}
+        env.update(MASTER_PORT=str(port), PYTHON=sys.executable)
+        proc = subprocess.run(['bash', 'tools/dist_train.sh', 'configs/mtu/mtu2_dvd.py', '2'],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    assert proc.stderr.strip() == (f'error: MASTER_PORT {port} is in use (another job?): set '
+                                   'MASTER_PORT to a free port')
 
 
 # ---------------------------------------------------------------------------------------------

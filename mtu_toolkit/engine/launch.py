@@ -1,6 +1,10 @@
 """What tools/train.py and tools/test.py set up around mmengine's Runner."""
+import ctypes
+import ctypes.util
 import importlib.util
 import os
+import signal
+import sys
 
 import torch
 import torch.distributed as dist
@@ -21,6 +25,31 @@ def init_distributed(launcher):
         raise ValueError(f"launcher {launcher!r} needs GPUs; on CPU use 'pytorch' (torchrun)")
     dist.init_process_group(backend='gloo', rank=int(os.environ['RANK']),
                             world_size=int(os.environ['WORLD_SIZE']))
+
+
+def stop_with_launcher(launcher):
+    """Under torchrun (``launcher='pytorch'``, Linux), get SIGTERM when the launcher dies.
+
+    torchrun starts each worker in a session of its own, so when the launcher is killed without
+    forwarding a signal (``kill -9``, the OOM killer) the workers would be re-parented and keep
+    training and writing checkpoints. ``PR_SET_PDEATHSIG`` has the kernel send SIGTERM instead,
+    which the tools end like Ctrl-C (one line naming the last complete checkpoint). A launcher
+    already gone before the call (the worker re-parented) is treated the same way.
+
+    Returns:
+        bool: whether the guard is set (False off Linux or without the pytorch launcher).
+    """
+    if launcher != 'pytorch' or not sys.platform.startswith('linux'):
+        return False
+    launcher_pid = os.getppid()
+    libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+    pr_set_pdeathsig = 1
+    if libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) != 0:
+        return False
+    # a launcher that died before the prctl sends nothing: this worker was re-parented already
+    if launcher_pid == 1 or os.getppid() != launcher_pid:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
 
 
 def finish_distributed():
@@ -142,6 +171,7 @@ def use_mixed_precision(cfg, force=False):
 def prepare_runtime(cfg, launcher):
     """Weights-only checkpoint loading, process group on CPU, gloo backend, TensorBoard."""
     setup_safe_loading()
+    stop_with_launcher(launcher)
     cfg.launcher = launcher
     if launcher != 'none' and not torch.cuda.is_available():
         cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
