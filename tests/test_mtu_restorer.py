@@ -142,3 +142,20 @@ def test_half_precision_option_is_validated():
     full = model.infer_clip(frames)
     err = (half - full).abs()
     assert err.max() < 3e-2 and err.max() > 0
+
+
+def test_float16_inference_runs_in_float32_on_the_cpu():
+    # the "hp" configs' float16 is a GPU setting: emulated on a CPU it took ~10x float32's time
+    model = _restorer(infer_dtype='float16').eval()
+    frames = torch.rand(3, 3, 16, 16)
+    with pytest.warns(UserWarning, match="'float16' runs in float32 on the CPU"):
+        half = model.infer_clip(frames)
+    assert model.autocast_dtype(torch.device('cpu')) is None
+    assert model.autocast_dtype(torch.device('cuda')) == torch.float16
+    model.infer_dtype = None
+    assert torch.equal(half, model.infer_clip(frames))
+    # and the fast CPU copy applies to it (it returned the eager model itself before)
+    from mtu_toolkit.deploy import optimize_for_inference
+    model.infer_dtype = 'float16'
+    with pytest.warns(UserWarning):
+        assert optimize_for_inference(model, mode='frozen') is not model

@@ -148,7 +148,7 @@ def benchmark_restorer(restorer, fast, height, width, device, warmup=3, frames=2
     from ..models import count_parameters
     window = test_window(height, width, device)
     # half-precision models are held to the half-precision GEMM rate
-    dtype = getattr(torch, restorer.infer_dtype) if restorer.infer_dtype else torch.float32
+    dtype = restorer.autocast_dtype(torch.device(device)) or torch.float32
     with torch.inference_mode():
         _, state = time_frames(fast, window, warmup, 0, device)
         times, rates = [], []

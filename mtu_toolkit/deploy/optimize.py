@@ -83,8 +83,10 @@ def optimize_for_inference(restorer, compile=False, mode=None, winograd='auto'):
             and with which tile (see :class:`~mtu_toolkit.deploy.DirectConv2d`; False: none,
             to compare).
 
-    On CUDA, or with half-precision autocast, the model is returned as it is (cuDNN picks its
-    own algorithms; ``torch.backends.cudnn.benchmark`` is switched on). The copy keeps the
+    On CUDA, or with bfloat16 autocast, the model is returned as it is (cuDNN picks its own
+    algorithms; ``torch.backends.cudnn.benchmark`` is switched on); ``infer_dtype='float16'``
+    runs in float32 on the CPU, so it gets the fast copy (:meth:`MTURestorer.autocast_dtype`).
+    The copy keeps the
     model's state-dict keys, but is meant for inference only (the direct form writes reused
     buffers: one thread per copy).
     """
@@ -98,7 +100,7 @@ def optimize_for_inference(restorer, compile=False, mode=None, winograd='auto'):
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
         return restorer
-    if device.type != 'cpu' or restorer.infer_dtype is not None:
+    if device.type != 'cpu' or restorer.autocast_dtype(device) is not None:
         return restorer
     fast = copy.deepcopy(restorer).eval()
     net = fast.backbone

@@ -1,6 +1,7 @@
 """MTURestorer: trains the MTU network on clips (truncated BPTT of one frame) and infers as a
 stream."""
 import threading
+import warnings
 from contextlib import nullcontext
 
 import torch
@@ -198,10 +199,26 @@ class MTURestorer(BaseModel):
         return losses, state_new
 
     # ------------------------------------------------------------------ inference
-    def _autocast(self, device):
+    def autocast_dtype(self, device):
+        """The autocast dtype inference runs with on ``device`` (a ``torch.device``), or None
+        for float32.
+
+        ``infer_dtype='float16'`` (the "hp" configs) is a GPU setting: a CPU has no fast
+        float16 convolution (autocast emulates it, ~10x slower than float32), so on the CPU
+        inference runs in float32, with a warning. 'bfloat16' is kept as asked on any device.
+        """
         if self.infer_dtype is None:
-            return nullcontext()
-        return torch.autocast(device.type, dtype=getattr(torch, self.infer_dtype))
+            return None
+        if self.infer_dtype == 'float16' and device.type == 'cpu':
+            warnings.warn("infer_dtype='float16' runs in float32 on the CPU (no fast float16 "
+                          "convolution there); set it on a GPU or use 'bfloat16'",
+                          stacklevel=2)
+            return None
+        return getattr(torch, self.infer_dtype)
+
+    def _autocast(self, device):
+        dtype = self.autocast_dtype(device)
+        return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
     def _network_window(self, window):
         """``window`` as the network reads it: floating point, contiguous. A uint8 window (in
