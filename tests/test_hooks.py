@@ -99,3 +99,16 @@ def test_atomic_checkpoint_survives_crash(tmp_path):
     runner.fail = False
     hook._save_checkpoint(runner)  # a later save succeeds and rotates iter_1 away
     assert sorted(p for p in os.listdir(tmp_path) if p.endswith('.pth')) == ['iter_2.pth']
+
+
+def test_checkpoint_hook_refuses_a_misspelt_argument_when_built():
+    # mmengine passes unknown keywords on to runner.save_checkpoint: the run trained up to its
+    # first save and failed there with nothing saved
+    from mtu_toolkit.checked_registry import ComponentArgumentError
+    from mtu_toolkit.engine.config_loader import user_error
+    with pytest.raises(ComponentArgumentError) as info:
+        HOOKS.build(dict(type='AtomicCheckpointHook', intervall=1, by_epoch=False))
+    line, code = user_error(info.value)
+    assert code == 2 and "takes no argument 'intervall' (did you mean 'interval'?)" in line
+    HOOKS.build(dict(type='AtomicCheckpointHook', interval=1, by_epoch=False, max_keep_ckpts=2,
+                     save_best='PSNR', rule='greater', save_last=True))

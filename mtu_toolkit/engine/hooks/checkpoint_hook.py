@@ -1,5 +1,7 @@
 """Checkpoint hook with atomic saves, weights-only loading and random-generator state."""
+import difflib
 import glob
+import inspect
 import os
 import os.path as osp
 
@@ -7,9 +9,27 @@ from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
+from ...checked_registry import ComponentArgumentError
 from ...registry import HOOKS
 from ..checkpoint import atomic_write_text, fsync_replace, setup_safe_loading
 from ..rng_state import get_rng_state, set_rng_state
+
+
+def _check_save_arguments(kwargs):
+    """Refuse, when the hook is built, a keyword that ``CheckpointHook`` does not take.
+
+    mmengine's hook keeps unknown keywords and hands them to ``runner.save_checkpoint``, which
+    takes none beyond those the hook passes itself: a misspelt ``intervall=1`` trained to the
+    first save (hours in) and failed there, with nothing saved.
+    """
+    named = set(inspect.signature(CheckpointHook.__init__).parameters) - {'self', 'kwargs'}
+    extra = sorted(set(kwargs) - named)
+    if extra:
+        hints = [f"{k!r} (did you mean {close[0]!r}?)" if close else repr(k)
+                 for k in extra for close in [difflib.get_close_matches(k, named, 1)]]
+        raise ComponentArgumentError(
+            f"CheckpointHook (default_hooks.checkpoint) takes no argument {', '.join(hints)}; "
+            f"it takes: {', '.join(sorted(named))}")
 
 
 @HOOKS.register_module()
@@ -41,6 +61,7 @@ class AtomicCheckpointHook(CheckpointHook):
     """
 
     def __init__(self, *args, **kwargs):
+        _check_save_arguments(kwargs)
         super().__init__(*args, **kwargs)
         setup_safe_loading()
         self._rng_to_restore = None
