@@ -12,6 +12,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from data_trees import make_tree
 from mtu_toolkit.datasets import LmdbStore, VideoDeblurDataset, lmdb_writer
@@ -164,3 +165,22 @@ def test_a_signalled_conversion_leaves_the_output_as_it_was(tmp_path, sig):
     assert 'Traceback' not in err
     assert ('terminated' if sig == signal.SIGTERM else 'interrupted') in err
     assert not osp.exists(out)  # nothing, not even the folders it made
+
+
+class _TooSmall(torch.utils.data.Dataset):
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        raise DatasetError('ClipRandomCrop: crop 256x256 larger than frames 96x128 of s0')
+
+
+def test_a_dataset_error_in_a_loader_worker_is_its_own_line():
+    # the configs load with 4 workers: torch re-raises the worker's error with its whole
+    # traceback in the message, which the tools printed as one 1,500-character line
+    loader = torch.utils.data.DataLoader(_TooSmall(), num_workers=1)
+    with pytest.raises(DatasetError) as info:
+        next(iter(loader))
+    assert 'Original Traceback' in str(info.value)
+    assert user_error(info.value) == (
+        'ClipRandomCrop: crop 256x256 larger than frames 96x128 of s0', 1)

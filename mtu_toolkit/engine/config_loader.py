@@ -277,6 +277,21 @@ def debug_requested(argv):
     return any(a.startswith('--deb') and '--debug'.startswith(a) for a in argv)
 
 
+def _one_line(err):
+    """``err``'s message in one line. An error re-raised from a DataLoader worker (torch's
+    "Caught X in DataLoader worker process 0. Original Traceback ...") is given by the
+    worker's own message, the traceback's last line without the exception's name."""
+    text = str(err)
+    if text.startswith('Caught ') and '\nOriginal Traceback' in text:
+        last = [ln for ln in text.splitlines() if ln.strip()][-1]
+        name = type(err).__name__
+        for prefix in (f'{type(err).__module__}.{name}: ', f'{name}: '):
+            if last.startswith(prefix):
+                return last[len(prefix):]
+        return last
+    return ' '.join(text.split('\n'))
+
+
 def _registry_line(err):
     """The registry's message (first line, then the close matches or the known names of the
     first scope) in one line."""
@@ -302,17 +317,17 @@ def user_error(err):
     unreadable or unwritable file or folder, a full disk.
     """
     if isinstance(err, (ConfigError, ArgumentError)):
-        return ' '.join(str(err).split('\n')), err.exit_code
+        return _one_line(err), err.exit_code
     from ..apis.errors import InferenceError  # here: the apis package imports the engine
     from ..datasets.errors import DatasetError
     if isinstance(err, InferenceError):
-        return ' '.join(str(err).split('\n')), err.exit_code
+        return _one_line(err), err.exit_code
     if isinstance(err, DatasetError):
-        return ' '.join(str(err).split('\n')), 1
+        return _one_line(err), 1
     if isinstance(err, RegistryKeyError):
         return _registry_line(err), 2
     if isinstance(err, ComponentArgumentError):
-        return ' '.join(str(err).split('\n')), 2
+        return _one_line(err), 2
     if isinstance(err, TypeError) and 'got an unexpected keyword argument' in str(err):
         # a config's dict merged into another component's (e.g. --cfg-options
         # model.backbone.mc_head.type=fan keeps the correlation head's max_displacement)
