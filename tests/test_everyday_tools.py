@@ -185,6 +185,19 @@ def test_print_config_errors(tiny_cfg, tmp_path):
     assert open(tiny_cfg).read() == before
 
 
+def test_a_misspelt_top_level_key_is_named(tiny_cfg, tmp_path):
+    # train_dataloder was ignored: the run trained with the base config's loader
+    from mtu_toolkit.engine.config_loader import load_config
+    cfg = tmp_path / 'mine.py'
+    cfg.write_text(f"_base_ = [{tiny_cfg!r}]\ntrain_dataloder = dict(batch_size=2)\n")
+    with pytest.raises(ConfigError, match=r"top-level key 'train_dataloder' .* did you mean "
+                                          r"'train_dataloader'\?"):
+        load_config(str(cfg))
+    # keys of a config's own (not near a Runner key) stay allowed
+    cfg.write_text(f"_base_ = [{tiny_cfg!r}]\ntrain_pipeline = []\ndata_root = 'x'\n")
+    assert load_config(str(cfg)).data_root == 'x'
+
+
 def test_a_plugins_syntax_error_is_named_in_the_plugin(tmp_path, monkeypatch):
     from mtu_toolkit.engine.config_loader import load_config
     (tmp_path / 'broken_plugin.py').write_text('x = 1\n\ndef f(:\n    pass\n')

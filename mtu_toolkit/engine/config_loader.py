@@ -110,9 +110,29 @@ def load_config(path, cfg_options=None):
         cfg = Config.fromfile(path)
     except Exception as err:  # noqa: BLE001 - any parse error becomes one line naming the file
         raise ConfigError(_parse_error(path, err)) from err
+    check_top_level_keys(path, cfg)
     if cfg_options:
         apply_cfg_options(cfg, cfg_options)
     return cfg
+
+
+def check_top_level_keys(path, cfg):
+    """Refuse a top-level key that is a near miss of one the Runner reads.
+
+    A config may hold keys of its own (``data_root``, ``train_pipeline``), so an unknown key is
+    not an error in itself; but ``train_dataloder = dict(batch_size=2)`` was silently ignored
+    and the run trained with the base config's loader. A key within a letter or two of a
+    Runner key (difflib ratio >= 0.85) and not itself one is named with the key meant.
+    """
+    known = runner_keys()
+    for key in cfg.keys():
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, 1, cutoff=0.85)
+        if close:
+            raise ConfigError(f'config {path}: top-level key {key!r} is not one the Runner '
+                              f'reads; did you mean {close[0]!r}? (rename a key of your own '
+                              'that is this close to one)')
 
 
 # ----------------------------------------------------------------------------------------------
