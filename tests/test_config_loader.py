@@ -1,9 +1,12 @@
 """mtu_toolkit.engine.config_loader: checked --cfg-options and one-line errors of the tools."""
+import glob
 import os
 import re
 import os.path as osp
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from mmengine.config import Config
@@ -313,6 +316,32 @@ def test_training_runner_keeps_folders_it_did_not_make_or_that_trained(tiny, tmp
     with pytest.raises(RuntimeError, match='after the first iteration'):
         runner.train()
     assert osp.isfile(work / runner.timestamp / f'{runner.timestamp}.log')
+
+
+TOOLS = sorted(osp.relpath(p, osp.join(ROOT, 'tools'))
+               for p in glob.glob(osp.join(ROOT, 'tools', '**', '*.py'), recursive=True))
+
+
+@pytest.mark.parametrize('tool', TOOLS)
+def test_ctrl_c_while_a_tool_imports_is_one_line(tool, tmp_path):
+    # a torch whose import takes long: Ctrl-C arrives while the tool's modules load
+    (tmp_path / 'torch').mkdir()
+    (tmp_path / 'torch' / '__init__.py').write_text(
+        'import os, time\nopen(os.environ["READY"], "w").close()\ntime.sleep(60)\n')
+    ready = tmp_path / 'ready'
+    env = dict(tool_env(), READY=str(ready),
+               PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT]))
+    proc = subprocess.Popen([sys.executable, osp.join(ROOT, 'tools', tool)], env=env,
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 60
+    while not ready.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert ready.exists(), proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.split() == 'interrupted while starting; nothing done'.split(), err[-2000:]
 
 
 def test_test_tool_missing_checkpoint(tiny, tmp_path):

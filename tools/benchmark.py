@@ -34,16 +34,19 @@ import sys
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run from a checkout
 
-import torch  # noqa: E402
+from mtu_toolkit.startup import importing  # noqa: E402
 
-from mtu_toolkit.apis import InferenceError, init_restorer, parse_device  # noqa: E402
-from mtu_toolkit.analysis.benchmark import (  # noqa: E402
-    VARIANTS, benchmark_restorer, markdown_table, plot_quality_speed, test_window)
-from mtu_toolkit.analysis.complexity import check_frame_size  # noqa: E402
-from mtu_toolkit.analysis.stages import format_stages, frame_stages  # noqa: E402
-from mtu_toolkit.deploy import add_model_arguments, tool_model  # noqa: E402
-from mtu_toolkit.engine.checkpoint import atomic_write_text  # noqa: E402
-from mtu_toolkit.engine.config_loader import add_debug_argument, run_tool  # noqa: E402
+with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
+    import torch
+
+    from mtu_toolkit.apis import InferenceError, init_restorer, parse_device
+    from mtu_toolkit.analysis.benchmark import (
+        VARIANTS, benchmark_restorer, markdown_table, plot_quality_speed, test_window)
+    from mtu_toolkit.analysis.complexity import check_frame_size
+    from mtu_toolkit.analysis.stages import format_stages, frame_stages
+    from mtu_toolkit.deploy import add_model_arguments, tool_model
+    from mtu_toolkit.engine.checkpoint import atomic_write_text
+    from mtu_toolkit.engine.config_loader import add_debug_argument, run_tool
 
 DEFAULT_VARIANTS = ['MTU1', 'MTU2', 'MTU2-hp', 'MTU4', 'MTU10', 'MTU10-L']
 

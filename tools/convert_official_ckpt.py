@@ -21,12 +21,15 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-import torch  # noqa: E402
+from mtu_toolkit.startup import importing  # noqa: E402
 
-from mtu_toolkit.engine.checkpoint import fsync_replace  # noqa: E402
-from mtu_toolkit.fileio import check_output_file  # noqa: E402
-from mtu_toolkit.models.official_checkpoint import (  # noqa: E402
-    OfficialCheckpointError, convert_official_state_dict, is_official_state_dict)
+with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
+    import torch
+
+    from mtu_toolkit.engine.checkpoint import fsync_replace
+    from mtu_toolkit.fileio import check_output_file
+    from mtu_toolkit.models.official_checkpoint import (
+        OfficialCheckpointError, convert_official_state_dict, is_official_state_dict)
 
 
 class ConvertError(Exception):

@@ -26,16 +26,19 @@ import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-import torch  # noqa: E402
+from mtu_toolkit.startup import importing  # noqa: E402
 
-from mtu_toolkit.apis import (  # noqa: E402
-    DeviceError, InferenceError, deblur_video, init_restorer)
-from mtu_toolkit.apis.inference import check_fps  # noqa: E402
-from mtu_toolkit.apis.video_io import check_output  # noqa: E402
-from mtu_toolkit.apis.tiling import TiledRestorer, recommended_overlap  # noqa: E402
-from mtu_toolkit.deploy import add_model_arguments, tool_model  # noqa: E402
-from mtu_toolkit.engine.config_loader import (  # noqa: E402
-    ConfigError, add_debug_argument, interrupted, run_tool, terminate_like_interrupt)
+with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
+    import torch
+
+    from mtu_toolkit.apis import (
+        DeviceError, InferenceError, deblur_video, init_restorer)
+    from mtu_toolkit.apis.inference import check_fps
+    from mtu_toolkit.apis.video_io import check_output
+    from mtu_toolkit.apis.tiling import TiledRestorer, recommended_overlap
+    from mtu_toolkit.deploy import add_model_arguments, tool_model
+    from mtu_toolkit.engine.config_loader import (
+        ConfigError, add_debug_argument, interrupted, run_tool, terminate_like_interrupt)
 
 
 def parse_args(argv=None):

@@ -24,20 +24,23 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from mmengine.config import Config  # noqa: E402
+from mtu_toolkit.startup import importing  # noqa: E402
 
-from mtu_toolkit.datasets import VideoDeblurDataset  # noqa: E402
-from mtu_toolkit.datasets.lmdb_writer import convert_dataset  # noqa: E402
-from mtu_toolkit.datasets.synthetic import make_synthetic_dataset, skimage_photos  # noqa: E402
-from mtu_toolkit.engine.checkpoint import load_from_local_weights_only  # noqa: E402
-from mtu_toolkit.engine.hooks.visualization_hook import make_strip, panel_row  # noqa: E402
-from mtu_toolkit.evaluation import alignment_scores, psnr, ssim  # noqa: E402
-from mtu_toolkit.models import count_parameters  # noqa: E402
-from mtu_toolkit.models.window import targets_of  # noqa: E402
-from mtu_toolkit.registry import MODELS  # noqa: E402
+with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
+    import cv2
+    import numpy as np
+    import torch
+    from mmengine.config import Config
+
+    from mtu_toolkit.datasets import VideoDeblurDataset
+    from mtu_toolkit.datasets.lmdb_writer import convert_dataset
+    from mtu_toolkit.datasets.synthetic import make_synthetic_dataset, skimage_photos
+    from mtu_toolkit.engine.checkpoint import load_from_local_weights_only
+    from mtu_toolkit.engine.hooks.visualization_hook import make_strip, panel_row
+    from mtu_toolkit.evaluation import alignment_scores, psnr, ssim
+    from mtu_toolkit.models import count_parameters
+    from mtu_toolkit.models.window import targets_of
+    from mtu_toolkit.registry import MODELS
 
 #: photographs for training and held-out ones for testing (see README for sources/licences)
 SPLITS = dict(train=['astronaut', 'rocket', 'hubble_deep_field', 'coffee'], test=['chelsea'])

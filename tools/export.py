@@ -15,13 +15,16 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-import torch  # noqa: E402
+from mtu_toolkit.startup import importing  # noqa: E402
 
-from mtu_toolkit.apis import InferenceError, init_restorer  # noqa: E402
-from mtu_toolkit.deploy import export_onnx, export_torchscript, run_step_module  # noqa: E402
-from mtu_toolkit.deploy.export import check_export_paths, onnx_paths  # noqa: E402
-from mtu_toolkit.engine.config_loader import (  # noqa: E402
-    ConfigError, add_debug_argument, run_tool)
+with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
+    import torch
+
+    from mtu_toolkit.apis import InferenceError, init_restorer
+    from mtu_toolkit.deploy import export_onnx, export_torchscript, run_step_module
+    from mtu_toolkit.deploy.export import check_export_paths, onnx_paths
+    from mtu_toolkit.engine.config_loader import (
+        ConfigError, add_debug_argument, run_tool)
 
 
 def parse_size(text):

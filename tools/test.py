@@ -27,17 +27,20 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mmengine.dist import is_main_process  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from mtu_toolkit.startup import importing  # noqa: E402
 
-from mtu_toolkit.engine import finish_distributed, prepare_runtime  # noqa: E402
-from mtu_toolkit.engine.config_loader import ConfigError, run_tool  # noqa: E402
-from mtu_toolkit.engine.launch import add_runner_arguments, runner_config  # noqa: E402
-from mtu_toolkit.engine.checkpoint import (  # noqa: E402
-    CheckpointLoadError, atomic_write_text, check_checkpoint_file)
-from mtu_toolkit.engine.hooks import add_strict_loading  # noqa: E402
-from mtu_toolkit.evaluation import (  # noqa: E402
-    PROTOCOLS, MCAlignmentMetric, VideoRestorationMetric, apply_protocol)
+with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
+    from mmengine.dist import is_main_process
+    from mmengine.runner import Runner
+
+    from mtu_toolkit.engine import finish_distributed, prepare_runtime
+    from mtu_toolkit.engine.config_loader import ConfigError, run_tool
+    from mtu_toolkit.engine.launch import add_runner_arguments, runner_config
+    from mtu_toolkit.engine.checkpoint import (
+        CheckpointLoadError, atomic_write_text, check_checkpoint_file)
+    from mtu_toolkit.engine.hooks import add_strict_loading
+    from mtu_toolkit.evaluation import (
+        PROTOCOLS, MCAlignmentMetric, VideoRestorationMetric, apply_protocol)
 
 
 def parse_args(argv=None):

@@ -26,15 +26,18 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mtu_toolkit.engine import (  # noqa: E402
-    finish_distributed, find_resume_checkpoint, prepare_runtime)
-from mtu_toolkit.engine.config_loader import (  # noqa: E402
-    interrupted, interruption_of, run_tool, terminate_like_interrupt)
-from mtu_toolkit.engine.launch import (  # noqa: E402
-    add_runner_arguments, runner_config, split_total_batch, use_mixed_precision)
-from mtu_toolkit.engine.checkpoint import CheckpointLoadError, check_checkpoint_file  # noqa: E402
-from mtu_toolkit.engine.hooks import add_strict_loading  # noqa: E402
-from mtu_toolkit.engine.runner import TrainingRunner  # noqa: E402
+from mtu_toolkit.startup import importing  # noqa: E402
+
+with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
+    from mtu_toolkit.engine import (
+        finish_distributed, find_resume_checkpoint, prepare_runtime)
+    from mtu_toolkit.engine.config_loader import (
+        interrupted, interruption_of, run_tool, terminate_like_interrupt)
+    from mtu_toolkit.engine.launch import (
+        add_runner_arguments, runner_config, split_total_batch, use_mixed_precision)
+    from mtu_toolkit.engine.checkpoint import CheckpointLoadError, check_checkpoint_file
+    from mtu_toolkit.engine.hooks import add_strict_loading
+    from mtu_toolkit.engine.runner import TrainingRunner
 
 
 def parse_args(argv=None):

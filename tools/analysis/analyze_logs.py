@@ -31,10 +31,13 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # a checkout
 
-from mtu_toolkit.engine.checkpoint import fsync_replace  # noqa: E402
-from mtu_toolkit.engine.config_loader import (  # noqa: E402
-    ArgumentError, add_debug_argument, run_tool)
-from mtu_toolkit.fileio import check_output_file  # noqa: E402
+from mtu_toolkit.startup import importing  # noqa: E402
+
+with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
+    from mtu_toolkit.engine.checkpoint import fsync_replace
+    from mtu_toolkit.engine.config_loader import (
+        ArgumentError, add_debug_argument, run_tool)
+    from mtu_toolkit.fileio import check_output_file
 
 #: keys of a log line that mark it as a training line
 TRAIN_MARKS = ('lr', 'loss')

@@ -23,16 +23,19 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # a checkout
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from mtu_toolkit.startup import importing  # noqa: E402
 
-from mtu_toolkit.engine.checkpoint import fsync_replace  # noqa: E402
-from mtu_toolkit.engine.config_loader import (  # noqa: E402
-    ArgumentError, ConfigError, add_cfg_options_argument, add_debug_argument, load_config,
-    run_tool)
-from mtu_toolkit.fileio import check_output_file  # noqa: E402
-from mtu_toolkit.visualization import flow_color_key, flow_to_color  # noqa: E402
+with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
+    import cv2
+    import numpy as np
+    import torch
+
+    from mtu_toolkit.engine.checkpoint import fsync_replace
+    from mtu_toolkit.engine.config_loader import (
+        ArgumentError, ConfigError, add_cfg_options_argument, add_debug_argument, load_config,
+        run_tool)
+    from mtu_toolkit.fileio import check_output_file
+    from mtu_toolkit.visualization import flow_color_key, flow_to_color
 
 #: layout of the grid (pixels): gap between panels, height of a text band, background grey
 GAP, BAND, BACKGROUND = 4, 18, 32

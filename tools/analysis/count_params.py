@@ -7,10 +7,13 @@
 import argparse
 import sys
 
-from mtu_toolkit.engine.config_loader import (
-    add_cfg_options_argument, add_debug_argument, load_config, run_tool)
-from mtu_toolkit.models import count_parameters
-from mtu_toolkit.registry import MODELS
+from mtu_toolkit.startup import importing
+
+with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
+    from mtu_toolkit.engine.config_loader import (
+        add_cfg_options_argument, add_debug_argument, load_config, run_tool)
+    from mtu_toolkit.models import count_parameters
+    from mtu_toolkit.registry import MODELS
 
 
 def main(argv=None):

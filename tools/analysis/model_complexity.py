@@ -18,10 +18,13 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # a checkout
 
-from mtu_toolkit.analysis.complexity import check_frame_size, complexity  # noqa: E402
-from mtu_toolkit.engine.config_loader import (  # noqa: E402
-    add_cfg_options_argument, add_debug_argument, load_config, run_tool)
-from mtu_toolkit.registry import MODELS  # noqa: E402
+from mtu_toolkit.startup import importing  # noqa: E402
+
+with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
+    from mtu_toolkit.analysis.complexity import check_frame_size, complexity
+    from mtu_toolkit.engine.config_loader import (
+        add_cfg_options_argument, add_debug_argument, load_config, run_tool)
+    from mtu_toolkit.registry import MODELS
 
 
 def format_report(name, result, shape):

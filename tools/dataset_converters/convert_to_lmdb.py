@@ -16,11 +16,14 @@ import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-import lmdb  # noqa: E402
+from mtu_toolkit.startup import importing  # noqa: E402
 
-from mtu_toolkit.datasets.lmdb_writer import convert_dataset  # noqa: E402
-from mtu_toolkit.engine.config_loader import (  # noqa: E402
-    interrupted, terminate_like_interrupt, user_error)
+with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
+    import lmdb
+
+    from mtu_toolkit.datasets.lmdb_writer import convert_dataset
+    from mtu_toolkit.engine.config_loader import (
+        interrupted, terminate_like_interrupt, user_error)
 
 
 def main(argv=None):

@@ -18,10 +18,13 @@ import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mtu_toolkit.datasets.synthetic import (default_sources, load_source,  # noqa: E402
-                                            make_synthetic_dataset)
-from mtu_toolkit.engine.config_loader import (  # noqa: E402
-    interrupted, terminate_like_interrupt, user_error)
+from mtu_toolkit.startup import importing  # noqa: E402
+
+with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
+    from mtu_toolkit.datasets.synthetic import (default_sources, load_source,
+                                                make_synthetic_dataset)
+    from mtu_toolkit.engine.config_loader import (
+        interrupted, terminate_like_interrupt, user_error)
 
 
 def user_sources(split, paths, size):

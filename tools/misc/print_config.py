@@ -18,10 +18,13 @@ import sys
 TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(TOOLS))  # run from a checkout
 
-from mtu_toolkit.engine.checkpoint import atomic_write_text  # noqa: E402
-from mtu_toolkit.engine.config_loader import (  # noqa: E402
-    ConfigError, add_cfg_options_argument, add_debug_argument, run_tool)
-from mtu_toolkit.fileio import check_output_file  # noqa: E402
+from mtu_toolkit.startup import importing  # noqa: E402
+
+with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
+    from mtu_toolkit.engine.checkpoint import atomic_write_text
+    from mtu_toolkit.engine.config_loader import (
+        ConfigError, add_cfg_options_argument, add_debug_argument, run_tool)
+    from mtu_toolkit.fileio import check_output_file
 
 
 def load_train_tool():
