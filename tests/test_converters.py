@@ -33,6 +33,31 @@ def test_convert_reads_back_bit_exact(tmp_path, layout):
     assert not [p for p in os.listdir(osp.join(out, split)) if '.tmp' in p]
 
 
+@pytest.mark.parametrize('layout, folders', [('dvd', ('train_DVD', 'test_DVD')),
+                                              ('gopro', ('train_nah', 'test_nah'))])
+def test_the_reference_releases_split_folders_are_train_and_test(tmp_path, layout, folders):
+    # the reference implementation's downloads (DVD.zip, nah.zip) name the split folders after
+    # the dataset; the converter wrote splits 'train_DVD' / 'test_DVD' the configs never read
+    src, out = str(tmp_path / 'src'), str(tmp_path / 'lmdb')
+    written = make_tree(src, layout, seqs=('s0',), frames=3, splits=folders)
+    assert detect_layout(src) == layout
+    lmdb_writer.convert_dataset(src, out)
+    assert sorted(os.listdir(out)) == ['test', 'train']
+    store = LmdbStore(osp.join(out, 'test', 'sharp.lmdb'))
+    np.testing.assert_array_equal(decode_rgb(store.get('s0', 2), 'x'),
+                                  written[(folders[1], 's0', 'sharp')][2])
+
+
+def test_dvd_without_a_split_is_named(tmp_path):
+    # Su et al.'s own release: every video under quantitative_datasets/, no train/test
+    src, out = str(tmp_path / 'DVD'), str(tmp_path / 'lmdb')
+    make_tree(src, 'dvd', seqs=('IMG_0003',), frames=2, splits=('quantitative_datasets',))
+    proc = subprocess.run([sys.executable, TOOL, src, out], capture_output=True, text=True)
+    assert proc.returncode == 1 and not osp.exists(out)
+    assert proc.stderr.count('\n') == 1 and 'without a train/test split' in proc.stderr
+    assert 'train_DVD/, test_DVD/' in proc.stderr
+
+
 def test_flow_lmdb(tmp_path):
     src, out = str(tmp_path / 'src'), str(tmp_path / 'lmdb')
     make_tree(src, 'gopro', frames=3)

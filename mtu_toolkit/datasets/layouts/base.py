@@ -26,17 +26,28 @@ class DatasetLayout:
     #: the name configs use (``layout='dvd'``)
     name = None
 
+    #: split folders named otherwise in a known release, ``{folder: split}`` (the reference
+    #: implementation's downloads name them after the dataset: ``train_DVD/``, ``test_nah/``)
+    split_folders = {}
+
     def split_dir(self, root, split):
-        """The folder whose sub-folders are the sequences of ``split``."""
-        return osp.join(root, split)
+        """The folder whose sub-folders are the sequences of ``split``: ``<root>/<split>``, or
+        the folder :attr:`split_folders` names for it when the tree has that instead."""
+        plain = osp.join(root, split)
+        if not osp.isdir(plain):
+            for folder, name in self.split_folders.items():
+                if name == split and osp.isdir(osp.join(root, folder)):
+                    return osp.join(root, folder)
+        return plain
 
     def side_dir(self, root, split, seq, side):
         """The folder of the ``side`` ('blur' | 'sharp') frames of sequence ``seq``."""
         raise NotImplementedError
 
     def splits(self, root):
-        """Sorted split names of a tree ('train', 'test', ...)."""
-        return visible_subdirs(root)
+        """Sorted split names of a tree ('train', 'test', ...; a folder of
+        :attr:`split_folders` by the split it holds)."""
+        return sorted({self.split_folders.get(d, d) for d in visible_subdirs(root)})
 
     def unpaired_splits(self, root):
         """Splits of the tree left out of :meth:`splits` because a side is missing."""

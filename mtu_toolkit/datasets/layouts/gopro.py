@@ -1,5 +1,6 @@
 """GoPro_Large (Nah et al. 2017): ``<root>/<split>/<seq>/{blur_gamma,sharp}/<frame>.png``
-(``blur/`` where a sequence has no ``blur_gamma/``)."""
+(``blur/`` where a sequence has no ``blur_gamma/``; the split folders of the reference
+implementation's release, ``train_nah/`` and ``test_nah/``, read as train and test)."""
 import os
 import os.path as osp
 
@@ -15,12 +16,15 @@ class GoProLayout(DatasetLayout):
     read from it."""
 
     name = 'gopro'
+    #: the reference implementation's download (nah.zip)
+    split_folders = {'train_nah': 'train', 'test_nah': 'test'}
 
     def side_dir(self, root, split, seq, side):
+        folder = osp.join(self.split_dir(root, split), seq)
         if side == 'sharp':
-            return osp.join(root, split, seq, 'sharp')
-        gamma = osp.join(root, split, seq, 'blur_gamma')
-        linear = osp.join(root, split, seq, 'blur')
+            return osp.join(folder, 'sharp')
+        gamma = osp.join(folder, 'blur_gamma')
+        linear = osp.join(folder, 'blur')
         return linear if not osp.isdir(gamma) and osp.isdir(linear) else gamma
 
     @classmethod
