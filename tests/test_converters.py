@@ -172,3 +172,14 @@ def test_gray_frames_are_converted(tmp_path):
     lmdb_writer.convert_dataset(src, out)
     got = decode_rgb(LmdbStore(osp.join(out, 'train', 'sharp.lmdb')).get('s0', 0), 'x')
     np.testing.assert_array_equal(got, np.repeat(gray[..., None], 3, 2))
+
+
+def test_a_layout_that_finds_no_split_is_an_error(tmp_path):
+    # --layout reds on a DVD tree converted nothing, said "done" and left an empty OUT
+    src, out = str(tmp_path / 'DVD'), str(tmp_path / 'lmdb')
+    make_tree(src, 'dvd', seqs=('s0',), frames=2)
+    proc = subprocess.run([sys.executable, TOOL, src, out, '--layout', 'reds'],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and not osp.exists(out)
+    assert proc.stderr.strip() == (f'error: {src}: no split of the reds layout with blurry and '
+                                   'sharp frames (is it a reds tree? --layout auto detects it)')

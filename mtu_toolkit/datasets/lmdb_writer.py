@@ -360,6 +360,9 @@ def convert_dataset(src, out, layout='auto', splits=None, with_flow=False):
         splits = list_splits(src, layout)
         for split in build_layout(layout).unpaired_splits(src):
             print(f'{split}: skipped (no sharp frames)')
+        if not splits:  # e.g. --layout reds given a DVD tree
+            raise DatasetError(f'{src}: no split of the {layout} layout with blurry and sharp '
+                               f'frames (is it a {layout} tree? --layout auto detects it)')
     plan = {}
     for split in splits:
         blur = FolderStore(src, layout, split, 'blur')
