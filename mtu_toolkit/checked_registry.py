@@ -52,7 +52,7 @@ def _origin(obj):
     name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
     try:
         return f'{name} ({inspect.getsourcefile(obj)})'
-    except TypeError:
+    except (TypeError, OSError):  # built-in, or defined where there is no file (python -c, REPL)
         return name
 
 

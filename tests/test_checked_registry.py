@@ -1,4 +1,7 @@
 """CheckedRegistry: unknown and duplicate names give errors that say what is known."""
+import subprocess
+import sys
+
 import pytest
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import DefaultScope
@@ -56,3 +59,16 @@ def test_duplicate_names_the_existing_origin_and_force():
     things.register_module(name='a', module=int)
     things.register_module(name='a', module=float, force=True)
     assert things.get('a') is float
+
+
+def test_duplicate_registered_where_there_is_no_source_file():
+    # python -c / the REPL: inspect found no file and the message was lost to an OSError
+    code = ('import torch, mtu_toolkit.models\n'
+            'from mtu_toolkit.registry import MODELS\n'
+            'class L1Loss(torch.nn.Module): pass\n'
+            'MODELS.register_module(module=L1Loss)\n')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('mtu_toolkit.checked_registry.DuplicateComponentError: ')
+    assert 'cannot register __main__.L1Loss under the same name' in last
