@@ -82,8 +82,15 @@ def main():
     parser.add_argument('--dst', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        run(args, args.tile if args.child == 'tiled' else None, args.src, args.dst)
+        from mtu_toolkit.apis import InferenceError
+        try:
+            run(args, args.tile if args.child == 'tiled' else None, args.src, args.dst)
+        except InferenceError as err:  # a checkpoint of another variant, ...: one line
+            sys.exit(f'error: {err}')
         return
+    for option, path in (('--config', args.config), ('--checkpoint', args.checkpoint)):
+        if path is not None and not osp.isfile(path):
+            sys.exit(f'error: {option} {path}: no such file')
     import cv2
     width, height = (int(v) for v in args.size.split('x'))
     results, outputs = {}, {}
@@ -97,7 +104,9 @@ def main():
             cmd = [sys.executable, __file__, '--child', kind, '--src', src, '--dst', dst]
             proc = subprocess.run(cmd + sys.argv[1:], capture_output=True, text=True)
             if proc.returncode:
-                sys.exit(f'{kind} run failed:\n{proc.stderr[-3000:]}')
+                last = (proc.stderr.strip().splitlines() or [''])[-1]
+                sys.exit(last if last.startswith('error: ') else
+                         f'{kind} run failed:\n{proc.stderr[-3000:]}')
             results[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
             outputs[kind] = read_frames(dst).astype(np.float64)
     from mtu_toolkit.apis.tiling import tile_spans
