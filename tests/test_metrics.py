@@ -105,3 +105,28 @@ def test_video_metric_default_protocol_is_toolkit():
     metric.evaluate(size=1)
     assert [r['PSNR'] for r in metric.frame_table] == psnr(pred.clamp(0, 1), gt).tolist()
     assert [r['SSIM'] for r in metric.frame_table] == ssim(pred.clamp(0, 1), gt).tolist()
+
+
+def test_video_metric_device_not_here_is_one_line_when_built(monkeypatch):
+    """``+test_evaluator.device=cuda`` (docs/evaluation.md) on a machine without it: refused when
+    the metric is built, in one line (exit 2 from the tools), not a traceback at the first
+    frame scored."""
+    from mtu_toolkit.checked_registry import ComponentArgumentError
+    from mtu_toolkit.engine.config_loader import user_error
+    metric = METRICS.build(dict(type='VideoRestorationMetric', device='cpu'))
+    assert str(metric.device) == 'cpu'
+    assert METRICS.build(dict(type='VideoRestorationMetric')).device is None
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(ComponentArgumentError, match="device='cuda'.*CUDA is not available") \
+            as info:
+        METRICS.build(dict(type='VideoRestorationMetric', device='cuda'))
+    assert "give device='cpu'" in str(info.value) and '--device' not in str(info.value)
+    message, code = user_error(info.value)
+    assert code == 2 and '\n' not in message and message.startswith('VideoRestorationMetric:')
+    with pytest.raises(ComponentArgumentError, match="bad device 'gpu'"):
+        METRICS.build(dict(type='VideoRestorationMetric', device='gpu'))
+    # a GPU index the machine does not have
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
+    with pytest.raises(ComponentArgumentError, match='has 1 CUDA device'):
+        METRICS.build(dict(type='VideoRestorationMetric', device='cuda:1'))

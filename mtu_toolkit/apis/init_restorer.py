@@ -100,14 +100,20 @@ def init_restorer(config, checkpoint=None, device='cpu', infer_dtype=None):
     return model.to(device).eval()
 
 
-def parse_device(device):
+def parse_device(device, instead='use --device cpu'):
     """``torch.device`` of ``device``; a :class:`DeviceError` (exit code 2) for a name torch does
-    not know or CUDA asked for but absent."""
+    not know, CUDA asked for but absent, or a GPU index the machine does not have. ``instead``
+    ends the message: what the user can give instead (the option's own spelling)."""
     try:
         device = torch.device(device)
     except RuntimeError as err:
         raise DeviceError(f'bad device {device!r}: {err}') from None
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise DeviceError(f'device {device} was asked for, but CUDA is not available here; '
-                             'use --device cpu')
+                          f'{instead}')
+    if device.type == 'cuda' and device.index is not None \
+            and device.index >= torch.cuda.device_count():
+        raise DeviceError(f'device {device} was asked for, but this machine has '
+                          f'{torch.cuda.device_count()} CUDA device(s) (cuda:0 to '
+                          f'cuda:{torch.cuda.device_count() - 1}); {instead}')
     return device

@@ -4,6 +4,7 @@ from collections import defaultdict
 import torch
 from mmengine.evaluator import BaseMetric
 
+from ...checked_registry import ComponentArgumentError
 from ...registry import METRICS
 from .protocols import ALIGN_SUMMARY, get_protocol
 
@@ -28,7 +29,10 @@ class VideoRestorationMetric(BaseMetric):
         protocol (str): 'toolkit', 'reference' or 'matlab'.
         align (bool): Koehler et al.'s alignment before scoring.
         device (str | None): where PSNR/SSIM are computed; None keeps the outputs' device (CPU).
-            'cuda' makes SSIM of 720p frames ~100x faster on a GPU.
+            'cuda' makes SSIM of 720p frames ~100x faster on a GPU. A device this machine does
+            not have (or a name torch does not know) is refused when the metric is built
+            (:class:`~mtu_toolkit.checked_registry.ComponentArgumentError`), not at the first
+            frame scored.
         collect_device (str): 'cpu' or 'gpu', for gathering results across ranks.
         prefix (str | None): prefix of the metric names in logs.
     """
@@ -39,10 +43,22 @@ class VideoRestorationMetric(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.protocol = get_protocol(protocol)
         self.align = bool(align)
-        self.device = device
+        self.device = None if device is None else self._parse_device(device)
         self.sequence_table = []
         self.frame_table = []
         self.overall = None
+
+    @staticmethod
+    def _parse_device(device):
+        """``torch.device`` of ``device``; a device that is not here is one line, when built."""
+        from ...apis.errors import DeviceError  # here: the apis package imports the engine
+        from ...apis.init_restorer import parse_device
+        try:
+            return parse_device(device, instead="give device='cpu' or leave it unset (None: "
+                                "the outputs' device)")
+        except DeviceError as err:
+            raise ComponentArgumentError(f'VideoRestorationMetric: device={device!r}: '
+                                         f'{err}') from None
 
     @property
     def protocol_info(self):
