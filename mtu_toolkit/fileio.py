@@ -41,6 +41,31 @@ def check_output_file(path, inputs=(), overwrite=False):
         raise ValueError(f'{path}: the folder {folder} does not exist')
 
 
+def write_atomically(path, data, suffix=''):
+    """Write the bytes ``data`` to ``path`` through ``<path>.tmp-<pid><suffix>``, flushed to
+    disk and renamed: ``path`` is whole or untouched, and no temporary is left on failure.
+
+    Serialise into memory first (``torch.save`` / ``torch.jit.save`` / ``torch.onnx.export``
+    into an ``io.BytesIO``) and write the bytes here: torch's own file writers report a full
+    disk as a RuntimeError, and TorchScript's aborts the process from C++, which no caller can
+    catch; Python's write raises an ``OSError`` (ENOSPC) naming the problem.
+
+    Raises:
+        OSError: the file cannot be written (full disk, permissions, ...).
+    """
+    tmp = f'{path}.tmp-{os.getpid()}{suffix}'
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def pid_alive(pid):
     """Whether process ``pid`` is running (then its temporary files are still being written)."""
     try:

@@ -455,3 +455,19 @@ def test_resume_from_a_released_file_points_to_load_from(tiny_setup):
     assert proc.returncode == 4, proc.stderr[-3000:]
     assert 'cannot resume from it' in proc.stderr and 'load_from' in proc.stderr
     assert 'Traceback' not in proc.stderr
+
+
+def test_converter_on_a_full_disk_says_so_and_leaves_nothing(tmp_path):
+    # torch.save reported it as two chained RuntimeError tracebacks (exit 1)
+    from test_reliability import file_size_limit
+    src = tmp_path / 'MTU.pytorch'
+    torch.save(fake_released(1, 4, 1), src)
+    out = tmp_path / 'out'
+    out.mkdir()
+    tool = os.path.join(ROOT, 'tools', 'convert_official_ckpt.py')
+    proc = subprocess.run([sys.executable, tool, str(src), str(out / 'x.pth')],
+                          capture_output=True, text=True, timeout=300,
+                          preexec_fn=file_size_limit(1024))
+    assert proc.returncode == 5, proc.stderr[-2000:]
+    assert proc.stderr == f'error: {out / "x.pth"}: cannot be written (File too large)\n'
+    assert os.listdir(out) == []

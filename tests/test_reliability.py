@@ -253,6 +253,30 @@ def test_export_never_replaces_its_input_or_an_existing_file(tmp_path):
     assert not list(tmp_path.glob('*.tmp-*'))
 
 
+def file_size_limit(limit):
+    """preexec_fn: files of the child may not grow past ``limit`` bytes (EFBIG: a full disk to
+    the writer) and SIGXFSZ, which would kill it, is ignored."""
+    def set_limit():
+        import resource
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    return set_limit
+
+
+def test_export_on_a_full_disk_says_so_and_leaves_nothing(tmp_path):
+    # TorchScript's writer aborted from C++ (exit 134) and left its temporary behind
+    config, ckpt = tool_files(tmp_path)
+    out = tmp_path / 'out'
+    out.mkdir()
+    proc = subprocess.run([sys.executable, EXPORT, config, ckpt, str(out / 's.pt'), '--size',
+                           '16x16', '--no-check'], capture_output=True, text=True, timeout=300,
+                          preexec_fn=file_size_limit(16384))
+    assert proc.returncode == 5, proc.stderr[-2000:]
+    assert proc.stderr == f'error: {out / "s.pt"}: cannot be written (File too large)\n'
+    assert os.listdir(out) == []
+
+
 def test_deblur_refuses_absurd_frame_rates_and_a_tile_of_zero(tmp_path):
     config, ckpt = tool_files(tmp_path)
     video = write_video(tmp_path / 'in.avi')

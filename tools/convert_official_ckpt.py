@@ -15,7 +15,7 @@ The tools also take a released file directly (converted on loading): this script
 a converted copy. Exit codes: 0 done, 2 bad arguments or input, 5 output failed.
 """
 import argparse
-import os
+import io
 import os.path as osp
 import sys
 
@@ -26,8 +26,7 @@ from mtu_toolkit.startup import importing  # noqa: E402
 with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     import torch
 
-    from mtu_toolkit.engine.checkpoint import fsync_replace
-    from mtu_toolkit.fileio import check_output_file
+    from mtu_toolkit.fileio import check_output_file, write_atomically
     from mtu_toolkit.models.official_checkpoint import (
         OfficialCheckpointError, convert_official_state_dict, is_official_state_dict)
 
@@ -78,20 +77,14 @@ def load_released(src):
 
 
 def write_checkpoint(dst, checkpoint):
-    """``torch.save`` to a temporary name beside ``dst``, then rename: ``dst`` is whole or
-    untouched."""
-    tmp = f'{dst}.tmp-{os.getpid()}'
+    """``torch.save`` into memory, then written through a temporary name and renamed: ``dst``
+    is whole or untouched (a full disk is one line, not torch's RuntimeError)."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
     try:
-        torch.save(checkpoint, tmp)
-        fsync_replace(tmp, dst)
+        write_atomically(dst, buffer.getbuffer())
     except OSError as err:
-        if osp.exists(tmp):
-            os.remove(tmp)
         raise WriteError(f'{dst}: cannot be written ({err.strerror or err})') from None
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def main(argv=None):

@@ -7,7 +7,12 @@ The exported step takes the 5-frame window and the recurrent state and returns t
 frame and the new state (see ``mtu_toolkit/deploy/export.py``); ``first`` starts a video. Tracing
 fixes the frame size. The TorchScript export is checked against the Python model on a random
 clip (max abs difference printed) unless ``--no-check``. The outputs are checked before any
-work: never the config or checkpoint, an existing file only with ``--overwrite``.
+work: never the config or checkpoint, an existing file only with ``--overwrite``; each is
+written through a temporary name, so it is whole or absent.
+
+Exit codes: 0 done, 2 bad arguments or config, 4 a checkpoint that cannot be read or does not
+fit the config, 5 an output that cannot be written (e.g. a full disk), 6 ONNX skipped (no
+``onnx`` package).
 """
 import argparse
 import os.path as osp
@@ -79,6 +84,10 @@ def main(argv=None):
     except (InferenceError, ConfigError) as err:
         print(f'error: {err}', file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # a full disk, ... (written through a temporary: nothing left)
+        print(f'error: {err.filename or args.output}: cannot be written '
+              f'({err.strerror or err})', file=sys.stderr)
+        return 5
     return 0
 
 

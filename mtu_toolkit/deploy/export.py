@@ -13,7 +13,7 @@ ops of :mod:`mtu_toolkit.ops` run their pure-PyTorch twins while tracing (same r
 fused argmax materialises the cost volume there). Tracing fixes the frame size: export one per
 size.
 """
-import os
+import io
 import os.path as osp
 import warnings
 from contextlib import contextmanager
@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from ..apis.init_restorer import model_device
-from ..fileio import check_output_file
+from ..fileio import check_output_file, write_atomically
 from ..models.backbones.mtu_net import MTUState
 from ..models.window import WINDOW, clamped_indices
 
@@ -105,15 +105,11 @@ def check_export_paths(paths, inputs=(), overwrite=False):
 
 
 def _save_atomically(save, path, suffix=''):
-    """``save(tmp)`` then rename to ``path``; the temporary is removed if anything fails."""
-    tmp = f'{path}.tmp-{os.getpid()}{suffix}'
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    """``save(buffer)`` into memory, then :func:`~mtu_toolkit.fileio.write_atomically` to
+    ``path`` (a full disk is an ``OSError``, nothing left behind)."""
+    buffer = io.BytesIO()
+    save(buffer)
+    write_atomically(path, buffer.getbuffer(), suffix)
 
 
 def export_torchscript(restorer, path, height, width):
@@ -127,7 +123,7 @@ def export_torchscript(restorer, path, height, width):
     with torch.no_grad(), quiet_tracing():
         traced = torch.jit.trace_module(
             step, {'forward': (window, *state), 'first': (window,)}, check_trace=False)
-    _save_atomically(traced.save, path)
+    _save_atomically(lambda f: torch.jit.save(traced, f), path)
     return traced
 
 
@@ -155,9 +151,9 @@ def export_onnx(restorer, path, height, width, opset=17):
              + [f'motion_prev{i}' for i in range(len(motion))]),
             (_First(step), (window,), first_path, ['window'])]
     for module, args, target, names_in in jobs:
-        def save(tmp, module=module, args=args, names_in=names_in):
+        def save(f, module=module, args=args, names_in=names_in):
             with torch.no_grad(), quiet_tracing():
-                torch.onnx.export(module, args, tmp, input_names=names_in,
+                torch.onnx.export(module, args, f, input_names=names_in,
                                   output_names=names_out, opset_version=opset, dynamo=False)
         _save_atomically(save, target, '.onnx')
     return path, first_path
