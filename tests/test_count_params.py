@@ -46,3 +46,23 @@ def test_every_ablation_config_builds_and_runs(config):
     samples = dict(gt=torch.rand(1, 2, 3, 16, 20), flow=torch.zeros(1, 2, 2, 16, 20))
     losses = model(inputs, samples, mode='loss')
     assert ('loss_motion' in losses) == (cfg.model.motion_loss is not None)
+
+
+def test_count_params_docstring_and_checkout_run(tmp_path):
+    """The module docstring's MTU2 example is what the tool prints, run from a checkout with the
+    package not installed (the editable install's finder taken away, cwd outside the repo)."""
+    import subprocess
+    tool = osp.join(ROOT, 'tools', 'analysis', 'count_params.py')
+    code = ('import runpy, sys\n'
+            "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+            'sys.argv = sys.argv[1:]\n'
+            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, '-c', code, tool,
+                           osp.join(ROOT, 'configs', 'mtu', 'mtu2_dvd.py')],
+                          cwd=str(tmp_path), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    printed = proc.stdout.splitlines()
+    with open(tool) as f:
+        doc = f.read().split('"""')[1].splitlines()
+    documented = [ln.split('(')[0].strip() for ln in doc if 'params:' in ln]
+    assert documented == printed == ['params: 1.037M', 'training params: 1.039M']

@@ -2,12 +2,15 @@
 
     python tools/analysis/count_params.py configs/mtu/mtu2_dvd.py
     params: 1.037M            (inference network: without the auxiliary deblur layers)
-    training params: 1.038M   (with them)
+    training params: 1.039M   (with them)
 """
 import argparse
+import os.path as osp
 import sys
 
-from mtu_toolkit.startup import importing
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # a checkout
+
+from mtu_toolkit.startup import importing  # noqa: E402
 
 with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     from mtu_toolkit.engine.config_loader import (
