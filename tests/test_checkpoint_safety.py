@@ -143,6 +143,22 @@ def test_a_stopped_training_names_its_last_checkpoint_and_leaves_no_temporary(tm
     assert not list(work.glob('*.tmp*'))
 
 
+def test_a_full_disk_while_training_is_one_line_and_leaves_no_temporary(tmp_path):
+    # mmengine's save raised the OSError through the Runner: a traceback
+    from test_reliability import file_size_limit
+    data = make_dvd_tree(str(tmp_path / 'data'))
+    cfg = write_config(str(tmp_path / 'tiny.py'), data, max_iters=2, ckpt_interval=1)
+    work = tmp_path / 'w'
+    proc = subprocess.run([sys.executable, TRAIN, cfg, '--work-dir', str(work)], cwd=tmp_path,
+                          env=tool_env(), capture_output=True, text=True, timeout=300,
+                          preexec_fn=file_size_limit(20000))
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stderr.splitlines()[-1] == (
+        f'error: [Errno 27] File too large (writing in {work}); no checkpoint was saved yet')
+    assert 'Traceback' not in proc.stderr
+    assert not list(work.glob('*.pth*'))
+
+
 def test_an_interruption_turned_into_another_error_is_found():
     from mtu_toolkit.engine.config_loader import Terminated, interruption_of
     try:

@@ -32,7 +32,7 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     from mtu_toolkit.engine import (
         finish_distributed, find_resume_checkpoint, prepare_runtime)
     from mtu_toolkit.engine.config_loader import (
-        interrupted, interruption_of, run_tool, terminate_like_interrupt)
+        interrupted, interruption_of, run_tool, terminate_like_interrupt, user_error)
     from mtu_toolkit.engine.launch import (
         add_runner_arguments, runner_config, split_total_batch, use_mixed_precision)
     from mtu_toolkit.engine.checkpoint import CheckpointLoadError, check_checkpoint_file
@@ -88,11 +88,16 @@ def main(argv=None):
         return 4
     except (KeyboardInterrupt, Exception) as err:
         stop = interruption_of(err)
-        if stop is None:
+        disk = user_error(err) if isinstance(err, OSError) else None
+        if stop is None and disk is None:
             raise
         last = find_resume_checkpoint(runner.work_dir)
-        return interrupted(stop, f'the last complete checkpoint is {last} (--resume continues '
-                           'from it)' if last else 'no checkpoint was saved yet')
+        resume = (f'the last complete checkpoint is {last} (--resume continues from it)'
+                  if last else 'no checkpoint was saved yet')
+        if stop is None:  # a full disk while saving a checkpoint or a log, ...
+            print(f'error: {disk[0]} (writing in {runner.work_dir}); {resume}', file=sys.stderr)
+            return disk[1]
+        return interrupted(stop, resume)
     finish_distributed()
     return 0
 

@@ -325,7 +325,7 @@ def _registry_line(err):
 
 #: OSErrors that say what is wrong with the user's files or disk, not with the toolkit
 USER_OS_ERRORS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
-                  errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EEXIST)
+                  errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EEXIST, errno.EFBIG)
 
 
 def user_error(err):
