@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The Python that the project's commands run with; sourced by install.sh, run_tests.sh,
 # demo.sh, dist_train.sh and dist_test.sh (bash). Exports it as PYTHON (an absolute path). The
 # first of

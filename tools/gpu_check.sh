@@ -14,7 +14,7 @@
 # Usage: bash tools/gpu_check.sh [LOG]   (default work_dirs/gpu_check/gpu_check.log)
 #        MTU_GPU_FRAMES=20 MTU_GPU_WARMUP=5 (benchmark frames), PYTHON=python3
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 PY=${PYTHON:-python3}
 LOG=${1:-work_dirs/gpu_check/gpu_check.log}
 OUT=$(dirname "$LOG")

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by tools/slurm_train.sh and tools/slurm_test.sh (sourced, not run):
 #   slurm_run TOOL PARTITION JOB_NAME [tool arguments]
 # runs tools/TOOL under srun, one task per GPU. Variables: GPUS (tasks in all, default 8),
@@ -25,7 +26,9 @@ slurm_run() {
     read -r -a srun_extra <<< "${SRUN_ARGS:-}"
     local cmd=(srun -p "$partition" --job-name="$job_name" --gres=gpu:"$GPUS_PER_NODE"
                --ntasks="$GPUS" --ntasks-per-node="$GPUS_PER_NODE"
-               --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 "${srun_extra[@]}"
+               --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1
+               # (an empty array under set -u: an error on bash before 4.4, e.g. CentOS 7)
+               ${srun_extra[@]+"${srun_extra[@]}"}
                "${PYTHON:-python}" -u "$(dirname "${BASH_SOURCE[0]}")/$tool" "$@")
     if [ "${DRY_RUN:-0}" != 0 ]; then
         printf '%q ' "${cmd[@]}"
