@@ -191,6 +191,11 @@ def test_registry_error_becomes_one_line_with_the_close_match(capsys, monkeypatc
         "  known in mmengine::model: C"))
     assert (message, code) == ("'Zzz' is not a registered model in scope 'mtu'. known in "
                                'mtu::model: A, B', 2)
+    # a scope that registers none of its own (mtu::optimizer): the first one that has names
+    message, _ = user_error(UnknownComponentError(
+        "'Xyz' is not a registered optimizer in scope 'mtu'.\n  known in mtu::optimizer: "
+        "(none)\n  known in mmengine::optimizer: Adam, SGD"))
+    assert message.endswith('. known in mmengine::optimizer: Adam, SGD')
 
 
 def test_debug_and_bugs_keep_the_traceback(monkeypatch, capsys):

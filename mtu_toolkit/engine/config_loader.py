@@ -314,12 +314,13 @@ def _one_line(err):
 
 def _registry_line(err):
     """The registry's message (first line, then the close matches or the known names of the
-    first scope) in one line."""
+    first scope that has any: ``mtu::optimizer`` registers none of its own) in one line."""
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     if not lines:
         return type(err).__name__
     extra = [ln for ln in lines[1:] if ln.startswith('did you mean')]
-    extra = extra or [ln for ln in lines[1:] if ln.startswith('known in')][:1]
+    extra = extra or [ln for ln in lines[1:]
+                      if ln.startswith('known in') and not ln.endswith(': (none)')][:1]
     return ' '.join(lines[:1] + extra)
 
 
