@@ -103,9 +103,12 @@ def main(argv=None):
     parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args(argv)
 
-    network_cls = fixture.load_reference_network(args.reference)
-    clip = fixture.to_tensor(fixture.read_clip(args.video, scale=1, size=(128, 192),
-                                               origin=(20, 150), pan=(0, 8)))
+    try:  # a wrong --reference or --video: one line, not a traceback
+        network_cls = fixture.load_reference_network(args.reference)
+        clip = fixture.to_tensor(fixture.read_clip(args.video, scale=1, size=(128, 192),
+                                                   origin=(20, 150), pan=(0, 8)))
+    except (FileNotFoundError, fixture.SetupError) as err:
+        parser.exit(2, f'error: {err}\n')
     print(f'clip: {tuple(clip.shape)} from {args.video}')
     print('| variant | init | deblur_layer in file | max abs diff | mean abs diff | '
           'displacements differing (top-2 gap) | max abs diff, reference displacements | '

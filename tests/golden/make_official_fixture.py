@@ -64,9 +64,14 @@ TINY = dict(num_units=2, channels=6, num_blocks=1)
 MAX_DISPLACEMENT = 10  # D of every released model
 
 
+class SetupError(RuntimeError):
+    """``--reference`` or ``--video`` is not what the script needs (the scripts print it as one
+    line, exit code 2, as a missing file)."""
+
+
 def _substitute(source, old, new, path):
     if old not in source:
-        raise RuntimeError(f'{path}: expected text {old!r} not found; is --reference the '
+        raise SetupError(f'{path}: expected text {old!r} not found; is --reference the '
                            'RealTime_VDBLR checkout?')
     return source.replace(old, new)
 
@@ -182,7 +187,7 @@ def read_clip(video, first=100, num=6, scale=4, size=(32, 48), origin=(48, 64), 
     while len(frames) < num:
         ok, frame = cap.read()
         if not ok:
-            raise RuntimeError(f'{video}: ends before frame {first + num - 1}')
+            raise SetupError(f'{video}: ends before frame {first + num - 1}')
         if index >= first:
             k = len(frames)
             small = cv2.resize(frame, (frame.shape[1] // scale, frame.shape[0] // scale),
@@ -236,9 +241,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
-    network_cls = load_reference_network(args.reference)
-    state = random_released_state(network_cls, **TINY)
-    clip = read_clip(args.video)
+    try:  # a wrong --reference or --video: one line, not a traceback
+        network_cls = load_reference_network(args.reference)
+        state = random_released_state(network_cls, **TINY)
+        clip = read_clip(args.video)
+    except (FileNotFoundError, SetupError) as err:
+        parser.exit(2, f'error: {err}\n')
     frames = to_tensor(clip)
 
     train_net = build_reference(network_cls, True, **TINY)
