@@ -158,7 +158,9 @@ def floors(f1, f2, feat, disp, d, smooth, repeats, baseline=None):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    # the docstring's first paragraph: its first sentence runs over two lines
+    parser = argparse.ArgumentParser(
+        description=' '.join(__doc__.split('\n\n')[0].split()).replace('``', ''))
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument('--size', type=int, nargs=2, default=(180, 320), metavar=('H', 'W'))

@@ -95,7 +95,9 @@ def openvino_runner(path, threads):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # the docstring's first paragraph: its first sentence runs over two lines
+    parser = argparse.ArgumentParser(
+        description=' '.join(__doc__.split('\n\n')[0].split()).replace('``', ''))
     parser.add_argument('--variant', default='MTU2',
                         choices=[v for v, c in VARIANTS.items() if c[1] is None])
     parser.add_argument('--size', default='1280x720', help='WIDTHxHEIGHT (multiples of 4)')

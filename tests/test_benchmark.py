@@ -262,3 +262,17 @@ def test_ops_floors_time_another_build_next_to_this_one(capsys):
         assert f'vs  {new}' in out
     assert [name for name, *_ in rows][:3] == ['correlation_argmax', 'warp into reused out',
                                               'warp, coherent motion']
+
+
+@pytest.mark.parametrize('script, ends', [
+    ('ops.py', 'each against its floor measured in the same run.'),
+    ('peers_cpu.py', "on the toolkit's own ONNX export (mtu_toolkit.deploy.export_onnx).")])
+def test_benchmark_help_description_is_whole(script, ends):
+    """``--help`` gives the docstring's whole first sentence (it runs over two lines)."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'benchmarks', script), '--help'],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    description = ' '.join(proc.stdout.split('\n\n')[1].split())
+    assert description.endswith(ends), description

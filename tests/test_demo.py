@@ -100,3 +100,11 @@ def test_demo_runs_end_to_end_and_reuses_its_work(tmp_path):
     assert 'starting over' not in start_over(2).stdout
     assert 'starting over' in start_over(3).stdout
     assert json.loads((out / 'recipe.json').read_text())['iterations'] == 3
+
+
+def test_demo_help_says_what_out_dir_is():
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--help'],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    options = ' '.join(proc.stdout.split('options:')[1].split())
+    assert '--out-dir OUT_DIR folder of the data, trainings and results' in options

@@ -233,7 +233,10 @@ def write_video(path, blurry, restored, fps=24):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--out-dir', default=osp.join(ROOT, 'outputs', 'demo'))
+    parser.add_argument('--out-dir', default=osp.join(ROOT, 'outputs', 'demo'),
+                        help='folder of the data, trainings and results (default: '
+                        'outputs/demo of the checkout); a re-run in it reuses every '
+                        'finished step')
     parser.add_argument('--iters', type=int, default=700, help='training iterations per model')
     args = parser.parse_args(argv)
     out = osp.abspath(args.out_dir)
