@@ -149,8 +149,8 @@ def test_check_state_dict_one_line_errors():
         check_state_dict(model, bad, 'checkpoint c.pth for config m.py')
     msg = str(err.value)
     assert '\n' not in msg and msg.startswith('checkpoint c.pth for config m.py')
-    assert '1 missing keys (backbone.out_conv.weight)' in msg
-    assert '1 unexpected keys (extra.weight)' in msg
+    assert '1 missing key (backbone.out_conv.weight)' in msg
+    assert '1 unexpected key (extra.weight)' in msg
     assert 'backbone.base_conv.0.bias (5,) vs (8,)' in msg
 
 

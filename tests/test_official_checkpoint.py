@@ -351,7 +351,7 @@ def test_only_the_training_only_layers_may_be_absent():
     assert notes[0].startswith('checkpoint c for config m: ') and 'backbone.aux_convs.*' in notes[0]
     # some but not all of the auxiliary layers: refused
     partial = OrderedDict((k, v) for k, v in full.items() if k != 'backbone.aux_convs.0.bias')
-    with pytest.raises(CheckpointLoadError, match='1 missing keys .backbone.aux_convs.0.bias'):
+    with pytest.raises(CheckpointLoadError, match='1 missing key .backbone.aux_convs.0.bias'):
         check_state_dict(model, partial, 'w')
     # a model built without them refuses a checkpoint that has them
     lean = MODELS.build(dict(type='MTURestorer', backbone=dict(
@@ -404,7 +404,8 @@ def test_test_tool_refuses_another_variant(tiny_setup):
     ckpt4 = _save_model_ckpt(tmp_path / 'mtu4.pth', 4)
     proc = _tool([os.path.join(ROOT, 'tools', 'test.py'), cfg, ckpt4, '--work-dir',
                   str(tmp_path / 'w')] + mtu2, tmp_path)
-    _one_line_architecture_error(proc, ckpt4, cfg, '36 unexpected keys (backbone.aux_convs.1.')
+    _one_line_architecture_error(proc, ckpt4, cfg, 'architecture: 4 units in the checkpoint, 2 in '
+                                 'the config; 36 unexpected keys (backbone.aux_convs.1.')
     assert not (tmp_path / 'w' / 'test_results.json').exists()
     # an MTU1 checkpoint on the 2-unit config: a unit would keep its initial weights
     ckpt1 = _save_model_ckpt(tmp_path / 'mtu1.pth', 1)

@@ -188,15 +188,29 @@ def check_state_dict(model, state_dict, where):
     if not (missing or unexpected or shapes):
         return absent_optional
     parts = []
+    units = _unit_count(state_dict), _unit_count(own)
+    if units[0] != units[1] and all(units):  # the likeliest cause first: another variant
+        parts.append(f'{units[0]} units in the checkpoint, {units[1]} in the config')
     if missing:
-        parts.append(f'{len(missing)} missing keys ({_listing(missing)})')
+        parts.append(f'{_counted(missing, "missing key")} ({_listing(missing)})')
     if unexpected:
-        parts.append(f'{len(unexpected)} unexpected keys ({_listing(unexpected)})')
+        parts.append(f'{_counted(unexpected, "unexpected key")} ({_listing(unexpected)})')
     if shapes:
-        parts.append(f'{len(shapes)} shape mismatches (checkpoint vs model: '
+        parts.append(f'{_counted(shapes, "shape mismatch", "es")} (checkpoint vs model: '
                      f'{_listing(shapes, 2)})')
     raise CheckpointLoadError(f'{where}: the checkpoint is of another architecture: '
                               + '; '.join(parts))
+
+
+def _counted(items, noun, plural='s'):
+    return f'{len(items)} {noun}{"" if len(items) == 1 else plural}'
+
+
+def _unit_count(state_dict):
+    """How many MTU units (``backbone.units.<i>.``) a state dict holds; 0 for none."""
+    found = [int(m.group(1)) for k in state_dict
+             for m in [re.match(r'(?:module\.)?backbone\.units\.(\d+)\.', k)] if m]
+    return max(found) + 1 if found else 0
 
 
 def _shape(value):
