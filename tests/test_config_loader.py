@@ -374,6 +374,9 @@ def test_inference_tools_unknown_type_is_one_line(tiny, tmp_path, tool):
     ({'model.backbone.mc_head.max_displacement': -2}, 'max_displacement must be an integer'),
     ({'model.backbone.mc_head.type': 'FANMCHead'}, "unexpected keyword argument "
                                                    "'max_displacement'.*_delete_=True"),
+    # a misspelt argument (added on purpose with '+', as a config file can): the one meant
+    ({'+model.backbone.num_unitz': 2}, "MTUNet.__init__.. got an unexpected keyword argument "
+                                       "'num_unitz'; did you mean 'num_units'\\?$"),
 ])
 def test_component_arguments_are_one_line_at_build(options, message):
     from mtu_toolkit.registry import MODELS

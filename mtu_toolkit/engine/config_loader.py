@@ -32,12 +32,13 @@ import inspect
 import os
 import errno
 import os.path as osp
+import re
 import signal
 import sys
 
 from mmengine.config import Config, DictAction
 
-from ..checked_registry import ComponentArgumentError, RegistryKeyError
+from ..checked_registry import CheckedRegistry, ComponentArgumentError, RegistryKeyError
 
 #: environment variable that shows tracebacks of user errors (as ``--debug`` does)
 DEBUG_ENV = 'MTU_DEBUG'
@@ -312,6 +313,23 @@ def _one_line(err):
     return ' '.join(text.split('\n'))
 
 
+def _close_argument(message):
+    """The argument meant by "X.__init__() got an unexpected keyword argument 'y'", when X is
+    a registered component of ours with an argument close to ``y``; else None."""
+    from .. import registry
+    found = re.match(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", message)
+    if not found:
+        return None
+    name, arg = found.groups()
+    for reg in vars(registry).values():
+        cls = reg.module_dict.get(name) if isinstance(reg, CheckedRegistry) else None
+        if inspect.isclass(cls):
+            params = [p for p in inspect.signature(cls.__init__).parameters if p != 'self']
+            close = difflib.get_close_matches(arg, params, 1, cutoff=0.75)
+            return close[0] if close else None
+    return None
+
+
 def _registry_line(err):
     """The registry's message (first line, then the close matches or the known names of the
     first scope that has any: ``mtu::optimizer`` registers none of its own) in one line."""
@@ -350,6 +368,9 @@ def user_error(err):
     if isinstance(err, ComponentArgumentError):
         return _one_line(err), 2
     if isinstance(err, TypeError) and 'got an unexpected keyword argument' in str(err):
+        close = _close_argument(_first_line(err))
+        if close:  # a misspelt argument
+            return f'{_first_line(err)}; did you mean {close!r}?', 2
         # a config's dict merged into another component's (e.g. --cfg-options
         # model.backbone.mc_head.type=fan keeps the correlation head's max_displacement)
         return (f'{_first_line(err)}: the config gives it a key it does not take (to replace '
