@@ -275,14 +275,22 @@ def test_train_failing_before_training_leaves_no_log_folder(tiny, tmp_path):
     (work / 'notes.txt').write_text('mine')
     before = sorted(os.listdir(work))
     # fails building the model (in the Runner's __init__), then the dataset (in train())
-    for option, dump in (('model.backbone.mc_head.type=Nope', []),
-                         ('train_dataloader.dataset.type=Nope', ['tiny.py'])):
+    for option in ('model.backbone.mc_head.type=Nope', 'train_dataloader.dataset.type=Nope'):
         proc = _tool([osp.join(ROOT, 'tools', 'train.py'), good, '--work-dir', str(work),
                       '--cfg-options', option], root)
         assert proc.returncode == 2 and "'Nope' is not a registered" in _one_error_line(proc)
-        # no <timestamp> folder of this run; mmengine's config copy beside the logs is not one
-        assert sorted(os.listdir(work)) == sorted(before + dump), option
+        # no <timestamp> folder of this run, nor its copy of the config
+        assert sorted(os.listdir(work)) == before, option
     assert (work / '20200101_000000' / '20200101_000000.log').read_text() == 'earlier run'
+    # a work dir the failed run made is gone as well; a copy of an earlier run's config stays
+    fresh = tmp_path / 'fresh'
+    proc = _tool([osp.join(ROOT, 'tools', 'train.py'), good, '--work-dir', str(fresh),
+                  '--cfg-options', 'train_dataloader.dataset.type=Nope'], root)
+    assert proc.returncode == 2 and not fresh.exists()
+    (work / 'tiny.py').write_text('# the copy an earlier run wrote')
+    proc = _tool([osp.join(ROOT, 'tools', 'train.py'), good, '--work-dir', str(work),
+                  '--cfg-options', 'train_dataloader.dataset.type=Nope'], root)
+    assert proc.returncode == 2 and sorted(os.listdir(work)) == sorted(before + ['tiny.py'])
 
 
 class _FailAfterFirstIter(Hook):

@@ -13,8 +13,9 @@ Ctrl-C or SIGTERM stops with one line naming the last complete checkpoint (``--r
 continues from it); a checkpoint being written then is removed, never left half-written.
 
 A run that fails before its first training iteration (an unknown component ``type``, a dataset
-that cannot be read, Ctrl-C while building) removes the ``<work_dir>/<timestamp>`` log folder it
-created, and nothing else.
+that cannot be read, Ctrl-C while building) removes what it created: the
+``<work_dir>/<timestamp>`` log folder, its copy of the config and a work dir it made; nothing
+else.
 
 Checkpoints (``--resume``, ``load_from``) are loaded strictly: one of another variant than the
 config stops with one line naming both and what differs (exit code 4). ``load_from`` may be a
