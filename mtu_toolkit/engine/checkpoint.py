@@ -25,6 +25,8 @@ import torch
 from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from ..wording import plural
+
 
 def history_buffer_method(obj, name):
     """The only ``getattr`` a checkpoint may call: a statistics method of HistoryBuffer."""
@@ -192,18 +194,14 @@ def check_state_dict(model, state_dict, where):
     if units[0] != units[1] and all(units):  # the likeliest cause first: another variant
         parts.append(f'{units[0]} units in the checkpoint, {units[1]} in the config')
     if missing:
-        parts.append(f'{_counted(missing, "missing key")} ({_listing(missing)})')
+        parts.append(f'{plural(len(missing), "missing key")} ({_listing(missing)})')
     if unexpected:
-        parts.append(f'{_counted(unexpected, "unexpected key")} ({_listing(unexpected)})')
+        parts.append(f'{plural(len(unexpected), "unexpected key")} ({_listing(unexpected)})')
     if shapes:
-        parts.append(f'{_counted(shapes, "shape mismatch", "es")} (checkpoint vs model: '
+        parts.append(f'{plural(len(shapes), "shape mismatch", "es")} (checkpoint vs model: '
                      f'{_listing(shapes, 2)})')
     raise CheckpointLoadError(f'{where}: the checkpoint is of another architecture: '
                               + '; '.join(parts))
-
-
-def _counted(items, noun, plural='s'):
-    return f'{len(items)} {noun}{"" if len(items) == 1 else plural}'
 
 
 def _unit_count(state_dict):

@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..wording import plural
 from .backbones import MTUNet
 from .mc_heads import CorrelationMCHead  # also registers the MC heads MTUNet builds
 
@@ -131,13 +132,9 @@ class OfficialArchitecture:
         matching = ('matching in every unit' if self.match_every_unit
                     else 'matching in the first unit only')
         aux = 'with' if self.deblur_layers else 'without'
-        return (f'{name}{_plural(self.num_units, "unit")}, ch {self.channels}, '
-                f'{_plural(self.num_blocks, "residual block")}, {matching}, {aux} the '
+        return (f'{name}{plural(self.num_units, "unit")}, ch {self.channels}, '
+                f'{plural(self.num_blocks, "residual block")}, {matching}, {aux} the '
                 'training-only deblur layers')
-
-
-def _plural(n, noun):
-    return f'{n} {noun}{"s" * (n != 1)}'
 
 
 @dataclass
@@ -289,7 +286,7 @@ def expected_shapes(arch):
 
 def _tensors(items, one, many):
     """'1 tensor has' / '3 tensors have': the number of ``items`` and the verb that agrees."""
-    return f'{_plural(len(items), "tensor")} {one if len(items) == 1 else many}'
+    return f'{plural(len(items), "tensor")} {one if len(items) == 1 else many}'
 
 
 def _listing(items, limit=3):
