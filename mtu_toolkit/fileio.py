@@ -51,7 +51,8 @@ def write_atomically(path, data, suffix=''):
     catch; Python's write raises an ``OSError`` (ENOSPC) naming the problem.
 
     Raises:
-        OSError: the file cannot be written (full disk, permissions, ...).
+        OSError: the file cannot be written (full disk, permissions, ...); its ``filename``
+            is ``path`` when the system named none (a failed write does not).
     """
     tmp = f'{path}.tmp-{os.getpid()}{suffix}'
     try:
@@ -60,9 +61,11 @@ def write_atomically(path, data, suffix=''):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(err, OSError) and err.filename is None:
+            raise OSError(err.errno, err.strerror, path) from None
         raise
 
 

@@ -85,8 +85,8 @@ def main(argv=None):
         print(f'error: {err}', file=sys.stderr)
         return err.exit_code
     except OSError as err:  # a full disk, ... (written through a temporary: nothing left)
-        print(f'error: {err.filename or args.output}: cannot be written '
-              f'({err.strerror or err})', file=sys.stderr)
+        print(f'error: {err.filename or args.output}: cannot be written ({err.strerror or err})',
+              file=sys.stderr)
         return 5
     return 0
 

@@ -25,6 +25,7 @@ import torch
 from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from ..fileio import write_atomically
 from ..wording import plural
 
 
@@ -262,11 +263,9 @@ def fsync_replace(tmp_path, path):
 
 
 def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` through a temporary name: readers see old or new, never half."""
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    fsync_replace(tmp, path)
+    """Write ``text`` (UTF-8) to ``path`` through a temporary name: readers see old or new,
+    never half (:func:`~mtu_toolkit.fileio.write_atomically`)."""
+    write_atomically(path, text.encode('utf-8'))
 
 
 def _step_of(name):
