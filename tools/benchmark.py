@@ -46,29 +46,16 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     from mtu_toolkit.analysis.stages import format_stages, frame_stages
     from mtu_toolkit.deploy import add_model_arguments, tool_model
     from mtu_toolkit.engine.checkpoint import atomic_write_text
-    from mtu_toolkit.engine.config_loader import add_debug_argument, run_tool
+    from mtu_toolkit.engine.config_loader import add_debug_argument, run_tool, size_type
 
 DEFAULT_VARIANTS = ['MTU1', 'MTU2', 'MTU2-hp', 'MTU4', 'MTU10', 'MTU10-L']
-
-
-def parse_size(text):
-    """``--size WIDTHxHEIGHT`` as ``(width, height)``, each a positive multiple of 4."""
-    try:
-        w, h = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, got {text!r}') from None
-    try:
-        check_frame_size(h, w)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f'{text}: {err}') from None
-    return w, h
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Benchmark the MTU variants')
     parser.add_argument('--variants', nargs='+', default=DEFAULT_VARIANTS,
                         choices=list(VARIANTS), help='variants to time (default: all)')
-    parser.add_argument('--size', type=parse_size, default=(1280, 720),
+    parser.add_argument('--size', type=size_type(check_frame_size), default=(1280, 720),
                         help='WIDTHxHEIGHT, multiples of 4 (default 1280x720)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='cpu, cuda, cuda:1, ... (default: cuda when available; one this '

@@ -29,17 +29,7 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     from mtu_toolkit.deploy import export_onnx, export_torchscript, run_step_module
     from mtu_toolkit.deploy.export import check_export_paths, onnx_paths
     from mtu_toolkit.engine.config_loader import (
-        ConfigError, add_debug_argument, run_tool)
-
-
-def parse_size(text):
-    try:
-        w, h = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, got {text!r}') from None
-    if w < 1 or h < 1:
-        raise argparse.ArgumentTypeError(f'size must be at least 1x1, got {text!r}')
-    return w, h
+        ConfigError, add_debug_argument, run_tool, size_type)
 
 
 def main(argv=None):
@@ -47,7 +37,7 @@ def main(argv=None):
     parser.add_argument('config')
     parser.add_argument('checkpoint', help='checkpoint (.pth); "none" for initial weights')
     parser.add_argument('output', help='TorchScript file (.pt)')
-    parser.add_argument('--size', type=parse_size, default=(1280, 720), help='WIDTHxHEIGHT')
+    parser.add_argument('--size', type=size_type(), default=(1280, 720), help='WIDTHxHEIGHT')
     parser.add_argument('--onnx', help='also export ONNX here (needs the onnx package)')
     parser.add_argument('--no-check', action='store_true', help='skip the equality check')
     parser.add_argument('--overwrite', action='store_true', help='replace existing outputs')

@@ -27,6 +27,7 @@ A tool uses both like this::
     if __name__ == '__main__':
         sys.exit(run_tool(main))
 """
+import argparse
 import difflib
 import inspect
 import os
@@ -281,6 +282,30 @@ class _CheckedDictAction(DictAction):
 
 # ----------------------------------------------------------------------------------------------
 # one-line errors
+
+
+def size_type(check=None):
+    """The argparse ``type`` of a ``--size WIDTHxHEIGHT`` option: ``(width, height)``.
+
+    Args:
+        check (callable | None): ``check(height, width)`` raising a ValueError for a size the
+            tool cannot use (e.g. :func:`~mtu_toolkit.analysis.complexity.check_frame_size`);
+            None: any size of at least 1x1.
+    """
+    def parse(text):
+        try:
+            w, h = (int(v) for v in text.lower().split('x'))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, got {text!r}') from None
+        if check is not None:
+            try:
+                check(h, w)
+            except ValueError as err:
+                raise argparse.ArgumentTypeError(f'{text}: {err}') from None
+        elif w < 1 or h < 1:
+            raise argparse.ArgumentTypeError(f'size must be at least 1x1, got {text!r}')
+        return w, h
+    return parse
 
 
 def add_debug_argument(parser):

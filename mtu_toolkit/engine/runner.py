@@ -29,7 +29,7 @@ class TrainingRunner(Runner):
         try:
             super().__init__(model, work_dir, **kwargs)
         except BaseException:
-            self._remove_new_log_dir()
+            self._remove_what_it_made()
             raise
 
     def train(self):
@@ -37,7 +37,7 @@ class TrainingRunner(Runner):
             return super().train()
         except BaseException:
             if not self._training_began:
-                self._remove_new_log_dir()
+                self._remove_what_it_made()
             raise
 
     def call_hook(self, fn_name, **kwargs):
@@ -45,7 +45,7 @@ class TrainingRunner(Runner):
             self._training_began = True
         super().call_hook(fn_name, **kwargs)
 
-    def _remove_new_log_dir(self):
+    def _remove_what_it_made(self):
         """Remove what this run created in the work dir (main process only; see the class)."""
         work_dir = getattr(self, '_work_dir', None)  # unset when the Runner failed before it
         if work_dir is None or not is_main_process():
