@@ -145,7 +145,7 @@ def test_a_stopped_training_names_its_last_checkpoint_and_leaves_no_temporary(tm
 
 def test_a_full_disk_while_training_is_one_line_and_leaves_no_temporary(tmp_path):
     # mmengine's save raised the OSError through the Runner: a traceback
-    from test_reliability import file_size_limit
+    from tiny_data import file_size_limit
     data = make_dvd_tree(str(tmp_path / 'data'))
     cfg = write_config(str(tmp_path / 'tiny.py'), data, max_iters=2, ckpt_interval=1)
     work = tmp_path / 'w'

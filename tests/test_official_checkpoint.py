@@ -460,7 +460,7 @@ def test_resume_from_a_released_file_points_to_load_from(tiny_setup):
 
 def test_converter_on_a_full_disk_says_so_and_leaves_nothing(tmp_path):
     # torch.save reported it as two chained RuntimeError tracebacks (exit 1)
-    from test_reliability import file_size_limit
+    from tiny_data import file_size_limit
     src = tmp_path / 'MTU.pytorch'
     torch.save(fake_released(1, 4, 1), src)
     out = tmp_path / 'out'

@@ -20,6 +20,9 @@ from mtu_toolkit.datasets import LmdbStore, VideoDeblurDataset
 from mtu_toolkit.datasets.lmdb_writer import convert_dataset
 from mtu_toolkit.registry import MODELS
 
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), 'configs'))
+from tiny_data import file_size_limit  # noqa: E402
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONVERT = osp.join(ROOT, 'tools', 'dataset_converters', 'convert_to_lmdb.py')
 DEBLUR = osp.join(ROOT, 'tools', 'deblur_video.py')
@@ -251,17 +254,6 @@ def test_export_never_replaces_its_input_or_an_existing_file(tmp_path):
         assert proc.returncode == code, proc.stderr
     assert code == 0 and 'exists; pass --overwrite' not in proc.stderr
     assert not list(tmp_path.glob('*.tmp-*'))
-
-
-def file_size_limit(limit):
-    """preexec_fn: files of the child may not grow past ``limit`` bytes (EFBIG: a full disk to
-    the writer) and SIGXFSZ, which would kill it, is ignored."""
-    def set_limit():
-        import resource
-        import signal
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
-    return set_limit
 
 
 def test_export_on_a_full_disk_says_so_and_leaves_nothing(tmp_path):

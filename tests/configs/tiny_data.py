@@ -113,3 +113,14 @@ def tool_env():
                                          env.get('PYTHONPATH', '')])
     env.setdefault('OMP_NUM_THREADS', '1')
     return env
+
+
+def file_size_limit(limit):
+    """``preexec_fn`` of a subprocess: its files may not grow past ``limit`` bytes (EFBIG, a
+    full disk to the writer), and SIGXFSZ, which would kill it, is ignored."""
+    def set_limit():
+        import resource
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    return set_limit
