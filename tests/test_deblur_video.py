@@ -137,6 +137,7 @@ def test_side_by_side_and_folder_input(files, tmp_path):
     ('missing_config', 2, 'does not exist'),
     ('fp16_on_cpu', 2, 'needs a GPU'),
     ('cuda_not_here', 2, 'CUDA is not available here'),
+    ('mps_not_here', 2, 'MPS is not available here'),
 ])
 def test_bad_inputs_clear_error_no_output(files, tmp_path, capsys, monkeypatch, case, code,
                                           message):
@@ -164,9 +165,12 @@ def test_bad_inputs_clear_error_no_output(files, tmp_path, capsys, monkeypatch, 
     out = tmp_path / 'out' / 'result.mp4'
     os.makedirs(out.parent)
     extra = {'fp16_on_cpu': ['--fp16', '--device', 'cpu'],
-             'cuda_not_here': ['--device', 'cuda']}.get(case, [])
+             'cuda_not_here': ['--device', 'cuda'],
+             'mps_not_here': ['--device', 'mps']}.get(case, [])
     if case == 'cuda_not_here':
         monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    if case == 'mps_not_here':
+        monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: False)
     assert tool.main(args + [str(out), '--quiet'] + extra) == code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: ') and message in err[0], err

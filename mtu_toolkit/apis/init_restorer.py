@@ -100,20 +100,31 @@ def init_restorer(config, checkpoint=None, device='cpu', infer_dtype=None):
     return model.to(device).eval()
 
 
+def _backend(kind):
+    """torch's module of a device type (``torch.cuda``, ``torch.xpu``, ``torch.backends.mps``),
+    or None where this torch has none."""
+    return torch.backends.mps if kind == 'mps' else getattr(torch, kind, None)
+
+
 def parse_device(device, instead='use --device cpu'):
     """``torch.device`` of ``device``; a :class:`DeviceError` (exit code 2) for a name torch does
-    not know, CUDA asked for but absent, or a GPU index the machine does not have. ``instead``
-    ends the message: what the user can give instead (the option's own spelling)."""
+    not know, a device type this machine lacks (CUDA, MPS, XPU, ...), or a device index it does
+    not have. ``instead`` ends the message: what the user can give instead (the option's own
+    spelling)."""
     try:
         device = torch.device(device)
     except RuntimeError as err:
         raise DeviceError(f'bad device {device!r}: {err}') from None
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise DeviceError(f'device {device} was asked for, but CUDA is not available here; '
-                          f'{instead}')
-    if device.type == 'cuda' and device.index is not None \
-            and device.index >= torch.cuda.device_count():
+    if device.type == 'cpu':
+        return device
+    backend = _backend(device.type)
+    is_available = getattr(backend, 'is_available', None)
+    if is_available is None or not is_available():
+        raise DeviceError(f'device {device} was asked for, but {device.type.upper()} is not '
+                          f'available here; {instead}')
+    count = getattr(backend, 'device_count', lambda: 1)()
+    if device.index is not None and device.index >= count:
         raise DeviceError(f'device {device} was asked for, but this machine has '
-                          f'{torch.cuda.device_count()} CUDA device(s) (cuda:0 to '
-                          f'cuda:{torch.cuda.device_count() - 1}); {instead}')
+                          f'{count} {device.type.upper()} device(s) ({device.type}:0 to '
+                          f'{device.type}:{count - 1}); {instead}')
     return device
