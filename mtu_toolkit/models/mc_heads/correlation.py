@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from ...checked_registry import ComponentArgumentError
-from ...memory import kept_buffer
+from ...memory import kept_buffer, writable_here
 from ...ops import (correlation, correlation_argmax, smooth_cost_volume, uses_extension,
                     volume_argmax_to_displacement, warp_by_displacement)
 from ...ops.functions import matching_range
@@ -82,7 +82,9 @@ class CorrelationMCHead(BaseMCHead):
         else:
             cur, prev = F.normalize(cur, dim=1), F.normalize(prev, dim=1)
         if not self.training:
-            if self.reuse_warp_output and self._argmax_workspace is None:
+            if self.reuse_warp_output and (self._argmax_workspace is None
+                                           or not writable_here(self._argmax_workspace)):
+                # (the op grows it in place: one made under inference_mode cannot be, outside)
                 self._argmax_workspace = torch.empty(0, dtype=torch.uint8)
             disp = correlation_argmax(cur, prev, self.max_displacement, self.smooth,
                                       self._argmax_workspace if self.reuse_warp_output else None)
