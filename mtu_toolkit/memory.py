@@ -1,7 +1,7 @@
 """Long-lived inference buffers on huge pages, where the system allows them.
 
 The CPU inference forms keep their large intermediate tensors from frame to frame: the conv
-layers' reused outputs and recycled pool, the motion layer's input sum
+layers' reused outputs, the motion layer's input sum
 (``mtu_toolkit.deploy.DirectConv2d``), the normalised motion features and the warp's output
 (``CorrelationMCHead``), and the converted input window (``MTURestorer.restore_frame``). Their
 owners keep each one with :func:`kept_buffer`, which allocates through :func:`empty_huge`. On
@@ -13,10 +13,20 @@ them; on 2 MB pages it does not (figures in docs/benchmarks.md).
 In every other case the result is exactly ``torch.empty``: another OS, huge pages "never", a
 tensor under :data:`MIN_BYTES`, a device other than the CPU, or ``MTU_HUGE_PAGES=0`` in the
 environment. The advice never changes a value.
+
+Large tensors that leave the call making them (the direct conv layers' outputs, the frames
+``restore_frame`` returns) come from a pool of recycled ones instead (:func:`recycled_empty`):
+an earlier one that nothing references any more is written again. The pool belongs to the
+thread, holds at most :data:`POOL_BYTES`, and lets go of what it has not handed out for
+:data:`MAX_AGE` requests (e.g. the buffers of an earlier frame size, a few frames after the
+size changed); :func:`release_recycled` empties it at once (after the last clip of a session,
+say: deleting a model does not, the pool is not the model's).
 """
 import ctypes
+import math
 import os
 import sys
+import threading
 
 import torch
 
@@ -90,3 +100,118 @@ def kept_buffer(buf, shape, dtype, device, memory_format=torch.contiguous_format
             and writable_here(buf):
         return buf
     return empty_huge(shape, dtype=dtype, device=device, memory_format=memory_format)
+
+
+#: Tensors of this many bytes or more are recycled (:func:`recycled_empty`). The C library
+#: serves allocations this large from memory it maps for them or trims from its heap when they
+#: are freed, so a fresh one often page-faults on every first touch (figures in
+#: ``docs/benchmarks.md``); smaller ones it keeps.
+RECYCLE_BYTES = 1 << 20
+#: The most bytes a thread's pool holds. A buffer joins it only when every pooled one of its
+#: shape is still referenced, so at a fixed frame size the pool holds about the most outputs
+#: alive at once in a frame (at 720p ~0.3 GB for MTU2, ~0.5 GB for MTU10-L).
+POOL_BYTES = 1 << 30
+#: A pooled buffer not handed out in this thread's last MAX_AGE requests leaves the pool once
+#: nothing references it (a frame makes 26 requests with MTU2, 94 with MTU10-L: a buffer of an
+#: earlier size goes after 5 to 20 frames of another).
+MAX_AGE = 512
+_POOLS = threading.local()
+
+
+class _Pool:
+    """One thread's recycled buffers, newest first, with the request count of their last
+    hand-out (``last``, aligned with ``tensors``)."""
+
+    def __init__(self):
+        self.tensors, self.last, self.requests = [], [], 0
+
+
+def _thread_pool():
+    if not hasattr(_POOLS, 'pool'):
+        _POOLS.pool = _Pool()
+    return _POOLS.pool
+
+
+def _unreferenced(tensors, i):
+    """Whether ``tensors[i]`` is referenced by the list alone: no other Python reference to the
+    tensor and no other tensor (a view) on its storage. False where torch cannot say."""
+    try:
+        # the list, getrefcount's argument; the tensor's and the temporary wrapper's storage refs
+        return (sys.getrefcount(tensors[i]) == 2
+                and torch._C._storage_Use_Count(tensors[i].untyped_storage()._cdata)
+                == _LONE_USES)
+    except AttributeError:  # a torch without the (private) storage use count: never reuse
+        return False
+
+
+def _storage_uses():
+    """The storage use count of a tensor referenced once, as _unreferenced reads it."""
+    t = torch.empty(1)
+    try:
+        return torch._C._storage_Use_Count(t.untyped_storage()._cdata)
+    except AttributeError:
+        return -1
+
+
+_LONE_USES = _storage_uses()
+
+
+def recyclable(shape, dtype):
+    """Whether a tensor of ``shape`` and ``dtype`` is large enough to be recycled."""
+    return math.prod(shape) * dtype.itemsize >= RECYCLE_BYTES
+
+
+def recycled_empty(shape, dtype, device):
+    """An uninitialised tensor of ``shape``, ``dtype`` and ``device`` for a result that may
+    outlive the call (a layer's output, the recurrent state): a pooled one that nothing
+    references any more, else a fresh :func:`empty_huge` one, which joins the pool (the oldest
+    leave it beyond :data:`POOL_BYTES`)."""
+    pool = _thread_pool()
+    pool.requests += 1
+    tensors, device = pool.tensors, torch.device(device)
+    for i in range(len(tensors)):  # (indexing: a loop variable would be one more reference)
+        if tensors[i].shape == shape and tensors[i].dtype == dtype \
+                and tensors[i].device == device and writable_here(tensors[i]) \
+                and _unreferenced(tensors, i):
+            pool.last[i] = pool.requests
+            buf = tensors[i]
+            break
+    else:
+        buf = empty_huge(shape, dtype=dtype, device=device)
+        tensors.insert(0, buf)
+        pool.last.insert(0, pool.requests)
+        total = 0
+        for i in range(len(tensors)):
+            total += tensors[i].numel() * tensors[i].element_size()
+            if total > POOL_BYTES:
+                del tensors[i:], pool.last[i:]
+                break
+    if pool.requests % 64 == 0:
+        _let_go_of_old(pool)
+    return buf
+
+
+def _let_go_of_old(pool):
+    """Drop the unreferenced buffers not handed out in the last :data:`MAX_AGE` requests."""
+    for i in reversed(range(len(pool.tensors))):
+        if pool.requests - pool.last[i] > MAX_AGE and _unreferenced(pool.tensors, i):
+            del pool.tensors[i], pool.last[i]
+
+
+def recycled_copy(t):
+    """A contiguous copy of ``t`` that is the caller's own, from the pool when large (a CPU
+    tensor of :data:`RECYCLE_BYTES` or more that autograd does not record)."""
+    if t.device.type != 'cpu' or not recyclable(t.shape, t.dtype) \
+            or (t.requires_grad and torch.is_grad_enabled()):
+        return t.clone(memory_format=torch.contiguous_format)
+    return recycled_empty(t.shape, t.dtype, t.device).copy_(t)
+
+
+def release_recycled():
+    """Let go of this thread's pool of recycled buffers (those still referenced stay with
+    their holders). Returns the bytes the pool held."""
+    pool = _thread_pool()
+    held = sum(t.numel() * t.element_size() for t in pool.tensors)
+    pool.tensors.clear()
+    pool.last.clear()
+    return held

@@ -62,6 +62,24 @@ def test_deblur_frames_checks_each_frame_and_takes_views():
             list(deblur_frames(model, frames))
 
 
+def test_deblur_frames_from_one_refilled_buffer():
+    """A source that refills one array (a camera's buffer, cv2's read(image=buf)) gives the
+    frames of distinct arrays, and each blurry frame yielded is the one read then."""
+    model = tiny()
+    rgb = [f.permute(1, 2, 0).numpy() for f in clip(5, t=5)]
+    ref = [r for _, r in deblur_frames(model, rgb)]
+    buffer = np.empty(rgb[0].shape, np.uint8)  # C-contiguous, as a camera fills it
+
+    def refilled():
+        for f in rgb:
+            buffer[...] = f
+            yield buffer
+
+    pairs = list(deblur_frames(model, refilled()))
+    assert all(np.array_equal(b, f) for (b, _), f in zip(pairs, rgb))
+    assert all(np.array_equal(r, f) for (_, r), f in zip(pairs, ref))
+
+
 def test_one_eager_model_shared_by_two_threads():
     model, clips = tiny(), [clip(2), clip(3)]
     refs = [model.infer_clip(c) for c in clips]  # uint8: converted through the window buffer

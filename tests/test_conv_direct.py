@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from mtu_toolkit import memory
 from mtu_toolkit.deploy import direct_conv as conv_direct
 from mtu_toolkit.deploy import DirectConv2d, conv2d_direct_reference, direct_conv_isa
 from mtu_toolkit.deploy.conv_engine import conv_ext as ext
@@ -185,9 +186,9 @@ def test_large_outputs_are_recycled_only_when_nothing_holds_them(monkeypatch):
     references any more (no Python reference, no view), else get a fresh tensor; the pool
     keeps at most POOL_BYTES of them."""
     out_bytes = 4 * 8 * 16 * 4
-    monkeypatch.setattr(conv_direct, 'RECYCLE_BYTES', 0)
-    monkeypatch.setattr(conv_direct, 'POOL_BYTES', 3 * out_bytes)
-    monkeypatch.setattr(conv_direct, '_POOLS', threading.local())
+    monkeypatch.setattr(memory, 'RECYCLE_BYTES', 0)
+    monkeypatch.setattr(memory, 'POOL_BYTES', 3 * out_bytes)
+    monkeypatch.setattr(memory, '_POOLS', threading.local())
     layer, other_layer = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
     direct, other = DirectConv2d(layer, relu=False), DirectConv2d(other_layer, relu=False)
     xs = [torch.randn(1, 4, 8, 16) for _ in range(6)]
@@ -212,7 +213,7 @@ def test_large_outputs_are_recycled_only_when_nothing_holds_them(monkeypatch):
         # all three held: a fourth buffer, and the oldest leaves the pool (3 buffers' bytes)
         f = direct([xs[5]])
         assert f.data_ptr() not in (a_ptr, b.data_ptr(), c_ptr)
-        assert len(conv_direct._thread_pool()) == 3 and conv_direct._thread_pool()[0] is f
+        assert len(memory._thread_pool().tensors) == 3 and memory._thread_pool().tensors[0] is f
         torch.testing.assert_close(f, layer(xs[5]), rtol=0, atol=2e-5)
 
 

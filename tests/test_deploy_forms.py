@@ -8,6 +8,7 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import mtu_toolkit.models  # noqa: F401
+from mtu_toolkit import memory
 from mtu_toolkit.deploy import (DirectConv2d, direct_conv_isa, freeze_units, to_direct,
                                 to_split)
 from mtu_toolkit.models.backbones.detail_net import DetailNet
@@ -107,9 +108,8 @@ def test_direct_frames_reuse_their_large_outputs(monkeypatch):
     growing. RECYCLE_BYTES is lowered so that the tiny network's outputs count as large."""
     if not direct_conv_isa():
         pytest.skip('the direct kernels do not run on this CPU')
-    import mtu_toolkit.deploy.direct_conv as direct_conv
-    monkeypatch.setattr(direct_conv, 'RECYCLE_BYTES', 0)
-    monkeypatch.setattr(direct_conv, '_POOLS', threading.local())
+    monkeypatch.setattr(memory, 'RECYCLE_BYTES', 0)
+    monkeypatch.setattr(memory, '_POOLS', threading.local())
     fused = FORMS['direct'](tiny_net(num_units=3))
     outputs = []
     hooks = [m.register_forward_hook(lambda m, args, out: outputs.append((m, out.data_ptr())))
@@ -119,7 +119,7 @@ def test_direct_frames_reuse_their_large_outputs(monkeypatch):
         for _ in range(4):
             outputs.clear()
             _, state = fused(torch.rand(1, 5, 3, 16, 24), state)
-            pools.append([t.data_ptr() for t in direct_conv._thread_pool()])
+            pools.append([t.data_ptr() for t in memory._thread_pool().tensors])
     for h in hooks:
         h.remove()
     assert pools[1] == pools[2] == pools[3] and pools[3]

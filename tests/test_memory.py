@@ -72,3 +72,41 @@ def test_kept_buffer_is_reused_while_it_fits():
     assert last is not a and last.is_contiguous(memory_format=torch.channels_last)
     assert memory.kept_buffer(last, (1, 3, 8, 8), torch.float32, 'cpu',
                               torch.channels_last) is last
+
+
+def test_the_pool_lets_go_of_buffers_it_no_longer_hands_out(monkeypatch):
+    """Buffers of a size no longer asked for leave the pool MAX_AGE requests after their last
+    hand-out (once unreferenced); one still held stays with its holder; release_recycled
+    empties the pool at once."""
+    import threading
+    monkeypatch.setattr(memory, '_POOLS', threading.local())
+    monkeypatch.setattr(memory, 'MAX_AGE', 100)
+    old = [memory.recycled_empty((2, 8), torch.float32, 'cpu') for _ in range(3)]
+    held = old.pop()
+    ptrs = {t.data_ptr() for t in old}
+    del old
+    for _ in range(200):  # frames of another size: one buffer, reused every time
+        new = memory.recycled_empty((3, 8), torch.float32, 'cpu')
+        del new
+    pool = memory._thread_pool().tensors
+    assert [t.shape for t in pool] == [(3, 8), (2, 8)] and pool[1] is held
+    assert not ptrs & {t.data_ptr() for t in pool}
+    assert memory.recycled_empty((3, 8), torch.float32, 'cpu').shape == (3, 8)
+    assert memory.release_recycled() == (24 + 16) * 4
+    assert memory._thread_pool().tensors == [] and held.shape == (2, 8)
+
+
+def test_a_recycled_copy_is_the_callers_own(monkeypatch):
+    """recycled_copy gives equal values in a buffer nothing else holds; a buffer the caller
+    dropped is written again, one it holds is not."""
+    import threading
+    monkeypatch.setattr(memory, '_POOLS', threading.local())
+    monkeypatch.setattr(memory, 'RECYCLE_BYTES', 0)
+    src = torch.rand(3, 4, 5)[:, 1:]  # a view: the copy is contiguous
+    a = memory.recycled_copy(src)
+    assert torch.equal(a, src) and a.is_contiguous() and a.data_ptr() != src.data_ptr()
+    b = memory.recycled_copy(src)
+    assert b.data_ptr() != a.data_ptr()
+    ptr = a.data_ptr()
+    del a
+    assert memory.recycled_copy(src * 2).data_ptr() == ptr

@@ -53,6 +53,26 @@ def test_streaming_equals_clip_inference():
     assert len(stream.frames) <= 5  # only the window is kept
 
 
+def test_a_stream_owns_what_it_keeps_and_the_caller_what_it_gets():
+    """The stream copies each pushed frame (a caller may refill one buffer), the frames it
+    returns are not its recurrent state (a caller may change them in place), and flush() ends
+    the clip: the next push starts a new one. Each gives infer_clip's frames."""
+    model = _restorer().eval()
+    torch.manual_seed(0)
+    clips = [torch.rand(1, 5, 3, 20, 24), torch.rand(1, 4, 3, 20, 24)]
+    stream, buffer = model.stream(), torch.empty(1, 3, 20, 24)
+    for clip in clips:
+        outs = []
+        for t in range(clip.shape[1]):
+            for out in stream.push(buffer.copy_(clip[:, t])):  # one buffer, refilled
+                outs.append(out.clone())
+                out.mul_(255)  # e.g. for display
+        for out in stream.flush():
+            outs.append(out.clone())
+            out.zero_()
+        assert torch.equal(torch.stack(outs, 1), model.infer_clip(clip))
+
+
 def test_windows_are_converted_into_one_kept_buffer():
     """A uint8 window (scaled to [0, 1]) or a strided one (frames permuted from HWC) is
     written into one buffer kept from frame to frame, with the frames of a plain float

@@ -76,7 +76,9 @@ def deblur_frames(restorer, frames):
     stream, waiting, size = restorer.stream(), deque(), None
     for index, rgb in enumerate(frames):
         size = _check_frame(rgb, index, size)
-        rgb = np.ascontiguousarray(rgb)  # (a view such as bgr[..., ::-1] has negative strides)
+        # a copy (the caller may refill its buffer: the frame is yielded two frames later),
+        # contiguous (a view such as bgr[..., ::-1] has negative strides)
+        rgb = np.array(rgb, order='C')
         waiting.append(rgb)
         # the stream keeps its window as bytes; the restorer converts what it reads
         frame = torch.from_numpy(rgb).to(device, non_blocking=True).permute(2, 0, 1)[None]

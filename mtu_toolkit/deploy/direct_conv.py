@@ -15,15 +15,13 @@ the kernels do not apply (no engine, another CPU, layer, dtype or device, or aut
 runs :func:`conv2d_direct_reference`, the same computation in PyTorch. It is the ``kernel`` the
 direct inference form installs on the network's layers (:func:`~mtu_toolkit.deploy.to_direct`).
 """
-import math
-import sys
-import threading
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..memory import empty_huge, kept_buffer, writable_here
+from .. import memory
+from ..memory import kept_buffer
 from ..models.layers import apply_conv
 from .conv_engine import conv_ext, direct_conv_isa
 
@@ -64,50 +62,6 @@ def _plane_contiguous(t):
     return t.contiguous()
 
 
-#: Outputs of this many bytes or more (not written into a reused buffer) are recycled: an
-#: earlier output (of any layer) that nothing references any more is written again rather than a
-#: fresh tensor allocated. The C library serves allocations this large from memory it maps for
-#: them or trims from its heap when they are freed, so a fresh one often page-faults on every
-#: first touch (figures in ``docs/benchmarks.md``); smaller ones it keeps.
-RECYCLE_BYTES = 1 << 20
-#: The recycled outputs kept for reuse, newest first, one pool for all layers (and one per
-#: thread: two threads each running their own copy never hand each other a buffer): at most
-#: POOL_BYTES of them. A buffer is added only when every pooled one of its shape is still
-#: referenced, so the pool holds about the most outputs alive at once in a frame (at 720p
-#: ~0.3 GB for MTU2, ~0.5 GB for MTU10-L); the bound keeps what stays beyond that (e.g.
-#: shapes of an earlier resolution) limited.
-POOL_BYTES = 1 << 30
-_POOLS = threading.local()
-
-
-def _thread_pool():
-    """This thread's pool of recycled outputs (a list, newest first)."""
-    if not hasattr(_POOLS, 'pool'):
-        _POOLS.pool = []
-    return _POOLS.pool
-
-
-def _unreferenced(pool, i):
-    """Whether ``pool[i]`` is referenced by ``pool`` alone: no other Python reference to the
-    tensor and no other tensor (a view) on its storage. False where torch cannot say."""
-    try:
-        # the list, getrefcount's argument; the tensor's and the temporary wrapper's storage refs
-        return (sys.getrefcount(pool[i]) == 2
-                and torch._C._storage_Use_Count(pool[i].untyped_storage()._cdata) == _LONE_USES)
-    except AttributeError:  # a torch without the (private) storage use count: never reuse
-        return False
-
-
-def _storage_uses():
-    """The storage use count of a tensor referenced once, as _unreferenced reads it."""
-    t = torch.empty(1)
-    try:
-        return torch._C._storage_Use_Count(t.untyped_storage()._cdata)
-    except AttributeError:
-        return -1
-
-
-_LONE_USES = _storage_uses()
 
 
 #: Winograd by default where the input or the output has this many channels (its input
@@ -223,8 +177,8 @@ class DirectConv2d(nn.Module):
             shape = self._output_shape(inputs[0])
             if self.reuse_output:
                 out = self._reused_buffer(inputs[0], shape)
-            elif math.prod(shape) * inputs[0].element_size() >= RECYCLE_BYTES:
-                out = self._recycled_buffer(inputs[0], shape)
+            elif memory.recyclable(shape, inputs[0].dtype):
+                out = memory.recycled_empty(shape, inputs[0].dtype, inputs[0].device)
         # named in torch.profiler's traces (a pybind call is invisible to it otherwise)
         with torch.profiler.record_function(self.profile_name):
             return conv_ext.conv_direct(inputs, self.packed, self.bias, residual, self.out_channels,
@@ -252,26 +206,6 @@ class DirectConv2d(nn.Module):
     def _reused_buffer(self, x, shape):
         self._buffer = kept_buffer(self._buffer, shape, x.dtype, x.device)
         return self._buffer
-
-    def _recycled_buffer(self, x, shape):
-        """A buffer for an output that may outlive the call (e.g. the recurrent state): an
-        earlier output in the pool that nothing references any more, else a fresh one, which
-        joins the pool (the oldest leave it beyond ``POOL_BYTES``)."""
-        pool = _thread_pool()
-        for i in range(len(pool)):  # (indexing: a loop variable would be one more reference)
-            if pool[i].shape == shape and pool[i].dtype == x.dtype \
-                    and pool[i].device == x.device and writable_here(pool[i]) \
-                    and _unreferenced(pool, i):
-                return pool[i]
-        buf = empty_huge(shape, dtype=x.dtype, device=x.device)
-        pool.insert(0, buf)
-        total = 0
-        for i in range(len(pool)):
-            total += pool[i].numel() * pool[i].element_size()
-            if total > POOL_BYTES:
-                del pool[i:]
-                break
-        return buf
 
     def _reference(self, inputs, residual):
         if self.reference_layer is not None:

@@ -9,7 +9,7 @@ import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapperDict
 
-from ...memory import kept_buffer
+from ...memory import kept_buffer, recycled_copy
 from ...registry import MODELS
 from ..window import CONTEXT, WINDOW, clamped_indices, padded_indices, window_at
 from .padding import crop_to, pad_to_multiple
@@ -245,7 +245,14 @@ class MTURestorer(BaseModel):
         0..255 (a stream of 8-bit frames keeps its five frames as bytes: 4x less memory);
         returns ((B, 3, H, W) float in [0, 1], state), and with ``return_motion`` the last
         matching unit's motion as the MC head's ``displacement`` (``(flow, grid)`` or None)
-        third."""
+        third. The frame returned is the caller's to change: a copy of the one ``state`` keeps
+        as the next frame's R_{t-1}."""
+        out, state, *motion = self._restore_frame(window, state, return_motion)
+        return (recycled_copy(out), state, *motion)
+
+    def _restore_frame(self, window, state, return_motion):
+        """:meth:`restore_frame` whose frame is a view of ``state.restored`` (for callers that
+        copy it anyway)."""
         h, w = window.shape[-2:]
         window = self._network_window(window)
         with self._autocast(window.device):
@@ -263,7 +270,9 @@ class MTURestorer(BaseModel):
         """
         state, outs, motions = None, [], []
         for t in range(inputs.shape[1] - 2 * CONTEXT):
-            out, state, *motion = self.restore_frame(window_at(inputs, t), state, return_motion)
+            # (the stack below copies each frame: no need for restore_frame's own copy)
+            out, state, *motion = self._restore_frame(window_at(inputs, t), state,
+                                                      return_motion)
             outs.append(out)
             motions += motion
         return (torch.stack(outs, 1), motions) if return_motion else torch.stack(outs, 1)
@@ -346,8 +355,13 @@ class FrameStream:
 
     ``push(frame)`` (B, 3, H, W) returns the restored frames that became ready (the one two
     frames back, once it has its look-ahead); ``flush()`` returns the last ones, clamping the
-    window at the end. Only the recurrent state and five input frames are kept, so memory stays
-    flat however long the stream. Gives the same frames as :meth:`MTURestorer.infer_clip`.
+    window at the end, and ends the clip: the next ``push`` starts a new one. Only the
+    recurrent state and five input frames are kept, so memory stays flat however long the
+    stream. Gives the same frames as :meth:`MTURestorer.infer_clip`.
+
+    The stream keeps a copy of each frame pushed, so the caller may refill one buffer frame
+    after frame (a camera's, ``cv2.VideoCapture.read(image=...)``); the frames it returns are
+    the caller's to change.
 
     Args:
         restorer: anything with ``restore_frame(window, state)``.
@@ -378,7 +392,8 @@ class FrameStream:
     def push(self, frame):
         if frame.dim() == 3:
             frame = frame.unsqueeze(0)
-        self.frames = (self.frames + [frame])[-WINDOW:]
+        # (a copy: the window reads this frame again up to four pushes later)
+        self.frames = (self.frames + [frame.clone()])[-WINDOW:]
         self.count += 1
         ready = []
         while self.next_out + CONTEXT < self.count:
@@ -389,4 +404,5 @@ class FrameStream:
         ready = []
         while self.next_out < self.count:
             ready.append(self._restore(self.next_out))
+        self.frames, self.state, self.next_out, self.count = [], None, 0, 0  # the clip ended
         return ready
