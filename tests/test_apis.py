@@ -264,6 +264,29 @@ def test_failure_midway_leaves_no_output(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['in']  # no output, no temporary file
 
 
+@pytest.mark.parametrize('failing', ['BackgroundReader', 'BackgroundWriter', 'ProgressLine'])
+def test_failure_while_setting_up_leaves_nothing(tmp_path, monkeypatch, failing):
+    """An error (or Ctrl-C) between opening the output and the first frame removes the
+    output's temporary, and leaves no reader thread or open input behind."""
+    import threading
+
+    import mtu_toolkit.apis.inference as inference
+    frames = moving_frames(4)
+    write_folder(tmp_path / 'in', frames)
+    deblur_video(tiny_restorer(), str(tmp_path / 'in'), str(tmp_path / 'in.mp4'), progress=False)
+
+    def refuse(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inference, failing, refuse)
+    for source, out in (('in', 'out.mp4'), ('in.mp4', 'frames_out')):
+        with pytest.raises(KeyboardInterrupt):
+            deblur_video(tiny_restorer(), str(tmp_path / source), str(tmp_path / out),
+                         progress=False)
+    assert sorted(os.listdir(tmp_path)) == ['in', 'in.mp4']
+    assert [t.name for t in threading.enumerate() if t.name.startswith('mtu-')] == []
+
+
 class _MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
         'arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks', 'uordblks',

@@ -116,27 +116,34 @@ def deblur_video(restorer, input_path, output_path, side_by_side=False, fps=None
     check_fps(fps)
     reader = open_reader(input_path, fps)
     width, height = reader.size
-    writer = open_writer(output_path, reader.fps, (2 * width if side_by_side else width, height),
-                         overwrite=overwrite, input_path=input_path)
-    bar = ProgressLine(reader.num_frames, unit='frames', enabled=progress)
-    depth = max(2, min(queue_size, QUEUE_BYTES // (3 * width * height)))
-    frames = BackgroundReader(reader, depth)
-    sink = BackgroundWriter(writer.write, depth)
-    try:
+    frames = sink = writer = bar = None
+    try:  # (everything set up in here is undone on any error, Ctrl-C included)
+        writer = open_writer(output_path, reader.fps,
+                             (2 * width if side_by_side else width, height),
+                             overwrite=overwrite, input_path=input_path)
+        bar = ProgressLine(reader.num_frames, unit='frames', enabled=progress)
+        depth = max(2, min(queue_size, QUEUE_BYTES // (3 * width * height)))
+        frames = BackgroundReader(reader, depth)
+        sink = BackgroundWriter(writer.write, depth)
         for blurry, restored in deblur_frames(restorer, frames):
             sink.put(np.concatenate((blurry, restored), 1) if side_by_side else restored)
             bar.update()
         sink.close()
         writer.commit()
     except BaseException:
-        frames.close()
-        try:
-            sink.close()
-        except BaseException:  # noqa: BLE001 - the first error is the one to report
-            pass
-        writer.abort()
+        if frames is not None:
+            frames.close()
+        reader.close()
+        if sink is not None:
+            try:
+                sink.close()
+            except BaseException:  # noqa: BLE001 - the first error is the one to report
+                pass
+        if writer is not None:
+            writer.abort()
         raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     return dict(frames=bar.count, fps=reader.fps, seconds=time.perf_counter() - bar.start,
                 speed=bar.fps)

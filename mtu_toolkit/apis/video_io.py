@@ -68,12 +68,18 @@ class VideoFileReader:
                 ok, frame = self._cap.read()
                 frame = frame if ok else None
         finally:
-            self._cap.release()
+            self.close()
         # (some containers state an estimate: one frame short is not worth a word)
         if index < self.num_frames - 1:
             warnings.warn(f'{self.path}: decoded {index} of the {self.num_frames} frames the '
                           'file states; the rest is truncated or undecodable, so the output '
                           f'has {index} frames')
+
+
+    def close(self):
+        """Release the file (reading ends; also what iterating to the end does)."""
+        self._first = None
+        self._cap.release()
 
 
 class FrameFolderReader:
@@ -113,6 +119,9 @@ class FrameFolderReader:
         if img is None:
             raise InputError(f'{file}: unreadable image')
         return img
+
+    def close(self):
+        """Nothing to release (one image is open at a time, while it is read)."""
 
     def __iter__(self):
         for name in self.files:
