@@ -92,14 +92,31 @@ def test_demo_runs_end_to_end_and_reuses_its_work(tmp_path):
                                'import demo; demo.start_over_if_recipe_changed(sys.argv[1], '
                                'int(sys.argv[2]))', str(out), str(iters)],
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
+    (out / 'work_dirs' / 'mine').mkdir()  # a user's own run beside the demo's: kept
     proc = start_over(2)
     assert proc.returncode == 0 and 'starting over' in proc.stdout, proc.stderr
-    assert not (out / 'data').exists() and not (out / 'work_dirs').exists()
+    assert not (out / 'data').exists() and os.listdir(out / 'work_dirs') == ['mine']
     assert json.loads((out / 'recipe.json').read_text())['render'] != 'an older camera'
     # so does another iteration count (the schedule ends with it), and only that
     assert 'starting over' not in start_over(2).stdout
     assert 'starting over' in start_over(3).stdout
     assert json.loads((out / 'recipe.json').read_text())['iterations'] == 3
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
+    """--out-dir pointed at a project folder (data/, work_dirs/, no recipe.json): one line,
+    exit 1 before any work, and nothing in it removed or written."""
+    (tmp_path / 'data' / 'GoPro').mkdir(parents=True)
+    (tmp_path / 'data' / 'GoPro' / '000.png').write_bytes(b'a frame')
+    (tmp_path / 'work_dirs' / 'run').mkdir(parents=True)
+    before = sorted(str(p) for p in tmp_path.rglob('*'))
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--out-dir',
+                           str(tmp_path), '--iters', '1'], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        f'error: {tmp_path} is not empty and holds no recipe.json, so the demo did not make '
+        'it: give a new or empty --out-dir (delete that folder first if an older demo made it)']
+    assert sorted(str(p) for p in tmp_path.rglob('*')) == before
 
 
 def test_demo_help_says_what_out_dir_is():

@@ -75,23 +75,37 @@ def recipe_fingerprint(iters):
                 iterations=iters, configs=texts)
 
 
+def demo_paths(out):
+    """What the demo makes in ``out`` that a changed recipe makes stale (its outputs are
+    replaced by the next run anyway)."""
+    names = [name for name, _ in MODELS_TO_TRAIN]
+    return ([osp.join(out, 'data', 'synthetic'), osp.join(out, 'data', 'synthetic_lmdb')]
+            + [osp.join(out, 'work_dirs', name) for name in names]
+            + [osp.join(out, f'train_{name}.log') for name in names])
+
+
 def start_over_if_recipe_changed(out, iters):
-    """Reuse data and checkpoints only when ``recipe.json`` says this recipe made them."""
-    path, current, why = osp.join(out, 'recipe.json'), recipe_fingerprint(iters), None
+    """Reuse data and checkpoints only when ``recipe.json`` says this recipe made them; when
+    it says another did, remove what the demo made (nothing else). A non-empty folder without
+    ``recipe.json`` is not the demo's: refused, nothing touched."""
+    path, current = osp.join(out, 'recipe.json'), recipe_fingerprint(iters)
     if osp.isfile(path):
         with open(path) as f:
             if json.load(f) == current:
                 return
-        why = f'the demo recipe changed since {out} was made'
-    elif osp.isdir(osp.join(out, 'data')) or osp.isdir(osp.join(out, 'work_dirs')):
-        why = f'{out} has no recipe.json (made by an older demo)'
-    if why:
-        step(f'{why}: starting over')
-        for name in ('data', 'work_dirs'):
-            shutil.rmtree(osp.join(out, name), ignore_errors=True)
-        for name, _ in MODELS_TO_TRAIN:
-            if osp.isfile(osp.join(out, f'train_{name}.log')):
-                os.remove(osp.join(out, f'train_{name}.log'))
+        step(f'the demo recipe changed since {out} was made: starting over')
+        for made in demo_paths(out):
+            if osp.isdir(made) and not osp.islink(made):
+                shutil.rmtree(made)
+            elif osp.lexists(made):
+                os.remove(made)
+        for folder in ('data', 'work_dirs'):  # (left when nothing else is in them)
+            if osp.isdir(osp.join(out, folder)) and not os.listdir(osp.join(out, folder)):
+                os.rmdir(osp.join(out, folder))
+    elif os.listdir(out):
+        sys.exit(f'error: {out} is not empty and holds no recipe.json, so the demo did not '
+                 'make it: give a new or empty --out-dir (delete that folder first if an older '
+                 'demo made it)')
     with open(path + '.tmp', 'w') as f:
         json.dump(current, f)
     os.replace(path + '.tmp', path)
