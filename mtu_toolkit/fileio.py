@@ -2,16 +2,18 @@
 through temporary names, and the leftovers of dead runs found and removed.
 
 Every writer of the toolkit (LMDB conversion, deblurred videos and frame folders) writes to
-``<name>.tmp-<pid>...`` and renames when complete. A run killed hard (SIGKILL, power loss)
-leaves its temporary behind; the next run removes those whose process is gone.
+``<name>.tmp-<pid>-<n>[suffix]`` (:func:`temporary_path`) and renames when complete. A run
+killed hard (SIGKILL, power loss) leaves its temporary behind; the next run removes those
+whose process is gone (:func:`remove_stale_temporaries`), and nothing else.
 """
 import glob
+import itertools
 import os
 import os.path as osp
 import re
 import shutil
 
-_PID = re.compile(r'\.tmp-(\d+)')
+_TEMPORARIES = itertools.count()
 
 
 def check_output_file(path, inputs=(), overwrite=False):
@@ -26,7 +28,7 @@ def check_output_file(path, inputs=(), overwrite=False):
 
     Raises:
         ValueError: one line naming ``path``: an input, a folder, an existing file (without
-            ``overwrite``), or in a folder that does not exist.
+            ``overwrite``), or in a folder that does not exist or is not writable.
     """
     for src in inputs:
         if src and (osp.exists(src) and osp.exists(path) and osp.samefile(src, path)
@@ -39,10 +41,18 @@ def check_output_file(path, inputs=(), overwrite=False):
     folder = osp.dirname(osp.abspath(path))
     if not osp.isdir(folder):
         raise ValueError(f'{path}: the folder {folder} does not exist')
+    check_writable_folder(path, folder)
+
+
+def check_writable_folder(path, folder):
+    """A ValueError naming ``path`` when ``folder`` (where it is written) is read-only."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f'{path}: the folder {folder} is not writable (permissions or a '
+                         'read-only file system)')
 
 
 def write_atomically(path, data, suffix=''):
-    """Write the bytes ``data`` to ``path`` through ``<path>.tmp-<pid><suffix>``, flushed to
+    """Write the bytes ``data`` to ``path`` through ``<path>.tmp-<pid>-<n><suffix>``, flushed to
     disk and renamed: ``path`` is whole or untouched, and no temporary is left on failure.
 
     Serialise into memory first (``torch.save`` / ``torch.jit.save`` / ``torch.onnx.export``
@@ -54,7 +64,7 @@ def write_atomically(path, data, suffix=''):
         OSError: the file cannot be written (full disk, permissions, ...); its ``filename``
             is ``path`` when the system named none (a failed write does not).
     """
-    tmp = f'{path}.tmp-{os.getpid()}{suffix}'
+    tmp = temporary_path(path, suffix)
     try:
         with open(tmp, 'wb') as f:
             f.write(data)
@@ -80,20 +90,29 @@ def pid_alive(pid):
     return True
 
 
-def remove_stale_temporaries(pattern):
-    """Remove the files and folders matching the glob ``pattern`` whose ``.tmp-<pid>`` names a
-    process that is no longer running (never this process's). Returns the paths removed."""
+def temporary_path(path, suffix=''):
+    """``<path>.tmp-<pid>-<n><suffix>``: a name no other writer uses, this process's own
+    included (``n`` counts the temporaries it named)."""
+    return f'{path}.tmp-{os.getpid()}-{next(_TEMPORARIES)}{suffix}'
+
+
+def remove_stale_temporaries(path, suffix=''):
+    """Remove the temporaries of ``path`` with ``suffix`` (files or folders named as
+    :func:`temporary_path` names them, ``<path>.tmp-<pid>[-<n>]<suffix>``, nothing else) whose
+    process is no longer running (never this process's). Returns the paths removed."""
+    name = re.compile(re.escape(osp.basename(path)) + r'\.tmp-(\d+)(?:-\d+)?'
+                      + re.escape(suffix))
     removed = []
-    for path in glob.glob(pattern):
-        found = _PID.search(os.path.basename(path))
-        if not found or int(found.group(1)) == os.getpid() or pid_alive(found.group(1)):
+    for found in glob.glob(f'{glob.escape(path)}.tmp-*{glob.escape(suffix)}'):
+        match = name.fullmatch(osp.basename(found))
+        if not match or int(match.group(1)) == os.getpid() or pid_alive(match.group(1)):
             continue
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
+        if osp.isdir(found) and not osp.islink(found):
+            shutil.rmtree(found, ignore_errors=True)
         else:
             try:
-                os.remove(path)
+                os.remove(found)
             except FileNotFoundError:
                 pass
-        removed.append(path)
+        removed.append(found)
     return removed

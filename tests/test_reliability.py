@@ -215,6 +215,59 @@ def test_sigterm_leaves_nothing_and_the_next_run_removes_a_killed_runs_file(tmp_
     assert not stale.exists() and out.exists()
 
 
+def test_only_the_toolkits_own_dead_temporaries_are_removed(tmp_path):
+    """The sweep removes ``<output>.tmp-<pid>[-<n>]<suffix>`` of dead processes and nothing
+    else: not a user's folder whose name merely starts like one, not a live process's."""
+    from mtu_toolkit.fileio import remove_stale_temporaries, temporary_path
+    out = tmp_path / 'sharp'
+    dead = [tmp_path / 'sharp.tmp-999999999', tmp_path / 'sharp.tmp-999999999-4']
+    users = [tmp_path / 'sharp.tmp-2024-11-30 first try', tmp_path / 'sharp.tmp-1x',
+             tmp_path / f'sharp.tmp-{os.getppid()}-0']  # the last: a live process's
+    for folder in dead + users:
+        folder.mkdir()
+        (folder / 'frame.png').write_bytes(b'kept?')
+    assert sorted(remove_stale_temporaries(str(out))) == sorted(map(str, dead))
+    assert all(folder.is_dir() for folder in users)
+    assert temporary_path(str(out), '.mp4') != temporary_path(str(out), '.mp4')
+
+
+def test_two_deblurs_of_one_process_to_one_output(tmp_path):
+    """Two calls in one process (a service's two threads) writing the same output each write
+    their own temporary: the output is one whole result; a video is replaced only with
+    ``overwrite`` (else the later call says another run wrote it), a folder never."""
+    import threading
+    video = write_video(tmp_path / 'in.avi', frames=5)
+    model = tiny()
+    for out, overwrite in ((tmp_path / 'a.avi', True), (tmp_path / 'b.avi', False),
+                           (tmp_path / 'frames', False)):
+        results = []
+
+        def job():
+            try:
+                results.append(deblur_video(model, video, str(out), progress=False,
+                                            overwrite=overwrite)['frames'])
+            except OutputError as err:
+                results.append(str(err))
+
+        jobs = [threading.Thread(target=job) for _ in range(2)]
+        for j in jobs:
+            j.start()
+        for j in jobs:
+            j.join()
+        if overwrite:
+            assert results == [5, 5]
+        else:  # (the later one's check at the start may already see the first one's result)
+            refused = (f'{out}: another run filled it while this one ran; it was not replaced',
+                       f'{out}: the output folder exists and is not empty') if out.is_dir() \
+                else (f'{out}: another run wrote it while this one ran; it was not replaced '
+                      '(--overwrite replaces it)', f'{out}: exists; pass --overwrite to replace it')
+            assert 5 in results and [r for r in results if r != 5][0] in refused, results
+        frames = (len(os.listdir(out)) if out.is_dir()
+                  else int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)))
+        assert frames == 5
+    assert sorted(os.listdir(tmp_path)) == ['a.avi', 'b.avi', 'frames', 'in.avi']
+
+
 # ---------------------------------------------------------------- 9. odd frame sizes
 def test_odd_frames_are_padded_with_a_word_not_cropped(tmp_path):
     folder = tmp_path / 'frames'  # a frame folder keeps the odd size (an encoder would not)
@@ -290,6 +343,26 @@ def test_a_truncated_video_is_said_so(tmp_path):
         stats = deblur_video(tiny(), str(tmp_path / 'cut.avi'), str(tmp_path / 'o.avi'),
                              progress=False)
     assert 0 < stats['frames'] < 29
+
+
+def test_the_tool_says_each_problem_in_its_own_line_only(tmp_path):
+    """OpenCV's and FFmpeg's log lines ("moov atom not found", a float TIFF's warning) do not
+    come before the tool's one line."""
+    config, ckpt = tool_files(tmp_path)
+    video = write_video(tmp_path / 'in.mp4', frames=8, fourcc='mp4v')
+    data = open(video, 'rb').read()
+    (tmp_path / 'cut.mp4').write_bytes(data[:len(data) // 2])  # mp4v: the index is at the end
+    (tmp_path / 'hdr').mkdir()
+    cv2.imwrite(str(tmp_path / 'hdr' / '0.tif'), np.full((8, 8, 3), 0.5, np.float32))
+    for source, message in (('cut.mp4', 'cannot open as a video'),
+                            ('hdr', 'float32 samples are not read as a frame')):
+        proc = subprocess.run([sys.executable, DEBLUR, config, ckpt, str(tmp_path / source),
+                               str(tmp_path / 'out.avi'), '--quiet'], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 3 and proc.stderr.splitlines() == [
+            f'error: {tmp_path / source}' + ('/0.tif' if source == 'hdr' else '') + ': '
+            + message + (' (unreadable or unsupported format)' if source == 'cut.mp4'
+                         else ' (8- or 16-bit images are)')], proc.stderr
 
 
 def test_infer_clip_after_the_streaming_api():

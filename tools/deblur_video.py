@@ -34,7 +34,7 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     from mtu_toolkit.apis import (
         DeviceError, InferenceError, deblur_video, init_restorer)
     from mtu_toolkit.apis.inference import check_fps
-    from mtu_toolkit.apis.video_io import check_output
+    from mtu_toolkit.apis.video_io import check_output, quiet_opencv
     from mtu_toolkit.apis.tiling import TiledRestorer, recommended_overlap
     from mtu_toolkit.deploy import add_model_arguments, tool_model
     from mtu_toolkit.engine.config_loader import (
@@ -83,6 +83,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     terminate_like_interrupt()  # SIGTERM, handled like Ctrl-C (the partial output is removed)
+    quiet_opencv()
     infer_dtype = 'float16' if args.fp16 else 'bfloat16' if args.bf16 else None
     try:
         if infer_dtype and not str(args.device).startswith('cuda'):

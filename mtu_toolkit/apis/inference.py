@@ -3,7 +3,7 @@
     restorer = init_restorer('configs/mtu/mtu2_gopro.py', 'mtu2.pth', device='cuda')
     deblur_video(restorer, 'shaky.mp4', 'sharp.mp4', side_by_side=True)
 
-    for sharp in deblur_frames(restorer, frames):   # any iterable of (H, W, 3) uint8 RGB
+    for blurry, sharp in deblur_frames(restorer, frames):  # (H, W, 3) uint8 RGB in and out
         ...
 
 Only the model's recurrent state and its 5-frame window (two frames of look-ahead) are kept;

@@ -7,7 +7,6 @@ leaves a half-written output, and the temporaries of runs that were killed are r
 next writer of the same output. A writer never replaces its input, nor an existing file unless
 asked to (``overwrite``).
 """
-import glob
 import os
 import os.path as osp
 import shutil
@@ -16,13 +15,25 @@ import warnings
 import cv2
 import numpy as np
 
-from ..datasets.frame_io import FRAME_EXTS, list_frame_files
-from ..fileio import check_output_file, remove_stale_temporaries
+from ..datasets.frame_io import FRAME_EXTS, list_frame_files, natural_key
+from ..fileio import (check_output_file, check_writable_folder, remove_stale_temporaries,
+                      temporary_path)
 from .errors import InputError, OutputError
 #: video containers written, with the FourCC used for each
 VIDEO_FOURCC = {'.mp4': 'mp4v', '.mov': 'mp4v', '.m4v': 'mp4v', '.avi': 'MJPG', '.mkv': 'MJPG'}
 #: frame rate assumed for frame folders (and videos that do not state one)
 DEFAULT_FPS = 25.0
+
+
+def quiet_opencv():
+    """Silence OpenCV's and FFmpeg's own log lines (a tool reports each problem in one line
+    of its own: "moov atom not found" or "Failed to write frame" would only come before it).
+    A command-line tool calls this first; it must run before the process's first video is
+    opened (FFmpeg reads its level then). ``OPENCV_FFMPEG_LOGLEVEL`` set by the user stays."""
+    os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')  # AV_LOG_QUIET
+    logging = getattr(getattr(cv2, 'utils', None), 'logging', None)
+    if logging is not None:  # errors only
+        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
 
 
 class VideoFileReader:
@@ -100,6 +111,13 @@ class FrameFolderReader:
         self.size = (first.shape[1], first.shape[0])
         self.num_frames = len(self.files)
         self._warn_what_is_lost(osp.join(path, self.files[0]))
+        skipped = sorted(set(os.listdir(path)) - set(self.files), key=natural_key)
+        skipped = [n for n in skipped if not n.startswith('.') and osp.isfile(osp.join(path, n))
+                   and n not in ('Thumbs.db', 'desktop.ini')]
+        if skipped:
+            warnings.warn(f'{path}: {len(skipped)} file(s) that are not frames '
+                          f'({"/".join(FRAME_EXTS)}) are left out: {", ".join(skipped[:3])}'
+                          f'{", ..." if len(skipped) > 3 else ""}', stacklevel=2)
 
     @staticmethod
     def _warn_what_is_lost(file):
@@ -117,6 +135,10 @@ class FrameFolderReader:
         file = osp.join(self.path, name)
         img = cv2.imread(file, cv2.IMREAD_COLOR)
         if img is None:
+            raw = cv2.imread(file, cv2.IMREAD_UNCHANGED)
+            if raw is not None:  # e.g. a TIFF of 32-bit float samples
+                raise InputError(f'{file}: {raw.dtype} samples are not read as a frame '
+                                 '(8- or 16-bit images are)')
             raise InputError(f'{file}: unreadable image')
         return img
 
@@ -135,6 +157,7 @@ class FrameFolderReader:
 
 def open_reader(path, fps=None):
     """A :class:`FrameFolderReader` for a folder, a :class:`VideoFileReader` for a file."""
+    path = os.fspath(path)
     if osp.isdir(path):
         return FrameFolderReader(path, fps)
     if not osp.exists(path):
@@ -158,9 +181,10 @@ class VideoFileWriter:
     """
 
     def __init__(self, path, fps, size, overwrite=False):
+        path = os.fspath(path)
         check_video_path(path, overwrite)
         ext = osp.splitext(path)[1].lower()
-        self.path, self.size, self.count = path, tuple(size), 0
+        self.path, self.size, self.count, self.overwrite = path, tuple(size), 0, overwrite
         folder = osp.dirname(osp.abspath(path))
         width, height = self.size
         self.padded = (width + width % 2, height + height % 2)
@@ -173,8 +197,8 @@ class VideoFileWriter:
                           'the size)', stacklevel=2)
         # the extension stays last: OpenCV picks the container from it
         stem = osp.join(folder, f'.{osp.basename(path)}')
-        remove_stale_temporaries(f'{glob.escape(stem)}.tmp-*{ext}')
-        self.tmp = f'{stem}.tmp-{os.getpid()}{ext}'
+        remove_stale_temporaries(stem, ext)
+        self.tmp = temporary_path(stem, ext)
         self._writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*VIDEO_FOURCC[ext]),
                                        float(fps), self.padded)
         if not self._writer.isOpened():
@@ -183,9 +207,7 @@ class VideoFileWriter:
 
     def write(self, rgb):
         """Append one (H, W, 3) uint8 RGB frame."""
-        if (rgb.shape[1], rgb.shape[0]) != self.size:
-            raise OutputError(f'{self.path}: frame of {rgb.shape[1]}x{rgb.shape[0]} written to a '
-                              f'{self.size[0]}x{self.size[1]} video')
+        check_frame(rgb, self.size, self.path)
         if self.padded != self.size:
             rgb = np.pad(rgb, ((0, self.padded[1] - self.size[1]),
                                (0, self.padded[0] - self.size[0]), (0, 0)), mode='edge')
@@ -197,7 +219,29 @@ class VideoFileWriter:
         if self.count == 0 or not osp.isfile(self.tmp) or osp.getsize(self.tmp) == 0:
             self._remove_tmp()
             raise OutputError(f'{self.path}: nothing was encoded')
+        if not self._holds_every_frame():
+            self._remove_tmp()
+            raise OutputError(f'{self.path}: the encoded file does not hold the {self.count} '
+                              'frames written (a full disk or a file size limit?); nothing '
+                              'was written')
+        if not self.overwrite and osp.exists(self.path):
+            self._remove_tmp()
+            raise OutputError(f'{self.path}: another run wrote it while this one ran; it was not '
+                              'replaced (--overwrite replaces it)')
         os.replace(self.tmp, self.path)
+
+    def _holds_every_frame(self):
+        """Whether the temporary file decodes to every frame written. OpenCV's writers report
+        no error (a full disk leaves a short or unreadable file), so it is read back: the
+        frame count it states and its last frame."""
+        cap = cv2.VideoCapture(self.tmp)
+        try:
+            if not cap.isOpened() or int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) != self.count:
+                return False
+            cap.set(cv2.CAP_PROP_POS_FRAMES, self.count - 1)
+            return cap.read()[0]
+        finally:
+            cap.release()
 
     def abort(self):
         self._writer.release()
@@ -217,26 +261,36 @@ class FrameFolderWriter:
     """
 
     def __init__(self, path, fps=None, size=None, overwrite=False):
+        path = os.fspath(path)
         path = path.rstrip('/\\') or path
         check_folder_path(path)
         self.path, self.size, self.count = path, size, 0
-        remove_stale_temporaries(f'{glob.escape(osp.abspath(path))}.tmp-*')
-        self.tmp = f'{osp.abspath(path)}.tmp-{os.getpid()}'
-        os.makedirs(self.tmp)
+        self.target = _folder_target(path)
+        remove_stale_temporaries(self.target)
+        self.tmp = temporary_path(self.target)
+        try:
+            os.makedirs(self.tmp)
+        except OSError as err:
+            raise OutputError(f'{path}: cannot make its folder ({err.strerror})') from None
 
     def write(self, rgb):
+        check_frame(rgb, self.size, self.path)
         file = osp.join(self.tmp, f'{self.count:05d}.png')
         if not cv2.imwrite(file, np.ascontiguousarray(rgb[..., ::-1])):
-            raise OutputError(f'{file}: writing the frame failed')
+            raise OutputError(f'{self.path}: writing frame {self.count} failed (a full disk?)')
         self.count += 1
 
     def commit(self):
         if self.count == 0:
             self.abort()
             raise OutputError(f'{self.path}: nothing was written')
-        if osp.isdir(self.path):
-            os.rmdir(self.path)  # empty (checked at open): replaced by the finished folder
-        os.replace(self.tmp, self.path)
+        if osp.isdir(self.target) and os.listdir(self.target):
+            self.abort()
+            raise OutputError(f'{self.path}: another run filled it while this one ran; it was '
+                              'not replaced')
+        if osp.isdir(self.target):
+            os.rmdir(self.target)  # empty (checked at open): replaced by the finished folder
+        os.replace(self.tmp, self.target)
 
     def abort(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -248,6 +302,19 @@ def same_path(a, b):
         return osp.exists(a) and osp.exists(b) and osp.samefile(a, b)
     except OSError:
         return False
+
+
+def check_frame(rgb, size, path):
+    """An OutputError naming ``path`` unless ``rgb`` is an (H, W, 3) uint8 array of ``size``
+    (width, height; None: any)."""
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 \
+            or rgb.dtype != np.uint8:
+        what = (f'{rgb.dtype} {rgb.shape}' if isinstance(rgb, np.ndarray)
+                else type(rgb).__name__)
+        raise OutputError(f'{path}: frames are written as (H, W, 3) uint8 RGB arrays, got {what}')
+    if size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(size):
+        raise OutputError(f'{path}: frame of {rgb.shape[1]}x{rgb.shape[0]} written to a '
+                          f'{size[0]}x{size[1]} output')
 
 
 def check_video_path(path, overwrite=False):
@@ -268,9 +335,23 @@ def check_folder_path(path):
         raise OutputError(f'{path}: the output folder exists and is not empty')
     if osp.isfile(path):
         raise OutputError(f'{path}: is a file; give a video extension or a folder name')
-    parent = osp.dirname(osp.abspath(path))
+    if osp.isdir(path) and osp.ismount(osp.realpath(path)):
+        raise OutputError(f'{path}: is a mount point, which the finished folder cannot '
+                          'replace; give a folder inside it')
+    parent = osp.dirname(_folder_target(path))
     if not osp.isdir(parent):
         raise OutputError(f'{path}: the folder {parent} does not exist')
+    try:
+        check_writable_folder(path, parent)
+    except ValueError as err:
+        raise OutputError(str(err)) from None
+
+
+def _folder_target(path):
+    """Where an output folder is made: the folder a link points to (the finished folder
+    replaces that one, and the link keeps pointing at it), else ``path`` itself."""
+    path = osp.abspath(path)
+    return osp.realpath(path) if osp.islink(path) else path
 
 
 def check_output(path, overwrite=False, input_path=None):
@@ -283,6 +364,7 @@ def check_output(path, overwrite=False, input_path=None):
     Raises:
         OutputError: one line naming ``path``.
     """
+    path = os.fspath(path)
     if input_path is not None and same_path(path, input_path):
         raise OutputError(f'{path}: is the input {input_path}; write the result elsewhere')
     if osp.splitext(path)[1].lower() in VIDEO_FOURCC:
@@ -297,6 +379,7 @@ def check_output(path, overwrite=False, input_path=None):
 def open_writer(path, fps, size, overwrite=False, input_path=None):
     """A :class:`VideoFileWriter` for a path with a video extension, else a folder writer
     (``overwrite`` and ``input_path`` as :func:`check_output`)."""
+    path = os.fspath(path)
     check_output(path, overwrite, input_path)
     if osp.splitext(path)[1].lower() in VIDEO_FOURCC:
         return VideoFileWriter(path, fps, size, overwrite)

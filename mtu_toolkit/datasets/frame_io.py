@@ -9,8 +9,9 @@ import numpy as np
 
 from .errors import DatasetError
 
-#: image extensions read as frames (datasets, frame-folder videos)
-FRAME_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+#: image extensions read as frames (datasets, frame-folder videos): what OpenCV decodes
+FRAME_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm',
+              '.pnm')
 
 
 def natural_key(name):

@@ -1,7 +1,6 @@
 """Convert a DVD/GoPro/REDS tree into LMDBs, atomically (temporary name, renamed when whole)."""
 import errno
 import glob
-import itertools
 import os
 import os.path as osp
 import shutil
@@ -12,7 +11,7 @@ from contextlib import contextmanager
 import lmdb
 import numpy as np
 
-from ..fileio import pid_alive, remove_stale_temporaries
+from ..fileio import pid_alive, remove_stale_temporaries, temporary_path
 from ..progress import ProgressLine
 from .errors import DatasetError
 from .frame_io import decode_rgb, encode_png
@@ -23,9 +22,6 @@ from .layouts import build_layout, detect_layout, list_splits
 
 #: the databases of a split (their temporaries are swept whichever ones a run writes)
 DATABASES = ('blur', 'sharp', 'flow')
-
-#: numbers this process's writers, so that two of them never share a temporary name
-_WRITERS = itertools.count()
 
 
 class LmdbBuilder:
@@ -46,7 +42,7 @@ class LmdbBuilder:
 
     def __init__(self, path):
         self.path = path
-        self.tmp = f'{path}.tmp-{os.getpid()}-{next(_WRITERS)}'
+        self.tmp = temporary_path(path)
         sweep_leftovers(path)  # of interrupted runs
         self.env = lmdb.open(self.tmp, map_size=self.MAP_SIZE)
         self.meta = {}
@@ -214,9 +210,9 @@ def sweep_leftovers(path):
     """Clear what dead runs left beside the database ``path``: their temporaries
     (``.tmp-<pid>``, removed) and the old databases they had moved aside (``.old-<pid>``:
     removed when ``path`` exists, else moved back: the run died between its two renames)."""
-    remove_stale_temporaries(f'{glob.escape(path)}.tmp-*')
+    remove_stale_temporaries(path)
     for old in glob.glob(f'{glob.escape(path)}.old-*'):
-        pid = old.rsplit('-', 1)[-1]
+        pid = old[len(path) + len('.old-'):]
         if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(pid):
             continue
         if osp.exists(path):

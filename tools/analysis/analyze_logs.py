@@ -37,7 +37,7 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     from mtu_toolkit.engine.checkpoint import fsync_replace
     from mtu_toolkit.engine.config_loader import (
         ArgumentError, add_debug_argument, run_tool)
-    from mtu_toolkit.fileio import check_output_file
+    from mtu_toolkit.fileio import check_output_file, temporary_path
 
 #: keys of a log line that mark it as a training line
 TRAIN_MARKS = ('lr', 'loss')
@@ -218,7 +218,7 @@ def plot_curve(args):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = f'{args.out}.tmp-{os.getpid()}'
+    tmp = temporary_path(args.out)
     try:
         fig.savefig(tmp, format=ext, dpi=args.dpi)
         fsync_replace(tmp, args.out)

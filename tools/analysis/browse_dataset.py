@@ -34,7 +34,7 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     from mtu_toolkit.engine.config_loader import (
         ArgumentError, ConfigError, add_cfg_options_argument, add_debug_argument, load_config,
         run_tool)
-    from mtu_toolkit.fileio import check_output_file
+    from mtu_toolkit.fileio import check_output_file, temporary_path
     from mtu_toolkit.visualization import flow_color_key, flow_to_color
 
 #: layout of the grid (pixels): gap between panels, height of a text band, background grey
@@ -228,7 +228,7 @@ def write_png(path, rgb):
     ok, buf = cv2.imencode('.png', np.ascontiguousarray(rgb[..., ::-1]))
     if not ok:
         raise ArgumentError(f'cannot encode {path} as PNG')
-    tmp = f'{path}.tmp-{os.getpid()}'
+    tmp = temporary_path(path)
     try:
         with open(tmp, 'wb') as f:
             f.write(buf.tobytes())

@@ -5,6 +5,7 @@ import os.path as osp
 import cv2
 from mmengine.hooks import Hook
 
+from ...fileio import temporary_path
 from ...registry import HOOKS
 
 
@@ -34,7 +35,7 @@ class SaveRestoredFramesHook(Hook):
                 ok, buf = cv2.imencode('.png', frame.permute(1, 2, 0).numpy()[..., ::-1])
                 if not ok:
                     raise RuntimeError(f'could not encode restored frame {path}')
-                tmp = f'{path}.tmp-{os.getpid()}'
+                tmp = temporary_path(path)
                 with open(tmp, 'wb') as f:
                     f.write(buf.tobytes())
                 os.replace(tmp, path)
