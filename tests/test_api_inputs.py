@@ -35,6 +35,8 @@ def clip(seed, t=3, h=24, w=32):
     (torch.zeros(0, 3, 8, 8), ValueError, 'hold no pixel'),
     (torch.zeros(2, 3, 8, 8, dtype=torch.bool), TypeError, 'got torch.bool'),
     (torch.zeros(2, 3, 8, 8, dtype=torch.int64), TypeError, 'got torch.int64'),
+    (torch.full((2, 3, 8, 8), 255.), ValueError, r'read in \[0, 1\], got values from 255 to 255'),
+    (torch.full((2, 3, 8, 8), float('nan')), ValueError, 'got values from nan to nan'),
 ])
 def test_infer_clip_names_what_is_wrong(frames, error, match):
     with pytest.raises(error, match=match):

@@ -30,6 +30,10 @@ def _checked_clip(frames):
     if not frames.is_floating_point():
         raise TypeError(f'frames must be uint8 (0..255) or floating point in [0, 1], got '
                         f'{frames.dtype}')
+    low, high = (float(v) for v in torch.aminmax(frames))
+    if not (-0.5 <= low and high <= 1.5):  # (NaN too) 0..255 floats are the usual slip
+        raise ValueError(f'floating point frames are read in [0, 1], got values from {low:g} '
+                         f'to {high:g} (divide 0..255 values by 255, or pass uint8)')
     return frames if frames.dtype == torch.float32 else frames.float()
 
 
@@ -281,7 +285,8 @@ class MTURestorer(BaseModel):
         """Restore a whole clip (T, 3, H, W) or (B, T, 3, H, W), ends clamped like a stream.
 
         ``frames``: uint8 in 0..255 or floating point in [0, 1] (float64 and half precision
-        are read as float32); anything else is refused with one line naming the problem.
+        are read as float32; values beyond [-0.5, 1.5], such as floats in 0..255, are
+        refused); anything else is refused with one line naming the problem.
         Returns float32 in [0, 1] of the same layout."""
         frames = _checked_clip(frames)
         single = frames.dim() == 4
