@@ -240,6 +240,38 @@ def test_compiled_fused_network_matches_eager():
         memory_format=torch.channels_last)
 
 
+@pytest.mark.skipif(shutil.which(os.environ.get('CXX', 'g++')) is None,
+                    reason='torch.compile needs a C++ compiler')
+def test_compile_mode_compiles_each_size_up_to_its_own_bound(monkeypatch):
+    """torch's recompile limit (lowered here to 1) does not leave a second frame size
+    uncompiled; past CompiledModule.MAX_SHAPES (lowered to 2) a new size runs eager, said in
+    one warning, and the sizes compiled before stay compiled."""
+    import torch._dynamo.config as dynamo_config
+    from torch._dynamo.utils import counters
+    monkeypatch.setattr(dynamo_config, 'recompile_limit', 1)
+    monkeypatch.setattr(CompiledModule, 'MAX_SHAPES', 2)
+    model = tiny_restorer()
+    fast = optimize_for_inference(model, compile=True)
+    graphs = counters['stats']['unique_graphs']
+
+    def check(size):
+        clip = torch.rand(1, 3, *size)
+        torch.testing.assert_close(fast.infer_clip(clip), model.infer_clip(clip),
+                                   rtol=0, atol=1e-4)
+        return counters['stats']['unique_graphs'] - graphs
+
+    with torch.inference_mode():
+        first = [check((16, 20)) for _ in range(2)][-1]
+        second = [check((20, 24)) for _ in range(2)][-1]
+        assert second > first  # compiled, past torch's limit
+        assert check((16, 20)) == second
+        with pytest.warns(UserWarning, match='compiled for 2 input shapes'):
+            assert check((24, 28)) == second
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            assert check((20, 24)) == second
+
+
 def test_deblur_frames_equals_infer_clip():
     model = tiny_restorer()
     frames = moving_frames(6)
@@ -279,12 +311,13 @@ def test_failure_while_setting_up_leaves_nothing(tmp_path, monkeypatch, failing)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(inference, failing, refuse)
+    before = set(threading.enumerate())
     for source, out in (('in', 'out.mp4'), ('in.mp4', 'frames_out')):
         with pytest.raises(KeyboardInterrupt):
             deblur_video(tiny_restorer(), str(tmp_path / source), str(tmp_path / out),
                          progress=False)
     assert sorted(os.listdir(tmp_path)) == ['in', 'in.mp4']
-    assert [t.name for t in threading.enumerate() if t.name.startswith('mtu-')] == []
+    assert [t.name for t in set(threading.enumerate()) - before] == []
 
 
 class _MallInfo2(ctypes.Structure):

@@ -13,7 +13,8 @@ each an inference form of :mod:`mtu_toolkit.deploy.forms` on a copy of the model
   (:func:`~mtu_toolkit.deploy.to_split`), channels-last, each detail network compiled by
   ``torch.compile`` (inductor, weights frozen as constants: prepacked oneDNN convolutions with
   fused ReLU / adds). It needs a C++ compiler at run time and compiles on the first frame of
-  each size; it falls back to the eager unit with a warning if compiling fails;
+  each size (up to 64 sizes; later ones run eager, with a warning); it falls back to the
+  eager unit with a warning if compiling fails;
 * ``'frozen'`` (the default on other CPUs): each detail network traced, frozen and passed through
   ``torch.jit.optimize_for_inference`` (oneDNN blocked layout through the U-Net).
 
@@ -37,26 +38,45 @@ MODES = ('direct', 'compile', 'frozen')
 class CompiledModule(torch.nn.Module):
     """A module (a detail network) compiled by ``torch.compile`` (inductor, frozen weights),
     falling back to the eager module with one warning if compiling fails (e.g. no C++
-    compiler)."""
+    compiler). It compiles once per input shape, for up to :attr:`MAX_SHAPES` shapes (torch's
+    own limit, 8, would silently leave every later frame size uncompiled); past them, a new
+    shape runs eager, with one warning."""
+
+    #: input shapes compiled at most (each costs a compilation and its frozen weights)
+    MAX_SHAPES = 64
 
     def __init__(self, module):
         super().__init__()
         self.module = module
         self._compiled = torch.compile(module, dynamic=False)
+        self._shapes, self._eager_shapes = set(), set()
 
     def forward(self, *args):
-        if self._compiled is not None:
+        shape = tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor))
+        if self._compiled is not None and (shape in self._shapes
+                                           or len(self._shapes) < self.MAX_SHAPES):
+            self._shapes.add(shape)
             # freezing (weights as constants: prepacked oneDNN convolutions with fused ReLU /
             # adds) is read when a frame size compiles; patched per call, not process-wide
             # (torch.compile's ``options`` do not reach it)
+            from torch._dynamo import config as dynamo_config
             from torch._inductor import config as inductor_config
             try:
-                with inductor_config.patch(freezing=True):
+                # (torch's limits count the entries of every unit of the network together;
+                # MAX_SHAPES per unit is the bound)
+                with inductor_config.patch(freezing=True), \
+                        dynamo_config.patch(recompile_limit=1 << 16,
+                                            accumulated_recompile_limit=1 << 16):
                     return self._compiled(*args)
             except Exception as e:  # noqa: BLE001 - the eager module gives the same result
                 warnings.warn(f'torch.compile of {type(self.module).__name__} failed '
                               f'({type(e).__name__}: {str(e)[:200]}); running it eager')
                 self._compiled = None
+        elif self._compiled is not None and shape not in self._eager_shapes:
+            self._eager_shapes.add(shape)
+            warnings.warn(f'{type(self.module).__name__} was compiled for {self.MAX_SHAPES} '
+                          'input shapes (frame sizes), the most it keeps: this new one runs '
+                          'eager')
         return self.module(*args)
 
 
