@@ -365,6 +365,68 @@ def test_the_tool_says_each_problem_in_its_own_line_only(tmp_path):
                          else ' (8- or 16-bit images are)')], proc.stderr
 
 
+@pytest.mark.parametrize('ext', ['.avi', '.mp4'])
+def test_a_video_cut_short_by_a_full_disk_is_not_passed_off_as_done(tmp_path, ext):
+    """OpenCV's writer reports no write error: the file is read back, and one short of its
+    frames is refused (exit 5, one line), an earlier output kept as it was."""
+    config, ckpt = tool_files(tmp_path)
+    video = write_video(tmp_path / 'in.avi', frames=30, size=(160, 128))
+    out = tmp_path / f'out{ext}'
+    out.write_bytes(b'an earlier result')
+    proc = subprocess.run([sys.executable, DEBLUR, config, ckpt, video, str(out), '--quiet',
+                           '--overwrite'], capture_output=True, text=True, timeout=300,
+                          preexec_fn=file_size_limit(40000))
+    assert proc.returncode == 5 and proc.stderr.splitlines() == [
+        f'error: {out}: the encoded file does not hold the 30 frames written (a full disk or a '
+        'file size limit?); nothing was written'], proc.stderr
+    assert out.read_bytes() == b'an earlier result'
+    assert sorted(os.listdir(tmp_path)) == ['in.avi', f'out{ext}', 'tiny.pth', 'tiny.py']
+
+
+def test_output_folders_a_user_gives(tmp_path):
+    """A linked output folder is filled where it points (the link stays); a Path works; a
+    read-only place is named before any work; a writer takes only (H, W, 3) uint8 frames."""
+    from pathlib import Path
+
+    from mtu_toolkit.apis import open_writer
+    video = write_video(tmp_path / 'in.avi', frames=3)
+    (tmp_path / 'disk' / 'results').mkdir(parents=True)
+    (tmp_path / 'link').symlink_to(tmp_path / 'disk' / 'results')
+    assert deblur_video(tiny(), Path(video), tmp_path / 'link', progress=False)['frames'] == 3
+    assert (tmp_path / 'link').is_symlink() and len(os.listdir(tmp_path / 'link')) == 3
+    assert sorted(os.listdir(tmp_path / 'disk')) == ['results']
+    (tmp_path / 'ro').mkdir()
+    os.chmod(tmp_path / 'ro', 0o555)
+    try:
+        if not os.access(tmp_path / 'ro', os.W_OK):  # (root may write anyway)
+            for out in ('ro/out.avi', 'ro/frames'):
+                with pytest.raises(OutputError, match=f'the folder {tmp_path / "ro"} is not '
+                                                      'writable'):
+                    open_writer(str(tmp_path / out), 10, (48, 40))
+    finally:
+        os.chmod(tmp_path / 'ro', 0o755)
+    for out in ('w.avi', 'w_frames'):
+        writer = open_writer(str(tmp_path / out), 10, (48, 40))
+        for frame, what in ((np.zeros((40, 48), np.uint8), r'uint8 \(40, 48\)'),
+                            (np.zeros((40, 48, 3), np.float32), r'float32 \(40, 48, 3\)')):
+            with pytest.raises(OutputError, match=f'arrays, got {what}'):
+                writer.write(frame)
+        writer.abort()
+
+
+def test_frames_of_every_format_opencv_reads_and_a_word_for_other_files(tmp_path):
+    from mtu_toolkit.apis import open_reader
+    for i, ext in enumerate(['png', 'webp', 'ppm', 'pgm', 'jpg']):
+        shape = (8, 8) if ext == 'pgm' else (8, 8, 3)  # (PGM: gray)
+        assert cv2.imwrite(str(tmp_path / f'{i}.{ext}'), np.full(shape, 40 * i, np.uint8))
+    (tmp_path / 'notes.txt').write_text('shot on a phone')
+    (tmp_path / '.DS_Store').write_bytes(b'')
+    with pytest.warns(UserWarning, match=r'1 file\(s\) that are not frames .* left out: '
+                                         'notes.txt'):
+        reader = open_reader(str(tmp_path))
+    assert [int(f[0, 0, 0]) for f in reader] == [0, 40, 80, 120, 160]
+
+
 def test_infer_clip_after_the_streaming_api():
     from mtu_toolkit.apis import deblur_frames
     model = tiny()
