@@ -36,7 +36,13 @@ def extensions():
         print('[mtu_toolkit] MTU_SKIP_EXT is set: not compiling csrc/ '
               '(the ops will fall back to the pure-PyTorch references)')
         return [], {}
-    import torch
+    try:
+        import torch
+    except ImportError:  # e.g. pip's isolated build, which does not see the installed torch
+        raise SystemExit('error: building mtu_toolkit needs torch installed first, and pip '
+                         'without build isolation (so that the build sees it): bash '
+                         'tools/install.sh, or pip install --no-build-isolation --use-pep517 '
+                         '--no-deps -e .') from None
     from torch.utils.cpp_extension import (CUDA_HOME, BuildExtension, CppExtension,
                                            CUDAExtension)
 
