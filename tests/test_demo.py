@@ -119,6 +119,20 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
     assert sorted(str(p) for p in tmp_path.rglob('*')) == before
 
 
+@pytest.mark.parametrize('case', ['file', 'under_a_file'])
+def test_demo_names_an_out_dir_it_cannot_write(tmp_path, case):
+    (tmp_path / 'afile').write_text('mine')
+    out = tmp_path / 'afile' if case == 'file' else tmp_path / 'afile' / 'demo'
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--out-dir',
+                           str(out), '--iters', '1'], capture_output=True, text=True,
+                          timeout=300)
+    why = ('is a file; give a folder' if case == 'file'
+           else 'cannot make the folder (Not a directory)')
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        f'error: --out-dir {out}: {why}'], proc.stderr
+    assert (tmp_path / 'afile').read_text() == 'mine'
+
+
 def test_demo_help_says_what_out_dir_is():
     proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--help'],
                           capture_output=True, text=True, timeout=300)

@@ -254,7 +254,15 @@ def main(argv=None):
     parser.add_argument('--iters', type=int, default=700, help='training iterations per model')
     args = parser.parse_args(argv)
     out = osp.abspath(args.out_dir)
-    os.makedirs(out, exist_ok=True)
+    if osp.exists(out) and not osp.isdir(out):
+        sys.exit(f'error: --out-dir {out}: is a file; give a folder')
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as err:
+        sys.exit(f'error: --out-dir {out}: cannot make the folder ({err.strerror})')
+    if not os.access(out, os.W_OK | os.X_OK):
+        sys.exit(f'error: --out-dir {out}: the folder is not writable (permissions or a '
+                 'read-only file system)')
     start = time.time()
     torch.set_num_threads(os.cpu_count() or 1)
 
