@@ -1,4 +1,5 @@
 """The direct CPU convolution kernels (csrc/cpu/conv_cpu.cpp) against PyTorch's convolutions."""
+import os
 import threading
 
 import pytest
@@ -331,3 +332,26 @@ def test_isa_choice_is_checked():
     finally:
         ext.conv_direct_use_isa('best')
     assert direct_conv_isa()
+
+
+def test_a_missing_engine_is_said_where_its_kernels_would_run():
+    """Without mtu_toolkit._conv_cpu (a failed build) on a CPU with AVX2 or AVX-512, one
+    warning says so and names the package folder; the direct layers run PyTorch's convs."""
+    import os.path as osp
+    import subprocess
+    import sys
+    if torch.backends.cpu.get_cpu_capability() not in ('AVX2', 'AVX512'):
+        pytest.skip('the engine would not run on this CPU anyway')
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    code = ('import sys, warnings; warnings.simplefilter("always"); '
+            'sys.modules["mtu_toolkit._conv_cpu"] = None\n'
+            'import mtu_toolkit.deploy as d\n'
+            'assert d.direct_conv_isa() == ""\n')
+    env = {k: v for k, v in os.environ.items() if k != 'MTU_SKIP_EXT'}
+    proc = subprocess.run([sys.executable, '-c', code], env=dict(env, PYTHONPATH=root),
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count('ExtensionFallbackWarning') == 1, proc.stderr
+    assert 'the CPU convolution kernels are not used because importing mtu_toolkit._conv_cpu ' \
+           'failed' in proc.stderr
+    assert f'(mtu_toolkit here is {osp.join(root, "mtu_toolkit")})' in proc.stderr

@@ -71,6 +71,8 @@ def test_a_stream_owns_what_it_keeps_and_the_caller_what_it_gets():
             outs.append(out.clone())
             out.zero_()
         assert torch.equal(torch.stack(outs, 1), model.infer_clip(clip))
+    assert not model.infer_clip(clips[0]).requires_grad  # inference records no graph
+    assert not outs[0].requires_grad
 
 
 def test_windows_are_converted_into_one_kept_buffer():

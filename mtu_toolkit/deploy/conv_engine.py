@@ -3,12 +3,22 @@
 
 Import never fails: without the engine (not built, a CPU without AVX2, ``MTU_SKIP_EXT=1``)
 :data:`conv_ext` is None, :func:`direct_conv_isa` is ``''`` and the direct layers run their
-PyTorch references (:func:`~mtu_toolkit.deploy.direct_conv.conv2d_direct_reference`).
+PyTorch references (:func:`~mtu_toolkit.deploy.direct_conv.conv2d_direct_reference`); on a
+CPU with AVX2 or AVX-512, where the engine's kernels would run, one
+:class:`~mtu_toolkit.ops.extension.ExtensionFallbackWarning` says why it is missing.
 """
-from ..ops.extension import import_extension
+import torch
+
+from ..ops.extension import import_extension, skip_requested, warn_fallback
 
 #: the compiled engine module, or None
 conv_ext, CONV_FALLBACK_REASON = import_extension('mtu_toolkit._conv_cpu')
+
+if conv_ext is None and not skip_requested() \
+        and torch.backends.cpu.get_cpu_capability() in ('AVX2', 'AVX512'):
+    # (on this CPU the engine's kernels would run: the fallback costs about half the speed)
+    warn_fallback('mtu_toolkit.deploy: the CPU convolution kernels', CONV_FALLBACK_REASON,
+                  "the CPU inference runs PyTorch's convolutions (correct, about half as fast)")
 
 
 def direct_conv_isa():

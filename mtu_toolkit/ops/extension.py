@@ -51,9 +51,20 @@ ext, FALLBACK_REASON = load_extension()
 EXT_AVAILABLE = ext is not None
 EXT_WITH_CUDA = bool(EXT_AVAILABLE and getattr(ext, 'WITH_CUDA', False))
 
+
+
+def warn_fallback(what, reason, instead, stacklevel=3):
+    """One :class:`ExtensionFallbackWarning`: ``what`` is not used because ``reason``,
+    ``instead`` runs; it names the package folder, where the build goes (a checkout's own
+    folder, e.g., is used before an installed copy by the tools run from it)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    hint = 'unset MTU_SKIP_EXT' if skip_requested() else REBUILD_HINT
+    warnings.warn(f'{what} are not used because {reason}; {instead}. To use them, {hint} '
+                  f'(mtu_toolkit here is {package}).', ExtensionFallbackWarning,
+                  stacklevel=stacklevel)
+
+
 if not EXT_AVAILABLE:
-    _hint = 'unset MTU_SKIP_EXT' if skip_requested() else REBUILD_HINT
-    warnings.warn(
-        f'mtu_toolkit.ops: the compiled ops are not used because {FALLBACK_REASON}; falling back '
-        f'to the pure-PyTorch references (correct but several times slower). To use the '
-        f'compiled ops, {_hint}.', ExtensionFallbackWarning, stacklevel=2)
+    warn_fallback('mtu_toolkit.ops: the compiled ops', FALLBACK_REASON,
+                  'falling back to the pure-PyTorch references (correct but several times '
+                  'slower)')

@@ -243,7 +243,6 @@ class MTURestorer(BaseModel):
         buf.copy_(window)
         return buf if window.is_floating_point() else buf.div_(255)
 
-    @torch.no_grad()
     def restore_frame(self, window, state, return_motion=False):
         """Restore the centre of ``window`` (B, 5, 3, H, W), float in [0, 1] or uint8 in
         0..255 (a stream of 8-bit frames keeps its five frames as bytes: 4x less memory);
@@ -254,6 +253,7 @@ class MTURestorer(BaseModel):
         out, state, *motion = self._restore_frame(window, state, return_motion)
         return (recycled_copy(out), state, *motion)
 
+    @torch.no_grad()
     def _restore_frame(self, window, state, return_motion):
         """:meth:`restore_frame` whose frame is a view of ``state.restored`` (for callers that
         copy it anyway)."""
