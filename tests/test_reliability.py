@@ -427,6 +427,27 @@ def test_frames_of_every_format_opencv_reads_and_a_word_for_other_files(tmp_path
     assert [int(f[0, 0, 0]) for f in reader] == [0, 40, 80, 120, 160]
 
 
+def test_non_ascii_names_under_a_c_locale(tmp_path):
+    """Under the C locale with Python's UTF-8 mode off, a UTF-8 name from the command line
+    (decoded to surrogates) reaches the file it names (OpenCV crashed on it); a name that is
+    not UTF-8 is one line."""
+    config, ckpt = tool_files(tmp_path)
+    (tmp_path / 'frames').mkdir()
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / 'frames' / f'{i}.png'), np.full((16, 16, 3), i, np.uint8))
+    env = dict(os.environ, LC_ALL='C', PYTHONUTF8='0', OMP_NUM_THREADS='1')
+    for name, code in ((b'sortie_\xc3\xbc.avi', 0), (b'sortie_\xfc.avi', 5)):
+        out = os.path.join(os.fsencode(tmp_path), name)
+        proc = subprocess.run([sys.executable, DEBLUR, config, ckpt, str(tmp_path / 'frames'),
+                               out, '--quiet'], env=env, capture_output=True, timeout=120)
+        assert proc.returncode == code, proc.stderr
+        assert os.path.exists(out) == (code == 0)
+        if code:
+            assert len(proc.stderr.splitlines()) == 1 and proc.stderr.decode().endswith(
+                'OpenCV takes UTF-8 file names only; rename it\n')
+    assert sorted(os.listdir(os.fsencode(tmp_path)))[-1] == b'tiny.py'
+
+
 def test_infer_clip_after_the_streaming_api():
     from mtu_toolkit.apis import deblur_frames
     model = tiny()

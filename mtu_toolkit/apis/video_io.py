@@ -36,6 +36,17 @@ def quiet_opencv():
         logging.setLogLevel(logging.LOG_LEVEL_ERROR)
 
 
+def opencv_path(path, error=InputError):
+    """``path`` as OpenCV must be given it: a str whose UTF-8 bytes are the file's name.
+    Under a non-UTF-8 locale Python decodes a name's other bytes to surrogates, on which
+    OpenCV crashes (a segmentation fault, no message); a name that is not UTF-8 at all is
+    ``error`` in one line."""
+    try:
+        return os.fsencode(path).decode('utf-8')
+    except UnicodeDecodeError:
+        raise error(f'{path}: OpenCV takes UTF-8 file names only; rename it') from None
+
+
 class VideoFileReader:
     """Frames of a video file (anything OpenCV's FFmpeg backend decodes: mp4, avi, mov...).
 
@@ -49,7 +60,7 @@ class VideoFileReader:
 
     def __init__(self, path, fps=None):
         self.path = path
-        self._cap = cv2.VideoCapture(path)
+        self._cap = cv2.VideoCapture(opencv_path(path))
         if not self._cap.isOpened():
             raise InputError(f'{path}: cannot open as a video (unreadable or unsupported format)')
         ok, first = self._cap.read()
@@ -123,7 +134,7 @@ class FrameFolderReader:
     def _warn_what_is_lost(file):
         """Frames are read as 8-bit colour: say so when the first frame holds more (an alpha
         channel, 16 bits), rather than drop it without a word."""
-        img = cv2.imread(file, cv2.IMREAD_UNCHANGED)
+        img = cv2.imread(opencv_path(file), cv2.IMREAD_UNCHANGED)
         lost = ([f'{img.dtype.itemsize * 8}-bit values (read as 8-bit)']
                 if img is not None and img.dtype != np.uint8 else [])
         if img is not None and img.ndim == 3 and img.shape[2] == 4:
@@ -133,9 +144,9 @@ class FrameFolderReader:
 
     def _read(self, name):
         file = osp.join(self.path, name)
-        img = cv2.imread(file, cv2.IMREAD_COLOR)
+        img = cv2.imread(opencv_path(file), cv2.IMREAD_COLOR)
         if img is None:
-            raw = cv2.imread(file, cv2.IMREAD_UNCHANGED)
+            raw = cv2.imread(opencv_path(file), cv2.IMREAD_UNCHANGED)
             if raw is not None:  # e.g. a TIFF of 32-bit float samples
                 raise InputError(f'{file}: {raw.dtype} samples are not read as a frame '
                                  '(8- or 16-bit images are)')
@@ -183,6 +194,7 @@ class VideoFileWriter:
     def __init__(self, path, fps, size, overwrite=False):
         path = os.fspath(path)
         check_video_path(path, overwrite)
+        opencv_path(path, OutputError)
         ext = osp.splitext(path)[1].lower()
         self.path, self.size, self.count, self.overwrite = path, tuple(size), 0, overwrite
         folder = osp.dirname(osp.abspath(path))
@@ -199,7 +211,8 @@ class VideoFileWriter:
         stem = osp.join(folder, f'.{osp.basename(path)}')
         remove_stale_temporaries(stem, ext)
         self.tmp = temporary_path(stem, ext)
-        self._writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*VIDEO_FOURCC[ext]),
+        self._writer = cv2.VideoWriter(opencv_path(self.tmp, OutputError),
+                                       cv2.VideoWriter_fourcc(*VIDEO_FOURCC[ext]),
                                        float(fps), self.padded)
         if not self._writer.isOpened():
             self._remove_tmp()
@@ -234,7 +247,7 @@ class VideoFileWriter:
         """Whether the temporary file decodes to every frame written. OpenCV's writers report
         no error (a full disk leaves a short or unreadable file), so it is read back: the
         frame count it states and its last frame."""
-        cap = cv2.VideoCapture(self.tmp)
+        cap = cv2.VideoCapture(opencv_path(self.tmp, OutputError))
         try:
             if not cap.isOpened() or int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) != self.count:
                 return False
@@ -264,6 +277,7 @@ class FrameFolderWriter:
         path = os.fspath(path)
         path = path.rstrip('/\\') or path
         check_folder_path(path)
+        opencv_path(path, OutputError)
         self.path, self.size, self.count = path, size, 0
         self.target = _folder_target(path)
         remove_stale_temporaries(self.target)
@@ -276,7 +290,7 @@ class FrameFolderWriter:
     def write(self, rgb):
         check_frame(rgb, self.size, self.path)
         file = osp.join(self.tmp, f'{self.count:05d}.png')
-        if not cv2.imwrite(file, np.ascontiguousarray(rgb[..., ::-1])):
+        if not cv2.imwrite(opencv_path(file, OutputError), np.ascontiguousarray(rgb[..., ::-1])):
             raise OutputError(f'{self.path}: writing frame {self.count} failed (a full disk?)')
         self.count += 1
 
