@@ -2,7 +2,7 @@
 through temporary names, and the leftovers of dead runs found and removed.
 
 Every writer of the toolkit (LMDB conversion, deblurred videos and frame folders) writes to
-``<name>.tmp-<pid>-<n>[suffix]`` (:func:`temporary_path`) and renames when complete. A run
+``<name>.tmp-mtu<pid>-<n>[suffix]`` (:func:`temporary_path`) and renames when complete. A run
 killed hard (SIGKILL, power loss) leaves its temporary behind; the next run removes those
 whose process is gone (:func:`remove_stale_temporaries`), and nothing else.
 """
@@ -51,8 +51,19 @@ def check_writable_folder(path, folder):
                          'read-only file system)')
 
 
+def opencv_path(path, error=ValueError):
+    """``path`` as OpenCV must be given it: a str whose UTF-8 bytes are the file's name.
+    Under a non-UTF-8 locale Python decodes a name's other bytes to surrogates, on which
+    OpenCV crashes (a segmentation fault, no message); a name that is not UTF-8 at all is
+    ``error`` in one line."""
+    try:
+        return os.fsencode(path).decode('utf-8')
+    except UnicodeDecodeError:
+        raise error(f'{path}: OpenCV takes UTF-8 file names only; rename it') from None
+
+
 def write_atomically(path, data, suffix=''):
-    """Write the bytes ``data`` to ``path`` through ``<path>.tmp-<pid>-<n><suffix>``, flushed to
+    """Write the bytes ``data`` to ``path`` through ``<path>.tmp-mtu<pid>-<n><suffix>``, flushed to
     disk and renamed: ``path`` is whole or untouched, and no temporary is left on failure.
 
     Serialise into memory first (``torch.save`` / ``torch.jit.save`` / ``torch.onnx.export``
@@ -91,19 +102,20 @@ def pid_alive(pid):
 
 
 def temporary_path(path, suffix=''):
-    """``<path>.tmp-<pid>-<n><suffix>``: a name no other writer uses, this process's own
-    included (``n`` counts the temporaries it named)."""
-    return f'{path}.tmp-{os.getpid()}-{next(_TEMPORARIES)}{suffix}'
+    """``<path>.tmp-mtu<pid>-<n><suffix>``: a name no other writer uses, this process's own
+    included (``n`` counts the temporaries it named), and no user's file or folder has (the
+    ``mtu``: a folder of one's own named ``shots.tmp-2024-11`` is not taken for one)."""
+    return f'{path}.tmp-mtu{os.getpid()}-{next(_TEMPORARIES)}{suffix}'
 
 
 def remove_stale_temporaries(path, suffix=''):
     """Remove the temporaries of ``path`` with ``suffix`` (files or folders named as
-    :func:`temporary_path` names them, ``<path>.tmp-<pid>[-<n>]<suffix>``, nothing else) whose
+    :func:`temporary_path` names them, ``<path>.tmp-mtu<pid>-<n><suffix>``, nothing else) whose
     process is no longer running (never this process's). Returns the paths removed."""
-    name = re.compile(re.escape(osp.basename(path)) + r'\.tmp-(\d+)(?:-\d+)?'
+    name = re.compile(re.escape(osp.basename(path)) + r'\.tmp-mtu(\d+)-\d+'
                       + re.escape(suffix))
     removed = []
-    for found in glob.glob(f'{glob.escape(path)}.tmp-*{glob.escape(suffix)}'):
+    for found in glob.glob(f'{glob.escape(path)}.tmp-mtu*{glob.escape(suffix)}'):
         match = name.fullmatch(osp.basename(found))
         if not match or int(match.group(1)) == os.getpid() or pid_alive(match.group(1)):
             continue

@@ -248,7 +248,8 @@ def test_compile_mode_compiles_each_size_up_to_its_own_bound(monkeypatch):
     one warning, and the sizes compiled before stay compiled."""
     import torch._dynamo.config as dynamo_config
     from torch._dynamo.utils import counters
-    monkeypatch.setattr(dynamo_config, 'recompile_limit', 1)
+    monkeypatch.setattr(dynamo_config, 'recompile_limit' if hasattr(
+        dynamo_config, 'recompile_limit') else 'cache_size_limit', 1)  # (torch < 2.7)
     monkeypatch.setattr(CompiledModule, 'MAX_SHAPES', 2)
     model = tiny_restorer()
     fast = optimize_for_inference(model, compile=True)

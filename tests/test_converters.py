@@ -85,7 +85,7 @@ def test_interrupted_conversion_leaves_no_database(tmp_path, monkeypatch):
     assert not osp.exists(osp.join(out, 'train', 'blur.lmdb'))
     assert not osp.exists(osp.join(out, 'train', 'sharp.lmdb'))
     # a temp dir left by a hard kill is removed by the next run, which completes
-    os.makedirs(osp.join(out, 'train', 'blur.lmdb.tmp-99999'))
+    os.makedirs(osp.join(out, 'train', 'blur.lmdb.tmp-mtu99999-0'))
     monkeypatch.setattr(lmdb_writer, 'encode_png', original)
     lmdb_writer.convert_dataset(src, out)
     assert sorted(os.listdir(osp.join(out, 'train'))) == ['blur.lmdb', 'sharp.lmdb']
@@ -138,8 +138,8 @@ def test_temp_database_of_a_running_conversion_is_kept(tmp_path):
     """Only temp folders of dead processes are stale: a concurrent writer's is left alone."""
     src, out = str(tmp_path / 'src'), str(tmp_path / 'lmdb')
     make_tree(src, 'reds', splits=('train',))
-    live = osp.join(out, 'train', f'blur.lmdb.tmp-{os.getppid()}')
-    dead = osp.join(out, 'train', 'blur.lmdb.tmp-999999999')
+    live = osp.join(out, 'train', f'blur.lmdb.tmp-mtu{os.getppid()}-0')
+    dead = osp.join(out, 'train', 'blur.lmdb.tmp-mtu999999999-0')
     os.makedirs(live)
     os.makedirs(dead)
     lmdb_writer.convert_dataset(src, out)

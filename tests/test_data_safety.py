@@ -90,9 +90,9 @@ def test_a_failed_swap_leaves_the_old_split_whole(tmp_path, monkeypatch):
         np.testing.assert_array_equal(got, old[side])
     # a run killed between its two renames left the old database aside: moved back
     blur = osp.join(out, 'test', 'blur.lmdb')
-    os.replace(blur, blur + '.old-99999')
+    os.replace(blur, blur + '.old-mtu99999')
     lmdb_writer.sweep_leftovers(blur)
-    assert osp.isdir(blur) and not osp.exists(blur + '.old-99999')
+    assert osp.isdir(blur) and not osp.exists(blur + '.old-mtu99999')
 
 
 def test_output_inside_the_dataset_is_refused(tmp_path):

@@ -198,7 +198,7 @@ def test_writers_of_one_cache_never_share_a_temporary(trees):
     path = osp.join(src, '.mtu_flow', 'test.lmdb')
     os.makedirs(osp.dirname(path))
     first, second = lmdb_writer.LmdbBuilder(path), lmdb_writer.LmdbBuilder(path)
-    assert first.tmp != second.tmp and f'.tmp-{os.getpid()}-' in second.tmp
+    assert first.tmp != second.tmp and f'.tmp-mtu{os.getpid()}-' in second.tmp
     first.abort()
     second.abort()
     # a whole cache found where an out-of-date one was looked at is put back, not deleted

@@ -206,7 +206,7 @@ def test_sigterm_leaves_nothing_and_the_next_run_removes_a_killed_runs_file(tmp_
     assert proc.returncode == 143 and 'terminated; no output written' in err
     assert not out.exists() and not list(tmp_path.glob('.out.avi.tmp-*'))
     # a run killed hard leaves its temporary; the next run removes it
-    stale = tmp_path / '.out.avi.tmp-999999.avi'
+    stale = tmp_path / '.out.avi.tmp-mtu999999-0.avi'
     stale.write_bytes(b'half')
     short = write_video(tmp_path / 'short.avi', frames=3)
     done = subprocess.run([sys.executable, DEBLUR, config, ckpt, short, str(out), '--quiet'],
@@ -216,13 +216,14 @@ def test_sigterm_leaves_nothing_and_the_next_run_removes_a_killed_runs_file(tmp_
 
 
 def test_only_the_toolkits_own_dead_temporaries_are_removed(tmp_path):
-    """The sweep removes ``<output>.tmp-<pid>[-<n>]<suffix>`` of dead processes and nothing
+    """The sweep removes ``<output>.tmp-mtu<pid>-<n><suffix>`` of dead processes and nothing
     else: not a user's folder whose name merely starts like one, not a live process's."""
     from mtu_toolkit.fileio import remove_stale_temporaries, temporary_path
     out = tmp_path / 'sharp'
-    dead = [tmp_path / 'sharp.tmp-999999999', tmp_path / 'sharp.tmp-999999999-4']
+    dead = [tmp_path / 'sharp.tmp-mtu999999999-0', tmp_path / 'sharp.tmp-mtu999999999-4']
     users = [tmp_path / 'sharp.tmp-2024-11-30 first try', tmp_path / 'sharp.tmp-1x',
-             tmp_path / f'sharp.tmp-{os.getppid()}-0']  # the last: a live process's
+             tmp_path / 'sharp.tmp-2024-11', tmp_path / 'sharp.tmp-20241130',
+             tmp_path / f'sharp.tmp-mtu{os.getppid()}-0']  # the last: a live process's
     for folder in dead + users:
         folder.mkdir()
         (folder / 'frame.png').write_bytes(b'kept?')
@@ -446,6 +447,12 @@ def test_non_ascii_names_under_a_c_locale(tmp_path):
             assert len(proc.stderr.splitlines()) == 1 and proc.stderr.decode().endswith(
                 'OpenCV takes UTF-8 file names only; rename it\n')
     assert sorted(os.listdir(os.fsencode(tmp_path)))[-1] == b'tiny.py'
+    footage = os.path.join(os.fsencode(tmp_path), b'clip_\xc3\xbc.avi')
+    os.replace(write_video(tmp_path / 'clip.avi', frames=3), footage)
+    proc = subprocess.run([sys.executable, '-c', 'import sys\nfrom mtu_toolkit.datasets.synthetic '
+                           'import read_footage\nprint(len(read_footage(sys.argv[1])))', footage],
+                          env=dict(env, PYTHONPATH=ROOT), capture_output=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == b'3', proc.stderr
 
 
 def test_infer_clip_after_the_streaming_api():

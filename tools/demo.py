@@ -38,6 +38,7 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     from mtu_toolkit.engine.checkpoint import load_from_local_weights_only
     from mtu_toolkit.engine.hooks.visualization_hook import make_strip, panel_row
     from mtu_toolkit.evaluation import alignment_scores, psnr, ssim
+    from mtu_toolkit.fileio import opencv_path
     from mtu_toolkit.models import count_parameters
     from mtu_toolkit.models.window import targets_of
     from mtu_toolkit.registry import MODELS
@@ -238,7 +239,8 @@ def write_video(path, blurry, restored, fps=24):
     """blurry | restored side by side as an mp4, written to a temporary name and renamed."""
     tmp = path + '.tmp.mp4'
     h, w = blurry.shape[-2:]
-    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*'mp4v'), fps, (2 * w + 4, h))
+    writer = cv2.VideoWriter(opencv_path(tmp), cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                             (2 * w + 4, h))
     for b, r in zip(blurry, restored):
         writer.write(np.ascontiguousarray(make_strip(b, r)[..., ::-1]))
     writer.release()
@@ -304,7 +306,7 @@ def main(argv=None):
         t = len(c['sharp']) // 2
         row = panel_row([c[methods[0]][t], c[methods[1]][t], c[methods[2]][t], c['sharp'][t]],
                         labels=['blurry', 'no MC', 'MTU2', 'sharp'])
-        cv2.imwrite(osp.join(comp, f'{seq}.png'), row[..., ::-1])
+        cv2.imwrite(opencv_path(osp.join(comp, f'{seq}.png')), row[..., ::-1])
     seq = next(iter(clips))
     video = osp.join(out, f'deblurred_{seq}.mp4')
     write_video(video, clips[seq]['blurry input'], clips[seq]['MTU2 (ours, with MC)'])

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from ..datasets.frame_io import FRAME_EXTS, list_frame_files, natural_key
-from ..fileio import (check_output_file, check_writable_folder, remove_stale_temporaries,
-                      temporary_path)
+from ..fileio import (check_output_file, check_writable_folder, opencv_path,
+                      remove_stale_temporaries, temporary_path)
 from .errors import InputError, OutputError
 #: video containers written, with the FourCC used for each
 VIDEO_FOURCC = {'.mp4': 'mp4v', '.mov': 'mp4v', '.m4v': 'mp4v', '.avi': 'MJPG', '.mkv': 'MJPG'}
@@ -36,17 +36,6 @@ def quiet_opencv():
         logging.setLogLevel(logging.LOG_LEVEL_ERROR)
 
 
-def opencv_path(path, error=InputError):
-    """``path`` as OpenCV must be given it: a str whose UTF-8 bytes are the file's name.
-    Under a non-UTF-8 locale Python decodes a name's other bytes to surrogates, on which
-    OpenCV crashes (a segmentation fault, no message); a name that is not UTF-8 at all is
-    ``error`` in one line."""
-    try:
-        return os.fsencode(path).decode('utf-8')
-    except UnicodeDecodeError:
-        raise error(f'{path}: OpenCV takes UTF-8 file names only; rename it') from None
-
-
 class VideoFileReader:
     """Frames of a video file (anything OpenCV's FFmpeg backend decodes: mp4, avi, mov...).
 
@@ -60,7 +49,7 @@ class VideoFileReader:
 
     def __init__(self, path, fps=None):
         self.path = path
-        self._cap = cv2.VideoCapture(opencv_path(path))
+        self._cap = cv2.VideoCapture(opencv_path(path, InputError))
         if not self._cap.isOpened():
             raise InputError(f'{path}: cannot open as a video (unreadable or unsupported format)')
         ok, first = self._cap.read()
@@ -134,7 +123,7 @@ class FrameFolderReader:
     def _warn_what_is_lost(file):
         """Frames are read as 8-bit colour: say so when the first frame holds more (an alpha
         channel, 16 bits), rather than drop it without a word."""
-        img = cv2.imread(opencv_path(file), cv2.IMREAD_UNCHANGED)
+        img = cv2.imread(opencv_path(file, InputError), cv2.IMREAD_UNCHANGED)
         lost = ([f'{img.dtype.itemsize * 8}-bit values (read as 8-bit)']
                 if img is not None and img.dtype != np.uint8 else [])
         if img is not None and img.ndim == 3 and img.shape[2] == 4:
@@ -144,9 +133,9 @@ class FrameFolderReader:
 
     def _read(self, name):
         file = osp.join(self.path, name)
-        img = cv2.imread(opencv_path(file), cv2.IMREAD_COLOR)
+        img = cv2.imread(opencv_path(file, InputError), cv2.IMREAD_COLOR)
         if img is None:
-            raw = cv2.imread(opencv_path(file), cv2.IMREAD_UNCHANGED)
+            raw = cv2.imread(opencv_path(file, InputError), cv2.IMREAD_UNCHANGED)
             if raw is not None:  # e.g. a TIFF of 32-bit float samples
                 raise InputError(f'{file}: {raw.dtype} samples are not read as a frame '
                                  '(8- or 16-bit images are)')

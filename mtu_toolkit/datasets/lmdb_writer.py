@@ -25,7 +25,7 @@ DATABASES = ('blur', 'sharp', 'flow')
 
 
 class LmdbBuilder:
-    """Writes one LMDB under ``<path>.tmp-<pid>-<n>`` (a name no other writer uses) and renames
+    """Writes one LMDB under ``<path>.tmp-mtu<pid>-<n>`` (a name no other writer uses) and renames
     it to ``path`` on :meth:`commit`.
 
     Until the rename nothing exists at ``path`` (or the previous complete database stays there),
@@ -107,14 +107,14 @@ def signals_held():
 
 
 def _aside(path):
-    return f'{path}.old-{os.getpid()}'
+    return f'{path}.old-mtu{os.getpid()}'
 
 
 def commit_all(builders, remove=()):
     """Swap the finished databases of ``builders`` in for the old ones, all or none.
 
     Each builder is finished first (its last writes and ``meta_info.txt``); then, with SIGINT
-    and SIGTERM held, each old database is renamed aside (``<path>.old-<pid>``) and the new one
+    and SIGTERM held, each old database is renamed aside (``<path>.old-mtu<pid>``) and the new one
     renamed to its place, and the databases ``remove`` names (older ones that would no longer
     match) are renamed aside too. If a rename fails, those done are undone, so the old
     databases stay as they were and the error names the path: a database is never left new
@@ -208,11 +208,11 @@ def _discard_outdated(path, valid):
 
 def sweep_leftovers(path):
     """Clear what dead runs left beside the database ``path``: their temporaries
-    (``.tmp-<pid>``, removed) and the old databases they had moved aside (``.old-<pid>``:
+    (``.tmp-mtu<pid>-<n>``, removed) and the old databases they had moved aside (``.old-mtu<pid>``:
     removed when ``path`` exists, else moved back: the run died between its two renames)."""
     remove_stale_temporaries(path)
-    for old in glob.glob(f'{glob.escape(path)}.old-*'):
-        pid = old[len(path) + len('.old-'):]
+    for old in glob.glob(f'{glob.escape(path)}.old-mtu*'):
+        pid = old[len(path) + len('.old-mtu'):]
         if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(pid):
             continue
         if osp.exists(path):

@@ -22,6 +22,7 @@ import shutil
 import cv2
 import numpy as np
 
+from ..fileio import opencv_path
 from .flow import sharp_flow
 from .frame_io import decode_rgb, read_file
 from .frame_io import FRAME_EXTS
@@ -238,7 +239,7 @@ def read_footage(path, max_frames=None):
         return [decode_rgb(read_file(osp.join(path, n)), osp.join(path, n)) for n in names]
     if not osp.isfile(path):
         raise FileNotFoundError(f'footage {path} does not exist')
-    cap = cv2.VideoCapture(path)
+    cap = cv2.VideoCapture(opencv_path(path))
     if not cap.isOpened():
         raise ValueError(f'{path}: cannot open as a video (or it is not a frame folder)')
     frames = []
@@ -260,7 +261,7 @@ def write_dvd_sequence(root, split, seq, blur, sharp):
         os.makedirs(d, exist_ok=True)
         for i, f in enumerate(frames):
             path = osp.join(d, f'{i:05d}.png')
-            if not cv2.imwrite(path, np.ascontiguousarray(f[..., ::-1])):
+            if not cv2.imwrite(opencv_path(path), np.ascontiguousarray(f[..., ::-1])):
                 raise OSError(f'cannot write {path}')
 
 
@@ -381,7 +382,7 @@ def make_synthetic_dataset(out, splits, num_frames=24, size=(144, 192), seed=0,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = f'{out}.old-{os.getpid()}'
+    old = f'{out}.old-mtu{os.getpid()}'
     if osp.lexists(out):
         os.replace(out, old)
     os.replace(tmp, out)

@@ -59,14 +59,10 @@ class CompiledModule(torch.nn.Module):
             # freezing (weights as constants: prepacked oneDNN convolutions with fused ReLU /
             # adds) is read when a frame size compiles; patched per call, not process-wide
             # (torch.compile's ``options`` do not reach it)
-            from torch._dynamo import config as dynamo_config
             from torch._inductor import config as inductor_config
+            limits = _unlimited_recompiles()
             try:
-                # (torch's limits count the entries of every unit of the network together;
-                # MAX_SHAPES per unit is the bound)
-                with inductor_config.patch(freezing=True), \
-                        dynamo_config.patch(recompile_limit=1 << 16,
-                                            accumulated_recompile_limit=1 << 16):
+                with inductor_config.patch(freezing=True), limits:
                     return self._compiled(*args)
             except Exception as e:  # noqa: BLE001 - the eager module gives the same result
                 warnings.warn(f'torch.compile of {type(self.module).__name__} failed '
@@ -78,6 +74,17 @@ class CompiledModule(torch.nn.Module):
                           'input shapes (frame sizes), the most it keeps: this new one runs '
                           'eager')
         return self.module(*args)
+
+
+def _unlimited_recompiles():
+    """A context lifting torch's recompile limits, which count the entries of every unit of
+    the network together (:attr:`CompiledModule.MAX_SHAPES` per unit is the bound). The names
+    are those of torch 2.7 on, ``cache_size_limit`` before."""
+    from torch._dynamo import config
+    new = hasattr(config, 'recompile_limit')
+    return config.patch({('recompile_limit' if new else 'cache_size_limit'): 1 << 16,
+                         ('accumulated_recompile_limit' if new
+                          else 'accumulated_cache_size_limit'): 1 << 16})
 
 
 def default_mode():
