@@ -2,9 +2,10 @@
 through temporary names, and the leftovers of dead runs found and removed.
 
 Every writer of the toolkit (LMDB conversion, deblurred videos and frame folders) writes to
-``<name>.tmp-mtu<pid>-<n>[suffix]`` (:func:`temporary_path`) and renames when complete. A run
-killed hard (SIGKILL, power loss) leaves its temporary behind; the next run removes those
-whose process is gone (:func:`remove_stale_temporaries`), and nothing else.
+``<name>.tmp-mtu<pid>-<n>[suffix]`` (:func:`temporary_path`; a video ``.<name>.tmp-mtu...``,
+hidden, with its extension last) and renames when complete. A run killed hard (SIGKILL, power
+loss) leaves its temporary behind; the next run removes those whose process is gone
+(:func:`remove_stale_temporaries`), and nothing else.
 """
 import glob
 import itertools

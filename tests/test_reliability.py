@@ -384,6 +384,25 @@ def test_a_video_cut_short_by_a_full_disk_is_not_passed_off_as_done(tmp_path, ex
     assert sorted(os.listdir(tmp_path)) == ['in.avi', f'out{ext}', 'tiny.pth', 'tiny.py']
 
 
+@pytest.mark.parametrize('out', ['o.avi', 'frames'])
+def test_an_output_made_meanwhile_is_not_replaced(tmp_path, out):
+    """An output that appears while a writer writes (another run's) is kept: the writer's
+    commit refuses in one line and leaves nothing of its own."""
+    from mtu_toolkit.apis import open_writer
+    writer = open_writer(str(tmp_path / out), 10, (48, 40))
+    writer.write(np.zeros((40, 48, 3), np.uint8))
+    if out == 'frames':
+        (tmp_path / out).mkdir()
+        (tmp_path / out / '00000.png').write_bytes(b'theirs')
+    else:
+        (tmp_path / out).write_bytes(b'theirs')
+    with pytest.raises(OutputError, match='another run'):
+        writer.commit()
+    assert sorted(os.listdir(tmp_path)) == [out]
+    theirs = tmp_path / out / '00000.png' if out == 'frames' else tmp_path / out
+    assert theirs.read_bytes() == b'theirs'
+
+
 def test_output_folders_a_user_gives(tmp_path):
     """A linked output folder is filled where it points (the link stays); a Path works; a
     read-only place is named before any work; a writer takes only (H, W, 3) uint8 frames."""

@@ -226,11 +226,23 @@ class VideoFileWriter:
             raise OutputError(f'{self.path}: the encoded file does not hold the {self.count} '
                               'frames written (a full disk or a file size limit?); nothing '
                               'was written')
-        if not self.overwrite and osp.exists(self.path):
+        if self.overwrite:
+            os.replace(self.tmp, self.path)
+            return
+        try:  # (a hard link never replaces a file: no window between a check and the rename)
+            os.link(self.tmp, self.path)
+        except FileExistsError:
             self._remove_tmp()
             raise OutputError(f'{self.path}: another run wrote it while this one ran; it was not '
-                              'replaced (--overwrite replaces it)')
-        os.replace(self.tmp, self.path)
+                              'replaced (--overwrite replaces it)') from None
+        except OSError:  # a file system without hard links: a check, then the rename
+            if osp.exists(self.path):
+                self._remove_tmp()
+                raise OutputError(f'{self.path}: another run wrote it while this one ran; it '
+                                  'was not replaced (--overwrite replaces it)') from None
+            os.replace(self.tmp, self.path)
+            return
+        self._remove_tmp()
 
     def _holds_every_frame(self):
         """Whether the temporary file decodes to every frame written. OpenCV's writers report
