@@ -38,7 +38,7 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     from mtu_toolkit.engine.checkpoint import load_from_local_weights_only
     from mtu_toolkit.engine.hooks.visualization_hook import make_strip, panel_row
     from mtu_toolkit.evaluation import alignment_scores, psnr, ssim
-    from mtu_toolkit.fileio import opencv_path
+    from mtu_toolkit.fileio import check_writable_folder, opencv_path
     from mtu_toolkit.models import count_parameters
     from mtu_toolkit.models.window import targets_of
     from mtu_toolkit.registry import MODELS
@@ -262,9 +262,10 @@ def main(argv=None):
         os.makedirs(out, exist_ok=True)
     except OSError as err:
         sys.exit(f'error: --out-dir {out}: cannot make the folder ({err.strerror})')
-    if not os.access(out, os.W_OK | os.X_OK):
-        sys.exit(f'error: --out-dir {out}: the folder is not writable (permissions or a '
-                 'read-only file system)')
+    try:
+        check_writable_folder(f'--out-dir {out}', out)
+    except ValueError as err:
+        sys.exit(f'error: {err}')
     start = time.time()
     torch.set_num_threads(os.cpu_count() or 1)
 

@@ -231,18 +231,19 @@ class VideoFileWriter:
             return
         try:  # (a hard link never replaces a file: no window between a check and the rename)
             os.link(self.tmp, self.path)
+            linked = True
         except FileExistsError:
+            linked = None
+        except OSError:  # a file system without hard links: a check, then the rename
+            linked = None if osp.exists(self.path) else False
+        if linked is None:
             self._remove_tmp()
             raise OutputError(f'{self.path}: another run wrote it while this one ran; it was not '
-                              'replaced (--overwrite replaces it)') from None
-        except OSError:  # a file system without hard links: a check, then the rename
-            if osp.exists(self.path):
-                self._remove_tmp()
-                raise OutputError(f'{self.path}: another run wrote it while this one ran; it '
-                                  'was not replaced (--overwrite replaces it)') from None
+                              'replaced (--overwrite replaces it)')
+        if linked:
+            self._remove_tmp()
+        else:
             os.replace(self.tmp, self.path)
-            return
-        self._remove_tmp()
 
     def _holds_every_frame(self):
         """Whether the temporary file decodes to every frame written. OpenCV's writers report
