@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from data_trees import make_tree
+from data_trees import make_tree, side_dir
 from mtu_toolkit.datasets import LmdbStore, detect_layout, read_meta_info
 from mtu_toolkit.datasets.frame_io import decode_rgb
 from mtu_toolkit.datasets import lmdb_writer
@@ -183,3 +183,57 @@ def test_a_layout_that_finds_no_split_is_an_error(tmp_path):
     assert proc.returncode == 1 and not osp.exists(out)
     assert proc.stderr.strip() == (f'error: {src}: no split of the reds layout with blurry and '
                                    'sharp frames (is it a reds tree? --layout auto detects it)')
+
+
+def _exif_orientation(orientation):
+    """An EXIF block (TIFF header, one IFD entry: Orientation) as JPEG's APP1 and PNG's eXIf
+    carry it."""
+    import struct
+    return (b'MM\x00\x2a' + struct.pack('>I', 8) + struct.pack('>H', 1)
+            + struct.pack('>HHIHH', 0x0112, 3, 1, orientation, 0) + struct.pack('>I', 0))
+
+
+def _with_exif(encoded, ext, orientation):
+    """``encoded`` JPEG/PNG bytes with an EXIF orientation added."""
+    import struct
+    import zlib
+    exif = _exif_orientation(orientation)
+    if ext == '.jpg':  # APP1 right after SOI
+        app1 = b'Exif\x00\x00' + exif
+        return encoded[:2] + b'\xff\xe1' + struct.pack('>H', len(app1) + 2) + app1 + encoded[2:]
+    chunk = b'eXIf' + exif  # after IHDR (8-byte signature + 25-byte IHDR chunk)
+    return (encoded[:33] + struct.pack('>I', len(exif)) + chunk
+            + struct.pack('>I', zlib.crc32(chunk)) + encoded[33:])
+
+
+@pytest.mark.parametrize('ext', ['.jpg', '.png'])
+def test_frames_are_read_upright_as_the_inference_readers_read_them(tmp_path, ext):
+    """A camera's portrait frames (EXIF orientation 6): the datasets, the converter and
+    deblur_video's frame-folder reader all give the frames upright (as OpenCV's colour read
+    and the reference implementation do), so a model is trained and scored on the frames it
+    restores."""
+    import cv2
+    from mtu_toolkit.apis.video_io import FrameFolderReader
+    from mtu_toolkit.datasets import VideoDeblurDataset
+    src, out = str(tmp_path / 'src'), str(tmp_path / 'lmdb')
+    make_tree(src, 'gopro', seqs=('s0',), frames=2, splits=('test',))
+    for side in ('blur', 'sharp'):
+        folder = side_dir(src, 'gopro', 'test', 's0', side)
+        for name in os.listdir(folder):
+            img = cv2.imread(osp.join(folder, name))
+            os.remove(osp.join(folder, name))
+            encoded = cv2.imencode(ext, img)[1].tobytes()
+            with open(osp.join(folder, osp.splitext(name)[0] + ext), 'wb') as f:
+                f.write(_with_exif(encoded, ext, 6))
+    frame = osp.join(side_dir(src, 'gopro', 'test', 's0', 'blur'), '00000' + ext)
+    upright = cv2.imread(frame, cv2.IMREAD_COLOR)[..., ::-1]
+    assert upright.shape == (28, 20, 3)  # turned: the 20x28 frames are 28 rows high
+    with open(frame, 'rb') as f:
+        np.testing.assert_array_equal(decode_rgb(f.read(), frame), upright)
+    reader = FrameFolderReader(osp.dirname(frame))
+    np.testing.assert_array_equal(next(iter(reader)), upright)
+    disk = VideoDeblurDataset(src, layout='gopro', split='test')[0]['inputs'][2]
+    np.testing.assert_array_equal(disk.permute(1, 2, 0).numpy(), upright)
+    lmdb_writer.convert_dataset(src, out)
+    db = VideoDeblurDataset(out, backend='lmdb', split='test')[0]['inputs'][2]
+    np.testing.assert_array_equal(db.permute(1, 2, 0).numpy(), upright)
