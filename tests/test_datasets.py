@@ -5,12 +5,13 @@ import shutil
 import subprocess
 import sys
 
+import cv2
 import lmdb
 import numpy as np
 import pytest
 import torch
 
-from data_trees import make_tree
+from data_trees import make_tree, side_dir
 from mtu_toolkit.datasets import VideoDeblurDataset
 from mtu_toolkit.datasets.frame_store import close_lmdb
 from mtu_toolkit.datasets import lmdb_writer
@@ -93,6 +94,26 @@ def test_missing_lmdb_and_short_sequences(trees, tmp_path):
         VideoDeblurDataset(src, layout='gopro', num_frames=8)
 
 
+def test_random_clips_draw_every_sequence_equally_often(tmp_path):
+    """sampling='random': whole rounds over the sequences, the rest drawn at random (a
+    ``length`` that is not a multiple of the sequences never left some of them out)."""
+    src = str(tmp_path / 'src')
+    names = ('a', 'b', 'c', 'd', 'e')
+    make_tree(src, 'gopro', seqs=names, frames=3, splits=('train',))
+
+    def drawn(length, epochs):
+        ds = VideoDeblurDataset(src, layout='gopro', num_frames=3, length=length)
+        np.random.seed(0)
+        keys = [ds[i]['data_samples']['key'] for _ in range(epochs) for i in range(length)]
+        return {n: keys.count(n) for n in names}
+
+    assert drawn(10, 1) == dict.fromkeys(names, 2)  # whole rounds: each twice an epoch
+    for length in (3, 7):
+        counts = drawn(length, 300)
+        mean = length * 300 / len(names)
+        assert all(abs(c - mean) < 0.15 * mean for c in counts.values()), counts
+
+
 def test_folder_flow_is_computed_once_and_cached(trees, monkeypatch):
     src, out, _ = trees
     from mtu_toolkit.datasets import video_dataset
@@ -120,6 +141,54 @@ def test_folder_flow_is_computed_once_and_cached(trees, monkeypatch):
     shutil.rmtree(osp.join(src, 'train', 's1'))
     VideoDeblurDataset(src, **kw)
     assert len(calls) == 2
+
+
+def test_folder_flow_cache_follows_the_frames(trees, capsys, tmp_path):
+    """Frames replaced under the same names (edited, mirrored, resized) give a new flow; the
+    cache says what it was computed from and is not reused for other frames."""
+    src, _, _ = trees
+    kw = dict(layout='gopro', num_frames=3, with_flow=True, length=2, sampling='grid')
+    first = VideoDeblurDataset(src, **kw)[0]['data_samples']['flow']
+    assert 'sharp frames once' in capsys.readouterr().out
+    cache = osp.join(src, '.mtu_flow', 'train.lmdb')
+    assert open(osp.join(cache, lmdb_writer.FLOW_SOURCE)).read().startswith(
+        f'mtu_toolkit flow cache {lmdb_writer.FLOW_CACHE_VERSION}\n')
+    for side in ('blur', 'sharp'):  # every frame mirrored, names and count kept
+        folder = side_dir(src, 'gopro', 'train', 's0', side)
+        for name in os.listdir(folder):
+            img = cv2.imread(osp.join(folder, name))
+            cv2.imwrite(osp.join(folder, name), img[:, ::-1])
+    again = VideoDeblurDataset(src, **kw)[0]['data_samples']['flow']
+    assert 'the frames changed since' in capsys.readouterr().out
+    assert not torch.equal(again, first)
+    fresh = str(tmp_path / 'fresh')  # the converter's flow of the frames as they are now
+    convert_dataset(src, fresh, with_flow=True)
+    assert torch.equal(again, VideoDeblurDataset(fresh, backend='lmdb', **kw)[0][
+        'data_samples']['flow'])
+    VideoDeblurDataset(src, **kw)  # the same frames again: reused
+    assert 'optical flow' not in capsys.readouterr().out
+    for side in ('blur', 'sharp'):  # resized: the flow is the new frames' size
+        for seq in ('s0', 's1'):
+            folder = side_dir(src, 'gopro', 'train', seq, side)
+            for name in os.listdir(folder):
+                img = cv2.imread(osp.join(folder, name))
+                cv2.imwrite(osp.join(folder, name), cv2.resize(img, (36, 24)))
+    assert VideoDeblurDataset(src, **kw)[0]['data_samples']['flow'].shape == (3, 2, 24, 36)
+    os.remove(osp.join(cache, lmdb_writer.FLOW_SOURCE))  # an older toolkit's cache
+    VideoDeblurDataset(src, **kw)
+    assert 'the frames changed since' in capsys.readouterr().out
+
+
+def test_a_flow_of_another_size_is_named(trees, tmp_path):
+    src, out, _ = trees
+    other = str(tmp_path / 'other')
+    make_tree(other, 'gopro', frames=7, size=(24, 36))
+    convert_dataset(other, str(tmp_path / 'other_lmdb'), with_flow=True)
+    ds = VideoDeblurDataset(out, backend='lmdb', num_frames=3, with_flow=True, length=2,
+                            flow_lmdb=str(tmp_path / 'other_lmdb' / 'train' / 'flow.lmdb'))
+    with pytest.raises(ValueError, match=r'flow.lmdb:s\d/0000000\d is \(24, 36\) but its blurry '
+                       r'frame .* is \(20, 28\)'):
+        ds[0]
 
 
 # two processes (DDP ranks) building one folder tree's flow cache: both have computed it

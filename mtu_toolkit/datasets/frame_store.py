@@ -5,6 +5,7 @@ are ``<seq>/<frame:08d>`` (frame = index in the sequence), values PNG bytes (or 
 flow), and ``meta_info.txt`` beside ``data.mdb`` has a line ``<seq> <num_frames> (<h>,<w>,<c>)``
 per sequence.
 """
+import hashlib
 import os
 import os.path as osp
 
@@ -146,6 +147,19 @@ class FolderStore:
     def get(self, seq, index):
         """Encoded bytes of frame ``index`` of ``seq``."""
         return self._backend.get(self._files[seq][index])
+
+    def stamp(self):
+        """What the frames on disk are, as a hex digest of every frame file's path (from the
+        root), size and modification time, in frame order: what is computed from the frames
+        and kept (the flow cache) is out of date when it changes. Cheap (a ``stat`` a frame,
+        no frame read); a copy that does not keep modification times changes it."""
+        digest = hashlib.sha256()
+        for seq in sorted(self._files):
+            for file in self._files[seq]:
+                st = os.stat(file)
+                digest.update(f'{osp.relpath(file, self.root)}\t{st.st_size}\t'
+                              f'{st.st_mtime_ns}\n'.encode())
+        return digest.hexdigest()
 
 
 class LmdbStore:

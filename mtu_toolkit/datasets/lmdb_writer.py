@@ -40,12 +40,13 @@ class LmdbBuilder:
     #: values per write transaction
     BATCH = 64
 
-    def __init__(self, path):
+    def __init__(self, path, extra_files=None):
         self.path = path
         self.tmp = temporary_path(path)
         sweep_leftovers(path)  # of interrupted runs
         self.env = lmdb.open(self.tmp, map_size=self.MAP_SIZE)
         self.meta = {}
+        self.extra_files = dict(extra_files or {})  # {name: text} beside meta_info.txt
         self.txn = self.env.begin(write=True)
         self._pending = 0
         self.committed = False
@@ -73,6 +74,9 @@ class LmdbBuilder:
         with open(osp.join(self.tmp, 'meta_info.txt'), 'w') as f:
             for seq, (count, shape) in sorted(self.meta.items()):
                 f.write(f'{seq} {count} ({",".join(map(str, shape))})\n')
+        for name, text in self.extra_files.items():
+            with open(osp.join(self.tmp, name), 'w') as f:
+                f.write(text)
 
     def commit(self):
         """Finish the database and move it to its final name (replacing an older one)."""
@@ -318,13 +322,39 @@ def write_split(src_stores, out, split, with_flow, builders):
         bar.close()  # (an error's line then starts on a line of its own)
 
 
-def build_flow_lmdb(sharp, seqs, path):
+#: the file of a flow cache naming the frames it was computed from (:func:`flow_cache_stamp`)
+FLOW_SOURCE = 'source.txt'
+#: raised when the flow computed from the same files changes (their decoding, the flow method),
+#: so that older caches are computed again: 2 = frames upright by their EXIF orientation
+FLOW_CACHE_VERSION = 2
+
+
+def flow_cache_stamp(sharp):
+    """The text a flow cache of the folder store ``sharp`` keeps in :data:`FLOW_SOURCE`."""
+    return f'mtu_toolkit flow cache {FLOW_CACHE_VERSION}\nframes {sharp.stamp()}\n'
+
+
+def flow_cache_holds(path, seqs, stamp):
+    """Whether ``path`` is a whole flow cache of the sequences ``seqs`` ({name: frames})
+    computed from the frames ``stamp`` (:func:`flow_cache_stamp`) names, as they are now."""
+    if not lmdb_holds(path, seqs):
+        return False
+    try:
+        with open(osp.join(path, FLOW_SOURCE)) as f:
+            return f.read() == stamp
+    except OSError:  # none: a cache of an older toolkit
+        return False
+
+
+def build_flow_lmdb(sharp, seqs, path, stamp):
     """Compute the flow of every frame of ``sharp`` (a frame store) into the LMDB ``path``, a
     cache that other processes may build at once: the first whole one stays
-    (:func:`commit_first`)."""
-    builder = LmdbBuilder(path)
+    (:func:`commit_first`). ``stamp`` (:func:`flow_cache_stamp`) is kept with it."""
+    builder = LmdbBuilder(path, extra_files={FLOW_SOURCE: stamp})
     try:
-        print(f'computing the optical flow of {sum(seqs.values())} sharp frames once, '
+        why = (' (the frames changed since the cache there was computed)' if osp.isdir(path)
+               else ' once')
+        print(f'computing the optical flow of {sum(seqs.values())} sharp frames{why}, '
               f'cached in {path}')
         bar = ProgressLine(sum(seqs.values()), unit='frames')
         for seq, n in seqs.items():
@@ -335,7 +365,7 @@ def build_flow_lmdb(sharp, seqs, path):
                 prev = s
                 bar.update()
         bar.close()
-        commit_first(builder, lambda where: lmdb_holds(where, seqs))
+        commit_first(builder, lambda where: flow_cache_holds(where, seqs, stamp))
     except BaseException:
         builder.abort()
         raise

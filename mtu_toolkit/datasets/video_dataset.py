@@ -26,9 +26,9 @@ from ..models.window import padded_indices
 from ..registry import DATASETS, TRANSFORMS
 from .errors import DatasetError
 from .frame_io import decode_rgb
-from .frame_store import FolderStore, LmdbStore, check_pairs, lmdb_holds
+from .frame_store import FolderStore, LmdbStore, check_pairs
 from .layouts import build_layout
-from .lmdb_writer import build_flow_lmdb
+from .lmdb_writer import build_flow_lmdb, flow_cache_holds, flow_cache_stamp
 
 #: where a folder tree caches its flow: ``<data_root>/.mtu_flow/<split>.lmdb``
 FLOW_CACHE_DIR = '.mtu_flow'
@@ -53,8 +53,9 @@ class VideoDeblurDataset(Dataset):
             implementation's): every sequence is cut into consecutive clips starting at
             0, T, 2T, ... (the frames after the last whole clip are not used), each clip one
             sample, so an epoch sees every clip once and a sequence weighs by its length;
-            ``length`` is ignored. 'random': a sample draws a sequence uniformly and a random
-            start (``length`` samples an epoch).
+            ``length`` is ignored. 'random': ``length`` samples an epoch, each a sequence and a
+            random start; every sequence is drawn equally often: ``length // S`` times an epoch
+            (S sequences), and the last ``length % S`` samples draw theirs at random.
         length (int | None): samples per epoch for 'random' clips (default 100 per sequence).
         clamp_context (str): where the left context of a clip comes from: 'sequence' (the
             frames before the clip, clamped at the sequence's start) or 'clip' (clamped to the
@@ -117,9 +118,10 @@ class VideoDeblurDataset(Dataset):
         one renamed in is the cache, and no reader sees a partial one."""
         if flow_lmdb is None and backend == 'disk':
             path = osp.join(data_root, FLOW_CACHE_DIR, f'{split}.lmdb')
-            if not lmdb_holds(path, self.seqs):
+            stamp = flow_cache_stamp(self.sharp)  # frames replaced since: computed again
+            if not flow_cache_holds(path, self.seqs, stamp):
                 os.makedirs(osp.dirname(path), exist_ok=True)
-                build_flow_lmdb(self.sharp, self.seqs, path)
+                build_flow_lmdb(self.sharp, self.seqs, path, stamp)
         else:
             path = flow_lmdb or osp.join(data_root, split, 'flow.lmdb')
             if not osp.isdir(path):
@@ -147,7 +149,9 @@ class VideoDeblurDataset(Dataset):
         if self.sampling == 'grid':
             seq, start = self.clips[idx]
             return seq, start, self.num_frames
-        seq = self.names[idx % len(self.names)]
+        rounds = self.length - self.length % len(self.names)  # samples in whole rounds
+        seq = self.names[idx % len(self.names) if idx < rounds
+                         else np.random.randint(len(self.names))]
         start = np.random.randint(0, self.seqs[seq] - self.num_frames + 1)
         return seq, start, self.num_frames
 
@@ -160,20 +164,24 @@ class VideoDeblurDataset(Dataset):
         blur = {i: self._frame(self.blur, seq, i) for i in set(context)}
         results = dict(inputs=np.stack([blur[i] for i in context]), key=seq,
                        gt=np.stack([self._check_size(self._frame(self.sharp, seq, i), blur[i],
-                                                     seq, i) for i in targets]))
+                                                     seq, i, self.sharp) for i in targets]))
         if self.flow is not None:
-            results['flow'] = np.stack([self.flow.get_flow(seq, i) for i in targets])
+            results['flow'] = np.stack([self._check_size(self.flow.get_flow(seq, i), blur[i],
+                                                         seq, i, self.flow)
+                                        for i in targets])
         results = self.pipeline(results)
         samples = dict(gt=_chw(results['gt']), key=seq, frame_indices=targets)
         if 'flow' in results:
             samples['flow'] = _chw(results['flow'])
         return dict(inputs=_chw(results['inputs']), data_samples=samples)
 
-    def _check_size(self, sharp, blur, seq, i):
-        if sharp.shape != blur.shape:
-            raise DatasetError(f'{self.sharp.where(seq, i)} is {sharp.shape[:2]} but its blurry '
+    def _check_size(self, value, blur, seq, i, store):
+        """``value`` (H, W, C), frame ``i`` of ``seq`` in ``store`` (the sharp frames, the
+        flow), if it is the size of its blurry frame ``blur``."""
+        if value.shape[:2] != blur.shape[:2]:
+            raise DatasetError(f'{store.where(seq, i)} is {value.shape[:2]} but its blurry '
                                f'frame {self.blur.where(seq, i)} is {blur.shape[:2]}')
-        return sharp
+        return value
 
 
 def _chw(a):
