@@ -26,13 +26,13 @@ def test_true_motion_aligns_perfectly_and_none_does_not():
     exact = torch.zeros(3, 2, 10, 10)
     exact[:, 0] = 8.0  # dx = +8 px on the 1/4 grid
     scores = alignment_scores(gt, exact, 4)
-    assert len(scores) == 2  # frames 1 and 2; frame 0 has no previous frame
-    assert all(p > 100 for p, _ in scores)  # exact up to rounding
+    assert list(scores) == [1, 2]  # frame 0 has no previous frame
+    assert all(p > 100 for p, _ in scores.values())  # exact up to rounding
     none = alignment_scores(gt, torch.zeros(3, 2, 10, 10), 4)
-    assert all(p < 30 for p, _ in none)
+    assert all(p < 30 for p, _ in none.values())
     # SSIM's windows see the zeros outside the warped frame (the reference's masked SSIM), so
     # even an exact warp scores below 1 next to the frame's edge; still far above no alignment
-    assert all(s > n + 0.2 for (_, s), (_, n) in zip(scores, none))
+    assert all(s > n + 0.2 for (_, s), (_, n) in zip(scores.values(), none.values()))
 
 
 def test_masked_psnr_against_a_hand_computation():
@@ -41,7 +41,7 @@ def test_masked_psnr_against_a_hand_computation():
     gt[1] = 0.25
     flow = torch.zeros(2, 2, 8, 8)
     flow[1, 0] = 4.0  # shift by 4: the right half of the warp falls outside (masked out)
-    (psnr, _), = alignment_scores(gt, flow, 1)
+    (psnr, _), = alignment_scores(gt, flow, 1).values()
     # at 1/4 resolution (2x2): the left column is all GT_{t-1} (0.5), the right column masked
     assert psnr == pytest.approx(10 * math.log10(1 / 0.25 ** 2))
 
@@ -76,3 +76,20 @@ def test_the_metric_reads_the_restorers_predictions(head, applicable):
         assert set(values) == {'align_PSNR', 'align_SSIM'} and metric.overall['frames'] == 3
     else:
         assert values == {} and 'displacement' not in results[0]
+
+
+def test_a_frame_the_warp_leaves_empty_keeps_the_later_frames_indices():
+    """Frame 12 of the clip (t = 2) is warped wholly out of the frame: it has no score, and
+    frames 11 and 13 are filed under their own indices, not shifted onto 12."""
+    big = textured(16, 32)
+    gt = torch.stack([big[:, :, 4 * t:4 * t + 16] for t in range(4)])
+    flow = torch.zeros(4, 2, 16, 16)
+    flow[:, 0] = 4.0  # the true motion
+    flow[2, 0] = 100.0  # frame t = 2: every pixel fetched from outside the frame
+    scores = alignment_scores(gt, flow, 1)
+    assert list(scores) == [1, 3] and all(p > 100 for p, _ in scores.values())
+    metric = MCAlignmentMetric()
+    metric.process({}, [dict(gt=gt, displacement=flow, displacement_grid=1, key='seq',
+                             frame_indices=[10, 11, 12, 13])])
+    assert [f for f, _, _ in metric.results[0]['frames']] == [11, 13]
+    assert metric.compute_metrics(metric.results)['align_PSNR'] > 100

@@ -289,7 +289,7 @@ def main(argv=None):
                                            for m in methods))
     gap_input = overall['MTU2 (ours, with MC)'][0] - overall['blurry input'][0]
     gap_mc = overall['MTU2 (ours, with MC)'][0] - overall['MTU2 without MC'][0]
-    align = {k: float(np.mean([p for seq in alignment for p, _ in alignment[seq][k]]))
+    align = {k: float(np.mean([p for seq in alignment for p, _ in alignment[seq][k].values()]))
              for k in ('MC', 'no alignment')}
     gap_align = align['MC'] - align['no alignment']
     summary = (f'MTU2 vs blurry input: {gap_input:+.2f} dB\n'

@@ -70,7 +70,9 @@ def alignment_scores(gt, displacement, grid):
         grid (int): 1 or 4.
 
     Returns:
-        list[tuple[float, float]]: (PSNR, SSIM) of frames 1..T-1.
+        dict[int, tuple[float, float]]: {t: (PSNR, SSIM)} of frames t = 1..T-1, t their
+        position in ``gt``; a frame the warp leaves empty (every pixel fetched from outside
+        the frame) has no score and is not in it.
     """
     gt = gt.double()
     num, _, h, w = gt.shape
@@ -78,7 +80,7 @@ def alignment_scores(gt, displacement, grid):
     if grid > 1:
         flow = flow.repeat_interleave(grid, -2).repeat_interleave(grid, -1)
     flow = flow[..., :h, :w]
-    scores = []
+    scores = {}
     for t in range(1, num):
         warped = warp_bilinear(gt[t - 1:t], flow[t:t + 1])
         mask = warp_bilinear(torch.ones_like(gt[t - 1:t]), flow[t:t + 1])
@@ -91,7 +93,7 @@ def alignment_scores(gt, displacement, grid):
         mse = ((warped - target) ** 2 * mask).sum() / weight
         psnr = float('inf') if mse == 0 else float(10 * torch.log10(1 / mse))
         ssim = float((ssim_map(warped, target) * mask).sum() / weight)
-        scores.append((psnr, ssim))
+        scores[t] = (psnr, ssim)
     return scores
 
 
@@ -124,10 +126,10 @@ class MCAlignmentMetric(BaseMetric):
                 continue
             scores = alignment_scores(out['gt'].float(), out['displacement'],
                                       out['displacement_grid'])
-            indices = out.get('frame_indices', list(range(out['gt'].shape[0])))
+            indices = list(out.get('frame_indices', range(out['gt'].shape[0])))
             self.results.append(dict(key=str(out.get('key', i)), applicable=True,
-                                     frames=[(int(f), p, s) for f, (p, s)
-                                             in zip(list(indices)[1:], scores)]))
+                                     frames=[(int(indices[t]), p, s)
+                                             for t, (p, s) in scores.items()]))
 
     def compute_metrics(self, results):
         self.applicable = any(r.get('applicable') for r in results)
