@@ -176,3 +176,42 @@ def test_default_dataset_cli_gives_dvd_layout(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode != 0 and 'sub_frames=9' in proc.stderr and 'Traceback' not in proc.stderr
     assert not osp.exists(str(tmp_path / 'long'))
+
+
+def test_sources_that_give_one_sequence_name_are_refused(tmp_path):
+    """a/clip and b/clip would both be the sequence 'clip': the second overwrote the first's
+    frames in one folder (a spliced sequence). Refused before anything is written."""
+    tool = osp.join(ROOT, 'tools', 'dataset_converters', 'make_synthetic_blur.py')
+    for name in ('a', 'b'):
+        folder = tmp_path / name / 'clip'
+        folder.mkdir(parents=True)
+        for i, f in enumerate(_panning(9)):
+            cv2.imwrite(str(folder / f'{i:03d}.png'), f[..., ::-1])
+    proc = subprocess.run([sys.executable, tool, str(tmp_path / 'syn'), '--train',
+                           str(tmp_path / 'a' / 'clip'), str(tmp_path / 'b' / 'clip'),
+                           '--size', '32', '48', '--frames', '6', '--upsample', '2',
+                           '--stride', '2', '--window', '3'], capture_output=True, text=True)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    assert proc.stderr.strip() == (f'error: {tmp_path / "b" / "clip"} and {tmp_path / "a" / "clip"}'
+                                   " both give the train sequence 'clip'; rename one of them")
+    assert not osp.exists(tmp_path / 'syn') and not osp.exists(tmp_path / 'syn.tmp')
+    frames = fit_frames(_panning(9), (32, 48))
+    with pytest.raises(ValueError, match='train: sequence name.s. clip given to more than one'):
+        make_synthetic_dataset(str(tmp_path / 'api'), dict(train=[('clip', frames),
+                                                                  ('clip', frames)]),
+                               size=(32, 48))
+    assert not osp.exists(tmp_path / 'api.tmp')
+
+
+def test_short_footage_sequences_as_short_as_photo_ones(tmp_path):
+    """--frames 3 gives 3-frame sequences from footage as from photographs (it was refused as
+    'the footage gives only 3 frames' when the footage had more)."""
+    photos = skimage_photos()
+    out = str(tmp_path / 'short')
+    make_synthetic_dataset(out, dict(train=[('f', fit_frames(_panning(9), (32, 48))),
+                                            ('p', photos['coffee'])]), num_frames=3,
+                           size=(32, 48), footage=dict(window=3, upsample=2, stride=2))
+    assert VideoDeblurDataset(out, split='train').seqs == {'f': 3, 'p': 3}
+    with pytest.raises(ValueError, match='at least 1, got 0'):
+        make_synthetic_dataset(str(tmp_path / 'none'), dict(train=[('p', photos['coffee'])]),
+                               num_frames=0, size=(32, 48))

@@ -352,6 +352,14 @@ def make_synthetic_dataset(out, splits, num_frames=24, size=(144, 192), seed=0,
     Returns:
         str: ``out``.
     """
+    if num_frames < 1:
+        raise ValueError(f'frames per sequence must be at least 1, got {num_frames}')
+    for split, items in splits.items():
+        names = [seq for seq, _ in items]
+        twice = sorted({seq for seq in names if names.count(seq) > 1})
+        if twice:  # one folder would hold the frames of both
+            raise ValueError(f'{split}: sequence name(s) {", ".join(twice)} given to more than '
+                             'one source')
     footage = dict(dict(window=7, upsample=8, stride=8), **(footage or {}))
     out = osp.normpath(out)  # ('data/x/' would put the temporary inside the output)
     tmp = out + '.tmp'
@@ -375,7 +383,7 @@ def make_synthetic_dataset(out, splits, num_frames=24, size=(144, 192), seed=0,
                                          f'{tuple(size) + (3,)} (see fit_frames)')
                     blur, sharp = blur_from_frames(source, **footage)
                     blur, sharp = blur[:num_frames], sharp[:num_frames]
-                    if len(blur) < 5:
+                    if len(blur) < min(5, num_frames):
                         raise ValueError(f'{seq}: the footage gives only {len(blur)} frames')
                 blur = add_sensor_noise(blur, noise_sigma, rng)
                 write_dvd_sequence(tmp, split, seq, blur, sharp)

@@ -28,15 +28,22 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
 
 
 def user_sources(split, paths, size):
-    """[(seq_name, source)] of the given files: a photo is one source, footage one per shot."""
-    items = []
+    """[(seq_name, source)] of the given files: a photo is one source, footage one per shot.
+    Two sources that would give one sequence name (a/clip and b/clip, x.mp4 and x.jpg) are
+    refused, naming both: one folder would hold the frames of both."""
+    items, made_by = [], {}
     for path in paths:
         name = osp.splitext(osp.basename(osp.normpath(path)))[0]
         sources = load_source(path, size)
         if not sources:
             raise ValueError(f'{path}: no shot of at least 8 frames')
-        items += [(name if len(sources) == 1 else f'{name}_{k}', src)
-                  for k, src in enumerate(sources)]
+        for k, src in enumerate(sources):
+            seq = name if len(sources) == 1 else f'{name}_{k}'
+            if seq in made_by:
+                raise ValueError(f'{path} and {made_by[seq]} both give the {split} sequence '
+                                 f'{seq!r}; rename one of them')
+            made_by[seq] = path
+            items.append((seq, src))
     return items
 
 
