@@ -233,19 +233,33 @@ def test_results_do_not_depend_on_the_thread_count():
         assert torch.equal(s, m)
 
 
-def test_bad_arguments_raise_clear_errors():
+@pytest.mark.parametrize('kernels', [True, False])
+def test_bad_arguments_raise_clear_errors(kernels, monkeypatch):
+    """The same one-line errors from the kernels and from their references (the fallback, a
+    float16 input on the CPU), which would otherwise broadcast, crop or round silently."""
+    from mtu_toolkit.ops import functions
+    if not kernels:
+        monkeypatch.setattr(functions, 'uses_extension', lambda tensor: False)
     f1, f2 = features(1, 3, 5, 6)
-    with pytest.raises(RuntimeError, match='same shape'):
+    with pytest.raises(ValueError, match=r'must have the same shape, got \[1, 3, 5, 6\] and '
+                       r'\[1, 2, 5, 6\]'):
         correlation(f1, f2[:, :2], 2)
-    with pytest.raises(RuntimeError, match='4-D'):
+    wider = torch.randn(1, 3, 5, 9)
+    with pytest.raises(ValueError, match='same shape'):
+        correlation(f1, wider, 2)
+    with pytest.raises(ValueError, match='same shape'):
+        correlation_argmax(f1, torch.randn(2, 3, 5, 6), 2)  # not broadcast to a batch of 2
+    with pytest.raises(ValueError, match='4-D'):
         correlation(f1[0], f2[0], 2)
+    with pytest.raises(TypeError, match='floating-point tensor, got torch.int64'):
+        correlation_argmax(f1.long(), f2.long(), 2)  # the box filter would round down
     with pytest.raises(ValueError, match='max_displacement'):
         correlation(f1, f2, -1)
     with pytest.raises(ValueError, match='smooth must be odd'):
         correlation_argmax(f1, f2, 2, 4)
-    with pytest.raises(RuntimeError, match='smaller than'):
+    with pytest.raises(ValueError, match='smaller than'):
         warp_by_displacement(f1, torch.zeros(1, 2, 1, 2, dtype=torch.int64), 4)
-    with pytest.raises(RuntimeError, match='disp must be'):
+    with pytest.raises(ValueError, match='disp must be'):
         warp_by_displacement(f1, torch.zeros(1, 3, 2, 2, dtype=torch.int64), 4)
 
 
@@ -334,3 +348,18 @@ def test_warp_out_is_checked():
         warp_by_displacement(feat, disp, 4, out=torch.empty(1, 3, 8, 16)[..., ::2])
     with pytest.raises(RuntimeError, match='autograd'):
         warp_by_displacement(feat.requires_grad_(), disp, 4, out=torch.empty(1, 3, 8, 8))
+
+
+def test_warp_outside_the_frame_is_zero_whatever_the_frame_holds():
+    """A NaN or Inf in the frame does not leak into the outputs whose source is outside it
+    (the reference multiplied a clamped gather by a 0/1 mask: 0 * NaN is NaN)."""
+    feat = torch.randn(1, 2, 8, 8)
+    feat[0, :, 0, 0] = torch.tensor([float('nan'), float('inf')])
+    disp = torch.full((1, 2, 2, 2), -1, dtype=torch.int64)  # every source 4 px up and left
+    ref = warp_by_displacement_reference(feat, disp, 4)
+    outside = torch.zeros(8, 8, dtype=torch.bool)
+    outside[:4] = outside[:, :4] = True
+    assert torch.equal(ref[0, :, outside], torch.zeros(2, int(outside.sum())))
+    assert torch.isnan(ref[0, 0, 4, 4]) and torch.isinf(ref[0, 1, 4, 4])
+    if ops.uses_extension(feat):
+        torch.testing.assert_close(warp_by_displacement(feat, disp, 4), ref, equal_nan=True)

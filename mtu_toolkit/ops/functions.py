@@ -60,6 +60,37 @@ def matching_range(max_displacement, smooth=None):
     return d, box
 
 
+def _check_features(f1, f2):
+    """The matching ops' inputs, checked alike for the kernels and their references (which
+    would broadcast a batch, crop a wider ``f2`` or round an integer box filter down)."""
+    for name, f in (('f1', f1), ('f2', f2)):
+        if f.dim() != 4:
+            raise ValueError(f'{name} must be a 4-D (N, C, H, W) tensor, got shape '
+                             f'{list(f.shape)}')
+        if not f.is_floating_point():
+            raise TypeError(f'{name} must be a floating-point tensor, got {f.dtype}')
+    if f1.shape != f2.shape:
+        raise ValueError(f'f1 and f2 must have the same shape, got {list(f1.shape)} and '
+                         f'{list(f2.shape)}')
+    if f1.dtype != f2.dtype or f1.device != f2.device:
+        raise TypeError(f'f1 and f2 must have the same dtype and device, got {f1.dtype} on '
+                        f'{f1.device} and {f2.dtype} on {f2.device}')
+
+
+def _check_displacement(feat, disp, scale):
+    """The warp's inputs, checked alike for the kernel and its reference."""
+    if feat.dim() != 4:
+        raise ValueError(f'feat must be a 4-D (N, C, H, W) tensor, got shape {list(feat.shape)}')
+    if disp.dim() != 4 or disp.shape[0] != feat.shape[0] or disp.shape[1] != 2:
+        raise ValueError(f"disp must be (N, 2, h, w) with N = feat's batch size {feat.shape[0]}, "
+                         f'got shape {list(disp.shape)}')
+    need = [-(-size // scale) for size in feat.shape[2:]]
+    if disp.shape[2] < need[0] or disp.shape[3] < need[1]:
+        raise ValueError(f"disp's grid {disp.shape[2]}x{disp.shape[3]} is smaller than feat's "
+                         f'{feat.shape[2]}x{feat.shape[3]} divided by scale {scale} (needs at '
+                         f'least {need[0]}x{need[1]})')
+
+
 class CorrelationFunction(torch.autograd.Function):
     """Autograd wrapper of the compiled cost volume (gradients for both feature maps)."""
 
@@ -110,6 +141,8 @@ def correlation(f1, f2, max_displacement):
         features first for a cosine similarity.
     """
     d = _displacement(max_displacement)
+    if not tracing():  # (a trace records shapes as constants: checked where it was made)
+        _check_features(f1, f2)
     if uses_extension(f1):
         return CorrelationFunction.apply(f1, f2, d)
     return correlation_reference(f1, f2, d)
@@ -135,6 +168,8 @@ def correlation_argmax(f1, f2, max_displacement, smooth=5, workspace=None):
         Tensor: int64 (N, 2, H, W); channel 0 = dx, channel 1 = dy, in pixels of the input grid.
     """
     d, smooth = matching_range(max_displacement, smooth)
+    if not tracing():
+        _check_features(f1, f2)
     if uses_extension(f1):
         # named in torch.profiler's traces (a pybind call is invisible to it otherwise)
         with torch.no_grad(), record_function(ARGMAX_RANGE):
@@ -165,6 +200,8 @@ def warp_by_displacement(feat, disp, scale, out=None):
     scale = int(scale)
     if scale < 1:
         raise ValueError(f'scale must be a positive integer, got {scale}')
+    if not tracing():
+        _check_displacement(feat, disp, scale)
     if out is not None and torch.is_grad_enabled() and feat.requires_grad:
         raise RuntimeError('warp_by_displacement(out=...) does not support autograd (feat '
                            'requires grad); call it without out, or under torch.no_grad()')

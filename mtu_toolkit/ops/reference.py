@@ -82,4 +82,6 @@ def warp_by_displacement_reference(feat, disp, scale):
     valid = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
     index = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).view(n, 1, h * w)
     out = feat.reshape(n, c, h * w).gather(2, index.expand(n, c, h * w))
-    return out.view(n, c, h, w) * valid.unsqueeze(1).to(feat.dtype)
+    # zeros selected, not multiplied in: a NaN or Inf gathered in place of an outside source
+    # stays out (0 * NaN is NaN), as in the kernels
+    return torch.where(valid.unsqueeze(1), out.view(n, c, h, w), feat.new_zeros(()))
