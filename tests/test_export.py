@@ -65,6 +65,28 @@ def test_torchscript_step_gives_the_python_frames(tmp_path, mc_head):
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
 
 
+def test_a_traced_step_refuses_another_frame_size(tmp_path):
+    """Tracing fixes the frame size: the saved step checks it on every call (another size ran
+    without a word and gave wrong frames, or a 23-line interpreter traceback)."""
+    model = tiny()
+    path = str(tmp_path / 'step.pt')
+    export_torchscript(model, path, H, W)
+    loaded = torch.jit.load(path)
+    clip = moving_clip(2)
+    for bad in (clip[..., :H - 4, :], clip[..., :W - 3], clip[..., :5, :]):
+        h, w = bad.shape[-2:]
+        with pytest.raises(ValueError, match=rf'^this step was traced for {W}x{H} frames, got '
+                           rf'{w}x{h}: export one for that size \(tools/export.py --size '
+                           rf'{w}x{h}\)$'):
+            run_step_module(loaded, bad)
+    window = clip[[0, 0, 0, 1, 1]][None, ..., :H - 4, :]
+    with pytest.raises(torch.jit.Error, match='this step was traced for'):
+        loaded.first(window)  # called directly: TorchScript's error, naming the sizes
+    with torch.no_grad():  # its own size still gives the Python frames
+        torch.testing.assert_close(run_step_module(loaded, clip), model.infer_clip(clip),
+                                   rtol=0, atol=1e-5)
+
+
 def test_python_step_module_matches_stream():
     """FrameStep (what is exported) is the restorer's stream with the state made explicit."""
     model = tiny()

@@ -9,8 +9,9 @@ The exported step is the recurrent network of one frame with its state made expl
 restored frame (1, 3, H, W) in [0, 1], and ``restored`` (padded frame), ``feat`` and ``motion``
 (tuple of motion features) the state to feed to the next step. Any MC head whose ``estimate``
 and ``warp`` are traceable exports (see :class:`~mtu_toolkit.models.mc_heads.BaseMCHead`): the
-ops of :mod:`mtu_toolkit.ops` run their pure-PyTorch twins while tracing (same results; the
-fused argmax materialises the cost volume there). Tracing fixes the frame size: export one per
+ops of :mod:`mtu_toolkit.ops` run their pure-PyTorch twins while tracing (the same results
+but at near-ties of the matching, as for :func:`~mtu_toolkit.deploy.optimize_for_inference`;
+the fused argmax materialises the cost volume there). Tracing fixes the frame size: export one per
 size.
 """
 import io
@@ -36,19 +37,55 @@ def quiet_tracing():
         yield
 
 
+#: the start of the error of a traced step given frames of another size
+SIZE_ERROR = 'this step was traced for'
+
+
+def _check_frame_size(window: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``window``, if its frames are ``height`` x ``width``; a ValueError otherwise."""
+    if window.shape[-2] != height or window.shape[-1] != width:
+        raise ValueError('this step was traced for {}x{} frames, got {}x{}: export one for that '
+                         'size (tools/export.py --size {}x{})'.format(
+                             width, height, window.shape[-1], window.shape[-2],
+                             window.shape[-1], window.shape[-2]))
+    return window
+
+
+_scripted_size_check = []
+
+
+def scripted_size_check():
+    """:func:`_check_frame_size` as a TorchScript function: called while tracing, it stays in
+    the traced graph as a call (with its branch), so the saved step checks every window's size
+    (a plain Python check would run once, at tracing). Compiled on first use."""
+    if not _scripted_size_check:
+        with warnings.catch_warnings():  # (torch.jit.script's deprecation: tracing needs it)
+            warnings.simplefilter('ignore', DeprecationWarning)
+            _scripted_size_check.append(torch.jit.script(_check_frame_size))
+    return _scripted_size_check[0]
+
+
 class FrameStep(nn.Module):
-    """The restorer's single-frame inference with the recurrent state as plain tensors."""
+    """The restorer's single-frame inference with the recurrent state as plain tensors.
+
+    ``frame_size`` (height, width), when set, is checked on every window of a TorchScript trace
+    (:func:`export_torchscript`): tracing fixes the frame size, and another size would give
+    wrong frames or an interpreter traceback.
+    """
 
     def __init__(self, restorer):
         super().__init__()
         self.restorer = restorer
         self.num_matching = restorer.backbone.num_matching
+        self.frame_size = None
         # in eval mode itself: torch.onnx.export puts the exported module back into the mode
         # it found it in, recursively, and a wrapper left in training mode would leave the
         # restorer there too
         self.eval()
 
     def _step(self, window, state):
+        if self.frame_size is not None and torch.jit.is_tracing():
+            window = scripted_size_check()(window, *self.frame_size)
         out, state = self.restorer.restore_frame(window, state)
         return out, state.restored, state.feat, tuple(m for m in state.motion if m is not None)
 
@@ -119,6 +156,7 @@ def export_torchscript(restorer, path, height, width):
         torch.jit.ScriptModule: the traced step (methods ``forward`` and ``first``).
     """
     step = FrameStep(restorer)
+    step.frame_size = (int(height), int(width))
     window, state = example_inputs(restorer, height, width)
     with torch.no_grad(), quiet_tracing():
         traced = torch.jit.trace_module(
@@ -173,7 +211,13 @@ def run_step_module(step, frames):
     outs, state = [], None
     for t in range(num):
         window = frames[clamped_indices(t, num)].unsqueeze(0)
-        res = step.first(window) if state is None else step(window, *state)
+        try:
+            res = step.first(window) if state is None else step(window, *state)
+        except torch.jit.Error as err:  # the traced size check: its own line, not the trace's
+            last = str(err).strip().splitlines()[-1]
+            if SIZE_ERROR not in last:
+                raise
+            raise ValueError(last[last.index(SIZE_ERROR):]) from None
         outs.append(res[0][0])
         state = res[1:]
     return torch.stack(outs)

@@ -19,7 +19,10 @@ each an inference form of :mod:`mtu_toolkit.deploy.forms` on a copy of the model
   ``torch.jit.optimize_for_inference`` (oneDNN blocked layout through the U-Net).
 
 The motion compensation (the fused ``correlation_argmax`` op and the warp) stays eager. Results
-match the eager model to float rounding (tested).
+match the eager model to float rounding (tested), except at near-ties of the matching: where two
+displacements score within float rounding of each other (flat areas: letterbox bands, sky, a
+plain wall), features that differ by rounding can pick the other one, which changes the frame
+there (up to ~1e-3 on [0, 1], a few 8-bit values, on a letterboxed clip; docs/benchmarks.md).
 """
 import copy
 import warnings
