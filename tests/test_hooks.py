@@ -101,6 +101,23 @@ def test_atomic_checkpoint_survives_crash(tmp_path):
     assert sorted(p for p in os.listdir(tmp_path) if p.endswith('.pth')) == ['iter_2.pth']
 
 
+@pytest.mark.parametrize('keep', [-1, 0])
+def test_keeping_every_checkpoint(tmp_path, keep):
+    """max_keep_ckpts=-1 (mmengine's default: keep all) or 0: every checkpoint stays (the
+    hook read mmengine's keep_ckpt_ids, which exists only when it rotates, and the run failed
+    at its first save with nothing saved)."""
+    runner = _Runner(tmp_path)
+    hook = AtomicCheckpointHook(interval=1, by_epoch=False, max_keep_ckpts=keep)
+    runner._hooks = [hook]
+    hook.before_train(runner)
+    for it in range(3):
+        runner.iter = it
+        hook._save_checkpoint(runner)
+    assert sorted(p for p in os.listdir(tmp_path) if p.endswith('.pth')) == [
+        'iter_1.pth', 'iter_2.pth', 'iter_3.pth']
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_3.pth')
+
+
 def test_checkpoint_hook_refuses_a_misspelt_argument_when_built():
     # mmengine passes unknown keywords on to runner.save_checkpoint: the run trained up to its
     # first save and failed there with nothing saved

@@ -138,8 +138,10 @@ class AtomicCheckpointHook(CheckpointHook):
         name = self.filename_tmpl.format(step)
         self.last_ckpt = osp.join(self.out_dir, name)
         # the rotation is committed only once the save succeeded, so a failed save can be retried
-        keep, outdated = list(self.keep_ckpt_ids), []
-        if self.max_keep_ckpts > 0:
+        # (mmengine makes keep_ckpt_ids only when it rotates: max_keep_ckpts > 0)
+        rotating = self.max_keep_ckpts > 0
+        keep, outdated = list(self.keep_ckpt_ids) if rotating else [], []
+        if rotating:
             if not keep or keep[-1] != step:
                 keep.append(step)
             outdated = keep[:max(0, len(keep) - self.max_keep_ckpts)]
@@ -155,11 +157,12 @@ class AtomicCheckpointHook(CheckpointHook):
         except BaseException:
             if is_main_process() and osp.exists(self.last_ckpt + '.tmp'):
                 os.remove(self.last_ckpt + '.tmp')
-            if self.max_keep_ckpts > 0:
+            if rotating:
                 runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
             raise
-        self.keep_ckpt_ids.clear()
-        self.keep_ckpt_ids.extend(keep)
+        if rotating:
+            self.keep_ckpt_ids.clear()
+            self.keep_ckpt_ids.extend(keep)
         if not is_main_process():
             return
         fsync_replace(self.last_ckpt + '.tmp', self.last_ckpt)
