@@ -105,6 +105,27 @@ def test_paths_that_cannot_be_set(key, message):
         _load({key: 1})
 
 
+@pytest.mark.parametrize('item', ["custom_hooks=[dict(type=EMAHook,momentum=0.5)]",
+                                  "custom_hooks=[dict(type='EMAHook')]",
+                                  "model.backbone=dict(num_units=4)", "x={'a': 1}"])
+def test_a_dict_in_config_syntax_is_one_line(item, capsys):
+    """mmengine's parser recursed without end on the first (RecursionError) and kept the others
+    as text, which the Runner failed on later with a traceback."""
+    import argparse
+    from mtu_toolkit.engine.config_loader import add_cfg_options_argument
+    parser = argparse.ArgumentParser(prog='train.py')
+    add_cfg_options_argument(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--cfg-options', item])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    key = item.split('=')[0]
+    assert line == (f'train.py: error: --cfg-options {item}: a dict cannot be given here (values '
+                    'are numbers, text, [lists] or (tuples)); set its keys one by one '
+                    f'({key}.KEY=VALUE), or write it in a config that inherits this one (_base_)')
+    args = parser.parse_args(['--cfg-options', 'a=[1,(2,3)]', 'b=dictionary', 'c=x'])
+    assert args.cfg_options == {'a': [1, (2, 3)], 'b': 'dictionary', 'c': 'x'}
+
+
 def test_runner_arguments_are_known_even_when_the_config_leaves_them_out():
     cfg = _load({'work_dir': '/tmp/x', 'auto_scale_lr': dict(base_batch_size=8)})
     assert 'work_dir' not in Config.fromfile(DEMO)

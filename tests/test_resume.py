@@ -135,3 +135,46 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
             assert state['step'] == opt_b['state'][pid]['step']
             assert torch.allclose(state['exp_avg'], opt_b['state'][pid]['exp_avg'], atol=1e-6)
     assert a['param_schedulers'] == b['param_schedulers']
+
+
+def _train_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'train_tool', os.path.join(ROOT, 'tools', 'train.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+@pytest.mark.parametrize('given', ['None', '7', '1234'])
+def test_resume_takes_the_seed_of_the_run_it_continues(tmp_path, capsys, given):
+    """The training loader's sampler draws its order from the seed before mmengine adopts the
+    checkpoint's: resumed under no seed (mmengine draws one) or another one, the run drew other
+    clips than the run it continues (its weights differed by 1.8e-3 after 6 iterations)."""
+    data = make_dvd_tree(str(tmp_path / 'data'))
+    cfg = write_config(str(tmp_path / 'tiny.py'), data)
+    ckpt = tmp_path / 'work' / 'iter_2.pth'
+    ckpt.parent.mkdir()
+    torch.save(dict(meta=dict(seed=1234, iter=2), state_dict={}), ckpt)
+    tool = _train_tool()
+    args = tool.parse_args([cfg, '--work-dir', str(tmp_path / 'work'), '--resume',
+                            '--cfg-options', f'randomness.seed={given}'])
+    (tmp_path / 'work' / 'last_checkpoint').write_text(str(ckpt))
+    built = tool.build_cfg(args)
+    assert built.resume and built.load_from == str(ckpt)
+    assert built.randomness.seed == 1234
+    out = capsys.readouterr().out
+    told = f'--resume: the seed of {ckpt} (1234) is used, not 7:'
+    assert (told in out) == (given == '7')
+
+
+def test_resume_without_a_checkpoint_names_load_from(tmp_path, capsys):
+    data = make_dvd_tree(str(tmp_path / 'data'))
+    cfg = write_config(str(tmp_path / 'tiny.py'), data)
+    tool = _train_tool()
+    args = tool.parse_args([cfg, '--work-dir', str(tmp_path / 'empty'), '--resume',
+                            '--cfg-options', 'load_from=/models/pretrained.pth'])
+    built = tool.build_cfg(args)
+    assert not built.get('resume') and built.load_from == '/models/pretrained.pth'
+    assert (f'--resume: no checkpoint in {tmp_path / "empty"}, fine-tuning from load_from '
+            '/models/pretrained.pth') in capsys.readouterr().out

@@ -106,3 +106,47 @@ def test_mixed_precision_for_this_machine():
     cfg = load('mtu2', 'dvd')
     assert use_mixed_precision(cfg) == ['OptimWrapper', 'OptimWrapper']  # as configured
     assert use_mixed_precision(cfg, force=True) == [amp, amp]  # tools/train.py --amp
+
+
+@pytest.mark.parametrize('options, message', [
+    ({'+optim_wrapper.deblur.accumulative_counts': 4},
+     r'^optim_wrapper\.deblur\.accumulative_counts=4: gradient accumulation is not supported'),
+    ({'train_cfg.val_interval': 0},
+     r"^train_cfg\.val_interval=0: must be a positive number of iterations \(to train without "
+     r'validation, set val_cfg=None\)$'),
+    ({'_delete_param_scheduler': dict(deblurr=[dict(type='ConstantLR', factor=1.0)],
+                                      motion=[dict(type='ConstantLR', factor=1.0)])},
+     r'^param_scheduler: a schedule per optimiser needs one entry for each of deblur, motion, '
+     r'got deblurr, motion'),
+    ({'default_hooks.checkpoint.save_best': 'psnr'},
+     r"^default_hooks\.checkpoint\.save_best='psnr': the validation gives PSNR, SSIM "),
+    ({'default_hooks.checkpoint.save_best': ['PSNR', 'PNSR']}, r"save_best='PNSR'"),
+])
+def test_training_settings_mmengine_would_fail_on_late_are_refused(options, message):
+    """Each of these trained until the first checkpoint or validation (hours in) and failed
+    there, or was silently ignored (gradient accumulation with the two optimisers)."""
+    from mtu_toolkit.engine.config_loader import ConfigError, apply_cfg_options, user_error
+    from mtu_toolkit.engine.launch import check_training_settings
+    cfg = load('mtu2', 'dvd')
+    check_training_settings(cfg)  # the configs as shipped pass
+    if '_delete_param_scheduler' in options:  # a whole new value, as a config file gives it
+        cfg.param_scheduler = options.pop('_delete_param_scheduler')
+    apply_cfg_options(cfg, options)
+    with pytest.raises(ConfigError, match=message) as info:
+        check_training_settings(cfg)
+    assert user_error(info.value)[1] == 2
+
+
+def test_training_settings_that_work_pass():
+    from mtu_toolkit.engine.launch import check_training_settings
+    cfg = load('mtu10', 'dvd')  # the per-optimiser cosine schedule
+    assert set(cfg.param_scheduler) == {'deblur', 'motion'}
+    check_training_settings(cfg)
+    cfg.default_hooks.checkpoint.save_best = ['PSNR', 'SSIM']
+    cfg.val_evaluator = [cfg.val_evaluator, dict(type='MCAlignmentMetric', prefix='mc')]
+    check_training_settings(cfg)
+    cfg.default_hooks.checkpoint.save_best = 'mc/align_PSNR'
+    check_training_settings(cfg)
+    cfg.val_evaluator.append(dict(type='SomeoneElsesMetric'))  # names it cannot know: not checked
+    cfg.default_hooks.checkpoint.save_best = 'their_score'
+    check_training_settings(cfg)

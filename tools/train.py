@@ -35,8 +35,10 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     from mtu_toolkit.engine.config_loader import (
         interrupted, interruption_of, run_tool, terminate_like_interrupt, user_error)
     from mtu_toolkit.engine.launch import (
-        add_runner_arguments, runner_config, split_total_batch, use_mixed_precision)
-    from mtu_toolkit.engine.checkpoint import CheckpointLoadError, check_checkpoint_file
+        add_runner_arguments, check_training_settings, runner_config, split_total_batch,
+        use_mixed_precision)
+    from mtu_toolkit.engine.checkpoint import (
+        CheckpointLoadError, check_checkpoint_file, resume_seed)
     from mtu_toolkit.engine.hooks import add_strict_loading
     from mtu_toolkit.engine.runner import TrainingRunner
 
@@ -57,6 +59,7 @@ def parse_args(argv=None):
 
 def build_cfg(args):
     cfg = runner_config(args)
+    check_training_settings(cfg)
     kinds = use_mixed_precision(cfg, force=args.amp)
     if 'BF16AutocastOptimWrapper' in kinds:
         print('mixed precision without a GPU: training under bfloat16 autocast on the CPU',
@@ -68,12 +71,19 @@ def build_cfg(args):
     if args.resume == 'auto':
         ckpt = find_resume_checkpoint(cfg.work_dir)
         if ckpt is None:
-            print(f'--resume: no checkpoint in {cfg.work_dir}, starting from scratch', flush=True)
+            start = (f'fine-tuning from load_from {cfg.load_from}' if cfg.get('load_from')
+                     else 'starting from scratch')
+            print(f'--resume: no checkpoint in {cfg.work_dir}, {start}', flush=True)
         else:
             cfg.resume, cfg.load_from = True, ckpt
     elif args.resume:
         check_checkpoint_file(args.resume, '--resume: checkpoint')
         cfg.resume, cfg.load_from = True, args.resume
+    if cfg.get('resume'):
+        saved, given = resume_seed(cfg, cfg.load_from)
+        if saved is not None and given is not None and saved != given:
+            print(f'--resume: the seed of {cfg.load_from} ({saved}) is used, not {given}: the '
+                  'resumed run draws the clips the interrupted one would have', flush=True)
     add_strict_loading(cfg)
     return prepare_runtime(cfg, args.launcher)
 

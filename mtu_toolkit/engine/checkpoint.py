@@ -86,6 +86,27 @@ def load_from_local_weights_only(filename, map_location=None, report=None):
     return convert_if_official(ckpt, filename, report)
 
 
+def resume_seed(cfg, filename):
+    """Set ``cfg.randomness.seed`` to the seed of the run that saved ``filename`` (a checkpoint
+    to resume from) and return ``(saved, given)``; ``(None, given)`` and nothing changed when it
+    has none or cannot be read (the Runner's loading names the problem then).
+
+    mmengine adopts the checkpoint's seed while resuming, but only after the training loader,
+    whose sampler draws its order from the seed, was built: a run resumed under another seed
+    (or none: mmengine draws one) drew other clips than the run it continues.
+    """
+    randomness = cfg.setdefault('randomness', {})
+    given = randomness.get('seed')
+    try:
+        saved = load_from_local_weights_only(filename, 'cpu', report=lambda msg: None)[
+            'meta'].get('seed')
+    except Exception:  # noqa: BLE001 - reported by the Runner's own loading
+        return None, given
+    if saved is not None:
+        randomness['seed'] = saved
+    return saved, given
+
+
 def check_checkpoint_file(path, what='checkpoint'):
     """A clear ``FileNotFoundError`` unless ``path`` is a file (a folder is named as one)."""
     if osp.isdir(path):

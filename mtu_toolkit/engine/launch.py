@@ -135,6 +135,80 @@ def split_total_batch(cfg, launcher):
     return total, total // processes, processes
 
 
+def optim_wrappers(cfg):
+    """``{name: wrapper config}`` of ``cfg.optim_wrapper``: the two-optimiser recipe's
+    (``deblur``, ``motion``) or ``{'': the one wrapper}``."""
+    optim = cfg.get('optim_wrapper') or {}
+    if 'constructor' in optim:
+        return {k: v for k, v in optim.items() if k not in ('constructor', 'paramwise_cfg')}
+    return {'': optim}
+
+
+def _metric_names(evaluator):
+    """The names the metrics of an evaluator config give (prefixed as mmengine prefixes them),
+    or None when one of them does not say (a metric of another package)."""
+    from ..registry import METRICS
+    if isinstance(evaluator, dict) and 'metrics' in evaluator:
+        evaluator = evaluator['metrics']
+    names = []
+    for metric in evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]:
+        try:  # (an unknown type is the Runner's error to give, when it builds the metric)
+            cls = METRICS.get(metric.get('type')) if isinstance(metric, dict) else None
+        except KeyError:
+            return None
+        keys = getattr(cls, 'metric_keys', None)
+        if keys is None:
+            return None
+        prefix = metric.get('prefix', cls.default_prefix)
+        names += [f'{prefix}/{k}' if prefix else k for k in keys]
+    return names
+
+
+def check_training_settings(cfg):
+    """Refuse, before the Runner is built, settings that mmengine would take and then fail on
+    (or ignore) hours into a run, in one line naming the key.
+
+    - ``accumulative_counts`` (gradient accumulation): the restorer steps its optimiser(s)
+      once per frame of a clip, so mmengine's count of steps is not iterations (with the two
+      optimisers it had no effect, with one it failed after a few iterations);
+    - ``train_cfg.val_interval``: a positive number of iterations (0 divided by zero after the
+      first iteration; no validation is ``val_cfg=None``);
+    - a ``param_scheduler`` given per optimiser (a dict of lists): one entry per optimiser of
+      the two-optimiser recipe, by its name;
+    - ``default_hooks.checkpoint.save_best``: a metric the validation gives (a misspelt one
+      failed at the first validation).
+    """
+    from .config_loader import ConfigError
+    wrappers = optim_wrappers(cfg)
+    for name, wrapper in wrappers.items():
+        counts = wrapper.get('accumulative_counts', 1) if isinstance(wrapper, dict) else 1
+        if counts != 1:
+            key = f'optim_wrapper.{name}.' if name else 'optim_wrapper.'
+            raise ConfigError(f'{key}accumulative_counts={counts}: gradient accumulation is not '
+                              'supported (the restorer steps its optimisers once per frame of '
+                              'a clip); for a larger batch raise train_dataloader.batch_size')
+    interval = (cfg.get('train_cfg') or {}).get('val_interval', 1)
+    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+        raise ConfigError(f'train_cfg.val_interval={interval!r}: must be a positive number of '
+                          'iterations (to train without validation, set val_cfg=None)')
+    scheduler = cfg.get('param_scheduler')
+    if isinstance(scheduler, dict) and 'type' not in scheduler and '' not in wrappers:
+        if set(scheduler) != set(wrappers):
+            raise ConfigError(f'param_scheduler: a schedule per optimiser needs one entry for '
+                              f'each of {", ".join(sorted(wrappers))}, got '
+                              f'{", ".join(sorted(scheduler)) or "none"} (or give one list for '
+                              'both)')
+    checkpoint = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
+    best = checkpoint.get('save_best') if isinstance(checkpoint, dict) else None
+    names = (_metric_names(cfg.get('val_evaluator') or [])
+             if best and cfg.get('val_cfg') is not None else None)
+    if names is not None:
+        for key in best if isinstance(best, (list, tuple)) else [best]:
+            if key != 'auto' and key not in names:
+                raise ConfigError(f'default_hooks.checkpoint.save_best={key!r}: the validation '
+                                  f'gives {", ".join(names)} (or use \'auto\')')
+
+
 def use_mixed_precision(cfg, force=False):
     """Make the config's optimiser wrapper(s) mixed precision for this machine.
 
@@ -148,9 +222,7 @@ def use_mixed_precision(cfg, force=False):
         list[str]: the wrapper types now in use, one per wrapper.
     """
     from .config_loader import ConfigError
-    optim = cfg.optim_wrapper
-    wrappers = ([optim[k] for k in optim if k not in ('constructor', 'paramwise_cfg')]
-                if 'constructor' in optim else [optim])
+    wrappers = list(optim_wrappers(cfg).values())
     plain = ('OptimWrapper', 'AmpOptimWrapper', 'BF16AutocastOptimWrapper')
     for wrapper in wrappers:
         kind = wrapper.get('type', 'OptimWrapper')

@@ -37,6 +37,8 @@ class VideoRestorationMetric(BaseMetric):
         prefix (str | None): prefix of the metric names in logs.
     """
     default_prefix = None
+    #: the names :meth:`compute_metrics` gives (``save_best`` is checked against them)
+    metric_keys = ('PSNR', 'SSIM')
 
     def __init__(self, protocol='toolkit', align=False, device=None, collect_device='cpu',
                  prefix=None):
