@@ -219,6 +219,22 @@ def test_registry_error_becomes_one_line_with_the_close_match(capsys, monkeypatc
     assert message.endswith('. known in mmengine::optimizer: Adam, SGD')
 
 
+def test_a_tool_that_is_done_ignores_ctrl_c_while_python_shuts_down():
+    """After the tool's work and its last line, a Ctrl-C during Python's exit handlers printed
+    a traceback; run as a script (argv None), run_tool leaves the signals ignored."""
+    code = ('import signal\n'
+            'from mtu_toolkit.engine.config_loader import run_tool\n'
+            'assert run_tool(lambda argv: 0, []) == 0\n'
+            'assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # (called in-process)\n'
+            'assert run_tool(lambda argv: 3) == 3\n'
+            'print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN, '
+            'signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)\n')
+    proc = subprocess.run([sys.executable, '-c', code], env=tool_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ['True', 'True']
+
+
 def test_debug_and_bugs_keep_the_traceback(monkeypatch, capsys):
     monkeypatch.delenv('MTU_DEBUG', raising=False)
     with pytest.raises(ConfigError):

@@ -48,12 +48,35 @@ def test_visualization_hook_writes_strips(tmp_path):
 
 
 def test_save_restored_frames(tmp_path):
+    """The frames go into a temporary folder that becomes out_dir when the test ends: an
+    interrupted test leaves no partial folder that looks like a whole result."""
     hook = SaveRestoredFramesHook(out_dir=str(tmp_path / 'out'))
     pred = torch.rand(2, 3, 9, 11)
+    hook.before_test()
     hook.after_test_iter(None, 0, None, [dict(pred=pred, key='seqA', frame_indices=[3, 4])])
+    assert not (tmp_path / 'out').exists()
+    hook.after_test()
+    assert os.listdir(tmp_path) == ['out']
     assert sorted(os.listdir(tmp_path / 'out' / 'seqA')) == ['00003.png', '00004.png']
     img = _read_rgb(str(tmp_path / 'out' / 'seqA' / '00004.png')).permute(2, 0, 1)
     assert torch.equal(img, pred[1].mul(255).round().byte())
+    # interrupted: nothing of it stays, the earlier result is untouched
+    again = SaveRestoredFramesHook(out_dir=str(tmp_path / 'out'), overwrite=True)
+    again.before_test()
+    again.after_test_iter(None, 0, None, [dict(pred=pred, key='seqB', frame_indices=[0, 1])])
+    again.abort()
+    assert os.listdir(tmp_path) == ['out'] and os.listdir(tmp_path / 'out') == ['seqA']
+    # without overwrite, a folder that another run filled meanwhile is not replaced
+    third = SaveRestoredFramesHook(out_dir=str(tmp_path / 'out'))
+    third.before_test()
+    with pytest.raises(ValueError, match='another run filled it'):
+        third.after_test()
+    assert os.listdir(tmp_path) == ['out'] and os.listdir(tmp_path / 'out') == ['seqA']
+    # with it, the whole folder is replaced
+    again.before_test()
+    again.after_test_iter(None, 0, None, [dict(pred=pred, key='seqB', frame_indices=[0, 1])])
+    again.after_test()
+    assert os.listdir(tmp_path) == ['out'] and os.listdir(tmp_path / 'out') == ['seqB']
 
 
 class _Runner:

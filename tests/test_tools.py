@@ -57,6 +57,27 @@ def test_train_then_test(tmp_path):
     assert csv_lines[-1].startswith('overall,12,') and csv_lines[-1].endswith(',toolkit,False')
     assert report['protocol']['protocol'] == 'toolkit' and 'protocol: toolkit (' in log
     assert sorted(os.listdir(out_dir / 'video1')) == [f'{i:05d}.png' for i in range(6)]
+    assert report['checkpoint'] == str(work / 'iter_4.pth') and report['config'] == cfg
+    # each run's tables also in its log folder: a later test in this work dir loses none
+    kept = list(test_work.glob('*/test_results.json'))
+    assert len(kept) == 1 and json.loads(kept[0].read_text()) == report
+    # the frames of an earlier test are replaced only with --overwrite, checked before any work
+    again = [os.path.join(ROOT, 'tools', 'test.py'), cfg, str(work / 'iter_2.pth'),
+             '--work-dir', str(test_work), '--out-dir', str(out_dir)]
+    (out_dir / 'video1' / '00000.png').write_bytes(b'mine')
+    proc = subprocess.run([sys.executable] + again, cwd=tmp_path, env=tool_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f'error: --out-dir {out_dir}: holds files (restored frames of an earlier test?); pass '
+        '--overwrite to replace it, or give a new folder']
+    assert (out_dir / 'video1' / '00000.png').read_bytes() == b'mine'
+    assert len(list(test_work.glob('*/test_results.json'))) == 1
+    _run(again + ['--overwrite'], tmp_path)
+    assert (out_dir / 'video1' / '00000.png').read_bytes()[:4] == b'\x89PNG'
+    assert not list(tmp_path.glob('restored.*'))  # no temporary or moved-aside folder left
+    assert json.loads((test_work / 'test_results.json').read_text())['checkpoint'] == str(
+        work / 'iter_2.pth')
+    assert len(list(test_work.glob('*/test_results.json'))) == 2
 
     # independent reference: the checkpoint's model run here, scored by scikit-image
     model = MODELS.build(dict(
@@ -104,3 +125,35 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
                            str(tmp_path / 'nope.pth')], env=tool_env(), capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0 and 'nope.pth does not exist' in proc.stderr
+
+
+@pytest.mark.slow
+def test_test_interrupted_leaves_no_frames_and_says_so(tmp_path):
+    """Ctrl-C while test.py restores: one line, exit 130, and no --out-dir (it held 2 of 6
+    sequences, looking like a result, after a 13-frame traceback)."""
+    import glob
+    import signal
+    import time
+    data = make_dvd_tree(str(tmp_path / 'data'), videos=6, frames=10, size=(128, 160))
+    cfg = write_config(str(tmp_path / 'tiny.py'), data)
+    ckpt = tmp_path / 'model.pth'
+    model = MODELS.build(dict(
+        type='MTURestorer', backbone=dict(type='MTUNet', num_units=1, channels=8, num_blocks=1,
+                                          mc_head=dict(type='CorrelationMCHead',
+                                                       max_displacement=3))))
+    torch.save(dict(meta={}, state_dict=model.state_dict()), ckpt)
+    out = tmp_path / 'restored'
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tools', 'test.py'), cfg,
+                             str(ckpt), '--work-dir', str(tmp_path / 'work'), '--out-dir',
+                             str(out)], cwd=tmp_path, env=tool_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not glob.glob(f'{out}.tmp-mtu*/video0') and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert err.strip().splitlines() == ['interrupted; no results or frames written']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['data', 'model.pth', 'tiny.py',
+                                                          'work']
+    assert not (tmp_path / 'work' / 'test_results.json').exists()

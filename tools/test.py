@@ -9,9 +9,15 @@ evaluation protocol that produced it, and writes it to ``<work_dir>/test_results
 the protocol and per-frame values) and ``test_results.csv`` (protocol and alignment columns).
 ``--protocol`` picks how frames are scored (default: the config's, ``toolkit`` unless set):
 ``reference`` is the reference implementation's eval.py, ``matlab`` its MATLAB evaluation (the
-paper's tables, with ``--align``); see docs/evaluation.md. ``--out-dir``
-saves the restored frames as ``<out-dir>/<sequence>/<frame:05d>.png``. Half-precision inference
-(the paper's "hp" model) comes from the config: ``model.infer_dtype='float16'``.
+paper's tables, with ``--align``); see docs/evaluation.md. The JSON names the checkpoint and
+config; each run's tables are also kept in its log folder (``<work_dir>/<timestamp>/``), so a
+later test of another checkpoint in the same work dir loses no earlier result.
+
+``--out-dir`` saves the restored frames as ``<out-dir>/<sequence>/<frame:05d>.png``, written
+into a temporary folder that becomes ``--out-dir`` when the test ends (an interrupted test
+leaves none); a folder that holds files is replaced only with ``--overwrite``. Ctrl-C or SIGTERM
+stops with one line. Half-precision inference (the paper's "hp" model) comes from the config:
+``model.infer_dtype='float16'``.
 
 CHECKPOINT may also be a released file of the paper's authors (``MTU2_DVD.pytorch``): it is
 converted on loading (one line says so). Checkpoints are loaded strictly: one of another variant
@@ -34,11 +40,13 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     from mmengine.runner import Runner
 
     from mtu_toolkit.engine import finish_distributed, prepare_runtime
-    from mtu_toolkit.engine.config_loader import ConfigError, run_tool
+    from mtu_toolkit.engine.config_loader import (
+        ConfigError, interrupted, interruption_of, run_tool, terminate_like_interrupt)
     from mtu_toolkit.engine.launch import add_runner_arguments, runner_config
     from mtu_toolkit.engine.checkpoint import (
         CheckpointLoadError, atomic_write_text, check_checkpoint_file)
-    from mtu_toolkit.engine.hooks import add_strict_loading
+    from mtu_toolkit.engine.hooks import SaveRestoredFramesHook, add_strict_loading
+    from mtu_toolkit.engine.hooks.restored_frames_hook import check_frames_folder
     from mtu_toolkit.evaluation import (
         PROTOCOLS, MCAlignmentMetric, VideoRestorationMetric, apply_protocol)
 
@@ -50,6 +58,8 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='where logs and result tables go '
                         '(default: ./work_dirs/<config name>)')
     parser.add_argument('--out-dir', help='save restored frames as PNG under this folder')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an --out-dir that holds files')
     parser.add_argument('--protocol', choices=sorted(PROTOCOLS),
                         help="how frames are scored (default: the config's, 'toolkit' unless "
                         "set): 'reference' = the reference eval.py, 'matlab' = its MATLAB "
@@ -63,6 +73,11 @@ def parse_args(argv=None):
 
 def build_cfg(args):
     check_checkpoint_file(args.checkpoint)
+    if args.out_dir:
+        try:
+            check_frames_folder(args.out_dir, args.overwrite)
+        except ValueError as err:
+            raise ConfigError(f'--out-dir {err}') from None
     cfg = runner_config(args)
     cfg.load_from, cfg.resume = args.checkpoint, False
     for key in ('test_dataloader', 'test_evaluator', 'test_cfg'):
@@ -77,7 +92,7 @@ def build_cfg(args):
     add_alignment_metric(cfg)
     if args.out_dir:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='SaveRestoredFramesHook', out_dir=args.out_dir)]
+            dict(type='SaveRestoredFramesHook', out_dir=args.out_dir, overwrite=args.overwrite)]
     add_strict_loading(cfg)
     return prepare_runtime(cfg, args.launcher)
 
@@ -121,13 +136,14 @@ def format_table(sequences, overall, protocol=None):
     return '\n'.join(rows)
 
 
-def write_tables(work_dir, metric, alignment=None, head=None):
-    """``test_results.json`` (protocol, overall, sequences, frames, the MC alignment) and
-    ``test_results.csv`` (sequences and overall, each row naming the protocol and alignment)
-    from an evaluated :class:`VideoRestorationMetric` (and :class:`MCAlignmentMetric`)."""
+def write_tables(work_dir, metric, alignment=None, head=None, tested=None):
+    """``test_results.json`` (what was tested, protocol, overall, sequences, frames, the MC
+    alignment) and ``test_results.csv`` (sequences and overall, each row naming the protocol and
+    alignment) from an evaluated :class:`VideoRestorationMetric` (and
+    :class:`MCAlignmentMetric`); ``tested``: ``{'checkpoint': ..., 'config': ...}``."""
     os.makedirs(work_dir, exist_ok=True)
     overall, info = metric.overall, metric.protocol_info
-    report = dict(protocol=info, overall=overall, sequences=metric.sequence_table,
+    report = dict(tested or {}, protocol=info, overall=overall, sequences=metric.sequence_table,
                   frames=metric.frame_table)
     if alignment is not None:
         report['mc_alignment'] = dict(
@@ -149,11 +165,20 @@ def write_tables(work_dir, metric, alignment=None, head=None):
 def main(argv=None):
     args = parse_args(argv)
     runner = Runner.from_cfg(build_cfg(args))
+    terminate_like_interrupt()
     try:
         metrics = runner.test()
-    except CheckpointLoadError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 4
+    except (KeyboardInterrupt, Exception) as err:
+        for hook in runner.hooks:  # the frames written so far: not left as a result
+            if isinstance(hook, SaveRestoredFramesHook):
+                hook.abort()
+        if isinstance(err, CheckpointLoadError):
+            print(f'error: {err}', file=sys.stderr)
+            return 4
+        stop = interruption_of(err)
+        if stop is None:
+            raise
+        return interrupted(stop, 'no results or frames written')
     main_process = is_main_process()
     finish_distributed()
     if not main_process:
@@ -171,8 +196,11 @@ def main(argv=None):
         if hasattr(getattr(model, 'backbone', None), 'mc_head') else None
     if alignment is not None:
         print(alignment_line(alignment, head), flush=True)
-    write_tables(runner.work_dir, metric, alignment, head)
-    print(f'results written to {osp.join(runner.work_dir, "test_results.{json,csv}")}')
+    tested = dict(checkpoint=osp.abspath(args.checkpoint), config=osp.abspath(args.config))
+    for folder in (runner.log_dir, runner.work_dir):  # this run's, and the latest
+        write_tables(folder, metric, alignment, head, tested)
+    print(f'results written to {osp.join(runner.work_dir, "test_results.{json,csv}")} (and '
+          f'{runner.log_dir})')
 
 
 if __name__ == '__main__':

@@ -486,13 +486,18 @@ def run_tool(main, argv=None):
         missing file, the inference errors' own codes). With ``--debug`` / ``MTU_DEBUG=1``
         the exception propagates with its traceback.
     """
-    argv = sys.argv[1:] if argv is None else list(argv)
+    script, argv = argv is None, sys.argv[1:] if argv is None else list(argv)
     try:
-        return main(argv) or 0
+        code = main(argv) or 0
     except Exception as err:  # noqa: BLE001 - sorted into user mistakes and bugs below
         found = user_error(err)
         if found is None or debug_requested(argv):
             raise
         message, code = found
         print(f'error: {message}', file=sys.stderr, flush=True)
-        return code
+    if script:
+        # the tool is done and has said so: a Ctrl-C while Python shuts down (torch's exit
+        # handlers take a moment) printed a traceback after a run that had succeeded
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+    return code
