@@ -73,7 +73,8 @@ def test_two_cpu_ranks_agree(tmp_path):
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
          '--master_addr', '127.0.0.1', '--master_port', str(_free_port()),
          os.path.join(ROOT, 'tools', 'test.py'), cfg, str(work / 'iter_3.pth'),
-         '--launcher', 'pytorch', '--work-dir', str(test_dir)],
+         '--launcher', 'pytorch', '--work-dir', str(test_dir), '--out-dir',
+         str(tmp_path / 'frames')],
         cwd=tmp_path, env=tool_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'terminate called' not in proc.stderr
@@ -82,6 +83,11 @@ def test_two_cpu_ranks_agree(tmp_path):
     assert [s['sequence'] for s in report['sequences']] == \
         [s['sequence'] for s in single['sequences']]
     assert report['overall']['PSNR'] == pytest.approx(single['overall']['PSNR'], abs=1e-3)
+    # both ranks' frames in the one folder rank 0 named, put in place whole
+    assert sorted(os.listdir(tmp_path / 'frames')) == [s['sequence'] for s in report['sequences']]
+    assert all(len(os.listdir(tmp_path / 'frames' / s['sequence'])) == s['frames']
+               for s in report['sequences'])
+    assert not list(tmp_path.glob('frames.*'))
 
 
 def _single_process_test(cfg, ckpt, work_dir):
