@@ -102,6 +102,51 @@ def kept_buffer(buf, shape, dtype, device, memory_format=torch.contiguous_format
     return empty_huge(shape, dtype=dtype, device=device, memory_format=memory_format)
 
 
+class KeptBuffers:
+    """The buffers one module keeps from call to call (:func:`kept_buffer`), by name, for the
+    first thread that asks: another thread calling the same module gets fresh tensors every
+    call, so two threads never write one buffer (a model served from two threads gave wrong
+    frames). A copy or a pickle (``copy.deepcopy``, a ``multiprocessing`` worker) starts with
+    none: multiprocessing moves pickled tensors into shared memory, so kept buffers sent along
+    would be written by two processes at once.
+    """
+
+    def __init__(self):
+        self._owner, self._buffers = None, {}
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self.__init__()
+
+    def mine(self):
+        """Whether this thread is the owner (the first that asked, from now on)."""
+        if self._owner is None:
+            self._owner = threading.get_ident()
+        return self._owner == threading.get_ident()
+
+    def get(self, name, shape, dtype, device, memory_format=torch.contiguous_format):
+        """Buffer ``name`` of ``shape`` (see :func:`kept_buffer`); a fresh one in another
+        thread than the owner."""
+        if not self.mine():
+            return empty_huge(shape, dtype=dtype, device=device, memory_format=memory_format)
+        buf = kept_buffer(self._buffers.get(name), shape, dtype, device, memory_format)
+        self._buffers[name] = buf
+        return buf
+
+    def workspace(self, name):
+        """An empty uint8 CPU tensor kept as ``name``, which an op grows in place to what it
+        needs (the argmax's scratch); None in another thread than the owner (the op then
+        allocates its own)."""
+        if not self.mine():
+            return None
+        buf = self._buffers.get(name)
+        if buf is None or not writable_here(buf):  # (one made under inference_mode cannot grow)
+            buf = self._buffers[name] = torch.empty(0, dtype=torch.uint8)
+        return buf
+
+
 #: Tensors of this many bytes or more are recycled (:func:`recycled_empty`). The C library
 #: serves allocations this large from memory it maps for them or trims from its heap when they
 #: are freed, so a fresh one often page-faults on every first touch (figures in

@@ -95,11 +95,11 @@ def test_inference_estimates_reuse_their_buffers():
             cur, prev = torch.randn(1, 16, 12, 16), torch.randn(1, 16, 12, 16)
             assert torch.equal(head.estimate(cur, prev)['motion'],
                                plain.estimate(cur, prev)['motion'])
-            seen.append([b.data_ptr() for b in head._norm_buffers])
+            seen.append([head._kept._buffers[f'norm{i}'].data_ptr() for i in (0, 1)])
             if uses_extension(cur):
-                seen[-1].append(head._argmax_workspace.data_ptr())
+                seen[-1].append(head._kept._buffers['argmax'].data_ptr())
     assert seen[0] == seen[1] == seen[2] and 0 not in seen[0]
-    assert plain._argmax_workspace is None and plain._norm_buffers == [None, None]
+    assert not plain._kept._buffers
 
 
 def test_fast_normalize_matches_f_normalize_in_inference_only(monkeypatch):

@@ -84,7 +84,7 @@ def test_windows_are_converted_into_one_kept_buffer():
     bytes_ = torch.randint(0, 256, (1, 5, 20, 24, 3), dtype=torch.uint8)
     plain = bytes_.permute(0, 1, 4, 2, 3).float().div(255).contiguous()
     ref, _ = model.restore_frame(plain, None)
-    assert model._window_buffer is None
+    assert not model._kept._buffers
     seen = set()
     for window in (bytes_.permute(0, 1, 4, 2, 3),                      # uint8, strided
                    bytes_.permute(0, 1, 4, 2, 3).contiguous(),         # uint8
@@ -92,7 +92,7 @@ def test_windows_are_converted_into_one_kept_buffer():
         kept = window.clone()
         out, _ = model.restore_frame(window, None)
         assert torch.equal(out, ref) and torch.equal(window, kept)
-        seen.add(model._window_buffer[1].data_ptr())  # (owner thread, buffer)
+        seen.add(model._kept._buffers['window'].data_ptr())
     assert len(seen) == 1
 
 

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import memory
-from ..memory import kept_buffer
+from ..memory import KeptBuffers
 from ..models.layers import apply_conv
 from .conv_engine import conv_ext, direct_conv_isa
 
@@ -137,8 +137,7 @@ class DirectConv2d(nn.Module):
         super().__init__()
         self.relu = relu
         self.reuse_output = reuse_output
-        self._buffer = None
-        self._sum = None  # the sum of the inputs (sum_inputs)
+        self._kept = KeptBuffers()  # the reused output, the sum of the inputs (sum_inputs)
         self.transposed = isinstance(conv, nn.ConvTranspose2d)
         self.out_channels = conv.out_channels
         self.stride, self.padding = conv.stride[0], conv.padding[0]
@@ -190,11 +189,11 @@ class DirectConv2d(nn.Module):
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
             return sum(inputs[1:], inputs[0])
         first = inputs[0]
-        self._sum = kept_buffer(self._sum, first.shape, first.dtype, first.device)
-        torch.add(first, inputs[1], out=self._sum)
+        total = self._kept.get('sum', first.shape, first.dtype, first.device)
+        torch.add(first, inputs[1], out=total)
         for x in inputs[2:]:
-            self._sum.add_(x)
-        return self._sum
+            total.add_(x)
+        return total
 
     def _output_shape(self, x):
         n, _, h, w = x.shape
@@ -204,8 +203,7 @@ class DirectConv2d(nn.Module):
             for size in (h, w))
 
     def _reused_buffer(self, x, shape):
-        self._buffer = kept_buffer(self._buffer, shape, x.dtype, x.device)
-        return self._buffer
+        return self._kept.get('out', shape, x.dtype, x.device)
 
     def _reference(self, inputs, residual):
         if self.reference_layer is not None:

@@ -116,9 +116,12 @@ def optimize_for_inference(restorer, compile=False, mode=None, winograd='auto'):
     On CUDA, or with bfloat16 autocast, the model is returned as it is (cuDNN picks its own
     algorithms; ``torch.backends.cudnn.benchmark`` is switched on); ``infer_dtype='float16'``
     runs in float32 on the CPU, so it gets the fast copy (:meth:`MTURestorer.autocast_dtype`).
-    The copy keeps the
-    model's state-dict keys, but is meant for inference only (the direct form writes reused
-    buffers: one thread per copy).
+    The copy is for inference only. Its layers run weights copied (and packed) when it was
+    made, so it refuses ``load_state_dict`` in one line: load new weights into ``restorer`` and
+    optimise it again. Its ``state_dict`` is not a checkpoint (the frozen units keep none of
+    their layers' keys): save the restorer's. Its kept buffers belong to the first thread that
+    runs it; another thread gets fresh ones (correct, slower): give each thread its own copy
+    (``copy.deepcopy``) to run threads side by side at full speed.
     """
     if mode is None:
         mode = 'compile' if compile else default_mode()
@@ -150,7 +153,16 @@ def optimize_for_inference(restorer, compile=False, mode=None, winograd='auto'):
             net.units[i] = CompiledModule(unit)
     else:
         freeze_units(net)
+    fast.register_load_state_dict_pre_hook(_refuse_loading)
     return fast
+
+
+def _refuse_loading(module, *args):
+    """``load_state_dict`` into a fast copy: the weights would go to state-dict entries its
+    layers no longer read (it said 'All keys matched' and ran the old weights)."""
+    raise RuntimeError('this is a copy made by optimize_for_inference, whose layers run the '
+                       'weights it was made with: load the weights into the restorer, then '
+                       'call optimize_for_inference again')
 
 
 def tool_model(restorer, compile=False, eager=False):

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from ...checked_registry import ComponentArgumentError
-from ...memory import kept_buffer, writable_here
+from ...memory import KeptBuffers
 from ...ops import (correlation, correlation_argmax, smooth_cost_volume, uses_extension,
                     volume_argmax_to_displacement, warp_by_displacement)
 from ...ops.functions import matching_range
@@ -68,9 +68,8 @@ class CorrelationMCHead(BaseMCHead):
             raise ComponentArgumentError(f'CorrelationMCHead: {err}') from None
         self.reuse_warp_output = False
         self.fast_normalize = False
-        self._warp_buffer = None
-        self._norm_buffers = [None, None]  # fast_normalize's outputs (cur, prev)
-        self._argmax_workspace = None  # the argmax's scratch (reuse_warp_output)
+        # the warp's output, fast_normalize's outputs (cur, prev), the argmax's scratch
+        self._kept = KeptBuffers()
 
     def estimate(self, cur, prev):
         """cur, prev: (N, 2ch, h, w) -> dict(motion=int64 (N, 2, h, w) (dx, dy), [cost_volume])."""
@@ -82,12 +81,8 @@ class CorrelationMCHead(BaseMCHead):
         else:
             cur, prev = F.normalize(cur, dim=1), F.normalize(prev, dim=1)
         if not self.training:
-            if self.reuse_warp_output and (self._argmax_workspace is None
-                                           or not writable_here(self._argmax_workspace)):
-                # (the op grows it in place: one made under inference_mode cannot be, outside)
-                self._argmax_workspace = torch.empty(0, dtype=torch.uint8)
-            disp = correlation_argmax(cur, prev, self.max_displacement, self.smooth,
-                                      self._argmax_workspace if self.reuse_warp_output else None)
+            workspace = self._kept.workspace('argmax') if self.reuse_warp_output else None
+            disp = correlation_argmax(cur, prev, self.max_displacement, self.smooth, workspace)
             return dict(motion=disp)
         volume = smooth_cost_volume(correlation(cur, prev, self.max_displacement), self.smooth)
         disp = volume_argmax_to_displacement(volume.detach(), self.max_displacement)
@@ -104,17 +99,14 @@ class CorrelationMCHead(BaseMCHead):
     def _norm_buffer(self, i, x):
         """Normalisation buffer ``i`` for ``x`` (contiguous, like it): dead once the argmax
         has run, so one pair serves every call."""
-        self._norm_buffers[i] = kept_buffer(self._norm_buffers[i], x.shape, x.dtype, x.device)
-        return self._norm_buffers[i]
+        return self._kept.get(f'norm{i}', x.shape, x.dtype, x.device)
 
     def _reused_warp_buffer(self, feat):
         """The buffer for a warp of ``feat``: like it, in the layout the warp writes."""
         channels_last = (feat.device.type == 'cpu' and not feat.is_contiguous()
                          and feat.is_contiguous(memory_format=torch.channels_last))
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self._warp_buffer = kept_buffer(self._warp_buffer, feat.shape, feat.dtype, feat.device,
-                                        fmt)
-        return self._warp_buffer
+        return self._kept.get('warp', feat.shape, feat.dtype, feat.device, fmt)
 
     def displacement(self, motion, frame):
         """The integer displacement, x ``scale`` in full-resolution pixels, on its 1/4 grid."""

@@ -1,6 +1,5 @@
 """MTURestorer: trains the MTU network on clips (truncated BPTT of one frame) and infers as a
 stream."""
-import threading
 import warnings
 from contextlib import nullcontext
 
@@ -9,7 +8,7 @@ import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapperDict
 
-from ...memory import kept_buffer, recycled_copy
+from ...memory import KeptBuffers, recycled_copy
 from ...registry import MODELS
 from ..window import CONTEXT, WINDOW, clamped_indices, padded_indices, window_at
 from .padding import crop_to, pad_to_multiple
@@ -87,17 +86,9 @@ class MTURestorer(BaseModel):
             raise ValueError(f"infer_dtype must be None, 'float16' or 'bfloat16', "
                              f"got {infer_dtype!r}")
         self.infer_dtype = infer_dtype
-        # (owner thread, restore_frame's converted window): see _network_window
-        self._window_buffer = None
-
-    def __getstate__(self):
-        """The state copied by ``copy.deepcopy`` and pickled: the module's, without the window
-        buffer and its owner thread."""
-        # a copy is a model no thread has used yet: keeping the original's owner would give the
-        # copy's own first thread a fresh buffer every frame (and copy a dead buffer along)
-        state = super().__getstate__()
-        state['_window_buffer'] = None
-        return state
+        # restore_frame's converted window, for its first thread (see _network_window); a
+        # copy or pickle starts without it
+        self._kept = KeptBuffers()
 
     def loss_terms(self):
         """(name, term) of every loss term, in the order they are logged."""
@@ -234,12 +225,7 @@ class MTURestorer(BaseModel):
         if window.is_floating_point() and window.is_contiguous():
             return window
         dtype = window.dtype if window.is_floating_point() else torch.float32
-        owner, kept = self._window_buffer or (threading.get_ident(), None)
-        if owner == threading.get_ident():
-            buf = kept_buffer(kept, window.shape, dtype, window.device)
-            self._window_buffer = (owner, buf)
-        else:
-            buf = torch.empty(window.shape, dtype=dtype, device=window.device)
+        buf = self._kept.get('window', window.shape, dtype, window.device)
         buf.copy_(window)
         return buf if window.is_floating_point() else buf.div_(255)
 
