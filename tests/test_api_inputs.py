@@ -219,3 +219,56 @@ def test_loading_weights_into_a_fast_copy_is_refused(mode):
     again = copy.deepcopy(fast)  # (the refusal survives a copy)
     with pytest.raises(RuntimeError, match='optimize_for_inference'):
         again.load_state_dict(b.state_dict())
+
+
+def test_a_stream_checks_its_frames_as_infer_clip_checks_a_clip():
+    """push took floats in 0..255 (every pixel out at 1.0), uint8 and float frames mixed in
+    one clip (the bytes read as [0, 1] floats), and a new size mid-clip (a raw stack error)."""
+    model = tiny()
+    frames = clip(7, t=4)
+    stream = model.stream()
+    with pytest.raises(ValueError, match=r'^floating point frame: values are read in \[0, 1\], '
+                       r'got values from 0 to 255'):
+        stream.push(torch.full((3, 24, 32), 255.).index_fill_(0, torch.tensor([0]), 0))
+    with pytest.raises(ValueError, match=r'^frame must be RGB \(3, H, W\) or \(B, 3, H, W\), '
+                       r'got shape \(1, 1, 3, 24, 32\)'):
+        stream.push(frames[:1, None])
+    assert stream.push(frames[0]) == []
+    with pytest.raises(ValueError, match=r'^frame 1 is \(1, 3, 24, 32\) torch.float32, the '
+                       r'frames before it \(1, 3, 24, 32\) torch.uint8: a clip holds frames of '
+                       r'one size and type \(flush\(\) ends a clip\)$'):
+        stream.push(frames[1].float() / 255)
+    with pytest.raises(ValueError, match=r'^frame 1 is \(1, 3, 20, 32\) torch.uint8'):
+        stream.push(frames[1, :, :20])
+    outs = [o for f in frames[1:] for o in stream.push(f)] + stream.flush()
+    assert torch.equal(torch.cat(outs), model.infer_clip(frames))
+    # a refused frame changes nothing: the stream then gives infer_clip's frames; after
+    # flush() a new clip may have another size and type
+    stream.push(frames[0, :, :20].float() / 255)
+    assert len(stream.flush()) == 1
+
+
+def test_a_host_with_float64_as_default_dtype_runs_inference():
+    """torch.set_default_dtype(torch.float64) in the host program gave a float64 model that no
+    frame could run through ('Input type (float) and bias type (double)')."""
+    import os.path as osp
+    from mtu_toolkit.apis import init_restorer
+    config = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'mtu',
+                      'mtu1_gopro.py')
+    frames = clip(8, t=3, h=48, w=64)
+    torch.manual_seed(0)
+    ref = init_restorer(config).infer_clip(frames)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        model = init_restorer(config)
+        assert next(model.parameters()).dtype == torch.float32
+        assert torch.get_default_dtype() == torch.float64  # the host's setting is kept
+        assert torch.equal(model.infer_clip(frames), ref)
+        assert torch.allclose(model.infer_clip(frames.double() / 255), ref, atol=1e-6)
+        fast = optimize_for_inference(model)
+        assert torch.allclose(fast.infer_clip(frames), ref, atol=1e-5)
+        assert len(list(deblur_frames(model, [f.permute(1, 2, 0).numpy() for f in frames]))) == 3
+    finally:
+        torch.set_default_dtype(default)

@@ -93,7 +93,14 @@ def init_restorer(config, checkpoint=None, device='cpu', infer_dtype=None):
     if infer_dtype is not None:
         model_cfg['infer_dtype'] = infer_dtype
     import mtu_toolkit.models  # noqa: F401  (registers the model classes)
-    model = MODELS.build(model_cfg)
+    # in float32 whatever the host program's default (torch.set_default_dtype(torch.float64)
+    # gave float64 weights, which no float32 frame could run through)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        model = MODELS.build(model_cfg)
+    finally:
+        torch.set_default_dtype(default)
     if checkpoint is not None:
         load_weights(model, checkpoint, f'checkpoint {checkpoint} for config {name}')
     device = parse_device(device)

@@ -14,25 +14,25 @@ from ..window import CONTEXT, WINDOW, clamped_indices, padded_indices, window_at
 from .padding import crop_to, pad_to_multiple
 
 
-def _checked_clip(frames):
-    """``frames`` as :meth:`MTURestorer.infer_clip` reads them, or a one-line error."""
+def _checked_clip(frames, name='frames', shapes='(T, 3, H, W) or (B, T, 3, H, W)', dims=(4, 5)):
+    """``frames`` as :meth:`MTURestorer.infer_clip` reads them (``name`` of ``shapes``, a
+    tensor of ``dims`` dimensions; :meth:`FrameStream.push`: a frame), or a one-line error."""
     if not isinstance(frames, torch.Tensor):
-        raise TypeError(f'frames must be a tensor (T, 3, H, W) or (B, T, 3, H, W), got '
-                        f'{type(frames).__name__}')
-    if frames.dim() not in (4, 5) or frames.shape[-3] != 3:
-        raise ValueError(f'frames must be RGB (T, 3, H, W) or (B, T, 3, H, W), got shape '
-                         f'{tuple(frames.shape)}')
-    if frames.shape[-4] == 0 or frames.numel() == 0:
-        raise ValueError(f'frames hold no pixel (shape {tuple(frames.shape)})')
+        raise TypeError(f'{name} must be a tensor {shapes}, got {type(frames).__name__}')
+    if frames.dim() not in dims or frames.shape[-3] != 3:
+        raise ValueError(f'{name} must be RGB {shapes}, got shape {tuple(frames.shape)}')
+    verb = 'hold' if name.endswith('s') else 'holds'
+    if frames.numel() == 0:
+        raise ValueError(f'{name} {verb} no pixel (shape {tuple(frames.shape)})')
     if frames.dtype == torch.uint8:
         return frames
     if not frames.is_floating_point():
-        raise TypeError(f'frames must be uint8 (0..255) or floating point in [0, 1], got '
+        raise TypeError(f'{name} must be uint8 (0..255) or floating point in [0, 1], got '
                         f'{frames.dtype}')
     low, high = (float(v) for v in torch.aminmax(frames))
     if not (-0.5 <= low and high <= 1.5):  # (NaN too) 0..255 floats are the usual slip
-        raise ValueError(f'floating point frames are read in [0, 1], got values from {low:g} '
-                         f'to {high:g} (divide 0..255 values by 255, or pass uint8)')
+        raise ValueError(f'floating point {name}: values are read in [0, 1], got values from '
+                         f'{low:g} to {high:g} (divide 0..255 values by 255, or pass uint8)')
     return frames if frames.dtype == torch.float32 else frames.float()
 
 
@@ -381,8 +381,18 @@ class FrameStream:
         return out
 
     def push(self, frame):
+        """Add ``frame`` (3, H, W) or (B, 3, H, W), uint8 in 0..255 or floating point in
+        [0, 1] (checked as :meth:`MTURestorer.infer_clip` checks a clip; every frame of a clip
+        of the size and type of its first); returns the restored frames now ready."""
+        frame = _checked_clip(frame, 'frame', '(3, H, W) or (B, 3, H, W)', dims=(3, 4))
         if frame.dim() == 3:
             frame = frame.unsqueeze(0)
+        if self.frames and (frame.shape != self.frames[-1].shape
+                            or frame.dtype != self.frames[-1].dtype):
+            last = self.frames[-1]
+            raise ValueError(f'frame {self.count} is {tuple(frame.shape)} {frame.dtype}, the '
+                             f'frames before it {tuple(last.shape)} {last.dtype}: a clip holds '
+                             'frames of one size and type (flush() ends a clip)')
         # (a copy: the window reads this frame again up to four pushes later)
         self.frames = (self.frames + [frame.clone()])[-WINDOW:]
         self.count += 1
