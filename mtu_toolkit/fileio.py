@@ -13,6 +13,8 @@ import os
 import os.path as osp
 import re
 import shutil
+import signal
+from contextlib import contextmanager
 
 _TEMPORARIES = itertools.count()
 
@@ -129,3 +131,50 @@ def remove_stale_temporaries(path, suffix=''):
                 pass
         removed.append(found)
     return removed
+
+
+@contextmanager
+def signals_held():
+    """Hold SIGINT and SIGTERM (delivered when the block ends): the renames of a commit are
+    not interrupted half-way. Only the main thread can hold them; elsewhere it does nothing."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (ValueError, AttributeError, OSError):  # not the main thread / no pthreads
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def folder_target(path):
+    """Where an output folder is made: the folder a link points to (the finished folder
+    replaces that one, and the link keeps pointing at it), else ``path`` itself (absolute,
+    without a trailing separator)."""
+    path = osp.abspath(path)
+    return osp.realpath(path) if osp.islink(path) else path
+
+
+def swap_in_folder(tmp, target):
+    """Rename the finished folder ``tmp`` to ``target``, replacing a folder there whole, with
+    SIGINT and SIGTERM held: ``target`` is the old folder or the new one, never none. The old
+    one is renamed aside under a temporary's name, which the caller deletes (and which
+    :func:`remove_stale_temporaries` removes if that deletion is interrupted).
+
+    Returns:
+        str | None: the old folder's name aside, None when there was none.
+    """
+    aside = temporary_path(target) if osp.isdir(target) else None
+    with signals_held():
+        if aside:
+            os.replace(target, aside)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            if aside:
+                os.replace(aside, target)
+            raise
+    return aside
+

@@ -122,8 +122,22 @@ def test_a_dict_in_config_syntax_is_one_line(item, capsys):
     assert line == (f'train.py: error: --cfg-options {item}: a dict cannot be given here (values '
                     'are numbers, text, [lists] or (tuples)); set its keys one by one '
                     f'({key}.KEY=VALUE), or write it in a config that inherits this one (_base_)')
-    args = parser.parse_args(['--cfg-options', 'a=[1,(2,3)]', 'b=dictionary', 'c=x'])
-    assert args.cfg_options == {'a': [1, (2, 3)], 'b': 'dictionary', 'c': 'x'}
+    args = parser.parse_args(['--cfg-options', 'a=[1,(2,3)]', 'b=dictionary', 'c=x',
+                              'd={}.pth', 'e=dict'])  # (filename_tmpl='{}.pth' is text)
+    assert args.cfg_options == {'a': [1, (2, 3)], 'b': 'dictionary', 'c': 'x', 'd': '{}.pth',
+                                'e': 'dict'}
+
+
+def test_a_value_mmengine_cannot_parse_is_one_line(capsys):
+    import argparse
+    from mtu_toolkit.engine.config_loader import add_cfg_options_argument
+    parser = argparse.ArgumentParser(prog='train.py')
+    add_cfg_options_argument(parser)
+    with pytest.raises(SystemExit):  # (mmengine's parser recursed without end)
+        parser.parse_args(['--cfg-options', 'name=f(a,b)'])
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        'train.py: error: --cfg-options name=f(a,b): mmengine cannot parse this value (brackets '
+        'are read as lists and tuples); set it in a config that inherits this one (_base_)')
 
 
 def test_runner_arguments_are_known_even_when_the_config_leaves_them_out():

@@ -176,6 +176,9 @@ def test_folder_flow_cache_follows_the_frames(trees, capsys, tmp_path):
     assert VideoDeblurDataset(src, **kw)[0]['data_samples']['flow'].shape == (3, 2, 24, 36)
     os.remove(osp.join(cache, lmdb_writer.FLOW_SOURCE))  # an older toolkit's cache
     VideoDeblurDataset(src, **kw)
+    assert 'made by an older version of the toolkit' in capsys.readouterr().out
+    shutil.rmtree(osp.join(src, 'train', 's1'))  # a sequence fewer
+    VideoDeblurDataset(src, **kw)
     assert 'the frames changed since' in capsys.readouterr().out
 
 

@@ -1,5 +1,6 @@
 import os
 import os.path as osp
+import re
 from types import SimpleNamespace
 
 import cv2
@@ -77,6 +78,72 @@ def test_save_restored_frames(tmp_path):
     again.after_test_iter(None, 0, None, [dict(pred=pred, key='seqB', frame_indices=[0, 1])])
     again.after_test()
     assert os.listdir(tmp_path) == ['out'] and os.listdir(tmp_path / 'out') == ['seqB']
+
+
+def test_frames_folder_checks(tmp_path, monkeypatch):
+    """--out-dir may not be or hold what the test reads or writes, even with --overwrite (it
+    replaced a folder holding the checkpoint and config with the frames), nor be a mount
+    point (the final rename failed after the whole test, and the frames were lost)."""
+    from mtu_toolkit.engine.hooks.restored_frames_hook import check_frames_folder
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'iter_4.pth').write_bytes(b'x')
+    for inputs in ([str(run / 'iter_4.pth')], [str(run)], [str(tmp_path / 'run' / '.' )]):
+        with pytest.raises(ValueError, match=rf'^{run}: holds {re.escape(inputs[0])}, which '
+                           'this test reads or writes; give another folder$'):
+            check_frames_folder(str(run), True, inputs + [None])
+    with pytest.raises(ValueError, match='pass --overwrite to replace it'):
+        check_frames_folder(str(run), False)
+    check_frames_folder(str(run), True, [str(tmp_path / 'elsewhere.pth')])
+    check_frames_folder(str(tmp_path / 'new' / 'deeper'), False)
+    (tmp_path / 'file').write_text('x')
+    with pytest.raises(ValueError, match='is a file'):
+        check_frames_folder(str(tmp_path / 'file'))
+    monkeypatch.setattr(osp, 'ismount', lambda p: p == str(run))
+    with pytest.raises(ValueError, match='is a mount point, which the finished folder cannot '
+                       'replace; give a folder inside it'):
+        check_frames_folder(str(run) + '/', True)
+
+
+def test_frames_replace_the_folder_a_link_points_to(tmp_path):
+    """--out-dir results/ (a link, with the slash README's example has): the folder the link
+    points to gets the frames and the link stays (the link was replaced by a folder, and a
+    dangling one left beside it)."""
+    target = tmp_path / 'big_disk_results'
+    target.mkdir()
+    (target / 'old.png').write_bytes(b'x')
+    os.symlink(target, tmp_path / 'results')
+    hook = SaveRestoredFramesHook(out_dir=str(tmp_path / 'results') + '/', overwrite=True)
+    hook.before_test()
+    hook.after_test_iter(None, 0, None, [dict(pred=torch.rand(1, 3, 4, 4), key='s')])
+    hook.after_test()
+    assert osp.islink(tmp_path / 'results') and os.listdir(target) == ['s']
+    assert sorted(os.listdir(tmp_path)) == ['big_disk_results', 'results']
+
+
+def test_swapping_a_folder_in_leaves_the_old_or_the_new(tmp_path, monkeypatch):
+    from mtu_toolkit import fileio
+    old, new = tmp_path / 'out', tmp_path / 'out.tmp-new'
+    old.mkdir()
+    new.mkdir()
+    (old / 'a').write_text('old')
+    (new / 'a').write_text('new')
+    replace = os.replace
+
+    def failing(src, dst):
+        if src == str(new):
+            raise OSError('no space')
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, 'replace', failing)
+    with pytest.raises(OSError):
+        fileio.swap_in_folder(str(new), str(old))
+    assert (old / 'a').read_text() == 'old'  # put back
+    monkeypatch.setattr(os, 'replace', replace)
+    aside = fileio.swap_in_folder(str(new), str(old))
+    assert (old / 'a').read_text() == 'new' and (tmp_path / osp.basename(aside)).is_dir()
+    # named as a temporary: a sweep removes it when an interrupted deletion leaves it
+    assert re.fullmatch(r'out\.tmp-mtu\d+-\d+', osp.basename(aside))
 
 
 class _Runner:

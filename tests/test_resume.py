@@ -178,3 +178,18 @@ def test_resume_without_a_checkpoint_names_load_from(tmp_path, capsys):
     assert not built.get('resume') and built.load_from == '/models/pretrained.pth'
     assert (f'--resume: no checkpoint in {tmp_path / "empty"}, fine-tuning from load_from '
             '/models/pretrained.pth') in capsys.readouterr().out
+
+
+def test_resume_seed_reaches_a_config_without_randomness(tmp_path):
+    """setdefault on an mmengine Config gave a detached dict: the checkpoint's seed was lost
+    for a config that does not inherit default_runtime's randomness."""
+    from mmengine.config import Config
+    from mtu_toolkit.engine.checkpoint import resume_seed
+    ckpt = tmp_path / 'iter_2.pth'
+    torch.save(dict(meta=dict(seed=1234, iter=2), state_dict={}), ckpt)
+    cfg = Config(dict(model=dict(type='X')))
+    assert resume_seed(cfg, str(ckpt)) == (1234, None)
+    assert cfg.randomness.seed == 1234
+    cfg = Config(dict(randomness=dict(seed=5, deterministic=True)))
+    assert resume_seed(cfg, str(ckpt)) == (1234, 5)
+    assert cfg.randomness == dict(seed=1234, deterministic=True)

@@ -150,3 +150,5 @@ def test_training_settings_that_work_pass():
     cfg.val_evaluator.append(dict(type='SomeoneElsesMetric'))  # names it cannot know: not checked
     cfg.default_hooks.checkpoint.save_best = 'their_score'
     check_training_settings(cfg)
+    cfg.train_cfg.val_interval, cfg.val_cfg = 0, None  # no validation: the interval is unused
+    check_training_settings(cfg)

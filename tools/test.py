@@ -73,11 +73,6 @@ def parse_args(argv=None):
 
 def build_cfg(args):
     check_checkpoint_file(args.checkpoint)
-    if args.out_dir:
-        try:
-            check_frames_folder(args.out_dir, args.overwrite)
-        except ValueError as err:
-            raise ConfigError(f'--out-dir {err}') from None
     cfg = runner_config(args)
     cfg.load_from, cfg.resume = args.checkpoint, False
     for key in ('test_dataloader', 'test_evaluator', 'test_cfg'):
@@ -91,6 +86,12 @@ def build_cfg(args):
         raise ConfigError(f'{args.config}: {err}') from None
     add_alignment_metric(cfg)
     if args.out_dir:
+        data = (cfg.test_dataloader.get('dataset') or {}).get('data_root')
+        try:
+            check_frames_folder(args.out_dir, args.overwrite,
+                                [args.checkpoint, args.config, cfg.work_dir, data])
+        except ValueError as err:
+            raise ConfigError(f'--out-dir {err}') from None
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='SaveRestoredFramesHook', out_dir=args.out_dir, overwrite=args.overwrite)]
     add_strict_loading(cfg)
@@ -178,7 +179,10 @@ def main(argv=None):
         stop = interruption_of(err)
         if stop is None:
             raise
-        return interrupted(stop, 'no results or frames written')
+        placed = [h.out_dir for h in runner.hooks
+                  if isinstance(h, SaveRestoredFramesHook) and h.placed]
+        return interrupted(stop, f'the frames are in {placed[0]}, no results written' if placed
+                           else 'no results or frames written')
     main_process = is_main_process()
     finish_distributed()
     if not main_process:

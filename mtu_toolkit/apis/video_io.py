@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..datasets.frame_io import FRAME_EXTS, list_frame_files, natural_key
-from ..fileio import (check_output_file, check_writable_folder, opencv_path,
+from ..fileio import (check_output_file, check_writable_folder, folder_target, opencv_path,
                       remove_stale_temporaries, temporary_path)
 from .errors import InputError, OutputError
 #: video containers written, with the FourCC used for each
@@ -281,7 +281,7 @@ class FrameFolderWriter:
         check_folder_path(path)
         opencv_path(path, OutputError)
         self.path, self.size, self.count = path, size, 0
-        self.target = _folder_target(path)
+        self.target = folder_target(path)
         remove_stale_temporaries(self.target)
         self.tmp = temporary_path(self.target)
         try:
@@ -354,20 +354,13 @@ def check_folder_path(path):
     if osp.isdir(path) and osp.ismount(osp.realpath(path)):
         raise OutputError(f'{path}: is a mount point, which the finished folder cannot '
                           'replace; give a folder inside it')
-    parent = osp.dirname(_folder_target(path))
+    parent = osp.dirname(folder_target(path))
     if not osp.isdir(parent):
         raise OutputError(f'{path}: the folder {parent} does not exist')
     try:
         check_writable_folder(path, parent)
     except ValueError as err:
         raise OutputError(str(err)) from None
-
-
-def _folder_target(path):
-    """Where an output folder is made: the folder a link points to (the finished folder
-    replaces that one, and the link keeps pointing at it), else ``path`` itself."""
-    path = osp.abspath(path)
-    return osp.realpath(path) if osp.islink(path) else path
 
 
 def check_output(path, overwrite=False, input_path=None):

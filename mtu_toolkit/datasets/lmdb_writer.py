@@ -4,14 +4,12 @@ import glob
 import os
 import os.path as osp
 import shutil
-import signal
 import warnings
-from contextlib import contextmanager
 
 import lmdb
 import numpy as np
 
-from ..fileio import pid_alive, remove_stale_temporaries, temporary_path
+from ..fileio import pid_alive, remove_stale_temporaries, signals_held, temporary_path
 from ..progress import ProgressLine
 from .errors import DatasetError
 from .frame_io import decode_rgb, encode_png
@@ -92,22 +90,6 @@ class LmdbBuilder:
             self.env.close()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-@contextmanager
-def signals_held():
-    """Hold SIGINT and SIGTERM (delivered when the block ends): the renames of a commit are
-    not interrupted half-way. Only the main thread can hold them; elsewhere it does nothing."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    except (ValueError, AttributeError, OSError):  # not the main thread / no pthreads
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _aside(path):
@@ -334,28 +316,39 @@ def flow_cache_stamp(sharp):
     return f'mtu_toolkit flow cache {FLOW_CACHE_VERSION}\nframes {sharp.stamp()}\n'
 
 
-def flow_cache_holds(path, seqs, stamp):
-    """Whether ``path`` is a whole flow cache of the sequences ``seqs`` ({name: frames})
-    computed from the frames ``stamp`` (:func:`flow_cache_stamp`) names, as they are now."""
-    if not lmdb_holds(path, seqs):
-        return False
+def flow_cache_outdated(path, seqs, stamp):
+    """Why ``path`` is not a whole flow cache of the sequences ``seqs`` ({name: frames})
+    computed from the frames ``stamp`` (:func:`flow_cache_stamp`) names, as they are now: a
+    few words, '' when there is none, None when it is that cache."""
+    if not osp.isdir(path):
+        return ''
     try:
         with open(osp.join(path, FLOW_SOURCE)) as f:
-            return f.read() == stamp
-    except OSError:  # none: a cache of an older toolkit
-        return False
+            kept = f.read()
+    except OSError:
+        kept = None
+    if kept is None or kept.split('\n')[0] != stamp.split('\n')[0]:
+        return 'the cache there was made by an older version of the toolkit'
+    if not lmdb_holds(path, seqs) or kept != stamp:
+        return 'the frames changed since the cache there was computed'
+    return None
 
 
-def build_flow_lmdb(sharp, seqs, path, stamp):
+def flow_cache_holds(path, seqs, stamp):
+    """Whether ``path`` is a whole flow cache of ``seqs`` as the frames are now (see
+    :func:`flow_cache_outdated`)."""
+    return flow_cache_outdated(path, seqs, stamp) is None
+
+
+def build_flow_lmdb(sharp, seqs, path, stamp, why=''):
     """Compute the flow of every frame of ``sharp`` (a frame store) into the LMDB ``path``, a
     cache that other processes may build at once: the first whole one stays
-    (:func:`commit_first`). ``stamp`` (:func:`flow_cache_stamp`) is kept with it."""
+    (:func:`commit_first`). ``stamp`` (:func:`flow_cache_stamp`) is kept with it; ``why`` (from
+    :func:`flow_cache_outdated`) is said when there was a cache."""
     builder = LmdbBuilder(path, extra_files={FLOW_SOURCE: stamp})
     try:
-        why = (' (the frames changed since the cache there was computed)' if osp.isdir(path)
-               else ' once')
-        print(f'computing the optical flow of {sum(seqs.values())} sharp frames{why}, '
-              f'cached in {path}')
+        print(f'computing the optical flow of {sum(seqs.values())} sharp frames'
+              f'{f" ({why})" if why else " once"}, cached in {path}')
         bar = ProgressLine(sum(seqs.values()), unit='frames')
         for seq, n in seqs.items():
             prev = None

@@ -28,7 +28,7 @@ from .errors import DatasetError
 from .frame_io import decode_rgb
 from .frame_store import FolderStore, LmdbStore, check_pairs
 from .layouts import build_layout
-from .lmdb_writer import build_flow_lmdb, flow_cache_holds, flow_cache_stamp
+from .lmdb_writer import build_flow_lmdb, flow_cache_outdated, flow_cache_stamp
 
 #: where a folder tree caches its flow: ``<data_root>/.mtu_flow/<split>.lmdb``
 FLOW_CACHE_DIR = '.mtu_flow'
@@ -119,9 +119,10 @@ class VideoDeblurDataset(Dataset):
         if flow_lmdb is None and backend == 'disk':
             path = osp.join(data_root, FLOW_CACHE_DIR, f'{split}.lmdb')
             stamp = flow_cache_stamp(self.sharp)  # frames replaced since: computed again
-            if not flow_cache_holds(path, self.seqs, stamp):
+            why = flow_cache_outdated(path, self.seqs, stamp)
+            if why is not None:
                 os.makedirs(osp.dirname(path), exist_ok=True)
-                build_flow_lmdb(self.sharp, self.seqs, path, stamp)
+                build_flow_lmdb(self.sharp, self.seqs, path, stamp, why)
         else:
             path = flow_lmdb or osp.join(data_root, split, 'flow.lmdb')
             if not osp.isdir(path):

@@ -95,15 +95,14 @@ def resume_seed(cfg, filename):
     whose sampler draws its order from the seed, was built: a run resumed under another seed
     (or none: mmengine draws one) drew other clips than the run it continues.
     """
-    randomness = cfg.setdefault('randomness', {})
-    given = randomness.get('seed')
+    given = (cfg.get('randomness') or {}).get('seed')
     try:
         saved = load_from_local_weights_only(filename, 'cpu', report=lambda msg: None)[
             'meta'].get('seed')
     except Exception:  # noqa: BLE001 - reported by the Runner's own loading
         return None, given
-    if saved is not None:
-        randomness['seed'] = saved
+    if saved is not None:  # (a new dict: setdefault on a Config returns a detached one)
+        cfg.randomness = dict(cfg.get('randomness') or {}, seed=saved)
     return saved, given
 
 

@@ -278,29 +278,23 @@ class _CheckedDictAction(DictAction):
             if '=' not in item:
                 parser.error(f'{option_string} {item}: expected KEY=VALUE')
             key, value = item.split('=', 1)
-            try:
-                parsed = self._parse_iterable(value)
-            except RecursionError:  # mmengine's parser recurses on some config syntax
-                parsed = DICT_VALUE
-            if _holds_dict_text(parsed):
+            if DICT_SYNTAX.search(value):
                 parser.error(f'{option_string} {item}: a dict cannot be given here (values are '
                              'numbers, text, [lists] or (tuples)); set its keys one by one '
                              f'({key}.KEY=VALUE), or write it in a config that inherits this '
                              'one (_base_)')
+            try:
+                self._parse_iterable(value)
+            except RecursionError:  # mmengine's parser recurses on some unbalanced brackets
+                parser.error(f'{option_string} {item}: mmengine cannot parse this value '
+                             '(brackets are read as lists and tuples); set it in a config that '
+                             'inherits this one (_base_)')
         super().__call__(parser, namespace, values, option_string)
 
 
-#: what a value that mmengine's parser cannot take stands for (see _CheckedDictAction)
-DICT_VALUE = 'dict('
-
-
-def _holds_dict_text(value):
-    """Whether a parsed ``--cfg-options`` value is, or holds, config syntax for a dict
-    (``dict(type='EMAHook')``, ``{...}``): mmengine keeps it as text, and the Runner failed on
-    it later with a traceback."""
-    if isinstance(value, (list, tuple)):
-        return any(_holds_dict_text(v) for v in value)
-    return isinstance(value, str) and value.strip().startswith((DICT_VALUE, '{'))
+#: config syntax for a dict in a ``--cfg-options`` value (``dict(type=...)``, ``{'a': 1}``):
+#: mmengine keeps it as text (or recurses without end), and the Runner failed on it later
+DICT_SYNTAX = re.compile(r"""(^|[\[(,\s])(dict\(\s*\w+\s*=|\{\s*['"]?\w+['"]?\s*:)""")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -188,7 +188,9 @@ def check_training_settings(cfg):
                               'supported (the restorer steps its optimisers once per frame of '
                               'a clip); for a larger batch raise train_dataloader.batch_size')
     interval = (cfg.get('train_cfg') or {}).get('val_interval', 1)
-    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+    validates = cfg.get('val_cfg') is not None and cfg.get('val_dataloader') is not None
+    if validates and (not isinstance(interval, int) or isinstance(interval, bool)
+                      or interval < 1):
         raise ConfigError(f'train_cfg.val_interval={interval!r}: must be a positive number of '
                           'iterations (to train without validation, set val_cfg=None)')
     scheduler = cfg.get('param_scheduler')

@@ -7,25 +7,42 @@ import cv2
 from mmengine.dist import barrier, broadcast_object_list, is_main_process
 from mmengine.hooks import Hook
 
-from ...fileio import remove_stale_temporaries, temporary_path
+from ...fileio import (folder_target, remove_stale_temporaries, swap_in_folder,
+                       temporary_path)
 from ...registry import HOOKS
 
 
-def check_frames_folder(path, overwrite=False):
+def check_frames_folder(path, overwrite=False, inputs=()):
     """Refuse, before any work, a folder of restored frames that would replace the user's
     files or could not be written: one line naming ``path``.
 
+    Args:
+        path (str): the folder.
+        overwrite (bool): let a folder that holds files be replaced.
+        inputs (list[str]): what the test reads or writes (checkpoint, config, work dir, data),
+            which the folder may neither be nor hold, even with ``overwrite``.
+
     Raises:
-        ValueError: ``path`` is a file; a folder holding files (without ``overwrite``); or its
-            nearest existing parent is not writable.
+        ValueError: ``path`` is a file or a mount point; it is or holds one of ``inputs``; it
+            holds files (without ``overwrite``); or its nearest existing parent is not
+            writable.
     """
     from ...fileio import check_writable_folder
     if osp.exists(path) and not osp.isdir(path):
         raise ValueError(f'{path}: is a file; give a folder for the restored frames')
-    if osp.isdir(path) and os.listdir(path) and not overwrite:
+    target = folder_target(osp.normpath(path))
+    if osp.isdir(target) and osp.ismount(target):
+        raise ValueError(f'{path}: is a mount point, which the finished folder cannot '
+                         'replace; give a folder inside it')
+    for found in inputs:
+        real = osp.realpath(found) if found else None
+        if real and (real == target or real.startswith(target.rstrip(os.sep) + os.sep)):
+            raise ValueError(f'{path}: holds {found}, which this test reads or writes; give '
+                             'another folder')
+    if osp.isdir(target) and os.listdir(target) and not overwrite:
         raise ValueError(f'{path}: holds files (restored frames of an earlier test?); pass '
                          '--overwrite to replace it, or give a new folder')
-    parent = osp.dirname(osp.abspath(path))
+    parent = osp.dirname(target)
     while not osp.isdir(parent):
         parent = osp.dirname(parent)
     check_writable_folder(path, parent)
@@ -49,10 +66,12 @@ class SaveRestoredFramesHook(Hook):
     priority = 'NORMAL'
 
     def __init__(self, out_dir, overwrite=False):
-        # a link to a folder: the folder it points to is replaced, the link kept
-        self.out_dir = osp.realpath(out_dir) if osp.islink(out_dir) else osp.normpath(out_dir)
+        # a link to a folder ('results/' too): the folder it points to is replaced, the link
+        # kept
+        self.out_dir = folder_target(osp.normpath(out_dir))
         self.overwrite = overwrite
         self.tmp = None
+        self.placed = False  # the frames are in out_dir
 
     def before_test(self, runner=None):
         name = [None]
@@ -88,12 +107,10 @@ class SaveRestoredFramesHook(Hook):
             self.abort()
             raise ValueError(f'{self.out_dir}: another run filled it while this one ran; it was '
                              'not replaced (--overwrite replaces it)')
-        aside = f'{self.out_dir}.old-mtu{os.getpid()}'
-        if osp.isdir(self.out_dir):
-            os.replace(self.out_dir, aside)
-        os.replace(self.tmp, self.out_dir)
-        self.tmp = None
-        shutil.rmtree(aside, ignore_errors=True)
+        aside = swap_in_folder(self.tmp, self.out_dir)
+        self.tmp, self.placed = None, True
+        if aside:
+            shutil.rmtree(aside, ignore_errors=True)
 
     def abort(self):
         """Remove the frames written so far (an interrupted or failed test)."""
