@@ -14,7 +14,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs'))
-from tiny_data import ROOT, make_dvd_tree, tool_env, write_config  # noqa: E402
+from tiny_data import ROOT, interruptible, make_dvd_tree, tool_env, write_config  # noqa: E402
 
 from mtu_toolkit.engine import setup_safe_loading  # noqa: E402
 
@@ -125,7 +125,7 @@ def test_a_stopped_training_names_its_last_checkpoint_and_leaves_no_temporary(tm
     work = tmp_path / 'w'
     proc = subprocess.Popen([sys.executable, TRAIN, cfg, '--work-dir', str(work)],
                             cwd=tmp_path, env=tool_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     deadline = time.time() + 200
     while not (work / 'iter_3.pth').exists() and time.time() < deadline:
         time.sleep(0.05)

@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from data_trees import make_tree
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), 'configs'))
+from tiny_data import interruptible  # noqa: E402
 from mtu_toolkit.datasets import LmdbStore, VideoDeblurDataset, lmdb_writer
 from mtu_toolkit.datasets.errors import DatasetError
 from mtu_toolkit.datasets.frame_io import decode_rgb
@@ -154,7 +156,8 @@ def test_a_signalled_conversion_leaves_the_output_as_it_was(tmp_path, sig):
     src, out = str(tmp_path / 'src'), str(tmp_path / 'out')
     make_tree(src, 'dvd', seqs=('a', 'b', 'c'), frames=60, size=(96, 128))
     proc = subprocess.Popen([sys.executable, CONVERT, src, out, '--flow'],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
     deadline = time.time() + 120
     while not list(tmp_path.glob('out/*/*.tmp-*')) and time.time() < deadline:
         time.sleep(0.05)

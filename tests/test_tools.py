@@ -11,7 +11,8 @@ from mmengine.optim import OptimWrapper
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs'))
-from tiny_data import ROOT, TinyDVDDataset, make_dvd_tree, tool_env, write_config  # noqa: E402
+from tiny_data import (ROOT, TinyDVDDataset, interruptible, make_dvd_tree, tool_env,  # noqa: E402
+                       write_config)
 
 from mtu_toolkit.engine import BF16AutocastOptimWrapper, setup_safe_loading  # noqa: E402
 from mtu_toolkit.registry import MODELS  # noqa: E402
@@ -146,7 +147,7 @@ def test_test_interrupted_leaves_no_frames_and_says_so(tmp_path):
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tools', 'test.py'), cfg,
                              str(ckpt), '--work-dir', str(tmp_path / 'work'), '--out-dir',
                              str(out)], cwd=tmp_path, env=tool_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     deadline = time.time() + 120
     while not glob.glob(f'{out}.tmp-mtu*/video0') and time.time() < deadline:
         time.sleep(0.02)

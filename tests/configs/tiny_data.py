@@ -115,6 +115,15 @@ def tool_env():
     return env
 
 
+def interruptible():
+    """``preexec_fn`` of a subprocess a test sends SIGINT: its SIGINT back to the default. A
+    job started in the background of a non-interactive shell (a CI script's ``cmd &``) has
+    SIGINT ignored, its children inherit that, and Python then never raises
+    KeyboardInterrupt: the test would see the tool run to its end."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def file_size_limit(limit):
     """``preexec_fn`` of a subprocess: its files may not grow past ``limit`` bytes (EFBIG, a
     full disk to the writer), and SIGXFSZ, which would kill it, is ignored."""
