@@ -157,6 +157,14 @@ def test_a_full_disk_while_training_is_one_line_and_leaves_no_temporary(tmp_path
         f'error: [Errno 27] File too large (writing in {work}); no checkpoint was saved yet')
     assert 'Traceback' not in proc.stderr
     assert not list(work.glob('*.pth*'))
+    # a missing dataset, found when training starts, is not blamed on the work dir
+    cfg = write_config(str(tmp_path / 'gone.py'), str(tmp_path / 'no_data'), max_iters=2)
+    proc = subprocess.run([sys.executable, TRAIN, cfg, '--work-dir', str(tmp_path / 'w2')],
+                          cwd=tmp_path, env=tool_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    line = proc.stderr.splitlines()[-1]
+    assert str(tmp_path / 'no_data') in line and 'writing in' not in line, line
 
 
 def test_an_interruption_turned_into_another_error_is_found():

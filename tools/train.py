@@ -22,6 +22,7 @@ config stops with one line naming both and what differs (exit code 4). ``load_fr
 released file of the paper's authors (converted on loading; fine-tuning from it).
 """
 import argparse
+import errno
 import os.path as osp
 import sys
 
@@ -41,6 +42,10 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
         CheckpointLoadError, check_checkpoint_file, resume_seed)
     from mtu_toolkit.engine.hooks import add_strict_loading
     from mtu_toolkit.engine.runner import TrainingRunner
+
+
+#: the errors of writing a checkpoint or log that are the work dir's disk's
+WRITE_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS)
 
 
 def parse_args(argv=None):
@@ -106,7 +111,10 @@ def main(argv=None):
         resume = (f'the last complete checkpoint is {last} (--resume continues from it)'
                   if last else 'no checkpoint was saved yet')
         if stop is None:  # a full disk while saving a checkpoint or a log, ...
-            print(f'error: {disk[0]} (writing in {runner.work_dir}); {resume}', file=sys.stderr)
+            # (a full disk names no file; a missing dataset is not about the work dir)
+            where = (f' (writing in {runner.work_dir})' if getattr(err, 'errno', None)
+                     in WRITE_ERRORS else '')
+            print(f'error: {disk[0]}{where}; {resume}', file=sys.stderr)
             return disk[1]
         return interrupted(stop, resume)
     finish_distributed()
