@@ -14,6 +14,7 @@ but at near-ties of the matching, as for :func:`~mtu_toolkit.deploy.optimize_for
 the fused argmax materialises the cost volume there). Tracing fixes the frame size: export one per
 size.
 """
+import functools
 import io
 import os.path as osp
 import warnings
@@ -51,18 +52,14 @@ def _check_frame_size(window: torch.Tensor, height: int, width: int) -> torch.Te
     return window
 
 
-_scripted_size_check = []
-
-
+@functools.lru_cache(maxsize=None)
 def scripted_size_check():
     """:func:`_check_frame_size` as a TorchScript function: called while tracing, it stays in
     the traced graph as a call (with its branch), so the saved step checks every window's size
     (a plain Python check would run once, at tracing). Compiled on first use."""
-    if not _scripted_size_check:
-        with warnings.catch_warnings():  # (torch.jit.script's deprecation: tracing needs it)
-            warnings.simplefilter('ignore', DeprecationWarning)
-            _scripted_size_check.append(torch.jit.script(_check_frame_size))
-    return _scripted_size_check[0]
+    with warnings.catch_warnings():  # (torch.jit.script's deprecation: tracing needs it)
+        warnings.simplefilter('ignore', DeprecationWarning)
+        return torch.jit.script(_check_frame_size)
 
 
 class FrameStep(nn.Module):

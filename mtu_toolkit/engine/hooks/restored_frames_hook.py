@@ -7,8 +7,8 @@ import cv2
 from mmengine.dist import barrier, broadcast_object_list, is_main_process
 from mmengine.hooks import Hook
 
-from ...fileio import (folder_target, remove_stale_temporaries, swap_in_folder,
-                       temporary_path)
+from ...fileio import (check_writable_folder, folder_target, remove_stale_temporaries,
+                       swap_in_folder, temporary_path)
 from ...registry import HOOKS
 
 
@@ -27,7 +27,6 @@ def check_frames_folder(path, overwrite=False, inputs=()):
             holds files (without ``overwrite``); or its nearest existing parent is not
             writable.
     """
-    from ...fileio import check_writable_folder
     if osp.exists(path) and not osp.isdir(path):
         raise ValueError(f'{path}: is a file; give a folder for the restored frames')
     target = folder_target(osp.normpath(path))

@@ -384,7 +384,11 @@ class FrameStream:
         """Add ``frame`` (3, H, W) or (B, 3, H, W), uint8 in 0..255 or floating point in
         [0, 1] (checked as :meth:`MTURestorer.infer_clip` checks a clip; every frame of a clip
         of the size and type of its first); returns the restored frames now ready."""
+        given = frame
         frame = _checked_clip(frame, 'frame', '(3, H, W) or (B, 3, H, W)', dims=(3, 4))
+        # (a copy of the caller's frame: the window reads it again up to four pushes later; a
+        # frame read as float32 is a copy already)
+        frame = frame.clone() if frame is given else frame
         if frame.dim() == 3:
             frame = frame.unsqueeze(0)
         if self.frames and (frame.shape != self.frames[-1].shape
@@ -393,8 +397,7 @@ class FrameStream:
             raise ValueError(f'frame {self.count} is {tuple(frame.shape)} {frame.dtype}, the '
                              f'frames before it {tuple(last.shape)} {last.dtype}: a clip holds '
                              'frames of one size and type (flush() ends a clip)')
-        # (a copy: the window reads this frame again up to four pushes later)
-        self.frames = (self.frames + [frame.clone()])[-WINDOW:]
+        self.frames = (self.frames + [frame])[-WINDOW:]
         self.count += 1
         ready = []
         while self.next_out + CONTEXT < self.count:
