@@ -242,6 +242,22 @@ def test_compiled_fused_network_matches_eager():
 
 @pytest.mark.skipif(shutil.which(os.environ.get('CXX', 'g++')) is None,
                     reason='torch.compile needs a C++ compiler')
+def test_compile_mode_compiles_a_size_once():
+    """The first frame of a size compiles; the next frames of that size run the same graphs
+    (a cache filled during the first compiled call made dynamo compile again on the second)."""
+    from torch._dynamo.utils import counters
+    model = tiny_restorer()
+    fast = optimize_for_inference(model, compile=True)
+    clip = torch.rand(3, 3, 16, 20)
+    with torch.inference_mode():
+        fast.infer_clip(clip[:1])
+        graphs = counters['stats']['unique_graphs']
+        fast.infer_clip(clip)
+    assert counters['stats']['unique_graphs'] == graphs
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get('CXX', 'g++')) is None,
+                    reason='torch.compile needs a C++ compiler')
 def test_compile_mode_compiles_each_size_up_to_its_own_bound(monkeypatch):
     """torch's recompile limit (lowered here to 1) does not leave a second frame size
     uncompiled; past CompiledModule.MAX_SHAPES (lowered to 2) a new size runs eager, said in

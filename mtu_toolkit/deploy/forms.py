@@ -78,17 +78,14 @@ class SplitConv(nn.Module):
         # itself, whose kernel this is)
         self.__dict__['conv'] = layer.conv
         self.relu = layer.relu
-        self._splits = {}
-
-    def _weights(self, channels):
-        if channels not in self._splits:
-            self._splits[channels] = self.conv.weight.detach().split(channels, dim=1)
-        return self._splits[channels]
 
     def forward(self, inputs, residual=None, sum_inputs=False):
         conv = self.conv
         if len(inputs) == 2 and not sum_inputs and isinstance(conv, nn.Conv2d):
-            w_a, w_b = self._weights(tuple(x.shape[1] for x in inputs))
+            # split at every call (two views): a cache of splits would be state that
+            # torch.compile guards on, and a graph compiled before it was filled is compiled
+            # again on the second frame
+            w_a, w_b = conv.weight.split([x.shape[1] for x in inputs], dim=1)
             args = dict(stride=conv.stride, padding=conv.padding)
             out = F.conv2d(inputs[0], w_a, conv.bias, **args) + F.conv2d(inputs[1], w_b, **args)
         else:
