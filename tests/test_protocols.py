@@ -22,7 +22,8 @@ from mtu_toolkit.datasets.transforms import ClipCropToMultiple
 from mtu_toolkit.evaluation import (VideoRestorationMetric, apply_protocol, get_protocol,
                                     koehler_align, matlab_psnr, matlab_ssim, psnr,
                                     reference_psnr, ssim_uniform, to_uint8)
-from mtu_toolkit.evaluation.metrics.koehler import (register_translation, shift_with_zeros,
+from mtu_toolkit.evaluation.metrics.koehler import (metrix_psnr, metrix_ssim,
+                                                    register_translation, shift_with_zeros,
                                                     signed_peak)
 from mtu_toolkit.evaluation.metrics.matlab_metrics import (channel_mixing_matrix,
                                                            matlab_gaussian1d)
@@ -246,6 +247,38 @@ def test_register_translation_signs(dy, dx):
 def test_koehler_all_zero_result_stays_finite():
     zr, xr, shift = koehler_align(torch.zeros(3, 16, 16), torch.rand(3, 16, 16))
     assert shift == (0, 0) and not zr.any() and torch.isfinite(xr).all()
+
+
+def test_metrix_scores_are_wangs_ssim_and_psnr_of_the_luma():
+    """Koehler et al.'s code scores an aligned pair with MeTriX MuX: PSNR and Wang's SSIM
+    (11x11 Gaussian, sigma 1.5, 'valid') of Y = 0.299 R + 0.587 G + 0.114 B, unrounded."""
+    photo = skdata.astronaut()[100:164, 120:200].astype(np.float64)
+    x = _chw(photo)
+    z = _chw(np.clip(0.9 * photo + 6 * np.sin(np.arange(80) / 3.0)[None, :, None], 0, 300))
+    yx = (0.299 * photo[..., 0] + 0.587 * photo[..., 1] + 0.114 * photo[..., 2])
+    yz = z.numpy()
+    yz = 0.299 * yz[0] + 0.587 * yz[1] + 0.114 * yz[2]
+    assert metrix_psnr(x, z) == pytest.approx(
+        10 * np.log10(255 ** 2 / np.mean((yx - yz) ** 2)), rel=1e-12)
+    # scikit-image filters the whole frame and averages inside a 5-pixel border: the 'valid'
+    # windows of an 11x11 Gaussian (truncate 3.5 at sigma 1.5 gives 11 taps)
+    expect = structural_similarity(yx, yz, gaussian_weights=True, sigma=1.5,
+                                   use_sample_covariance=False, data_range=255)
+    assert metrix_ssim(x, z) == pytest.approx(expect, abs=1e-12)
+    # not the 3-D SSIM MATLAB's ssim gives the unaligned protocol
+    assert abs(metrix_ssim(x, z) - matlab_ssim(x, z).item()) > 1e-3
+    with pytest.raises(ValueError, match='smaller than the 11x11 window'):
+        metrix_ssim(x[:, :10], z[:, :10])
+
+
+def test_matlab_protocol_scores_aligned_pairs_with_metrix_mux():
+    photo = skdata.astronaut()[100:164, 120:200]
+    gt = torch.from_numpy(photo).permute(2, 0, 1).float()[None] / 255
+    pred = torch.roll(gt, (1, -2), (2, 3)) * 0.9
+    res = get_protocol('matlab').score(pred, gt, align=True)
+    zr, xr, shift = koehler_align(to_uint8(pred[0]), to_uint8(gt[0]))
+    assert res['shift'] == [list(shift)]
+    assert res['psnr'] == [metrix_psnr(xr, zr)] and res['ssim'] == [metrix_ssim(xr, zr)]
 
 
 # ------------------------------------------------------------------ protocols and the metric

@@ -15,8 +15,10 @@
 
 Any protocol can add Koehler et al.'s alignment (``align=True``, ``koehler.py``): each result
 is intensity-scaled, registered to its ground truth by a global integer translation and both are
-masked to the overlap before the protocol's PSNR/SSIM (in float64; ``matlab`` keeps the 0..255
-scale: peak 255, L = 255, without re-quantising the scaled result).
+masked to the overlap before scoring (in float64). ``matlab`` then scores as the paper's aligned
+evaluation does (Koehler et al.'s code): MeTriX MuX's PSNR and SSIM of the luma on the 0..255
+scale, the scaled result not re-quantised; ``toolkit`` and ``reference`` keep their own PSNR and
+SSIM.
 
 Every protocol averages over all scored frames of all sequences (long sequences weigh more).
 """
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .koehler import koehler_align
+from .koehler import koehler_align, metrix_psnr, metrix_ssim
 from .matlab_metrics import matlab_psnr, matlab_ssim, to_uint8
 from .psnr_ssim import psnr, ssim, ssim_uniform
 
@@ -55,11 +57,13 @@ class EvalProtocol:
         crop_multiple (int | None): frames must be cropped top-left to a multiple of this
             BEFORE inference (``ClipCropToMultiple`` in the test pipeline); None: no crop.
         skip_first_frame (bool): the first frame (index 0) of every sequence is not scored.
+        aligned_scores (str): what scores an aligned pair, for tables and JSON.
     """
     name: str
     summary: str
     crop_multiple: int = None
     skip_first_frame: bool = False
+    aligned_scores: str = "the protocol's PSNR and SSIM"
 
     def score(self, pred, gt, align=False):
         """Score the frames of one sequence chunk.
@@ -136,7 +140,8 @@ class MatlabProtocol(EvalProtocol):
                 [matlab_ssim(g, p).item() for p, g in zip(pred, gt)])
 
     def measure_aligned(self, zr, xr):
-        return matlab_psnr(xr, zr).item(), matlab_ssim(xr, zr).item()
+        # Koehler et al.'s code: metrix_mux(xr, zr, 'PSNR') and metrix_mux(xr, zr, 'SSIM')
+        return metrix_psnr(xr, zr), metrix_ssim(xr, zr)
 
 
 PROTOCOLS = {p.name: p for p in (
@@ -149,7 +154,9 @@ PROTOCOLS = {p.name: p for p in (
         crop_multiple=4),
     MatlabProtocol(
         'matlab', 'reference MATLAB evaluation.m: 8-bit results, frames 2..N of each sequence, '
-        "MATLAB psnr and ssim (3-D Gaussian, L=255)", crop_multiple=4, skip_first_frame=True),
+        "MATLAB psnr and ssim (3-D Gaussian, L=255)", crop_multiple=4, skip_first_frame=True,
+        aligned_scores="Koehler et al.'s code: MeTriX MuX PSNR and SSIM (11x11 Gaussian, "
+                       "valid) of the luma 0.299R+0.587G+0.114B, 0..255 scale"),
 )}
 
 #: what tables and JSON say about ``align=True``

@@ -66,8 +66,9 @@ class VideoRestorationMetric(BaseMetric):
     def protocol_info(self):
         """What produced the tables: protocol name and summary, alignment."""
         return dict(protocol=self.protocol.name, align=self.align,
-                    description=self.protocol.summary + ('; ' + ALIGN_SUMMARY if self.align
-                                                         else ''))
+                    description=self.protocol.summary + (
+                        f'; {ALIGN_SUMMARY}; aligned pairs scored by '
+                        f'{self.protocol.aligned_scores}' if self.align else ''))
 
     def process(self, data_batch, data_samples):
         """Score every frame of every output; keeps only small per-frame records."""
