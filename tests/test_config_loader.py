@@ -436,6 +436,10 @@ def test_inference_tools_unknown_type_is_one_line(tiny, tmp_path, tool):
     # a misspelt argument (added on purpose with '+', as a config file can): the one meant
     ({'+model.backbone.num_unitz': 2}, "MTUNet.__init__.. got an unexpected keyword argument "
                                        "'num_unitz'; did you mean 'num_units'\\?$"),
+    ({'model.backbone.weight_init': 'normall'}, "^MTUNet: weight_init must be one of"),
+    ({'model.deblur_loss.aux_reduction': 'avg'},
+     "^MultiOutputDeblurLoss: aux_reduction must be 'mean' or 'sum', got 'avg'$"),
+    ({'model.infer_dtype': 'fp16'}, "^MTURestorer: infer_dtype must be None"),
 ])
 def test_component_arguments_are_one_line_at_build(options, message):
     from mtu_toolkit.registry import MODELS
@@ -444,6 +448,41 @@ def test_component_arguments_are_one_line_at_build(options, message):
         MODELS.build(cfg.model)
     line, code = user_error(caught.value)
     assert code == 2 and re.search(message, line), line
+
+
+def test_a_missing_required_argument_is_one_line():
+    from mtu_toolkit.registry import TRANSFORMS
+    with pytest.raises(TypeError) as caught:
+        TRANSFORMS.build(dict(type='ClipRandomCrop'))
+    assert user_error(caught.value) == (
+        "ClipRandomCrop.__init__() missing 1 required positional argument: 'size' (the config "
+        'must give it)', 2)
+    # a function of ours called wrongly is a bug, not the user's: its traceback stays
+    assert user_error(TypeError("helper() missing 1 required positional argument: 'x'")) is None
+    assert user_error(TypeError("NotAComponent.__init__() missing 1 required positional "
+                                "argument: 'x'")) is None
+
+
+def test_an_unknown_type_under_another_default_scope_is_one_line():
+    from mmengine.registry import MODELS as MM_MODELS
+    with pytest.raises(KeyError) as caught:
+        MM_MODELS.build(dict(type='MTURestorer', _scope_='mmengine'))
+    line, code = user_error(caught.value)
+    assert code == 2 and line.startswith('MTURestorer is not in the mmengine::model registry')
+    assert line.endswith("set default_scope='mtu')") and '\n' not in line
+
+
+def test_optimiser_keys_of_the_two_optimiser_recipe_are_named():
+    """README's '+optim_wrapper.optimizer.weight_decay' example, on the two-optimiser recipe."""
+    from mtu_toolkit.engine.optim_wrappers import MTUOptimWrapperConstructor
+    cfg = load_config(osp.join(ROOT, 'configs', 'mtu', 'mtu2_dvd.py'),
+                      {'+optim_wrapper.optimizer.weight_decay': 1e-4}).optim_wrapper
+    with pytest.raises(ValueError) as caught:
+        MTUOptimWrapperConstructor({k: v for k, v in cfg.items() if k != 'constructor'})
+    line, code = user_error(caught.value)
+    assert code == 2 and line.startswith('optim_wrapper.optimizer: expected an optimiser-wrapper')
+    assert "(this config's optimisers are optim_wrapper.deblur and optim_wrapper.motion: e.g. " \
+        'optim_wrapper.deblur.optimizer.<key>)' in line
 
 
 def test_a_crop_size_below_one_is_refused():

@@ -121,6 +121,8 @@ def test_mixed_precision_for_this_machine():
     ({'default_hooks.checkpoint.save_best': 'psnr'},
      r"^default_hooks\.checkpoint\.save_best='psnr': the validation gives PSNR, SSIM "),
     ({'default_hooks.checkpoint.save_best': ['PSNR', 'PNSR']}, r"save_best='PNSR'"),
+    ({'train_dataloader.dataset.with_flow': False},
+     r'^model\.motion_loss is set but train_dataloader\.dataset\.with_flow is off'),
 ])
 def test_training_settings_mmengine_would_fail_on_late_are_refused(options, message):
     """Each of these trained until the first checkpoint or validation (hours in) and failed

@@ -38,6 +38,7 @@ import signal
 import sys
 
 from mmengine.config import Config, DictAction
+from mmengine.registry import Registry
 
 from ..checked_registry import CheckedRegistry, ComponentArgumentError, RegistryKeyError
 
@@ -372,6 +373,23 @@ def _close_argument(message):
     return None
 
 
+def _registered_class(name):
+    """Whether a class called ``name`` is registered in mmengine's registries or their
+    children (ours among them)."""
+    import mmengine.registry as mm_registry
+    todo = [r for r in vars(mm_registry).values() if isinstance(r, Registry)]
+    seen = set()
+    while todo:
+        reg = todo.pop()
+        if id(reg) in seen:
+            continue
+        seen.add(id(reg))
+        if inspect.isclass(reg.module_dict.get(name)):
+            return True
+        todo.extend(reg.children.values())
+    return False
+
+
 def _registry_line(err):
     """The registry's message (first line, then the close matches or the known names of the
     first scope that has any: ``mtu::optimizer`` registers none of its own) in one line."""
@@ -417,6 +435,16 @@ def user_error(err):
         # model.backbone.mc_head.type=fan keeps the correlation head's max_displacement)
         return (f'{_first_line(err)}: the config gives it a key it does not take (to replace '
                 'a dict of a _base_ config, give it _delete_=True, as configs/ablations do)', 2)
+    if isinstance(err, TypeError):
+        found = re.match(r'(\w+)\.__init__\(\) missing \d+ required (positional |keyword-only )?'
+                         r'arguments?: ', _first_line(err))
+        if found and _registered_class(found.group(1)):  # a component the config builds
+            return f'{_first_line(err)} (the config must give it)', 2
+    if isinstance(err, KeyError) and err.args and isinstance(err.args[0], str) and re.match(
+            r'\S+ is not in the \S+ registry', err.args[0]):
+        # mmengine's own registry under another default_scope (ours list close names)
+        return (f'{err.args[0].split(". ")[0]} (the toolkit\'s components are in scope '
+                "'mtu': set default_scope='mtu')"), 2
     if isinstance(err, OSError) and err.errno in USER_OS_ERRORS or isinstance(
             err, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
         if err.filename and err.strerror:

@@ -176,7 +176,9 @@ def check_training_settings(cfg):
     - a ``param_scheduler`` given per optimiser (a dict of lists): one entry per optimiser of
       the two-optimiser recipe, by its name;
     - ``default_hooks.checkpoint.save_best``: a metric the validation gives (a misspelt one
-      failed at the first validation).
+      failed at the first validation);
+    - ``model.motion_loss`` with a training set that gives no flow (its target): a KeyError in
+      the first iteration.
     """
     from .config_loader import ConfigError
     wrappers = optim_wrappers(cfg)
@@ -209,6 +211,38 @@ def check_training_settings(cfg):
             if key != 'auto' and key not in names:
                 raise ConfigError(f'default_hooks.checkpoint.save_best={key!r}: the validation '
                                   f'gives {", ".join(names)} (or use \'auto\')')
+    model = cfg.get('model') or {}
+    loader = cfg.get('train_dataloader') or {}
+    if isinstance(model, dict) and model.get('motion_loss') and isinstance(loader, dict):
+        for key in _flowless_datasets(loader.get('dataset'), 'train_dataloader.dataset'):
+            raise ConfigError(f'model.motion_loss is set but {key}.with_flow is off: the motion '
+                              f'loss trains on the flow (set {key}.with_flow=True, or '
+                              'model.motion_loss=None)')
+
+
+def _flowless_datasets(dataset, key):
+    """Keys of the datasets in ``dataset`` (a config dict; wrappers' ``dataset`` /
+    ``datasets`` looked into) that take ``with_flow`` and leave it off."""
+    import inspect
+
+    from ..registry import DATASETS
+    if not isinstance(dataset, dict):
+        return
+    inner = dataset.get('dataset')
+    if isinstance(inner, dict):
+        yield from _flowless_datasets(inner, f'{key}.dataset')
+        return
+    if isinstance(dataset.get('datasets'), (list, tuple)):
+        for i, item in enumerate(dataset['datasets']):
+            yield from _flowless_datasets(item, f'{key}.datasets.{i}')
+        return
+    kind = dataset.get('type')
+    cls = DATASETS.get(kind) if isinstance(kind, str) else kind
+    if not inspect.isclass(cls):
+        return
+    param = inspect.signature(cls.__init__).parameters.get('with_flow')
+    if param is not None and not dataset.get('with_flow', param.default):
+        yield key
 
 
 def use_mixed_precision(cfg, force=False):

@@ -6,6 +6,7 @@ import torch
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 
+from ..checked_registry import ComponentArgumentError
 from ..registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
 
@@ -49,21 +50,28 @@ class MTUOptimWrapperConstructor:
 
     def __init__(self, optim_wrapper_cfg, paramwise_cfg=None):
         if paramwise_cfg:
-            raise ValueError('MTUOptimWrapperConstructor: paramwise_cfg is not supported; '
-                             'the parameter groups come from model.optim_param_groups()')
+            raise ComponentArgumentError(
+                'MTUOptimWrapperConstructor: paramwise_cfg is not supported; the parameter '
+                'groups come from model.optim_param_groups()')
         self.cfgs = copy.deepcopy(dict(optim_wrapper_cfg))
         for name, cfg in self.cfgs.items():
             if not isinstance(cfg, dict) or 'optimizer' not in cfg:
-                raise ValueError(f'optim_wrapper.{name}: expected an optimiser-wrapper config '
-                                 f"with an 'optimizer', got {cfg!r}")
+                wrappers = [k for k, v in self.cfgs.items()
+                            if isinstance(v, dict) and 'optimizer' in v]
+                names = ' and '.join(f'optim_wrapper.{k}' for k in wrappers)
+                hint = (f" (this config's optimisers are {names}: e.g. "
+                        f'optim_wrapper.{wrappers[0]}.optimizer.<key>)' if wrappers else '')
+                raise ComponentArgumentError(
+                    f'optim_wrapper.{name}: expected an optimiser-wrapper config with an '
+                    f"'optimizer', got {cfg!r}{hint}")
 
     def __call__(self, model):
         model = model.module if is_model_wrapper(model) else model
         groups = model.optim_param_groups()
         unknown = sorted(set(self.cfgs) - set(groups))
         if unknown:
-            raise KeyError(f'optim_wrapper: no parameter group {unknown} in the model (it has '
-                           f'{sorted(groups)})')
+            raise ComponentArgumentError(f'optim_wrapper: no parameter group {unknown} in the '
+                                         f'model (it has {sorted(groups)})')
         wrappers = {}
         for name, cfg in self.cfgs.items():
             cfg = copy.deepcopy(cfg)

@@ -135,7 +135,8 @@ class MTUNet(nn.Module):
     def init_weights(self, kind='pytorch', std=0.03):
         """(Re-)initialise the network's convolutions (see the class doc's ``weight_init``)."""
         if kind not in WEIGHT_INITS:
-            raise ValueError(f'weight_init must be one of {WEIGHT_INITS}, got {kind!r}')
+            raise ComponentArgumentError(f'MTUNet: weight_init must be one of {WEIGHT_INITS}, '
+                                         f'got {kind!r}')
         if kind == 'pytorch':
             return
         # He init leaves the deblur layers at PyTorch's default (small outputs at the start)

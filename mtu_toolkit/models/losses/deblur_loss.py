@@ -1,6 +1,7 @@
 """Multi-output deblurring loss (paper Eq. 1, as the reference implementation weights it)."""
 import torch.nn as nn
 
+from ...checked_registry import ComponentArgumentError
 from ...registry import MODELS
 from .frame_loss import FrameLoss
 
@@ -31,11 +32,12 @@ class MultiOutputDeblurLoss(FrameLoss):
         super().__init__()
         if loss_type is not None:
             if loss_type not in LOSS_TYPES:
-                raise ValueError(f'loss_type must be one of {sorted(LOSS_TYPES)}, '
-                                 f'got {loss_type!r}')
+                raise ComponentArgumentError(f'MultiOutputDeblurLoss: loss_type must be one of '
+                                             f'{sorted(LOSS_TYPES)}, got {loss_type!r}')
             pixel_loss = [dict(type=name) for name in LOSS_TYPES[loss_type]]
         if aux_reduction not in ('mean', 'sum'):
-            raise ValueError(f"aux_reduction must be 'mean' or 'sum', got {aux_reduction!r}")
+            raise ComponentArgumentError(f"MultiOutputDeblurLoss: aux_reduction must be 'mean' "
+                                         f"or 'sum', got {aux_reduction!r}")
         cfgs = [pixel_loss] if isinstance(pixel_loss, dict) else list(pixel_loss)
         self.pixel_losses = nn.ModuleList(MODELS.build(cfg) for cfg in cfgs)
         self.final_weight = final_weight

@@ -9,6 +9,7 @@ from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapperDict
 
 from ...memory import KeptBuffers, recycled_copy
+from ...checked_registry import ComponentArgumentError
 from ...registry import MODELS
 from ..window import CONTEXT, WINDOW, clamped_indices, padded_indices, window_at
 from .padding import crop_to, pad_to_multiple
@@ -79,12 +80,13 @@ class MTURestorer(BaseModel):
         extra = dict(losses or {})
         for name in extra:
             if not name.startswith('loss') or name in ('loss_deblur', 'loss_motion'):
-                raise ValueError(f"model.losses: term names must start with 'loss' and differ "
-                                 f"from loss_deblur / loss_motion, got {name!r}")
+                raise ComponentArgumentError(
+                    f"model.losses: term names must start with 'loss' and differ from "
+                    f"loss_deblur / loss_motion, got {name!r}")
         self.extra_losses = nn.ModuleDict({k: MODELS.build(v) for k, v in extra.items()})
         if infer_dtype not in (None, 'float16', 'bfloat16'):
-            raise ValueError(f"infer_dtype must be None, 'float16' or 'bfloat16', "
-                             f"got {infer_dtype!r}")
+            raise ComponentArgumentError(f"MTURestorer: infer_dtype must be None, 'float16' or "
+                                         f"'bfloat16', got {infer_dtype!r}")
         self.infer_dtype = infer_dtype
         # restore_frame's converted window, for its first thread (see _network_window); a
         # copy or pickle starts without it
