@@ -1,6 +1,7 @@
 import json
 import os
 import os.path as osp
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from data_trees import make_tree, side_dir
 from mtu_toolkit.datasets import VideoDeblurDataset
 from mtu_toolkit.datasets.frame_store import close_lmdb
 from mtu_toolkit.datasets import lmdb_writer
+from mtu_toolkit.datasets.errors import DatasetError
 from mtu_toolkit.datasets.lmdb_writer import convert_dataset
 from mtu_toolkit.registry import DATASETS
 
@@ -191,6 +193,20 @@ def test_a_flow_of_another_size_is_named(trees, tmp_path):
                             flow_lmdb=str(tmp_path / 'other_lmdb' / 'train' / 'flow.lmdb'))
     with pytest.raises(ValueError, match=r'flow.lmdb:s\d/0000000\d is \(24, 36\) but its blurry '
                        r'frame .* is \(20, 28\)'):
+        ds[0]
+
+
+def test_blurry_frames_of_another_size_in_a_sequence_are_named(tmp_path):
+    # np.stack failed with 'all input arrays must have the same shape', naming no file
+    src = str(tmp_path / 'src')
+    make_tree(src, 'gopro', seqs=('s0',), frames=4, size=(16, 16))
+    blur = side_dir(src, 'gopro', 'test', 's0', 'blur')
+    for name in ('00002.png', '00003.png'):
+        cv2.imwrite(osp.join(blur, name), np.zeros((20, 16, 3), np.uint8))
+    ds = VideoDeblurDataset(src, layout='gopro', split='test')
+    with pytest.raises(DatasetError, match=re.escape(
+            f'{osp.join(blur, "00002.png")} is (20, 16) but {osp.join(blur, "00000.png")}, an '
+            'earlier frame of the same sequence, is (16, 16)')):
         ds[0]
 
 

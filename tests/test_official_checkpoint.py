@@ -8,6 +8,7 @@ reference network restored from them, with the displacements its matching found.
 """
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -330,6 +331,93 @@ def test_converter_refuses_to_overwrite(tmp_path, capsys):
     assert 'junk.pytorch' in err and err.count('\n') == 1
 
 
+def _one_error_line(capsys, *named):
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and err.count('\n') == 1, err
+    assert 'weights_only=False' not in err and 'arbitrary code' not in err, err
+    for part in named:
+        assert part in err, err
+    return err
+
+
+def test_converter_makes_the_missing_folders(tmp_path, capsys, monkeypatch):
+    # the documented commands write to work_dirs/ or checkpoints/, absent in a fresh checkout
+    src = tmp_path / 'MTU.pytorch'
+    torch.save(fake_released(1, 4, 1), src)
+    monkeypatch.chdir(tmp_path)
+    assert convert_official_ckpt.main([str(src), 'tmp/a/b/x.pth']) == 0
+    assert 'wrote tmp/a/b/x.pth' in capsys.readouterr().out
+    assert os.listdir(tmp_path / 'tmp' / 'a' / 'b') == ['x.pth']
+    assert torch.load(tmp_path / 'tmp/a/b/x.pth', weights_only=True)['state_dict']
+    # a file where a folder must be: one line, exit 2, nothing made
+    (tmp_path / 'f').write_bytes(b'keep')
+    for dst in ('f/x.pth', 'f/sub/x.pth'):
+        assert convert_official_ckpt.main([str(src), dst]) == 2
+        _one_error_line(capsys, f'{dst}: {tmp_path / "f"} is a file, not a folder')
+    assert (tmp_path / 'f').read_bytes() == b'keep'
+    (tmp_path / 'ro').mkdir()
+    os.chmod(tmp_path / 'ro', 0o555)
+    try:
+        if not os.access(tmp_path / 'ro', os.W_OK):  # (root may write anyway)
+            assert convert_official_ckpt.main([str(src), 'ro/new/x.pth']) == 2
+            _one_error_line(capsys, f'the folder {tmp_path / "ro"} is not writable')
+    finally:
+        os.chmod(tmp_path / 'ro', 0o755)
+    assert os.listdir(tmp_path / 'ro') == []
+
+
+def test_converter_names_files_it_cannot_read(tmp_path, capsys):
+    # worded as the tools' loader words them, without torch's advice to load with
+    # weights_only=False (which runs the file's code)
+    files = {'text': 'corrupt or not a checkpoint', 'object': 'the weights-only loading',
+             'torchscript': 'TorchScript archives'}
+    (tmp_path / 'text').write_text('hello\n')
+    (tmp_path / 'object').write_bytes(pickle.dumps(subprocess.CompletedProcess([], 0)))
+    torch.jit.save(torch.jit.script(torch.nn.Conv2d(3, 3, 1)), str(tmp_path / 'torchscript'))
+    for name, why in files.items():
+        assert convert_official_ckpt.main([str(tmp_path / name), str(tmp_path / 'y')]) == 2
+        _one_error_line(capsys, f'{tmp_path / name}: cannot be read as a weights-only PyTorch '
+                        'file: ', why)
+    assert not (tmp_path / 'y').exists()
+
+
+def test_converter_names_what_a_file_is(tmp_path, capsys):
+    released = fake_released(1, 4, 1)
+    toolkit = {'meta': {}, 'state_dict': {'backbone.base_conv.0.weight': torch.zeros(1)}}
+    cases = {
+        'toolkit': (toolkit, 'a checkpoint of this toolkit already'),
+        'ddp': ({'state_dict': with_module(toolkit['state_dict'])},
+                'a checkpoint of this toolkit already'),
+        'other': ({'state_dict': {'Net.conv.weight': torch.zeros(1)}},
+                  'no Network.base_conv.0.weight, neither at the top nor under one of its keys'),
+        'tensors': ([torch.zeros(1)], 'it holds a list, not a state dict'),
+        'two': ({'params': released, 'params_ema': released},
+                "holds released state dicts under 2 keys ('params', 'params_ema'); save the one "
+                'to convert on its own'),
+    }
+    for name, (obj, what) in cases.items():
+        torch.save(obj, tmp_path / name)
+        assert convert_official_ckpt.main([str(tmp_path / name), str(tmp_path / 'y')]) == 2
+        _one_error_line(capsys, f'{tmp_path / name}: ', what)
+    assert not (tmp_path / 'y').exists()
+
+
+@pytest.mark.parametrize('key', ['state_dict', 'params'])
+def test_converter_takes_a_released_state_dict_under_a_key(tmp_path, capsys, key):
+    state = with_module(golden()[0])
+    torch.save(state, tmp_path / 'plain.pytorch')
+    torch.save({key: state, 'meta': {'epoch': 3}}, tmp_path / 'wrapped.pytorch')
+    for name in ('plain', 'wrapped'):
+        assert convert_official_ckpt.main([str(tmp_path / f'{name}.pytorch'),
+                                           str(tmp_path / f'{name}.pth')]) == 0
+    out = capsys.readouterr().out
+    assert f"wrapped.pytorch (the state dict under {key!r}): 2 units" in out
+    plain, wrapped = (torch.load(tmp_path / f'{n}.pth', weights_only=True)['state_dict']
+                      for n in ('plain', 'wrapped'))
+    assert plain.keys() == wrapped.keys()
+    assert all(torch.equal(plain[k], wrapped[k]) for k in plain)
+
+
 def test_detection():
     assert is_official_state_dict(fake_released(1, 4, 1))
     assert is_official_state_dict(with_module(fake_released(1, 4, 1)))
@@ -466,9 +554,10 @@ def test_converter_on_a_full_disk_says_so_and_leaves_nothing(tmp_path):
     out = tmp_path / 'out'
     out.mkdir()
     tool = os.path.join(ROOT, 'tools', 'convert_official_ckpt.py')
-    proc = subprocess.run([sys.executable, tool, str(src), str(out / 'x.pth')],
-                          capture_output=True, text=True, timeout=300,
-                          preexec_fn=file_size_limit(1024))
-    assert proc.returncode == 5, proc.stderr[-2000:]
-    assert proc.stderr == f'error: {out / "x.pth"}: cannot be written (File too large)\n'
-    assert os.listdir(out) == []
+    for dst in (out / 'x.pth', out / 'new' / 'deeper' / 'x.pth'):  # folders made are removed
+        proc = subprocess.run([sys.executable, tool, str(src), str(dst)],
+                              capture_output=True, text=True, timeout=300,
+                              preexec_fn=file_size_limit(1024))
+        assert proc.returncode == 5, proc.stderr[-2000:]
+        assert proc.stderr == f'error: {dst}: cannot be written (File too large)\n'
+        assert os.listdir(out) == []

@@ -4,20 +4,25 @@
 
 SRC is one of the released files (``MTU2_DVD.pytorch``, ``MTU10_L_GoPro.pytorch``, ...: the
 ``state_dict`` of the authors' network, keys ``[module.]Network.*``, with or without the
-training-only deblur layers). The variant is read from the tensors' shapes, every tensor is
-mapped and checked, and DST is written atomically (temporary name + rename) in mmengine's layout
-``{'meta': {...}, 'state_dict': {...}}``, loadable with ``torch.load(weights_only=True)``. Any
-tensor that maps to nothing, is missing or has the wrong shape stops the conversion; nothing is
-written then. The configs that fit are printed: the dataset is not in the weights, so pick the
-one of the dataset the file was trained on.
+training-only deblur layers), or a dict that holds one such state dict under one key
+(``{'state_dict': ...}``, ``{'params': ...}``). The variant is read from the tensors' shapes,
+every tensor is mapped and checked, and DST is written atomically (temporary name + rename) in
+mmengine's layout ``{'meta': {...}, 'state_dict': {...}}``, loadable with
+``torch.load(weights_only=True)``; the folders of DST that do not exist are made. Any tensor that
+maps to nothing, is missing or has the wrong shape stops the conversion; nothing is written then.
+The configs that fit are printed: the dataset is not in the weights, so pick the one of the
+dataset the file was trained on.
 
-The tools also take a released file directly (converted on loading): this script is for keeping
-a converted copy. Exit codes: 0 done, 2 bad arguments or input, 5 output failed.
+The tools also take a released file directly (converted on loading; not one under a key): this
+script is for keeping a converted copy. Exit codes: 0 done, 2 bad arguments or input, 5 output
+failed.
 """
 import argparse
 import io
+import os
 import os.path as osp
 import sys
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
@@ -26,9 +31,11 @@ from mtu_toolkit.startup import importing  # noqa: E402
 with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     import torch
 
-    from mtu_toolkit.fileio import check_output_file, write_atomically
+    from mtu_toolkit.engine.checkpoint import strip_wrapper_prefix, why_not_loaded
+    from mtu_toolkit.fileio import check_output_file, check_writable_folder, write_atomically
     from mtu_toolkit.models.official_checkpoint import (
-        OfficialCheckpointError, convert_official_state_dict, is_official_state_dict)
+        BACKBONE_PREFIX, OfficialCheckpointError, convert_official_state_dict,
+        is_official_state_dict)
 
 
 class ConvertError(Exception):
@@ -55,35 +62,81 @@ def check_paths(src, dst, overwrite):
         raise ConvertError(f'{src}: is a folder, not a checkpoint file')
     if not osp.isfile(src):
         raise ConvertError(f'{src}: no such file')
+    missing = missing_folders(dst)
+    existing = osp.dirname(missing[-1]) if missing else osp.dirname(osp.abspath(dst))
+    if not osp.isdir(existing):
+        raise ConvertError(f'{dst}: {existing} is a file, not a folder' if osp.isfile(existing)
+                           else f'{dst}: {existing} is not a folder')
     try:
-        check_output_file(dst, [src], overwrite)
+        if missing:  # (then DST does not exist, and is not SRC)
+            check_writable_folder(dst, existing)
+        else:
+            check_output_file(dst, [src], overwrite)
     except ValueError as err:
         raise ConvertError(str(err)) from None
 
 
+def missing_folders(dst):
+    """The folders of ``dst`` that do not exist (made before writing), deepest first."""
+    missing, folder = [], osp.dirname(osp.abspath(dst))
+    while not osp.lexists(folder):
+        missing.append(folder)
+        folder = osp.dirname(folder)
+    return missing
+
+
 def load_released(src):
-    """The released state dict in ``src`` (weights-only loading: no code runs)."""
+    """The released state dict in ``src`` and the key it was found under (None: the file is the
+    state dict itself), loaded weights-only: no code runs."""
     try:
-        state = torch.load(src, map_location='cpu', weights_only=True)
+        with warnings.catch_warnings():  # (torch's on pickle protocols and TorchScript files)
+            warnings.simplefilter('ignore', UserWarning)
+            state = torch.load(src, map_location='cpu', weights_only=True)
     except Exception as err:  # noqa: BLE001 - one line naming the file
-        raise ConvertError(f'{src}: cannot be read as a weights-only PyTorch file '
-                           f'({str(err).splitlines()[0] if str(err) else type(err).__name__})'
-                           ) from None
-    if not is_official_state_dict(state):
-        what = ('a checkpoint of this toolkit already' if isinstance(state, dict)
-                and 'state_dict' in state else 'no Network.base_conv.0.weight')
-        raise ConvertError(f'{src}: not a released MTU checkpoint ({what})')
-    return state
+        raise ConvertError(f'{src}: cannot be read as a weights-only PyTorch file: '
+                           f'{why_not_loaded(err, src)}') from None
+    if is_official_state_dict(state):
+        return state, None
+    key = released_key(src, state)
+    return state[key], key
+
+
+def released_key(src, state):
+    """The one key of the dict ``state`` under which it holds a released state dict."""
+    if not isinstance(state, dict):
+        raise ConvertError(f'{src}: not a released MTU checkpoint (it holds a '
+                           f'{type(state).__name__}, not a state dict)')
+    keys = [k for k, v in state.items() if is_official_state_dict(v)]
+    if len(keys) == 1:
+        return keys[0]
+    if keys:
+        raise ConvertError(f'{src}: holds released state dicts under {len(keys)} keys '
+                           f'({", ".join(map(repr, keys))}); save the one to convert on its own')
+    inner = state.get('state_dict')
+    if isinstance(inner, dict) and any(isinstance(k, str) and k.startswith(BACKBONE_PREFIX)
+                                       for k in strip_wrapper_prefix(inner)):
+        raise ConvertError(f'{src}: not a released MTU checkpoint (a checkpoint of this toolkit '
+                           'already: backbone.* weights; the tools load it as it is)')
+    raise ConvertError(f'{src}: not a released MTU checkpoint (no Network.base_conv.0.weight, '
+                       'neither at the top nor under one of its keys)')
 
 
 def write_checkpoint(dst, checkpoint):
     """``torch.save`` into memory, then written through a temporary name and renamed: ``dst``
-    is whole or untouched (a full disk is one line, not torch's RuntimeError)."""
+    is whole or untouched (a full disk is one line, not torch's RuntimeError). Its missing
+    folders are made, and removed again when the write fails."""
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
+    made = missing_folders(dst)
     try:
+        os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
         write_atomically(dst, buffer.getbuffer())
     except OSError as err:
+        for folder in made:
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
         raise WriteError(f'{dst}: cannot be written ({err.strerror or err})') from None
 
 
@@ -91,7 +144,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         check_paths(args.src, args.dst, args.overwrite)
-        state = load_released(args.src)
+        state, key = load_released(args.src)
         try:
             conversion = convert_official_state_dict(state)
         except OfficialCheckpointError as err:
@@ -102,7 +155,8 @@ def main(argv=None):
         print(f'error: {err}', file=sys.stderr)
         return err.exit_code
     arch = conversion.arch
-    print(f'{args.src}: {arch.describe()}')
+    under = '' if key is None else f" (the state dict under {key!r})"
+    print(f'{args.src}{under}: {arch.describe()}')
     count = len(conversion.state_dict)
     print(f'wrote {args.dst} ({count} tensor{"s" * (count != 1)})')
     if conversion.configs:

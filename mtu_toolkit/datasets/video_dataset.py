@@ -162,7 +162,7 @@ class VideoDeblurDataset(Dataset):
         targets = list(range(start, start + count))
         first = start if self.clamp_context == 'clip' and self.num_frames else 0
         context = padded_indices(n, start, count, first=first)
-        blur = {i: self._frame(self.blur, seq, i) for i in set(context)}
+        blur = self._same_size({i: self._frame(self.blur, seq, i) for i in set(context)}, seq)
         results = dict(inputs=np.stack([blur[i] for i in context]), key=seq,
                        gt=np.stack([self._check_size(self._frame(self.sharp, seq, i), blur[i],
                                                      seq, i, self.sharp) for i in targets]))
@@ -175,6 +175,17 @@ class VideoDeblurDataset(Dataset):
         if 'flow' in results:
             samples['flow'] = _chw(results['flow'])
         return dict(inputs=_chw(results['inputs']), data_samples=samples)
+
+    def _same_size(self, blur, seq):
+        """``blur`` ({index: (H, W, 3)} blurry frames of ``seq``) if all are the size of its
+        first frame (the sequence's first one in a whole sequence)."""
+        first = min(blur)
+        for i in sorted(blur):
+            if blur[i].shape[:2] != blur[first].shape[:2]:
+                raise DatasetError(f'{self.blur.where(seq, i)} is {blur[i].shape[:2]} but '
+                                   f'{self.blur.where(seq, first)}, an earlier frame of the same '
+                                   f'sequence, is {blur[first].shape[:2]}')
+        return blur
 
     def _check_size(self, value, blur, seq, i, store):
         """``value`` (H, W, C), frame ``i`` of ``seq`` in ``store`` (the sharp frames, the

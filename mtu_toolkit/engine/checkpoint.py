@@ -82,7 +82,7 @@ def load_from_local_weights_only(filename, map_location=None, report=None):
             ckpt = torch.load(filename, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
         raise CheckpointLoadError(f'cannot load checkpoint {filename} (weights_only=True): '
-                                  f'{_why(e, filename)}') from e
+                                  f'{why_not_loaded(e, filename)}') from e
     return convert_if_official(ckpt, filename, report)
 
 
@@ -114,7 +114,7 @@ def check_checkpoint_file(path, what='checkpoint'):
         raise FileNotFoundError(f'{what} {path} does not exist')
 
 
-def _why(err, filename):
+def why_not_loaded(err, filename):
     """Why torch.load refused ``filename``, in a few words (torch's own advice to turn the
     weights-only loading off does not apply to a corrupt file, and is not repeated)."""
     if osp.getsize(filename) == 0:
