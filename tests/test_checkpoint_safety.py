@@ -58,6 +58,33 @@ def test_a_plain_state_dict_is_loaded_not_dropped(run_a):
 
 
 @pytest.mark.slow
+def test_a_checkpoint_of_other_network_settings_is_named(run_a, tmp_path):
+    """The weights fit a config with another search range (no shape shows it): testing and
+    resuming under it stop with one line naming the setting; fine-tuning from it (load_from)
+    says so in one warning and trains."""
+    tmp, cfg = run_a
+    setup_safe_loading()
+    ckpt = torch.load(tmp / 'a' / 'iter_4.pth', weights_only=True)
+    assert ckpt['meta']['network_settings']['mc_head'] == dict(
+        type='CorrelationMCHead', max_displacement=3, smooth=5)
+    other = ['--cfg-options', 'model.backbone.mc_head.max_displacement=2']
+    expect = ('the checkpoint was trained with other network settings, which its weights load '
+              'into without a mismatch: mc_head.max_displacement 3 in the checkpoint, 2 in the '
+              'config')
+    proc = _run(TEST, cfg, tmp / 'a' / 'iter_4.pth', '--work-dir', tmp_path / 't', *other,
+                cwd=tmp)
+    assert proc.returncode == 4 and proc.stderr.strip().endswith(expect), proc.stderr[-3000:]
+    proc = _run(TRAIN, cfg, '--work-dir', tmp_path / 'r', '--resume', tmp / 'a' / 'iter_2.pth',
+                *other, cwd=tmp)
+    assert proc.returncode == 4 and proc.stderr.strip().endswith(expect), proc.stderr[-3000:]
+    proc = _run(TRAIN, cfg, '--work-dir', tmp_path / 'f', *other,
+                f'load_from={tmp / "a" / "iter_4.pth"}', cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f'{expect} (fine-tuning under the config\'s settings)' in proc.stdout + proc.stderr
+    assert (tmp_path / 'f' / 'iter_4.pth').is_file()
+
+
+@pytest.mark.slow
 def test_a_best_checkpoint_cannot_be_resumed_and_a_fork_keeps_the_old_runs_files(run_a):
     tmp, cfg = run_a
     best = sorted((tmp / 'a').glob('best_PSNR_iter_*.pth'))

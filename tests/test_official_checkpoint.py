@@ -174,6 +174,58 @@ def test_released_file_through_converter_and_tools(tmp_path, capsys):
     assert loaded['state_dict'].keys() == ckpt['state_dict'].keys()
 
 
+def test_a_released_file_into_a_config_of_other_settings_is_refused(tmp_path):
+    """The released MTU2 fits a D=5 or residual-free config by shape: refused, naming the
+    setting, whether the file is released, converted now, or converted by an older toolkit
+    (its meta without network_settings)."""
+    state = fake_released(2, 6, 1)
+    arch = read_architecture(state)
+    src = tmp_path / 'MTU_tiny.pytorch'
+    torch.save(state, src)
+    dst, old = tmp_path / 'tiny.pth', tmp_path / 'old.pth'
+    assert convert_official_ckpt.main([str(src), str(dst)]) == 0
+    ckpt = torch.load(dst, weights_only=True)
+    assert ckpt['meta']['network_settings'] == arch.network_settings()
+    del ckpt['meta']['network_settings']
+    torch.save(ckpt, old)
+    for key, value, said in (
+            ('max_displacement', 5, 'mc_head.max_displacement 10 in the checkpoint, 5 in the '
+                                    'config'),
+            ('residual', False, 'residual True in the checkpoint, False in the config')):
+        model = arch.backbone_cfg()
+        if key == 'residual':
+            model[key] = value
+        else:
+            model['mc_head'][key] = value
+        cfg = tmp_path / f'{key}.py'
+        cfg.write_text(f"default_scope = 'mtu'\nmodel = "
+                       f"{dict(type='MTURestorer', backbone=model)!r}\n")
+        for checkpoint in (src, dst, old):
+            with pytest.raises(CheckpointError) as err:
+                init_restorer(str(cfg), str(checkpoint))
+            assert str(err.value) == (
+                f'checkpoint {checkpoint} for config {cfg}: the checkpoint was trained with '
+                f'other network settings, which its weights load into without a mismatch: '
+                f'{said}')
+    for checkpoint in (src, dst, old):  # the reference's own settings load
+        init_restorer(tiny_config(tmp_path / 'ok.py', arch), str(checkpoint))
+
+
+def test_network_settings_name_only_what_the_weights_cannot_show():
+    from mtu_toolkit.models.network_settings import network_settings, settings_differences
+    base = dict(backbone=dict(type='mtu.MTUNet', mc_head=dict(type='correlation')))
+    settings = network_settings(base)
+    assert settings['mc_head'] == dict(type='CorrelationMCHead', max_displacement=10, smooth=5)
+    assert not {'weight_init', 'init_std', 'aux_outputs'} & settings.keys()
+    same = dict(backbone=dict(type='MTUNet', weight_init='normal', aux_outputs=False))
+    assert settings_differences(settings, network_settings(same)) == []
+    none = dict(backbone=dict(type='MTUNet', mc_head=dict(type='none')))
+    assert settings_differences(settings, network_settings(none)) == [
+        "mc_head.type 'CorrelationMCHead' in the checkpoint, 'NoneMCHead' in the config"]
+    assert settings_differences(None, settings) == []  # a checkpoint that records none
+    assert network_settings(dict(backbone=dict(type='NotRegistered'))) is None
+
+
 def test_deblur_video_takes_a_released_file(tmp_path, capsys):
     import cv2
     deblur_tool = __import__('deblur_video')

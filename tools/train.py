@@ -18,8 +18,11 @@ that cannot be read, Ctrl-C while building) removes what it created: the
 else.
 
 Checkpoints (``--resume``, ``load_from``) are loaded strictly: one of another variant than the
-config stops with one line naming both and what differs (exit code 4). ``load_from`` may be a
-released file of the paper's authors (converted on loading; fine-tuning from it).
+config stops with one line naming both and what differs (exit code 4). Settings the weights
+cannot show (the MC head's type and search range, the residual, ...) are recorded in every
+checkpoint and compared too: ``--resume`` refuses other ones; ``load_from`` fine-tunes under
+the config's settings and logs one warning naming them. ``load_from`` may be a released file
+of the paper's authors (converted on loading; fine-tuning from it).
 """
 import argparse
 import errno
@@ -89,7 +92,7 @@ def build_cfg(args):
         if saved is not None and given is not None and saved != given:
             print(f'--resume: the seed of {cfg.load_from} ({saved}) is used, not {given}: the '
                   'resumed run draws the clips the interrupted one would have', flush=True)
-    add_strict_loading(cfg)
+    add_strict_loading(cfg, other_settings='warn')  # (resume refuses them all the same)
     return prepare_runtime(cfg, args.launcher)
 
 

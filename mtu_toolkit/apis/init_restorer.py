@@ -36,9 +36,10 @@ def check_state_dict(model, state_dict, where):
         raise CheckpointError(str(err)) from None
 
 
-def load_checkpoint_state(checkpoint, report=print):
+def load_checkpoint_state(checkpoint, report=print, with_meta=False):
     """The model weights of an mmengine checkpoint (``state_dict``), of a plain state dict, or
-    of a released file (converted; ``report`` says so)."""
+    of a released file (converted; ``report`` says so); with ``with_meta``, ``(weights, meta)``
+    (``meta`` None for a plain state dict)."""
     try:
         ckpt = load_from_local_weights_only(checkpoint, map_location='cpu', report=report)
     except FileNotFoundError:
@@ -48,10 +49,12 @@ def load_checkpoint_state(checkpoint, report=print):
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not state:
         raise CheckpointError(f'checkpoint {checkpoint} holds no state_dict of model weights')
-    return state
+    if not with_meta:
+        return state
+    return state, (ckpt.get('meta') if state is not ckpt else None)
 
 
-def load_weights(model, checkpoint, where, report=print):
+def load_weights(model, checkpoint, where, report=print, model_cfg=None):
     """Load ``checkpoint`` (a file) into ``model`` strictly, through the engine's one check.
 
     Args:
@@ -60,12 +63,18 @@ def load_weights(model, checkpoint, where, report=print):
         where (str): 'checkpoint X for config Y', the start of any message.
         report (callable): gets the one-line notes (a converted released file, absent
             training-only layers).
+        model_cfg (dict | None): the config's ``model``: a checkpoint that records other
+            network settings (those its weights cannot show) is refused.
     """
-    state = load_checkpoint_state(checkpoint, report)
+    state, meta = load_checkpoint_state(checkpoint, report, with_meta=True)
     try:
         state = engine_ckpt.fit_state_dict(model, state, where, report)
     except CheckpointLoadError as err:
         raise CheckpointError(str(err)) from None
+    differences = (engine_ckpt.network_settings_differences(meta, model_cfg)
+                   if model_cfg is not None else [])
+    if differences:
+        raise CheckpointError(engine_ckpt.other_settings_message(where, differences))
     model.load_state_dict(state, strict=True)
     return model
 
@@ -102,7 +111,8 @@ def init_restorer(config, checkpoint=None, device='cpu', infer_dtype=None):
     finally:
         torch.set_default_dtype(default)
     if checkpoint is not None:
-        load_weights(model, checkpoint, f'checkpoint {checkpoint} for config {name}')
+        load_weights(model, checkpoint, f'checkpoint {checkpoint} for config {name}',
+                     model_cfg=model_cfg)
     device = parse_device(device)
     return model.to(device).eval()
 

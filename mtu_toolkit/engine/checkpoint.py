@@ -225,6 +225,38 @@ def check_state_dict(model, state_dict, where):
                               + '; '.join(parts))
 
 
+def saved_network_settings(meta):
+    """The :func:`~mtu_toolkit.models.network_settings.network_settings` a checkpoint's
+    ``meta`` records (a released file converted by an older toolkit: rebuilt from its recorded
+    architecture), or None."""
+    if not isinstance(meta, dict):
+        return None
+    if isinstance(meta.get('network_settings'), dict):
+        return meta['network_settings']
+    arch = meta.get('architecture')
+    if meta.get('source_format') == 'official MTU release' and isinstance(arch, dict):
+        from ..models.official_checkpoint import OfficialArchitecture
+        try:
+            return OfficialArchitecture(**arch).network_settings()
+        except TypeError:  # a record of another layout: nothing to compare
+            return None
+    return None
+
+
+def network_settings_differences(meta, model_cfg):
+    """What differs between the network settings a checkpoint's ``meta`` records and those
+    of the config's ``model`` that loads it (settings the weights cannot show: the MC head, its
+    search range, the residual, ...); [] when they agree or the checkpoint records none."""
+    from ..models.network_settings import network_settings, settings_differences
+    return settings_differences(saved_network_settings(meta), network_settings(model_cfg))
+
+
+def other_settings_message(where, differences):
+    """The one line for a checkpoint of the same shapes but other network settings."""
+    return (f'{where}: the checkpoint was trained with other network settings, which its '
+            f'weights load into without a mismatch: {"; ".join(differences)}')
+
+
 def _unit_count(state_dict):
     """How many MTU units (``backbone.units.<i>.``) a state dict holds; 0 for none."""
     found = [int(m.group(1)) for k in state_dict

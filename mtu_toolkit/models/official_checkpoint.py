@@ -38,7 +38,6 @@ correlation's max displacement D (no parameters; 10 in every released model, as 
 """
 import functools
 import glob
-import inspect
 import os.path as osp
 import re
 from collections import Counter, OrderedDict
@@ -48,7 +47,8 @@ import torch
 
 from ..wording import plural
 from .backbones import MTUNet
-from .mc_heads import CorrelationMCHead  # also registers the MC heads MTUNet builds
+from .mc_heads import CorrelationMCHead  # noqa: F401 - registers the MC heads MTUNet builds
+from .network_settings import network_settings
 
 #: key prefix of the released network inside its training wrapper
 NETWORK_PREFIX = 'Network.'
@@ -125,6 +125,11 @@ class OfficialArchitecture:
                     structure_injection=s['structure_injection'],
                     motion_layer=s['motion_layer'], residual=s['residual'])
 
+    def network_settings(self):
+        """The released network's :func:`~mtu_toolkit.models.network_settings.network_settings`
+        (the reference's settings, which the weights cannot show)."""
+        return network_settings(dict(backbone=self.backbone_cfg()))
+
     def describe(self):
         """One phrase, e.g. 'MTU2: 2 units, ch 26, 8 residual blocks, matching in the first
         unit only, with the training-only deblur layers'."""
@@ -156,7 +161,8 @@ class OfficialConversion:
         """What a converted checkpoint records in its ``meta`` (plain types only)."""
         return dict(converted_from=str(source), source_format='official MTU release',
                     architecture=asdict(self.arch), variant=self.arch.variant,
-                    fitting_configs=list(self.configs))
+                    fitting_configs=list(self.configs),
+                    network_settings=self.arch.network_settings())
 
     def summary(self, source):
         """One line: what was read and which configs fit."""
@@ -362,31 +368,12 @@ def default_config_dir():
     return path if osp.isdir(path) else None
 
 
-def _defaults(cls):
-    return {k: p.default for k, p in inspect.signature(cls).parameters.items()
-            if p.default is not inspect.Parameter.empty}
-
-
 def config_fits(model_cfg, arch):
     """Whether a config's ``model`` is the released network of ``arch`` (same shapes and the
     reference's settings that the weights cannot show)."""
-    backbone = model_cfg.get('backbone') or {}
     if model_cfg.get('type') not in ('MTURestorer', 'mtu.MTURestorer'):
         return False
-    if backbone.get('type') not in ('MTUNet', 'mtu.MTUNet'):
-        return False
-    want = arch.backbone_cfg()
-    got = dict(_defaults(MTUNet), **backbone)
-    for key in ('num_units', 'channels', 'num_blocks', 'match_every_unit',
-                'structure_injection', 'motion_layer', 'residual'):
-        if got.get(key) != want[key]:
-            return False
-    head = dict(got.get('mc_head') or {})
-    if head.get('type') not in ('CorrelationMCHead', 'correlation', 'mtu.CorrelationMCHead',
-                                'mtu.correlation'):
-        return False
-    head = dict(_defaults(CorrelationMCHead), **head)
-    return all(head.get(k) == want['mc_head'][k] for k in ('max_displacement', 'smooth'))
+    return network_settings(model_cfg) == arch.network_settings()
 
 
 def fitting_configs(arch, config_dir=None):

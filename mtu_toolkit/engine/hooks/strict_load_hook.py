@@ -2,8 +2,10 @@
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from ...checked_registry import ComponentArgumentError
 from ...registry import HOOKS
-from ..checkpoint import CheckpointLoadError, fit_state_dict
+from ..checkpoint import (CheckpointLoadError, fit_state_dict, network_settings_differences,
+                          other_settings_message)
 
 #: how the tools add the hook to a config's ``custom_hooks`` (the scope prefix lets the Runner
 #: find it whatever the config's ``default_scope``)
@@ -25,9 +27,31 @@ class StrictLoadCheckpointHook(Hook):
     converted from a released file, or a ``best_*`` checkpoint, saved without the optimiser
     and schedulers) is refused there with a pointer to ``load_from`` and the latest
     ``iter_*.pth``.
+
+    The weights do not show every setting of the network (the MC head's type and search range,
+    the residual, ...): the hook records the config's in every checkpoint it sees saved
+    (``meta['network_settings']``) and compares them with the loading config's. A checkpoint
+    of other settings is refused, except where ``other_settings='warn'`` (``tools/train.py``
+    for ``load_from``: fine-tuning under other settings on purpose), which logs one warning;
+    ``resume`` always refuses.
+
+    Args:
+        other_settings (str): 'refuse' or 'warn' (see above).
     """
 
     priority = 'VERY_HIGH'  # before any other hook reads the checkpoint
+
+    def __init__(self, other_settings='refuse'):
+        if other_settings not in ('refuse', 'warn'):
+            raise ComponentArgumentError(f"StrictLoadCheckpointHook: other_settings must be "
+                                         f"'refuse' or 'warn', got {other_settings!r}")
+        self.other_settings = other_settings
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        from ...models.network_settings import network_settings  # (the engine loads first)
+        settings = network_settings(runner.cfg.get('model'))
+        if settings is not None:
+            checkpoint.setdefault('meta', {})['network_settings'] = settings
 
     def after_load_checkpoint(self, runner, checkpoint):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -37,8 +61,16 @@ class StrictLoadCheckpointHook(Hook):
         holds_state = isinstance(checkpoint.get('state_dict'), dict)
         state = checkpoint['state_dict'] if holds_state else checkpoint
         fitted = fit_state_dict(model, state, where, report=runner.logger.info)
-        if getattr(runner, '_resume', False):
+        resuming = getattr(runner, '_resume', False)
+        if resuming:  # (a weights-only file cannot be resumed, whatever its settings)
             self._check_training_state(runner, checkpoint, holds_state, where)
+        differences = network_settings_differences(
+            checkpoint.get('meta') if holds_state else None, runner.cfg.get('model'))
+        if differences:
+            message = other_settings_message(where, differences)
+            if resuming or self.other_settings == 'refuse':
+                raise CheckpointLoadError(message)
+            runner.logger.warning(f'{message} (fine-tuning under the config\'s settings)')
         if holds_state:
             checkpoint['state_dict'] = fitted
         else:  # a plain state dict: mmengine loads the checkpoint itself
@@ -69,11 +101,12 @@ class StrictLoadCheckpointHook(Hook):
                 'a training from this one with load_from')
 
 
-def add_strict_loading(cfg):
-    """Add :class:`StrictLoadCheckpointHook` to ``cfg.custom_hooks`` (once); returns ``cfg``."""
+def add_strict_loading(cfg, other_settings='refuse'):
+    """Add :class:`StrictLoadCheckpointHook` (with ``other_settings``) to
+    ``cfg.custom_hooks`` (once); returns ``cfg``."""
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(isinstance(h, dict) and h.get('type', '').rpartition('.')[2] ==
                'StrictLoadCheckpointHook' for h in hooks):
-        hooks.append(dict(STRICT_LOAD_HOOK))
+        hooks.append(dict(STRICT_LOAD_HOOK, other_settings=other_settings))
     cfg.custom_hooks = hooks
     return cfg

@@ -74,6 +74,10 @@ class MTUNet(nn.Module):
     4 and the state of t-1 (None at a clip's first frame); see :meth:`forward`.
     """
 
+    #: arguments that decide only how training starts, not what loaded weights compute (not
+    #: part of :func:`~mtu_toolkit.models.network_settings.network_settings`)
+    INIT_ARGS = ('aux_outputs', 'weight_init', 'init_std', 'kaiming_init', 'zero_init_output')
+
     def __init__(self, num_units=2, channels=26, num_blocks=8,
                  mc_head=dict(type='CorrelationMCHead', max_displacement=10, smooth=5),
                  match_every_unit=False, structure_injection=True, motion_layer=True,
