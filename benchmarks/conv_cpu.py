@@ -1,11 +1,11 @@
 """The CPU convolution kernels layer by layer, against PyTorch's convolution (oneDNN).
 
 Times each stride-1 layer shape of an MTU unit at 1280x720 (or ``--size``) with PyTorch's
-``conv2d`` + ReLU (the reference), the direct kernel, and Winograd F(2x2, KxK) and F(4x4, KxK),
-all on the same input and alternating call by call, so that the VM's drift hits every variant
-alike; prints the median ms, the speed-up over the reference and the largest difference from
-it relative to the output's scale. The numbers behind ``WINOGRAD_TILE`` and
-``WINOGRAD_MIN_CHANNELS`` in ``mtu_toolkit/deploy/direct_conv.py``.
+``conv2d`` + in-place ReLU (the reference, as the toolkit's eager layers run it), the direct
+kernel, and Winograd F(2x2, KxK) and F(4x4, KxK), all on the same input and alternating call by
+call, so that the VM's drift hits every variant alike; prints the median ms, the speed-up over
+the reference and the largest difference from it relative to the output's scale. The numbers
+behind ``WINOGRAD_TILE`` and ``WINOGRAD_MIN_CHANNELS`` in ``mtu_toolkit/deploy/direct_conv.py``.
 
 Usage:
     python benchmarks/conv_cpu.py [--size 1280x720] [--repeats 7] [--threads N]
@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mtu_toolkit.analysis.benchmark import alternating_medians  # noqa: E402
+from mtu_toolkit.analysis.benchmark import (alternating_medians,  # noqa: E402
+                                             check_timing_arguments, frame_size)
 from mtu_toolkit.deploy import direct_conv_isa  # noqa: E402
 from mtu_toolkit.deploy.conv_engine import conv_ext as ext  # noqa: E402
 
@@ -43,7 +44,9 @@ def run_layer(cin, cout, k, height, width, repeats):
     calls = {}
     for name, tile in VARIANTS.items():
         if tile is None:
-            calls[name] = lambda: F.relu(F.conv2d(x, weight, bias, padding=k // 2))
+            # ReLU in place, as the eager layers (models/layers.py): an out-of-place one
+            # would add a pass over a fresh output to the reference's time
+            calls[name] = lambda: torch.relu_(F.conv2d(x, weight, bias, padding=k // 2))
         else:
             packed = ext.conv_direct_pack(weight, False, winograd=tile)
             # into the same output buffer, as the network's reused buffers
@@ -59,15 +62,17 @@ def run_layer(cin, cout, k, height, width, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--size', default='1280x720', help='frame WIDTHxHEIGHT')
-    parser.add_argument('--repeats', type=int, default=7)
-    parser.add_argument('--threads', type=int)
+    parser.add_argument('--size', type=frame_size, default=(1280, 720),
+                        help='frame WIDTHxHEIGHT, multiples of 4 (default 1280x720)')
+    parser.add_argument('--repeats', type=int, default=7, help='timed calls of each (median)')
+    parser.add_argument('--threads', type=int, help="CPU threads (default: torch's)")
     args = parser.parse_args()
+    check_timing_arguments(parser, args)
     if not direct_conv_isa():
         sys.exit('the direct kernels do not run here (no extension, or a CPU without AVX2)')
     if args.threads:
         torch.set_num_threads(args.threads)
-    width, height = (int(v) for v in args.size.split('x'))
+    width, height = args.size
     print(f'{direct_conv_isa()} kernels, {torch.get_num_threads()} threads, {width}x{height}; '
           'ms (speed-up over PyTorch, max difference from it / output scale)')
     for name, cin, cout, k, div in LAYERS:

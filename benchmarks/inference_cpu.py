@@ -10,8 +10,9 @@ Prints the ratio measured / conv-FLOP floor and the target (1.5x for MTU2 on 2 c
 
 With ``--baseline-conv-ext PATH`` (another build of ``mtu_toolkit._conv_cpu``, e.g. the
 previous commit's ``.so``) it also times the direct form on that engine against this one, frames
-alternating in one process on the same window and state (the Python side is this checkout's for
-both), and prints each frame's old/new ratio and the largest difference between their frames.
+alternating in one process, both fed the same frames of a panning camera (the Python side is
+this checkout's for both), and prints each frame's old/new ratio and the largest difference
+between their frames.
 ``--conv-isa avx2`` runs both builds' AVX2 kernels (on an AVX-512 CPU: the only way this
 project has timed them).
 
@@ -33,8 +34,9 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from mtu_toolkit.apis import init_restorer  # noqa: E402
-from mtu_toolkit.analysis.benchmark import (VARIANTS, benchmark_restorer, load_build,  # noqa: E402
-                                            test_window)
+from mtu_toolkit.analysis.benchmark import (VARIANTS, PanningClip,  # noqa: E402
+                                            benchmark_restorer, check_timing_arguments,
+                                            frame_size, load_build)
 from mtu_toolkit.analysis.stages import format_stages, frame_stages  # noqa: E402
 from mtu_toolkit.deploy import direct_conv_isa, optimize_for_inference  # noqa: E402
 
@@ -63,11 +65,13 @@ GROUPS = {'mtu::conv_direct 5x5/1': 'direct 5x5 convs',
           'aten::clamp_': 'adds / ReLU / clamp'}
 
 
-def breakdown(fast, window):
-    """Self time (ms) per group for one frame of ``fast``, after a warm-up frame."""
+def breakdown(fast, clip):
+    """Self time (ms) per group for one frame of ``fast``: ``clip.window(1)`` (a
+    :class:`PanningClip`) after the warm-up frame ``clip.window(0)``, whose state it carries."""
     from torch.profiler import profile
+    window = clip.window(1)
     with torch.inference_mode():
-        _, state = fast.restore_frame(window, None)
+        _, state = fast.restore_frame(clip.window(0), None)
         with profile() as prof:
             fast.restore_frame(window, state)
     groups = defaultdict(float)
@@ -116,15 +120,17 @@ def use_conv_isa(isa, *builds):
 def compare_engines(restorer, baseline, height, width, frames):
     """Old (``baseline``, another build of the engine: :func:`load_build`) against this build's
     engine: the direct form of the same weights on each, one frame each in turn (after one
-    untimed frame each)."""
+    untimed frame each), both fed the same consecutive windows of a :class:`PanningClip` of
+    ``height`` x ``width`` px."""
     new = optimize_for_inference(copy.deepcopy(restorer), mode='direct')
     with engine(baseline):  # packed by the engine that runs it
         old = optimize_for_inference(copy.deepcopy(restorer), mode='direct')
-    window = test_window(height, width, torch.device('cpu'))
+    clip = PanningClip(height, width, torch.device('cpu'))
     runs = {'old': (old, baseline), 'new': (new, None)}
     states, times, outs = {}, {'old': [], 'new': []}, {}
     with torch.inference_mode():
         for i in range(frames + 1):
+            window = clip.window(i)
             for name, (model, module) in runs.items():
                 with engine(module) if module is not None else contextlib.nullcontext():
                     start = time.perf_counter()
@@ -143,9 +149,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--variant', default='MTU2', choices=[v for v, c in VARIANTS.items()
                                                                if c[1] is None])
-    parser.add_argument('--size', default='1280x720')
-    parser.add_argument('--frames', type=int, default=5)
-    parser.add_argument('--threads', type=int)
+    parser.add_argument('--size', type=frame_size, default=(1280, 720),
+                        help='WIDTHxHEIGHT, multiples of 4 (default 1280x720)')
+    parser.add_argument('--frames', type=int, default=5, help='timed frames (median)')
+    parser.add_argument('--threads', type=int, help="CPU threads (default: torch's)")
     parser.add_argument('--modes', nargs='+', default=['eager', 'frozen', 'compile', 'direct'],
                         choices=['eager', 'frozen', 'compile', 'direct', 'direct-no-winograd'])
     parser.add_argument('--baseline-conv-ext', metavar='PATH',
@@ -154,11 +161,12 @@ def main():
                         help="the conv kernels' instruction set, for this build and the "
                              "baseline: 'avx2' times the AVX2 kernels on an AVX-512 CPU")
     args = parser.parse_args()
+    check_timing_arguments(parser, args)
     try:  # (loaded first: a wrong path stops the run before any timing)
         baseline = (load_build(args.baseline_conv_ext, '_conv_cpu')
                     if args.baseline_conv_ext else None)
     except ImportError as err:
-        sys.exit(f'error: {err}')
+        parser.error(str(err))
     if args.conv_isa != 'best':
         if not direct_conv_isa():
             sys.exit('the direct kernels do not run here (no extension, or a CPU without AVX2)')
@@ -168,7 +176,7 @@ def main():
     # name inductor's generated kernels in the profile (read when a graph compiles)
     from torch._inductor import config as inductor_config
     inductor_config.cpp.enable_kernel_profile = True
-    width, height = (int(v) for v in args.size.split('x'))
+    width, height = args.size
     restorer = init_restorer(os.path.join(ROOT, VARIANTS[args.variant][0]))
     device = torch.device('cpu')
     print(f'{args.variant} at {width}x{height}, {torch.get_num_threads()} threads')
@@ -183,15 +191,15 @@ def main():
               f'({r["gflops"]:.1f} GFLOP at {r["gemm_gflops"]:.1f} GFLOP/s)  measured/floor '
               f'{r["ratio"]:.2f}x  (target {TARGET_RATIO}x)  MC {100 * r["mc_share"]:.1f}%',
               flush=True)
+    clip = PanningClip(height, width, device)
     for name, model in models:
-        window = test_window(height, width, device)
         if name in ('direct', 'direct-no-winograd') and direct_conv_isa():
             print(f'one {name} frame, stage by stage against the executed-multiply-add floor:')
-            for line in format_stages(frame_stages(model, window)):
+            for line in format_stages(frame_stages(model, clip)):
                 print(f'  {line}')
         elif name == 'compile':
             print(f'one {name} frame, self time by group:')
-            for group, ms in breakdown(model, window).items():
+            for group, ms in breakdown(model, clip).items():
                 print(f'  {group:40s} {ms:8.1f} ms')
 
 

@@ -34,7 +34,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mtu_toolkit import ops  # noqa: E402
 from mtu_toolkit.analysis.benchmark import (alternating_medians,  # noqa: E402
-                                             gemm_rate, load_build)
+                                             check_timing_arguments, gemm_rate, load_build)
+from mtu_toolkit.apis import DeviceError, parse_device  # noqa: E402
+from mtu_toolkit.ops.functions import matching_range  # noqa: E402
 
 # the speed-up of the op over its reference on 2 CPU cores (an earlier issue's targets)
 TARGETS = {'correlation_argmax': 5.0, 'correlation fwd+bwd': 2.0}
@@ -97,6 +99,12 @@ def cases(f1, f2, grad, feat, disp, d, smooth):
     ]
 
 
+def takes_workspace(build):
+    """Whether ``build`` (a build of ``mtu_toolkit._ext``) has ``correlation_argmax``'s
+    ``workspace`` argument (pybind11 writes the signature into the docstring)."""
+    return 'workspace' in (build.correlation_argmax.__doc__ or '')
+
+
 def floors(f1, f2, feat, disp, d, smooth, repeats, baseline=None):
     """Print each MC stage against its floor (see the module doc); returns the rows."""
     n, c, h, w = f1.shape
@@ -119,7 +127,12 @@ def floors(f1, f2, feat, disp, d, smooth, repeats, baseline=None):
         'copy, fresh (clone)': lambda: feat.clone(),
     }
     if baseline is not None:
-        calls['old correlation_argmax'] = lambda: baseline.correlation_argmax(f1, f2, d, smooth)
+        # the old build's own kept scratch where it takes one (builds before the workspace
+        # argument allocate theirs every call, which is then part of what they are timed for)
+        old_workspace = ({'workspace': torch.empty(0, dtype=torch.uint8)}
+                         if takes_workspace(baseline) else {})
+        calls['old correlation_argmax'] = lambda: baseline.correlation_argmax(
+            f1, f2, d, smooth, **old_workspace)
         calls['old warp (fresh output)'] = lambda: baseline.warp_forward(feat, disp, 4)
         calls['old warp into reused out'] = lambda: baseline.warp_forward(feat, disp, 4, out)
     with torch.inference_mode():
@@ -174,16 +187,23 @@ def main():
     parser.add_argument('--skip-references', action='store_true',
                         help='only the floors (the references take minutes on 2 cores)')
     args = parser.parse_args()
+    check_timing_arguments(parser, args)
+    if min(args.size) < 1 or args.channels < 1:
+        parser.error(f'--size and --channels must be >= 1, got --size {args.size[0]} '
+                     f'{args.size[1]} --channels {args.channels}')
+    try:
+        d, _ = matching_range(args.max_displacement, args.smooth)
+        device = parse_device(args.device)
+    except (ValueError, DeviceError) as err:
+        parser.error(str(err))
     try:  # (loaded first: a wrong path stops the run before the minutes of timing)
         baseline = load_build(args.baseline_ext, '_ext') if args.baseline_ext else None
     except ImportError as err:
-        sys.exit(f'error: {err}')
+        parser.error(str(err))
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    device = torch.device(args.device)
     h, w = args.size
-    d = args.max_displacement
     f1, f2, grad, feat, disp = inputs(h, w, d, device, args.channels)
     print(f'features 1x{args.channels}x{h}x{w}, D={d} ({(2 * d + 1)**2} shifts), '
           f'smooth={args.smooth}; '

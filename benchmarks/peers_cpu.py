@@ -4,10 +4,12 @@ the toolkit's own ONNX export (``mtu_toolkit.deploy.export_onnx``).
 One variant (default MTU2) at 1280x720: the toolkit's default CPU model (``tool_model``: the
 direct kernels where the CPU has AVX-512 or AVX2), its eager PyTorch model, and every peer
 runtime found, all in one process on the same threads. Every timed frame restores the same
-window (real image content, ``analysis.benchmark.test_window``) from the same recurrent state
-(that of the window's previous frame), and the runtimes take turns frame by frame, so the drift
-of a shared machine hits all alike. Prints the median ms a frame, each one's ratio to the
-toolkit default, and the largest difference of its output from the eager model's.
+window of a panning camera (real image content, ``analysis.benchmark.PanningClip``: its
+``window(1)``) from the same recurrent state, that of the window's previous frame (after
+``window(0)``), so that the matching finds the camera's motion; the runtimes take turns frame
+by frame, so the drift of a shared machine hits all alike. Prints the median ms a frame, each
+one's ratio to the toolkit default, and the largest difference of its output from the eager
+model's.
 
 The peers are optional (``requirements-benchmarks.txt``), never requirements of the package: a
 runtime that is not installed is skipped with a line that says so. Settings: ONNX Runtime with
@@ -31,7 +33,8 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from mtu_toolkit.analysis.benchmark import VARIANTS, test_window  # noqa: E402
+from mtu_toolkit.analysis.benchmark import (VARIANTS, PanningClip,  # noqa: E402
+                                            check_timing_arguments, frame_size)
 from mtu_toolkit.apis import init_restorer  # noqa: E402
 from mtu_toolkit.deploy import direct_conv_isa, export_onnx, tool_model  # noqa: E402
 from mtu_toolkit.models.backbones.mtu_net import MTUState  # noqa: E402
@@ -100,7 +103,8 @@ def main():
         description=' '.join(__doc__.split('\n\n')[0].split()).replace('``', ''))
     parser.add_argument('--variant', default='MTU2',
                         choices=[v for v, c in VARIANTS.items() if c[1] is None])
-    parser.add_argument('--size', default='1280x720', help='WIDTHxHEIGHT (multiples of 4)')
+    parser.add_argument('--size', type=frame_size, default=(1280, 720),
+                        help='WIDTHxHEIGHT, multiples of 4 (default 1280x720)')
     parser.add_argument('--frames', type=int, default=5, help='timed frames of each runtime')
     parser.add_argument('--warmup', type=int, default=1, help='untimed frames of each first')
     parser.add_argument('--threads', type=int, default=2)
@@ -108,17 +112,25 @@ def main():
     parser.add_argument('--onnx-dir', help='where to write the export (default: a temporary '
                         'directory, removed at the end)')
     args = parser.parse_args()
-    if args.frames < 1 or args.warmup < 0:
-        parser.error('--frames must be >= 1 and --warmup >= 0')
-    width, height = (int(v) for v in args.size.lower().split('x'))
-    if width % 4 or height % 4:
-        parser.error('--size must be multiples of 4 (the exported graph takes the frame as is)')
+    check_timing_arguments(parser, args)
+    peers = [r for r in ('onnxruntime', 'openvino') if r in args.runtimes]
+    # before the model and the minutes of the export, not after them
+    if args.onnx_dir and os.path.exists(args.onnx_dir) and not os.path.isdir(args.onnx_dir):
+        parser.error(f'--onnx-dir {args.onnx_dir}: is a file, not a folder')
+    if args.onnx_dir and peers:
+        try:
+            os.makedirs(args.onnx_dir, exist_ok=True)
+        except OSError as err:
+            parser.error(f'--onnx-dir {args.onnx_dir}: {err.strerror or err}')
+    width, height = args.size
     torch.set_num_threads(args.threads)
 
     restorer = init_restorer(os.path.join(ROOT, VARIANTS[args.variant][0]))
-    window = test_window(height, width, torch.device('cpu'))
+    clip = PanningClip(height, width, torch.device('cpu'))
+    window = clip.window(1)
     with torch.inference_mode():
-        _, st = restorer.restore_frame(window, None)  # the state of the window's previous frame
+        # the state of the window's previous frame: the matching finds the camera's motion
+        _, st = restorer.restore_frame(clip.window(0), None)
     state = (st.restored, st.feat, list(st.motion))
     with torch.inference_mode():
         reference, _ = restorer.restore_frame(window, MTUState(*state))
@@ -134,11 +146,9 @@ def main():
     if 'eager' in args.runtimes:
         runners['eager'] = (torch_runner(restorer), 'toolkit eager PyTorch model')
     tmp = None
-    peers = [r for r in ('onnxruntime', 'openvino') if r in args.runtimes]
     if peers:
         tmp = None if args.onnx_dir else tempfile.TemporaryDirectory(prefix='mtu_peers_')
         out_dir = args.onnx_dir or tmp.name
-        os.makedirs(out_dir, exist_ok=True)
         path = os.path.join(out_dir, f'{args.variant.lower()}_{width}x{height}.onnx')
         start = time.perf_counter()
         export_onnx(restorer, path, height, width)

@@ -28,6 +28,7 @@ import numpy as np
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from mtu_toolkit.analysis.benchmark import check_timing_arguments, frame_size  # noqa: E402
 
 
 def clip(width, height, frames):
@@ -70,7 +71,8 @@ def read_frames(folder):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--size', default='3840x2160')
+    parser.add_argument('--size', type=frame_size, default=(3840, 2160),
+                        help='WIDTHxHEIGHT, multiples of 4 (default 3840x2160)')
     parser.add_argument('--frames', type=int, default=4)
     parser.add_argument('--tile', type=int, default=768)
     parser.add_argument('--tile-overlap', type=int)
@@ -81,6 +83,7 @@ def main():
     parser.add_argument('--src', help=argparse.SUPPRESS)
     parser.add_argument('--dst', help=argparse.SUPPRESS)
     args = parser.parse_args()
+    check_timing_arguments(parser, args)
     if args.child:
         from mtu_toolkit.apis import InferenceError
         try:
@@ -92,7 +95,7 @@ def main():
         if path is not None and not osp.isfile(path):
             sys.exit(f'error: {option} {path}: no such file')
     import cv2
-    width, height = (int(v) for v in args.size.split('x'))
+    width, height = args.size
     results, outputs = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         src = osp.join(tmp, 'blurry')
@@ -123,7 +126,7 @@ def main():
                 seam[region, :] = True
             else:
                 seam[:, region] = True
-    print(f'{args.size}, {args.frames} frames, {args.threads} threads, tile {args.tile}, '
+    print(f'{width}x{height}, {args.frames} frames, {args.threads} threads, tile {args.tile}, '
           f'overlap {overlap} px')
     for kind in ('untiled', 'tiled'):
         r = results[kind]

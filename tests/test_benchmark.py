@@ -8,8 +8,8 @@ import os.path as osp
 import pytest
 import torch
 
-from mtu_toolkit.analysis.benchmark import (benchmark_restorer, gemm_rate, mc_seconds,
-                                            time_frames)
+from mtu_toolkit.analysis.benchmark import (PanningClip, benchmark_restorer, gemm_rate,
+                                            mc_seconds, time_frames)
 from mtu_toolkit.analysis.complexity import frame_conv_flops
 from mtu_toolkit.deploy import default_mode
 from mtu_toolkit.registry import MODELS
@@ -63,16 +63,91 @@ def test_gemm_rate_is_plausible():
 
 def test_mc_time_is_read_from_the_profiler_without_touching_the_model():
     model = build()
-    window = torch.rand(1, 5, 3, 32, 32)
+    clip = PanningClip(32, 32, 'cpu')
     before = {name: dict(vars(m)) for name, m in model.named_modules()}
     with torch.inference_mode():
-        times, _ = time_frames(model, window, 1, 2, torch.device('cpu'))
-        mc, total = mc_seconds(model, window, 2, torch.device('cpu'))
+        times, state = time_frames(model, clip, 0, 1, 2, torch.device('cpu'))
+        mc, total = mc_seconds(model, clip, 3, 2, torch.device('cpu'), state)
     assert len(times) == 2 and all(t > 0 for t in times)
     assert 0 < mc < total
     # nothing patched into the model's modules
     assert {name: set(vars(m)) for name, m in model.named_modules()} == \
         {name: set(v) for name, v in before.items()}
+
+
+def test_the_clip_is_a_camera_panning_back_and_forth():
+    """Frame p + 1 is frame p moved by (DY, DX) px (on their overlap), the pan turning back
+    after PERIOD frames; windows are consecutive frames."""
+    clip = PanningClip(32, 48, 'cpu')
+    dy, dx, period = PanningClip.DY, PanningClip.DX, PanningClip.PERIOD
+    assert (dx, dy, period) == (8, 4, 8) and tuple(clip.frames.shape) == (period + 1, 3, 32, 48)
+    assert [clip.position(i) for i in range(2 * period + 2)] == \
+        list(range(period + 1)) + list(range(period - 1, -1, -1)) + [1]
+    for p in range(period):
+        assert torch.equal(clip.frame(p + 1)[:, :-dy, :-dx], clip.frame(p)[:, dy:, dx:])
+        assert not torch.equal(clip.frame(p + 1), clip.frame(p))
+    assert torch.equal(clip.frame(period + 1), clip.frame(period - 1))  # turned back
+    for k in (0, 5, period - 1, 2 * period + 3):
+        window, after = clip.window(k), clip.window(k + 1)
+        assert tuple(window.shape) == (1, 5, 3, 32, 48) and window.dtype == torch.float32
+        assert 0 <= window.min() and window.max() <= 1
+        for j in range(4):
+            assert torch.equal(window[0, j + 1], after[0, j])
+        assert torch.equal(window[0, 2], clip.frame(k + 2))
+
+
+class Recorder:
+    """A restorer that records the windows and states it is given (or passes them on to
+    ``model`` with the displacement its MC head finds)."""
+
+    def __init__(self, model=None):
+        self.model, self.windows, self.states, self.motions, self.returned = \
+            model, [], [], [], []
+
+    def restore_frame(self, window, state):
+        self.windows.append(window.clone())
+        self.states.append(state)
+        if self.model is None:
+            return None, len(self.windows)
+        out, state, (disp, _) = self.model.restore_frame(window, state, return_motion=True)
+        self.motions.append(disp)
+        self.returned.append(state)
+        return out, state
+
+
+def test_time_frames_feeds_consecutive_windows_and_carries_the_state():
+    clip = PanningClip(16, 24, 'cpu')
+    fake = Recorder()
+    times, state = time_frames(fake, clip, 5, 2, 3, torch.device('cpu'), state='before')
+    assert len(times) == 3 and state == 5
+    assert fake.states == ['before', 1, 2, 3, 4]
+    assert len(fake.windows) == 5
+    for i, window in enumerate(fake.windows):
+        assert torch.equal(window, clip.window(5 + i))
+
+
+def test_the_benchmark_times_frames_with_motion():
+    """benchmark_restorer runs one clip on: warm-up, timed and MC frames are consecutive
+    windows, each from the state of the one before, and the matching finds the camera's
+    motion. (Until the clip, every frame was the same window: the matching compared a frame
+    with itself, every displacement 0, the warp a copy.)"""
+    model = build()
+    spy = Recorder(model)
+    benchmark_restorer(model, spy, 64, 96, torch.device('cpu'), warmup=2, frames=3,
+                       mc_frames=2)
+    clip = PanningClip(64, 96, 'cpu')
+    assert len(spy.windows) == 7
+    for i, window in enumerate(spy.windows):
+        assert torch.equal(window, clip.window(i))
+    assert spy.states[0] is None
+    assert all(given is made for given, made in zip(spy.states[1:], spy.returned))
+    for i, disp in enumerate(spy.motions[1:], 1):
+        assert (disp != 0).any(), f'frame {i}: no displacement found'
+    # the old protocol, for contrast: the same window again from its own state
+    with torch.inference_mode():
+        _, state = model.restore_frame(clip.window(0), None)
+        _, _, (disp, _) = model.restore_frame(clip.window(0), state, return_motion=True)
+    assert not (disp != 0).any()
 
 
 def test_benchmark_restorer_fields():
@@ -97,7 +172,7 @@ def test_each_frame_is_held_to_the_gemm_rate_measured_before_it(monkeypatch):
         current[0] = next(speed)
         return current[0]
 
-    def fake_frames(restorer, window, warmup, frames, device, state=None):
+    def fake_frames(restorer, clip, start, warmup, frames, device, state=None):
         # 200 GFLOP at the current rate
         return [2e11 / current[0]] * frames if frames else [], state
 
@@ -254,14 +329,25 @@ def test_ops_floors_time_another_build_next_to_this_one(capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     f1, f2, _, feat, disp = bench.inputs(12, 20, 3, torch.device('cpu'))
-    rows = bench.floors(f1, f2, feat, disp, 3, 5, repeats=1,
-                        baseline=bench.load_build(extension.ext.__file__, '_ext'))
+    baseline = bench.load_build(extension.ext.__file__, '_ext')
+    # this build takes the argmax's workspace, so the old side is timed with its own kept one
+    assert bench.takes_workspace(baseline)
+    rows = bench.floors(f1, f2, feat, disp, 3, 5, repeats=1, baseline=baseline)
     out = capsys.readouterr().out
     assert 'agree at 100.0000% of the pixels' in out
     for new in ('correlation_argmax', 'warp, fresh output', 'warp into reused out'):
         assert f'vs  {new}' in out
     assert [name for name, *_ in rows][:3] == ['correlation_argmax', 'warp into reused out',
                                               'warp, coherent motion']
+    # a build from before the workspace argument is called without it (it would refuse it)
+    from types import SimpleNamespace
+    old = SimpleNamespace(
+        correlation_argmax=lambda f1, f2, d, smooth: baseline.correlation_argmax(f1, f2, d,
+                                                                                 smooth),
+        warp_forward=baseline.warp_forward)
+    assert not bench.takes_workspace(old)
+    bench.floors(f1, f2, feat, disp, 3, 5, repeats=1, baseline=old)
+    assert 'agree at 100.0000% of the pixels' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize('script, ends', [
@@ -276,3 +362,66 @@ def test_benchmark_help_description_is_whole(script, ends):
     assert proc.returncode == 0, proc.stderr
     description = ' '.join(proc.stdout.split('\n\n')[1].split())
     assert description.endswith(ends), description
+
+
+def bad_argument_cases(afile):
+    """(script, arguments, what its one error line says) of benchmarks/*.py."""
+    return [
+        ('inference_cpu.py', ['--size', '66x50'],  # timed padded to 68x52 before
+         'argument --size: 66x50: height 50 and width 66 must be positive multiples of 4'),
+        ('inference_cpu.py', ['--frames', '0'], '--frames must be >= 1, got 0'),
+        ('conv_cpu.py', ['--repeats', '0'], '--repeats must be >= 1, got 0'),
+        ('conv_cpu.py', ['--size', '1280'], "argument --size: size must be WIDTHxHEIGHT, got "
+         "'1280'"),
+        ('ops.py', ['--threads', '0', '--skip-references'], '--threads must be >= 1, got 0'),
+        ('ops.py', ['--size', '0', '16'], '--size and --channels must be >= 1'),
+        ('peers_cpu.py', ['--runtimes', 'onnxruntime', '--onnx-dir', str(afile)],
+         f'--onnx-dir {afile}: is a file, not a folder'),
+        ('peers_cpu.py', ['--warmup', '-1'], '--warmup must be >= 0, got -1'),
+        ('tiling.py', ['--frames', '0'], '--frames must be >= 1, got 0'),
+        ('tiling.py', ['--size', '64x30'], 'height 30 and width 64 must be positive multiples'),
+    ]
+
+
+def test_benchmark_scripts_refuse_bad_arguments_in_one_line(tmp_path):
+    """benchmarks/*.py: a bad count, size, thread number or output folder ends the run in one
+    argparse error line (exit 2) before any model is built, not in a traceback minutes later.
+    Each script once as a command (side by side: each is mostly its imports)."""
+    import os
+    import subprocess
+    import sys
+    afile = tmp_path / 'afile'
+    afile.write_text('')
+    cases = bad_argument_cases(afile)[::2]
+    procs = [subprocess.Popen([sys.executable, osp.join(ROOT, 'benchmarks', script), *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ, OMP_NUM_THREADS='1'))
+             for script, args, _ in cases]
+    for (script, args, message), proc in zip(cases, procs):
+        out, err = proc.communicate(timeout=300)
+        what = f'{script} {" ".join(args)}: rc {proc.returncode}\n{err}'
+        assert proc.returncode == 2 and 'Traceback' not in err, what
+        assert err.splitlines()[-1].startswith(f'{script}: error: '), what
+        assert message in err.splitlines()[-1], what
+        assert out == '', what  # nothing was run
+
+
+@pytest.mark.parametrize('case', range(1, 10, 2))
+def test_benchmark_scripts_refuse_more_bad_arguments(case, tmp_path, monkeypatch, capsys):
+    """The other bad arguments of :func:`bad_argument_cases`, each script's ``main`` in this
+    process."""
+    import sys
+    afile = tmp_path / 'afile'
+    afile.write_text('')
+    script, args, message = bad_argument_cases(afile)[case]
+    spec = importlib.util.spec_from_file_location(
+        script[:-3], osp.join(ROOT, 'benchmarks', script))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(sys, 'argv', [script, *args])
+    with pytest.raises(SystemExit) as stop:
+        bench.main()
+    err = capsys.readouterr()
+    assert stop.value.code == 2 and err.out == ''
+    assert err.err.splitlines()[-1].startswith(f'{script}: error: ')
+    assert message in err.err.splitlines()[-1] and 'Traceback' not in err.err

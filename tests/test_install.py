@@ -216,9 +216,9 @@ def test_install_into_externally_managed_python_then_demo_data_stage(tmp_path):
     # the demo's first stage and the other run-time data sources, with the runtime
     # requirements only: rendered from the photographs, converted to LMDB with flow
     code = ('import sys; sys.path.insert(0, "tools"); import demo\n'
-            'from mtu_toolkit.analysis.benchmark import test_window\n'
+            'from mtu_toolkit.analysis.benchmark import PanningClip\n'
             'from mtu_toolkit.datasets.synthetic import bundled_footage\n'
-            'assert tuple(test_window(32, 48, "cpu").shape) == (1, 5, 3, 32, 48)\n'
+            'assert tuple(PanningClip(32, 48, "cpu").window(0).shape) == (1, 5, 3, 32, 48)\n'
             'assert bundled_footage()["bikes"].endswith("bikes.mp4")\n'
             'print(demo.make_data(sys.argv[1]))\n')
     out = subprocess.run([venv_python, '-c', code, str(tmp_path / 'demo')], cwd=repo,

@@ -8,6 +8,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import mtu_toolkit.models  # noqa: F401  (registers the models)
+from mtu_toolkit.analysis.benchmark import PanningClip
 from mtu_toolkit.analysis.stages import (PHASES, conv_stage, executed_macs, format_stages,
                                          frame_stages, layer_bytes)
 from mtu_toolkit.deploy import DirectConv2d, direct_conv_isa, optimize_for_inference
@@ -57,8 +58,7 @@ def test_frame_stages_of_a_direct_model():
     restorer = MODELS.build(dict(type='MTURestorer', backbone=dict(
         type='MTUNet', num_units=2, channels=8, num_blocks=1))).eval()
     fast = optimize_for_inference(restorer, mode='direct')
-    window = torch.rand(1, 5, 3, 32, 48)
-    res = frame_stages(fast, window, rate=1e9)
+    res = frame_stages(fast, PanningClip(32, 48, 'cpu'), rate=1e9)
     rows = {stage: (ms, floor) for stage, ms, floor in res['rows']}
     assert {'convs: transposed', 'convs: strided', 'convs: Winograd 3x3', 'MC: warp',
             'MC: correlation_argmax'} <= set(rows)
@@ -90,6 +90,32 @@ def test_frame_stages_of_a_direct_model():
     text = '\n'.join(format_stages(res))
     assert 'glue' in text and 'frame (wall)' in text and 'x roofline' in text
     assert 'share of their cycles' in text and 'input transform' in text
+
+
+def test_frame_stages_profile_a_window_from_the_state_of_the_one_before(monkeypatch):
+    """The frame counted and profiled is ``clip.window(index)`` from the state after
+    ``clip.window(index - 1)``: a frame the matching finds the camera's motion in (the same
+    window twice would be matched with itself)."""
+    restorer = MODELS.build(dict(type='MTURestorer', backbone=dict(
+        type='MTUNet', num_units=1, channels=8, num_blocks=1))).eval()
+    fast = optimize_for_inference(restorer, mode='direct')
+    clip = PanningClip(16, 24, 'cpu')
+    calls, real = [], fast.restore_frame
+
+    def spy(window, state):
+        out, new = real(window, state)
+        calls.append((window.clone(), state, new))
+        return out, new
+
+    monkeypatch.setattr(fast, 'restore_frame', spy)
+    frame_stages(fast, clip, index=3, rate=1e9, bandwidth=1e10)
+    (first, none, state), *frames = calls
+    assert torch.equal(first, clip.window(2)) and none is None
+    assert len(frames) == 2  # the counting frame and the profiled one
+    assert all(torch.equal(w, clip.window(3)) and given is state for w, given, _ in frames)
+    calls.clear()
+    frame_stages(fast, clip, index=5, state=state, rate=1e9, bandwidth=1e10)
+    assert len(calls) == 2 and all(given is state for _, given, _ in calls)
 
 
 def test_layer_bytes_are_what_the_kernel_reads_and_writes():

@@ -5,15 +5,16 @@
                               [--quality quality.json] [--out-dir work_dirs/benchmark]
                               [--stages]
 
-Batch 1, real image content, device synchronised before and after every frame, median over
-``--frames`` frames after ``--warmup``. Prints and writes ``benchmark.md`` and ``benchmark.json``
-(params, ms/frame, fps, motion-compensation share, conv GFLOP, floor = FLOPs / GEMM rate measured
-in the same run, measured/floor) and, with ``--quality`` (JSON {variant: PSNR}), a quality-vs-speed
-plot ``quality_speed.png`` like the paper's Fig. 1. ``--fp16`` adds a float16-autocast run of each
-variant (CUDA). On the CPU the model timed is the one the tools run: the toolkit's direct
-convolution kernels (with Winograd) where the CPU has AVX-512 or AVX2 (``--eager``: the plain
-PyTorch model; ``--compile``: the concatenation-free network compiled by ``torch.compile``
-during the warm-up).
+Batch 1, real image content with a panning camera (``analysis.benchmark.PanningClip``: every
+frame the next one, so that the matching finds motion), device synchronised before and after
+every frame, median over ``--frames`` frames after ``--warmup``. Prints and writes
+``benchmark.md`` and ``benchmark.json`` (params, ms/frame, fps, motion-compensation share, conv
+GFLOP, floor = FLOPs / GEMM rate measured in the same run, measured/floor) and, with
+``--quality`` (JSON {variant: PSNR}), a quality-vs-speed plot ``quality_speed.png`` like the
+paper's Fig. 1. ``--fp16`` adds a float16-autocast run of each variant (CUDA). On the CPU the
+model timed is the one the tools run: the toolkit's direct convolution kernels (with Winograd)
+where the CPU has AVX-512 or AVX2 (``--eager``: the plain PyTorch model; ``--compile``: the
+concatenation-free network compiled by ``torch.compile`` during the warm-up).
 MTU2-hp (float16) is skipped on the CPU. ``--stages`` (CPU, direct kernels) also profiles one
 frame of each variant and prints its time stage by stage (convolutions by kind, correlation,
 warp, the rest of the motion compensation, glue) against the floor of the multiply-adds each
@@ -41,12 +42,12 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
 
     from mtu_toolkit.apis import InferenceError, init_restorer, parse_device
     from mtu_toolkit.analysis.benchmark import (
-        VARIANTS, benchmark_restorer, markdown_table, plot_quality_speed, test_window)
-    from mtu_toolkit.analysis.complexity import check_frame_size
+        PanningClip, VARIANTS, benchmark_restorer, check_timing_arguments, frame_size,
+        markdown_table, plot_quality_speed)
     from mtu_toolkit.analysis.stages import format_stages, frame_stages
     from mtu_toolkit.deploy import add_model_arguments, tool_model
     from mtu_toolkit.engine.checkpoint import atomic_write_text
-    from mtu_toolkit.engine.config_loader import add_debug_argument, run_tool, size_type
+    from mtu_toolkit.engine.config_loader import add_debug_argument, run_tool
 
 DEFAULT_VARIANTS = ['MTU1', 'MTU2', 'MTU2-hp', 'MTU4', 'MTU10', 'MTU10-L']
 
@@ -55,7 +56,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Benchmark the MTU variants')
     parser.add_argument('--variants', nargs='+', default=DEFAULT_VARIANTS,
                         choices=list(VARIANTS), help='variants to time (default: all)')
-    parser.add_argument('--size', type=size_type(check_frame_size), default=(1280, 720),
+    parser.add_argument('--size', type=frame_size, default=(1280, 720),
                         help='WIDTHxHEIGHT, multiples of 4 (default 1280x720)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='cpu, cuda, cuda:1, ... (default: cuda when available; one this '
@@ -72,10 +73,7 @@ def parse_args(argv=None):
                         'stage against the executed-multiply-add floor')
     add_debug_argument(parser)
     args = parser.parse_args(argv)
-    if args.frames < 1 or args.warmup < 0:
-        parser.error('--frames must be >= 1 and --warmup >= 0')
-    if args.threads is not None and args.threads < 1:
-        parser.error(f'--threads must be >= 1, got {args.threads}')
+    check_timing_arguments(parser, args)
     return args
 
 
@@ -161,7 +159,7 @@ def main(argv=None):
                   f'(GEMM {res["gemm_gflops"]:.1f} GFLOP/s)  measured/floor '
                   f'{res["ratio"]:.2f}x', flush=True)
             if args.stages and device.type == 'cpu' and res['model'].startswith('direct'):
-                res['stages'] = frame_stages(fast, test_window(height, width, device))
+                res['stages'] = frame_stages(fast, PanningClip(height, width, device))
                 print('\n'.join(f'  {line}' for line in format_stages(res['stages'])),
                       flush=True)
             del restorer, fast

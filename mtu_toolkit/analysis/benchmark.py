@@ -1,5 +1,6 @@
-"""Honest speed measurement of the MTU variants (paper protocol: batch 1, 1280x720 frames,
-device synchronised before and after each frame, median over many frames after a warm-up).
+"""Honest speed measurement of the MTU variants (paper protocol: batch 1, 1280x720 frames of a
+panning camera, :class:`PanningClip`, device synchronised before and after each frame, median
+over many frames after a warm-up).
 
 Besides ms/frame the benchmark reports the share of time spent in motion compensation (motion
 layer, matching, warp: the backbone's profiler ranges, read with ``torch.profiler``) and, to
@@ -18,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from .complexity import frame_conv_flops
+from .complexity import check_frame_size, frame_conv_flops
 
 #: variant -> (config, inference dtype, paper's RTX 3090 ms/frame at 1280x720)
 VARIANTS = {
@@ -51,10 +52,11 @@ def gemm_rate(device, size=2048, reps=5, dtype=torch.float32):
     return statistics.median(rates)
 
 
-def mc_seconds(restorer, window, frames, device, state=None):
-    """Seconds of motion compensation in ``frames`` frames of ``restorer``: the time inside the
-    backbone's profiler ranges named :data:`~mtu_toolkit.models.backbones.mtu_net.MC_RANGE`
-    (motion layer, matching, warp), read from ``torch.profiler`` (device time on CUDA).
+def mc_seconds(restorer, clip, start, frames, device, state=None):
+    """Seconds of motion compensation in ``frames`` frames of ``restorer`` (the windows
+    ``clip.window(start)`` on, from ``state``): the time inside the backbone's profiler ranges
+    named :data:`~mtu_toolkit.models.backbones.mtu_net.MC_RANGE` (motion layer, matching,
+    warp), read from ``torch.profiler`` (device time on CUDA).
 
     Returns:
         tuple: ``(mc_seconds, frame_seconds)`` summed over the frames.
@@ -65,24 +67,32 @@ def mc_seconds(restorer, window, frames, device, state=None):
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
                                           if device.type == 'cuda' else [])
     with profile(activities=activities) as prof:
-        times, _ = time_frames(restorer, window, 0, frames, device, state)
+        times, _ = time_frames(restorer, clip, start, 0, frames, device, state)
     ranges = [e for e in prof.events() if e.name == MC_RANGE]
     micros = sum(e.device_time_total if device.type == 'cuda' else e.cpu_time_total
                  for e in ranges)
     return micros / 1e6, sum(times)
 
 
-def time_frames(restorer, window, warmup, frames, device, state=None):
-    """Per-frame synchronised times (s) of ``restorer.restore_frame`` over ``frames`` frames,
-    carrying the recurrent state (starting from ``state``), after ``warmup`` frames."""
+def time_frames(restorer, clip, start, warmup, frames, device, state=None):
+    """Per-frame synchronised times (s) of ``restorer.restore_frame`` over ``frames`` frames
+    after ``warmup`` untimed ones, fed the consecutive windows ``clip.window(start)``,
+    ``clip.window(start + 1)``, ... (a :class:`PanningClip`) and carrying the recurrent state
+    (starting from ``state``).
+
+    Returns:
+        tuple: ``(times, state)``: the timed frames' seconds and the last frame's state.
+    """
     times = []
     for i in range(warmup + frames):
+        # built outside the timing: a camera hands the model its frames ready
+        window = clip.window(start + i)
         synchronize(device)
-        start = time.perf_counter()
+        begin = time.perf_counter()
         _, state = restorer.restore_frame(window, state)
         synchronize(device)
         if i >= warmup:
-            times.append(time.perf_counter() - start)
+            times.append(time.perf_counter() - begin)
     return times, state
 
 
@@ -98,6 +108,29 @@ def alternating_medians(calls, repeats):
             fn()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def frame_size(text):
+    """The argparse ``type`` of the benchmarks' ``--size WIDTHxHEIGHT``: ``(width, height)`` in
+    px, refused (one argparse error line) unless positive multiples of 4
+    (:func:`~mtu_toolkit.analysis.complexity.check_frame_size`: another size would be padded,
+    and a larger frame than asked for timed)."""
+    from ..engine.config_loader import size_type
+    return size_type(check_frame_size)(text)
+
+
+#: the least value of each timing option of the benchmark scripts
+LEAST = {'frames': 1, 'repeats': 1, 'warmup': 0, 'threads': 1}
+
+
+def check_timing_arguments(parser, args):
+    """End the run with one line (``parser.error``, exit 2) where a timing option is out of
+    range: ``--frames`` or ``--repeats`` under 1 (no median of nothing), ``--warmup`` under 0,
+    ``--threads`` under 1. Options that the script lacks or that are unset (None) pass."""
+    for name, least in LEAST.items():
+        value = getattr(args, name, None)
+        if value is not None and value < least:
+            parser.error(f'--{name} must be >= {least}, got {value}')
 
 
 def load_build(path, name):
@@ -117,25 +150,56 @@ def load_build(path, name):
     return module
 
 
-def test_window(height, width, device, seed=0):
-    """A (1, 5, 3, H, W) window of real image content moving 3 px per frame (so that the
-    matching has real work to do), in [0, 1]."""
-    from skimage import data
-    import cv2
-    img = cv2.resize(data.astronaut(), (width + 16, height + 16), interpolation=cv2.INTER_AREA)
-    frames = [img[8 + 0:8 + height, 3 * k:3 * k + width] for k in range(5)]
-    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div(255)
-    return x.unsqueeze(0).to(device)
+class PanningClip:
+    """A camera panning over real image content (scikit-image's astronaut): frame ``i`` is the
+    (3, H, W) crop at offset (``DY * p``, ``DX * p``) px, in [0, 1], where the pan position
+    ``p`` runs 0, 1, ..., ``PERIOD`` and back (a triangle wave), so the content moves ``DX`` px
+    left and ``DY`` px up a frame (the camera right and down), turning back every ``PERIOD``
+    frames. The matching works at 1/4 resolution: 2 and 1 px there, a motion it must find
+    (the same window every frame would give it a frame matched with itself: zero motion, and
+    a warp that is a copy).
+
+    Only the ``PERIOD + 1`` distinct frames are held (on ``device``).
+    """
+    DX, DY, PERIOD = 8, 4, 8
+
+    def __init__(self, height, width, device):
+        from skimage import data
+        import cv2
+        img = cv2.resize(data.astronaut(), (width + self.DX * self.PERIOD,
+                                            height + self.DY * self.PERIOD),
+                         interpolation=cv2.INTER_AREA)
+        crops = [img[self.DY * p:self.DY * p + height, self.DX * p:self.DX * p + width]
+                 for p in range(self.PERIOD + 1)]
+        # (PERIOD + 1, 3, H, W)
+        self.frames = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255) \
+            .to(device)
+
+    def position(self, i):
+        """The pan position of frame ``i`` (any int): 0..PERIOD and back."""
+        return self.PERIOD - abs(i % (2 * self.PERIOD) - self.PERIOD)
+
+    def frame(self, i):
+        """Frame ``i``: (3, H, W) in [0, 1] (a view of the held frames)."""
+        return self.frames[self.position(i)]
+
+    def window(self, k):
+        """Frames ``k`` .. ``k + 4``: a new (1, 5, 3, H, W) tensor in [0, 1], whose centre is
+        frame ``k + 2``."""
+        index = torch.tensor([self.position(k + j) for j in range(5)],
+                             device=self.frames.device)
+        return self.frames.index_select(0, index).unsqueeze(0)
 
 
 def benchmark_restorer(restorer, fast, height, width, device, warmup=3, frames=20,
                        mc_frames=3):
-    """Measure one model.
+    """Measure one model on consecutive frames of a :class:`PanningClip` (warm-up, timed, then
+    the instrumented frames), the recurrent state carried from the first to the last.
 
     Args:
         restorer (MTURestorer): eager model in eval mode on ``device`` (FLOPs counted on it).
         fast (MTURestorer): the model actually timed (e.g. :func:`optimize_for_inference`).
-        height, width (int): frame size.
+        height, width (int): frame size in px.
         warmup, frames (int): untimed and timed frames; the median is reported.
         mc_frames (int): extra instrumented frames for the motion-compensation share.
 
@@ -146,18 +210,22 @@ def benchmark_restorer(restorer, fast, height, width, device, warmup=3, frames=2
         frame_ratios (per timed frame), frames.
     """
     from ..models import count_parameters
-    window = test_window(height, width, device)
+    clip = PanningClip(height, width, device)
     # half-precision models are held to the half-precision GEMM rate
     dtype = restorer.autocast_dtype(torch.device(device)) or torch.float32
     with torch.inference_mode():
-        _, state = time_frames(fast, window, warmup, 0, device)
+        # one clip index through warm-up, timed and MC frames: every frame the next window
+        _, state = time_frames(fast, clip, 0, warmup, 0, device)
+        index = warmup
         times, rates = [], []
         for _ in range(frames):
             rates.append(gemm_rate(device, reps=3, dtype=dtype))
-            frame_time, state = time_frames(fast, window, 0, 1, device, state)
+            frame_time, state = time_frames(fast, clip, index, 0, 1, device, state)
             times += frame_time
-        mc, mc_total = mc_seconds(fast, window, mc_frames, device) if mc_frames else (0., 0.)
-        flops = frame_conv_flops(restorer, window, state)
+            index += 1
+        mc, mc_total = (mc_seconds(fast, clip, index, mc_frames, device, state) if mc_frames
+                        else (0., 0.))
+        flops = frame_conv_flops(restorer, clip.window(index), state)
     ms = 1e3 * statistics.median(times)
     rate = statistics.median(rates)
     ratios = [t * r / flops for t, r in zip(times, rates)]

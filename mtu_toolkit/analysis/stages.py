@@ -99,7 +99,8 @@ def _count(model, window, state):
                            layer_bytes(args, kwargs, output)))
             if clock:  # (only the kernels advance the clock: this call's cycles)
                 cycles = engine.conv_phase_cycles(True)
-                phases[stage] = [a + b for a, b in zip(phases.get(stage, [0] * len(PHASES)), cycles)]
+                before = phases.get(stage, [0] * len(PHASES))
+                phases[stage] = [a + b for a, b in zip(before, cycles)]
 
     for m in model.modules():
         if isinstance(m, DirectConv2d):
@@ -147,14 +148,16 @@ def _ancestors(event):
         parent = parent.cpu_parent
 
 
-def frame_stages(model, window, state=None, rate=None, bandwidth=None):
+def frame_stages(model, clip, index=1, state=None, rate=None, bandwidth=None):
     """Profile one frame of ``model`` (a restorer on the direct kernels, CPU) and compare each
     stage with its floor.
 
     Args:
         model (MTURestorer): the model timed (e.g. ``optimize_for_inference(restorer)``).
-        window (Tensor): (1, 5, 3, H, W) frames.
-        state (MTUState | None): the previous frame's state (None: one frame is run first).
+        clip (PanningClip): the frames (:class:`~mtu_toolkit.analysis.benchmark.PanningClip`).
+        index (int): the frame profiled is ``clip.window(index)`` (1, 5, 3, H, W).
+        state (MTUState | None): the state after ``clip.window(index - 1)`` (None: that window
+            is run first), so that the matching finds the clip's motion.
         rate (float | None): GEMM FLOP/s; measured here (median of 3) when None.
         bandwidth (float | None): copy bandwidth in bytes (read + written) per second; measured
             here (a 64 MiB copy, median of 3) when None.
@@ -172,7 +175,9 @@ def frame_stages(model, window, state=None, rate=None, bandwidth=None):
     from .benchmark import gemm_rate
     with torch.inference_mode():
         if state is None:
-            _, state = model.restore_frame(window, None)
+            _, state = model.restore_frame(clip.window(index - 1), None)
+    # the counting frame and the profiled one: the same window from the same state
+    window = clip.window(index)
     layers, mc_macs, warps, phases = _count(model, window, state)
     if rate is None:
         rate = statistics.median(gemm_rate(window.device, reps=3) for _ in range(3))
