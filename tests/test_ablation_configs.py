@@ -18,13 +18,26 @@ def _matching(model):
     return model.backbone.num_matching == model.backbone.num_units
 
 
+def _no_mc(model):
+    return (isinstance(model.backbone.mc_head, NoneMCHead) and model.backbone.motion_layers is None
+            and model.motion_loss is None)
+
+
+def _no_si(model):
+    """The correlation head on the detail network's own features: no structure injection."""
+    return (isinstance(model.backbone.mc_head, CorrelationMCHead)
+            and not model.backbone.structure_injection and model.backbone.motion_layers is None)
+
+
 # what each ablation must change, checked on the built full-size model
 EXPECTED = {
-    'mtu2_dvd_no_residual': lambda m: not m.backbone.residual,
-    'mtu2_dvd_no_mc': lambda m: (isinstance(m.backbone.mc_head, NoneMCHead)
-                                 and m.backbone.motion_layers is None and m.motion_loss is None),
-    'mtu2_dvd_no_motion_loss': lambda m: (m.motion_loss is None and
-                                          isinstance(m.backbone.mc_head, CorrelationMCHead)),
+    # Table 1 (residual learning against MC + motion loss; none of its models has structure
+    # injection) and Table 2 (MC module, motion loss, structure injection), row by row
+    'mtu2_dvd_no_residual_no_mc': lambda m: (not m.backbone.residual and _no_mc(m)),
+    'mtu2_dvd_no_mc': lambda m: m.backbone.residual and _no_mc(m),
+    'mtu2_dvd_no_residual_no_si': lambda m: (not m.backbone.residual and _no_si(m)
+                                             and m.motion_loss is not None),
+    'mtu2_dvd_no_motion_loss_no_si': lambda m: (m.motion_loss is None and _no_si(m)),
     'mtu2_dvd_no_structure_injection': lambda m: (not m.backbone.structure_injection
                                                   and m.backbone.motion_layers is None),
     'mtu2_dvd_addition_only': lambda m: (m.backbone.structure_injection
