@@ -330,6 +330,41 @@ def test_metric_matlab_skips_first_frames_and_reports_its_protocol():
     assert 'frames 2..N' in info['description']
 
 
+@pytest.mark.parametrize('protocol, align, size, least', [
+    ('toolkit', False, (10, 40), 11), ('reference', False, (6, 40), 7),
+    ('reference', True, (40, 6), 7), ('matlab', True, (10, 40), 11)])
+def test_frames_smaller_than_the_ssim_window_are_named(protocol, align, size, least):
+    from mtu_toolkit.datasets.errors import DatasetError
+    from mtu_toolkit.engine.config_loader import user_error
+    frames = torch.rand(2, 3, *size)
+    metric = VideoRestorationMetric(protocol=protocol, align=align)
+    if protocol != 'toolkit':  # (these protocols crop to a multiple of 4 before inference)
+        frames = frames[..., :size[0] // 4 * 4 or 4, :size[1] // 4 * 4 or 4]
+    h, w = frames.shape[-2:]
+    with pytest.raises(DatasetError) as err:
+        metric.process({}, [dict(pred=frames, gt=frames, key='clip', frame_indices=[0, 1])])
+    assert str(err.value) == (
+        f"sequence 'clip': frames of {h}x{w} px (height x width) are smaller than the "
+        f"{least}x{least} SSIM window of protocol {protocol!r}{' with --align' * align}")
+    assert user_error(err.value)[1] == 1
+    # matlab without alignment pads its window: any size scores
+    small, frames = VideoRestorationMetric(protocol='matlab'), frames[..., :4, :4]
+    small.process({}, [dict(pred=frames, gt=frames, key='clip', frame_indices=[0, 1])])
+    assert len(small.results[0]['psnr']) == 1
+
+
+def test_matlab_on_one_frame_sequences_says_why_nothing_was_scored():
+    from mtu_toolkit.datasets.errors import DatasetError
+    metric = VideoRestorationMetric(protocol='matlab')
+    frames = torch.rand(1, 3, 16, 16)
+    for key in ('a', 'b'):
+        metric.process({}, [dict(pred=frames, gt=frames, key=key, frame_indices=[0])])
+    with pytest.raises(DatasetError, match="no frame was scored: protocol 'matlab' skips the "
+                                           'first frame of every sequence, and every sequence '
+                                           'has one frame only'):
+        metric.compute_metrics(metric.results)
+
+
 def test_metric_align_records_the_shift():
     rng = np.random.default_rng(2)
     big = torch.from_numpy(cv2.GaussianBlur(rng.random((40, 44, 3)), (0, 0), 1.0)).permute(

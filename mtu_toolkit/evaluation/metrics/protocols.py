@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .koehler import koehler_align, metrix_psnr, metrix_ssim
+from .koehler import SSIM_WINDOW, koehler_align, metrix_psnr, metrix_ssim
 from .matlab_metrics import matlab_psnr, matlab_ssim, to_uint8
 from .psnr_ssim import psnr, ssim, ssim_uniform
 
@@ -58,12 +58,21 @@ class EvalProtocol:
             BEFORE inference (``ClipCropToMultiple`` in the test pipeline); None: no crop.
         skip_first_frame (bool): the first frame (index 0) of every sequence is not scored.
         aligned_scores (str): what scores an aligned pair, for tables and JSON.
+        ssim_window (int): the side of its SSIM's window, which frames must reach (1: any
+            size, the window padded).
+        aligned_ssim_window (int): the same with ``align=True``.
     """
     name: str
     summary: str
     crop_multiple: int = None
     skip_first_frame: bool = False
     aligned_scores: str = "the protocol's PSNR and SSIM"
+    ssim_window: int = 1
+    aligned_ssim_window: int = 1
+
+    def min_size(self, align=False):
+        """The least frame height and width (px, after any crop) the protocol scores."""
+        return self.aligned_ssim_window if align else self.ssim_window
 
     def score(self, pred, gt, align=False):
         """Score the frames of one sequence chunk.
@@ -147,16 +156,17 @@ class MatlabProtocol(EvalProtocol):
 PROTOCOLS = {p.name: p for p in (
     ToolkitProtocol(
         'toolkit', 'toolkit: float results, PSNR (peak 1), Gaussian-window SSIM (sigma 1.5), '
-        'all frames'),
+        'all frames', ssim_window=11, aligned_ssim_window=11),
     ReferenceProtocol(
         'reference', "reference eval.py: inputs cropped to a multiple of 4, float results, "
         'PSNR (peak 1, float32 MSE), scikit-image default SSIM (7x7 uniform), all frames',
-        crop_multiple=4),
+        crop_multiple=4, ssim_window=7, aligned_ssim_window=7),
     MatlabProtocol(
         'matlab', 'reference MATLAB evaluation.m: 8-bit results, frames 2..N of each sequence, '
         "MATLAB psnr and ssim (3-D Gaussian, L=255)", crop_multiple=4, skip_first_frame=True,
         aligned_scores="Koehler et al.'s code: MeTriX MuX PSNR and SSIM (11x11 Gaussian, "
-                       "valid) of the luma 0.299R+0.587G+0.114B, 0..255 scale"),
+                       "valid) of the luma 0.299R+0.587G+0.114B, 0..255 scale",
+        aligned_ssim_window=SSIM_WINDOW),
 )}
 
 #: what tables and JSON say about ``align=True``

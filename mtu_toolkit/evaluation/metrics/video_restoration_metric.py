@@ -85,6 +85,7 @@ class VideoRestorationMetric(BaseMetric):
             key = str(out.get('key', f'seq{len(self.results)}'))
             indices = [int(f) for f in out.get('frame_indices', range(pred.shape[0]))]
             self._check_crop(key, pred.shape)
+            self._check_size(key, pred.shape)
             if self.protocol.skip_first_frame:
                 keep = [i for i, f in enumerate(indices) if f != 0]
                 if not keep:
@@ -105,6 +106,15 @@ class VideoRestorationMetric(BaseMetric):
                 f"of {m} before inference; add dict(type='ClipCropToMultiple', multiple={m}) "
                 'to the test pipeline (tools/test.py --protocol does)')
 
+    def _check_size(self, key, shape):
+        least = self.protocol.min_size(self.align)
+        if min(shape[-2:]) < least:
+            from ...datasets.errors import DatasetError  # (the datasets import the engine)
+            raise DatasetError(
+                f'sequence {key!r}: frames of {shape[-2]}x{shape[-1]} px (height x width) are '
+                f'smaller than the {least}x{least} SSIM window of protocol '
+                f'{self.protocol.name!r}{" with --align" if self.align else ""}')
+
     def compute_metrics(self, results):
         """Per-sequence tables and the overall means (over all frames)."""
         frames = defaultdict(dict)  # key -> frame index -> (psnr, ssim[, shift])
@@ -123,7 +133,11 @@ class VideoRestorationMetric(BaseMetric):
                                             PSNR=values[:, 0].mean().item(),
                                             SSIM=values[:, 1].mean().item()))
         if not self.frame_table:
-            raise ValueError('VideoRestorationMetric: no frames were evaluated')
+            from ...datasets.errors import DatasetError
+            why = (f': protocol {self.protocol.name!r} skips the first frame of every sequence, '
+                   'and every sequence has one frame only' if self.protocol.skip_first_frame
+                   else '')
+            raise DatasetError(f'VideoRestorationMetric: no frame was scored{why}')
         all_values = torch.tensor([[r['PSNR'], r['SSIM']] for r in self.frame_table],
                                   dtype=torch.float64)
         self.overall = dict(sequence='overall', frames=len(all_values),
