@@ -155,7 +155,8 @@ def test_print_config_is_what_train_gives_the_runner(tiny_cfg, tmp_path, capsys,
     assert got.optim_wrapper.deblur.type == got.optim_wrapper.motion.type == \
         'BF16AutocastOptimWrapper'
     # train.py loads every checkpoint strictly (one hook for load_from and --resume)
-    assert got.custom_hooks == ref.custom_hooks + [dict(type='mtu.StrictLoadCheckpointHook')]
+    assert got.custom_hooks == ref.custom_hooks + [dict(type='mtu.StrictLoadCheckpointHook',
+                                                        other_settings='warn')]
     for key in ref.keys():
         if key not in ('train_cfg', 'optim_wrapper', 'visualizer', 'vis_backends',
                        'custom_hooks'):
