@@ -461,15 +461,29 @@ def test_a_missing_required_argument_is_one_line():
     assert user_error(TypeError("helper() missing 1 required positional argument: 'x'")) is None
     assert user_error(TypeError("NotAComponent.__init__() missing 1 required positional "
                                 "argument: 'x'")) is None
+    try:  # a component built wrongly by the toolkit's own code, not by the registry
+        from mtu_toolkit.datasets.transforms import ClipRandomCrop
+        ClipRandomCrop()
+    except TypeError as err:
+        assert user_error(err) is None
 
 
-def test_an_unknown_type_under_another_default_scope_is_one_line():
+def test_an_unknown_name_in_mmengines_registries_is_one_line():
+    from mmengine.registry import LOG_PROCESSORS, DefaultScope
     from mmengine.registry import MODELS as MM_MODELS
-    with pytest.raises(KeyError) as caught:
-        MM_MODELS.build(dict(type='MTURestorer', _scope_='mmengine'))
-    line, code = user_error(caught.value)
-    assert code == 2 and line.startswith('MTURestorer is not in the mmengine::model registry')
-    assert line.endswith("set default_scope='mtu')") and '\n' not in line
+    with DefaultScope.overwrite_default_scope('mmengine'):  # (a config's default_scope)
+        with pytest.raises(KeyError) as caught:
+            MM_MODELS.build(dict(type='MTURestorer'))
+        assert user_error(caught.value) == (
+            "MTURestorer is not in the mmengine::model registry (the toolkit's components are "
+            "in scope 'mtu': set default_scope='mtu')", 2)
+    # our scope: a misspelt name of a registry the toolkit does not extend
+    with DefaultScope.overwrite_default_scope('mtu'):
+        with pytest.raises(KeyError) as caught:
+            LOG_PROCESSORS.build(dict(type='LogProcesor'))
+        assert user_error(caught.value) == (
+            'LogProcesor is not in the mmengine::log_processor registry; did you mean: '
+            'LogProcessor?', 2)
 
 
 def test_optimiser_keys_of_the_two_optimiser_recipe_are_named():

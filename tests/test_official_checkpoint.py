@@ -224,6 +224,47 @@ def test_network_settings_name_only_what_the_weights_cannot_show():
         "mc_head.type 'CorrelationMCHead' in the checkpoint, 'NoneMCHead' in the config"]
     assert settings_differences(None, settings) == []  # a checkpoint that records none
     assert network_settings(dict(backbone=dict(type='NotRegistered'))) is None
+    # a setting that one record lacks (added in a later release) is not a difference
+    older = {k: v for k, v in settings.items() if k != 'motion_layer'}
+    assert settings_differences(older, settings) == []
+    # settings that change nothing given the others: the structure injection of a head
+    # without motion features, matching in every unit of one unit
+    assert settings_differences(network_settings(none), network_settings(
+        dict(backbone=dict(type='MTUNet', mc_head=dict(type='none'),
+                           structure_injection=False, motion_layer=False)))) == []
+    assert settings_differences(
+        network_settings(dict(backbone=dict(type='MTUNet', num_units=1))),
+        network_settings(dict(backbone=dict(type='MTUNet', num_units=1,
+                                            match_every_unit=True)))) == []
+
+
+def test_network_settings_of_a_plugin_are_the_same_in_every_process():
+    """A function default is recorded by name (its repr holds an address); a subclass that
+    passes **kwargs on has its parent's defaults filled in."""
+    import torch.nn.functional as F
+
+    from mtu_toolkit.models.backbones import MTUNet
+    from mtu_toolkit.models.mc_heads import CorrelationMCHead
+    from mtu_toolkit.models.network_settings import network_settings, settings_differences
+
+    class ActHead(CorrelationMCHead):
+        def __init__(self, motion_channels, feat_channels, act=F.relu, scale=object(), **kw):
+            super().__init__(motion_channels, feat_channels, **kw)
+
+    class GainNet(MTUNet):
+        def __init__(self, gain=1.0, **kwargs):
+            super().__init__(**kwargs)
+
+    head = network_settings(dict(backbone=dict(type=MTUNet, mc_head=dict(type=ActHead))))
+    assert head['mc_head'] == dict(type='ActHead', act='torch.nn.functional.relu',
+                                   max_displacement=10, smooth=5)  # (no address, no object)
+    short = network_settings(dict(backbone=dict(type=GainNet)))
+    spelt = network_settings(dict(backbone=dict(type=GainNet, residual=True, num_units=2,
+                                                mc_head=dict(type='correlation'))))
+    assert short == spelt and short['gain'] == 1.0 and short['residual'] is True
+    assert settings_differences(short, network_settings(
+        dict(backbone=dict(type=GainNet, residual=False)))) == [
+            'residual True in the checkpoint, False in the config']
 
 
 def test_deblur_video_takes_a_released_file(tmp_path, capsys):

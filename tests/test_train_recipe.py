@@ -122,7 +122,7 @@ def test_mixed_precision_for_this_machine():
      r"^default_hooks\.checkpoint\.save_best='psnr': the validation gives PSNR, SSIM "),
     ({'default_hooks.checkpoint.save_best': ['PSNR', 'PNSR']}, r"save_best='PNSR'"),
     ({'train_dataloader.dataset.with_flow': False},
-     r'^model\.motion_loss is set but train_dataloader\.dataset\.with_flow is off'),
+     r'^model\.motion_loss is on but train_dataloader\.dataset\.with_flow is off'),
 ])
 def test_training_settings_mmengine_would_fail_on_late_are_refused(options, message):
     """Each of these trained until the first checkpoint or validation (hours in) and failed
@@ -137,6 +137,24 @@ def test_training_settings_mmengine_would_fail_on_late_are_refused(options, mess
     with pytest.raises(ConfigError, match=message) as info:
         check_training_settings(cfg)
     assert user_error(info.value)[1] == 2
+
+
+def test_the_motion_loss_check_follows_the_head_and_the_defaults():
+    from mtu_toolkit.engine.config_loader import ConfigError
+    from mtu_toolkit.engine.launch import check_training_settings
+    cfg = load('mtu2', 'dvd')
+    cfg.train_dataloader.dataset.with_flow = False
+    # a head without cost volumes: the motion loss has nothing to train (no flow read)
+    cfg.model.backbone.mc_head = dict(type='FANMCHead')
+    check_training_settings(cfg)
+    # the restorer's default motion loss, the correlation head: the flow is needed
+    cfg.model.backbone.mc_head = dict(type='correlation')
+    del cfg.model['motion_loss']
+    with pytest.raises(ConfigError, match=r"^model\.motion_loss is on \(the model's default\) "
+                                          r'but train_dataloader\.dataset\.with_flow is off'):
+        check_training_settings(cfg)
+    cfg.model.motion_loss = None
+    check_training_settings(cfg)
 
 
 def test_training_settings_that_work_pass():

@@ -373,6 +373,31 @@ def _close_argument(message):
     return None
 
 
+def _raised_in(err, function):
+    """Whether ``err`` was raised in a function called ``function`` (its last frame)."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_name == function
+
+
+def _mmengine_registry_line(name, scope, registry):
+    """One line for a name that mmengine's registry ``scope::registry`` does not know: the
+    close names it has, or (under another default scope than ours) where ours are."""
+    from mmengine.registry import DefaultScope
+    line = f'{name} is not in the {scope}::{registry} registry'
+    current = DefaultScope.get_current_instance()
+    if current is None or current.scope_name != 'mtu':
+        return f"{line} (the toolkit's components are in scope 'mtu': set default_scope='mtu')"
+    import mmengine.registry as mm_registry
+    known = set()
+    for reg in vars(mm_registry).values():
+        if isinstance(reg, Registry) and reg.name == registry:
+            known.update(reg.module_dict)
+    close = difflib.get_close_matches(name, sorted(known), 3, cutoff=0.6)
+    return f'{line}; did you mean: {", ".join(close)}?' if close else line
+
+
 def _registered_class(name):
     """Whether a class called ``name`` is registered in mmengine's registries or their
     children (ours among them)."""
@@ -438,13 +463,15 @@ def user_error(err):
     if isinstance(err, TypeError):
         found = re.match(r'(\w+)\.__init__\(\) missing \d+ required (positional |keyword-only )?'
                          r'arguments?: ', _first_line(err))
-        if found and _registered_class(found.group(1)):  # a component the config builds
+        # a component the config builds, its arguments short (raised where the registry
+        # calls it: not a call inside the toolkit's own code)
+        if found and _registered_class(found.group(1)) and _raised_in(err, 'build_from_cfg'):
             return f'{_first_line(err)} (the config must give it)', 2
-    if isinstance(err, KeyError) and err.args and isinstance(err.args[0], str) and re.match(
-            r'\S+ is not in the \S+ registry', err.args[0]):
-        # mmengine's own registry under another default_scope (ours list close names)
-        return (f'{err.args[0].split(". ")[0]} (the toolkit\'s components are in scope '
-                "'mtu': set default_scope='mtu')"), 2
+    found = (re.match(r'(\S+) is not in the (\S+)::(\S+) registry', err.args[0])
+             if isinstance(err, KeyError) and err.args and isinstance(err.args[0], str)
+             else None)
+    if found:  # mmengine's own registries (ours are CheckedRegistry and list close names)
+        return _mmengine_registry_line(*found.groups()), 2
     if isinstance(err, OSError) and err.errno in USER_OS_ERRORS or isinstance(
             err, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
         if err.filename and err.strerror:

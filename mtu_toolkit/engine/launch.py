@@ -177,8 +177,9 @@ def check_training_settings(cfg):
       the two-optimiser recipe, by its name;
     - ``default_hooks.checkpoint.save_best``: a metric the validation gives (a misspelt one
       failed at the first validation);
-    - ``model.motion_loss`` with a training set that gives no flow (its target): a KeyError in
-      the first iteration.
+    - ``model.motion_loss`` (set, or the model's default) with an MC head that gives a cost
+      volume and a training set that gives no flow (the loss's target): a KeyError in the
+      first iteration.
     """
     from .config_loader import ConfigError
     wrappers = optim_wrappers(cfg)
@@ -211,13 +212,44 @@ def check_training_settings(cfg):
             if key != 'auto' and key not in names:
                 raise ConfigError(f'default_hooks.checkpoint.save_best={key!r}: the validation '
                                   f'gives {", ".join(names)} (or use \'auto\')')
-    model = cfg.get('model') or {}
     loader = cfg.get('train_dataloader') or {}
-    if isinstance(model, dict) and model.get('motion_loss') and isinstance(loader, dict):
+    if _trains_motion_loss(cfg.get('model')) and isinstance(loader, dict):
         for key in _flowless_datasets(loader.get('dataset'), 'train_dataloader.dataset'):
-            raise ConfigError(f'model.motion_loss is set but {key}.with_flow is off: the motion '
-                              f'loss trains on the flow (set {key}.with_flow=True, or '
+            said = '' if 'motion_loss' in cfg.model else " (the model's default)"
+            raise ConfigError(f'model.motion_loss is on{said} but {key}.with_flow is off: the '
+                              f'motion loss trains on the flow (set {key}.with_flow=True, or '
                               'model.motion_loss=None)')
+
+
+def _argument(cfg, name):
+    """``cfg[name]``, else the default of that argument of the registered ``cfg['type']``
+    (None where neither is known)."""
+    import inspect
+
+    from ..registry import MODELS
+    if not isinstance(cfg, dict):
+        return None
+    if name in cfg:
+        return cfg[name]
+    try:
+        cls = MODELS.get(cfg.get('type')) if isinstance(cfg.get('type'), str) else cfg.get('type')
+    except Exception:  # noqa: BLE001 - a type of another scope: unknown here
+        return None
+    param = inspect.signature(cls).parameters.get(name) if inspect.isclass(cls) else None
+    return None if param is None or param.default is inspect.Parameter.empty else param.default
+
+
+def _trains_motion_loss(model):
+    """Whether the config's model trains a motion loss on cost volumes (the loss set, or the
+    restorer's default, and an MC head that gives them)."""
+    from ..registry import MODELS
+    head = _argument(_argument(model, 'backbone'), 'mc_head')
+    kind = head.get('type') if isinstance(head, dict) else None
+    try:
+        cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    except Exception:  # noqa: BLE001
+        cls = None
+    return bool(_argument(model, 'motion_loss')) and getattr(cls, 'gives_cost_volume', False)
 
 
 def _flowless_datasets(dataset, key):

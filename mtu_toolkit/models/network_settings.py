@@ -9,10 +9,15 @@ without a shape mismatch and compute something else. The tools therefore keep
 (``meta['network_settings']``) and compare it with the config that loads it
 (:func:`settings_differences`).
 
-The settings are the backbone's arguments and its MC head's, defaults filled in, types named
-by class, without the arguments that only decide how training starts (a class lists them in
-``INIT_ARGS``: the initialisation, the training-only auxiliary outputs). Values are plain
-Python (dicts, lists, str, numbers, bool, None), so that a weights-only load reads them.
+The settings are the backbone's arguments and its MC head's, defaults filled in (through the
+parent classes a ``**kwargs`` passes on to), types named by class, without the arguments that
+only decide how training starts (a class lists them in ``INIT_ARGS``: the initialisation, the
+training-only auxiliary outputs) or that change nothing with the others (a class's
+``inert_args(args)``: e.g. the structure injection of a head without motion features).
+Values are plain Python (dicts, lists, str, numbers, bool, None; a function or class by its
+``module.qualname``; anything else is left out), so that a weights-only load reads them and
+two processes record the same. Only settings that both records hold are compared: a setting
+added in a later release does not make older checkpoints differ.
 """
 import inspect
 
@@ -30,14 +35,39 @@ def _registered(kind):
     return cls if inspect.isclass(cls) else None
 
 
+#: a value that is not recorded (no plain form that two processes agree on)
+_UNRECORDED = object()
+
+
 def _plain(value):
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): v for k, v in ((k, _plain(v)) for k, v in value.items())
+                if v is not _UNRECORDED}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        items = [_plain(v) for v in value]
+        return _UNRECORDED if any(v is _UNRECORDED for v in items) else items
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
-    return repr(value)
+    if inspect.isclass(value) or inspect.isroutine(value):
+        return f'{getattr(value, "__module__", "?")}.{getattr(value, "__qualname__", "?")}'
+    return _UNRECORDED  # (its repr may hold an address: another in every process)
+
+
+def _defaults(cls):
+    """{argument: default} of ``cls``'s constructor, and of its parents' where a ``**kwargs``
+    passes arguments on to them."""
+    args = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get('__init__')
+        if init is None or klass is object:
+            continue
+        params = inspect.signature(init).parameters.values()
+        for p in params:
+            if p.default is not p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                args.setdefault(p.name, p.default)
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return args
 
 
 def _component(cfg):
@@ -46,17 +76,22 @@ def _component(cfg):
     cls = _registered(cfg.get('type'))
     if cls is None:
         return None
-    skip = set(getattr(cls, 'INIT_ARGS', ())) | {'type'}
-    args = {name: p.default for name, p in inspect.signature(cls).parameters.items()
-            if p.default is not inspect.Parameter.empty}
+    args = _defaults(cls)
     args.update(cfg)
+    skip = set(getattr(cls, 'INIT_ARGS', ())) | {'type'}
+    inert = getattr(cls, 'inert_args', None)
+    if inert is not None:
+        skip |= set(inert({k: v for k, v in args.items() if k != 'type'}))
     out = {'type': cls.__name__}
     for name, value in args.items():
         if name in skip:
             continue
         if isinstance(value, dict) and 'type' in value:
             value = _component(value) or _plain(value)
-        out[name] = _plain(value)
+        else:
+            value = _plain(value)
+        if value is not _UNRECORDED:
+            out[name] = value
     return out
 
 
@@ -80,17 +115,16 @@ def _flat(settings, prefix=''):
 def settings_differences(saved, current):
     """What differs between two :func:`network_settings` (``saved``: the checkpoint's,
     ``current``: the config's), as phrases like ``'mc_head.max_displacement 10 in the
-    checkpoint, 5 in the config'``; [] when they agree or either is unknown (None)."""
+    checkpoint, 5 in the config'``, over the settings both hold; [] when they agree or either
+    is unknown (None)."""
     if not isinstance(saved, dict) or not isinstance(current, dict):
         return []
     a, b = _flat(saved), _flat(current)
     if a.get('mc_head.type') != b.get('mc_head.type'):  # the head's own arguments then differ
         a = {k: v for k, v in a.items() if not k.startswith('mc_head.') or k == 'mc_head.type'}
         b = {k: v for k, v in b.items() if not k.startswith('mc_head.') or k == 'mc_head.type'}
-    missing = object()
-    return [f'{key} {a.get(key, "unset")!r} in the checkpoint, {b.get(key, "unset")!r} in '
-            'the config' for key in sorted(a.keys() | b.keys())
-            if a.get(key, missing) != b.get(key, missing)]
+    return [f'{key} {a[key]!r} in the checkpoint, {b[key]!r} in the config'
+            for key in sorted(a.keys() & b.keys()) if a[key] != b[key]]
 
 
 __all__ = ['network_settings', 'settings_differences']

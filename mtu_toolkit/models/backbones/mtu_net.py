@@ -78,6 +78,24 @@ class MTUNet(nn.Module):
     #: part of :func:`~mtu_toolkit.models.network_settings.network_settings`)
     INIT_ARGS = ('aux_outputs', 'weight_init', 'init_std', 'kaiming_init', 'zero_init_output')
 
+    @staticmethod
+    def inert_args(args):
+        """The arguments that change nothing given the others (a dict of this class's
+        arguments): the structure injection and the motion layer for a head that takes no
+        motion features, matching in every unit for one unit."""
+        head = args.get('mc_head')
+        kind = head.get('type') if isinstance(head, dict) else None
+        try:
+            cls = MODELS.get(kind) if isinstance(kind, str) else kind
+        except Exception:  # noqa: BLE001 - a scope not imported: its head unknown here
+            cls = None
+        inert = []
+        if cls is not None and not getattr(cls, 'needs_motion_features', True):
+            inert += ['structure_injection', 'motion_layer']
+        if args.get('num_units') == 1:
+            inert.append('match_every_unit')
+        return inert
+
     def __init__(self, num_units=2, channels=26, num_blocks=8,
                  mc_head=dict(type='CorrelationMCHead', max_displacement=10, smooth=5),
                  match_every_unit=False, structure_injection=True, motion_layer=True,

@@ -63,6 +63,8 @@ class BaseMCHead(nn.Module):
     scale = 4
     #: False for heads that ignore motion features (the backbone then builds no motion layer)
     needs_motion_features = True
+    #: True for heads whose ``estimate`` gives a ``cost_volume`` (what the motion loss trains)
+    gives_cost_volume = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -60,6 +60,8 @@ class CorrelationMCHead(BaseMCHead):
     Parameters: 0.
     """
 
+    gives_cost_volume = True
+
     def __init__(self, motion_channels, feat_channels, max_displacement=10, smooth=5):
         super().__init__(motion_channels, feat_channels)
         try:  # (checked here, when the head is built, not at its first forward)
