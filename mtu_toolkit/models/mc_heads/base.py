@@ -8,7 +8,10 @@ and warps a full-resolution feature (``ch`` channels)::
     warped = head.warp(feat_prev, aux['motion'])
 
 ``estimate`` and ``warp`` are separate so that the backbone can match once (first unit) and
-re-use the motion in every later unit (feature-matching skipping, paper App. A.3).
+re-use the motion in every later unit (feature-matching skipping, paper App. A.3). A head whose
+``estimate`` gives a ``cost_volume`` (with ``max_displacement``), which the motion loss trains,
+sets ``gives_cost_volume = True``; the training tools then check that the data give the flow
+the loss needs.
 
 A head states what it costs outside its convolutions (which FLOP counters see by themselves)
 through :meth:`~BaseMCHead.estimate_macs` and :meth:`~BaseMCHead.warp_macs` (default 0); the
