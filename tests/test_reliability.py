@@ -269,6 +269,26 @@ def test_two_deblurs_of_one_process_to_one_output(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['a.avi', 'b.avi', 'frames', 'in.avi']
 
 
+def test_a_folder_filled_between_the_check_and_the_rename_is_not_replaced(tmp_path,
+                                                                          monkeypatch):
+    """The race of two writers of one folder, made certain: the second one's check sees no
+    folder, the first one's frames land, then the second one's rename fails: one line, its
+    temporary removed, the first one's frames kept."""
+    from mtu_toolkit.apis import video_io
+    out = tmp_path / 'frames'
+    frame = np.zeros((8, 8, 3), np.uint8)
+    first, second = (video_io.FrameFolderWriter(str(out)) for _ in range(2))
+    first.write(frame)
+    second.write(frame + 1)
+    isdir = video_io.osp.isdir
+    monkeypatch.setattr(video_io.osp, 'isdir', lambda p: False if p == str(out) else isdir(p))
+    first.commit()
+    with pytest.raises(OutputError, match='another run filled it while this one ran'):
+        second.commit()
+    assert os.listdir(out) == ['00000.png'] and cv2.imread(str(out / '00000.png')).max() == 0
+    assert sorted(os.listdir(tmp_path)) == ['frames']
+
+
 # ---------------------------------------------------------------- 9. odd frame sizes
 def test_odd_frames_are_padded_with_a_word_not_cropped(tmp_path):
     folder = tmp_path / 'frames'  # a frame folder keeps the odd size (an encoder would not)

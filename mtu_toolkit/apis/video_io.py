@@ -7,6 +7,7 @@ leaves a half-written output, and the temporaries of runs that were killed are r
 next writer of the same output. A writer never replaces its input, nor an existing file unless
 asked to (``overwrite``).
 """
+import errno
 import os
 import os.path as osp
 import shutil
@@ -300,13 +301,19 @@ class FrameFolderWriter:
         if self.count == 0:
             self.abort()
             raise OutputError(f'{self.path}: nothing was written')
-        if osp.isdir(self.target) and os.listdir(self.target):
+        try:
+            if osp.isdir(self.target) and os.listdir(self.target):
+                raise FileExistsError(errno.ENOTEMPTY, 'filled', self.target)
+            if osp.isdir(self.target):
+                os.rmdir(self.target)  # empty (checked at open): replaced by the finished folder
+            # (another run may fill it between the check and here: the rename then fails)
+            os.replace(self.tmp, self.target)
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
             self.abort()
             raise OutputError(f'{self.path}: another run filled it while this one ran; it was '
-                              'not replaced')
-        if osp.isdir(self.target):
-            os.rmdir(self.target)  # empty (checked at open): replaced by the finished folder
-        os.replace(self.tmp, self.target)
+                              'not replaced') from None
 
     def abort(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
