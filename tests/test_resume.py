@@ -74,7 +74,13 @@ def test_find_resume_checkpoint(tmp_path):
     assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
     # killed after writing iter_11 but before updating last_checkpoint: iter_11 is whole
     (tmp_path / 'iter_11.pth').write_bytes(b'x')
+    record = os.stat(tmp_path / 'last_checkpoint').st_mtime
+    os.utime(tmp_path / 'iter_11.pth', (record + 1, record + 1))
     assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_11.pth')
+    # a run resumed from iter_10 recorded its own later: iter_11 is an abandoned branch
+    os.utime(tmp_path / 'iter_11.pth', (record - 1, record - 1))
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
+    os.utime(tmp_path / 'iter_11.pth', (record + 1, record + 1))
     (tmp_path / 'best.pth').write_bytes(b'x')  # a name of its own is taken as recorded
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'best.pth'))
     assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'best.pth')

@@ -332,9 +332,12 @@ def _step_of(name):
 def find_resume_checkpoint(work_dir):
     """The checkpoint to resume from in ``work_dir``, or None.
 
-    ``last_checkpoint`` names it, unless a later ``iter_<n>.pth`` / ``epoch_<n>.pth`` exists (a
-    crash between writing a checkpoint and updating ``last_checkpoint``; checkpoints are written
-    atomically, so any such file is whole) or the named file is gone. Temporary files never match.
+    ``last_checkpoint`` names it, unless a later ``iter_<n>.pth`` / ``epoch_<n>.pth`` written
+    after ``last_checkpoint`` was exists (a crash between writing a checkpoint and updating
+    ``last_checkpoint``; checkpoints are written atomically, so any such file is whole) or the
+    named file is gone. A later-numbered file older than ``last_checkpoint`` is an abandoned
+    branch (a run resumed from an earlier checkpoint): ``last_checkpoint`` wins over it.
+    Temporary files never match.
     """
     found = {}
     if osp.isdir(work_dir):
@@ -348,9 +351,11 @@ def find_resume_checkpoint(work_dir):
             path = f.read().strip()
         if path and osp.isfile(path):
             step = _step_of(path)
-            if step is None or step[0] not in found or found[step[0]][0] <= step[1]:
+            later = found.get(step[0]) if step is not None else None
+            if later is None or later[0] <= step[1] \
+                    or osp.getmtime(later[1]) <= osp.getmtime(record):
                 return path
-            return found[step[0]][1]
+            return later[1]
     if not found:
         return None
     return max(found.values())[1]
