@@ -428,6 +428,23 @@ def test_apply_protocol_edits_metric_and_test_pipeline():
         apply_protocol(Config(dict(test_evaluator=dict(type='Other'))), 'matlab')
 
 
+def test_the_validation_gets_its_protocols_crop():
+    """train.py's validation with the config's matlab protocol (frames not a multiple of 4
+    failed at the first validation, hours in)."""
+    cfg = Config(dict(
+        val_evaluator=dict(type='VideoRestorationMetric', protocol='matlab', align=True),
+        val_dataloader=dict(dataset=dict(type='VideoDeblurDataset', data_root='x')),
+        test_dataloader=dict(dataset=dict(type='VideoDeblurDataset', data_root='x'))))
+    apply_protocol(cfg, stage='val')
+    assert cfg.val_dataloader.dataset.pipeline == [dict(type='ClipCropToMultiple', multiple=4)]
+    assert 'pipeline' not in cfg.test_dataloader.dataset
+    metric = VideoRestorationMetric(protocol='matlab')
+    with pytest.raises(ValueError, match="add dict.type='ClipCropToMultiple', multiple=4. to the "
+                                         "dataset's pipeline"):
+        metric.process({}, [dict(pred=torch.rand(1, 3, 18, 20), gt=torch.rand(1, 3, 18, 20),
+                                 key='s', frame_indices=[1])])
+
+
 # ------------------------------------------------------------------ tools/test.py --protocol
 @pytest.mark.slow
 def test_tools_test_protocols_end_to_end(tmp_path):

@@ -37,7 +37,8 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     from mtu_toolkit.engine import (
         finish_distributed, find_resume_checkpoint, prepare_runtime)
     from mtu_toolkit.engine.config_loader import (
-        interrupted, interruption_of, run_tool, terminate_like_interrupt, user_error)
+        ConfigError, interrupted, interruption_of, run_tool, terminate_like_interrupt,
+        user_error)
     from mtu_toolkit.engine.launch import (
         add_runner_arguments, check_training_settings, runner_config, split_total_batch,
         use_mixed_precision)
@@ -45,6 +46,7 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
         CheckpointLoadError, check_checkpoint_file, resume_seed)
     from mtu_toolkit.engine.hooks import add_strict_loading
     from mtu_toolkit.engine.runner import TrainingRunner
+    from mtu_toolkit.evaluation import apply_protocol
 
 
 #: the errors of writing a checkpoint or log that are the work dir's disk's
@@ -68,6 +70,11 @@ def parse_args(argv=None):
 def build_cfg(args):
     cfg = runner_config(args)
     check_training_settings(cfg)
+    if cfg.get('val_cfg') is not None and cfg.get('val_dataloader') is not None:
+        try:  # the validation gets its protocol's crop before inference, as tools/test.py
+            apply_protocol(cfg, stage='val')
+        except ValueError as err:
+            raise ConfigError(f'{args.config}: {err}') from None
     kinds = use_mixed_precision(cfg, force=args.amp)
     if 'BF16AutocastOptimWrapper' in kinds:
         print('mixed precision without a GPU: training under bfloat16 autocast on the CPU',

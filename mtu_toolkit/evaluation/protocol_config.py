@@ -28,19 +28,21 @@ def _accepts_pipeline(cfg, dataset_cfg):
     return 'pipeline' in inspect.signature(cls.__init__).parameters
 
 
-def apply_protocol(cfg, protocol=None, align=None):
+def apply_protocol(cfg, protocol=None, align=None, stage='test'):
     """Set ``protocol`` and/or ``align`` on the config's VideoRestorationMetric(s) and give the
-    test dataset the crop the protocol expects before inference.
+    dataset the crop the protocol expects before inference.
 
     Args:
-        cfg (Config): a test config (``test_evaluator``, ``test_dataloader``).
+        cfg (Config): a config with ``<stage>_evaluator`` and ``<stage>_dataloader``.
         protocol (str | None): 'toolkit', 'reference' or 'matlab'; None keeps the config's.
         align (bool | None): Koehler et al.'s alignment; None keeps the config's.
+        stage (str): 'test' (``tools/test.py``) or 'val' (the validation of
+            ``tools/train.py``).
 
     Returns:
         Config: ``cfg``, changed in place. A protocol with ``crop_multiple`` (given here or
         already the config's) puts ``ClipCropToMultiple`` first in
-        ``test_dataloader.dataset.pipeline`` (once). A config without a
+        ``<stage>_dataloader.dataset.pipeline`` (once). A config without a
         VideoRestorationMetric is returned unchanged when neither argument is given.
 
     Raises:
@@ -48,12 +50,12 @@ def apply_protocol(cfg, protocol=None, align=None):
             given for an evaluator without a VideoRestorationMetric, protocols that need
             different crops.
     """
-    metrics = _metric_cfgs(cfg.get('test_evaluator'))
+    metrics = _metric_cfgs(cfg.get(f'{stage}_evaluator'))
     if not metrics:
         if protocol is None and align is None:
             return cfg
-        raise ValueError(f'test_evaluator has no {_METRIC}, so an evaluation protocol cannot '
-                         'be set')
+        raise ValueError(f'{stage}_evaluator has no {_METRIC}, so an evaluation protocol '
+                         'cannot be set')
     for m in metrics:
         if protocol is not None:
             m['protocol'] = get_protocol(protocol).name
@@ -62,19 +64,21 @@ def apply_protocol(cfg, protocol=None, align=None):
     names = {m.get('protocol', 'toolkit') for m in metrics}
     crops = {get_protocol(n).crop_multiple for n in names} - {None}
     if len(crops) > 1:
-        raise ValueError(f'test_evaluator: protocols {sorted(names)} need different crops')
+        raise ValueError(f'{stage}_evaluator: protocols {sorted(names)} need different crops')
     if crops:
-        _add_crop(cfg, crops.pop())
+        _add_crop(cfg, crops.pop(), stage)
     return cfg
 
 
-def _add_crop(cfg, multiple):
-    dataset = cfg.test_dataloader.get('dataset')
+def _add_crop(cfg, multiple, stage='test'):
+    loader = cfg.get(f'{stage}_dataloader')
+    dataset = loader.get('dataset') if isinstance(loader, dict) else None
     if not isinstance(dataset, dict) or not _accepts_pipeline(cfg, dataset):
         kind = dataset.get('type') if isinstance(dataset, dict) else type(dataset).__name__
         raise ValueError(
             f'the evaluation protocol crops frames top-left to a multiple of {multiple} before '
-            f'inference (ClipCropToMultiple), but the test dataset {kind} takes no `pipeline`')
+            f'inference (ClipCropToMultiple), but the {stage} dataset {kind} takes no '
+            '`pipeline`')
     pipeline = [t for t in dataset.get('pipeline', [])
                 if not (isinstance(t, dict) and t.get('type') == 'ClipCropToMultiple')]
     dataset['pipeline'] = [dict(type='ClipCropToMultiple', multiple=multiple)] + pipeline

@@ -100,11 +100,11 @@ class VideoRestorationMetric(BaseMetric):
     def _check_crop(self, key, shape):
         m = self.protocol.crop_multiple
         if m and (shape[-2] % m or shape[-1] % m):
-            raise ValueError(
+            raise ComponentArgumentError(
                 f'sequence {key!r}: frames of {tuple(shape[-2:])} are not a multiple of {m}: '
                 f'protocol {self.protocol.name!r} scores frames cropped top-left to a multiple '
                 f"of {m} before inference; add dict(type='ClipCropToMultiple', multiple={m}) "
-                'to the test pipeline (tools/test.py --protocol does)')
+                "to the dataset's pipeline (tools/test.py and tools/train.py add it)")
 
     def _check_size(self, key, shape):
         least = self.protocol.min_size(self.align)
