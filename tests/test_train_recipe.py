@@ -139,6 +139,20 @@ def test_training_settings_mmengine_would_fail_on_late_are_refused(options, mess
     assert user_error(info.value)[1] == 2
 
 
+def test_save_best_on_alignment_needs_a_head_that_gives_a_displacement():
+    from mtu_toolkit.engine.config_loader import ConfigError
+    from mtu_toolkit.engine.launch import check_training_settings
+    cfg = load('mtu2', 'dvd')
+    cfg.val_evaluator = [cfg.val_evaluator, dict(type='MCAlignmentMetric')]
+    cfg.default_hooks.checkpoint.save_best = 'align_PSNR'
+    check_training_settings(cfg)  # the correlation head
+    cfg.model.backbone.mc_head = dict(type='FANMCHead')
+    cfg.model.motion_loss = None
+    with pytest.raises(ConfigError, match=r"save_best='align_PSNR': the validation gives PSNR, "
+                                          r'SSIM \(the MC head FANMCHead gives no displacement'):
+        check_training_settings(cfg)
+
+
 def test_the_motion_loss_check_follows_the_head_and_the_defaults():
     from mtu_toolkit.engine.config_loader import ConfigError
     from mtu_toolkit.engine.launch import check_training_settings

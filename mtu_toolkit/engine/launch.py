@@ -144,9 +144,11 @@ def optim_wrappers(cfg):
     return {'': optim}
 
 
-def _metric_names(evaluator):
+def _metric_names(evaluator, displacement=True):
     """The names the metrics of an evaluator config give (prefixed as mmengine prefixes them),
-    or None when one of them does not say (a metric of another package)."""
+    or None when one of them does not say (a metric of another package); without
+    ``displacement`` (an MC head that gives none), those of the metrics that need one are not
+    given."""
     from ..registry import METRICS
     if isinstance(evaluator, dict) and 'metrics' in evaluator:
         evaluator = evaluator['metrics']
@@ -159,6 +161,8 @@ def _metric_names(evaluator):
         keys = getattr(cls, 'metric_keys', None)
         if keys is None:
             return None
+        if getattr(cls, 'needs_displacement', False) and not displacement:
+            continue
         prefix = metric.get('prefix', cls.default_prefix)
         names += [f'{prefix}/{k}' if prefix else k for k in keys]
     return names
@@ -205,13 +209,16 @@ def check_training_settings(cfg):
                               'both)')
     checkpoint = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
     best = checkpoint.get('save_best') if isinstance(checkpoint, dict) else None
-    names = (_metric_names(cfg.get('val_evaluator') or [])
+    names = (_metric_names(cfg.get('val_evaluator') or [], _gives_displacement(cfg.get('model')))
              if best and cfg.get('val_cfg') is not None else None)
     if names is not None:
         for key in best if isinstance(best, (list, tuple)) else [best]:
             if key != 'auto' and key not in names:
+                headless = ('' if _gives_displacement(cfg.get('model')) else
+                            f' (the MC head {_head_class(cfg.get("model")).__name__} gives no '
+                            'displacement, so no alignment scores)')
                 raise ConfigError(f'default_hooks.checkpoint.save_best={key!r}: the validation '
-                                  f'gives {", ".join(names)} (or use \'auto\')')
+                                  f'gives {", ".join(names)}{headless} (or use \'auto\')')
     loader = cfg.get('train_dataloader') or {}
     if _trains_motion_loss(cfg.get('model')) and isinstance(loader, dict):
         for key in _flowless_datasets(loader.get('dataset'), 'train_dataloader.dataset'):
@@ -239,17 +246,32 @@ def _argument(cfg, name):
     return None if param is None or param.default is inspect.Parameter.empty else param.default
 
 
-def _trains_motion_loss(model):
-    """Whether the config's model trains a motion loss on cost volumes (the loss set, or the
-    restorer's default, and an MC head that gives them)."""
+def _head_class(model):
+    """The registered class of the config's MC head (the backbone's default where the config
+    gives none), or None."""
     from ..registry import MODELS
     head = _argument(_argument(model, 'backbone'), 'mc_head')
     kind = head.get('type') if isinstance(head, dict) else None
     try:
-        cls = MODELS.get(kind) if isinstance(kind, str) else kind
-    except Exception:  # noqa: BLE001
-        cls = None
-    return bool(_argument(model, 'motion_loss')) and getattr(cls, 'gives_cost_volume', False)
+        return MODELS.get(kind) if isinstance(kind, str) else kind
+    except Exception:  # noqa: BLE001 - a scope not imported
+        return None
+
+
+def _gives_displacement(model):
+    """Whether the config's MC head gives a displacement (True where it cannot be told)."""
+    from ..models.mc_heads import BaseMCHead
+    cls = _head_class(model)
+    if not isinstance(cls, type) or not issubclass(cls, BaseMCHead):
+        return True
+    return cls.displacement is not BaseMCHead.displacement
+
+
+def _trains_motion_loss(model):
+    """Whether the config's model trains a motion loss on cost volumes (the loss set, or the
+    restorer's default, and an MC head that gives them)."""
+    return (bool(_argument(model, 'motion_loss'))
+            and getattr(_head_class(model), 'gives_cost_volume', False))
 
 
 def _flowless_datasets(dataset, key):

@@ -115,6 +115,8 @@ class MCAlignmentMetric(BaseMetric):
     default_prefix = None
     #: the names :meth:`compute_metrics` gives, when applicable
     metric_keys = ('align_PSNR', 'align_SSIM')
+    #: applicable only to MC heads that give a displacement (``BaseMCHead.displacement``)
+    needs_displacement = True
 
     def __init__(self, collect_device='cpu', prefix=None):
         super().__init__(collect_device=collect_device, prefix=prefix)
