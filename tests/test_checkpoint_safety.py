@@ -85,6 +85,39 @@ def test_a_checkpoint_of_other_network_settings_is_named(run_a, tmp_path):
 
 
 @pytest.mark.slow
+def test_resuming_says_which_schedule_it_restores(run_a, tmp_path):
+    """mmengine resumes the saved optimiser and scheduler states: an edited learning rate is
+    not used, and one warning says so."""
+    tmp, cfg = run_a
+    proc = _run(TRAIN, cfg, '--work-dir', tmp_path / 'r', '--resume', tmp / 'a' / 'iter_2.pth',
+                '--cfg-options', 'optim_wrapper.deblur.optimizer.lr=0.01', cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ('resuming restores the optimisers and learning-rate schedule saved in the '
+            "checkpoint, not the config's: optimizer.deblur.lr 0.0001 in the checkpoint, 0.01 "
+            'in the config (to train with the new ones, start from it with load_from)'
+            ) in proc.stdout + proc.stderr
+    proc = _run(TRAIN, cfg, '--work-dir', tmp_path / 's', '--resume', tmp / 'a' / 'iter_2.pth',
+                cwd=tmp)
+    assert proc.returncode == 0 and 'resuming restores' not in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_an_ema_checkpoint_is_not_resumed_without_its_hook(tmp_path):
+    data = make_dvd_tree(str(tmp_path / 'data'))
+    cfg = write_config(str(tmp_path / 'ema.py'), data, max_iters=2, val_interval=2,
+                       custom_hooks=[dict(type='EMAHook', momentum=0.5)])
+    plain = write_config(str(tmp_path / 'plain.py'), data, max_iters=4, val_interval=2)
+    assert _run(TRAIN, cfg, '--work-dir', tmp_path / 'a', cwd=tmp_path).returncode == 0
+    proc = _run(TRAIN, plain, '--work-dir', tmp_path / 'b', '--resume',
+                tmp_path / 'a' / 'iter_2.pth', cwd=tmp_path)
+    assert proc.returncode == 4 and proc.stderr.strip().endswith(
+        'it was trained with EMAHook (its state_dict holds the averaged weights, '
+        'ema_state_dict the trained ones): keep EMAHook in custom_hooks to resume, or start a '
+        'training from it with load_from'), proc.stderr[-3000:]
+    assert not (tmp_path / 'b' / 'iter_4.pth').exists()
+
+
+@pytest.mark.slow
 def test_a_best_checkpoint_cannot_be_resumed_and_a_fork_keeps_the_old_runs_files(run_a):
     tmp, cfg = run_a
     best = sorted((tmp / 'a').glob('best_PSNR_iter_*.pth'))

@@ -62,6 +62,10 @@ def finish_distributed():
     tear the job down.
     """
     if dist.is_available() and dist.is_initialized():
+        # every rank done first: rank 0 may still be writing the last (best) checkpoint while
+        # another rank, already finished, tears the group down under it (seen once in 15 runs
+        # of two gloo processes: that rank aborted and torchrun stopped rank 0 mid-save)
+        dist.barrier()
         dist.destroy_process_group()
 
 

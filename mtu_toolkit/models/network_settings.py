@@ -102,14 +102,35 @@ def network_settings(model_cfg):
     return _component(backbone) if isinstance(backbone, dict) else None
 
 
+def plain_record(value):
+    """Config pieces (dicts, lists, values) in the plain form a checkpoint's ``meta`` keeps
+    (see the module docstring: values without one left out; None for such a value itself)."""
+    value = _plain(value)
+    return None if value is _UNRECORDED else value
+
+
 def _flat(settings, prefix=''):
     out = {}
-    for key, value in settings.items():
-        if isinstance(value, dict):
+    items = (settings.items() if isinstance(settings, dict)
+             else ((str(i), v) for i, v in enumerate(settings)))
+    for key, value in items:
+        if isinstance(value, dict) or (isinstance(value, list) and value
+                                       and all(isinstance(v, dict) for v in value)):
             out.update(_flat(value, f'{prefix}{key}.'))
         else:
             out[f'{prefix}{key}'] = value
     return out
+
+
+def record_differences(saved, current):
+    """What differs between two plain records (dicts; lists of dicts looked into by index), as
+    phrases ``'<key> <saved> in the checkpoint, <current> in the config'``, over the keys both
+    hold; [] when either is not a dict."""
+    if not isinstance(saved, dict) or not isinstance(current, dict):
+        return []
+    a, b = _flat(saved), _flat(current)
+    return [f'{key} {a[key]!r} in the checkpoint, {b[key]!r} in the config'
+            for key in sorted(a.keys() & b.keys()) if a[key] != b[key]]
 
 
 def settings_differences(saved, current):
@@ -119,12 +140,11 @@ def settings_differences(saved, current):
     is unknown (None)."""
     if not isinstance(saved, dict) or not isinstance(current, dict):
         return []
-    a, b = _flat(saved), _flat(current)
-    if a.get('mc_head.type') != b.get('mc_head.type'):  # the head's own arguments then differ
-        a = {k: v for k, v in a.items() if not k.startswith('mc_head.') or k == 'mc_head.type'}
-        b = {k: v for k, v in b.items() if not k.startswith('mc_head.') or k == 'mc_head.type'}
-    return [f'{key} {a[key]!r} in the checkpoint, {b[key]!r} in the config'
-            for key in sorted(a.keys() & b.keys()) if a[key] != b[key]]
+    if (saved.get('mc_head') or {}).get('type') != (current.get('mc_head') or {}).get('type'):
+        # the heads' own arguments then differ too: the type says it
+        saved = dict(saved, mc_head={'type': (saved.get('mc_head') or {}).get('type')})
+        current = dict(current, mc_head={'type': (current.get('mc_head') or {}).get('type')})
+    return record_differences(saved, current)
 
 
-__all__ = ['network_settings', 'settings_differences']
+__all__ = ['network_settings', 'settings_differences', 'plain_record', 'record_differences']

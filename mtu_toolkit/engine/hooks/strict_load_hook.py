@@ -52,6 +52,7 @@ class StrictLoadCheckpointHook(Hook):
         settings = network_settings(runner.cfg.get('model'))
         if settings is not None:
             checkpoint.setdefault('meta', {})['network_settings'] = settings
+        checkpoint.setdefault('meta', {})['schedule'] = schedule_record(runner.cfg)
 
     def after_load_checkpoint(self, runner, checkpoint):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -64,6 +65,7 @@ class StrictLoadCheckpointHook(Hook):
         resuming = getattr(runner, '_resume', False)
         if resuming:  # (a weights-only file cannot be resumed, whatever its settings)
             self._check_training_state(runner, checkpoint, holds_state, where)
+            self._say_schedule_kept(runner, checkpoint.get('meta'), where)
         differences = network_settings_differences(
             checkpoint.get('meta') if holds_state else None, runner.cfg.get('model'))
         if differences:
@@ -79,6 +81,20 @@ class StrictLoadCheckpointHook(Hook):
             checkpoint.update(fitted)
 
     @staticmethod
+    def _say_schedule_kept(runner, meta, where):
+        """One warning where the config's optimiser settings or schedule differ from those the
+        checkpoint was trained with: mmengine resumes the saved optimiser and scheduler states
+        (learning rates, the schedule's steps), not the config's edited ones."""
+        from ...models.network_settings import record_differences
+        saved = meta.get('schedule') if isinstance(meta, dict) else None
+        differences = record_differences(saved, schedule_record(runner.cfg))
+        if differences:
+            runner.logger.warning(
+                f'{where}: resuming restores the optimisers and learning-rate schedule saved '
+                f'in the checkpoint, not the config\'s: {"; ".join(differences)} (to train '
+                'with the new ones, start from it with load_from)')
+
+    @staticmethod
     def _check_training_state(runner, checkpoint, holds_state, where):
         """Refuse to resume from a checkpoint that cannot restore the whole training state."""
         meta = checkpoint.get('meta') if holds_state else None
@@ -89,6 +105,14 @@ class StrictLoadCheckpointHook(Hook):
                 f'{where}: cannot resume from it: it holds model weights only ({origin}), '
                 'not a training state (iteration, optimiser, message hub); start a '
                 'training from it with load_from instead')
+        if 'ema_state_dict' in checkpoint and not any(
+                type(h).__name__ == 'EMAHook' for h in runner.hooks):
+            # mmengine's EMAHook saves the averaged weights as the state_dict and the trained
+            # ones aside: resumed without it, training would go on from the average
+            raise CheckpointLoadError(
+                f'{where}: it was trained with EMAHook (its state_dict holds the averaged '
+                'weights, ema_state_dict the trained ones): keep EMAHook in custom_hooks to '
+                'resume, or start a training from it with load_from')
         lacking = [key for key, needed in (
             ('optimizer', True), ('param_schedulers', bool(getattr(runner, 'param_schedulers',
                                                                    None))))
@@ -99,6 +123,16 @@ class StrictLoadCheckpointHook(Hook):
                 'best_* checkpoint is saved without them), so the learning-rate schedule and '
                 'the optimiser would start over; resume from the latest iter_*.pth, or start '
                 'a training from this one with load_from')
+
+
+def schedule_record(cfg):
+    """What a checkpoint records of its optimisers' settings and learning-rate schedule (the
+    state ``resume`` restores in place of the config's): plain values."""
+    from ...models.network_settings import plain_record
+    from ..launch import optim_wrappers
+    optimizers = {name or 'optim_wrapper': wrapper.get('optimizer')
+                  for name, wrapper in optim_wrappers(cfg).items() if isinstance(wrapper, dict)}
+    return plain_record(dict(optimizer=optimizers, param_scheduler=cfg.get('param_scheduler')))
 
 
 def add_strict_loading(cfg, other_settings='refuse'):
