@@ -1,5 +1,5 @@
 """Strict checkpoint loading for mmengine's Runner (``load_from`` and ``resume``)."""
-from mmengine.hooks import Hook
+from mmengine.hooks import EMAHook, Hook
 from mmengine.model import is_model_wrapper
 
 from ...checked_registry import ComponentArgumentError
@@ -105,8 +105,8 @@ class StrictLoadCheckpointHook(Hook):
                 f'{where}: cannot resume from it: it holds model weights only ({origin}), '
                 'not a training state (iteration, optimiser, message hub); start a '
                 'training from it with load_from instead')
-        if 'ema_state_dict' in checkpoint and not any(
-                type(h).__name__ == 'EMAHook' for h in runner.hooks):
+        if 'ema_state_dict' in checkpoint and not any(isinstance(h, EMAHook)
+                                                      for h in runner.hooks):
             # mmengine's EMAHook saves the averaged weights as the state_dict and the trained
             # ones aside: resumed without it, training would go on from the average
             raise CheckpointLoadError(
