@@ -389,30 +389,31 @@ def _mmengine_registry_line(name, scope, registry):
     current = DefaultScope.get_current_instance()
     if current is None or current.scope_name != 'mtu':
         return f"{line} (the toolkit's components are in scope 'mtu': set default_scope='mtu')"
-    import mmengine.registry as mm_registry
     known = set()
-    for reg in vars(mm_registry).values():
-        if isinstance(reg, Registry) and reg.name == registry:
+    for reg in _mmengine_registries():
+        if reg.name == registry:
             known.update(reg.module_dict)
     close = difflib.get_close_matches(name, sorted(known), 3, cutoff=0.6)
     return f'{line}; did you mean: {", ".join(close)}?' if close else line
 
 
-def _registered_class(name):
-    """Whether a class called ``name`` is registered in mmengine's registries or their
-    children (ours among them)."""
+def _mmengine_registries():
+    """mmengine's root registries and their children (ours among them), each once."""
     import mmengine.registry as mm_registry
     todo = [r for r in vars(mm_registry).values() if isinstance(r, Registry)]
     seen = set()
     while todo:
         reg = todo.pop()
-        if id(reg) in seen:
-            continue
-        seen.add(id(reg))
-        if inspect.isclass(reg.module_dict.get(name)):
-            return True
-        todo.extend(reg.children.values())
-    return False
+        if id(reg) not in seen:
+            seen.add(id(reg))
+            yield reg
+            todo.extend(reg.children.values())
+
+
+def _registered_class(name):
+    """Whether a class called ``name`` is registered in mmengine's registries or their
+    children (ours among them)."""
+    return any(inspect.isclass(reg.module_dict.get(name)) for reg in _mmengine_registries())
 
 
 def _registry_line(err):

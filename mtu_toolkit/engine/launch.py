@@ -213,12 +213,13 @@ def check_training_settings(cfg):
                               'both)')
     checkpoint = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
     best = checkpoint.get('save_best') if isinstance(checkpoint, dict) else None
-    names = (_metric_names(cfg.get('val_evaluator') or [], _gives_displacement(cfg.get('model')))
+    displacement = _gives_displacement(cfg.get('model'))
+    names = (_metric_names(cfg.get('val_evaluator') or [], displacement)
              if best and cfg.get('val_cfg') is not None else None)
     if names is not None:
         for key in best if isinstance(best, (list, tuple)) else [best]:
             if key != 'auto' and key not in names:
-                headless = ('' if _gives_displacement(cfg.get('model')) else
+                headless = ('' if displacement else
                             f' (the MC head {_head_class(cfg.get("model")).__name__} gives no '
                             'displacement, so no alignment scores)')
                 raise ConfigError(f'default_hooks.checkpoint.save_best={key!r}: the validation '
@@ -235,31 +236,21 @@ def check_training_settings(cfg):
 def _argument(cfg, name):
     """``cfg[name]``, else the default of that argument of the registered ``cfg['type']``
     (None where neither is known)."""
-    import inspect
-
-    from ..registry import MODELS
+    from ..models.network_settings import default_arguments, registered_class
     if not isinstance(cfg, dict):
         return None
     if name in cfg:
         return cfg[name]
-    try:
-        cls = MODELS.get(cfg.get('type')) if isinstance(cfg.get('type'), str) else cfg.get('type')
-    except Exception:  # noqa: BLE001 - a type of another scope: unknown here
-        return None
-    param = inspect.signature(cls).parameters.get(name) if inspect.isclass(cls) else None
-    return None if param is None or param.default is inspect.Parameter.empty else param.default
+    cls = registered_class(cfg.get('type'))
+    return default_arguments(cls).get(name) if cls is not None else None
 
 
 def _head_class(model):
     """The registered class of the config's MC head (the backbone's default where the config
     gives none), or None."""
-    from ..registry import MODELS
+    from ..models.network_settings import registered_class
     head = _argument(_argument(model, 'backbone'), 'mc_head')
-    kind = head.get('type') if isinstance(head, dict) else None
-    try:
-        return MODELS.get(kind) if isinstance(kind, str) else kind
-    except Exception:  # noqa: BLE001 - a scope not imported
-        return None
+    return registered_class(head.get('type')) if isinstance(head, dict) else None
 
 
 def _gives_displacement(model):

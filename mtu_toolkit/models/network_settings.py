@@ -24,7 +24,7 @@ import inspect
 from ..registry import MODELS
 
 
-def _registered(kind):
+def registered_class(kind):
     """The class registered as ``kind`` (a name, scope prefix allowed, or a class), or None."""
     if inspect.isclass(kind):
         return kind
@@ -53,7 +53,7 @@ def _plain(value):
     return _UNRECORDED  # (its repr may hold an address: another in every process)
 
 
-def _defaults(cls):
+def default_arguments(cls):
     """{argument: default} of ``cls``'s constructor, and of its parents' where a ``**kwargs``
     passes arguments on to them."""
     args = {}
@@ -73,10 +73,10 @@ def _defaults(cls):
 def _component(cfg):
     """{argument: value} of one component's config dict with its class's defaults, ``type``
     the class name; None when its type is not registered."""
-    cls = _registered(cfg.get('type'))
+    cls = registered_class(cfg.get('type'))
     if cls is None:
         return None
-    args = _defaults(cls)
+    args = default_arguments(cls)
     args.update(cfg)
     skip = set(getattr(cls, 'INIT_ARGS', ())) | {'type'}
     inert = getattr(cls, 'inert_args', None)
@@ -147,4 +147,5 @@ def settings_differences(saved, current):
     return record_differences(saved, current)
 
 
-__all__ = ['network_settings', 'settings_differences', 'plain_record', 'record_differences']
+__all__ = ['network_settings', 'settings_differences', 'plain_record', 'record_differences',
+           'registered_class', 'default_arguments']

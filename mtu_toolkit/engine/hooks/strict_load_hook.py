@@ -49,10 +49,11 @@ class StrictLoadCheckpointHook(Hook):
 
     def before_save_checkpoint(self, runner, checkpoint):
         from ...models.network_settings import network_settings  # (the engine loads first)
+        meta = checkpoint.setdefault('meta', {})
         settings = network_settings(runner.cfg.get('model'))
         if settings is not None:
-            checkpoint.setdefault('meta', {})['network_settings'] = settings
-        checkpoint.setdefault('meta', {})['schedule'] = schedule_record(runner.cfg)
+            meta['network_settings'] = settings
+        meta['schedule'] = schedule_record(runner.cfg)
 
     def after_load_checkpoint(self, runner, checkpoint):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model

@@ -83,12 +83,9 @@ class MTUNet(nn.Module):
         """The arguments that change nothing given the others (a dict of this class's
         arguments): the structure injection and the motion layer for a head that takes no
         motion features, matching in every unit for one unit."""
+        from ..network_settings import registered_class
         head = args.get('mc_head')
-        kind = head.get('type') if isinstance(head, dict) else None
-        try:
-            cls = MODELS.get(kind) if isinstance(kind, str) else kind
-        except Exception:  # noqa: BLE001 - a scope not imported: its head unknown here
-            cls = None
+        cls = registered_class(head.get('type')) if isinstance(head, dict) else None
         inert = []
         if cls is not None and not getattr(cls, 'needs_motion_features', True):
             inert += ['structure_injection', 'motion_layer']
