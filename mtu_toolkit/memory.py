@@ -21,6 +21,10 @@ thread, holds at most :data:`POOL_BYTES`, and lets go of what it has not handed 
 :data:`MAX_AGE` requests (e.g. the buffers of an earlier frame size, a few frames after the
 size changed); :func:`release_recycled` empties it at once (after the last clip of a session,
 say: deleting a model does not, the pool is not the model's).
+
+Neither kept nor pooled buffers are used while a trace or an ONNX export records the ops
+(:func:`tracing`): the graph would hold the buffer as a constant and copy into it, which ONNX
+cannot express and a TorchScript step would share between calls.
 """
 import ctypes
 import math
@@ -52,6 +56,11 @@ def _load_madvise():
 _MADVISE = _load_madvise()
 #: set False (or ``MTU_HUGE_PAGES=0`` in the environment) to allocate plain tensors
 ENABLED = os.environ.get('MTU_HUGE_PAGES', '1') != '0'
+
+
+def tracing():
+    """Whether a TorchScript trace or an ONNX export is recording the ops."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 def advise_huge_pages(t):
@@ -128,8 +137,8 @@ class KeptBuffers:
 
     def get(self, name, shape, dtype, device, memory_format=torch.contiguous_format):
         """Buffer ``name`` of ``shape`` (see :func:`kept_buffer`); a fresh one in another
-        thread than the owner."""
-        if not self.mine():
+        thread than the owner, or while :func:`tracing`."""
+        if tracing() or not self.mine():
             return empty_huge(shape, dtype=dtype, device=device, memory_format=memory_format)
         buf = kept_buffer(self._buffers.get(name), shape, dtype, device, memory_format)
         self._buffers[name] = buf
@@ -138,8 +147,8 @@ class KeptBuffers:
     def workspace(self, name):
         """An empty uint8 CPU tensor kept as ``name``, which an op grows in place to what it
         needs (the argmax's scratch); None in another thread than the owner (the op then
-        allocates its own)."""
-        if not self.mine():
+        allocates its own); None while :func:`tracing` too."""
+        if tracing() or not self.mine():
             return None
         buf = self._buffers.get(name)
         if buf is None or not writable_here(buf):  # (one made under inference_mode cannot grow)
@@ -202,8 +211,9 @@ _LONE_USES = _storage_uses()
 
 
 def recyclable(shape, dtype):
-    """Whether a tensor of ``shape`` and ``dtype`` is large enough to be recycled."""
-    return math.prod(shape) * dtype.itemsize >= RECYCLE_BYTES
+    """Whether a tensor of ``shape`` and ``dtype`` is large enough to be recycled (never while
+    :func:`tracing`)."""
+    return math.prod(shape) * dtype.itemsize >= RECYCLE_BYTES and not tracing()
 
 
 def recycled_empty(shape, dtype, device):

@@ -135,3 +135,33 @@ def test_onnx_export(tmp_path):
     with torch.no_grad():
         ref = model.infer_clip(clip).numpy()
     np.testing.assert_allclose(np.stack(outs), ref, rtol=0, atol=1e-4)
+
+
+def test_export_after_frames_records_no_kept_or_pooled_buffer(tmp_path, monkeypatch):
+    """After the model has restored frames it holds kept buffers (the converted window, the
+    MC head's), and large results come from the recycled pool (at 720p every frame is over
+    the pool's threshold; here the threshold is lowered to reach it at a small size). The
+    trace recorded a pooled buffer as a constant it copied into, which ONNX refuses (the
+    benchmark's export at 720p failed): exports record fresh tensors, and the traced step
+    returns a new tensor each call."""
+    from mtu_toolkit import memory
+    monkeypatch.setattr(memory, 'RECYCLE_BYTES', 0)
+    model = tiny()
+    clip = moving_clip()
+    with torch.no_grad():  # kept and pooled buffers, as in a benchmark or a server
+        model.infer_clip((clip * 255).to(torch.uint8))
+    traced = export_torchscript(model, str(tmp_path / 'step.pt'), H, W)
+    window = clip[[0, 0, 0, 1, 2]][None]
+    with torch.no_grad():
+        first = traced.first(window)
+        again = traced.first(window.flip(-1))
+    assert first[0].data_ptr() != again[0].data_ptr()
+    with torch.no_grad():
+        torch.testing.assert_close(run_step_module(torch.jit.load(str(tmp_path / 'step.pt')),
+                                                   clip),
+                                   model.infer_clip(clip), rtol=0, atol=1e-5)
+    if importlib.util.find_spec('onnx') is None:
+        pytest.skip('onnx not installed: checked TorchScript only')
+    import onnx
+    for p in export_onnx(model, str(tmp_path / 'step.onnx'), H, W):
+        onnx.checker.check_model(onnx.load(p))

@@ -15,6 +15,7 @@ import torch
 from torch.autograd.function import once_differentiable
 from torch.profiler import record_function
 
+from ..memory import tracing
 from .extension import EXT_AVAILABLE, EXT_WITH_CUDA, ext
 from .reference import (correlation_argmax_reference, correlation_reference,
                         warp_by_displacement_reference)
@@ -25,11 +26,6 @@ WARP_RANGE = 'mtu::warp'
 
 _CPU_DTYPES = (torch.float32, torch.float64)
 _CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-
-
-def tracing():
-    """Whether a TorchScript trace or an ONNX export is recording the ops."""
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 def uses_extension(tensor):
