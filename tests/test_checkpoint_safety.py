@@ -74,6 +74,10 @@ def test_a_checkpoint_of_other_network_settings_is_named(run_a, tmp_path):
     proc = _run(TEST, cfg, tmp / 'a' / 'iter_4.pth', '--work-dir', tmp_path / 't', *other,
                 cwd=tmp)
     assert proc.returncode == 4 and proc.stderr.strip().endswith(expect), proc.stderr[-3000:]
+    # the config copy train.py wrote into its work dir (its hook says 'warn') tests alike
+    proc = _run(TEST, tmp / 'a' / 'tiny.py', tmp / 'a' / 'iter_4.pth', '--work-dir',
+                tmp_path / 'd', *other, cwd=tmp)
+    assert proc.returncode == 4 and proc.stderr.strip().endswith(expect), proc.stderr[-3000:]
     proc = _run(TRAIN, cfg, '--work-dir', tmp_path / 'r', '--resume', tmp / 'a' / 'iter_2.pth',
                 *other, cwd=tmp)
     assert proc.returncode == 4 and proc.stderr.strip().endswith(expect), proc.stderr[-3000:]
@@ -99,6 +103,46 @@ def test_resuming_says_which_schedule_it_restores(run_a, tmp_path):
     proc = _run(TRAIN, cfg, '--work-dir', tmp_path / 's', '--resume', tmp / 'a' / 'iter_2.pth',
                 cwd=tmp)
     assert proc.returncode == 0 and 'resuming restores' not in proc.stdout + proc.stderr
+    # a longer training: the schedule's implicit end (the last iteration) stays the saved one
+    proc = _run(TRAIN, cfg, '--work-dir', tmp_path / 'l', '--resume', tmp / 'a' / 'iter_2.pth',
+                '--cfg-options', 'train_cfg.max_iters=6', cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ("not the config's: param_scheduler.end 4 in the checkpoint, 6 in the config (to "
+            'train') in proc.stdout + proc.stderr
+
+
+def test_each_tool_sets_the_strict_loading_it_needs():
+    """A config copy that already holds the hook (train.py's, with 'warn') gets the calling
+    tool's setting, once."""
+    from mmengine.config import Config
+
+    from mtu_toolkit.engine.hooks import add_strict_loading
+    cfg = Config(dict(custom_hooks=[dict(type='mtu.StrictLoadCheckpointHook',
+                                         other_settings='warn'), dict(type='EMAHook')]))
+    add_strict_loading(cfg)
+    assert cfg.custom_hooks == [dict(type='mtu.StrictLoadCheckpointHook',
+                                     other_settings='refuse'), dict(type='EMAHook')]
+    add_strict_loading(cfg, other_settings='warn')
+    assert [h.get('other_settings') for h in cfg.custom_hooks] == ['warn', None]
+
+
+def test_the_schedule_record_names_added_keys_and_the_implicit_end():
+    """A key that only one side sets is a change (mmengine restores the saved value over an
+    added ``weight_decay``), and a scheduler without ``end`` ends at the last iteration."""
+    from mmengine.config import Config
+
+    from mtu_toolkit.engine.hooks.strict_load_hook import schedule_record
+    from mtu_toolkit.models.network_settings import record_differences
+    cfg = Config.fromfile(os.path.join(ROOT, 'configs', 'mtu', 'mtu2_dvd.py'))
+    saved = schedule_record(cfg)
+    assert saved['param_scheduler']['end'] == cfg.train_cfg.max_iters
+    cfg.optim_wrapper.deblur.optimizer.weight_decay = 0.1
+    cfg.train_cfg.max_iters = 200000
+    assert record_differences(saved, schedule_record(cfg), unset='unset') == [
+        'optimizer.deblur.weight_decay unset in the checkpoint, 0.1 in the config',
+        'param_scheduler.end 100000 in the checkpoint, 200000 in the config']
+    assert record_differences(saved, schedule_record(cfg)) == [
+        'param_scheduler.end 100000 in the checkpoint, 200000 in the config']
 
 
 @pytest.mark.slow

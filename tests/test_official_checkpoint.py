@@ -238,6 +238,38 @@ def test_network_settings_name_only_what_the_weights_cannot_show():
                                             match_every_unit=True)))) == []
 
 
+def test_network_settings_agree_on_equivalent_spellings():
+    """smooth None, 0 and 1 all mean no smoothing (the same frames), and a backbone that takes
+    its head by registered name records it by name: neither is refused, a real difference
+    still is."""
+    import torch.nn as nn
+
+    from mtu_toolkit.models.network_settings import network_settings, settings_differences
+    from mtu_toolkit.registry import MODELS
+
+    def head(**kw):
+        return network_settings(dict(backbone=dict(type='MTUNet', mc_head=dict(
+            type='correlation', **kw))))
+
+    assert head(smooth=0)['mc_head']['smooth'] == 0
+    assert settings_differences(head(smooth=1), head(smooth=None)) == []
+    assert settings_differences(head(smooth=1), head(smooth=3)) == [
+        'mc_head.smooth 0 in the checkpoint, 3 in the config']
+
+    @MODELS.register_module(force=True)
+    class HeadByName(nn.Module):
+        def __init__(self, mc_head='correlation', width=8):
+            super().__init__()
+
+    by_name = network_settings(dict(backbone=dict(type='HeadByName')))
+    assert by_name['mc_head'] == 'correlation'
+    assert settings_differences(by_name, network_settings(dict(backbone=dict(
+        type='HeadByName', mc_head='CorrelationMCHead')))) == []
+    assert settings_differences(by_name, network_settings(dict(backbone=dict(
+        type='HeadByName', mc_head='none')))) == [
+            "mc_head.type 'CorrelationMCHead' in the checkpoint, 'NoneMCHead' in the config"]
+
+
 def test_network_settings_of_a_plugin_are_the_same_in_every_process():
     """A function default is recorded by name (its repr holds an address); a subclass that
     passes **kwargs on has its parent's defaults filled in."""

@@ -13,7 +13,11 @@ The settings are the backbone's arguments and its MC head's, defaults filled in 
 parent classes a ``**kwargs`` passes on to), types named by class, without the arguments that
 only decide how training starts (a class lists them in ``INIT_ARGS``: the initialisation, the
 training-only auxiliary outputs) or that change nothing with the others (a class's
-``inert_args(args)``: e.g. the structure injection of a head without motion features).
+``inert_args(args)``: e.g. the structure injection of a head without motion features), and
+with the values a class's ``settings_args(args)`` gives for equivalent spellings (the
+correlation head's ``smooth`` None, 0 and 1 all record as 0). A default that a class sets in
+its ``__init__`` body (``kwargs.setdefault(...)``) is not seen: the parent's default is
+recorded; give it as a default in the signature instead.
 Values are plain Python (dicts, lists, str, numbers, bool, None; a function or class by its
 ``module.qualname``; anything else is left out), so that a weights-only load reads them and
 two processes record the same. Only settings that both records hold are compared: a setting
@@ -78,6 +82,9 @@ def _component(cfg):
         return None
     args = default_arguments(cls)
     args.update(cfg)
+    normalise = getattr(cls, 'settings_args', None)
+    if normalise is not None:
+        args = normalise(args)
     skip = set(getattr(cls, 'INIT_ARGS', ())) | {'type'}
     inert = getattr(cls, 'inert_args', None)
     if inert is not None:
@@ -122,15 +129,32 @@ def _flat(settings, prefix=''):
     return out
 
 
-def record_differences(saved, current):
+def record_differences(saved, current, unset=None):
     """What differs between two plain records (dicts; lists of dicts looked into by index), as
-    phrases ``'<key> <saved> in the checkpoint, <current> in the config'``, over the keys both
-    hold; [] when either is not a dict."""
+    phrases ``'<key> <saved> in the checkpoint, <current> in the config'``; [] when either is
+    not a dict. Over the keys both hold, unless ``unset`` is given: then a key on one side only
+    differs too, ``unset`` standing for the missing value (a schedule's added ``weight_decay``
+    is a change; a network setting added in a later release is not)."""
     if not isinstance(saved, dict) or not isinstance(current, dict):
         return []
     a, b = _flat(saved), _flat(current)
-    return [f'{key} {a[key]!r} in the checkpoint, {b[key]!r} in the config'
-            for key in sorted(a.keys() & b.keys()) if a[key] != b[key]]
+    keys = a.keys() | b.keys() if unset is not None else a.keys() & b.keys()
+
+    def shown(record, key):
+        return repr(record[key]) if key in record else unset
+
+    return [f'{key} {shown(a, key)} in the checkpoint, {shown(b, key)} in the config'
+            for key in sorted(keys) if key not in a or key not in b or a[key] != b[key]]
+
+
+def _head_type(settings):
+    """The MC head's class name in :func:`network_settings` (a head given by a registered
+    name, not a dict, by its class name too), or None."""
+    head = settings.get('mc_head')
+    if isinstance(head, dict):
+        return head.get('type')
+    cls = registered_class(head) if isinstance(head, str) else None
+    return cls.__name__ if cls is not None else head
 
 
 def settings_differences(saved, current):
@@ -140,10 +164,12 @@ def settings_differences(saved, current):
     is unknown (None)."""
     if not isinstance(saved, dict) or not isinstance(current, dict):
         return []
-    if (saved.get('mc_head') or {}).get('type') != (current.get('mc_head') or {}).get('type'):
-        # the heads' own arguments then differ too: the type says it
-        saved = dict(saved, mc_head={'type': (saved.get('mc_head') or {}).get('type')})
-        current = dict(current, mc_head={'type': (current.get('mc_head') or {}).get('type')})
+    saved_head, current_head = _head_type(saved), _head_type(current)
+    if saved_head != current_head or not isinstance(saved.get('mc_head'), dict) \
+            or not isinstance(current.get('mc_head'), dict):
+        # the heads' own arguments then differ too, or one is a name: the type says it
+        saved = dict(saved, mc_head={'type': saved_head})
+        current = dict(current, mc_head={'type': current_head})
     return record_differences(saved, current)
 
 

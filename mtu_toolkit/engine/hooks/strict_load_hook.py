@@ -88,7 +88,7 @@ class StrictLoadCheckpointHook(Hook):
         (learning rates, the schedule's steps), not the config's edited ones."""
         from ...models.network_settings import record_differences
         saved = meta.get('schedule') if isinstance(meta, dict) else None
-        differences = record_differences(saved, schedule_record(runner.cfg))
+        differences = record_differences(saved, schedule_record(runner.cfg), unset='unset')
         if differences:
             runner.logger.warning(
                 f'{where}: resuming restores the optimisers and learning-rate schedule saved '
@@ -128,20 +128,41 @@ class StrictLoadCheckpointHook(Hook):
 
 def schedule_record(cfg):
     """What a checkpoint records of its optimisers' settings and learning-rate schedule (the
-    state ``resume`` restores in place of the config's): plain values."""
+    state ``resume`` restores in place of the config's): plain values, each scheduler with the
+    ``end`` mmengine gives one that sets none (the training's last iteration, or epoch)."""
     from ...models.network_settings import plain_record
     from ..launch import optim_wrappers
     optimizers = {name or 'optim_wrapper': wrapper.get('optimizer')
                   for name, wrapper in optim_wrappers(cfg).items() if isinstance(wrapper, dict)}
-    return plain_record(dict(optimizer=optimizers, param_scheduler=cfg.get('param_scheduler')))
+    train_cfg = cfg.get('train_cfg') or {}
+
+    def with_end(scheduler):
+        if isinstance(scheduler, (list, tuple)):
+            return [with_end(s) for s in scheduler]
+        if not isinstance(scheduler, dict):
+            return scheduler
+        if 'type' not in scheduler:  # {optimiser name: its schedulers}
+            return {k: with_end(v) for k, v in scheduler.items()}
+        end = train_cfg.get('max_epochs' if scheduler.get('by_epoch', True) else 'max_iters')
+        return dict(scheduler) if 'end' in scheduler or end is None \
+            else dict(scheduler, end=end)
+
+    return plain_record(dict(optimizer=optimizers,
+                             param_scheduler=with_end(cfg.get('param_scheduler'))))
 
 
 def add_strict_loading(cfg, other_settings='refuse'):
-    """Add :class:`StrictLoadCheckpointHook` (with ``other_settings``) to
-    ``cfg.custom_hooks`` (once); returns ``cfg``."""
-    hooks = list(cfg.get('custom_hooks') or [])
-    if not any(isinstance(h, dict) and h.get('type', '').rpartition('.')[2] ==
-               'StrictLoadCheckpointHook' for h in hooks):
+    """Add :class:`StrictLoadCheckpointHook` with ``other_settings`` to ``cfg.custom_hooks``
+    (once); returns ``cfg``. An entry already there (e.g. in the config copy another tool
+    wrote into its work dir) is given this tool's ``other_settings``: testing refuses what
+    fine-tuning only warns about, whatever the config copy says."""
+    hooks, found = [], False
+    for hook in cfg.get('custom_hooks') or []:
+        if isinstance(hook, dict) and str(hook.get('type', '')).rpartition('.')[2] == \
+                'StrictLoadCheckpointHook':
+            hook, found = dict(hook, other_settings=other_settings), True
+        hooks.append(hook)
+    if not found:
         hooks.append(dict(STRICT_LOAD_HOOK, other_settings=other_settings))
     cfg.custom_hooks = hooks
     return cfg

@@ -73,6 +73,17 @@ class CorrelationMCHead(BaseMCHead):
         # the warp's output, fast_normalize's outputs (cur, prev), the argmax's scratch
         self._kept = KeptBuffers()
 
+    @staticmethod
+    def settings_args(args):
+        """``args`` as checkpoints record them: the search range and the smoothing as the head
+        uses them (``smooth`` None, 0 and 1 all mean none: 0). Values it would refuse are left
+        as given."""
+        try:
+            d, box = matching_range(args.get('max_displacement'), args.get('smooth'))
+        except (ValueError, TypeError):
+            return args
+        return dict(args, max_displacement=d, smooth=box if box > 1 else 0)
+
     def estimate(self, cur, prev):
         """cur, prev: (N, 2ch, h, w) -> dict(motion=int64 (N, 2, h, w) (dx, dy), [cost_volume])."""
         fast = (self.fast_normalize and not self.training
