@@ -180,6 +180,27 @@ def test_a_best_checkpoint_cannot_be_resumed_and_a_fork_keeps_the_old_runs_files
 
 
 @pytest.mark.slow
+def test_a_run_resumed_from_an_earlier_checkpoint_records_it_as_its_start(run_a, tmp_path):
+    """Going back to iter_2 of a folder that holds iter_4: iter_4 is abandoned from the start,
+    and --resume without a value never goes back to it (here the run stops before it saves)."""
+    import shutil
+
+    from mtu_toolkit.engine import find_resume_checkpoint
+    tmp, cfg = run_a
+    work = tmp_path / 'w'
+    shutil.copytree(tmp / 'a', work)  # (mtimes kept)
+    record = work / 'last_checkpoint'
+    stat = record.stat()
+    record.write_text(str(work / 'iter_4.pth'))
+    os.utime(record, (stat.st_atime, stat.st_mtime))
+    assert find_resume_checkpoint(str(work)) == str(work / 'iter_4.pth')
+    proc = _run(TRAIN, cfg, '--work-dir', work, '--resume', work / 'iter_2.pth',
+                '--cfg-options', 'train_cfg.max_iters=2', cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert find_resume_checkpoint(str(work)) == str(work / 'iter_2.pth')
+
+
+@pytest.mark.slow
 def test_unreadable_checkpoints_are_one_line(run_a):
     tmp, cfg = run_a
     (tmp / 'empty.pth').write_bytes(b'')

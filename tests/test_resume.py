@@ -89,6 +89,31 @@ def test_find_resume_checkpoint(tmp_path):
     assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_11.pth')
 
 
+def test_find_resume_checkpoint_skips_an_abandoned_branch(tmp_path):
+    """The old run saved iter_2/4/6; a run resumed from iter_2 recorded it as its start, saved
+    iter_3 (recorded), then iter_5, and was killed before recording it: iter_5 is the newest
+    whole checkpoint of the live run, the older iter_6 the abandoned one's."""
+    def write(name, when):
+        (tmp_path / name).write_bytes(b'x')
+        os.utime(tmp_path / name, (when, when))
+
+    for n, when in ((2, 100), (4, 200), (6, 300)):
+        write(f'iter_{n}.pth', when)
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_3.pth'))
+    write('iter_3.pth', 400)
+    os.utime(tmp_path / 'last_checkpoint', (410, 410))
+    write('iter_5.pth', 500)
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_5.pth')
+    # the new run rewrote iter_4 but died before recording it: the record names its start
+    # (iter_2, written when it started), not the abandoned iter_6
+    for name in ('iter_3.pth', 'iter_5.pth'):
+        (tmp_path / name).unlink()
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_2.pth'))
+    os.utime(tmp_path / 'last_checkpoint', (350, 350))
+    write('iter_4.pth', 450)
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_4.pth')
+
+
 def _train_cmd(cfg, work, *extra):
     return [sys.executable, os.path.join(ROOT, 'tools', 'train.py'), cfg, '--work-dir',
             str(work), *extra]

@@ -332,30 +332,31 @@ def _step_of(name):
 def find_resume_checkpoint(work_dir):
     """The checkpoint to resume from in ``work_dir``, or None.
 
-    ``last_checkpoint`` names it, unless a later ``iter_<n>.pth`` / ``epoch_<n>.pth`` written
-    after ``last_checkpoint`` was exists (a crash between writing a checkpoint and updating
-    ``last_checkpoint``; checkpoints are written atomically, so any such file is whole) or the
-    named file is gone. A later-numbered file older than ``last_checkpoint`` is an abandoned
-    branch (a run resumed from an earlier checkpoint): ``last_checkpoint`` wins over it.
-    Temporary files never match.
+    ``last_checkpoint`` names it, unless ``iter_<n>.pth`` / ``epoch_<n>.pth`` files numbered
+    later were written after ``last_checkpoint`` was (a crash between writing a checkpoint and
+    updating ``last_checkpoint``; checkpoints are written atomically, so any such file is
+    whole): the latest-numbered of those wins. A later-numbered file older than
+    ``last_checkpoint`` is an abandoned branch (a run resumed from an earlier checkpoint,
+    which records it as its start): it never wins. Without a record (or when the file it
+    names is gone), the latest-numbered file. Temporary files never match.
     """
-    found = {}
+    found = []  # (kind, number, path)
     if osp.isdir(work_dir):
         for name in os.listdir(work_dir):
             step = _step_of(name)
-            if step is not None and step[1] > found.get(step[0], (-1, None))[0]:
-                found[step[0]] = (step[1], osp.join(work_dir, name))
+            if step is not None:
+                found.append((*step, osp.join(work_dir, name)))
     record = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(record):
         with open(record) as f:
             path = f.read().strip()
         if path and osp.isfile(path):
             step = _step_of(path)
-            later = found.get(step[0]) if step is not None else None
-            if later is None or later[0] <= step[1] \
-                    or osp.getmtime(later[1]) <= osp.getmtime(record):
-                return path
-            return later[1]
+            written = osp.getmtime(record)
+            later = [(number, p) for kind, number, p in found
+                     if step is not None and kind == step[0] and number > step[1]
+                     and osp.getmtime(p) > written]
+            return max(later)[1] if later else path
     if not found:
         return None
-    return max(found.values())[1]
+    return max((number, p) for _, number, p in found)[1]

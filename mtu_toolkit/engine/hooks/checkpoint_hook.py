@@ -47,6 +47,9 @@ class AtomicCheckpointHook(CheckpointHook):
       run's files alone).
     - A checkpoint's temporary is removed when its save fails or is interrupted (Ctrl-C,
       SIGTERM through the tools); one a hard kill left behind is removed when training starts.
+    - A run resumed from a checkpoint of its own folder names it in ``last_checkpoint`` when
+      training starts: later checkpoints of the run it left are an abandoned branch
+      (:func:`~mtu_toolkit.engine.checkpoint.find_resume_checkpoint` skips them).
     - Building the hook turns on weights-only checkpoint loading
       (:func:`~mtu_toolkit.engine.checkpoint.setup_safe_loading`).
 
@@ -75,6 +78,15 @@ class AtomicCheckpointHook(CheckpointHook):
         for path in glob.glob(osp.join(glob.escape(self.out_dir), '*.pth.tmp')):
             os.remove(path)
             runner.logger.info(f'Removed {path}, half-written by an interrupted run')
+        # a run resumed from an earlier checkpoint of this folder records it as its start:
+        # the later checkpoints of the run it left are an abandoned branch from now on, and
+        # `--resume` without a value must not go back to them if this run stops before it saves
+        start = getattr(runner, '_load_from', None) if getattr(runner, '_resume', False) \
+            else None
+        if isinstance(start, str) and osp.isfile(start) \
+                and osp.samefile(osp.dirname(osp.abspath(start)), self.out_dir):
+            atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'),
+                              osp.join(self.out_dir, osp.basename(start)))
 
     # ------------------------------------------------------------------ random state
     def before_save_checkpoint(self, runner, checkpoint):
