@@ -239,6 +239,16 @@ def test_a_protocol_set_in_the_config_gets_its_crop(tmp_path):
                 '--cfg-options', '+test_evaluator.protocol=matlabb', cwd=tmp_path)
     assert proc.returncode == 2 and "unknown evaluation protocol 'matlabb'" in proc.stderr
     assert 'Traceback' not in proc.stderr
+    # train.py gives the validation its protocol's crop too (it failed at the first one)
+    val = tmp_path / 'val.py'
+    val.write_text(f"_base_ = ['tiny.py']\n"
+                   f"val_dataloader = dict(dataset=dict(_delete_=True, type='VideoDeblurDataset', "
+                   f"data_root={data!r}, split='test', backend='disk', layout='dvd'))\n"
+                   "val_evaluator = dict(protocol='reference')\n"
+                   "train_cfg = dict(val_interval=1)\n")
+    proc = _run(TRAIN, val, '--work-dir', tmp_path / 'train', cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'PSNR' in proc.stdout + proc.stderr
 
 
 @pytest.mark.slow

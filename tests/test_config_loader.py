@@ -468,6 +468,34 @@ def test_a_missing_required_argument_is_one_line():
         assert user_error(err) is None
 
 
+def test_a_missing_argument_of_a_parent_constructor_is_one_line():
+    """mmengine's MultiStepLR passes its arguments on to its parent's __init__, which finds
+    one missing; a component that builds another one wrongly in its own __init__ is a bug."""
+    import torch
+    import torch.nn as nn
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    from mtu_toolkit.registry import MODELS
+    wrapper = OptimWrapper(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1))
+    with pytest.raises(TypeError) as caught:
+        PARAM_SCHEDULERS.build(dict(type='MultiStepLR', by_epoch=False, optimizer=wrapper))
+    assert user_error(caught.value) == (
+        "MultiStepParamScheduler.__init__() missing 1 required positional argument: "
+        "'milestones' (the config must give it)", 2)
+
+    @MODELS.register_module(force=True)
+    class BuildsACropWrongly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            from mtu_toolkit.datasets.transforms import ClipRandomCrop
+            ClipRandomCrop()
+
+    with pytest.raises(TypeError) as caught:
+        MODELS.build(dict(type='BuildsACropWrongly'))
+    assert user_error(caught.value) is None
+
+
 def test_an_unknown_name_in_mmengines_registries_is_one_line():
     from mmengine.registry import LOG_PROCESSORS, DefaultScope
     from mmengine.registry import MODELS as MM_MODELS
@@ -497,6 +525,16 @@ def test_optimiser_keys_of_the_two_optimiser_recipe_are_named():
     assert code == 2 and line.startswith('optim_wrapper.optimizer: expected an optimiser-wrapper')
     assert "(this config's optimisers are optim_wrapper.deblur and optim_wrapper.motion: e.g. " \
         'optim_wrapper.deblur.optimizer.<key>)' in line
+    # before the schedule's check, which read the entry as a third optimiser (the configs
+    # with a schedule per optimiser)
+    from mtu_toolkit.engine.launch import check_training_settings
+    cfg = load_config(osp.join(ROOT, 'configs', 'mtu', 'mtu10_dvd.py'),
+                      {'+optim_wrapper.optimizer.weight_decay': 1e-4})
+    assert isinstance(cfg.param_scheduler, dict) and 'type' not in cfg.param_scheduler
+    with pytest.raises(ValueError) as caught:
+        check_training_settings(cfg)
+    line, code = user_error(caught.value)
+    assert code == 2 and line.startswith('optim_wrapper.optimizer: expected an optimiser-wrapper')
 
 
 def test_a_crop_size_below_one_is_refused():

@@ -445,6 +445,25 @@ def test_the_validation_gets_its_protocols_crop():
                                  key='s', frame_indices=[1])])
 
 
+def test_the_crop_goes_into_the_datasets_a_wrapper_holds():
+    """A ConcatDataset / RepeatDataset has no pipeline: its datasets get the crop (training
+    refused a wrapped validation set under the matlab protocol)."""
+    leaf = dict(type='VideoDeblurDataset', data_root='x')
+    cfg = Config(dict(
+        val_evaluator=dict(type='VideoRestorationMetric', protocol='matlab'),
+        val_dataloader=dict(dataset=dict(type='ConcatDataset', datasets=[
+            leaf, dict(type='RepeatDataset', times=2, dataset=leaf)]))))
+    apply_protocol(cfg, stage='val')
+    inner = cfg.val_dataloader.dataset.datasets
+    crop = [dict(type='ClipCropToMultiple', multiple=4)]
+    assert inner[0].pipeline == crop and inner[1].dataset.pipeline == crop
+    assert 'pipeline' not in cfg.val_dataloader.dataset and 'pipeline' not in inner[1]
+    with pytest.raises(ValueError, match='the val dataset ConcatDataset takes no `pipeline`'):
+        apply_protocol(Config(dict(
+            val_evaluator=dict(type='VideoRestorationMetric', protocol='matlab'),
+            val_dataloader=dict(dataset=dict(type='ConcatDataset', datasets=[])))), stage='val')
+
+
 # ------------------------------------------------------------------ tools/test.py --protocol
 @pytest.mark.slow
 def test_tools_test_protocols_end_to_end(tmp_path):

@@ -289,6 +289,26 @@ def test_a_folder_filled_between_the_check_and_the_rename_is_not_replaced(tmp_pa
     assert sorted(os.listdir(tmp_path)) == ['frames']
 
 
+def test_an_empty_output_folder_removed_by_another_run_first(tmp_path, monkeypatch):
+    """Two writers of one empty folder: the other run removes it between this one's check
+    and its own removal. This one's frames land (no FileNotFoundError, no temporary left)."""
+    from mtu_toolkit.apis import video_io
+    out = tmp_path / 'frames'
+    out.mkdir()
+    writer = video_io.FrameFolderWriter(str(out))
+    writer.write(np.full((8, 8, 3), 7, np.uint8))
+    rmdir = os.rmdir
+
+    def removed_first(path):
+        rmdir(path)  # the other run
+        rmdir(path)
+
+    monkeypatch.setattr(video_io.os, 'rmdir', removed_first)
+    writer.commit()
+    assert os.listdir(out) == ['00000.png'] and cv2.imread(str(out / '00000.png')).max() == 7
+    assert sorted(os.listdir(tmp_path)) == ['frames']
+
+
 # ---------------------------------------------------------------- 9. odd frame sizes
 def test_odd_frames_are_padded_with_a_word_not_cropped(tmp_path):
     folder = tmp_path / 'frames'  # a frame folder keeps the odd size (an encoder would not)

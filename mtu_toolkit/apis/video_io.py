@@ -305,7 +305,10 @@ class FrameFolderWriter:
             if osp.isdir(self.target) and os.listdir(self.target):
                 raise FileExistsError(errno.ENOTEMPTY, 'filled', self.target)
             if osp.isdir(self.target):
-                os.rmdir(self.target)  # empty (checked at open): replaced by the finished folder
+                try:  # empty (checked at open): replaced by the finished folder
+                    os.rmdir(self.target)
+                except FileNotFoundError:  # another run removed it first: its rename follows
+                    pass
             # (another run may fill it between the check and here: the rename then fails)
             os.replace(self.tmp, self.target)
         except OSError as err:

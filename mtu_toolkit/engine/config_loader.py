@@ -373,12 +373,26 @@ def _close_argument(message):
     return None
 
 
-def _raised_in(err, function):
-    """Whether ``err`` was raised in a function called ``function`` (its last frame)."""
-    tb = err.__traceback__
-    while tb is not None and tb.tb_next is not None:
+def _missing_in_built_class(err, class_name):
+    """Whether ``err`` (a missing argument of ``class_name.__init__``) was raised building the
+    component that ``build_from_cfg`` called: raised there, or in the ``__init__`` chain of the
+    object it built (a class passing its arguments on to a parent's, as mmengine's schedulers
+    do), ``class_name`` being one of that object's classes; not a call inside a component's
+    own code, which is a bug, not the config's."""
+    frames, tb = [], err.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
         tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code.co_name == function
+    names = [f.f_code.co_name for f in frames]
+    if 'build_from_cfg' not in names:
+        return False
+    after = frames[len(names) - names[::-1].index('build_from_cfg'):]
+    if not after:
+        return True
+    built = after[0].f_locals.get('self')
+    return all(f.f_code.co_name == '__init__' and f.f_locals.get('self') is built
+               for f in after) \
+        and class_name in (c.__name__ for c in type(built).__mro__)
 
 
 def _mmengine_registry_line(name, scope, registry):
@@ -466,7 +480,8 @@ def user_error(err):
                          r'arguments?: ', _first_line(err))
         # a component the config builds, its arguments short (raised where the registry
         # calls it: not a call inside the toolkit's own code)
-        if found and _registered_class(found.group(1)) and _raised_in(err, 'build_from_cfg'):
+        if found and _registered_class(found.group(1)) \
+                and _missing_in_built_class(err, found.group(1)):
             return f'{_first_line(err)} (the config must give it)', 2
     found = (re.match(r'(\S+) is not in the (\S+)::(\S+) registry', err.args[0])
              if isinstance(err, KeyError) and err.args and isinstance(err.args[0], str)

@@ -191,6 +191,11 @@ def check_training_settings(cfg):
     """
     from .config_loader import ConfigError
     wrappers = optim_wrappers(cfg)
+    if '' not in wrappers \
+            and str(cfg.optim_wrapper.get('constructor')).rpartition('.')[2] == \
+            'MTUOptimWrapperConstructor':
+        from .optim_wrappers import check_wrapper_entries
+        check_wrapper_entries(wrappers)  # (before the checks below read the entries)
     for name, wrapper in wrappers.items():
         counts = wrapper.get('accumulative_counts', 1) if isinstance(wrapper, dict) else 1
         if counts != 1:

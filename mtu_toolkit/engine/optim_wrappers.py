@@ -27,6 +27,22 @@ class BF16AutocastOptimWrapper(OptimWrapper):
             yield
 
 
+def check_wrapper_entries(wrappers):
+    """Refuse an entry of a named-wrappers ``optim_wrapper`` (``{name: wrapper config}``,
+    without ``constructor``) that is not a wrapper config with an ``optimizer``: e.g. the
+    one-optimiser spelling ``optim_wrapper.optimizer.lr`` on the two-optimiser recipe. One
+    line naming the config's optimisers (:class:`ComponentArgumentError`)."""
+    for name, cfg in wrappers.items():
+        if not isinstance(cfg, dict) or 'optimizer' not in cfg:
+            named = [k for k, v in wrappers.items() if isinstance(v, dict) and 'optimizer' in v]
+            names = ' and '.join(f'optim_wrapper.{k}' for k in named)
+            hint = (f" (this config's optimisers are {names}: e.g. "
+                    f'optim_wrapper.{named[0]}.optimizer.<key>)' if named else '')
+            raise ComponentArgumentError(
+                f'optim_wrapper.{name}: expected an optimiser-wrapper config with an '
+                f"'optimizer', got {cfg!r}{hint}")
+
+
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class MTUOptimWrapperConstructor:
     """Builds one optimiser wrapper per parameter group of the model: the paper's recipe.
@@ -54,16 +70,7 @@ class MTUOptimWrapperConstructor:
                 'MTUOptimWrapperConstructor: paramwise_cfg is not supported; the parameter '
                 'groups come from model.optim_param_groups()')
         self.cfgs = copy.deepcopy(dict(optim_wrapper_cfg))
-        for name, cfg in self.cfgs.items():
-            if not isinstance(cfg, dict) or 'optimizer' not in cfg:
-                wrappers = [k for k, v in self.cfgs.items()
-                            if isinstance(v, dict) and 'optimizer' in v]
-                names = ' and '.join(f'optim_wrapper.{k}' for k in wrappers)
-                hint = (f" (this config's optimisers are {names}: e.g. "
-                        f'optim_wrapper.{wrappers[0]}.optimizer.<key>)' if wrappers else '')
-                raise ComponentArgumentError(
-                    f'optim_wrapper.{name}: expected an optimiser-wrapper config with an '
-                    f"'optimizer', got {cfg!r}{hint}")
+        check_wrapper_entries(self.cfgs)
 
     def __call__(self, model):
         model = model.module if is_model_wrapper(model) else model

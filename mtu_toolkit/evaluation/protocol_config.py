@@ -42,7 +42,7 @@ def apply_protocol(cfg, protocol=None, align=None, stage='test'):
     Returns:
         Config: ``cfg``, changed in place. A protocol with ``crop_multiple`` (given here or
         already the config's) puts ``ClipCropToMultiple`` first in
-        ``<stage>_dataloader.dataset.pipeline`` (once). A config without a
+        ``<stage>_dataloader.dataset.pipeline`` (once; in each dataset a wrapper holds). A config without a
         VideoRestorationMetric is returned unchanged when neither argument is given.
 
     Raises:
@@ -72,7 +72,20 @@ def apply_protocol(cfg, protocol=None, align=None, stage='test'):
 
 def _add_crop(cfg, multiple, stage='test'):
     loader = cfg.get(f'{stage}_dataloader')
-    dataset = loader.get('dataset') if isinstance(loader, dict) else None
+    _crop_dataset(cfg, loader.get('dataset') if isinstance(loader, dict) else None, multiple,
+                  stage)
+
+
+def _crop_dataset(cfg, dataset, multiple, stage):
+    """Put the crop first in ``dataset``'s pipeline, or in those of the datasets a wrapper
+    holds (``dataset``: RepeatDataset and the like; ``datasets``: ConcatDataset)."""
+    if isinstance(dataset, dict) and isinstance(dataset.get('dataset'), dict):
+        return _crop_dataset(cfg, dataset['dataset'], multiple, stage)
+    if isinstance(dataset, dict) and isinstance(dataset.get('datasets'), (list, tuple)) \
+            and dataset['datasets']:
+        for inner in dataset['datasets']:
+            _crop_dataset(cfg, inner, multiple, stage)
+        return None
     if not isinstance(dataset, dict) or not _accepts_pipeline(cfg, dataset):
         kind = dataset.get('type') if isinstance(dataset, dict) else type(dataset).__name__
         raise ValueError(
@@ -82,3 +95,4 @@ def _add_crop(cfg, multiple, stage='test'):
     pipeline = [t for t in dataset.get('pipeline', [])
                 if not (isinstance(t, dict) and t.get('type') == 'ClipCropToMultiple')]
     dataset['pipeline'] = [dict(type='ClipCropToMultiple', multiple=multiple)] + pipeline
+    return None
