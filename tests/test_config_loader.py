@@ -495,6 +495,17 @@ def test_a_missing_argument_of_a_parent_constructor_is_one_line():
         MODELS.build(dict(type='BuildsACropWrongly'))
     assert user_error(caught.value) is None
 
+    from mtu_toolkit.models.mc_heads import CorrelationMCHead
+
+    @MODELS.register_module(force=True)
+    class CallsItsParentWrongly(CorrelationMCHead):  # the config gives feat_channels
+        def __init__(self, motion_channels, feat_channels):
+            super().__init__(motion_channels)
+
+    with pytest.raises(TypeError) as caught:
+        MODELS.build(dict(type='CallsItsParentWrongly', motion_channels=2, feat_channels=4))
+    assert user_error(caught.value) is None
+
 
 def test_an_unknown_name_in_mmengines_registries_is_one_line():
     from mmengine.registry import LOG_PROCESSORS, DefaultScope

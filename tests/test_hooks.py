@@ -219,3 +219,24 @@ def test_checkpoint_hook_refuses_a_misspelt_argument_when_built():
     assert code == 2 and "takes no argument 'intervall' (did you mean 'interval'?)" in line
     HOOKS.build(dict(type='AtomicCheckpointHook', interval=1, by_epoch=False, max_keep_ckpts=2,
                      save_best='PSNR', rule='greater', save_last=True))
+
+
+def test_a_resume_records_its_start_only_in_its_own_folder(tmp_path):
+    """Resumed from a checkpoint of its own folder, a run names it in last_checkpoint when
+    training starts; a fork from another folder into a checkpoint out_dir that does not
+    exist yet leaves every record alone (it raised FileNotFoundError)."""
+    import logging
+    old, work = tmp_path / 'old', tmp_path / 'new'
+    old.mkdir()
+    work.mkdir()
+    (old / 'iter_2.pth').write_bytes(b'x')
+    (old / 'last_checkpoint').write_text(str(old / 'iter_6.pth'))
+    fork = SimpleNamespace(work_dir=str(work), _load_from=str(old / 'iter_2.pth'),
+                           _resume=True, logger=logging.getLogger('test'))
+    AtomicCheckpointHook(interval=1, out_dir=str(tmp_path / 'ckpts')).before_train(fork)
+    assert not (work / 'last_checkpoint').exists()
+    assert (old / 'last_checkpoint').read_text() == str(old / 'iter_6.pth')
+    own = SimpleNamespace(work_dir=str(old), _load_from=str(old / 'iter_2.pth'),
+                          _resume=True, logger=logging.getLogger('test'))
+    AtomicCheckpointHook(interval=1).before_train(own)
+    assert (old / 'last_checkpoint').read_text() == str(old / 'iter_2.pth')

@@ -255,6 +255,9 @@ def test_network_settings_agree_on_equivalent_spellings():
     assert settings_differences(head(smooth=1), head(smooth=None)) == []
     assert settings_differences(head(smooth=1), head(smooth=3)) == [
         'mc_head.smooth 0 in the checkpoint, 3 in the config']
+    # a record saved before the head had settings_args (smooth 1 as given) compares alike
+    older = dict(head(), mc_head=dict(head()['mc_head'], smooth=1))
+    assert settings_differences(older, head(smooth=0)) == []
 
     @MODELS.register_module(force=True)
     class HeadByName(nn.Module):
@@ -268,6 +271,10 @@ def test_network_settings_agree_on_equivalent_spellings():
     assert settings_differences(by_name, network_settings(dict(backbone=dict(
         type='HeadByName', mc_head='none')))) == [
             "mc_head.type 'CorrelationMCHead' in the checkpoint, 'NoneMCHead' in the config"]
+    # a name stands for that head with its defaults (D=10)
+    assert settings_differences(by_name, network_settings(dict(backbone=dict(
+        type='HeadByName', mc_head=dict(type='correlation', max_displacement=5))))) == [
+            'mc_head.max_displacement 10 in the checkpoint, 5 in the config']
 
 
 def test_network_settings_of_a_plugin_are_the_same_in_every_process():

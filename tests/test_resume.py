@@ -114,6 +114,23 @@ def test_find_resume_checkpoint_skips_an_abandoned_branch(tmp_path):
     assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_4.pth')
 
 
+
+def test_find_resume_checkpoint_in_a_moved_folder(tmp_path):
+    """last_checkpoint holds an absolute path: in a moved folder the file of that name is
+    taken (the highest number was: an abandoned branch's)."""
+    old = tmp_path / 'run'
+    old.mkdir()
+    for n, when in ((2, 100), (6, 200), (3, 300)):
+        (old / f'iter_{n}.pth').write_bytes(b'x')
+        os.utime(old / f'iter_{n}.pth', (when, when))
+    (old / 'last_checkpoint').write_text(str(old / 'iter_3.pth'))
+    os.utime(old / 'last_checkpoint', (310, 310))
+    assert find_resume_checkpoint(str(old)) == str(old / 'iter_3.pth')
+    moved = tmp_path / 'moved'
+    old.rename(moved)
+    assert find_resume_checkpoint(str(moved)) == str(moved / 'iter_3.pth')
+
+
 def _train_cmd(cfg, work, *extra):
     return [sys.executable, os.path.join(ROOT, 'tools', 'train.py'), cfg, '--work-dir',
             str(work), *extra]

@@ -338,7 +338,8 @@ def find_resume_checkpoint(work_dir):
     whole): the latest-numbered of those wins. A later-numbered file older than
     ``last_checkpoint`` is an abandoned branch (a run resumed from an earlier checkpoint,
     which records it as its start): it never wins. Without a record (or when the file it
-    names is gone), the latest-numbered file. Temporary files never match.
+    names is gone: a file of that name in ``work_dir`` is taken first, the folder may have been
+    moved), the latest-numbered file. Temporary files never match.
     """
     found = []  # (kind, number, path)
     if osp.isdir(work_dir):
@@ -350,6 +351,9 @@ def find_resume_checkpoint(work_dir):
     if osp.isfile(record):
         with open(record) as f:
             path = f.read().strip()
+        if path and not osp.isfile(path) \
+                and osp.isfile(osp.join(work_dir, osp.basename(path))):
+            path = osp.join(work_dir, osp.basename(path))  # (the folder was moved or renamed)
         if path and osp.isfile(path):
             step = _step_of(path)
             written = osp.getmtime(record)

@@ -374,11 +374,12 @@ def _close_argument(message):
 
 
 def _missing_in_built_class(err, class_name):
-    """Whether ``err`` (a missing argument of ``class_name.__init__``) was raised building the
-    component that ``build_from_cfg`` called: raised there, or in the ``__init__`` chain of the
-    object it built (a class passing its arguments on to a parent's, as mmengine's schedulers
-    do), ``class_name`` being one of that object's classes; not a call inside a component's
-    own code, which is a bug, not the config's."""
+    """Whether ``err`` (a missing argument of ``class_name.__init__``) is the config's: raised
+    building the component that ``build_from_cfg`` called, there or in the ``__init__`` chain of
+    the object it built (a class passing its arguments on to a parent's, as mmengine's
+    schedulers do), ``class_name`` one of that object's classes, and the missing arguments
+    absent from the config. Not a call inside a component's own code, nor a subclass calling
+    its parent wrongly with what the config gave: bugs, not the config's."""
     frames, tb = [], err.__traceback__
     while tb is not None:
         frames.append(tb.tb_frame)
@@ -386,7 +387,12 @@ def _missing_in_built_class(err, class_name):
     names = [f.f_code.co_name for f in frames]
     if 'build_from_cfg' not in names:
         return False
-    after = frames[len(names) - names[::-1].index('build_from_cfg'):]
+    last = len(names) - 1 - names[::-1].index('build_from_cfg')
+    given = frames[last].f_locals.get('args')
+    missing = re.findall(r"'(\w+)'", _first_line(err).partition(': ')[2])
+    if isinstance(given, dict) and any(name in given for name in missing):
+        return False
+    after = frames[last + 1:]
     if not after:
         return True
     built = after[0].f_locals.get('self')

@@ -42,8 +42,9 @@ def apply_protocol(cfg, protocol=None, align=None, stage='test'):
     Returns:
         Config: ``cfg``, changed in place. A protocol with ``crop_multiple`` (given here or
         already the config's) puts ``ClipCropToMultiple`` first in
-        ``<stage>_dataloader.dataset.pipeline`` (once; in each dataset a wrapper holds). A config without a
-        VideoRestorationMetric is returned unchanged when neither argument is given.
+        ``<stage>_dataloader.dataset.pipeline`` (once; in each dataset a wrapper holds). A
+        config without a VideoRestorationMetric is returned unchanged when neither argument
+        is given.
 
     Raises:
         ValueError: an unknown protocol (given or the config's), a protocol or ``align``

@@ -147,14 +147,22 @@ def record_differences(saved, current, unset=None):
             for key in sorted(keys) if key not in a or key not in b or a[key] != b[key]]
 
 
-def _head_type(settings):
-    """The MC head's class name in :func:`network_settings` (a head given by a registered
-    name, not a dict, by its class name too), or None."""
-    head = settings.get('mc_head')
-    if isinstance(head, dict):
-        return head.get('type')
-    cls = registered_class(head) if isinstance(head, str) else None
-    return cls.__name__ if cls is not None else head
+def _as_recorded_now(record):
+    """A saved record with this release's spellings: a head given by a registered name as
+    the full record of that head (its defaults), and each component's values through its
+    class's ``settings_args`` (a record written before a class had one compares alike)."""
+    if not isinstance(record, dict):
+        return record
+    cls = registered_class(record.get('type'))
+    normalise = getattr(cls, 'settings_args', None) if cls is not None else None
+    out = dict(normalise(dict(record))) if normalise is not None else dict(record)
+    for key, value in out.items():
+        if isinstance(value, dict) and 'type' in value:
+            out[key] = _as_recorded_now(value)
+    head = out.get('mc_head')
+    if isinstance(head, str) and registered_class(head) is not None:
+        out['mc_head'] = _component(dict(type=head))
+    return out
 
 
 def settings_differences(saved, current):
@@ -164,12 +172,14 @@ def settings_differences(saved, current):
     is unknown (None)."""
     if not isinstance(saved, dict) or not isinstance(current, dict):
         return []
-    saved_head, current_head = _head_type(saved), _head_type(current)
-    if saved_head != current_head or not isinstance(saved.get('mc_head'), dict) \
-            or not isinstance(current.get('mc_head'), dict):
-        # the heads' own arguments then differ too, or one is a name: the type says it
-        saved = dict(saved, mc_head={'type': saved_head})
-        current = dict(current, mc_head={'type': current_head})
+    saved, current = _as_recorded_now(saved), _as_recorded_now(current)
+    heads = [r.get('mc_head') for r in (saved, current)]
+    kinds = [h.get('type') if isinstance(h, dict) else h for h in heads]
+    if kinds[0] != kinds[1] or not all(isinstance(h, dict) for h in heads):
+        # the heads' own arguments then differ too (or one is not a registered head): the
+        # type says it
+        saved = dict(saved, mc_head={'type': kinds[0]})
+        current = dict(current, mc_head={'type': kinds[1]})
     return record_differences(saved, current)
 
 

@@ -84,7 +84,8 @@ class AtomicCheckpointHook(CheckpointHook):
         start = getattr(runner, '_load_from', None) if getattr(runner, '_resume', False) \
             else None
         if isinstance(start, str) and osp.isfile(start) \
-                and osp.samefile(osp.dirname(osp.abspath(start)), self.out_dir):
+                and osp.realpath(osp.dirname(osp.abspath(start))) == osp.realpath(self.out_dir):
+            # (realpath: out_dir may not exist yet, e.g. a fork into a new folder)
             atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'),
                               osp.join(self.out_dir, osp.basename(start)))
 
