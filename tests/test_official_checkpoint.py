@@ -498,6 +498,34 @@ def test_converter_makes_the_missing_folders(tmp_path, capsys, monkeypatch):
     assert os.listdir(tmp_path / 'ro') == []
 
 
+def test_converter_refuses_a_folder_path_and_cleans_up_partly_made_folders(tmp_path, capsys,
+                                                                           monkeypatch):
+    src = tmp_path / 'MTU.pytorch'
+    torch.save(fake_released(1, 4, 1), src)
+    monkeypatch.chdir(tmp_path)
+    for dst, why in (('newdir/', 'names a folder; give the file to write'),
+                     ('nf/../out.pth', 'nf (before its "..") is not a folder')):
+        assert convert_official_ckpt.main([str(src), dst]) == 2
+        _one_error_line(capsys, f'{dst}: {why}')
+    # makedirs makes a/ and fails on the name below it: a/ is removed again
+    dst = 'a/' + 'b' * 300 + '/x.pth'
+    assert convert_official_ckpt.main([str(src), dst]) == 5
+    _one_error_line(capsys, 'cannot be written')
+    assert sorted(os.listdir(tmp_path)) == ['MTU.pytorch']
+    os.mkfifo(tmp_path / 'fifo')
+    assert convert_official_ckpt.main(['fifo', 'out.pth']) == 2
+    _one_error_line(capsys, 'fifo: not a regular file')
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, 'Permission denied', str(src))
+
+    monkeypatch.setattr(torch, 'load', unreadable)
+    assert convert_official_ckpt.main([str(src), 'out.pth']) == 2
+    err = _one_error_line(capsys, 'cannot be read as a weights-only PyTorch file: Permission '
+                          'denied')
+    assert 'corrupt' not in err
+
+
 def test_converter_names_files_it_cannot_read(tmp_path, capsys):
     # worded as the tools' loader words them, without torch's advice to load with
     # weights_only=False (which runs the file's code)

@@ -61,7 +61,16 @@ def check_paths(src, dst, overwrite):
     if osp.isdir(src):
         raise ConvertError(f'{src}: is a folder, not a checkpoint file')
     if not osp.isfile(src):
-        raise ConvertError(f'{src}: no such file')
+        raise ConvertError(f'{src}: not a regular file' if osp.exists(src)
+                           else f'{src}: no such file')
+    if dst.endswith(('/', os.sep)) or osp.basename(dst) in ('', '.', '..'):
+        raise ConvertError(f'{dst}: names a folder; give the file to write, e.g. '
+                           f'{osp.join(dst, "mtu2_dvd.pth")}')
+    parts = dst.replace(os.sep, '/').split('/')
+    for i in range(1, len(parts)):
+        if parts[i] == '..' and not osp.isdir('/'.join(parts[:i]) or '/'):
+            raise ConvertError(f'{dst}: {"/".join(parts[:i])} (before its "..") is not a '
+                               'folder; give the path without ".."')
     missing = missing_folders(dst)
     existing = osp.dirname(missing[-1]) if missing else osp.dirname(osp.abspath(dst))
     if not osp.isdir(existing):
@@ -132,7 +141,9 @@ def write_checkpoint(dst, checkpoint):
         os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
         write_atomically(dst, buffer.getbuffer())
     except OSError as err:
-        for folder in made:
+        for folder in made:  # deepest first; one that makedirs did not reach is skipped
+            if not osp.isdir(folder):
+                continue
             try:
                 os.rmdir(folder)
             except OSError:

@@ -117,6 +117,8 @@ def check_checkpoint_file(path, what='checkpoint'):
 def why_not_loaded(err, filename):
     """Why torch.load refused ``filename``, in a few words (torch's own advice to turn the
     weights-only loading off does not apply to a corrupt file, and is not repeated)."""
+    if isinstance(err, OSError) and err.strerror:  # (unreadable: not a question of content)
+        return err.strerror
     if osp.getsize(filename) == 0:
         return 'the file is empty'
     if isinstance(err, EOFError):
