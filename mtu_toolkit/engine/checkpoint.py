@@ -357,11 +357,10 @@ def find_resume_checkpoint(work_dir):
                 and osp.isfile(osp.join(work_dir, osp.basename(path))):
             path = osp.join(work_dir, osp.basename(path))  # (the folder was moved or renamed)
         if path and osp.isfile(path):
-            step = _step_of(path)
-            written = osp.getmtime(record)
-            later = [(number, p) for kind, number, p in found
-                     if step is not None and kind == step[0] and number > step[1]
-                     and osp.getmtime(p) > written]
+            step, written = _step_of(path), osp.getmtime(record)
+            later = [] if step is None else [
+                (number, p) for kind, number, p in found
+                if kind == step[0] and number > step[1] and osp.getmtime(p) > written]
             return max(later)[1] if later else path
     if not found:
         return None

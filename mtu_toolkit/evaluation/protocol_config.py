@@ -81,12 +81,13 @@ def _crop_dataset(cfg, dataset, multiple, stage):
     """Put the crop first in ``dataset``'s pipeline, or in those of the datasets a wrapper
     holds (``dataset``: RepeatDataset and the like; ``datasets``: ConcatDataset)."""
     if isinstance(dataset, dict) and isinstance(dataset.get('dataset'), dict):
-        return _crop_dataset(cfg, dataset['dataset'], multiple, stage)
+        _crop_dataset(cfg, dataset['dataset'], multiple, stage)
+        return
     if isinstance(dataset, dict) and isinstance(dataset.get('datasets'), (list, tuple)) \
             and dataset['datasets']:
         for inner in dataset['datasets']:
             _crop_dataset(cfg, inner, multiple, stage)
-        return None
+        return
     if not isinstance(dataset, dict) or not _accepts_pipeline(cfg, dataset):
         kind = dataset.get('type') if isinstance(dataset, dict) else type(dataset).__name__
         raise ValueError(
@@ -96,4 +97,3 @@ def _crop_dataset(cfg, dataset, multiple, stage):
     pipeline = [t for t in dataset.get('pipeline', [])
                 if not (isinstance(t, dict) and t.get('type') == 'ClipCropToMultiple')]
     dataset['pipeline'] = [dict(type='ClipCropToMultiple', multiple=multiple)] + pipeline
-    return None
