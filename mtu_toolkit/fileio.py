@@ -14,6 +14,7 @@ import os.path as osp
 import re
 import shutil
 import signal
+import threading
 from contextlib import contextmanager
 
 _TEMPORARIES = itertools.count()
@@ -135,18 +136,31 @@ def remove_stale_temporaries(path, suffix=''):
 
 @contextmanager
 def signals_held():
-    """Hold SIGINT and SIGTERM (delivered when the block ends): the renames of a commit are
-    not interrupted half-way. Only the main thread can hold them; elsewhere it does nothing."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    except (ValueError, AttributeError, OSError):  # not the main thread / no pthreads
+    """Hold SIGINT and SIGTERM until the block ends, then act on the first that arrived (its
+    handler raises ``KeyboardInterrupt`` / ``Terminated``, or the default ends the process):
+    what the block does (the renames of a commit, a temporary made and its owner named, a
+    thread started and named) is not cut off half-way.
+
+    The Python handlers are swapped for one that notes the signal, rather than blocking the
+    signal in this thread: the kernel hands a process's signal to any thread that does not
+    block it (a torch or decoder thread), and Python would still run the handler in the main
+    thread at once. Only the main thread has handlers; elsewhere this does nothing.
+    """
+    held = [sig for sig in (signal.SIGINT, signal.SIGTERM)
+            if signal.getsignal(sig) is not None]  # None: set outside Python, left alone
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    arrived = []
+    old = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum))
+           for sig in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])  # this thread: the restored handler runs now
 
 
 def folder_target(path):

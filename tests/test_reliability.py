@@ -215,6 +215,71 @@ def test_sigterm_leaves_nothing_and_the_next_run_removes_a_killed_runs_file(tmp_
     assert not stale.exists() and out.exists()
 
 
+@pytest.mark.parametrize('arrives_after', ['open_writer', 'BackgroundReader'])
+def test_a_signal_while_setting_up_leaves_no_temporary_and_no_decoding_thread(
+        tmp_path, monkeypatch, arrives_after):
+    """A Ctrl-C right after the temporary output was made, or the reader thread started,
+    before their names were kept: it left the temporary behind, or closed the capture under the
+    decoding thread (a crash or a hang in FFmpeg, seen as SIGTERM test time-outs in CI)."""
+    import threading
+    from mtu_toolkit.apis import inference
+    video = write_video(tmp_path / 'in.avi', frames=400, size=(160, 128))
+    out = tmp_path / 'out.avi'
+    readers_alive_at_close = []
+
+    def open_reader(*args):
+        reader = real_open_reader(*args)
+        close = reader.close
+        reader.close = lambda: (readers_alive_at_close.append(sum(  # (it closes at its end)
+            t.name == 'mtu-reader' and t.is_alive() and t is not threading.current_thread()
+            for t in threading.enumerate())), close())
+        return reader
+
+    def signalled(build):
+        def call(*args, **kwargs):
+            made = build(*args, **kwargs)
+            signal.raise_signal(signal.SIGINT)  # Python's handler runs at the next bytecode
+            return made
+        return call
+
+    real_open_reader = inference.open_reader
+    monkeypatch.setattr(inference, 'open_reader', open_reader)
+    monkeypatch.setattr(inference, arrives_after, signalled(getattr(inference, arrives_after)))
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            deblur_video(tiny(), video, str(out), progress=False)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert readers_alive_at_close and not any(readers_alive_at_close)
+    assert not out.exists() and not list(tmp_path.glob('.out.avi.tmp-*'))
+    assert not [t for t in threading.enumerate() if t.name in ('mtu-reader', 'mtu-writer')]
+
+
+def test_held_signals_wait_for_the_block_whichever_thread_the_kernel_picks():
+    """A signal sent while the main thread holds them is acted on when the block ends, also
+    when the kernel hands it to another thread (Python then runs the handler in the main
+    thread at once, so blocking it in the main thread alone did not hold it)."""
+    import threading
+    from mtu_toolkit.fileio import signals_held
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    done = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with signals_held():
+                sender = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT))
+                sender.start()
+                sender.join()
+                for _ in range(1000):  # bytecodes at which Python would run the handler
+                    time.sleep(0)
+                done.append('block ran to its end')
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert done == ['block ran to its end']
+    with signals_held():  # nothing arrived: nothing is raised afterwards
+        pass
+
+
 def test_only_the_toolkits_own_dead_temporaries_are_removed(tmp_path):
     """The sweep removes ``<output>.tmp-mtu<pid>-<n><suffix>`` of dead processes and nothing
     else: not a user's folder whose name merely starts like one, not a live process's."""

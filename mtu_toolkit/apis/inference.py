@@ -16,6 +16,7 @@ from collections import deque
 import numpy as np
 import torch
 
+from ..fileio import signals_held
 from ..progress import ProgressLine
 from .errors import InferenceError
 from .init_restorer import model_device
@@ -118,13 +119,17 @@ def deblur_video(restorer, input_path, output_path, side_by_side=False, fps=None
     width, height = reader.size
     frames = sink = writer = bar = None
     try:  # (everything set up in here is undone on any error, Ctrl-C included)
-        writer = open_writer(output_path, reader.fps,
-                             (2 * width if side_by_side else width, height),
-                             overwrite=overwrite, input_path=input_path)
-        bar = ProgressLine(reader.num_frames, unit='frames', enabled=progress)
         depth = max(2, min(queue_size, QUEUE_BYTES // (3 * width * height)))
-        frames = BackgroundReader(reader, depth)
-        sink = BackgroundWriter(writer.write, depth)
+        # Ctrl-C / SIGTERM wait until the temporary output and the threads have their names
+        # here: arriving in between, they left a temporary no one removed, or a reader thread
+        # decoding from the capture being closed below (a crash or a hang inside FFmpeg)
+        with signals_held():
+            writer = open_writer(output_path, reader.fps,
+                                 (2 * width if side_by_side else width, height),
+                                 overwrite=overwrite, input_path=input_path)
+            frames = BackgroundReader(reader, depth)
+            sink = BackgroundWriter(writer.write, depth)
+        bar = ProgressLine(reader.num_frames, unit='frames', enabled=progress)
         for blurry, restored in deblur_frames(restorer, frames):
             sink.put(np.concatenate((blurry, restored), 1) if side_by_side else restored)
             bar.update()
