@@ -242,6 +242,7 @@ def test_a_signal_while_setting_up_leaves_no_temporary_and_no_decoding_thread(
             return made
         return call
 
+    before = set(threading.enumerate())  # (other tests' threads are not this one's to judge)
     real_open_reader = inference.open_reader
     monkeypatch.setattr(inference, 'open_reader', open_reader)
     monkeypatch.setattr(inference, arrives_after, signalled(getattr(inference, arrives_after)))
@@ -253,7 +254,8 @@ def test_a_signal_while_setting_up_leaves_no_temporary_and_no_decoding_thread(
         signal.signal(signal.SIGINT, old)
     assert readers_alive_at_close and not any(readers_alive_at_close)
     assert not out.exists() and not list(tmp_path.glob('.out.avi.tmp-*'))
-    assert not [t for t in threading.enumerate() if t.name in ('mtu-reader', 'mtu-writer')]
+    assert not [t for t in set(threading.enumerate()) - before
+                if t.name in ('mtu-reader', 'mtu-writer')]
 
 
 def test_held_signals_wait_for_the_block_whichever_thread_the_kernel_picks():
