@@ -146,11 +146,11 @@ def signals_held():
     block it (a torch or decoder thread), and Python would still run the handler in the main
     thread at once. Only the main thread has handlers; elsewhere this does nothing.
     """
-    held = [sig for sig in (signal.SIGINT, signal.SIGTERM)
-            if signal.getsignal(sig) is not None]  # None: set outside Python, left alone
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    held = [sig for sig in (signal.SIGINT, signal.SIGTERM)
+            if signal.getsignal(sig) is not None]  # None: set outside Python, left alone
     arrived = []
     old = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum))
            for sig in held}
