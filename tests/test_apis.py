@@ -127,6 +127,7 @@ def test_background_writer_reports_errors():
         if x == 3:
             raise OSError('disk full')
         written.append(x)
+    before = set(threading.enumerate())
     sink = BackgroundWriter(write, maxsize=1)
     with pytest.raises(OSError, match='disk full'):
         for i in range(10):
@@ -134,6 +135,11 @@ def test_background_writer_reports_errors():
             time.sleep(0.01)
         sink.close()
     assert written == [0, 1, 2]
+    # close() after a failed put (what deblur_video's clean-up does) reports the error again
+    # and ends the thread (left open, it waited for items forever)
+    with pytest.raises(OSError, match='disk full'):
+        sink.close()
+    assert not [t for t in set(threading.enumerate()) - before if t.name == 'mtu-writer']
 
 
 # ---------------------------------------------------------------- checkpoints
