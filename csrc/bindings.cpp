@@ -151,7 +151,7 @@ at::Tensor warp_forward(const at::Tensor& feat, const at::Tensor& disp, int64_t 
     no_cuda();
 #endif
   }
-  return warp_forward_cpu(f, d, scale, result);
+  return warp_forward_cpu(f, d, scale, result, out.has_value());
 }
 
 at::Tensor warp_backward(const at::Tensor& grad_out, const at::Tensor& disp, int64_t scale) {

@@ -28,9 +28,10 @@ std::tuple<at::Tensor, at::Tensor> correlation_backward_cpu(const at::Tensor& gr
 at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp,
                                   int64_t smooth, const c10::optional<at::Tensor>& workspace);
 // feat: (N, C, H, W), disp: int64 (N, 2, h, w) on the grid `scale` times coarser; the result
-// is written into `out` (like feat, in feat's layout, sharing no memory with it) and returned.
+// is written into `out` (like feat, in feat's layout, sharing no memory with it) and returned;
+// kept_out: `out` is the caller's buffer, not one just allocated for this call.
 at::Tensor warp_forward_cpu(const at::Tensor& feat, const at::Tensor& disp, int64_t scale,
-                            const at::Tensor& out);
+                            const at::Tensor& out, bool kept_out);
 at::Tensor warp_backward_cpu(const at::Tensor& grad_out, const at::Tensor& disp, int64_t scale);
 #ifdef MTU_WITH_CUDA
 at::Tensor correlation_forward_cuda(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp);

@@ -337,6 +337,25 @@ def test_warp_into_out_writes_every_value_of_the_buffer(channels_last):
     assert torch.equal(out, warp_by_displacement_reference(feat.contiguous(), disp, 4))
 
 
+def test_warp_into_a_kept_output_larger_than_the_cache_writes_every_value(each_isa):
+    """A kept output over 32 MB is written past the cache, a 64-byte line at a time (AVX-512):
+    every value lands, border cells included; an unaligned one, a fresh one, and the other
+    instruction sets write with normal stores, the same values."""
+    torch.manual_seed(0)
+    feat = torch.randn(1, 9, 1024, 1024)  # 37.7 MB
+    disp = torch.randint(-10, 11, (1, 2, 256, 256))
+    ref = warp_by_displacement_reference(feat, disp, 4)
+    for isa in each_isa:
+        ext.cpu_use_isa(isa)
+        out = torch.full_like(feat, float('nan'))  # any value not written shows
+        warp_by_displacement(feat, disp, 4, out=out)
+        assert torch.equal(out, ref), isa
+        unaligned = torch.full((feat.numel() + 1,), float('nan'))[1:].view_as(feat)
+        warp_by_displacement(feat, disp, 4, out=unaligned)
+        assert torch.equal(unaligned, ref), isa
+        assert torch.equal(warp_by_displacement(feat, disp, 4), ref), isa
+
+
 def test_warp_out_is_checked():
     feat = torch.randn(1, 3, 8, 8)
     disp = torch.zeros(1, 2, 2, 2, dtype=torch.int64)

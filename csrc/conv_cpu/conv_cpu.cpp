@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "../common/cpu_features.h"
+#include "../common/streaming.h"
 #include "conv_cpu.h"
 
 #ifdef MTU_X86
@@ -56,7 +57,7 @@ struct ConvArgs {
   int64_t in_h, in_w, out_h, out_w, pad, cout;
   int64_t cout_blocks;  // the output channels in blocks of CB (the packed weight's first dim)
   bool relu;
-  bool stream;  // non-temporal stores of the output (larger than kStreamBytes)
+  bool stream;  // non-temporal stores of the output (larger than cpu::kStreamBytes)
 };
 
 // The channels a kernel convolves: the inputs' together (read as one concatenation).
@@ -65,11 +66,6 @@ inline int64_t input_channels(const ConvArgs& a) {
   for (int i = 0; i < a.num_inputs; ++i) cin += a.in_channels[i];
   return cin;
 }
-
-// Outputs of more bytes than this are written with non-temporal stores: they do not stay in
-// the cache anyway, and normal stores would first read every line they write (the page-sized
-// full-resolution outputs of the network: 96 MB for 26 channels at 720p).
-constexpr int64_t kStreamBytes = int64_t(32) << 20;
 
 // Where the kernels' time goes (the benchmark's stage table): with the clock on, every kernel
 // call adds the cycles (rdtsc, summed over its threads) it spends packing input rows,
@@ -465,7 +461,7 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   a.cout = cout;
   a.cout_blocks = cout_blocks;
   a.relu = relu;
-  a.stream = result.numel() * static_cast<int64_t>(sizeof(float)) > kStreamBytes;
+  a.stream = result.numel() * static_cast<int64_t>(sizeof(float)) > cpu::kStreamBytes;
   // per thread: direct and transposed, one packed strip (Cin * rows * stride sequences of at
   // most 8 vectors + K floats, padded to whole vectors: at most 9 of 16 floats); Winograd, the
   // ring of N rows of M sequences of T + 1 floats padded to whole vectors (at most T + 16),

@@ -4,17 +4,27 @@
 // A displacement covers a cell of s pixels of a row. The forward makes one table of the cells'
 // source offsets per call and copies every channel plane cell by cell from it (a cell of the
 // network's s = 4 is one vector move), into a given output when there is one (the inference
-// path reuses one buffer a frame, sparing the page faults of a fresh ~100 MB tensor). The
+// path reuses one buffer a frame, sparing the page faults of a fresh ~100 MB tensor; one larger
+// than the cache is written past it, a line at a time, with AVX-512). The
 // backward gives each (image, channel) plane to one task, so the accumulation into sources
 // shared by several outputs needs no atomics and is deterministic.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
+#include "../common/cpu_features.h"
+#include "../common/streaming.h"
 #include "../mtu_ops.h"
+
+#ifdef MTU_X86
+#include <immintrin.h>
+#endif
 
 namespace mtu {
 namespace {
@@ -101,14 +111,76 @@ constexpr int64_t kWarpBlockRows = 16;
 // line of another row, which the hardware prefetchers cannot guess (1.5x faster with it).
 constexpr int64_t kWarpPrefetchCells = 64;
 
+// How many rows below an output row its plane's band of sources ends, plus two: the row
+// prefetched while that output row is written, so that a source row is in the cache before the
+// first of the randomly placed cells that read it (what hardware prefetchers cannot guess; the
+// cell prefetch above then only brings lines from L2 to L1). scale * max |dy| over the motion.
+int64_t source_lead_rows(const WarpGeometry& g, const int64_t* disp) {
+  int64_t max_dy = 0;
+  for (int64_t b = 0; b < g.n; ++b) {
+    const int64_t* dy = disp + (b * 2 + 1) * g.dh * g.dw;
+    for (int64_t i = 0; i < g.dh * g.dw; ++i) max_dy = std::max(max_dy, std::abs(dy[i]));
+  }
+  return g.scale * max_dy + 2;
+}
+
+// Whether the output is written with non-temporal stores, 64 bytes (4 cells of 4 floats) at a
+// time: an output the caller keeps (a fresh one was just zeroed by the kernel, so its lines
+// are cached already) larger than the cache, whose lines normal stores would each read from
+// memory first; 64-byte aligned rows, and the AVX-512 kernels chosen (mc_isa_cpu).
+template <typename T, int S>
+bool streams_lines(const T* out, const WarpGeometry& g, bool kept_out) {
+#ifdef MTU_X86
+  return std::is_same_v<T, float> && S == 4 && kept_out && g.w % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(out) % 64 == 0 &&
+         g.n * g.c * g.h * g.w * static_cast<int64_t>(sizeof(T)) > cpu::kStreamBytes &&
+         mc_isa_cpu() == "avx512";
+#else
+  return false;
+#endif
+}
+
+#ifdef MTU_X86
+// Output row `dst` (cells of 4 floats, 64-byte aligned) from its cell table `entry`: every line
+// of four whole cells in one non-temporal store; a line with a border cell (entry -1) cell by
+// cell, border(k) writing cell k.
+template <typename I, typename Border>
+__attribute__((target("avx512f"))) void stream_row_avx512(const float* src, const I* entry,
+                                                          float* dst, int64_t cells,
+                                                          Border&& border) {
+  for (int64_t k = 0; k < cells; k += 4) {
+    for (int j = 0; j < 4; ++j)
+      __builtin_prefetch(src + std::max<I>(entry[k + j + kWarpPrefetchCells], 0));
+    const I a = entry[k], b = entry[k + 1], c = entry[k + 2], d = entry[k + 3];
+    if ((a | b | c | d) < 0) {  // (the sign bit of any)
+      for (int64_t j = k; j < k + 4; ++j) {
+        if (entry[j] < 0)
+          border(j);
+        else
+          std::memcpy(dst + 4 * j, src + entry[j], 4 * sizeof(float));
+      }
+      continue;
+    }
+    __m512 line = _mm512_castps128_ps512(_mm_loadu_ps(src + a));
+    line = _mm512_insertf32x4(line, _mm_loadu_ps(src + b), 1);
+    line = _mm512_insertf32x4(line, _mm_loadu_ps(src + c), 2);
+    line = _mm512_insertf32x4(line, _mm_loadu_ps(src + d), 3);
+    _mm512_stream_ps(dst + 4 * k, line);
+  }
+}
+#endif
+
 // S: the cell width when known at compile time (a cell is then one move of S values), or 0.
 template <typename T, typename I, int S>
-void warp_forward_kernel(const T* feat, const int64_t* disp, T* out, const WarpGeometry& g) {
+void warp_forward_kernel(const T* feat, const int64_t* disp, T* out, const WarpGeometry& g,
+                         bool kept_out) {
   const int64_t hw = g.h * g.w, cells = (g.w + g.scale - 1) / g.scale;
   const int64_t blocks = (g.h + kWarpBlockRows - 1) / kWarpBlockRows;
   // (padded past the end with -1: the prefetch reads entries up to kWarpPrefetchCells ahead)
   std::vector<I> table(g.n * g.h * cells + kWarpPrefetchCells, I(-1));
   cell_table(g, disp, table.data());
+  const int64_t lead = source_lead_rows(g, disp);
+  const bool stream = streams_lines<T, S>(out, g, kept_out);
   at::parallel_for(0, g.n * g.c * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t plane = task / blocks, b = plane / g.c;
@@ -118,11 +190,24 @@ void warp_forward_kernel(const T* feat, const int64_t* disp, T* out, const WarpG
       for (int64_t y = y0; y < y1; ++y) {
         const I* entry = table.data() + (b * g.h + y) * cells;
         T* dst = out + plane * hw + y * g.w;
+        if (y + lead < g.h) {
+          const T* row = src + (y + lead) * g.w;
+          for (int64_t x = 0; x < g.w; x += 64 / sizeof(T)) __builtin_prefetch(row + x);
+        }
+        const auto border = [&](int64_t k) { copy_border_cell(g, disp, b, y, k, src, dst); };
+#ifdef MTU_X86
+        if constexpr (std::is_same_v<T, float> && S == 4) {
+          if (stream) {
+            stream_row_avx512(src, entry, dst, cells, border);
+            continue;
+          }
+        }
+#endif
         for (int64_t k = 0; k < cells; ++k) {
           __builtin_prefetch(src + std::max<I>(entry[k + kWarpPrefetchCells], 0));
           const I from = entry[k];
           if (from < 0)
-            copy_border_cell(g, disp, b, y, k, src, dst);
+            border(k);
           else if (S > 0)
             std::memcpy(dst + k * S, src + from, S * sizeof(T));
           else
@@ -130,15 +215,19 @@ void warp_forward_kernel(const T* feat, const int64_t* disp, T* out, const WarpG
         }
       }
     }
+#ifdef MTU_X86
+    if (stream) _mm_sfence();  // this thread's streamed lines written before the call returns
+#endif
   });
 }
 
 template <typename T, typename I>
-void warp_forward_planes(const T* feat, const int64_t* disp, T* out, const WarpGeometry& g) {
+void warp_forward_planes(const T* feat, const int64_t* disp, T* out, const WarpGeometry& g,
+                         bool kept_out) {
   if (g.scale == 4)  // (the network's: features at full resolution, motion at 1/4)
-    warp_forward_kernel<T, I, 4>(feat, disp, out, g);
+    warp_forward_kernel<T, I, 4>(feat, disp, out, g, kept_out);
   else
-    warp_forward_kernel<T, I, 0>(feat, disp, out, g);
+    warp_forward_kernel<T, I, 0>(feat, disp, out, g, kept_out);
 }
 
 template <typename T>
@@ -182,7 +271,7 @@ WarpGeometry geometry(const at::Tensor& feat, const at::Tensor& disp, int64_t sc
 }  // namespace
 
 at::Tensor warp_forward_cpu(const at::Tensor& feat, const at::Tensor& disp, int64_t scale,
-                            const at::Tensor& out) {
+                            const at::Tensor& out, bool kept_out) {
   const WarpGeometry g = geometry(feat, disp, scale);
   if (out.numel() == 0) return out;
   if (feat.is_contiguous(at::MemoryFormat::ChannelsLast) && !feat.is_contiguous()) {
@@ -196,9 +285,9 @@ at::Tensor warp_forward_cpu(const at::Tensor& feat, const at::Tensor& disp, int6
     const scalar_t* f = feat.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     if (g.h * g.w <= std::numeric_limits<int32_t>::max())
-      warp_forward_planes<scalar_t, int32_t>(f, disp.data_ptr<int64_t>(), o, g);
+      warp_forward_planes<scalar_t, int32_t>(f, disp.data_ptr<int64_t>(), o, g, kept_out);
     else
-      warp_forward_planes<scalar_t, int64_t>(f, disp.data_ptr<int64_t>(), o, g);
+      warp_forward_planes<scalar_t, int64_t>(f, disp.data_ptr<int64_t>(), o, g, kept_out);
   });
   return out;
 }
