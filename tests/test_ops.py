@@ -338,9 +338,9 @@ def test_warp_into_out_writes_every_value_of_the_buffer(channels_last):
 
 
 def test_warp_into_a_kept_output_larger_than_the_cache_writes_every_value(each_isa):
-    """A kept output over 32 MB is written past the cache, a 64-byte line at a time (AVX-512):
-    every value lands, border cells included; an unaligned one, a fresh one, and the other
-    instruction sets write with normal stores, the same values."""
+    """A kept output over 32 MB is written past the cache, a 64-byte line at a time (x86):
+    every value lands, border cells included, whichever instruction set the other kernels use;
+    an unaligned one and a fresh one are written with normal stores, the same values."""
     torch.manual_seed(0)
     feat = torch.randn(1, 9, 1024, 1024)  # 37.7 MB
     disp = torch.randint(-10, 11, (1, 2, 256, 256))

@@ -4,8 +4,8 @@
 // A displacement covers a cell of s pixels of a row. The forward makes one table of the cells'
 // source offsets per call and copies every channel plane cell by cell from it (a cell of the
 // network's s = 4 is one vector move), into a given output when there is one (the inference
-// path reuses one buffer a frame, sparing the page faults of a fresh ~100 MB tensor; one larger
-// than the cache is written past it, a line at a time, with AVX-512). The
+// path reuses one buffer a frame, sparing the page faults of a fresh ~100 MB tensor; on x86,
+// one larger than the cache is written past it, a 64-byte line at a time). The
 // backward gives each (image, channel) plane to one task, so the accumulation into sources
 // shared by several outputs needs no atomics and is deterministic.
 #include <ATen/Parallel.h>
@@ -124,17 +124,16 @@ int64_t source_lead_rows(const WarpGeometry& g, const int64_t* disp) {
   return g.scale * max_dy + 2;
 }
 
-// Whether the output is written with non-temporal stores, 64 bytes (4 cells of 4 floats) at a
-// time: an output the caller keeps (a fresh one was just zeroed by the kernel, so its lines
+// Whether the output is written with non-temporal stores, a 64-byte line (4 cells of 4 floats)
+// at a time: an output the caller keeps (a fresh one was just zeroed by the kernel, so its lines
 // are cached already) larger than the cache, whose lines normal stores would each read from
-// memory first; 64-byte aligned rows, and the AVX-512 kernels chosen (mc_isa_cpu).
+// memory first, in rows of whole 64-byte lines.
 template <typename T, int S>
 bool streams_lines(const T* out, const WarpGeometry& g, bool kept_out) {
 #ifdef MTU_X86
   return std::is_same_v<T, float> && S == 4 && kept_out && g.w % 16 == 0 &&
          reinterpret_cast<uintptr_t>(out) % 64 == 0 &&
-         g.n * g.c * g.h * g.w * static_cast<int64_t>(sizeof(T)) > cpu::kStreamBytes &&
-         mc_isa_cpu() == "avx512";
+         g.n * g.c * g.h * g.w * static_cast<int64_t>(sizeof(T)) > cpu::kStreamBytes;
 #else
   return false;
 #endif
@@ -142,12 +141,11 @@ bool streams_lines(const T* out, const WarpGeometry& g, bool kept_out) {
 
 #ifdef MTU_X86
 // Output row `dst` (cells of 4 floats, 64-byte aligned) from its cell table `entry`: every line
-// of four whole cells in one non-temporal store; a line with a border cell (entry -1) cell by
-// cell, border(k) writing cell k.
+// of four whole cells in four back-to-back non-temporal stores (SSE, part of every x86-64 CPU;
+// the CPU combines them into one line write, as fast as one AVX-512 store here); a line with a
+// border cell (entry -1) cell by cell, border(k) writing cell k.
 template <typename I, typename Border>
-__attribute__((target("avx512f"))) void stream_row_avx512(const float* src, const I* entry,
-                                                          float* dst, int64_t cells,
-                                                          Border&& border) {
+void stream_row(const float* src, const I* entry, float* dst, int64_t cells, Border&& border) {
   for (int64_t k = 0; k < cells; k += 4) {
     for (int j = 0; j < 4; ++j)
       __builtin_prefetch(src + std::max<I>(entry[k + j + kWarpPrefetchCells], 0));
@@ -161,11 +159,12 @@ __attribute__((target("avx512f"))) void stream_row_avx512(const float* src, cons
       }
       continue;
     }
-    __m512 line = _mm512_castps128_ps512(_mm_loadu_ps(src + a));
-    line = _mm512_insertf32x4(line, _mm_loadu_ps(src + b), 1);
-    line = _mm512_insertf32x4(line, _mm_loadu_ps(src + c), 2);
-    line = _mm512_insertf32x4(line, _mm_loadu_ps(src + d), 3);
-    _mm512_stream_ps(dst + 4 * k, line);
+    const __m128 va = _mm_loadu_ps(src + a), vb = _mm_loadu_ps(src + b);
+    const __m128 vc = _mm_loadu_ps(src + c), vd = _mm_loadu_ps(src + d);
+    _mm_stream_ps(dst + 4 * k, va);
+    _mm_stream_ps(dst + 4 * k + 4, vb);
+    _mm_stream_ps(dst + 4 * k + 8, vc);
+    _mm_stream_ps(dst + 4 * k + 12, vd);
   }
 }
 #endif
@@ -198,7 +197,7 @@ void warp_forward_kernel(const T* feat, const int64_t* disp, T* out, const WarpG
 #ifdef MTU_X86
         if constexpr (std::is_same_v<T, float> && S == 4) {
           if (stream) {
-            stream_row_avx512(src, entry, dst, cells, border);
+            stream_row(src, entry, dst, cells, border);
             continue;
           }
         }
