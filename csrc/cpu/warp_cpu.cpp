@@ -125,9 +125,9 @@ int64_t source_lead_rows(const WarpGeometry& g, const int64_t* disp) {
 }
 
 // Whether the output is written with non-temporal stores, a 64-byte line (4 cells of 4 floats)
-// at a time: an output the caller keeps (a fresh one was just zeroed by the kernel, so its lines
-// are cached already) larger than the cache, whose lines normal stores would each read from
-// memory first, in rows of whole 64-byte lines.
+// at a time: an output the caller keeps (the operating system zeroes a fresh one's pages as
+// they are first written, so its lines are cached already) larger than the cache, whose lines
+// normal stores would each read from memory first, in rows of whole 64-byte lines.
 template <typename T, int S>
 bool streams_lines(const T* out, const WarpGeometry& g, bool kept_out) {
 #ifdef MTU_X86
