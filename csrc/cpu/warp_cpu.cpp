@@ -143,20 +143,16 @@ bool streams_lines(const T* out, const WarpGeometry& g, bool kept_out) {
 // Output row `dst` (cells of 4 floats, 64-byte aligned) from its cell table `entry`: every line
 // of four whole cells in four back-to-back non-temporal stores (SSE, part of every x86-64 CPU;
 // the CPU combines them into one line write, as fast as one AVX-512 store here); a line with a
-// border cell (entry -1) cell by cell, border(k) writing cell k.
-template <typename I, typename Border>
-void stream_row(const float* src, const I* entry, float* dst, int64_t cells, Border&& border) {
+// border cell (entry -1) cell by cell, copy_cell(k) writing cell k as the unstreamed rows do.
+template <typename I, typename CopyCell>
+void stream_row(const float* src, const I* entry, float* dst, int64_t cells,
+                CopyCell&& copy_cell) {
   for (int64_t k = 0; k < cells; k += 4) {
     for (int j = 0; j < 4; ++j)
       __builtin_prefetch(src + std::max<I>(entry[k + j + kWarpPrefetchCells], 0));
     const I a = entry[k], b = entry[k + 1], c = entry[k + 2], d = entry[k + 3];
     if ((a | b | c | d) < 0) {  // (the sign bit of any)
-      for (int64_t j = k; j < k + 4; ++j) {
-        if (entry[j] < 0)
-          border(j);
-        else
-          std::memcpy(dst + 4 * j, src + entry[j], 4 * sizeof(float));
-      }
+      for (int64_t j = k; j < k + 4; ++j) copy_cell(j);
       continue;
     }
     const __m128 va = _mm_loadu_ps(src + a), vb = _mm_loadu_ps(src + b);
@@ -193,24 +189,26 @@ void warp_forward_kernel(const T* feat, const int64_t* disp, T* out, const WarpG
           const T* row = src + (y + lead) * g.w;
           for (int64_t x = 0; x < g.w; x += 64 / sizeof(T)) __builtin_prefetch(row + x);
         }
-        const auto border = [&](int64_t k) { copy_border_cell(g, disp, b, y, k, src, dst); };
+        const auto copy_cell = [&](int64_t k) {
+          const I from = entry[k];
+          if (from < 0)
+            copy_border_cell(g, disp, b, y, k, src, dst);
+          else if (S > 0)
+            std::memcpy(dst + k * S, src + from, S * sizeof(T));
+          else
+            std::copy_n(src + from, g.scale, dst + k * g.scale);
+        };
 #ifdef MTU_X86
         if constexpr (std::is_same_v<T, float> && S == 4) {
           if (stream) {
-            stream_row(src, entry, dst, cells, border);
+            stream_row(src, entry, dst, cells, copy_cell);
             continue;
           }
         }
 #endif
         for (int64_t k = 0; k < cells; ++k) {
           __builtin_prefetch(src + std::max<I>(entry[k + kWarpPrefetchCells], 0));
-          const I from = entry[k];
-          if (from < 0)
-            border(k);
-          else if (S > 0)
-            std::memcpy(dst + k * S, src + from, S * sizeof(T));
-          else
-            std::copy_n(src + from, g.scale, dst + k * g.scale);
+          copy_cell(k);
         }
       }
     }
