@@ -28,8 +28,38 @@ runner.train()
 rank = dist.get_rank()
 torch.save(dict(state=runner.model.module.state_dict(), init=init, wrapper=wrapped,
                 world=dist.get_world_size()), f'{{args.work_dir}}/rank{{rank}}.pth')
-train.finish_distributed()
+train.finish_distributed(runner)
+report_threads(f'rank {{rank}}')
 """
+
+# runs tools/test.py's main, then says which threads the rank still has
+TEST_DRIVER = """
+import sys
+sys.path.insert(0, {tools!r})
+import test
+code = test.main(sys.argv[1:])
+report_threads('rank')
+sys.exit(code)
+"""
+
+# prints the names of this process's threads (Linux: gloo's are gloo_tcp_loop and
+# pt_gloo_runloop) in one write, as the ranks share the pipe
+THREADS = """
+import os
+def report_threads(who):
+    tasks = os.listdir('/proc/self/task')
+    names = [open(f'/proc/self/task/{t}/comm').read().strip() for t in tasks]
+    os.write(1, f'{who} threads after the run: {" ".join(names)}\\n'.encode())
+"""
+
+
+def _check_no_gloo_threads(output):
+    """Every rank reported its threads after the run, and none of them is gloo's: the process
+    group was destroyed whole (a gloo thread alive at interpreter exit can abort the rank)."""
+    if not os.path.isdir('/proc/self/task'):
+        return
+    lines = [line for line in output.splitlines() if 'threads after the run:' in line]
+    assert len(lines) == 2 and not any('gloo' in line for line in lines), lines
 
 
 def _free_port():
@@ -44,7 +74,7 @@ def test_two_cpu_ranks_agree(tmp_path):
     cfg = write_config(str(tmp_path / 'tiny.py'), data, max_iters=3, val_interval=3,
                        ckpt_interval=3)
     driver = tmp_path / 'driver.py'
-    driver.write_text(DRIVER.format(tools=os.path.join(ROOT, 'tools')))
+    driver.write_text(THREADS + DRIVER.format(tools=os.path.join(ROOT, 'tools')))
     work = tmp_path / 'work'
     proc = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
@@ -66,18 +96,22 @@ def test_two_cpu_ranks_agree(tmp_path):
     assert 'Iter(train) [3/3]' in proc.stdout + proc.stderr
     # no rank may abort at exit: each one destroys its process group after the run
     assert 'terminate called' not in proc.stderr
+    _check_no_gloo_threads(proc.stdout)
 
     # tools/test.py on two ranks: the sampler splits the clips, the metric gathers them all
     test_dir = tmp_path / 'test'
+    test_driver = tmp_path / 'test_driver.py'
+    test_driver.write_text(THREADS + TEST_DRIVER.format(tools=os.path.join(ROOT, 'tools')))
     proc = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
          '--master_addr', '127.0.0.1', '--master_port', str(_free_port()),
-         os.path.join(ROOT, 'tools', 'test.py'), cfg, str(work / 'iter_3.pth'),
+         str(test_driver), cfg, str(work / 'iter_3.pth'),
          '--launcher', 'pytorch', '--work-dir', str(test_dir), '--out-dir',
          str(tmp_path / 'frames')],
         cwd=tmp_path, env=tool_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'terminate called' not in proc.stderr
+    _check_no_gloo_threads(proc.stdout)
     report = json.loads((test_dir / 'test_results.json').read_text())
     single = json.loads(_single_process_test(cfg, work / 'iter_3.pth', tmp_path / 'single'))
     assert [s['sequence'] for s in report['sequences']] == \

@@ -184,7 +184,7 @@ def main(argv=None):
         return interrupted(stop, f'the frames are in {placed[0]}, no results written' if placed
                            else 'no results or frames written')
     main_process = is_main_process()
-    finish_distributed()
+    finish_distributed(runner)
     if not main_process:
         return
     found = [m for m in runner.test_evaluator.metrics if isinstance(m, VideoRestorationMetric)]

@@ -127,7 +127,7 @@ def main(argv=None):
             print(f'error: {disk[0]}{where}; {resume}', file=sys.stderr)
             return disk[1]
         return interrupted(stop, resume)
-    finish_distributed()
+    finish_distributed(runner)
     return 0
 
 

@@ -1,6 +1,7 @@
 """What tools/train.py and tools/test.py set up around mmengine's Runner."""
 import ctypes
 import ctypes.util
+import gc
 import importlib.util
 import os
 import signal
@@ -8,6 +9,7 @@ import sys
 
 import torch
 import torch.distributed as dist
+from mmengine.model import is_model_wrapper
 
 from .checkpoint import setup_safe_loading
 
@@ -52,20 +54,32 @@ def stop_with_launcher(launcher):
     return True
 
 
-def finish_distributed():
+def finish_distributed(runner=None):
     """Destroy the process group after a run that ended normally.
 
     Without it the gloo worker threads outlive the interpreter's finalisation and a rank can
     abort at exit ("terminate called without an active exception", SIGABRT) after all its work
-    succeeded, which torchrun then reports as a failed job. Not called on errors: destroying
-    while other ranks still sit in a collective would hang them instead of letting torchrun
-    tear the job down.
+    succeeded, which torchrun then reports as a failed job. Destroying the group ends those
+    threads only when nothing else holds it: the Runner's DistributedDataParallel wrapper
+    does, so with ``runner`` the wrapper is replaced by the model it wraps (``runner.model``
+    stays usable) before the group is destroyed. Not called on errors: destroying while other
+    ranks still sit in a collective would hang them instead of letting torchrun tear the job
+    down.
+
+    Args:
+        runner (mmengine.runner.Runner, optional): the run's Runner.
     """
     if dist.is_available() and dist.is_initialized():
         # every rank done first: rank 0 may still be writing the last (best) checkpoint while
         # another rank, already finished, tears the group down under it (seen once in 15 runs
         # of two gloo processes: that rank aborted and torchrun stopped rank 0 mid-save)
         dist.barrier()
+        if runner is not None and is_model_wrapper(runner.model):
+            runner.model = runner.model.module
+        # the wrapper sits in reference cycles (hooks, loops): freed now, not at exit, so the
+        # group's last reference goes with destroy_process_group and its threads are joined
+        # while the interpreter is whole
+        gc.collect()
         dist.destroy_process_group()
 
 
