@@ -14,6 +14,8 @@ from mtu_toolkit.analysis.complexity import frame_conv_flops
 from mtu_toolkit.deploy import default_mode
 from mtu_toolkit.registry import MODELS
 
+import prewarmed
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
@@ -355,10 +357,9 @@ def test_ops_floors_time_another_build_next_to_this_one(capsys):
     ('peers_cpu.py', "on the toolkit's own ONNX export (mtu_toolkit.deploy.export_onnx).")])
 def test_benchmark_help_description_is_whole(script, ends):
     """``--help`` gives the docstring's whole first sentence (it runs over two lines)."""
-    import subprocess
     import sys
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'benchmarks', script), '--help'],
-                          capture_output=True, text=True, timeout=300)
+    proc = prewarmed.run([sys.executable, osp.join(ROOT, 'benchmarks', script), '--help'],
+                         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     description = ' '.join(proc.stdout.split('\n\n')[1].split())
     assert description.endswith(ends), description
@@ -386,19 +387,16 @@ def bad_argument_cases(afile):
 def test_benchmark_scripts_refuse_bad_arguments_in_one_line(tmp_path):
     """benchmarks/*.py: a bad count, size, thread number or output folder ends the run in one
     argparse error line (exit 2) before any model is built, not in a traceback minutes later.
-    Each script once as a command (side by side: each is mostly its imports)."""
+    Each script once as a command."""
     import os
-    import subprocess
     import sys
     afile = tmp_path / 'afile'
     afile.write_text('')
-    cases = bad_argument_cases(afile)[::2]
-    procs = [subprocess.Popen([sys.executable, osp.join(ROOT, 'benchmarks', script), *args],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=dict(os.environ, OMP_NUM_THREADS='1'))
-             for script, args, _ in cases]
-    for (script, args, message), proc in zip(cases, procs):
-        out, err = proc.communicate(timeout=300)
+    for script, args, message in bad_argument_cases(afile)[::2]:
+        proc = prewarmed.run([sys.executable, osp.join(ROOT, 'benchmarks', script), *args],
+                             capture_output=True, text=True, timeout=300,
+                             env=dict(os.environ, OMP_NUM_THREADS='1'))
+        out, err = proc.stdout, proc.stderr
         what = f'{script} {" ".join(args)}: rc {proc.returncode}\n{err}'
         assert proc.returncode == 2 and 'Traceback' not in err, what
         assert err.splitlines()[-1].startswith(f'{script}: error: '), what

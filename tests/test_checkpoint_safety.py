@@ -17,14 +17,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'con
 from tiny_data import ROOT, interruptible, make_dvd_tree, tool_env, write_config  # noqa: E402
 
 from mtu_toolkit.engine import setup_safe_loading  # noqa: E402
+import prewarmed  # noqa: E402
 
 TRAIN = os.path.join(ROOT, 'tools', 'train.py')
 TEST = os.path.join(ROOT, 'tools', 'test.py')
 
 
 def _run(*args, cwd):
-    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=tool_env(),
-                          capture_output=True, text=True, timeout=300)
+    return prewarmed.run([sys.executable, *map(str, args)], cwd=cwd, env=tool_env(),
+                         capture_output=True, text=True, timeout=300)
 
 
 def _psnr(work):
@@ -284,9 +285,9 @@ def test_a_full_disk_while_training_is_one_line_and_leaves_no_temporary(tmp_path
     data = make_dvd_tree(str(tmp_path / 'data'))
     cfg = write_config(str(tmp_path / 'tiny.py'), data, max_iters=2, ckpt_interval=1)
     work = tmp_path / 'w'
-    proc = subprocess.run([sys.executable, TRAIN, cfg, '--work-dir', str(work)], cwd=tmp_path,
-                          env=tool_env(), capture_output=True, text=True, timeout=300,
-                          preexec_fn=file_size_limit(20000))
+    proc = prewarmed.run([sys.executable, TRAIN, cfg, '--work-dir', str(work)], cwd=tmp_path,
+                         env=tool_env(), capture_output=True, text=True, timeout=300,
+                         preexec_fn=file_size_limit(20000))
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert proc.stderr.splitlines()[-1] == (
         f'error: [Errno 27] File too large (writing in {work}); no checkpoint was saved yet')
@@ -294,9 +295,9 @@ def test_a_full_disk_while_training_is_one_line_and_leaves_no_temporary(tmp_path
     assert not list(work.glob('*.pth*'))
     # a missing dataset, found when training starts, is not blamed on the work dir
     cfg = write_config(str(tmp_path / 'gone.py'), str(tmp_path / 'no_data'), max_iters=2)
-    proc = subprocess.run([sys.executable, TRAIN, cfg, '--work-dir', str(tmp_path / 'w2')],
-                          cwd=tmp_path, env=tool_env(), capture_output=True, text=True,
-                          timeout=300)
+    proc = prewarmed.run([sys.executable, TRAIN, cfg, '--work-dir', str(tmp_path / 'w2')],
+                         cwd=tmp_path, env=tool_env(), capture_output=True, text=True,
+                         timeout=300)
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     line = proc.stderr.splitlines()[-1]
     assert str(tmp_path / 'no_data') in line and 'writing in' not in line, line

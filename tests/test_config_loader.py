@@ -18,6 +18,7 @@ from tiny_data import ROOT, make_dvd_tree, tool_env, write_config  # noqa: E402
 from mtu_toolkit.checked_registry import UnknownComponentError  # noqa: E402
 from mtu_toolkit.engine.config_loader import (  # noqa: E402
     ArgumentError, ConfigError, close_keys, dotted_keys, load_config, run_tool, user_error)
+import prewarmed  # noqa: E402
 
 DEMO = osp.join(ROOT, 'configs', 'demo', 'mtu2_synthetic.py')
 
@@ -243,8 +244,8 @@ def test_a_tool_that_is_done_ignores_ctrl_c_while_python_shuts_down():
             'assert run_tool(lambda argv: 3) == 3\n'
             'print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN, '
             'signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)\n')
-    proc = subprocess.run([sys.executable, '-c', code], env=tool_env(), capture_output=True,
-                          text=True, timeout=120)
+    proc = prewarmed.run([sys.executable, '-c', code], env=tool_env(), capture_output=True,
+                         text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ['True', 'True']
 
@@ -273,8 +274,8 @@ def test_debug_and_bugs_keep_the_traceback(monkeypatch, capsys):
 
 
 def _tool(args, cwd, env=None):
-    return subprocess.run([sys.executable] + args, cwd=cwd, env=env or tool_env(),
-                          capture_output=True, text=True, timeout=300)
+    return prewarmed.run([sys.executable] + args, cwd=cwd, env=env or tool_env(),
+                         capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,5 @@
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import numpy as np
@@ -11,6 +10,8 @@ from mtu_toolkit.datasets import LmdbStore, detect_layout, read_meta_info
 from mtu_toolkit.datasets.frame_io import decode_rgb
 from mtu_toolkit.datasets import lmdb_writer
 
+import prewarmed
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(ROOT, 'tools', 'dataset_converters', 'convert_to_lmdb.py')
 
@@ -20,7 +21,7 @@ def test_convert_reads_back_bit_exact(tmp_path, layout):
     src, out = str(tmp_path / 'src'), str(tmp_path / 'lmdb')
     written = make_tree(src, layout)
     assert detect_layout(src) == layout
-    proc = subprocess.run([sys.executable, TOOL, src, out], capture_output=True, text=True)
+    proc = prewarmed.run([sys.executable, TOOL, src, out], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert 'sequences' in proc.stdout  # the summary
     split = 'val' if layout == 'reds' else 'test'
@@ -52,7 +53,7 @@ def test_dvd_without_a_split_is_named(tmp_path):
     # Su et al.'s own release: every video under quantitative_datasets/, no train/test
     src, out = str(tmp_path / 'DVD'), str(tmp_path / 'lmdb')
     make_tree(src, 'dvd', seqs=('IMG_0003',), frames=2, splits=('quantitative_datasets',))
-    proc = subprocess.run([sys.executable, TOOL, src, out], capture_output=True, text=True)
+    proc = prewarmed.run([sys.executable, TOOL, src, out], capture_output=True, text=True)
     assert proc.returncode == 1 and not osp.exists(out)
     assert proc.stderr.count('\n') == 1 and 'without a train/test split' in proc.stderr
     assert 'train_DVD/, test_DVD/' in proc.stderr
@@ -92,8 +93,8 @@ def test_interrupted_conversion_leaves_no_database(tmp_path, monkeypatch):
 
 
 def _convert_error(src, tmp_path):
-    proc = subprocess.run([sys.executable, TOOL, src, str(tmp_path / 'out')],
-                          capture_output=True, text=True)
+    proc = prewarmed.run([sys.executable, TOOL, src, str(tmp_path / 'out')],
+                         capture_output=True, text=True)
     assert proc.returncode != 0 and 'Traceback' not in proc.stderr
     return proc.stderr
 
@@ -178,8 +179,8 @@ def test_a_layout_that_finds_no_split_is_an_error(tmp_path):
     # --layout reds on a DVD tree converted nothing, said "done" and left an empty OUT
     src, out = str(tmp_path / 'DVD'), str(tmp_path / 'lmdb')
     make_tree(src, 'dvd', seqs=('s0',), frames=2)
-    proc = subprocess.run([sys.executable, TOOL, src, out, '--layout', 'reds'],
-                          capture_output=True, text=True)
+    proc = prewarmed.run([sys.executable, TOOL, src, out, '--layout', 'reds'],
+                         capture_output=True, text=True)
     assert proc.returncode == 1 and not osp.exists(out)
     assert proc.stderr.strip() == (f'error: {src}: no split of the reds layout with blurry and '
                                    'sharp frames (is it a reds tree? --layout auto detects it)')

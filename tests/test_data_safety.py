@@ -22,6 +22,7 @@ from mtu_toolkit.datasets.errors import DatasetError
 from mtu_toolkit.datasets.frame_io import decode_rgb
 from mtu_toolkit.datasets.synthetic import SYNTHETIC_MARKER, make_synthetic_dataset
 from mtu_toolkit.engine.config_loader import user_error
+import prewarmed  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONVERT = osp.join(ROOT, 'tools', 'dataset_converters', 'convert_to_lmdb.py')
@@ -29,8 +30,8 @@ SYNTH = osp.join(ROOT, 'tools', 'dataset_converters', 'make_synthetic_blur.py')
 
 
 def _run(*args, **kw):
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
-                          timeout=300, **kw)
+    return prewarmed.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                         timeout=300, **kw)
 
 
 def _photo(path):

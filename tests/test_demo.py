@@ -2,7 +2,6 @@
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import cv2
@@ -10,13 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+import prewarmed
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def _demo(out):
-    return subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--out-dir',
-                           str(out), '--iters', '2'], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    return prewarmed.run([sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--out-dir',
+                          str(out), '--iters', '2'], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
 
 
 @pytest.mark.slow
@@ -88,10 +89,10 @@ def test_demo_runs_end_to_end_and_reuses_its_work(tmp_path):
     recipe['render'] = 'an older camera'
     (out / 'recipe.json').write_text(json.dumps(recipe))
     def start_over(iters):
-        return subprocess.run([sys.executable, '-c', 'import sys; sys.path.insert(0, "tools"); '
-                               'import demo; demo.start_over_if_recipe_changed(sys.argv[1], '
-                               'int(sys.argv[2]))', str(out), str(iters)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        return prewarmed.run([sys.executable, '-c', 'import sys; sys.path.insert(0, "tools"); '
+                              'import demo; demo.start_over_if_recipe_changed(sys.argv[1], '
+                              'int(sys.argv[2]))', str(out), str(iters)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     (out / 'work_dirs' / 'mine').mkdir()  # a user's own run beside the demo's: kept
     proc = start_over(2)
     assert proc.returncode == 0 and 'starting over' in proc.stdout, proc.stderr
@@ -110,9 +111,9 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
     (tmp_path / 'data' / 'GoPro' / '000.png').write_bytes(b'a frame')
     (tmp_path / 'work_dirs' / 'run').mkdir(parents=True)
     before = sorted(str(p) for p in tmp_path.rglob('*'))
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--out-dir',
-                           str(tmp_path), '--iters', '1'], capture_output=True, text=True,
-                          timeout=300)
+    proc = prewarmed.run([sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--out-dir',
+                          str(tmp_path), '--iters', '1'], capture_output=True, text=True,
+                         timeout=300)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
         f'error: {tmp_path} is not empty and holds no recipe.json, so the demo did not make '
         'it: give a new or empty --out-dir (delete that folder first if an older demo made it)']
@@ -123,9 +124,9 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
 def test_demo_names_an_out_dir_it_cannot_write(tmp_path, case):
     (tmp_path / 'afile').write_text('mine')
     out = tmp_path / 'afile' if case == 'file' else tmp_path / 'afile' / 'demo'
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--out-dir',
-                           str(out), '--iters', '1'], capture_output=True, text=True,
-                          timeout=300)
+    proc = prewarmed.run([sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--out-dir',
+                          str(out), '--iters', '1'], capture_output=True, text=True,
+                         timeout=300)
     why = ('is a file; give a folder' if case == 'file'
            else 'cannot make the folder (Not a directory)')
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
@@ -134,8 +135,8 @@ def test_demo_names_an_out_dir_it_cannot_write(tmp_path, case):
 
 
 def test_demo_help_says_what_out_dir_is():
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--help'],
-                          capture_output=True, text=True, timeout=300)
+    proc = prewarmed.run([sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--help'],
+                         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     options = ' '.join(proc.stdout.split('options:')[1].split())
     assert '--out-dir OUT_DIR folder of the data, trainings and results' in options

@@ -6,7 +6,6 @@ import os.path as osp
 import re
 import shlex
 import socket
-import subprocess
 import sys
 
 import cv2
@@ -22,6 +21,7 @@ from mtu_toolkit.datasets import LmdbStore  # noqa: E402
 from mtu_toolkit.datasets.lmdb_writer import convert_dataset  # noqa: E402
 from mtu_toolkit.engine.config_loader import ArgumentError, ConfigError  # noqa: E402
 from mtu_toolkit.visualization import color_wheel, flow_color_key, flow_to_color  # noqa: E402
+import prewarmed  # noqa: E402
 
 
 def _module(relpath):
@@ -41,8 +41,8 @@ def _dry_run(script, args, **env):
     full_env = {k: v for k, v in os.environ.items()
                 if k not in ('GPUS', 'GPUS_PER_NODE', 'CPUS_PER_TASK', 'SRUN_ARGS', 'PYTHON')}
     full_env.update(DRY_RUN='1', **env)
-    return subprocess.run(['bash', osp.join('tools', script)] + args, cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=30)
+    return prewarmed.run(['bash', osp.join('tools', script)] + args, cwd=ROOT, env=full_env,
+                         capture_output=True, text=True, timeout=30)
 
 
 def test_slurm_train_dry_run_command():
@@ -118,8 +118,8 @@ def test_dist_train_names_a_master_port_in_use():
         port = taken.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if k != 'NODE_RANK'}
         env.update(MASTER_PORT=str(port), PYTHON=sys.executable)
-        proc = subprocess.run(['bash', 'tools/dist_train.sh', 'configs/mtu/mtu2_dvd.py', '2'],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        proc = prewarmed.run(['bash', 'tools/dist_train.sh', 'configs/mtu/mtu2_dvd.py', '2'],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr
     assert proc.stderr.strip() == (f'error: MASTER_PORT {port} is in use (another job?): set '
                                    'MASTER_PORT to a free port')
@@ -179,9 +179,9 @@ def test_print_config_errors(tiny_cfg, tmp_path):
         tool.main([tiny_cfg, '--cfg-options', 'noequals'])
     assert exit_.value.code == 2
     before = open(tiny_cfg).read()
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'misc', 'print_config.py'),
-                           tiny_cfg, '--out', tiny_cfg], env=tool_env(), capture_output=True,
-                          text=True, timeout=120)
+    proc = prewarmed.run([sys.executable, osp.join(ROOT, 'tools', 'misc', 'print_config.py'),
+                          tiny_cfg, '--out', tiny_cfg], env=tool_env(), capture_output=True,
+                         text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith('error: --out ')
     assert open(tiny_cfg).read() == before
 
@@ -345,10 +345,10 @@ def test_browse_dataset_errors(lmdb_data, tmp_path):
     with pytest.raises(ArgumentError, match='is a file, not a folder'):
         tool.main([cfg, '--output-dir', str(tmp_path / 'afile')])
     # what a user sees: one line
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'analysis',
-                                                    'browse_dataset.py'), cfg, '--cfg-options',
-                           'train_dataloader.dataset.num_frame=2'], env=tool_env(),
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = prewarmed.run([sys.executable, osp.join(ROOT, 'tools', 'analysis',
+                                                   'browse_dataset.py'), cfg, '--cfg-options',
+                          'train_dataloader.dataset.num_frame=2'], env=tool_env(),
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         f'error: --cfg-options train_dataloader.dataset.num_frame: no such key in {cfg}; did you '
@@ -496,8 +496,8 @@ def test_analyze_logs_cal_train_time(tmp_path, capsys):
 
 
 def test_analyze_logs_cli_one_line_error(tmp_path):
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'analysis', 'analyze_logs.py'),
-                           'plot_curve', str(tmp_path / 'missing.json')], env=tool_env(),
-                          capture_output=True, text=True, timeout=120)
+    proc = prewarmed.run([sys.executable, osp.join(ROOT, 'tools', 'analysis', 'analyze_logs.py'),
+                          'plot_curve', str(tmp_path / 'missing.json')], env=tool_env(),
+                         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [f'error: {tmp_path / "missing.json"} does not exist']

@@ -2,17 +2,18 @@
 (docs/official_weights.md) given a --reference or --video that is not what they need: one
 line, exit code 2, not a traceback."""
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
+
+import prewarmed
 
 GOLDEN = osp.join(osp.dirname(osp.abspath(__file__)), 'golden')
 
 
 def _run(script, *args):
-    return subprocess.run([sys.executable, osp.join(GOLDEN, script), *args],
-                          capture_output=True, text=True, timeout=300)
+    return prewarmed.run([sys.executable, osp.join(GOLDEN, script), *args],
+                         capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize('script', ['make_official_fixture.py', 'check_official_variants.py'])

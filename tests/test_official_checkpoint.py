@@ -34,6 +34,7 @@ from mtu_toolkit.registry import MODELS  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, 'tools'))
 import convert_official_ckpt  # noqa: E402
+import prewarmed  # noqa: E402
 
 GOLDEN = os.path.join(ROOT, 'tests', 'golden', 'official_mtu_tiny.npz')
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -611,8 +612,8 @@ def test_only_the_training_only_layers_may_be_absent():
 # ---------------------------------------------------------------- the tools (issue: silent
 # partial loading by the Runner; test.py reported metrics for another variant's checkpoint)
 def _tool(args, cwd):
-    return subprocess.run([sys.executable] + args, cwd=cwd, env=tool_env(), capture_output=True,
-                          text=True, timeout=300)
+    return prewarmed.run([sys.executable] + args, cwd=cwd, env=tool_env(), capture_output=True,
+                         text=True, timeout=300)
 
 
 def _save_model_ckpt(path, units, optimizer=False):
@@ -715,9 +716,9 @@ def test_converter_on_a_full_disk_says_so_and_leaves_nothing(tmp_path):
     out.mkdir()
     tool = os.path.join(ROOT, 'tools', 'convert_official_ckpt.py')
     for dst in (out / 'x.pth', out / 'new' / 'deeper' / 'x.pth'):  # folders made are removed
-        proc = subprocess.run([sys.executable, tool, str(src), str(dst)],
-                              capture_output=True, text=True, timeout=300,
-                              preexec_fn=file_size_limit(1024))
+        proc = prewarmed.run([sys.executable, tool, str(src), str(dst)],
+                             capture_output=True, text=True, timeout=300,
+                             preexec_fn=file_size_limit(1024))
         assert proc.returncode == 5, proc.stderr[-2000:]
         assert proc.stderr == f'error: {dst}: cannot be written (File too large)\n'
         assert os.listdir(out) == []

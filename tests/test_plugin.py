@@ -1,7 +1,6 @@
 """examples/plugin: a third-party MC head and loss, used by a config through custom_imports."""
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
@@ -13,6 +12,7 @@ from tiny_data import ROOT, make_dvd_tree, tool_env  # noqa: E402
 
 from mtu_toolkit.engine import setup_safe_loading  # noqa: E402
 from mtu_toolkit.registry import MODELS  # noqa: E402
+import prewarmed  # noqa: E402
 
 PLUGIN = osp.join(ROOT, 'examples', 'plugin')
 CONFIG = osp.join(PLUGIN, 'configs', 'mtu2_plugin_tiny.py')
@@ -71,9 +71,9 @@ def test_plugin_trains_two_iterations_through_train_tool(tmp_path):
                 'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2']
     env = tool_env()
     env['PYTHONPATH'] = os.pathsep.join([PLUGIN, env['PYTHONPATH']])
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'train.py'), CONFIG,
-                           '--work-dir', str(work), '--cfg-options'] + options,
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = prewarmed.run([sys.executable, osp.join(ROOT, 'tools', 'train.py'), CONFIG,
+                          '--work-dir', str(work), '--cfg-options'] + options,
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert 'Iter(train) [2/2]' in log

@@ -6,7 +6,6 @@ import csv
 import json
 import math
 import os
-import subprocess
 import sys
 
 import cv2
@@ -30,6 +29,7 @@ from mtu_toolkit.evaluation.metrics.matlab_metrics import (channel_mixing_matrix
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs'))
 from tiny_data import ROOT, make_dvd_tree, tool_env, write_config  # noqa: E402
+import prewarmed  # noqa: E402
 
 
 def _photo(name, box=(slice(100, 196), slice(120, 248))):
@@ -484,9 +484,9 @@ def test_tools_test_protocols_end_to_end(tmp_path):
 
     def run(*extra):
         work = tmp_path / ('work' + '_'.join(extra))
-        proc = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'test.py'), cfg,
-                               str(ckpt), '--work-dir', str(work), *extra], cwd=tmp_path,
-                              env=tool_env(), capture_output=True, text=True, timeout=300)
+        proc = prewarmed.run([sys.executable, os.path.join(ROOT, 'tools', 'test.py'), cfg,
+                              str(ckpt), '--work-dir', str(work), *extra], cwd=tmp_path,
+                             env=tool_env(), capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         report = json.loads((work / 'test_results.json').read_text())
         rows = list(csv.DictReader((work / 'test_results.csv').read_text().splitlines()))

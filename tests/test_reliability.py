@@ -22,6 +22,7 @@ from mtu_toolkit.registry import MODELS
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), 'configs'))
 from tiny_data import file_size_limit  # noqa: E402
+import prewarmed  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONVERT = osp.join(ROOT, 'tools', 'dataset_converters', 'convert_to_lmdb.py')
@@ -73,14 +74,14 @@ def test_an_existing_output_file_needs_overwrite(tmp_path):
     out = tmp_path / 'out.avi'
     out.write_bytes(b'precious')
     cmd = [sys.executable, DEBLUR, config, ckpt, video, str(out), '--quiet']
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = prewarmed.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 5 and 'exists; pass --overwrite' in proc.stderr
     assert out.read_bytes() == b'precious'
-    proc = subprocess.run(cmd + ['--overwrite'], capture_output=True, text=True, timeout=120)
+    proc = prewarmed.run(cmd + ['--overwrite'], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert cv2.VideoCapture(str(out)).read()[0]
-    proc = subprocess.run([sys.executable, DEBLUR, config, ckpt, video, video, '--quiet',
-                           '--overwrite'], capture_output=True, text=True, timeout=120)
+    proc = prewarmed.run([sys.executable, DEBLUR, config, ckpt, video, video, '--quiet',
+                          '--overwrite'], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 5 and 'is the input' in proc.stderr
 
 
@@ -111,8 +112,8 @@ def test_frames_pair_by_name_and_the_unpaired_are_named(tmp_path):
     blur = [f'{i:05d}.png' for i in range(0, 6)]
     sharp = [f'{i:05d}.png' for i in range(1, 7)]  # shifted by one: same count, wrong pairs
     _frames_tree(str(tmp_path / 'src'), blur, sharp)
-    proc = subprocess.run([sys.executable, CONVERT, str(tmp_path / 'src'), str(tmp_path / 'out')],
-                          capture_output=True, text=True, timeout=120)
+    proc = prewarmed.run([sys.executable, CONVERT, str(tmp_path / 'src'), str(tmp_path / 'out')],
+                         capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and 'Traceback' not in proc.stderr
     assert 'input/00000.png has no partner in GT/' in proc.stderr
     assert 'GT/00006.png has no partner in input/' in proc.stderr
@@ -137,15 +138,15 @@ def test_truncated_lmdb_is_named_not_a_bus_error(tmp_path):
             'from mtu_toolkit.datasets import VideoDeblurDataset\n'
             'd = VideoDeblurDataset(%r, split="test", backend="lmdb")\n'
             'print(d[0]["inputs"].sum())') % (ROOT, out)
-    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                          timeout=120)
+    proc = prewarmed.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=120)
     assert proc.returncode == 1 and 'truncated' in proc.stderr and 'data.mdb' in proc.stderr
 
 
 # ---------------------------------------------------------------- 6. all or nothing
 def _convert(src, out, *extra):
-    return subprocess.run([sys.executable, CONVERT, src, out, *extra], capture_output=True,
-                          text=True, timeout=300)
+    return prewarmed.run([sys.executable, CONVERT, src, out, *extra], capture_output=True,
+                         text=True, timeout=300)
 
 
 def test_bad_outputs_are_refused_before_any_work(tmp_path):
@@ -209,8 +210,8 @@ def test_sigterm_leaves_nothing_and_the_next_run_removes_a_killed_runs_file(tmp_
     stale = tmp_path / '.out.avi.tmp-mtu999999-0.avi'
     stale.write_bytes(b'half')
     short = write_video(tmp_path / 'short.avi', frames=3)
-    done = subprocess.run([sys.executable, DEBLUR, config, ckpt, short, str(out), '--quiet'],
-                          capture_output=True, text=True, timeout=120)
+    done = prewarmed.run([sys.executable, DEBLUR, config, ckpt, short, str(out), '--quiet'],
+                         capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert not stale.exists() and out.exists()
 
@@ -400,18 +401,18 @@ def test_export_never_replaces_its_input_or_an_existing_file(tmp_path):
     (tmp_path / 'folder').mkdir()
     for out, why in ((ckpt, 'is the input'), (tmp_path / 'folder', 'is a folder'),
                      (tmp_path / 'nodir' / 'x.pt', 'does not exist')):
-        proc = subprocess.run([sys.executable, EXPORT, config, ckpt, str(out), '--size',
-                               '16x16', '--no-check'], capture_output=True, text=True,
-                              timeout=300)
+        proc = prewarmed.run([sys.executable, EXPORT, config, ckpt, str(out), '--size',
+                              '16x16', '--no-check'], capture_output=True, text=True,
+                             timeout=300)
         assert proc.returncode == 2 and why in proc.stderr, proc.stderr
         assert 'Traceback' not in proc.stderr
     assert open(ckpt, 'rb').read() == before
     assert sorted(os.listdir(tmp_path)) == ['folder', 'tiny.pth', 'tiny.py']
     out = tmp_path / 'x.pt'
     for extra, code in (([], 0), ([], 2), (['--overwrite'], 0)):
-        proc = subprocess.run([sys.executable, EXPORT, config, ckpt, str(out), '--size',
-                               '16x16', '--no-check', *extra], capture_output=True, text=True,
-                              timeout=300)
+        proc = prewarmed.run([sys.executable, EXPORT, config, ckpt, str(out), '--size',
+                              '16x16', '--no-check', *extra], capture_output=True, text=True,
+                             timeout=300)
         assert proc.returncode == code, proc.stderr
     assert code == 0 and 'exists; pass --overwrite' not in proc.stderr
     assert not list(tmp_path.glob('*.tmp-*'))
@@ -422,9 +423,9 @@ def test_export_on_a_full_disk_says_so_and_leaves_nothing(tmp_path):
     config, ckpt = tool_files(tmp_path)
     out = tmp_path / 'out'
     out.mkdir()
-    proc = subprocess.run([sys.executable, EXPORT, config, ckpt, str(out / 's.pt'), '--size',
-                           '16x16', '--no-check'], capture_output=True, text=True, timeout=300,
-                          preexec_fn=file_size_limit(16384))
+    proc = prewarmed.run([sys.executable, EXPORT, config, ckpt, str(out / 's.pt'), '--size',
+                          '16x16', '--no-check'], capture_output=True, text=True, timeout=300,
+                         preexec_fn=file_size_limit(16384))
     assert proc.returncode == 5, proc.stderr[-2000:]
     assert proc.stderr == f'error: {out / "s.pt"}: cannot be written (File too large)\n'
     assert os.listdir(out) == []
@@ -434,9 +435,9 @@ def test_deblur_refuses_absurd_frame_rates_and_a_tile_of_zero(tmp_path):
     config, ckpt = tool_files(tmp_path)
     video = write_video(tmp_path / 'in.avi')
     for extra in (['--fps=inf'], ['--fps=nan'], ['--fps=0'], ['--fps=-5'], ['--tile=0']):
-        proc = subprocess.run([sys.executable, DEBLUR, config, ckpt, video,
-                               str(tmp_path / 'o.avi'), *extra], capture_output=True,
-                              text=True, timeout=120)
+        proc = prewarmed.run([sys.executable, DEBLUR, config, ckpt, video,
+                              str(tmp_path / 'o.avi'), *extra], capture_output=True,
+                             text=True, timeout=120)
         assert proc.returncode == 2 and extra[0].split('=')[0] in proc.stderr, proc.stderr
     with pytest.raises(Exception, match='fps must be a frame rate'):
         deblur_video(tiny(), video, str(tmp_path / 'o.avi'), fps=float('inf'))
@@ -464,9 +465,9 @@ def test_the_tool_says_each_problem_in_its_own_line_only(tmp_path):
     cv2.imwrite(str(tmp_path / 'hdr' / '0.tif'), np.full((8, 8, 3), 0.5, np.float32))
     for source, message in (('cut.mp4', 'cannot open as a video'),
                             ('hdr', 'float32 samples are not read as a frame')):
-        proc = subprocess.run([sys.executable, DEBLUR, config, ckpt, str(tmp_path / source),
-                               str(tmp_path / 'out.avi'), '--quiet'], capture_output=True,
-                              text=True, timeout=120)
+        proc = prewarmed.run([sys.executable, DEBLUR, config, ckpt, str(tmp_path / source),
+                              str(tmp_path / 'out.avi'), '--quiet'], capture_output=True,
+                             text=True, timeout=120)
         assert proc.returncode == 3 and proc.stderr.splitlines() == [
             f'error: {tmp_path / source}' + ('/0.tif' if source == 'hdr' else '') + ': '
             + message + (' (unreadable or unsupported format)' if source == 'cut.mp4'
@@ -481,9 +482,9 @@ def test_a_video_cut_short_by_a_full_disk_is_not_passed_off_as_done(tmp_path, ex
     video = write_video(tmp_path / 'in.avi', frames=30, size=(160, 128))
     out = tmp_path / f'out{ext}'
     out.write_bytes(b'an earlier result')
-    proc = subprocess.run([sys.executable, DEBLUR, config, ckpt, video, str(out), '--quiet',
-                           '--overwrite'], capture_output=True, text=True, timeout=300,
-                          preexec_fn=file_size_limit(40000))
+    proc = prewarmed.run([sys.executable, DEBLUR, config, ckpt, video, str(out), '--quiet',
+                          '--overwrite'], capture_output=True, text=True, timeout=300,
+                         preexec_fn=file_size_limit(40000))
     assert proc.returncode == 5 and proc.stderr.splitlines() == [
         f'error: {out}: the encoded file does not hold the 30 frames written (a full disk or a '
         'file size limit?); nothing was written'], proc.stderr
@@ -565,8 +566,8 @@ def test_non_ascii_names_under_a_c_locale(tmp_path):
     env = dict(os.environ, LC_ALL='C', PYTHONUTF8='0', OMP_NUM_THREADS='1')
     for name, code in ((b'sortie_\xc3\xbc.avi', 0), (b'sortie_\xfc.avi', 5)):
         out = os.path.join(os.fsencode(tmp_path), name)
-        proc = subprocess.run([sys.executable, DEBLUR, config, ckpt, str(tmp_path / 'frames'),
-                               out, '--quiet'], env=env, capture_output=True, timeout=120)
+        proc = prewarmed.run([sys.executable, DEBLUR, config, ckpt, str(tmp_path / 'frames'),
+                              out, '--quiet'], env=env, capture_output=True, timeout=120)
         assert proc.returncode == code, proc.stderr
         assert os.path.exists(out) == (code == 0)
         if code:
@@ -575,9 +576,9 @@ def test_non_ascii_names_under_a_c_locale(tmp_path):
     assert sorted(os.listdir(os.fsencode(tmp_path)))[-1] == b'tiny.py'
     footage = os.path.join(os.fsencode(tmp_path), b'clip_\xc3\xbc.avi')
     os.replace(write_video(tmp_path / 'clip.avi', frames=3), footage)
-    proc = subprocess.run([sys.executable, '-c', 'import sys\nfrom mtu_toolkit.datasets.synthetic '
-                           'import read_footage\nprint(len(read_footage(sys.argv[1])))', footage],
-                          env=dict(env, PYTHONPATH=ROOT), capture_output=True, timeout=120)
+    proc = prewarmed.run([sys.executable, '-c', 'import sys\nfrom mtu_toolkit.datasets.synthetic '
+                          'import read_footage\nprint(len(read_footage(sys.argv[1])))', footage],
+                         env=dict(env, PYTHONPATH=ROOT), capture_output=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == b'3', proc.stderr
 
 
@@ -596,7 +597,7 @@ def test_infer_clip_after_the_streaming_api():
 def test_a_bad_output_is_refused_before_the_model_loads(tmp_path):
     video = write_video(tmp_path / 'in.avi')
     # the checkpoint is missing too: the output's error comes first, before any loading
-    proc = subprocess.run([sys.executable, DEBLUR, str(tmp_path / 'none.py'),
-                           str(tmp_path / 'none.pth'), video, str(tmp_path / 'o.xyz')],
-                          capture_output=True, text=True, timeout=120)
+    proc = prewarmed.run([sys.executable, DEBLUR, str(tmp_path / 'none.py'),
+                          str(tmp_path / 'none.pth'), video, str(tmp_path / 'o.xyz')],
+                         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 5 and "unknown video extension '.xyz'" in proc.stderr

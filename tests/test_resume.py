@@ -18,6 +18,7 @@ from tiny_data import ROOT, make_dvd_tree, tool_env, write_config  # noqa: E402
 
 from mtu_toolkit.engine import (find_resume_checkpoint, get_rng_state,  # noqa: E402
                                 set_rng_state, setup_safe_loading)
+import prewarmed  # noqa: E402
 
 
 class Payload:
@@ -143,8 +144,8 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     cfg = write_config(str(tmp_path / 'tiny.py'), data, max_iters=iters, val_interval=1000,
                        ckpt_interval=1)
     env = tool_env()
-    ref = subprocess.run(_train_cmd(cfg, tmp_path / 'ref'), env=env, capture_output=True,
-                         text=True, timeout=300)
+    ref = prewarmed.run(_train_cmd(cfg, tmp_path / 'ref'), env=env, capture_output=True,
+                        text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr[-3000:]
 
     work = tmp_path / 'work'
@@ -159,8 +160,8 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     killed_at = max(int(p.stem.split('_')[1]) for p in work.glob('iter_*.pth'))
     assert killed_at < iters
 
-    resumed = subprocess.run(_train_cmd(cfg, work, '--resume'), env=env, capture_output=True,
-                             text=True, timeout=300)
+    resumed = prewarmed.run(_train_cmd(cfg, work, '--resume'), env=env, capture_output=True,
+                            text=True, timeout=300)
     log = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, log[-3000:]
     start = int(log.split('resumed epoch: 0, iter: ')[1].split()[0])

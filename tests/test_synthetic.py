@@ -1,5 +1,4 @@
 import os.path as osp
-import subprocess
 import sys
 
 import cv2
@@ -12,6 +11,8 @@ from mtu_toolkit.datasets.synthetic import (add_sensor_noise, average_in_linear,
                                             fold, footage_shots, interpolate_frames,
                                             make_synthetic_dataset, render_camera_shake,
                                             skimage_photos, split_shots)
+
+import prewarmed
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -155,25 +156,25 @@ def test_default_dataset_cli_gives_dvd_layout(tmp_path):
         cv2.imwrite(str(folder / f'{i:03d}.png'), f[..., ::-1])
     photo = str(tmp_path / 'photo.png')
     cv2.imwrite(photo, photos['coffee'][..., ::-1])
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'dataset_converters',
-                                                    'make_synthetic_blur.py'),
-                           str(tmp_path / 'cli'), '--train', str(folder), '--test', photo,
-                           '--size', '32', '48', '--frames', '6', '--upsample', '2',
-                           '--stride', '2', '--window', '3', '--pan', '0.5', '0.9', '--sub-frames',
-                           '11', '22', '--exposures', '9'], capture_output=True, text=True)
+    proc = prewarmed.run([sys.executable, osp.join(ROOT, 'tools', 'dataset_converters',
+                                                   'make_synthetic_blur.py'),
+                          str(tmp_path / 'cli'), '--train', str(folder), '--test', photo,
+                          '--size', '32', '48', '--frames', '6', '--upsample', '2',
+                          '--stride', '2', '--window', '3', '--pan', '0.5', '0.9', '--sub-frames',
+                          '11', '22', '--exposures', '9'], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert VideoDeblurDataset(str(tmp_path / 'cli'), split='train').seqs == {'frames': 6}
     assert VideoDeblurDataset(str(tmp_path / 'cli'), split='test').seqs == {'photo': 6}
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'dataset_converters',
-                                                    'make_synthetic_blur.py'),
-                           str(tmp_path / 'mine'), '--train', str(tmp_path / 'nope.mp4')],
-                          capture_output=True, text=True)
+    proc = prewarmed.run([sys.executable, osp.join(ROOT, 'tools', 'dataset_converters',
+                                                   'make_synthetic_blur.py'),
+                          str(tmp_path / 'mine'), '--train', str(tmp_path / 'nope.mp4')],
+                         capture_output=True, text=True)
     assert proc.returncode != 0 and 'Traceback' not in proc.stderr
     assert proc.stderr.strip() == f'error: source {tmp_path / "nope.mp4"} does not exist'
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'dataset_converters',
-                                                    'make_synthetic_blur.py'),
-                           str(tmp_path / 'long'), '--test', photo, '--exposures', '13'],
-                          capture_output=True, text=True)
+    proc = prewarmed.run([sys.executable, osp.join(ROOT, 'tools', 'dataset_converters',
+                                                   'make_synthetic_blur.py'),
+                          str(tmp_path / 'long'), '--test', photo, '--exposures', '13'],
+                         capture_output=True, text=True)
     assert proc.returncode != 0 and 'sub_frames=9' in proc.stderr and 'Traceback' not in proc.stderr
     assert not osp.exists(str(tmp_path / 'long'))
 
@@ -187,10 +188,10 @@ def test_sources_that_give_one_sequence_name_are_refused(tmp_path):
         folder.mkdir(parents=True)
         for i, f in enumerate(_panning(9)):
             cv2.imwrite(str(folder / f'{i:03d}.png'), f[..., ::-1])
-    proc = subprocess.run([sys.executable, tool, str(tmp_path / 'syn'), '--train',
-                           str(tmp_path / 'a' / 'clip'), str(tmp_path / 'b' / 'clip'),
-                           '--size', '32', '48', '--frames', '6', '--upsample', '2',
-                           '--stride', '2', '--window', '3'], capture_output=True, text=True)
+    proc = prewarmed.run([sys.executable, tool, str(tmp_path / 'syn'), '--train',
+                          str(tmp_path / 'a' / 'clip'), str(tmp_path / 'b' / 'clip'),
+                          '--size', '32', '48', '--frames', '6', '--upsample', '2',
+                          '--stride', '2', '--window', '3'], capture_output=True, text=True)
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr
     assert proc.stderr.strip() == (f'error: {tmp_path / "b" / "clip"} and {tmp_path / "a" / "clip"}'
                                    " both give the train sequence 'clip'; rename one of them")

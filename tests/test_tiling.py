@@ -11,6 +11,8 @@ from mtu_toolkit.apis.tiling import (TiledRestorer, receptive_radius, recommende
                                      tile_spans)
 from mtu_toolkit.registry import MODELS
 
+import prewarmed
+
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
@@ -129,18 +131,17 @@ def test_bad_tiles_are_refused():
 
 def test_tiling_benchmark_names_a_bad_checkpoint_in_one_line(tmp_path):
     # benchmarks/tiling.py ran its runs in child processes, whose tracebacks it printed
-    import subprocess
     import sys
     script = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'benchmarks',
                       'tiling.py')
     args = [sys.executable, script, '--size', '64x48', '--frames', '2', '--tile', '32']
-    proc = subprocess.run(args + ['--checkpoint', str(tmp_path / 'none.pth')],
-                          capture_output=True, text=True, timeout=300)
+    proc = prewarmed.run(args + ['--checkpoint', str(tmp_path / 'none.pth')],
+                         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert proc.stderr == f'error: --checkpoint {tmp_path / "none.pth"}: no such file\n'
     other = tmp_path / 'mtu4.pth'  # another variant than the default config's MTU2
     torch.save({'state_dict': {'backbone.units.3.weight': torch.zeros(1)}}, other)
-    proc = subprocess.run(args + ['--checkpoint', str(other)], capture_output=True, text=True,
-                          timeout=300)
+    proc = prewarmed.run(args + ['--checkpoint', str(other)], capture_output=True, text=True,
+                         timeout=300)
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr
     assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith('error: ')

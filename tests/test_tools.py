@@ -16,11 +16,12 @@ from tiny_data import (ROOT, TinyDVDDataset, interruptible, make_dvd_tree, tool_
 
 from mtu_toolkit.engine import BF16AutocastOptimWrapper, setup_safe_loading  # noqa: E402
 from mtu_toolkit.registry import MODELS  # noqa: E402
+import prewarmed  # noqa: E402
 
 
 def _run(args, cwd):
-    proc = subprocess.run([sys.executable] + args, cwd=cwd, env=tool_env(),
-                          capture_output=True, text=True, timeout=300)
+    proc = prewarmed.run([sys.executable] + args, cwd=cwd, env=tool_env(),
+                         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -66,8 +67,8 @@ def test_train_then_test(tmp_path):
     again = [os.path.join(ROOT, 'tools', 'test.py'), cfg, str(work / 'iter_2.pth'),
              '--work-dir', str(test_work), '--out-dir', str(out_dir)]
     (out_dir / 'video1' / '00000.png').write_bytes(b'mine')
-    proc = subprocess.run([sys.executable] + again, cwd=tmp_path, env=tool_env(),
-                          capture_output=True, text=True, timeout=300)
+    proc = prewarmed.run([sys.executable] + again, cwd=tmp_path, env=tool_env(),
+                         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         f'error: --out-dir {out_dir}: holds files (restored frames of an earlier test?); pass '
         '--overwrite to replace it, or give a new folder']
@@ -122,9 +123,9 @@ def test_bf16_autocast_wrapper_trains_on_cpu():
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     data = make_dvd_tree(str(tmp_path / 'data'), videos=1, frames=2)
     cfg = write_config(str(tmp_path / 'tiny.py'), data)
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'test.py'), cfg,
-                           str(tmp_path / 'nope.pth')], env=tool_env(), capture_output=True,
-                          text=True, timeout=120)
+    proc = prewarmed.run([sys.executable, os.path.join(ROOT, 'tools', 'test.py'), cfg,
+                          str(tmp_path / 'nope.pth')], env=tool_env(), capture_output=True,
+                         text=True, timeout=120)
     assert proc.returncode != 0 and 'nope.pth does not exist' in proc.stderr
 
 
