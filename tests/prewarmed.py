@@ -209,8 +209,11 @@ def _print_uncaught(err):
     """The traceback Python prints, without the frames of this file and of runpy."""
     import runpy
     import traceback
-    tb, ours = err.__traceback__, {os.path.abspath(__file__), os.path.abspath(runpy.__file__)}
-    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) in ours:
+    # (runpy's frames are named '<frozen runpy>' where the standard library is frozen)
+    ours = {os.path.abspath(__file__), os.path.abspath(runpy.__file__), '<frozen runpy>'}
+    tb = err.__traceback__
+    while tb is not None and (tb.tb_frame.f_code.co_filename in ours
+                              or os.path.abspath(tb.tb_frame.f_code.co_filename) in ours):
         tb = tb.tb_next
     traceback.print_exception(type(err), err, tb)
 
