@@ -115,9 +115,6 @@ constexpr int64_t kWarpPrefetchCells = 64;
 // prefetched while that output row is written, so that a source row is in the cache before the
 // first of the randomly placed cells that read it (what hardware prefetchers cannot guess; the
 // cell prefetch above then only brings lines from L2 to L1). scale * max |dy| over the motion.
-// The row is prefetched a line at a time between the output row's cells: the whole row (80
-// lines at 720p) at once, from memory, filled the CPU's miss buffers and stalled the cell loop
-// behind it (a Zen 4 spent a fifth of the kernel's time there; spread, 1.27-1.38x faster).
 int64_t source_lead_rows(const WarpGeometry& g, const int64_t* disp) {
   int64_t max_dy = 0;
   for (int64_t b = 0; b < g.n; ++b) {
@@ -126,6 +123,21 @@ int64_t source_lead_rows(const WarpGeometry& g, const int64_t* disp) {
   }
   return g.scale * max_dy + 2;
 }
+
+// The source row entering the band (source_lead_rows below the output row), prefetched a line
+// at a time as the output row's cells are written: the whole row at once (80 lines at 720p),
+// each line a miss to memory, filled the CPU's miss buffers and stalled the cell loop behind
+// it (docs/benchmarks.md, the Zen 4 section of 2026-12-03).
+template <typename T>
+struct LeadRow {
+  const T* row;  // nullptr past the plane's last rows
+  int64_t w, next = 0;
+  // the lines of columns next .. x of the row
+  inline void upto(int64_t x) {
+    if (row == nullptr) return;
+    for (; next < w && next <= x; next += 64 / sizeof(T)) __builtin_prefetch(row + next);
+  }
+};
 
 // Whether the output is written with non-temporal stores, a 64-byte line (4 cells of 4 floats)
 // at a time: an output the caller keeps (the operating system zeroes a fresh one's pages as
@@ -149,10 +161,9 @@ bool streams_lines(const T* out, const WarpGeometry& g, bool kept_out) {
 // border cell (entry -1) cell by cell, copy_cell(k) writing cell k as the unstreamed rows do.
 template <typename I, typename CopyCell>
 void stream_row(const float* src, const I* entry, float* dst, int64_t cells,
-                const float* lead_row, CopyCell&& copy_cell) {
+                LeadRow<float>& lead, CopyCell&& copy_cell) {
   for (int64_t k = 0; k < cells; k += 4) {
-    // (a line of the lead row a line of output: four cells of four floats)
-    if (lead_row != nullptr) __builtin_prefetch(lead_row + 4 * k);
+    lead.upto(4 * k);
     for (int j = 0; j < 4; ++j)
       __builtin_prefetch(src + std::max<I>(entry[k + j + kWarpPrefetchCells], 0));
     const I a = entry[k], b = entry[k + 1], c = entry[k + 2], d = entry[k + 3];
@@ -190,7 +201,7 @@ void warp_forward_kernel(const T* feat, const int64_t* disp, T* out, const WarpG
       for (int64_t y = y0; y < y1; ++y) {
         const I* entry = table.data() + (b * g.h + y) * cells;
         T* dst = out + plane * hw + y * g.w;
-        const T* lead_row = y + lead < g.h ? src + (y + lead) * g.w : nullptr;
+        LeadRow<T> lead_row{y + lead < g.h ? src + (y + lead) * g.w : nullptr, g.w};
         const auto copy_cell = [&](int64_t k) {
           const I from = entry[k];
           if (from < 0)
@@ -208,10 +219,8 @@ void warp_forward_kernel(const T* feat, const int64_t* disp, T* out, const WarpG
           }
         }
 #endif
-        int64_t next_line = lead_row != nullptr ? 0 : g.w;  // (the lead row's next line)
         for (int64_t k = 0; k < cells; ++k) {
-          for (; next_line < g.w && next_line <= k * g.scale; next_line += 64 / sizeof(T))
-            __builtin_prefetch(lead_row + next_line);
+          lead_row.upto(k * g.scale);
           __builtin_prefetch(src + std::max<I>(entry[k + kWarpPrefetchCells], 0));
           copy_cell(k);
         }
