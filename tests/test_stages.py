@@ -9,8 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import mtu_toolkit.models  # noqa: F401  (registers the models)
 from mtu_toolkit.analysis.benchmark import PanningClip
-from mtu_toolkit.analysis.stages import (PHASES, conv_stage, executed_macs, format_stages,
-                                         frame_stages, layer_bytes)
+from mtu_toolkit.analysis.stages import (PHASES, _by_layer, conv_stage, executed_macs,
+                                         format_stages, frame_stages, layer_bytes)
 from mtu_toolkit.deploy import DirectConv2d, direct_conv_isa, optimize_for_inference
 from mtu_toolkit.registry import MODELS
 
@@ -87,9 +87,26 @@ def test_frame_stages_of_a_direct_model():
         assert len(shares) == len(PHASES) and sum(shares) == pytest.approx(1)
         assert all(x >= 0 for x in shares) and shares[PHASES.index('products')] > 0
         assert (shares[PHASES.index('input transform')] > 0) == ('Winograd' in stage)
+    # layer by layer: every direct layer once, by its module path, the profiled frame's kernel
+    # times and the floors adding up to their stages', the furthest above its roofline first
+    layers = res['layers']
+    direct = {name[len('backbone.'):].removesuffix('.kernel')
+              for name, m in fast.named_modules() if isinstance(m, DirectConv2d)}
+    assert {name for name, *_ in layers} == direct and len(layers) == len(direct)
+    assert 'units.1.blocks.0.body.1' in direct and 'out_conv' in direct
+    for stage in convs:
+        mine = [row for row in layers if row[1] == stage]
+        assert sum(ms for *_, ms, _, _ in mine) == pytest.approx(rows[stage][0], rel=1e-6)
+        assert sum(floor for *_, floor, _ in mine) == pytest.approx(rows[stage][1], rel=1e-6)
+        assert sum(roof for *_, roof in mine) == pytest.approx(res['roofline'][stage], rel=1e-6)
+    assert all(calls >= 1 for _, _, calls, *_ in layers)
+    excess = [ms - roof for *_, ms, _, roof in layers]
+    assert excess == sorted(excess, reverse=True)
     text = '\n'.join(format_stages(res))
     assert 'glue' in text and 'frame (wall)' in text and 'x roofline' in text
     assert 'share of their cycles' in text and 'input transform' in text
+    assert 'layers furthest above their roofline' in text
+    assert f'{layers[0][0]} ({layers[0][1].split(": ")[1]})' in text
 
 
 def test_frame_stages_profile_a_window_from_the_state_of_the_one_before(monkeypatch):
@@ -131,3 +148,20 @@ def test_layer_bytes_are_what_the_kernel_reads_and_writes():
         layer([a, b], res, True)                       # summed before the kernel: one input
     px = 12 * 20 * 4
     assert seen == [(6 + 5) * px, (2 + 4 + 5 + 5) * px, (6 + 5 + 5) * px]
+
+
+def test_layers_are_left_out_where_the_profiled_calls_do_not_pair_with_the_counted_ones():
+    class Event:
+        def __init__(self, name, start):
+            self.name, self.cpu_time_total = name, 1000.0
+            self.time_range = type('Range', (), {'start': start})()
+
+    counted = [('convs: strided', 10, 100, 'enc2'), ('convs: transposed', 10, 100, 'dec2')]
+    paired = [Event('mtu::conv_direct transposed 4x4/2', 2.0),
+              Event('mtu::conv_direct 3x3/2', 1.0)]  # (out of order: paired by start time)
+    rows = _by_layer(counted, paired, rate=1e9, bandwidth=1e9)
+    assert sorted(name for name, *_ in rows) == ['dec2', 'enc2']
+    assert all(ms == 1.0 and calls == 1 for _, _, calls, ms, _, _ in rows)
+    assert _by_layer(counted, paired[:1], rate=1e9, bandwidth=1e9) == []
+    swapped = [Event(paired[0].name, 1.0), Event(paired[1].name, 2.0)]
+    assert _by_layer(counted, swapped, rate=1e9, bandwidth=1e9) == []

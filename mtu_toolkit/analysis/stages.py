@@ -28,6 +28,10 @@ its multiply-add floor; the roofline column shows which stages are bound by memo
 And inside the convolutions, where their kernels' cycles go (the engine's phase clock, on for
 one counting frame): packing the input rows, the Winograd input transform, the products, and
 the epilogue (bias, ReLU, residual, the store; the Winograd output transform).
+
+Last, layer by layer: the direct layers furthest above their roofline floor (time minus that
+floor), so that a stage's excess can be traced to the layers that make it (a 3-channel output
+layer at full resolution, say, in a stage of 52-channel ones).
 """
 import math
 import statistics
@@ -79,12 +83,21 @@ def layer_bytes(args, kwargs, output):
 
 #: the conv kernels' phases (``conv_phase_cycles`` of the engine, in this order)
 PHASES = ('pack', 'input transform', 'products', 'epilogue')
+#: the layers :func:`format_stages` lists (those furthest above their roofline floor)
+LAYER_ROWS = 8
+
+
+def _layer_name(name):
+    """A direct layer's name in the tables: its module path, less the restorer's ``backbone.``
+    and the ``.kernel`` of the layer wrapping it ('units.1.blocks.0.body.1')."""
+    name = name[len('backbone.'):] if name.startswith('backbone.') else name
+    return name[:-len('.kernel')] if name.endswith('.kernel') else name
 
 
 def _count(model, window, state):
-    """The direct layers' calls [(stage, executed multiply-adds, bytes moved)], the MC heads'
-    estimate MACs, the warped tensors' shapes, and {stage: kernel cycles by phase} (empty when
-    the engine has no phase clock), from one frame of ``model``."""
+    """The direct layers' calls in order [(stage, executed multiply-adds, bytes moved, layer
+    name)], the MC heads' estimate MACs, the warped tensors' shapes, and {stage: kernel cycles
+    by phase} (empty when the engine has no phase clock), from one frame of ``model``."""
     from ..deploy import direct_conv
     from ..deploy.direct_conv import DirectConv2d
     from ..models.mc_heads.base import count_mc_macs
@@ -96,15 +109,15 @@ def _count(model, window, state):
         if module.uses_kernel(output):
             stage = conv_stage(module.profile_name)
             layers.append((stage, executed_macs(module, output),
-                           layer_bytes(args, kwargs, output)))
+                           layer_bytes(args, kwargs, output), names[module]))
             if clock:  # (only the kernels advance the clock: this call's cycles)
                 cycles = engine.conv_phase_cycles(True)
                 before = phases.get(stage, [0] * len(PHASES))
                 phases[stage] = [a + b for a, b in zip(before, cycles)]
 
-    for m in model.modules():
-        if isinstance(m, DirectConv2d):
-            handles.append(m.register_forward_hook(hook, with_kwargs=True))
+    names = {m: _layer_name(n) for n, m in model.named_modules() if isinstance(m, DirectConv2d)}
+    for m in names:
+        handles.append(m.register_forward_hook(hook, with_kwargs=True))
     head = model.backbone.mc_head
     warp = head.warp
 
@@ -166,8 +179,11 @@ def frame_stages(model, clip, index=1, state=None, rate=None, bandwidth=None):
         dict: ``rows`` [(stage, ms, floor ms or None)], ``frame_ms`` (the profiled frame's wall
         time), ``floor_ms`` (the sum of the floors), ``ratio``, ``gemm_gflops``; for the
         convolution stages ``memory`` and ``roofline`` {stage: ms} (see the module doc),
-        ``bandwidth_gbs``, and ``phases`` {stage: shares of its kernel cycles by phase, in the
-        order of :data:`PHASES`} (empty without the engine's phase clock).
+        ``bandwidth_gbs``, ``phases`` {stage: shares of its kernel cycles by phase, in the
+        order of :data:`PHASES`} (empty without the engine's phase clock), and ``layers``
+        [(layer, stage, calls, ms, floor ms, roofline ms)], every direct layer, the furthest
+        above its roofline floor first (empty where the profiled calls do not match the
+        counted ones).
     """
     from torch.profiler import profile
 
@@ -191,10 +207,12 @@ def frame_stages(model, clip, index=1, state=None, rate=None, bandwidth=None):
         frame_s = time.perf_counter() - start
     spent = OrderedDict()
     mc_total = mc_inner = 0.0
+    conv_events = []
     for ev in prof.events():
         name = ev.name
         sec = ev.cpu_time_total / 1e6
         if name.startswith('mtu::conv_direct'):
+            conv_events.append(ev)
             stage = conv_stage(name)
             spent[stage] = spent.get(stage, 0.0) + sec
             if any(a.name == MC_RANGE for a in _ancestors(ev)):
@@ -208,7 +226,7 @@ def frame_stages(model, clip, index=1, state=None, rate=None, bandwidth=None):
     spent['MC: rest (normalise, motion sums)'] = max(0.0, mc_total - mc_inner)
     spent['glue (Python, adds, copies, clamp)'] = max(0.0, frame_s - sum(spent.values()))
     floors, memory, roofline = {}, {}, {}
-    for stage, m, nbytes in layers:
+    for stage, m, nbytes, _ in layers:
         compute_s, memory_s = 2 * m / rate, nbytes / bandwidth
         floors[stage] = floors.get(stage, 0.0) + compute_s
         memory[stage] = memory.get(stage, 0.0) + 1e3 * memory_s
@@ -224,7 +242,27 @@ def frame_stages(model, clip, index=1, state=None, rate=None, bandwidth=None):
                 gemm_gflops=rate / 1e9, memory=memory, roofline=roofline,
                 bandwidth_gbs=bandwidth / 1e9,
                 phases={stage: [c / sum(cycles) for c in cycles]
-                        for stage, cycles in phases.items() if sum(cycles) > 0})
+                        for stage, cycles in phases.items() if sum(cycles) > 0},
+                layers=_by_layer(layers, conv_events, rate, bandwidth))
+
+
+def _by_layer(layers, events, rate, bandwidth):
+    """The rows of ``layers`` in :func:`frame_stages`: the counting frame's calls ``layers``
+    paired in order with the profiled frame's kernel ranges ``events`` (the same window from
+    the same state: the same calls), summed by layer; [] where they do not pair."""
+    events = sorted(events, key=lambda ev: ev.time_range.start)
+    if len(events) != len(layers) or any(
+            conv_stage(ev.name) != stage for ev, (stage, *_) in zip(events, layers)):
+        return []
+    rows = OrderedDict()
+    for (stage, macs, nbytes, name), ev in zip(layers, events):
+        compute_ms, memory_ms = 2e3 * macs / rate, 1e3 * nbytes / bandwidth
+        row = rows.setdefault(name, [stage, 0, 0.0, 0.0, 0.0])
+        row[1] += 1
+        row[2] += ev.cpu_time_total / 1e3
+        row[3] += compute_ms
+        row[4] += max(compute_ms, memory_ms)
+    return sorted(((name, *row) for name, row in rows.items()), key=lambda r: r[5] - r[3])
 
 
 def format_stages(result):
@@ -256,4 +294,12 @@ def format_stages(result):
                              + ''.join(f'{100 * x:16.1f}%' for x in result['phases'][stage]))
         lines.append('(epilogue: bias, ReLU, residual and the store; for Winograd also its '
                      'output transform)')
+    layers = result.get('layers') or []
+    if layers:
+        lines.append(f'{"layers furthest above their roofline":<38}{"ms":>9}{"floor ms":>10}'
+                     f'{"x floor":>9}{"calls":>8}{"over ms":>11}{"x roofline":>12}')
+        for name, stage, calls, ms, floor, roof in layers[:LAYER_ROWS]:
+            kind = stage.split(': ', 1)[-1]
+            lines.append(f'{f"{name} ({kind})":<38}{ms:9.1f}{floor:10.1f}{ms / floor:8.2f}x'
+                         f'{calls:8d}{ms - roof:11.1f}{ms / roof:11.2f}x')
     return lines
