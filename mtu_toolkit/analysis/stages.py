@@ -90,8 +90,7 @@ LAYER_ROWS = 8
 def _layer_name(name):
     """A direct layer's name in the tables: its module path, less the restorer's ``backbone.``
     and the ``.kernel`` of the layer wrapping it ('units.1.blocks.0.body.1')."""
-    name = name[len('backbone.'):] if name.startswith('backbone.') else name
-    return name[:-len('.kernel')] if name.endswith('.kernel') else name
+    return name.removeprefix('backbone.').removesuffix('.kernel')
 
 
 def _count(model, window, state):
@@ -227,10 +226,10 @@ def frame_stages(model, clip, index=1, state=None, rate=None, bandwidth=None):
     spent['glue (Python, adds, copies, clamp)'] = max(0.0, frame_s - sum(spent.values()))
     floors, memory, roofline = {}, {}, {}
     for stage, m, nbytes, _ in layers:
-        compute_s, memory_s = 2 * m / rate, nbytes / bandwidth
-        floors[stage] = floors.get(stage, 0.0) + compute_s
-        memory[stage] = memory.get(stage, 0.0) + 1e3 * memory_s
-        roofline[stage] = roofline.get(stage, 0.0) + 1e3 * max(compute_s, memory_s)
+        compute_ms, memory_ms = _floors_ms(m, nbytes, rate, bandwidth)
+        floors[stage] = floors.get(stage, 0.0) + compute_ms / 1e3
+        memory[stage] = memory.get(stage, 0.0) + memory_ms
+        roofline[stage] = roofline.get(stage, 0.0) + max(compute_ms, memory_ms)
     floors['MC: correlation_argmax'] = 2 * mc_macs / rate
     floors['MC: warp'] = copy_s
     order = sorted((s for s in spent if s.startswith('convs')), key=lambda s: -spent[s])
@@ -246,6 +245,11 @@ def frame_stages(model, clip, index=1, state=None, rate=None, bandwidth=None):
                 layers=_by_layer(layers, conv_events, rate, bandwidth))
 
 
+def _floors_ms(macs, nbytes, rate, bandwidth):
+    """A layer call's multiply-add and memory floors in ms (see the module doc)."""
+    return 2e3 * macs / rate, 1e3 * nbytes / bandwidth
+
+
 def _by_layer(layers, events, rate, bandwidth):
     """The rows of ``layers`` in :func:`frame_stages`: the counting frame's calls ``layers``
     paired in order with the profiled frame's kernel ranges ``events`` (the same window from
@@ -256,7 +260,7 @@ def _by_layer(layers, events, rate, bandwidth):
         return []
     rows = OrderedDict()
     for (stage, macs, nbytes, name), ev in zip(layers, events):
-        compute_ms, memory_ms = 2e3 * macs / rate, 1e3 * nbytes / bandwidth
+        compute_ms, memory_ms = _floors_ms(macs, nbytes, rate, bandwidth)
         row = rows.setdefault(name, [stage, 0, 0.0, 0.0, 0.0])
         row[1] += 1
         row[2] += ev.cpu_time_total / 1e3
