@@ -16,6 +16,7 @@ from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import EVALUATOR as MMENGINE_EVALUATOR
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOG_PROCESSORS as MMENGINE_LOG_PROCESSORS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
@@ -28,7 +29,16 @@ from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 
+import sys
+
 from .checked_registry import CheckedRegistry
+
+# mmengine imports ``<default scope>.registry`` at every build under a default scope, so that a
+# scope's package registers its components (mmdet's scope is its package's name); our scope is
+# 'mtu' and this module is ``mtu_toolkit.registry``, so it is known to the import system under
+# that name too: without it, every run logs "Failed to import `None.registry`" (our components
+# are found through the registries' ``locations`` either way)
+sys.modules.setdefault('mtu.registry', sys.modules[__name__])
 
 MODELS = CheckedRegistry(
     'model', parent=MMENGINE_MODELS, scope='mtu',
@@ -78,4 +88,9 @@ VISUALIZERS = CheckedRegistry(
     locations=['mtu_toolkit.engine'])
 VISBACKENDS = CheckedRegistry(
     'vis backend', parent=MMENGINE_VISBACKENDS, scope='mtu',
+    locations=['mtu_toolkit.engine'])
+#: (the Runner builds its ``log_processor`` under the config's default scope: without a child
+#: here, mmengine warns that it found no 'log_processor' registry in scope 'mtu')
+LOG_PROCESSORS = CheckedRegistry(
+    'log processor', parent=MMENGINE_LOG_PROCESSORS, scope='mtu',
     locations=['mtu_toolkit.engine'])

@@ -38,6 +38,25 @@ def test_runner_path_through_mmengine_root_under_default_scope():
             MMENGINE_MODELS.build(dict(type='flwo'))
 
 
+def test_builds_under_the_default_scope_log_no_warning(monkeypatch):
+    # mmengine imports '<scope>.registry' and looks for a child of each root registry it
+    # builds from; both are there for 'mtu', so a run's log has no "Failed to ..." lines
+    import importlib
+    import logging
+
+    import mmengine.logging
+    from mmengine.registry import LOG_PROCESSORS
+
+    import mtu_toolkit.registry
+    assert importlib.import_module('mtu.registry') is mtu_toolkit.registry
+    warnings = []
+    monkeypatch.setattr(mmengine.logging, 'print_log', lambda msg, logger=None, level=20:
+                        warnings.append(msg) if level >= logging.WARNING else None)
+    with DefaultScope.overwrite_default_scope('mtu'):
+        processor = LOG_PROCESSORS.build(dict(type='LogProcessor', by_epoch=False))
+    assert type(processor).__name__ == 'LogProcessor' and warnings == []
+
+
 def test_membership_and_lookup_of_known_names():
     assert MODELS.get('fan') is FANMCHead and MODELS.get('FANMCHead') is FANMCHead
     assert 'fan' in MODELS and 'BaseDataPreprocessor' in MODELS and 'nope' not in MODELS

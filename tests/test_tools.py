@@ -35,6 +35,8 @@ def test_train_then_test(tmp_path):
                 '--cfg-options', 'optim_wrapper.deblur.optimizer.lr=2e-4'], tmp_path)
     assert 'Iter(train) [4/4]' in log and 'time: ' in log and 'data_time: ' in log
     assert 'PSNR: ' in log  # validation ran
+    for warning in ('Failed to import', 'Failed to search registry', 'prefix is not set'):
+        assert warning not in log  # (mmengine's, for a scope or metric set up wrong)
     assert (work / 'last_checkpoint').read_text() == str(work / 'iter_4.pth')
     setup_safe_loading()  # mmengine's message hub objects, allow-listed
     ckpt = torch.load(work / 'iter_4.pth', weights_only=True)

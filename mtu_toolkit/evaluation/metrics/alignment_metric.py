@@ -112,7 +112,8 @@ class MCAlignmentMetric(BaseMetric):
         prefix (str | None): prefix of the metric names in logs.
     """
 
-    default_prefix = None
+    # '' (no prefix) rather than mmengine's None, which warns at every build that none is set
+    default_prefix = ''
     #: the names :meth:`compute_metrics` gives, when applicable
     metric_keys = ('align_PSNR', 'align_SSIM')
     #: applicable only to MC heads that give a displacement (``BaseMCHead.displacement``)

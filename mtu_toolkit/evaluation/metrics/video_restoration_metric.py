@@ -36,7 +36,8 @@ class VideoRestorationMetric(BaseMetric):
         collect_device (str): 'cpu' or 'gpu', for gathering results across ranks.
         prefix (str | None): prefix of the metric names in logs.
     """
-    default_prefix = None
+    # '' (no prefix) rather than mmengine's None, which warns at every build that none is set
+    default_prefix = ''
     #: the names :meth:`compute_metrics` gives (``save_best`` is checked against them)
     metric_keys = ('PSNR', 'SSIM')
 
