@@ -40,10 +40,12 @@ def warp_bilinear(img, flow):
 def _symmetric_pad(x, r):
     """scipy.ndimage's 'reflect' (d c b a | a b c d) padding of the last two dims by ``r``."""
     h, w = x.shape[-2:]
-    rows = torch.cat([torch.arange(r - 1, -1, -1), torch.arange(h), torch.arange(h - 1, h - r - 1,
-                                                                                  -1)])
-    cols = torch.cat([torch.arange(r - 1, -1, -1), torch.arange(w), torch.arange(w - 1, w - r - 1,
-                                                                                  -1)])
+
+    def reflected(n):
+        return torch.cat([torch.arange(r - 1, -1, -1), torch.arange(n),
+                          torch.arange(n - 1, n - r - 1, -1)])
+
+    rows, cols = reflected(h), reflected(w)
     return x[..., rows.clamp(0, h - 1), :][..., cols.clamp(0, w - 1)]
 
 
