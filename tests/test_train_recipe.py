@@ -123,6 +123,18 @@ def test_mixed_precision_for_this_machine():
     ({'default_hooks.checkpoint.save_best': ['PSNR', 'PNSR']}, r"save_best='PNSR'"),
     ({'train_dataloader.dataset.with_flow': False},
      r'^model\.motion_loss is on but train_dataloader\.dataset\.with_flow is off'),
+    ({'+param_scheduler.convert_to_iter_based': True},
+     r'^param_scheduler\.convert_to_iter_based=True: only an epoch-based schedule '
+     r'\(by_epoch=True\) is converted'),
+    ({'param_scheduler.by_epoch': True},
+     r'^param_scheduler\.by_epoch=True: the training loop counts iterations '
+     r'\(train_cfg\.max_iters\), where an epoch-based schedule never steps'),
+    ({'_delete_param_scheduler': dict(deblur=[dict(type='ConstantLR', factor=1.0)],
+                                      motion=[dict(type='ConstantLR', factor=1.0,
+                                                   by_epoch=False),
+                                              dict(type='LinearLR', by_epoch=False,
+                                                   convert_to_iter_based=True)])},
+     r'^param_scheduler\.deblur\[0\]\.by_epoch=True: '),
 ])
 def test_training_settings_mmengine_would_fail_on_late_are_refused(options, message):
     """Each of these trained until the first checkpoint or validation (hours in) and failed

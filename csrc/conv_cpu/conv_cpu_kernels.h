@@ -184,7 +184,11 @@ struct Ring {
   }
 };
 
-// Vectors per strip for CB output channels a block: (registers - 1) / (CB + 1), 1 to 8.
+// Vectors per strip for CB output channels a block: (registers - 1) / (CB + 1), 1 to 8. The
+// loops over a strip's NV vectors carry `#pragma GCC unroll 8`, so that they unroll whole for
+// every NV: unrolled by 4, the 5 to 7 vectors of the few-output-channel blocks (out_conv's 3
+// channels: 7) kept their accumulators and inputs in memory, loaded and stored at every
+// multiply-add.
 constexpr int strip_vectors(int cb) {
   const int nv = (kRegisters - 1) / (cb + 1);
   return nv < 1 ? 1 : (nv > 8 ? 8 : nv);
@@ -261,7 +265,7 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
       Vec acc[CB][NV];
 #pragma GCC unroll 16
       for (int c = 0; c < CB; ++c)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) acc[c][v] = zero();
       const float* channel = buf;
       for (int64_t ci = 0; ci < cin; ++ci, channel += K * CHUNK) {
@@ -272,12 +276,12 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
           for (int kx = 0; kx < K; ++kx) {
             const float* src = row + (kx % S) * L + kx / S;
             Vec in[NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
 #pragma GCC unroll 16
             for (int c = 0; c < CB; ++c) {
               const Vec b = bcast(w + kx * CB + c);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
               for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
             }
           }
@@ -289,7 +293,7 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
       for (int c = 0; c < CB; ++c) {
         const int64_t co = g * CB + c;
         if (co >= a.cout) continue;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int v = 0; v < NV; ++v)
           finish(a, acc[c][v], co, n, (co * OH + y) * OW + x0 + v * V, mask[v]);
       }
@@ -341,12 +345,12 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
         Vec even[CB][NV], odd[CB][NV];
 #pragma GCC unroll 16
         for (int c = 0; c < CB; ++c)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
           for (int v = 0; v < NV; ++v) even[c][v] = odd[c][v] = zero();
         const float* row = buf;
         for (int64_t r = 0; r < cin * 2; ++r, row += L, w += 4 * CB) {
           Vec left[NV], mid[NV], right[NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
           for (int v = 0; v < NV; ++v) {
             left[v] = loadu(row + v * V);
             mid[v] = loadu(row + v * V + 1);
@@ -356,7 +360,7 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
           for (int c = 0; c < CB; ++c) {
             const Vec w0 = bcast(w + c), w1 = bcast(w + CB + c), w2 = bcast(w + 2 * CB + c),
                       w3 = bcast(w + 3 * CB + c);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int v = 0; v < NV; ++v) {
               odd[c][v] = fma(right[v], w0, odd[c][v]);
               even[c][v] = fma(mid[v], w1, even[c][v]);
@@ -371,7 +375,7 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
           const int64_t co = g * CB + c;
           if (co >= a.cout) continue;
           const int64_t off = (co * OH + oy) * OW + 2 * j0;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
           for (int v = 0; v < NV; ++v) {
             Vec lo, hi;
             interleave(even[c][v], odd[c][v], lo, hi);
@@ -579,23 +583,23 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
         Vec acc[CB][NV];
 #pragma GCC unroll 16
         for (int c = 0; c < CB; ++c)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
           for (int v = 0; v < NV; ++v) acc[c][v] = zero();
         const float* src = vbuf + xi * cin * T;
         for (int64_t ci = 0; ci < cin; ++ci, src += T, w += CB) {
           Vec in[NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
           for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
 #pragma GCC unroll 16
           for (int c = 0; c < CB; ++c) {
             const Vec b = bcast(w + c);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
           }
         }
 #pragma GCC unroll 16
         for (int c = 0; c < CB; ++c)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
           for (int v = 0; v < NV; ++v) storeu(mbuf + (xi * CB + c) * T + v * V, acc[c][v]);
       }
       timer.lap(kProducts);

@@ -201,7 +201,10 @@ def check_training_settings(cfg):
       failed at the first validation);
     - ``model.motion_loss`` (set, or the model's default) with an MC head that gives a cost
       volume and a training set that gives no flow (the loss's target): a KeyError in the
-      first iteration.
+      first iteration;
+    - a ``param_scheduler`` entry with ``convert_to_iter_based`` but ``by_epoch=False`` (an
+      AssertionError once the Runner was built), or epoch-based (``by_epoch=True``, mmengine's
+      default) without it in an iteration-based loop, where it never steps.
     """
     from .config_loader import ConfigError
     wrappers = optim_wrappers(cfg)
@@ -230,6 +233,7 @@ def check_training_settings(cfg):
                               f'each of {", ".join(sorted(wrappers))}, got '
                               f'{", ".join(sorted(scheduler)) or "none"} (or give one list for '
                               'both)')
+    _check_schedulers(scheduler, cfg.get('train_cfg') or {})
     checkpoint = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
     best = checkpoint.get('save_best') if isinstance(checkpoint, dict) else None
     displacement = _gives_displacement(cfg.get('model'))
@@ -250,6 +254,38 @@ def check_training_settings(cfg):
             raise ConfigError(f'model.motion_loss is on{said} but {key}.with_flow is off: the '
                               f'motion loss trains on the flow (set {key}.with_flow=True, or '
                               'model.motion_loss=None)')
+
+
+def _scheduler_entries(scheduler, key='param_scheduler'):
+    """``(key, entry)`` for every scheduler of a ``param_scheduler`` config: one dict, a list,
+    or a dict of either per optimiser."""
+    if isinstance(scheduler, dict) and 'type' in scheduler:
+        yield key, scheduler
+    elif isinstance(scheduler, (list, tuple)):
+        for i, entry in enumerate(scheduler):
+            yield from _scheduler_entries(entry, f'{key}[{i}]')
+    elif isinstance(scheduler, dict):
+        for name, entry in scheduler.items():
+            yield from _scheduler_entries(entry, f'{key}.{name}')
+
+
+def _check_schedulers(scheduler, train_cfg):
+    """Refuse a scheduler mmengine would fail on once the Runner is built or never step (see
+    :func:`check_training_settings`)."""
+    from .config_loader import ConfigError
+    iterations = 'max_iters' in train_cfg or 'IterBased' in str(train_cfg.get('type'))
+    for key, entry in _scheduler_entries(scheduler):
+        by_epoch = entry.get('by_epoch', True)  # (mmengine's schedulers' default)
+        converted = entry.get('convert_to_iter_based', False)
+        if converted and not by_epoch:
+            raise ConfigError(f'{key}.convert_to_iter_based=True: only an epoch-based schedule '
+                              '(by_epoch=True) is converted to iterations; this one counts '
+                              'iterations already (drop convert_to_iter_based)')
+        if iterations and by_epoch and not converted:
+            raise ConfigError(f'{key}.by_epoch=True: the training loop counts iterations '
+                              '(train_cfg.max_iters), where an epoch-based schedule never '
+                              'steps; give it in iterations with by_epoch=False, or add '
+                              'convert_to_iter_based=True')
 
 
 def _argument(cfg, name):
