@@ -509,7 +509,7 @@ def test_a_missing_argument_of_a_parent_constructor_is_one_line():
 
 
 def test_an_unknown_name_in_mmengines_registries_is_one_line():
-    from mmengine.registry import LOG_PROCESSORS, DefaultScope
+    from mmengine.registry import LOG_PROCESSORS, WEIGHT_INITIALIZERS, DefaultScope
     from mmengine.registry import MODELS as MM_MODELS
     with DefaultScope.overwrite_default_scope('mmengine'):  # (a config's default_scope)
         with pytest.raises(KeyError) as caught:
@@ -517,13 +517,19 @@ def test_an_unknown_name_in_mmengines_registries_is_one_line():
         assert user_error(caught.value) == (
             "MTURestorer is not in the mmengine::model registry (the toolkit's components are "
             "in scope 'mtu': set default_scope='mtu')", 2)
-    # our scope: a misspelt name of a registry the toolkit does not extend
+    # our scope: a misspelt name of a registry the toolkit does not extend (its name has a
+    # space), and of one it extends (the Runner's log processor: our registry's message)
     with DefaultScope.overwrite_default_scope('mtu'):
+        with pytest.raises(KeyError) as caught:
+            WEIGHT_INITIALIZERS.build(dict(type='Norml'))
+        assert user_error(caught.value) == (
+            'Norml is not in the mmengine::weight initializer registry; did you mean: '
+            'Normal, TruncNormal?', 2)
         with pytest.raises(KeyError) as caught:
             LOG_PROCESSORS.build(dict(type='LogProcesor'))
         assert user_error(caught.value) == (
-            'LogProcesor is not in the mmengine::log_processor registry; did you mean: '
-            'LogProcessor?', 2)
+            "'LogProcesor' is not a registered log processor in scope 'mtu' (nor in the scopes "
+            "it inherits from). did you mean: LogProcessor?", 2)
 
 
 def test_optimiser_keys_of_the_two_optimiser_recipe_are_named():

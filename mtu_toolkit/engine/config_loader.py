@@ -489,7 +489,7 @@ def user_error(err):
         if found and _registered_class(found.group(1)) \
                 and _missing_in_built_class(err, found.group(1)):
             return f'{_first_line(err)} (the config must give it)', 2
-    found = (re.match(r'(\S+) is not in the (\S+)::(\S+) registry', err.args[0])
+    found = (re.match(r'(\S+) is not in the (\S+)::(.+?) registry', err.args[0])
              if isinstance(err, KeyError) and err.args and isinstance(err.args[0], str)
              else None)
     if found:  # mmengine's own registries (ours are CheckedRegistry and list close names)
