@@ -12,6 +12,8 @@ manual import; third-party code joins through ``custom_imports`` in a config. Th
 are :class:`~mtu_toolkit.checked_registry.CheckedRegistry`: an unknown name or a name registered
 twice raises a KeyError that lists the known names or names the module holding the taken one.
 """
+import sys
+
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import EVALUATOR as MMENGINE_EVALUATOR
@@ -28,8 +30,6 @@ from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
-
-import sys
 
 from .checked_registry import CheckedRegistry
 
