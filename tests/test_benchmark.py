@@ -297,6 +297,25 @@ def test_engine_comparison_swaps_and_restores_the_engine(capsys, monkeypatch):
         bench.load_build(osp.join(ROOT, 'README.md'), '_conv_cpu')
 
 
+def test_each_build_file_loads_as_its_own_module(tmp_path):
+    """Two builds loaded in one process are two modules, each the file asked for (CPython
+    keeps an extension by its module name: under one name the second was the first again,
+    and an old-against-new comparison timed one build against itself)."""
+    import shutil
+
+    from mtu_toolkit.analysis.benchmark import load_build
+    from mtu_toolkit.deploy import direct_conv
+    if not direct_conv.conv_ext:
+        pytest.skip('the conv engine is not built')
+    paths = [str(tmp_path / f'{side}_conv_cpu.so') for side in ('old', 'new')]
+    for path in paths:
+        shutil.copy(direct_conv.conv_ext.__file__, path)
+    old, new = (load_build(path, '_conv_cpu') for path in paths)
+    assert old is not new and old.conv_direct is not new.conv_direct
+    assert (old.__file__, new.__file__) == tuple(paths)
+    assert load_build(paths[0], '_conv_cpu') is old
+
+
 def test_engine_comparison_runs_the_avx2_kernels_when_asked(capsys):
     """``--conv-isa avx2``: both builds run their AVX2 kernels (packed for them), and the
     frames still agree; 'best' restores the CPU's own."""

@@ -11,8 +11,10 @@ The GEMM rate is measured right before each timed frame and each frame is held t
 floor: a shared VM's speed drifts by tens of percent between minutes, and a rate measured once
 per run would report the drift as the implementation's.
 """
+import hashlib
 import importlib.util
 import math
+import os
 import statistics
 import time
 
@@ -137,8 +139,14 @@ def load_build(path, name):
     """Another build of one of the compiled extensions (``name``: its module name, ``'_ext'``
     or ``'_conv_cpu'``), loaded from the file ``path`` beside the installed one: the old side
     of an old-against-new benchmark. Raises ImportError naming ``path`` where it is missing or
-    not a build of that extension."""
-    spec = importlib.util.spec_from_file_location(name, path)
+    not a build of that extension.
+
+    Each file gets a module name of its own (``<digest of its path>.<name>``): CPython keeps
+    a loaded extension module by its name, so a second build loaded under the bare name was
+    the first one again (its code, its ``__file__``), and two builds compared in one process
+    were one build compared with itself."""
+    digest = hashlib.sha1(os.path.realpath(path).encode()).hexdigest()[:16]
+    spec = importlib.util.spec_from_file_location(f'mtu_build_{digest}.{name}', path)
     try:
         if spec is None:
             raise ImportError('not a Python extension file name')
