@@ -114,6 +114,84 @@ class PhaseTimer {
 #endif
 
 #ifdef MTU_X86
+// Prefetches into L2 the lines of a few blocks of plane rows, `per` lines each step(), so
+// that a kernel's next reads are fetched a few lines at a time between its multiply-adds
+// rather than in one burst (or on demand): a block is rows [y0, y1) x columns [x0, x1) of
+// `planes` planes, each `plane` floats after the previous. The NCHW rows a Winograd strip
+// reads and writes are short segments (8-28 lines) a plane apart, too many streams for the
+// hardware prefetchers; a burst of them filled the miss buffers and stalled the products.
+class LineSpread {
+ public:
+  // Adds a block (nothing where it is empty; 0 <= x0)
+  void add(const float* base, int64_t planes, int64_t plane, int64_t width, int64_t y0,
+           int64_t y1, int64_t x0, int64_t x1) {
+    if (planes <= 0 || y1 <= y0 || x1 <= x0 || count_ == kMaxBlocks) return;
+    x0 &= ~int64_t{15};  // from the line holding x0 (rows start on a line in the network)
+    blocks_[count_++] = {base, planes, plane, width, y0, y1, x0, x1};
+    lines_ += planes * (y1 - y0) * ((x1 - x0 + 15) / 16);
+  }
+  // Spreads the blocks' lines over `steps` calls of step()
+  void start(int64_t steps) {
+    per_ = steps > 0 ? (lines_ + steps - 1) / steps : lines_;
+    b_ = 0;
+    if (count_) rewind();
+  }
+  MTU_ALWAYS_INLINE void step() {
+    for (int64_t k = 0; k < per_ && b_ < count_; ++k) {
+      const Block& b = blocks_[b_];
+      _mm_prefetch(reinterpret_cast<const char*>(b.base + p_ * b.plane + y_ * b.width + x_),
+                   _MM_HINT_T1);
+      if ((x_ += 16) < b.x1) continue;
+      x_ = b.x0;
+      if (++y_ < b.y1) continue;
+      y_ = b.y0;
+      if (++p_ < b.planes) continue;
+      if (++b_ < count_) rewind();
+    }
+  }
+
+ private:
+  struct Block {
+    const float* base;
+    int64_t planes, plane, width, y0, y1, x0, x1;
+  };
+  static constexpr int kMaxBlocks = 2 * kMaxInputs + 2;
+  void rewind() {
+    p_ = 0;
+    y_ = blocks_[b_].y0;
+    x_ = blocks_[b_].x0;
+  }
+  Block blocks_[kMaxBlocks];
+  int count_ = 0, b_ = 0;
+  int64_t lines_ = 0, per_ = 0, p_ = 0, y_ = 0, x_ = 0;
+};
+
+// The input rows [y0, y0 + rows) x columns [x0, x1) of every channel of sample n (clipped to
+// the image), into `spread`
+inline void spread_input_rows(LineSpread& spread, const ConvArgs& a, int64_t n, int64_t y0,
+                              int64_t rows, int64_t x0, int64_t x1) {
+  const int64_t HW = a.in_h * a.in_w;
+  for (int i = 0; i < a.num_inputs; ++i)
+    spread.add(a.in[i] + n * a.in_batch_stride[i], a.in_channels[i], HW, a.in_w,
+               y0 < 0 ? 0 : y0, y0 + rows < a.in_h ? y0 + rows : a.in_h, x0 < 0 ? 0 : x0,
+               x1 < a.in_w ? x1 : a.in_w);
+}
+
+// The residual and (unless streamed, then written without being read) output lines of
+// channels [c0, c0 + cb), rows [y0, y0 + rows) x columns [x0, x1) of sample n, into `spread`
+inline void spread_outputs(LineSpread& spread, const ConvArgs& a, int64_t n, int64_t c0,
+                           int64_t cb, int64_t y0, int64_t rows, int64_t x0, int64_t x1) {
+  const int64_t plane = a.out_h * a.out_w, channels = (c0 + cb < a.cout ? c0 + cb : a.cout) - c0;
+  const int64_t y1 = y0 + rows < a.out_h ? y0 + rows : a.out_h;
+  x1 = x1 < a.out_w ? x1 : a.out_w;
+  if (a.residual)
+    spread.add(a.residual + n * a.residual_batch_stride + c0 * plane, channels, plane,
+               a.out_w, y0, y1, x0, x1);
+  if (!a.stream)
+    spread.add(a.out + n * a.out_batch_stride + c0 * plane, channels, plane, a.out_w, y0, y1,
+               x0, x1);
+}
+
 #pragma GCC push_options
 #pragma GCC target("avx512f")
 namespace avx512 {

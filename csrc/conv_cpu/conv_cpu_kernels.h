@@ -148,25 +148,11 @@ MTU_ALWAYS_INLINE void pack_rows(const ConvArgs& a, int64_t n, const int64_t* ro
     pack_row<S, LV>(a, n, rows[rr], cstart, dst + rr * S * L, R * S * L);
 }
 
-// Prefetches into L2 columns [c0, c1) of input row iy of every channel: the row the next
-// output row will need first, so that its strips come from L2 rather than memory.
-inline void prefetch_row(const ConvArgs& a, int64_t n, int64_t iy, int64_t c0, int64_t c1) {
-  if (iy < 0 || iy >= a.in_h) return;
-  c0 = c0 < 0 ? 0 : c0;
-  c1 = c1 > a.in_w ? a.in_w : c1;
-  const int64_t HW = a.in_h * a.in_w;
-  for (int i = 0; i < a.num_inputs; ++i) {
-    const float* row = a.in[i] + n * a.in_batch_stride[i] + iy * a.in_w;
-    for (int64_t ci = 0; ci < a.in_channels[i]; ++ci, row += HW)
-      for (int64_t c = c0; c < c1; c += 16)
-        _mm_prefetch(reinterpret_cast<const char*>(row + c), _MM_HINT_T1);
-  }
-}
-
 // A strip's ring of K packed input rows of every channel (channel ci's row iy at
 // buf + (ci * K + iy mod K) * S * L, L = padded(LV)), walked down the rows: advance() to the rows
 // top .. top + K - 1 of sample n packs only those the ring does not hold yet (S a step down,
-// all K after a jump), prefetches the next S rows and gives each row's offset in slot[K].
+// all K after a jump) and gives each row's offset in slot[K]. (The kernels fetch the next
+// step's rows themselves, spread over their products: LineSpread.)
 struct Ring {
   int64_t n = -1, last = 0;  // holds rows last - K + 1 .. last of sample n
   template <int K, int S, int LV>
@@ -178,8 +164,6 @@ struct Ring {
       pack_row<S, LV>(a, sample, iy, cstart, buf + ((iy % K) + K) % K * chunk, K * chunk);
     n = sample;
     last = top + K - 1;
-    for (int s = 0; s < S; ++s)  // the next step's new input rows
-      prefetch_row(a, sample, top + K + s, cstart, cstart + chunk);
     for (int i = 0; i < K; ++i) slot[i] = ((top + i) % K + K) % K * chunk;
   }
 };
@@ -216,25 +200,6 @@ MTU_ALWAYS_INLINE void for_each_strip(int64_t width, Run&& run) {
   }
 }
 
-// Prefetches the epilogue's residual and output lines of channels [c0, c0 + cb) at element
-// `off` of their planes, `len` floats: CB planes apart, too many streams for the hardware
-// prefetchers; fetched while the block computes.
-inline void prefetch_outputs(const ConvArgs& a, int64_t n, int64_t c0, int cb, int64_t off,
-                             int len) {
-  const int64_t plane = a.out_h * a.out_w;
-  for (int64_t co = c0; co < c0 + cb && co < a.cout; ++co) {
-    for (int v = 0; v < len; v += 16) {
-      const int64_t at = co * plane + off + v;
-      if (a.residual)
-        _mm_prefetch(reinterpret_cast<const char*>(a.residual + n * a.residual_batch_stride + at),
-                     _MM_HINT_T0);
-      if (!a.stream)  // (streamed lines are written without being read)
-        _mm_prefetch(reinterpret_cast<const char*>(a.out + n * a.out_batch_stride + at),
-                     _MM_HINT_T0);
-    }
-  }
-}
-
 // Convolution, K x K taps, stride S, padding a.pad: a task is a range of output rows. Per
 // strip of NV*V output pixels, down the rows: the strip's K input rows of every channel are
 // kept packed in a ring (~40 KB: it stays in L1; read in place, the rows lie a plane apart,
@@ -258,10 +223,18 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
     const int64_t n = t / OH, y = t % OH, top = S * y - a.pad;
     int64_t slot[K];
     ring.advance<K, S, LV>(a, n, top, cstart, buf, slot);
+    // the next output row's S new input rows, a few lines at each channel's products below
+    LineSpread next_rows;
+    if (t + 1 < end && (t + 1) / OH == n)
+      spread_input_rows(next_rows, a, n, top + K, S, cstart, cstart + CHUNK);
+    next_rows.start(a.cout_blocks * cin);
     timer.lap(kPack);
     for (int64_t g = 0; g < a.cout_blocks; ++g) {
       const float* w = a.weight + g * cin * K * K * CB;
-      prefetch_outputs(a, n, g * CB, CB, y * OW + x0, NV * V);
+      // the block's residual and output lines, spread over its products
+      LineSpread outputs;
+      spread_outputs(outputs, a, n, g * CB, CB, y, 1, x0, x0 + NV * V);
+      outputs.start(cin);
       Vec acc[CB][NV];
 #pragma GCC unroll 16
       for (int c = 0; c < CB; ++c)
@@ -269,6 +242,8 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
         for (int v = 0; v < NV; ++v) acc[c][v] = zero();
       const float* channel = buf;
       for (int64_t ci = 0; ci < cin; ++ci, channel += K * CHUNK) {
+        next_rows.step();
+        outputs.step();
 #pragma GCC unroll 8
         for (int ky = 0; ky < K; ++ky, w += K * CB) {
           const float* row = channel + slot[ky];
@@ -336,12 +311,23 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
     const int64_t rows[2] = {i, py ? i + 1 : i - 1};
     for (int64_t j0 = 0; j0 < a.in_w; j0 += NV * V) {
       pack_rows<2, 1, LV>(a, n, rows, j0 - 1, buf);
+      // the next strip's (or the next output row's first strip's) two input rows and its
+      // residual and output lines, a few between this strip's products
+      LineSpread next;
+      const bool wraps = j0 + NV * V >= a.in_w;
+      const int64_t nt = wraps ? t + 1 : t, nj0 = wraps ? 0 : j0 + NV * V;
+      if (nt < end) {
+        const int64_t nn = nt / OH, noy = nt % OH, ni = noy >> 1;
+        spread_input_rows(next, a, nn, ni, 1, nj0 - 1, nj0 - 1 + LV);
+        spread_input_rows(next, a, nn, noy & 1 ? ni + 1 : ni - 1, 1, nj0 - 1, nj0 - 1 + LV);
+        spread_outputs(next, a, nn, 0, a.cout, noy, 1, 2 * nj0, 2 * nj0 + 2 * NV * V);
+      }
+      next.start(a.cout_blocks * cin * 2);
       timer.lap(kPack);
       Mask mask[2 * NV];
       for (int m = 0; m < 2 * NV; ++m) mask[m] = make_mask(2 * j0 + m * V, OW);
       for (int64_t g = 0; g < a.cout_blocks; ++g) {
         const float* w = a.weight + (g * 2 + py) * cin * 2 * 4 * CB;
-        prefetch_outputs(a, n, g * CB, CB, oy * OW + 2 * j0, 2 * NV * V);
         Vec even[CB][NV], odd[CB][NV];
 #pragma GCC unroll 16
         for (int c = 0; c < CB; ++c)
@@ -349,6 +335,7 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
           for (int v = 0; v < NV; ++v) even[c][v] = odd[c][v] = zero();
         const float* row = buf;
         for (int64_t r = 0; r < cin * 2; ++r, row += L, w += 4 * CB) {
+          next.step();
           Vec left[NV], mid[NV], right[NV];
 #pragma GCC unroll 8
           for (int v = 0; v < NV; ++v) {
@@ -544,12 +531,19 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
     const int64_t n = t / TH, ty = t % TH, top = M * ty - a.pad;
     int64_t slot[N];
     ring.advance<N, M, LV>(a, n, top, cstart, buf, slot);
+    // the next tile row's M new input rows, fetched a few lines before each channel's input
+    // transform and each product step below
+    LineSpread next_rows;
+    if (t + 1 < end && (t + 1) / TH == n)
+      spread_input_rows(next_rows, a, n, top + N, M, cstart, cstart + CHUNK);
+    next_rows.start(cin + a.cout_blocks * N * N);
     timer.lap(kPack);
     // input transform: vbuf[xi][ci] = (B^T d B)[xi] for the strip's tiles, the rows' B^T
     // through a small scratch (L1) rather than N^2 vectors in registers (64 for N = 8: the
     // compiler spilled them), then the columns'
     const float* channel = buf;
     for (int64_t ci = 0; ci < cin; ++ci, channel += N * CHUNK) {
+      next_rows.step();
 #pragma GCC unroll 1
       for (int v = 0; v < NV; ++v) {
 #pragma GCC unroll 8
@@ -576,10 +570,15 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
     timer.lap(kInputTransform);
     for (int64_t g = 0; g < a.cout_blocks; ++g) {
       const float* w = a.weight + g * N * N * cin * CB;
-      prefetch_outputs(a, n, g * CB, CB, M * ty * OW + M * t0, M * T);
+      // the block's residual and output lines (its M rows), spread over its N^2 products
+      LineSpread outputs;
+      spread_outputs(outputs, a, n, g * CB, CB, M * ty, M, M * t0, M * t0 + M * T);
+      outputs.start(N * N);
       // (not unrolled: one product's code is 2 * CB * NV multiply-adds a channel already)
 #pragma GCC unroll 1
       for (int xi = 0; xi < N * N; ++xi) {
+        next_rows.step();
+        outputs.step();
         Vec acc[CB][NV];
 #pragma GCC unroll 16
         for (int c = 0; c < CB; ++c)
