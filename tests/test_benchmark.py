@@ -358,8 +358,8 @@ def test_ops_floors_time_another_build_next_to_this_one(capsys):
     assert 'agree at 100.0000% of the pixels' in out
     for new in ('correlation_argmax', 'warp, fresh output', 'warp into reused out'):
         assert f'vs  {new}' in out
-    assert [name for name, *_ in rows][:3] == ['correlation_argmax', 'warp into reused out',
-                                              'warp, coherent motion']
+    assert [name for name, *_ in rows][:3] == [
+        'correlation_argmax', 'warp into reused out', 'warp, coherent motion']
     # a build from before the workspace argument is called without it (it would refuse it)
     from types import SimpleNamespace
     old = SimpleNamespace(

@@ -66,8 +66,8 @@ def mc_seconds(restorer, clip, start, frames, device, state=None):
     from torch.profiler import ProfilerActivity, profile
 
     from ..models.backbones.mtu_net import MC_RANGE
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
-                                          if device.type == 'cuda' else [])
+    activities = [ProfilerActivity.CPU] + (
+        [ProfilerActivity.CUDA] if device.type == 'cuda' else [])
     with profile(activities=activities) as prof:
         times, _ = time_frames(restorer, clip, start, 0, frames, device, state)
     ranges = [e for e in prof.events() if e.name == MC_RANGE]
