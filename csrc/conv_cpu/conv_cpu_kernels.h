@@ -289,6 +289,11 @@ void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   end_stores(a);
 }
 
+// The input row r (0 or 1) that output row oy of the 4x4 stride-2 transposed conv takes
+constexpr int64_t deconv_input_row(int64_t oy, int r) {
+  return r == 0 ? oy >> 1 : ((oy & 1) ? (oy >> 1) + 1 : (oy >> 1) - 1);
+}
+
 // Transposed convolution 4x4, stride 2, padding 1 (exact x2 upsampling). Output row
 // oy = 2i + py takes input rows i and i - 1 (py = 0: kernel rows 1, 3) or i and i + 1 (py = 1:
 // rows 2, 0); output column 2j takes input columns j (kernel column 1) and j - 1 (3), column
@@ -307,8 +312,8 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   const int64_t OH = a.out_h, OW = a.out_w;
   PhaseTimer timer;
   for (int64_t t = begin; t < end; ++t) {
-    const int64_t n = t / OH, oy = t % OH, py = oy & 1, i = oy >> 1;
-    const int64_t rows[2] = {i, py ? i + 1 : i - 1};
+    const int64_t n = t / OH, oy = t % OH, py = oy & 1;
+    const int64_t rows[2] = {deconv_input_row(oy, 0), deconv_input_row(oy, 1)};
     for (int64_t j0 = 0; j0 < a.in_w; j0 += NV * V) {
       pack_rows<2, 1, LV>(a, n, rows, j0 - 1, buf);
       // the next strip's (or the next output row's first strip's) two input rows and its
@@ -317,9 +322,9 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
       const bool wraps = j0 + NV * V >= a.in_w;
       const int64_t nt = wraps ? t + 1 : t, nj0 = wraps ? 0 : j0 + NV * V;
       if (nt < end) {
-        const int64_t nn = nt / OH, noy = nt % OH, ni = noy >> 1;
-        spread_input_rows(next, a, nn, ni, 1, nj0 - 1, nj0 - 1 + LV);
-        spread_input_rows(next, a, nn, noy & 1 ? ni + 1 : ni - 1, 1, nj0 - 1, nj0 - 1 + LV);
+        const int64_t nn = nt / OH, noy = nt % OH;
+        for (int r = 0; r < 2; ++r)
+          spread_input_rows(next, a, nn, deconv_input_row(noy, r), 1, nj0 - 1, nj0 - 1 + LV);
         spread_outputs(next, a, nn, 0, a.cout, noy, 1, 2 * nj0, 2 * nj0 + 2 * NV * V);
       }
       next.start(a.cout_blocks * cin * 2);
