@@ -543,12 +543,14 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   // per thread: direct and transposed, one packed strip (Cin * rows * stride sequences of at
   // most 8 vectors + K floats, padded to whole vectors: at most 9 of 16 floats); Winograd, the
   // ring of N rows of M sequences of T + 1 floats padded to whole vectors (at most T + 16),
-  // then N^2 * (Cin + CB) * T floats of transformed inputs and products (T tiles a strip). The
-  // kernels stay within that; the extra vector is a margin.
+  // then N^2 * (Cin + CB) * T floats of transformed inputs and products (T tiles a strip; the
+  // N^2 planes of transformed inputs each padded by up to 32 floats to an odd number of 64-byte
+  // lines). The kernels stay within that; the extra vector is a margin.
   int64_t buf_size = cin * (transposed ? 2 : k) * stride * (9 * 16) + 16;
   if (winograd) {
     const int64_t n_pts = winograd + k - 1, tiles = winograd_strip(cb);
-    buf_size = n_pts * cin * winograd * (tiles + 16) + n_pts * n_pts * (cin + cb) * tiles + 16;
+    buf_size = n_pts * cin * winograd * (tiles + 16) + n_pts * n_pts * ((cin + cb) * tiles + 32) +
+               16;
   }
   auto buf = at::empty({at::get_num_threads(), buf_size}, first.options());
   // contiguous row ranges per thread: neighbouring rows share input rows in the cache

@@ -505,6 +505,14 @@ inline void interleave_phases(const Vec* y, Vec* out) {
   }
 }
 
+// The stride of the Winograd kernel's transformed-input planes (one per point xi of the N x N
+// patch, Cin x T floats each): whole 64-byte lines, an odd number of them. The input transform
+// stores a channel's N^2 vectors one to a plane; at an even number of lines (enc1's 52 channels
+// x 32 tiles: 104) those N^2 lines fell into a few of the 64 L1 sets (8 there) and evicted one
+// another as they were written. An odd stride spreads them over all 64 sets (figures in
+// docs/benchmarks.md).
+constexpr int64_t plane_stride(int64_t floats) { return ((floats + 15) / 16 | 1) * 16; }
+
 // Convolution R x R, stride 1, padding a.pad, by Winograd F(M x M, R x R): each M x M output
 // tile is A^T [U . (B^T d B)] A, d its N x N input patch (N = M + R - 1) and U = G g G^T the
 // packed weight, so a tile takes N^2 multiply-adds per channel pair instead of M^2 R^2 (16
@@ -512,10 +520,10 @@ inline void interleave_phases(const Vec* y, Vec* out) {
 // t covers output columns M*t .. M*t + M - 1, and its patch's column j is input column
 // M*t - pad + j, read from a row packed in M phases of its columns (pack_row with stride M). A
 // task is a range of tile rows. Per strip of NV*V tiles, down the rows: the ring of N packed
-// input rows (M new ones a tile row), the input transform of every channel into vbuf
-// (N^2 x Cin x NV*V floats), and per block of CB output channels N^2 products with CB x NV
-// accumulators in registers (the inner loop of conv_rows) into mbuf, then the output
-// transform, bias, ReLU and residual, interleaved into M rows.
+// input rows (M new ones a tile row), the input transform of every channel into vbuf (N^2
+// planes of Cin x NV*V floats, plane_stride apart), and per block of CB output channels N^2
+// products with CB x NV accumulators in registers (the inner loop of conv_rows) into mbuf, then
+// the output transform, bias, ReLU and residual, interleaved into M rows.
 template <int CB, int M, int R, int NV>
 void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, float* buf,
                     PhaseTimer& timer) {
@@ -525,8 +533,9 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
   using Out = WinogradOutput<M, N>;
   const int64_t cin = input_channels(a);
   const int64_t OH = a.out_h, OW = a.out_w, TH = (OH + M - 1) / M;
+  const int64_t plane = plane_stride(cin * T);
   float* const vbuf = buf + N * cin * CHUNK;
-  float* const mbuf = vbuf + N * N * cin * T;
+  float* const mbuf = vbuf + N * N * plane;
   alignas(64) float scratch[N * N * V];  // the input transform's row pass
   const int64_t cstart = M * t0 - a.pad;
   Mask mask[M * NV];
@@ -568,7 +577,7 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
           for (int i = 0; i < N; ++i) col[i] = loadu(scratch + (i * N + j) * V);
           In::input(col, out);
 #pragma GCC unroll 8
-          for (int i = 0; i < N; ++i) storeu(vbuf + ((i * N + j) * cin + ci) * T + v * V, out[i]);
+          for (int i = 0; i < N; ++i) storeu(vbuf + (i * N + j) * plane + ci * T + v * V, out[i]);
         }
       }
     }
@@ -589,7 +598,7 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
         for (int c = 0; c < CB; ++c)
 #pragma GCC unroll 8
           for (int v = 0; v < NV; ++v) acc[c][v] = zero();
-        const float* src = vbuf + xi * cin * T;
+        const float* src = vbuf + xi * plane;
         for (int64_t ci = 0; ci < cin; ++ci, src += T, w += CB) {
           Vec in[NV];
 #pragma GCC unroll 8
