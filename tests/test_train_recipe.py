@@ -131,10 +131,15 @@ def test_mixed_precision_for_this_machine():
      r'\(train_cfg\.max_iters\), where an epoch-based schedule never steps'),
     ({'_delete_param_scheduler': dict(deblur=[dict(type='ConstantLR', factor=1.0)],
                                       motion=[dict(type='ConstantLR', factor=1.0,
+                                                   by_epoch=False)])},
+     r'^param_scheduler\.deblur\[0\]\.by_epoch=True: '),
+    ({'_delete_param_scheduler': dict(deblur=[dict(type='ConstantLR', factor=1.0,
+                                                   by_epoch=False)],
+                                      motion=[dict(type='ConstantLR', factor=1.0,
                                                    by_epoch=False),
                                               dict(type='LinearLR', by_epoch=False,
                                                    convert_to_iter_based=True)])},
-     r'^param_scheduler\.deblur\[0\]\.by_epoch=True: '),
+     r'^param_scheduler\.motion\[1\]\.convert_to_iter_based=True: only an epoch-based '),
 ])
 def test_training_settings_mmengine_would_fail_on_late_are_refused(options, message):
     """Each of these trained until the first checkpoint or validation (hours in) and failed
@@ -198,3 +203,22 @@ def test_training_settings_that_work_pass():
     check_training_settings(cfg)
     cfg.train_cfg.val_interval, cfg.val_cfg = 0, None  # no validation: the interval is unused
     check_training_settings(cfg)
+
+
+def test_map_schedulers_names_each_entry_and_keeps_the_shape():
+    from mtu_toolkit.engine.launch import map_schedulers
+    seen = []
+
+    def tag(key, entry):
+        seen.append(key)
+        return dict(entry, seen=True)
+
+    one = dict(type='ConstantLR')
+    assert map_schedulers(one, tag) == dict(type='ConstantLR', seen=True)
+    per_optimiser = dict(deblur=(one,), motion=[one, dict(type='LinearLR')])
+    assert map_schedulers(per_optimiser, tag) == dict(
+        deblur=[dict(one, seen=True)],
+        motion=[dict(one, seen=True), dict(type='LinearLR', seen=True)])
+    assert seen == ['param_scheduler', 'param_scheduler.deblur[0]', 'param_scheduler.motion[0]',
+                    'param_scheduler.motion[1]']
+    assert map_schedulers(None, tag) is None and len(seen) == 4

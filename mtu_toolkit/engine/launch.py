@@ -256,17 +256,19 @@ def check_training_settings(cfg):
                               'model.motion_loss=None)')
 
 
-def _scheduler_entries(scheduler, key='param_scheduler'):
-    """``(key, entry)`` for every scheduler of a ``param_scheduler`` config: one dict, a list,
-    or a dict of either per optimiser."""
+def map_schedulers(scheduler, fn, key='param_scheduler'):
+    """``scheduler`` (a ``param_scheduler`` config: one dict, a list, or a dict of either per
+    optimiser) rebuilt with ``fn(key, entry)`` in place of each scheduler dict ``entry``, ``key``
+    naming its place (``param_scheduler.motion[1]``); lists come back as lists, other values
+    as they are."""
     if isinstance(scheduler, dict) and 'type' in scheduler:
-        yield key, scheduler
-    elif isinstance(scheduler, (list, tuple)):
-        for i, entry in enumerate(scheduler):
-            yield from _scheduler_entries(entry, f'{key}[{i}]')
-    elif isinstance(scheduler, dict):
-        for name, entry in scheduler.items():
-            yield from _scheduler_entries(entry, f'{key}.{name}')
+        return fn(key, scheduler)
+    if isinstance(scheduler, (list, tuple)):
+        return [map_schedulers(entry, fn, f'{key}[{i}]') for i, entry in enumerate(scheduler)]
+    if isinstance(scheduler, dict):
+        return {name: map_schedulers(entry, fn, f'{key}.{name}')
+                for name, entry in scheduler.items()}
+    return scheduler
 
 
 def _check_schedulers(scheduler, train_cfg):
@@ -274,7 +276,8 @@ def _check_schedulers(scheduler, train_cfg):
     :func:`check_training_settings`)."""
     from .config_loader import ConfigError
     iterations = 'max_iters' in train_cfg or 'IterBased' in str(train_cfg.get('type'))
-    for key, entry in _scheduler_entries(scheduler):
+
+    def check(key, entry):
         by_epoch = entry.get('by_epoch', True)  # (mmengine's schedulers' default)
         converted = entry.get('convert_to_iter_based', False)
         if converted and not by_epoch:
@@ -286,6 +289,9 @@ def _check_schedulers(scheduler, train_cfg):
                               '(train_cfg.max_iters), where an epoch-based schedule never '
                               'steps; give it in iterations with by_epoch=False, or add '
                               'convert_to_iter_based=True')
+        return entry
+
+    map_schedulers(scheduler, check)
 
 
 def _argument(cfg, name):

@@ -131,24 +131,19 @@ def schedule_record(cfg):
     state ``resume`` restores in place of the config's): plain values, each scheduler with the
     ``end`` mmengine gives one that sets none (the training's last iteration, or epoch)."""
     from ...models.network_settings import plain_record
-    from ..launch import optim_wrappers
+    from ..launch import map_schedulers, optim_wrappers
     optimizers = {name or 'optim_wrapper': wrapper.get('optimizer')
                   for name, wrapper in optim_wrappers(cfg).items() if isinstance(wrapper, dict)}
     train_cfg = cfg.get('train_cfg') or {}
 
-    def with_end(scheduler):
-        if isinstance(scheduler, (list, tuple)):
-            return [with_end(s) for s in scheduler]
-        if not isinstance(scheduler, dict):
-            return scheduler
-        if 'type' not in scheduler:  # {optimiser name: its schedulers}
-            return {k: with_end(v) for k, v in scheduler.items()}
+    def with_end(key, scheduler):
         end = train_cfg.get('max_epochs' if scheduler.get('by_epoch', True) else 'max_iters')
         return dict(scheduler) if 'end' in scheduler or end is None \
             else dict(scheduler, end=end)
 
     return plain_record(dict(optimizer=optimizers,
-                             param_scheduler=with_end(cfg.get('param_scheduler'))))
+                             param_scheduler=map_schedulers(cfg.get('param_scheduler'),
+                                                            with_end)))
 
 
 def add_strict_loading(cfg, other_settings='refuse'):
