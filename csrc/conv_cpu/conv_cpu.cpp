@@ -67,6 +67,14 @@ inline int64_t input_channels(const ConvArgs& a) {
   return cin;
 }
 
+// The stride of the Winograd kernel's transformed-input planes (one per point xi of the N x N
+// patch, Cin x T floats each): whole 64-byte lines, an odd number of them. The input transform
+// stores a channel's N^2 vectors one to a plane; at an even number of lines (enc1's 52 channels
+// x 32 tiles: 104) those N^2 lines fell into a few of the 64 L1 sets (8 there) and evicted one
+// another as they were written. An odd stride spreads them over all 64 sets (figures in
+// docs/benchmarks.md).
+constexpr int64_t plane_stride(int64_t floats) { return ((floats + 15) / 16 | 1) * 16; }
+
 // Where the kernels' time goes (the benchmark's stage table): with the clock on, every kernel
 // call adds the cycles (rdtsc, summed over its threads) it spends packing input rows,
 // transforming them (Winograd), multiplying, and in its epilogue (bias, ReLU, residual and the
@@ -543,14 +551,13 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   // per thread: direct and transposed, one packed strip (Cin * rows * stride sequences of at
   // most 8 vectors + K floats, padded to whole vectors: at most 9 of 16 floats); Winograd, the
   // ring of N rows of M sequences of T + 1 floats padded to whole vectors (at most T + 16),
-  // then N^2 * (Cin + CB) * T floats of transformed inputs and products (T tiles a strip; the
-  // N^2 planes of transformed inputs each padded by up to 32 floats to an odd number of 64-byte
-  // lines). The kernels stay within that; the extra vector is a margin.
+  // then N^2 planes of Cin * T transformed inputs (plane_stride) and N^2 * CB * T floats of
+  // products (T tiles a strip). The kernels stay within that; the extra vector is a margin.
   int64_t buf_size = cin * (transposed ? 2 : k) * stride * (9 * 16) + 16;
   if (winograd) {
     const int64_t n_pts = winograd + k - 1, tiles = winograd_strip(cb);
-    buf_size = n_pts * cin * winograd * (tiles + 16) + n_pts * n_pts * ((cin + cb) * tiles + 32) +
-               16;
+    buf_size = n_pts * cin * winograd * (tiles + 16) +
+               n_pts * n_pts * (plane_stride(cin * tiles) + cb * tiles) + 16;
   }
   auto buf = at::empty({at::get_num_threads(), buf_size}, first.options());
   // contiguous row ranges per thread: neighbouring rows share input rows in the cache

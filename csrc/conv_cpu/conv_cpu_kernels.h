@@ -505,14 +505,6 @@ inline void interleave_phases(const Vec* y, Vec* out) {
   }
 }
 
-// The stride of the Winograd kernel's transformed-input planes (one per point xi of the N x N
-// patch, Cin x T floats each): whole 64-byte lines, an odd number of them. The input transform
-// stores a channel's N^2 vectors one to a plane; at an even number of lines (enc1's 52 channels
-// x 32 tiles: 104) those N^2 lines fell into a few of the 64 L1 sets (8 there) and evicted one
-// another as they were written. An odd stride spreads them over all 64 sets (figures in
-// docs/benchmarks.md).
-constexpr int64_t plane_stride(int64_t floats) { return ((floats + 15) / 16 | 1) * 16; }
-
 // Convolution R x R, stride 1, padding a.pad, by Winograd F(M x M, R x R): each M x M output
 // tile is A^T [U . (B^T d B)] A, d its N x N input patch (N = M + R - 1) and U = G g G^T the
 // packed weight, so a tile takes N^2 multiply-adds per channel pair instead of M^2 R^2 (16
