@@ -206,8 +206,8 @@ namespace avx512 {
 // 16 lanes; 13 x 2 accumulators + 2 inputs + a broadcast of 32 registers
 using Vec = __m512;
 using Mask = __mmask16;
-// the transposed conv: 2 phases x 6 x 2 accumulators + 3 shifts x 2 inputs + a broadcast, or
-// for 7 to 13 channels a block 2 x 13 x 1 + 3 + 1
+// the transposed conv: 2 phases x 6 x 2 accumulators + 2 shifts x 2 inputs + a broadcast, or
+// for 7 to 13 channels a block 2 x 13 x 1 + 2 + 1
 constexpr int V = 16, kRegisters = 32, kMaxCB = 13, kDeconvVectors = 2, kDeconvMaxCB = 13;
 inline Vec zero() { return _mm512_set1_ps(0.f); }
 inline Vec loadu(const float* p) { return _mm512_loadu_ps(p); }
@@ -253,8 +253,12 @@ namespace avx2 {
 // 8 lanes; 6 x 2 accumulators + 2 inputs + a broadcast of 16 registers
 using Vec = __m256;
 using Mask = __m256i;
-// the transposed conv: 2 phases x 6 accumulators + 3 shifts + a broadcast
-constexpr int V = 8, kRegisters = 16, kMaxCB = 6, kDeconvVectors = 1, kDeconvMaxCB = 6;
+// the transposed conv: 2 phases x 2 x 2 accumulators + 2 shifts x 2 inputs + a broadcast. A
+// broadcast feeds as many multiply-adds as the block has input vectors: with one (a block of
+// 6 channels), 24 broadcasts and 3 loads a row fed 24 multiply-adds of 8 lanes, and the loads
+// bound the products (on Zen 4, AVX2 forced: 1.23-1.31x slower than blocks of 2 x 2 vectors,
+// which also pad 26 channels to 26 rather than 30)
+constexpr int V = 8, kRegisters = 16, kMaxCB = 6, kDeconvVectors = 2, kDeconvMaxCB = 2;
 inline Vec zero() { return _mm256_setzero_ps(); }
 inline Vec loadu(const float* p) { return _mm256_loadu_ps(p); }
 inline void storeu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
@@ -332,7 +336,7 @@ int max_block(bool) { return 1; }
 #ifdef MTU_X86
 // The instantiated kernels: conv K in {3, 5} x stride in {1, 2, 4}, CB in 1..max_block; the
 // Winograd F(M x M, K x K) conv, M in {2, 4}, K in {3, 5}, stride 1, CB in 1..max_block; the
-// transposed conv, CB in 1..6.
+// transposed conv, CB in 1..kDeconvMaxCB.
 template <int CB>
 RowsFn kernel_for(bool avx512, Algorithm algo, int k, int stride) {
   if (CB > max_block(algo == Algorithm::kTransposed)) return nullptr;

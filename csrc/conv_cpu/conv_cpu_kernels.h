@@ -303,9 +303,10 @@ constexpr int64_t deconv_input_row(int64_t oy, int r) {
 template <int CB>
 void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   // kDeconvVectors input vectors a strip where the registers hold 2 x CB x that many
-  // accumulators beside 3 shifts of each input and a broadcast, else one (a block of up to
-  // kDeconvMaxCB channels: 26 in two blocks of 13 rather than five of 6, of which 4 padding)
-  constexpr int NV = 2 * CB * kDeconvVectors + 3 * kDeconvVectors + 1 <= kRegisters
+  // accumulators beside 2 shifts of each input and a broadcast, else one (AVX-512: a block of
+  // up to kDeconvMaxCB channels, 26 in two blocks of 13 rather than five of 6, of which 4
+  // padding)
+  constexpr int NV = 2 * CB * kDeconvVectors + 2 * kDeconvVectors + 1 <= kRegisters
                          ? kDeconvVectors : 1;
   constexpr int LV = NV * V + 2, L = padded(LV);
   const int64_t cin = input_channels(a);
@@ -341,24 +342,30 @@ void deconv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
         const float* row = buf;
         for (int64_t r = 0; r < cin * 2; ++r, row += L, w += 4 * CB) {
           next.step();
-          Vec left[NV], mid[NV], right[NV];
+          // the odd columns (shifts 2 and 1), then the even ones (1 and 0): two shifts live at
+          // a time, not three. With three, AVX2's 2 x 6 accumulators, 3 shifts and a broadcast
+          // took all 16 registers and GCC kept three accumulators in memory, a store and a
+          // reload a row each (each accumulator's multiply-adds are in the same order either
+          // way: the results are the same bits)
+          Vec mid[NV], side[NV];
 #pragma GCC unroll 8
           for (int v = 0; v < NV; ++v) {
-            left[v] = loadu(row + v * V);
             mid[v] = loadu(row + v * V + 1);
-            right[v] = loadu(row + v * V + 2);
+            side[v] = loadu(row + v * V + 2);
           }
 #pragma GCC unroll 16
           for (int c = 0; c < CB; ++c) {
-            const Vec w0 = bcast(w + c), w1 = bcast(w + CB + c), w2 = bcast(w + 2 * CB + c),
-                      w3 = bcast(w + 3 * CB + c);
+            const Vec w0 = bcast(w + c), w2 = bcast(w + 2 * CB + c);
 #pragma GCC unroll 8
-            for (int v = 0; v < NV; ++v) {
-              odd[c][v] = fma(right[v], w0, odd[c][v]);
-              even[c][v] = fma(mid[v], w1, even[c][v]);
-              odd[c][v] = fma(mid[v], w2, odd[c][v]);
-              even[c][v] = fma(left[v], w3, even[c][v]);
-            }
+            for (int v = 0; v < NV; ++v) odd[c][v] = fma(mid[v], w2, fma(side[v], w0, odd[c][v]));
+          }
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v) side[v] = loadu(row + v * V);
+#pragma GCC unroll 16
+          for (int c = 0; c < CB; ++c) {
+            const Vec w1 = bcast(w + CB + c), w3 = bcast(w + 3 * CB + c);
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; ++v) even[c][v] = fma(side[v], w3, fma(mid[v], w1, even[c][v]));
           }
         }
         timer.lap(kProducts);
