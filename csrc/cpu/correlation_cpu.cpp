@@ -1,7 +1,8 @@
 // CPU kernels of the local correlation (cost volume), its backward, and the fused
 // correlation + box smoothing + argmax used at inference.
 //
-// Layout: all tensors stay NCHW. The hot loops are register tiles over (shifts or channels) x
+// Layout: all tensors stay NCHW (the fused argmax copies the rows it reads into a segmented
+// layout, see to_segments). The hot loops are register tiles over (shifts or channels) x
 // (contiguous pixels of a row), written with SIMD vector types: 16-byte vectors for the x86-64
 // baseline and 32-byte ones in AVX2 clones chosen at run time, so no -march=native is needed.
 // Sums never get reassociated (no -ffast-math, no FMA contraction): each value accumulates in a
@@ -10,8 +11,8 @@
 // the same order, one rounding per term instead of two, identical on both instruction sets
 // and every thread count (other CPUs run the separate multiply and add). Work is split with
 // at::parallel_for over (image, row) units (the argmax: blocks of rows) that each write their
-// own output rows only: no atomics, and the only buffers are padded copies of the rows in use
-// (no per-shift temporaries).
+// own output rows only: no atomics, and the only buffers are copies of the rows in use
+// (padded, or segmented for the argmax; no per-shift temporaries).
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -302,68 +303,202 @@ void correlation_backward_kernel(const T* g, const T* f1, const T* f2, T* g1, T*
   });
 }
 
+// The fused argmax's segmented layout. A row of w pixels is cut into kSegments runs of
+// L = ceil(w / kSegments) pixels, run s holding pixels s * L .. s * L + L - 1; position k of
+// the row holds pixel s * L + k of every run s, one lane each (kSegments values), then the
+// next channel's (positions C * kSegments values apart). A shift by j pixels along the row is
+// then j positions on, so the correlation multiplies whole vectors as they lie in memory, and
+// the horizontal box sum adds the vectors of the neighbouring positions. The pixels past w
+// (the last runs' tails) are zeros in f1, so their correlations and box sums are zeros too.
+constexpr int kSegments = 16;
+
+// The vertical shifts the fused argmax walks down a block's rows together (see
+// correlation_argmax_kernel): 3 was the fastest of 1, 3, 5 and 7 at 720p on an Intel Xeon
+// with 2 MB of L2 a core (a group's rings and box sums, ~0.7 MB for D = 10, stay in L2).
+constexpr int64_t kDyGroup = 3;
+
+inline int64_t segment_length(int64_t w) { return (w + kSegments - 1) / kSegments; }
+
+// dst[(k * channels + c) * kSegments + s] = src[c * cstride + s * len + k - halo] for the
+// positions k = 0 .. positions - 1, zero where that pixel is outside 0 .. w - 1: the f1 rows
+// (halo 0, len positions) and the f2 rows, whose d positions of halo either side make every
+// shift -d .. d of a run read its neighbours' pixels (or the zeros of the frame's outside).
+template <typename T>
+void to_segments(const T* src, int64_t cstride, int64_t channels, int64_t w, int64_t len,
+                 int64_t halo, int64_t positions, T* __restrict__ dst) {
+  for (int64_t k = 0; k < positions; ++k)
+    for (int64_t c = 0; c < channels; ++c) {
+      const T* row = src + c * cstride;
+      T* out = dst + (k * channels + c) * kSegments;
+      for (int s = 0; s < kSegments; ++s) {
+        const int64_t x = s * len + k - halo;
+        out[s] = x >= 0 && x < w ? row[x] : T(0);
+      }
+    }
+}
+
+// The correlation row of the argmax in the segmented layout, with a separate multiply and
+// add (any T; float32 on CPUs without FMA): out[j][k][s] = sum_c a[k][c][s] * b[k + j][c][s]
+// for the 2d+1 shifts j, c ascending, as correlation_fma.h does with one rounding a term.
+// Register tiles of NDX shifts x one position (NV vectors of `Bytes` bytes: 8 accumulators),
+// a channel's a loaded once for the NDX shifts.
+template <typename T, int Bytes, int NDX>
+__attribute__((always_inline)) inline void correlate_segments_tile(const T* a, const T* b,
+                                                                   T* const* out,
+                                                                   int64_t channels,
+                                                                   int64_t pos, int64_t k) {
+  using S = Simd<T, Bytes>;
+  constexpr int NV = kSegments / S::lanes;
+  typename S::type acc[NDX][NV];
+  for (int j = 0; j < NDX; ++j)
+    for (int v = 0; v < NV; ++v) acc[j][v] = typename S::type{};
+  for (int64_t c = 0; c < channels; ++c) {
+    typename S::type av[NV];
+    for (int v = 0; v < NV; ++v) av[v] = S::load(a + c * kSegments + v * S::lanes);
+    for (int j = 0; j < NDX; ++j)
+      for (int v = 0; v < NV; ++v)
+        acc[j][v] += av[v] * S::load(b + j * pos + c * kSegments + v * S::lanes);
+  }
+  for (int j = 0; j < NDX; ++j)
+    for (int v = 0; v < NV; ++v) S::store(out[j] + k * kSegments + v * S::lanes, acc[j][v]);
+}
+
+template <typename T, int Bytes>
+__attribute__((always_inline)) inline void correlate_segments_impl(const T* a, const T* b,
+                                                                   T* const* out,
+                                                                   int64_t channels,
+                                                                   int64_t len, int64_t d) {
+  constexpr int NV = kSegments / Simd<T, Bytes>::lanes, NDX = NV < 8 ? 8 / NV : 1;
+  const int64_t pos = channels * kSegments, side = 2 * d + 1;
+  int64_t j = 0;
+  for (; j + NDX <= side; j += NDX)
+    for (int64_t k = 0; k < len; ++k)
+      correlate_segments_tile<T, Bytes, NDX>(a + k * pos, b + (k + j) * pos, out + j, channels,
+                                             pos, k);
+  for (; j < side; ++j)
+    for (int64_t k = 0; k < len; ++k)
+      correlate_segments_tile<T, Bytes, 1>(a + k * pos, b + (k + j) * pos, out + j, channels,
+                                           pos, k);
+}
+
+template <typename T>
+void correlate_segments_baseline(const T* a, const T* b, T* const* out, int64_t channels,
+                                 int64_t len, int64_t d) {
+  correlate_segments_impl<T, 16>(a, b, out, channels, len, d);
+}
+
+#ifdef MTU_X86
+template <typename T>
+__attribute__((target("avx2"))) void correlate_segments_avx2(const T* a, const T* b,
+                                                             T* const* out, int64_t channels,
+                                                             int64_t len, int64_t d) {
+  correlate_segments_impl<T, 32>(a, b, out, channels, len, d);
+}
+#endif
+
 #ifdef MTU_X86
 #pragma GCC push_options
 #pragma GCC target("avx512f,fma")
 namespace corr_avx512 {
-// 16 lanes; 7 shifts x 2 vectors of accumulators (21 = 3 x 7 shifts for D = 10)
+// 16 lanes (a position); 7 shifts x 3 positions of accumulators (21 = 3 x 7 shifts for D = 10)
+// and 3 positions of a and one of b: 25 of the 32 registers (with 4 positions, as fast on an
+// Intel Xeon, one accumulator lived on the stack)
 using Vec = __m512;
 using Mask = __mmask16;
-constexpr int kLanes = 16, kMaxShifts = 7;
+constexpr int kLanes = 16, kMaxShifts = 7, kMaxPositions = 3;
 inline Vec zero() { return _mm512_setzero_ps(); }
 inline Vec loadu(const float* p) { return _mm512_loadu_ps(p); }
 inline void storeu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
-inline Vec load_masked(Mask m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
-inline void store_masked(Mask m, float* p, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
 inline Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
-inline Mask make_mask(int64_t n) { return static_cast<Mask>((1u << n) - 1u); }
-// the vector J lanes on from lo: lo[J..15], hi[0..J-1] (the masked form with every lane:
-// GCC 12's _mm512_alignr_epi32 passes an undefined vector, which it warns about as
-// uninitialised)
-template <int J>
-inline Vec alignr(Vec hi, Vec lo) {
-  const __m512i l = _mm512_castps_si512(lo);
-  return _mm512_castsi512_ps(
-      _mm512_mask_alignr_epi32(l, 0xFFFF, _mm512_castps_si512(hi), l, J));
-}
-#define MTU_FMA_SHUFFLE 1
 #include "correlation_fma.h"
-#undef MTU_FMA_SHUFFLE
+
+// Transposes 16 vectors of 16 floats in place: r[i][s] becomes r[s][i].
+__attribute__((always_inline)) inline void transpose16(Vec (&r)[16]) {
+  Vec t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 16; i += 4) {
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+    const __m512d c = _mm512_castps_pd(t[i + 2]), e = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+  }
+}
+
+// to_segments (float32) 16 positions at a time: for each channel the 16 runs' next 16 pixels
+// (masked loads: zeros outside the row) transposed into 16 positions.
+void to_segments(const float* src, int64_t cstride, int64_t channels, int64_t w, int64_t len,
+                 int64_t halo, int64_t positions, float* dst) {
+  static_assert(kSegments == 16 && kLanes == 16, "a position is one vector");
+  for (int64_t k0 = 0; k0 < positions; k0 += 16) {
+    const int64_t nk = positions - k0 < 16 ? positions - k0 : 16;
+    Mask m[16];  // run s's lanes i whose pixel x = s * len + k0 - halo + i lies in 0 .. w - 1
+    int64_t at[16];
+    for (int s = 0; s < 16; ++s) {
+      at[s] = s * len + k0 - halo;
+      const int64_t lo = at[s] < 0 ? (-at[s] < 16 ? -at[s] : 16) : 0;
+      const int64_t hi = w - at[s] < 16 ? (w - at[s] > 0 ? w - at[s] : 0) : 16;
+      m[s] = hi > lo ? static_cast<Mask>(((1u << hi) - 1u) & ~((1u << lo) - 1u)) : Mask(0);
+    }
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* row = src + c * cstride;
+      Vec r[16];
+#pragma GCC unroll 16
+      for (int s = 0; s < 16; ++s)
+        r[s] = m[s] ? _mm512_maskz_loadu_ps(m[s], row + at[s]) : zero();
+      transpose16(r);
+      for (int64_t i = 0; i < nk; ++i) storeu(dst + ((k0 + i) * channels + c) * kSegments, r[i]);
+    }
+  }
+}
 }  // namespace corr_avx512
 #pragma GCC pop_options
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 namespace corr_avx2 {
-// 8 lanes; 6 shifts x 2 vectors of accumulators + 2 inputs + a load of 16 registers
+// 8 lanes (half a position); 6 shifts x 1 position (2 vectors) of accumulators + 2 inputs + a
+// load of 16 registers
 using Vec = __m256;
-using Mask = __m256i;
-constexpr int kLanes = 8, kMaxShifts = 6;
+constexpr int kLanes = 8, kMaxShifts = 6, kMaxPositions = 1;
 inline Vec zero() { return _mm256_setzero_ps(); }
 inline Vec loadu(const float* p) { return _mm256_loadu_ps(p); }
 inline void storeu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
-inline Vec load_masked(Mask m, const float* p) { return _mm256_maskload_ps(p, m); }
-inline void store_masked(Mask m, float* p, Vec v) { _mm256_maskstore_ps(p, m, v); }
 inline Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
-inline Mask make_mask(int64_t n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
-                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-#define MTU_FMA_SHUFFLE 0  // (no lane shift across the two halves of a vector in AVX2)
 #include "correlation_fma.h"
-#undef MTU_FMA_SHUFFLE
 }  // namespace corr_avx2
 #pragma GCC pop_options
 #endif  // MTU_X86
 
-// The correlation rows of the fused argmax: FMA kernels for float32 where the CPU has them.
+// The correlation rows of the fused argmax (segmented layout): FMA kernels for float32 where
+// the CPU has them.
 template <typename T>
-using CorrelateRowFn = void (*)(const T*, const T*, T* const*, int64_t, int64_t, int64_t,
-                                int64_t);
+using CorrelateRowFn = void (*)(const T*, const T*, T* const*, int64_t, int64_t, int64_t);
 
 template <typename T>
 CorrelateRowFn<T> argmax_correlate_row() {
-  return correlate_row<T>;
+#ifdef MTU_X86
+  if (use_avx2()) return correlate_segments_avx2<T>;
+#endif
+  return correlate_segments_baseline<T>;
 }
 
 template <>
@@ -371,134 +506,170 @@ CorrelateRowFn<float> argmax_correlate_row<float>() {
 #ifdef MTU_X86
   if (use_avx512()) return corr_avx512::correlate_row_fma;
   if (use_avx2_fma()) return corr_avx2::correlate_row_fma;
+  if (use_avx2()) return correlate_segments_avx2<float>;
 #endif
-  return correlate_row<float>;
+  return correlate_segments_baseline<float>;
 }
 
-// The horizontal pass of the smoothed rows of one vertical shift: for each horizontal shift
-// j = 0..side-1 (row vsum + j * vstride, with r zeros either side), s_j[x] = vp[x] + vp[x + 1]
-// + ... + vp[x + 2r] (in that order), and the best shift so far (bv, bi) becomes idx0 + j where
-// s_j is strictly larger (or where idx0 + j is the first shift), j ascending. The compiler
+// The rows of the fused argmax into the segmented layout: 16 x 16 transposes for float32 on
+// AVX-512.
+template <typename T>
+using SegmentsFn = void (*)(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, T*);
+
+template <typename T>
+SegmentsFn<T> argmax_to_segments() {
+  return to_segments<T>;
+}
+
+template <>
+SegmentsFn<float> argmax_to_segments<float>() {
+#ifdef MTU_X86
+  if (use_avx512()) return corr_avx512::to_segments;
+#endif
+  return to_segments<float>;
+}
+
+// The horizontal pass of one smoothed row (one horizontal shift of one vertical shift), in the
+// segmented layout: vp is the row's first halo position (r positions of halo, the len positions
+// of the row, r of halo; see fill_halo), s[p] = vp[p] + vp[p + S] + ... + vp[p + 2r S]
+// (S = kSegments: the pixels x - r .. x + r, in that order), and the best shift so far (bv, bi)
+// becomes idx where s is strictly larger (or where idx is the first shift). The compiler
 // vectorises it for the calling function's ISA.
 struct HorizontalArgmax {
   template <int R>
-  static inline void run(const double* vsum, int64_t vstride, int64_t side, int32_t idx0,
-                         int64_t r_any, int64_t w, double* __restrict__ bv,
-                         int32_t* __restrict__ bi) {
+  static inline void run(const double* __restrict__ vp, int32_t idx, int64_t r_any, int64_t len,
+                         double* __restrict__ bv, int32_t* __restrict__ bi) {
     const int64_t r = R >= 0 ? R : r_any;
-    for (int64_t j = 0; j < side; ++j) {
-      const double* __restrict__ vp = vsum + j * vstride;
-      const int32_t idx = idx0 + static_cast<int32_t>(j);
-      for (int64_t x = 0; x < w; ++x) {
-        double s = vp[x];
-        if constexpr (R >= 0) {
+    for (int64_t p = 0; p < len * kSegments; ++p) {
+      double s = vp[p];
+      if constexpr (R >= 0) {
 #pragma GCC unroll 8
-          for (int u = 1; u <= 2 * R; ++u) s += vp[x + u];
-        } else {
-          for (int64_t u = 1; u <= 2 * r; ++u) s += vp[x + u];
-        }
-        const bool better = idx == 0 || s > bv[x];
-        bv[x] = better ? s : bv[x];
-        bi[x] = better ? idx : bi[x];
+        for (int u = 1; u <= 2 * R; ++u) s += vp[p + u * kSegments];
+      } else {
+        for (int64_t u = 1; u <= 2 * r; ++u) s += vp[p + u * kSegments];
       }
+      const bool better = idx == 0 || s > bv[p];
+      bv[p] = better ? s : bv[p];
+      bi[p] = better ? idx : bi[p];
     }
   }
 };
 
 #ifdef MTU_X86
-// The same pass in AVX-512, the same sums and comparisons in the same order per pixel: 16
-// pixels at a time through every shift j, the best value and index kept in registers (GCC's
-// vectorisation of the loop above loads and stores them for every j, and branches on each
-// comparison's mask, which the data make unpredictable).
+// The same pass in AVX-512, the same sums and comparisons in the same order per pixel, a
+// position (16 pixels) at a time, with masked moves (GCC's vectorisation of the loop above
+// branches on each comparison's mask, which the data make unpredictable).
 struct HorizontalArgmaxAvx512 {
   template <int R>
-  __attribute__((target("avx512f"))) static void run(const double* vsum, int64_t vstride,
-                                                     int64_t side, int32_t idx0, int64_t r_any,
-                                                     int64_t w, double* bv, int32_t* bi) {
+  __attribute__((target("avx512f"))) static void run(const double* vp, int32_t idx,
+                                                     int64_t r_any, int64_t len, double* bv,
+                                                     int32_t* bi) {
+    static_assert(kSegments == 16, "a position is two vectors of 8 doubles");
     const int64_t r = R >= 0 ? R : r_any;
-    for (int64_t x = 0; x < w; x += 16) {
-      const int64_t n = std::min<int64_t>(16, w - x);
-      const __mmask16 lanes = static_cast<__mmask16>(n == 16 ? 0xFFFFu : (1u << n) - 1u);
-      const __mmask8 lo = static_cast<__mmask8>(lanes), hi = static_cast<__mmask8>(lanes >> 8);
-      __m512d best0 = _mm512_maskz_loadu_pd(lo, bv + x);
-      __m512d best1 = _mm512_maskz_loadu_pd(hi, bv + x + 8);
-      __m512i index = _mm512_maskz_loadu_epi32(lanes, bi + x);
-      for (int64_t j = 0; j < side; ++j) {
-        const double* vp = vsum + j * vstride + x;
-        __m512d s0 = _mm512_maskz_loadu_pd(lo, vp);
-        __m512d s1 = _mm512_maskz_loadu_pd(hi, vp + 8);
-        if constexpr (R >= 0) {
+    const __m512i index = _mm512_set1_epi32(idx);
+    for (int64_t p = 0; p < len * kSegments; p += kSegments) {
+      const double* v = vp + p;
+      __m512d s0 = _mm512_loadu_pd(v);
+      __m512d s1 = _mm512_loadu_pd(v + 8);
+      if constexpr (R >= 0) {
 #pragma GCC unroll 8
-          for (int u = 1; u <= 2 * R; ++u) {
-            s0 = _mm512_add_pd(s0, _mm512_maskz_loadu_pd(lo, vp + u));
-            s1 = _mm512_add_pd(s1, _mm512_maskz_loadu_pd(hi, vp + 8 + u));
-          }
-        } else {
-          for (int64_t u = 1; u <= 2 * r; ++u) {
-            s0 = _mm512_add_pd(s0, _mm512_maskz_loadu_pd(lo, vp + u));
-            s1 = _mm512_add_pd(s1, _mm512_maskz_loadu_pd(hi, vp + 8 + u));
-          }
+        for (int u = 1; u <= 2 * R; ++u) {
+          s0 = _mm512_add_pd(s0, _mm512_loadu_pd(v + u * kSegments));
+          s1 = _mm512_add_pd(s1, _mm512_loadu_pd(v + 8 + u * kSegments));
         }
-        const int32_t idx = idx0 + static_cast<int32_t>(j);
-        __mmask8 b0 = lo, b1 = hi;
-        if (idx != 0) {
-          b0 = _mm512_mask_cmp_pd_mask(lo, s0, best0, _CMP_GT_OQ);
-          b1 = _mm512_mask_cmp_pd_mask(hi, s1, best1, _CMP_GT_OQ);
+      } else {
+        for (int64_t u = 1; u <= 2 * r; ++u) {
+          s0 = _mm512_add_pd(s0, _mm512_loadu_pd(v + u * kSegments));
+          s1 = _mm512_add_pd(s1, _mm512_loadu_pd(v + 8 + u * kSegments));
         }
-        best0 = _mm512_mask_mov_pd(best0, b0, s0);
-        best1 = _mm512_mask_mov_pd(best1, b1, s1);
-        index = _mm512_mask_mov_epi32(index, _mm512_kunpackb(b1, b0), _mm512_set1_epi32(idx));
       }
-      _mm512_mask_storeu_pd(bv + x, lo, best0);
-      _mm512_mask_storeu_pd(bv + x + 8, hi, best1);
-      _mm512_mask_storeu_epi32(bi + x, lanes, index);
+      __mmask8 b0 = 0xFF, b1 = 0xFF;
+      if (idx != 0) {
+        b0 = _mm512_cmp_pd_mask(s0, _mm512_loadu_pd(bv + p), _CMP_GT_OQ);
+        b1 = _mm512_cmp_pd_mask(s1, _mm512_loadu_pd(bv + p + 8), _CMP_GT_OQ);
+      }
+      _mm512_mask_storeu_pd(bv + p, b0, s0);
+      _mm512_mask_storeu_pd(bv + p + 8, b1, s1);
+      _mm512_mask_storeu_epi32(bi + p, _mm512_kunpackb(b1, b0), index);
     }
   }
 };
 #endif
 
+// The r halo positions either side of a box-sum row v (len positions, r of halo before and
+// after it): position k of run s is pixel s * len + k, which for k < 0 or k >= len lies in a
+// neighbouring run (or outside the row: zero). Filled after every vertical update, so that the
+// horizontal pass reads neighbours across runs as plain positions.
+inline void fill_halo(double* v, int64_t len, int64_t r) {
+  if (len >= r) {  // (the neighbours' positions: the run before's last, the run after's first)
+    for (int64_t k = -r; k < 0; ++k) {
+      v[k * kSegments] = 0.0;
+      for (int s = 1; s < kSegments; ++s) v[k * kSegments + s] = v[(k + len) * kSegments + s - 1];
+    }
+    for (int64_t k = len; k < len + r; ++k) {
+      for (int s = 0; s + 1 < kSegments; ++s)
+        v[k * kSegments + s] = v[(k - len) * kSegments + s + 1];
+      v[k * kSegments + kSegments - 1] = 0.0;
+    }
+    return;
+  }
+  const int64_t n = len * kSegments;  // rows of fewer than r pixels a run
+  for (int64_t k = -r; k < len + r; ++k) {
+    if (k == 0) k = len;  // (the row itself)
+    if (k >= len + r) break;
+    for (int s = 0; s < kSegments; ++s) {
+      const int64_t x = s * len + k;
+      v[k * kSegments + s] = x >= 0 && x < n ? v[(x % len) * kSegments + x / len] : 0.0;
+    }
+  }
+}
+
 // One output row of the fused argmax, for every horizontal shift dxi of one vertical shift:
-// the running vertical box sums (vsum, per dxi a row of r zeros, w sums, r zeros) lose the row
-// `drop` and gain the row `add` (either may be null), are summed horizontally, and the best
-// shift so far (bv, bi) is kept. All in double (see correlation_argmax_kernel). Two passes:
-// the vertical update of every dxi's row, then the horizontal sums and the comparisons (H; R:
-// the box radius, a compile-time constant for the usual sizes, -1 for any).
+// the running vertical box sums (vsum, per dxi a row of r halo positions, len positions, r of
+// halo) lose the row `drop` and gain the row `add` (either may be null), are summed
+// horizontally, and the best shift so far (bv, bi) is kept. All in double (see
+// correlation_argmax_kernel). Row by row: the vertical update (and the row's halo), then,
+// while the row is in L1, its horizontal sums and comparisons (H; R: the box radius, a
+// compile-time constant for the usual sizes, -1 for any).
 template <int R, typename T, typename H>
 __attribute__((always_inline)) inline void smooth_argmax_row_impl(
     double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
-    int64_t dyi, int64_t r_any, int64_t w, double* __restrict__ bv, int32_t* __restrict__ bi) {
-  const int64_t r = R >= 0 ? R : r_any;
+    int64_t dyi, int64_t r_any, int64_t len, double* __restrict__ bv,
+    int32_t* __restrict__ bi) {
+  const int64_t r = R >= 0 ? R : r_any, n = len * kSegments;
   for (int64_t dxi = 0; dxi < side; ++dxi) {
-    double* __restrict__ v = vsum + dxi * vstride + r;
+    double* __restrict__ v = vsum + dxi * vstride + r * kSegments;
     if (drop != nullptr && add != nullptr) {
       const T* __restrict__ o = drop[dxi];
-      const T* __restrict__ n = add[dxi];
-      for (int64_t x = 0; x < w; ++x)
-        v[x] = (v[x] - static_cast<double>(o[x])) + static_cast<double>(n[x]);
+      const T* __restrict__ a = add[dxi];
+      for (int64_t p = 0; p < n; ++p)
+        v[p] = (v[p] - static_cast<double>(o[p])) + static_cast<double>(a[p]);
     } else if (drop != nullptr) {
       const T* __restrict__ o = drop[dxi];
-      for (int64_t x = 0; x < w; ++x) v[x] -= static_cast<double>(o[x]);
+      for (int64_t p = 0; p < n; ++p) v[p] -= static_cast<double>(o[p]);
     } else if (add != nullptr) {
-      const T* __restrict__ n = add[dxi];
-      for (int64_t x = 0; x < w; ++x) v[x] += static_cast<double>(n[x]);
+      const T* __restrict__ a = add[dxi];
+      for (int64_t p = 0; p < n; ++p) v[p] += static_cast<double>(a[p]);
     }
+    fill_halo(v, len, r);
+    // (then its horizontal pass, while the row is in L1)
+    H::template run<R>(v - r * kSegments, static_cast<int32_t>(dyi * side + dxi), r, len, bv, bi);
   }
-  H::template run<R>(vsum, vstride, side, static_cast<int32_t>(dyi * side), r, w, bv, bi);
 }
 
 template <typename T, typename H = HorizontalArgmax>
 __attribute__((always_inline)) inline void smooth_argmax_row_dispatch(
     double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
-    int64_t dyi, int64_t r, int64_t w, double* bv, int32_t* bi) {
+    int64_t dyi, int64_t r, int64_t len, double* bv, int32_t* bi) {
   switch (r) {
     case 0:
-      return smooth_argmax_row_impl<0, T, H>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+      return smooth_argmax_row_impl<0, T, H>(vsum, vstride, drop, add, side, dyi, r, len, bv, bi);
     case 1:
-      return smooth_argmax_row_impl<1, T, H>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+      return smooth_argmax_row_impl<1, T, H>(vsum, vstride, drop, add, side, dyi, r, len, bv, bi);
     case 2:
-      return smooth_argmax_row_impl<2, T, H>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+      return smooth_argmax_row_impl<2, T, H>(vsum, vstride, drop, add, side, dyi, r, len, bv, bi);
     default:
-      return smooth_argmax_row_impl<-1, T, H>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+      return smooth_argmax_row_impl<-1, T, H>(vsum, vstride, drop, add, side, dyi, r, len, bv, bi);
   }
 }
 
@@ -509,24 +680,24 @@ using SmoothRowFn = void (*)(double*, int64_t, const T* const*, const T* const*,
 template <typename T>
 void smooth_argmax_row_baseline(double* vsum, int64_t vstride, const T* const* drop,
                                 const T* const* add, int64_t side, int64_t dyi, int64_t r,
-                                int64_t w, double* bv, int32_t* bi) {
-  smooth_argmax_row_dispatch<T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+                                int64_t len, double* bv, int32_t* bi) {
+  smooth_argmax_row_dispatch<T>(vsum, vstride, drop, add, side, dyi, r, len, bv, bi);
 }
 
 #ifdef MTU_X86
 template <typename T>
 __attribute__((target("avx2"))) void smooth_argmax_row_avx2(
     double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
-    int64_t dyi, int64_t r, int64_t w, double* bv, int32_t* bi) {
-  smooth_argmax_row_dispatch<T>(vsum, vstride, drop, add, side, dyi, r, w, bv, bi);
+    int64_t dyi, int64_t r, int64_t len, double* bv, int32_t* bi) {
+  smooth_argmax_row_dispatch<T>(vsum, vstride, drop, add, side, dyi, r, len, bv, bi);
 }
 
 template <typename T>
 __attribute__((target("avx512f"))) void smooth_argmax_row_avx512(
     double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
-    int64_t dyi, int64_t r, int64_t w, double* bv, int32_t* bi) {
+    int64_t dyi, int64_t r, int64_t len, double* bv, int32_t* bi) {
   smooth_argmax_row_dispatch<T, HorizontalArgmaxAvx512>(vsum, vstride, drop, add, side, dyi, r,
-                                                         w, bv, bi);
+                                                         len, bv, bi);
 }
 #endif
 
@@ -548,42 +719,56 @@ inline int64_t argmax_block_rows(int64_t n, int64_t h) {
   return std::max<int64_t>(std::min<int64_t>(h, 8), (h + want_blocks - 1) / want_blocks);
 }
 
-// A thread's scratch of the argmax, in elements: the padded f2 band (+ a vector: the FMA
-// kernels load up to 16 floats past a row's last shift) and the f1 rows of a task's
-// correlation rows (both at most block_rows + 2r (+ 2d) rows of c channels), rounded up to
-// whole 64-byte lines.
+// A thread's scratch of the argmax, in elements: the f2 band in the segmented layout (each row
+// L + 2d positions of c channels) and the f1 rows of a task's correlation rows (L positions),
+// at most block_rows + 2r (+ 2d) rows each, rounded up to whole 64-byte lines.
 inline int64_t argmax_band_elems(int64_t c, int64_t w, int64_t d, int64_t r, int64_t block_rows) {
-  return (block_rows + 2 * r + 2 * d) * c * (w + 2 * d) + 16;
+  return (block_rows + 2 * r + 2 * d) * c * (segment_length(w) + 2 * d) * kSegments;
 }
 template <typename T>
 int64_t argmax_scratch_elems(int64_t c, int64_t w, int64_t d, int64_t r, int64_t block_rows) {
   const int64_t line = 64 / sizeof(T);
-  const int64_t total = argmax_band_elems(c, w, d, r, block_rows) + (block_rows + 2 * r) * c * w;
+  const int64_t total = argmax_band_elems(c, w, d, r, block_rows) +
+                        (block_rows + 2 * r) * c * segment_length(w) * kSegments;
   return (total + 2 * line - 1) / line * line;  // (+ a line: the slices start on a line)
 }
 
+// A buffer of n elements from a 64-byte line (vectors of a position then never span two lines).
+template <typename T>
+struct LineBuffer {
+  explicit LineBuffer(int64_t n, T value = T(0)) : data(n + 64 / sizeof(T), value) {}
+  T* get() {
+    return data.data() + (-reinterpret_cast<uintptr_t>(data.data()) % 64) / sizeof(T);
+  }
+  std::vector<T> data;
+};
+
 // Fused argmax. One task = one block of output rows [y0, y1) of one image. The f2 rows the task
-// reads are padded once (a band of rows). For each dy the task walks down the rows keeping a
-// ring of the last `smooth` + 1 correlation rows for all 2D+1 dx (each correlation row is
-// computed once per task) and running vertical box sums of them in double: the sum of
-// <= smooth^2 float values, each added and later subtracted once, is then exact in practice,
-// making ties and near-ties independent of summation order and of where a block starts. The
-// best shift per pixel is kept; shifts are visited in increasing channel index and only a
-// strictly larger value replaces the best, so ties go to the lowest index, as torch.argmax
-// does.
+// reads are put into the segmented layout once (a band of rows), and so are its f1 rows. For
+// each dy the task walks down the rows keeping a ring of the last `smooth` + 1 correlation rows
+// for all 2D+1 dx (each correlation row is computed once per task) and running vertical box
+// sums of them in double: the sum of <= smooth^2 float values, each added and later subtracted
+// once, is then exact in practice, making ties and near-ties independent of summation order and
+// of where a block starts. The best shift per pixel is kept; shifts are visited in increasing
+// channel index and only a strictly larger value replaces the best, so ties go to the lowest
+// index, as torch.argmax does. Every pixel's sums and comparisons are those of the plain row
+// layout, term by term; the segmented layout only places them (see to_segments).
 //
 // scratch: get_num_threads() slices of argmax_scratch_elems elements, one per thread (a buffer
-// the caller keeps from call to call: allocated afresh, its ~8 MB a thread at 720p page-fault
+// the caller keeps from call to call: allocated afresh, its ~21 MB a thread at 720p page-fault
 // on every call).
 template <typename T>
 void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t n, int64_t c,
                                int64_t h, int64_t w, int64_t d, int64_t smooth, T* scratch) {
-  const int64_t side = 2 * d + 1, hw = h * w, wp = w + 2 * d;
+  const int64_t side = 2 * d + 1, hw = h * w;
   const int64_t r = smooth > 1 ? smooth / 2 : 0;
+  const int64_t len = segment_length(w), row_elems = len * kSegments;
+  const int64_t f1_row = c * row_elems, f2_row = c * (len + 2 * d) * kSegments;
   // the rows in the box and the one leaving it
-  const int64_t ring = 2 * r + 2, vstride = w + 2 * r;
+  const int64_t ring = 2 * r + 2, vstride = (len + 2 * r) * kSegments;
   const CorrelateRowFn<T> correlate = argmax_correlate_row<T>();
   const SmoothRowFn<T> smooth_row = smooth_argmax_row<T>();
+  const SegmentsFn<T> segments = argmax_to_segments<T>();
   const int64_t block_rows = argmax_block_rows(n, h);
   const int64_t blocks = (h + block_rows - 1) / block_rows;
   const int64_t scratch_elems = argmax_scratch_elems<T>(c, w, d, r, block_rows);
@@ -593,83 +778,91 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
     T* const slice = scratch + at::get_thread_num() * scratch_elems;
     T* const band = slice + (-reinterpret_cast<uintptr_t>(slice) % 64) / sizeof(T);
     T* const f1rows = band + argmax_band_elems(c, w, d, r, block_rows);
-    std::vector<T> ring_buf(side * ring * w);
+    LineBuffer<T> ring_mem(kDyGroup * side * ring * row_elems);
+    LineBuffer<double> vsum_mem(kDyGroup * side * vstride);
+    LineBuffer<double> best_val_mem(block_rows * row_elems);
+    LineBuffer<int32_t> best_idx_mem(block_rows * row_elems);
+    double* const best_val = best_val_mem.get();
+    int32_t* const best_idx = best_idx_mem.get();
     std::vector<T*> rows(side);
     std::vector<const T*> drop(side), add(side);
-    std::vector<double> vsum(side * vstride, 0.0);
-    std::vector<double> best_val(block_rows * w);
-    std::vector<int32_t> best_idx(block_rows * w);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / blocks, y0 = (task % blocks) * block_rows;
       const int64_t y1 = std::min(h, y0 + block_rows);
-      const T* f1img = f1 + b * c * hw;
       // the f2 rows of every correlation row of the task (rows y0 - r .. y1 - 1 + r, shifted
-      // by -d .. d), each padded by d zeros either side once: C rows of wp per image row
+      // by -d .. d), and the f1 rows of its correlation rows, each in the segmented layout once
       const int64_t band_lo = std::max<int64_t>(0, y0 - r - d);
       const int64_t band_hi = std::min<int64_t>(h, y1 + r + d);
       for (int64_t row = band_lo; row < band_hi; ++row)
-        pad_rows(f2 + b * c * hw + row * w, band + (row - band_lo) * c * wp, c, hw, w, d);
-      // (the vector past the last row, which the FMA kernels load: zeros, as it always was)
-      std::fill(band + (band_hi - band_lo) * c * wp, band + (band_hi - band_lo) * c * wp + 16,
-                T(0));
-      // and the f1 rows of the correlation rows, each row's C channels contiguous: a strip
-      // then reads ~20 pages, not one per channel plane (which thrash the TLB)
+        segments(f2 + b * c * hw + row * w, hw, c, w, len, d, len + 2 * d,
+                 band + (row - band_lo) * f2_row);
       const int64_t rows_lo = std::max<int64_t>(0, y0 - r);
       const int64_t rows_hi = std::min<int64_t>(h, y1 + r);
       for (int64_t row = rows_lo; row < rows_hi; ++row)
-        for (int64_t ci = 0; ci < c; ++ci)
-          std::copy(f1img + ci * hw + row * w, f1img + ci * hw + row * w + w,
-                    f1rows + ((row - rows_lo) * c + ci) * w);
-      auto slot = [&](int64_t dxi, int64_t row) {
-        return ring_buf.data() + (dxi * ring + row % ring) * w;
-      };
-      for (int64_t dyi = 0; dyi < side; ++dyi) {
-        const int64_t dy = dyi - d;
-        // correlation row `row` of this dy, all dx, into its ring slot (zero outside the frame)
-        auto compute = [&](int64_t row) {
-          for (int64_t dxi = 0; dxi < side; ++dxi) rows[dxi] = slot(dxi, row);
+        segments(f1 + b * c * hw + row * w, hw, c, w, len, 0, len,
+                 f1rows + (row - rows_lo) * f1_row);
+      // The vertical shifts kDyGroup at a time, each with its ring and box sums, walking down
+      // the rows together: a row's f1 positions then serve kDyGroup correlation rows, and the
+      // f2 rows of one row's group serve the next row's (all but one), from L2 rather than L3.
+      // Each pixel still meets the shifts in ascending order.
+      for (int64_t g0 = 0; g0 < side; g0 += kDyGroup) {
+        const int64_t g1 = std::min(side, g0 + kDyGroup);
+        auto slot = [&](int64_t dyi, int64_t dxi, int64_t row) {
+          return ring_mem.get() + (((dyi - g0) * side + dxi) * ring + row % ring) * row_elems;
+        };
+        auto vsum = [&](int64_t dyi) { return vsum_mem.get() + (dyi - g0) * side * vstride; };
+        // correlation row `row` of shift dyi, all dx, into its ring slot (zero outside the frame)
+        auto compute = [&](int64_t dyi, int64_t row) {
+          const int64_t dy = dyi - d;
+          for (int64_t dxi = 0; dxi < side; ++dxi) rows[dxi] = slot(dyi, dxi, row);
           if (row + dy < 0 || row + dy >= h) {
             for (int64_t dxi = 0; dxi < side; ++dxi)
-              for (int64_t x = 0; x < w; ++x) rows[dxi][x] = T(0);
+              std::fill(rows[dxi], rows[dxi] + row_elems, T(0));
             return;
           }
-          correlate(f1rows + (row - rows_lo) * c * w, band + (row + dy - band_lo) * c * wp,
-                    rows.data(), c, w, w, d);
+          correlate(f1rows + (row - rows_lo) * f1_row, band + (row + dy - band_lo) * f2_row,
+                    rows.data(), c, len, d);
         };
-        // the box of row y0: rows first..last inside the frame, summed in order
+        // the boxes of row y0: rows first..last inside the frame, summed in order
         const int64_t first = std::max<int64_t>(0, y0 - r);
         const int64_t last = std::min<int64_t>(h - 1, y0 + r);
-        std::fill(vsum.begin(), vsum.end(), 0.0);
-        for (int64_t row = first; row <= last; ++row) {
-          compute(row);
-          for (int64_t dxi = 0; dxi < side; ++dxi) {
-            double* v = vsum.data() + dxi * vstride + r;
-            const T* src = slot(dxi, row);
-            for (int64_t x = 0; x < w; ++x) v[x] += static_cast<double>(src[x]);
+        std::fill(vsum(g0), vsum(g0) + (g1 - g0) * side * vstride, 0.0);
+        for (int64_t row = first; row <= last; ++row)
+          for (int64_t dyi = g0; dyi < g1; ++dyi) {
+            compute(dyi, row);
+            for (int64_t dxi = 0; dxi < side; ++dxi) {
+              double* v = vsum(dyi) + dxi * vstride + r * kSegments;
+              const T* src = slot(dyi, dxi, row);
+              for (int64_t p = 0; p < row_elems; ++p) v[p] += static_cast<double>(src[p]);
+            }
           }
-        }
         for (int64_t y = y0; y < y1; ++y) {
-          // one row down: row y + r enters the box (if inside), row y - r - 1 leaves it
+          // one row down: row y + r enters the boxes (if inside), row y - r - 1 leaves them
           const bool enters = y > y0 && y + r <= h - 1, leaves = y > y0 && y - r - 1 >= 0;
-          if (enters) {
-            compute(y + r);
-            for (int64_t dxi = 0; dxi < side; ++dxi) add[dxi] = slot(dxi, y + r);
+          for (int64_t dyi = g0; dyi < g1; ++dyi) {
+            if (enters) {
+              compute(dyi, y + r);
+              for (int64_t dxi = 0; dxi < side; ++dxi) add[dxi] = slot(dyi, dxi, y + r);
+            }
+            if (leaves)
+              for (int64_t dxi = 0; dxi < side; ++dxi) drop[dxi] = slot(dyi, dxi, y - r - 1);
+            smooth_row(vsum(dyi), vstride, leaves ? drop.data() : nullptr,
+                       enters ? add.data() : nullptr, side, dyi, r, len,
+                       best_val + (y - y0) * row_elems, best_idx + (y - y0) * row_elems);
           }
-          if (leaves)
-            for (int64_t dxi = 0; dxi < side; ++dxi) drop[dxi] = slot(dxi, y - r - 1);
-          smooth_row(vsum.data(), vstride, leaves ? drop.data() : nullptr,
-                     enters ? add.data() : nullptr, side, dyi, r, w,
-                     best_val.data() + (y - y0) * w, best_idx.data() + (y - y0) * w);
         }
       }
       int64_t* out_dx = disp + b * 2 * hw;
       int64_t* out_dy = out_dx + hw;
-      for (int64_t y = y0; y < y1; ++y)
-        for (int64_t x = 0; x < w; ++x) {
-          const int32_t idx = best_idx[(y - y0) * w + x];
-          out_dx[y * w + x] = idx % side - d;
-          out_dy[y * w + x] = idx / side - d;
-        }
+      for (int64_t y = y0; y < y1; ++y) {
+        const int32_t* best = best_idx + (y - y0) * row_elems;
+        for (int64_t s = 0; s < kSegments; ++s)  // run s: pixels s * L + k, position k, lane s
+          for (int64_t k = 0, x = s * len; k < len && x < w; ++k, ++x) {
+            const int32_t idx = best[k * kSegments + s];
+            out_dx[y * w + x] = idx % side - d;
+            out_dy[y * w + x] = idx / side - d;
+          }
+      }
     }
   });
 }

@@ -157,7 +157,7 @@ def correlation_argmax(f1, f2, max_displacement, smooth=5, workspace=None):
         smooth (int | None): odd box size; ``None``, 0 or 1 for no smoothing.
         workspace (Tensor | None): a contiguous uint8 CPU tensor the caller keeps from call to
             call for the compiled CPU kernel's scratch (grown in place to what a call needs,
-            ~8 MB a thread for 52 channels at 180x320): a fresh scratch page-faults on every
+            ~21 MB a thread for 52 channels at 180x320): a fresh scratch page-faults on every
             call. Not used on CUDA or by the reference.
 
     Returns:
