@@ -383,7 +383,7 @@ __attribute__((always_inline)) inline void correlate_segments_impl(const T* a, c
 
 template <typename T>
 void correlate_segments_baseline(const T* a, const T* b, T* const* out, int64_t channels,
-                                 int64_t len, int64_t d) {
+                                 int64_t len, int64_t d, const T*, int64_t) {
   correlate_segments_impl<T, 16>(a, b, out, channels, len, d);
 }
 
@@ -391,7 +391,8 @@ void correlate_segments_baseline(const T* a, const T* b, T* const* out, int64_t 
 template <typename T>
 __attribute__((target("avx2"))) void correlate_segments_avx2(const T* a, const T* b,
                                                              T* const* out, int64_t channels,
-                                                             int64_t len, int64_t d) {
+                                                             int64_t len, int64_t d, const T*,
+                                                             int64_t) {
   correlate_segments_impl<T, 32>(a, b, out, channels, len, d);
 }
 #endif
@@ -491,7 +492,8 @@ inline Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
 // The correlation rows of the fused argmax (segmented layout): FMA kernels for float32 where
 // the CPU has them.
 template <typename T>
-using CorrelateRowFn = void (*)(const T*, const T*, T* const*, int64_t, int64_t, int64_t);
+using CorrelateRowFn = void (*)(const T*, const T*, T* const*, int64_t, int64_t, int64_t,
+                                const T*, int64_t);
 
 template <typename T>
 CorrelateRowFn<T> argmax_correlate_row() {
@@ -820,8 +822,26 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
               std::fill(rows[dxi], rows[dxi] + row_elems, T(0));
             return;
           }
+          // the lines the next row reads first from L3, fetched during this row's
+          // correlations: its f1 row during the group's first dy, and the f2 row its group
+          // adds (the others it shares with this row's group) split over the other dy
+          const T* pf = nullptr;
+          int64_t pf_lines = 0;
+          const int64_t gn = std::min(side, g0 + kDyGroup) - g0;
+          if (row + 1 < rows_hi) {
+            if (dyi == g0) {
+              pf = f1rows + (row + 1 - rows_lo) * f1_row;
+              pf_lines = f1_row * int64_t(sizeof(T)) / 64;
+            } else if (row + 1 + g0 + gn - 1 - d >= band_lo &&
+                       row + 1 + g0 + gn - 1 - d < band_hi) {
+              const int64_t part = (f2_row + gn - 2) / (gn - 1);
+              const int64_t off = (dyi - g0 - 1) * part;
+              pf = band + (row + 1 + g0 + gn - 1 - d - band_lo) * f2_row + off;
+              pf_lines = std::min(part, f2_row - off) * int64_t(sizeof(T)) / 64;
+            }
+          }
           correlate(f1rows + (row - rows_lo) * f1_row, band + (row + dy - band_lo) * f2_row,
-                    rows.data(), c, len, d);
+                    rows.data(), c, len, d, pf, pf_lines);
         };
         // the boxes of row y0: rows first..last inside the frame, summed in order
         const int64_t first = std::max<int64_t>(0, y0 - r);

@@ -15,12 +15,28 @@
 
 constexpr int kVecsPerPosition = kSegments / kLanes;
 
+// Lines to fetch into L1 ahead of their use (the next correlation row's new f1 or f2 lines,
+// in L3 until then), spread over a row's tiles: `per` a tile, one a channel (without them
+// the next row's first tiles waited on L3: 1.05-1.07x on an Intel Xeon).
+struct LineAhead {
+  const char* next;
+  int64_t left, per;
+  int64_t take() {
+    const int64_t n = left < per ? left : per;
+    next += n * 64;
+    left -= n;
+    return n;
+  }
+};
+
 // Register tile: NDX shifts x NK positions from k0 (NK * kVecsPerPosition vectors each). `a`
 // and `b` point at position k0 of their rows (b already at shift j0), positions `pos` floats
 // apart; a position of b feeds every (shift, position) pair it is the sum of, once loaded.
 template <int NDX, int NK>
 inline void seg_tile(const float* __restrict__ a, const float* __restrict__ b, float* const* out,
-                     int64_t channels, int64_t pos, int64_t k0) {
+                     int64_t channels, int64_t pos, int64_t k0, LineAhead& ahead) {
+  const char* pf = ahead.next;
+  const int64_t npf = ahead.take();
   constexpr int NV = NK * kVecsPerPosition;
   Vec acc[NDX][NV];
 #pragma GCC unroll 16
@@ -30,6 +46,7 @@ inline void seg_tile(const float* __restrict__ a, const float* __restrict__ b, f
   for (int64_t c = 0; c < channels; ++c) {
     const float* ac = a + c * kSegments;
     const float* bc = b + c * kSegments;
+    if (c < npf) _mm_prefetch(pf + c * 64, _MM_HINT_T0);
     Vec av[NV];
 #pragma GCC unroll 8
     for (int n = 0; n < NK; ++n)
@@ -62,16 +79,16 @@ inline void seg_tile(const float* __restrict__ a, const float* __restrict__ b, f
 // NDX shifts of every position of the row: tiles of kMaxPositions, then one of the rest.
 template <int NDX>
 inline void seg_shifts(const float* a, const float* b, float* const* out, int64_t channels,
-                       int64_t len) {
+                       int64_t len, LineAhead& ahead) {
   const int64_t pos = channels * kSegments;
   int64_t k0 = 0;
   for (; k0 + kMaxPositions <= len; k0 += kMaxPositions)
-    seg_tile<NDX, kMaxPositions>(a + k0 * pos, b + k0 * pos, out, channels, pos, k0);
+    seg_tile<NDX, kMaxPositions>(a + k0 * pos, b + k0 * pos, out, channels, pos, k0, ahead);
   switch (len - k0) {
 #define MTU_FMA_REST(K)                                                              \
   case K:                                                                            \
     if constexpr (K < kMaxPositions)                                                 \
-      seg_tile<NDX, K>(a + k0 * pos, b + k0 * pos, out, channels, pos, k0);          \
+      seg_tile<NDX, K>(a + k0 * pos, b + k0 * pos, out, channels, pos, k0, ahead);     \
     break;
     MTU_FMA_REST(1)
     MTU_FMA_REST(2)
@@ -83,20 +100,24 @@ inline void seg_shifts(const float* a, const float* b, float* const* out, int64_
 }
 
 // The row of all 2d+1 shifts: `a` the f1 row (len positions), `b` the f2 row with d positions
-// of halo either side (len + 2d positions), out[j] the row of shift j (len positions). The
-// shifts kMaxShifts at a time: a group's tiles walk the row, its b positions reused by the
-// next tile.
+// of halo either side (len + 2d positions), out[j] the row of shift j (len positions), and
+// pf_lines lines from pf to fetch on the way (see LineAhead). The shifts kMaxShifts at a
+// time: a group's tiles walk the row, its b positions reused by the next tile.
 inline void correlate_row_fma(const float* a, const float* b, float* const* out,
-                              int64_t channels, int64_t len, int64_t d) {
+                              int64_t channels, int64_t len, int64_t d, const float* pf,
+                              int64_t pf_lines) {
   const int64_t side = 2 * d + 1, pos = channels * kSegments;
+  const int64_t tiles = ((side + kMaxShifts - 1) / kMaxShifts) *
+                        ((len + kMaxPositions - 1) / kMaxPositions);
+  LineAhead ahead{reinterpret_cast<const char*>(pf), pf_lines, (pf_lines + tiles - 1) / tiles};
   int64_t j = 0;
   for (; j + kMaxShifts <= side; j += kMaxShifts)
-    seg_shifts<kMaxShifts>(a, b + j * pos, out + j, channels, len);
+    seg_shifts<kMaxShifts>(a, b + j * pos, out + j, channels, len, ahead);
   switch (side - j) {
 #define MTU_FMA_REST(K)                                                    \
   case K:                                                                  \
     if constexpr (K < kMaxShifts)                                          \
-      seg_shifts<K>(a, b + j * pos, out + j, channels, len);               \
+      seg_shifts<K>(a, b + j * pos, out + j, channels, len, ahead);        \
     break;
     MTU_FMA_REST(1)
     MTU_FMA_REST(2)
