@@ -395,9 +395,7 @@ __attribute__((target("avx2"))) void correlate_segments_avx2(const T* a, const T
                                                              int64_t) {
   correlate_segments_impl<T, 32>(a, b, out, channels, len, d);
 }
-#endif
 
-#ifdef MTU_X86
 #pragma GCC push_options
 #pragma GCC target("avx512f,fma")
 namespace corr_avx512 {
@@ -735,13 +733,17 @@ int64_t argmax_scratch_elems(int64_t c, int64_t w, int64_t d, int64_t r, int64_t
   return (total + 2 * line - 1) / line * line;  // (+ a line: the slices start on a line)
 }
 
-// A buffer of n elements from a 64-byte line (vectors of a position then never span two lines).
+// The first element of p's buffer that starts a 64-byte line (at most a line on).
+template <typename T>
+T* from_line(T* p) {
+  return p + (-reinterpret_cast<uintptr_t>(p) % 64) / sizeof(T);
+}
+
+// A buffer of n zeros from a 64-byte line (vectors of a position then never span two lines).
 template <typename T>
 struct LineBuffer {
-  explicit LineBuffer(int64_t n, T value = T(0)) : data(n + 64 / sizeof(T), value) {}
-  T* get() {
-    return data.data() + (-reinterpret_cast<uintptr_t>(data.data()) % 64) / sizeof(T);
-  }
+  explicit LineBuffer(int64_t n) : data(n + 64 / sizeof(T)) {}
+  T* get() { return from_line(data.data()); }
   std::vector<T> data;
 };
 
@@ -778,7 +780,7 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
   at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
     // this thread's slice, from a 64-byte line
     T* const slice = scratch + at::get_thread_num() * scratch_elems;
-    T* const band = slice + (-reinterpret_cast<uintptr_t>(slice) % 64) / sizeof(T);
+    T* const band = from_line(slice);
     T* const f1rows = band + argmax_band_elems(c, w, d, r, block_rows);
     LineBuffer<T> ring_mem(kDyGroup * side * ring * row_elems);
     LineBuffer<double> vsum_mem(kDyGroup * side * vstride);
