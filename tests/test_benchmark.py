@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mtu_toolkit.analysis.benchmark import (PanningClip, benchmark_restorer, gemm_rate,
-                                            mc_seconds, time_frames)
+                                            gpu_seconds_in, mc_seconds, time_frames)
 from mtu_toolkit.analysis.complexity import frame_conv_flops
 from mtu_toolkit.deploy import default_mode
 from mtu_toolkit.registry import MODELS
@@ -75,6 +75,31 @@ def test_mc_time_is_read_from_the_profiler_without_touching_the_model():
     # nothing patched into the model's modules
     assert {name: set(vars(m)) for name, m in model.named_modules()} == \
         {name: set(v) for name, v in before.items()}
+
+
+def test_cuda_mc_time_counts_the_extension_kernels_the_profiler_links_to_no_op():
+    """A CUDA trace as torch.profiler gives it (events built by hand): two MC ranges on the
+    CPU, the first with a conv kernel linked to it and an argmax call inside, the second with a
+    warp call inside; an argmax call outside any MC range (not counted); the extension ranges'
+    GPU-side copies (their kernels, linked to no op) in the same order."""
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler_util import FunctionEvent
+
+    def event(name, start, end, device=DeviceType.CPU, parent=None):
+        e = FunctionEvent(id=0, name=name, thread=0, start_us=start, end_us=end,
+                          device_type=device, use_device='cuda')
+        if parent is not None:
+            e.set_cpu_parent(parent)
+        return e
+    mc, argmax, warp = 'mtu::motion_compensation', 'mtu::correlation_argmax', 'mtu::warp'
+    first, second = event(mc, 0, 100), event(mc, 150, 200)
+    first.append_kernel('conv_kernel', 0, 30)
+    cpu = [first, second, event(argmax, 10, 20, parent=first),
+           event(warp, 160, 170, parent=second), event(argmax, 300, 310)]
+    gpu = [event(argmax, 1000, 1400, DeviceType.CUDA), event(warp, 1500, 1550, DeviceType.CUDA),
+           event(argmax, 2000, 2400, DeviceType.CUDA), event(mc, 900, 930, DeviceType.CUDA)]
+    assert gpu_seconds_in(cpu + gpu, mc) == pytest.approx((30 + 400 + 50) / 1e6)
+    assert math.isnan(gpu_seconds_in(cpu + gpu[:1], mc))  # unpaired ranges: unknown, not 0
 
 
 def test_the_clip_is_a_camera_panning_back_and_forth():

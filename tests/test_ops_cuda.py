@@ -65,8 +65,8 @@ def test_correlation_forward_backward(shape, dtype):
 @pytest.mark.parametrize('dtype', DTYPES, ids=str)
 @pytest.mark.parametrize('shape', SHAPES)
 def test_correlation_argmax(shape, dtype):
-    """The argmax of the float64 reference on the same (rounded) inputs: at >= 99.9% of the
-    pixels in float32 (float sums against float64 ones: only near-ties may differ), >= 99% in
+    """The argmax of the float64 reference on the same (rounded) inputs (the staged kernel: D <=
+    10, smooth <= 9): at >= 99.9% of the pixels in float32 (float sums against float64 ones: only near-ties may differ), >= 99% in
     the half types."""
     n, c, h, w, d = shape
     f1, f2 = features(n, c, h, w, dtype)
@@ -75,6 +75,17 @@ def test_correlation_argmax(shape, dtype):
         ref = correlation_argmax_reference(f1.double().cpu(), f2.double().cpu(), d, smooth)
         agree = (got == ref).all(1).float().mean().item()
         assert agree >= (0.999 if dtype == torch.float32 else 0.99), (smooth, agree)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize('d, smooth', [(11, 5), (3, 11), (10, 9)])
+def test_correlation_argmax_plain_kernel(d, smooth, dtype):
+    """The shapes the staged kernel leaves to the plain one: D > 10, smooth > 9, and a chunk
+    over 48 KB (float64 at D = 10, smooth 9)."""
+    f1, f2 = features(2, 6, 21, 35, dtype)
+    got = correlation_argmax(f1, f2, d, smooth).cpu()
+    ref = correlation_argmax_reference(f1.double().cpu(), f2.double().cpu(), d, smooth)
+    assert (got == ref).all(1).float().mean().item() >= 0.999
 
 
 @pytest.mark.parametrize('dtype', DTYPES, ids=str)
@@ -107,9 +118,11 @@ def variants():
 @pytest.mark.parametrize('variant', variants())
 def test_variant_on_cuda_matches_cpu_frames(variant):
     """A 4-frame clip restored on CUDA against the CPU's frames (float32 without TF32; MTU2-hp
-    under its float16 autocast), the recurrent state carried on each device."""
+    under its float16 autocast), the recurrent state carried on each device: the restorer as
+    it is and the tools' model (cuDNN autotuned)."""
     from mtu_toolkit.analysis.benchmark import VARIANTS
     from mtu_toolkit.apis import init_restorer
+    from mtu_toolkit.deploy import tool_model
     config, dtype, _ = VARIANTS[variant]
     torch.manual_seed(0)
     cpu = init_restorer(os.path.join(ROOT, config), None, 'cpu')
@@ -117,18 +130,23 @@ def test_variant_on_cuda_matches_cpu_frames(variant):
     gpu = init_restorer(os.path.join(ROOT, config), None, 'cuda')
     gpu.load_state_dict(cpu.state_dict())
     clip = torch.rand(4, 3, 64, 96, generator=torch.Generator().manual_seed(2))
-    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.backends.cudnn.benchmark)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
         with torch.inference_mode():
             ref = cpu.infer_clip(clip)
-            got = gpu.infer_clip(clip.cuda()).float().cpu()
+            results = {'restorer': gpu.infer_clip(clip.cuda()).float().cpu(),
+                       'tool model': tool_model(gpu).infer_clip(clip.cuda()).float().cpu()}
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
-    diff = (got - ref).abs()
-    print(f'{variant}: max |CUDA - CPU| {diff.max().item():.2e}, mean {diff.mean().item():.2e}')
-    # float16: the half-precision network's rounding; a flipped near-tie of the matching moves a
-    # few 4x4 cells, hence the mean and a high quantile rather than the maximum
-    tol = 2e-2 if dtype == 'float16' else 1e-4
-    assert diff.mean().item() <= tol / 10
-    assert torch.quantile(diff.flatten()[::7], 0.999).item() <= tol
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.cudnn.benchmark) = saved
+    for name, got in results.items():
+        diff = (got - ref).abs()
+        print(f'{variant} {name}: max |CUDA - CPU| {diff.max().item():.2e}, '
+              f'mean {diff.mean().item():.2e}')
+        # float16: the half-precision network's rounding; a flipped near-tie of the matching
+        # moves a few 4x4 cells, hence the mean and a high quantile rather than the maximum
+        tol = 2e-2 if dtype == 'float16' else 1e-4
+        assert diff.mean().item() <= tol / 10, name
+        assert torch.quantile(diff.flatten()[::7], 0.999).item() <= tol, name

@@ -24,8 +24,10 @@ KERNELS = {
                                   'int64_t)',
     'correlation_backward_kernel': '(const T*, const T*, const T*, T*, T*, int64_t, int64_t, '
                                    'int64_t, int64_t, int64_t)',
-    'correlation_argmax_kernel': '(const T*, const T*, int64_t*, int64_t, int64_t, int64_t, '
-                                 'int64_t, int)',
+    'correlation_argmax_rows_kernel': '(const T*, const T*, double*, int32_t*, int64_t, int64_t, '
+                                      'int64_t, int64_t, int)',
+    'correlation_argmax_rows_staged_kernel': '(const T*, const T*, double*, int32_t*, int64_t, '
+                                             'int64_t, int64_t, int64_t, int)',
 }
 WARP_KERNELS = ['warp_forward_kernel', 'warp_backward_kernel']
 WARP_ARGS = '(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t, int64_t, ' \
@@ -66,6 +68,7 @@ def test_cuda_kernels_compile_for_every_dtype(tmp_path):
                              text=True).stdout
     for name in [*KERNELS, *WARP_KERNELS]:
         assert f'mtu::cuda::{name}<c10::BFloat16' in symbols, name
+    assert 'mtu::cuda::correlation_argmax_pick_kernel(' in symbols
 
 
 @pytest.mark.parametrize('source', ['correlation_cuda.cu', 'warp_cuda.cu'])

@@ -54,23 +54,43 @@ at::Tensor correlation_argmax_cuda(const at::Tensor& f1, const at::Tensor& f2, i
                                    int64_t smooth) {
   const c10::cuda::CUDAGuard guard(f1.device());
   const int64_t n = f1.size(0), c = f1.size(1), h = f1.size(2), w = f1.size(3);
+  const int64_t side = 2 * max_disp + 1;
   const int r = smooth > 1 ? static_cast<int>(smooth / 2) : 0;
   TORCH_CHECK(r <= 16, "correlation_argmax on CUDA supports smooth <= 33, got ", smooth);
   auto disp = at::empty({n, 2, h, w}, f1.options().dtype(at::kLong));
   if (disp.numel() == 0) return disp;
-  TORCH_CHECK(n <= 65535, "correlation_argmax on CUDA supports batches up to 65535, got ", n);
-  const dim3 grid((w + kTile - 1) / kTile, (h + kTile - 1) / kTile, n);
+  TORCH_CHECK(n * side <= 65535, "correlation_argmax on CUDA supports batch x (2D+1) up to "
+              "65535, got ", n, " x ", side);
+  // each row of shifts' (dy's) winner per pixel: 12 bytes a pixel and row
+  auto row_best = at::empty({n * side, h, w}, f1.options().dtype(at::kDouble));
+  auto row_k = at::empty({n * side, h, w}, f1.options().dtype(at::kInt));
+  const dim3 grid((w + kTile - 1) / kTile, (h + kTile - 1) / kTile, n * side);
   const dim3 block(kTile, kTile);
   const int span = kTile + 2 * r;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f1.scalar_type(),
                                   "mtu_correlation_argmax_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const size_t smem = sizeof(acc_t) * span * span;
-    cuda::correlation_argmax_kernel<scalar_t, acc_t><<<grid, block, smem, cuda::current_stream()>>>(
-        f1.data_ptr<scalar_t>(), f2.data_ptr<scalar_t>(), disp.data_ptr<int64_t>(), c, h, w,
-        max_disp, r);
+    const size_t staged = sizeof(acc_t) * cuda::staged_argmax_elems(r, static_cast<int>(side));
+    // the staged kernel where its registers hold every shift and its chunk fits the 48 KB a
+    // block may take without opting in
+    if (side <= cuda::kMaxSide && r <= cuda::kMaxStagedR && staged <= 48 * 1024) {
+      cuda::correlation_argmax_rows_staged_kernel<scalar_t, acc_t>
+          <<<grid, block, staged, cuda::current_stream()>>>(
+              f1.data_ptr<scalar_t>(), f2.data_ptr<scalar_t>(), row_best.data_ptr<double>(),
+              row_k.data_ptr<int32_t>(), c, h, w, max_disp, r);
+    } else {
+      cuda::correlation_argmax_rows_kernel<scalar_t, acc_t>
+          <<<grid, block, sizeof(acc_t) * span * span, cuda::current_stream()>>>(
+              f1.data_ptr<scalar_t>(), f2.data_ptr<scalar_t>(), row_best.data_ptr<double>(),
+              row_k.data_ptr<int32_t>(), c, h, w, max_disp, r);
+    }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
+  cuda::correlation_argmax_pick_kernel<<<blocks_for(n * h * w), kThreads, 0,
+                                         cuda::current_stream()>>>(
+      row_best.data_ptr<double>(), row_k.data_ptr<int32_t>(), disp.data_ptr<int64_t>(), n,
+      h * w, max_disp);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return disp;
 }
 

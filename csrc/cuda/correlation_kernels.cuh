@@ -68,33 +68,71 @@ __global__ void correlation_backward_kernel(const scalar_t* __restrict__ g,
   }
 }
 
-// Fused argmax over a kTile x kTile tile of output pixels per block. For each shift, the block
-// computes the correlation on the tile plus its smoothing halo into shared memory, then each
-// thread box-sums its window (in double, so the sum of <= smooth^2 values is exact in practice and
-// ties behave as in the materialised path) and keeps the best shift. Shifts go in increasing
-// channel index and only a strictly larger value wins: ties go to the lowest index.
+// Fused argmax in two kernels. The first gives each block a kTile x kTile tile of output pixels
+// and one row of shifts (one dy, the 2D+1 dx) and writes, per pixel, the row's best shift and
+// its box sum: for each shift, the correlation on the tile plus its smoothing halo goes into
+// shared memory, then each thread box-sums its window (in double, so the sum of <= smooth^2
+// values is exact in practice and ties behave as in the materialised path). A block per
+// (tile, dy) rather than per tile fills the GPU: a 180x320 feature has only 240 tiles of 16x16.
+// The second kernel takes, per pixel, the best of the 2D+1 rows. Shifts go in increasing
+// channel index (dx within a row, rows by dy) and only a strictly larger value wins: ties go to
+// the lowest index.
+//
+// Two forms of the first kernel compute the same sums in the same order. The staged one (2D+1
+// <= kMaxSide, smooth <= 2 * kMaxStagedR + 1) copies kChunk channels at a time of the tile's f1
+// halo and of the f2 band the row's shifts read into shared memory, and each thread keeps the
+// correlation of its halo pixels at every dx in registers: each f1 value is read once for the
+// 2D+1 shifts, and global memory is read once per block instead of once per shift. The plain
+// one (any D and smooth) reads every product's operands from global memory.
 constexpr int kTile = 16;
+constexpr int kBlockThreads = kTile * kTile;
+constexpr int kMaxSide = 21;   // D <= 10
+constexpr int kMaxStagedR = 4;  // smooth <= 9
+constexpr int kChunk = 4;
+constexpr int kSlots =  // halo pixels a thread owns
+    ((kTile + 2 * kMaxStagedR) * (kTile + 2 * kMaxStagedR) + kBlockThreads - 1) / kBlockThreads;
+
+// Shared memory of the staged kernel, in accumulator elements: the channel chunk's f1 halo and
+// f2 band, later reused for one shift's correlation on the halo.
+__host__ __device__ inline int staged_argmax_elems(int r, int side) {
+  const int span = kTile + 2 * r, halo = span * span;
+  const int chunk = kChunk * (halo + span * (span + side - 1));
+  return chunk > halo ? chunk : halo;
+}
+
+// Box sum of the thread's window of `corr` (span x span, the tile plus its halo) in double.
+template <typename acc_t>
+__device__ inline double box_sum(const acc_t* corr, int span, int r) {
+  double s = 0;
+  for (int v = 0; v <= 2 * r; ++v)
+    for (int u = 0; u <= 2 * r; ++u)
+      s += static_cast<double>(corr[(threadIdx.y + v) * span + threadIdx.x + u]);
+  return s;
+}
 
 template <typename scalar_t, typename acc_t>
-__global__ void correlation_argmax_kernel(const scalar_t* __restrict__ f1,
-                                          const scalar_t* __restrict__ f2,
-                                          int64_t* __restrict__ disp, int64_t c, int64_t h,
-                                          int64_t w, int64_t d, int r) {
+__global__ void correlation_argmax_rows_kernel(const scalar_t* __restrict__ f1,
+                                               const scalar_t* __restrict__ f2,
+                                               double* __restrict__ row_best,
+                                               int32_t* __restrict__ row_k, int64_t c, int64_t h,
+                                               int64_t w, int64_t d, int r) {
   extern __shared__ unsigned char smem_raw[];
   acc_t* corr = reinterpret_cast<acc_t*>(smem_raw);
   const int span = kTile + 2 * r;
-  const int64_t b = blockIdx.z, hw = h * w, side = 2 * d + 1;
-  const int64_t ty0 = blockIdx.y * kTile - r, tx0 = blockIdx.x * kTile - r;
+  const int64_t side = 2 * d + 1, hw = h * w;
+  const int64_t b = blockIdx.z / side, iy = blockIdx.z % side, dy = iy - d;
+  // signed before subtracting: blockIdx is unsigned, and the first tiles' halo starts at -r
+  const int64_t ty0 = static_cast<int64_t>(blockIdx.y) * kTile - r;
+  const int64_t tx0 = static_cast<int64_t>(blockIdx.x) * kTile - r;
   const int tid = threadIdx.y * kTile + threadIdx.x;
-  const int64_t y = blockIdx.y * kTile + threadIdx.y, x = blockIdx.x * kTile + threadIdx.x;
   const scalar_t* f1img = f1 + b * c * hw;
   const scalar_t* f2img = f2 + b * c * hw;
 
   double best = 0;
-  int64_t best_k = 0;
-  for (int64_t ch = 0; ch < side * side; ++ch) {
-    const int64_t dy = ch / side - d, dx = ch % side - d;
-    for (int p = tid; p < span * span; p += kTile * kTile) {
+  int64_t best_ix = 0;
+  for (int64_t ix = 0; ix < side; ++ix) {
+    const int64_t dx = ix - d;
+    for (int p = tid; p < span * span; p += kBlockThreads) {
       const int64_t py = ty0 + p / span, px = tx0 + p % span;
       const int64_t qy = py + dy, qx = px + dx;
       acc_t acc = 0;  // zero outside the frame: the padding of the volume and of f2
@@ -106,19 +144,131 @@ __global__ void correlation_argmax_kernel(const scalar_t* __restrict__ f1,
       corr[p] = acc;
     }
     __syncthreads();
-    double s = 0;
-    for (int v = 0; v <= 2 * r; ++v)
-      for (int u = 0; u <= 2 * r; ++u)
-        s += static_cast<double>(corr[(threadIdx.y + v) * span + threadIdx.x + u]);
-    if (ch == 0 || s > best) {
+    const double s = box_sum(corr, span, r);
+    if (ix == 0 || s > best) {
       best = s;
-      best_k = ch;
+      best_ix = ix;
     }
     __syncthreads();
   }
+  const int64_t y = ty0 + r + threadIdx.y, x = tx0 + r + threadIdx.x;
   if (y < h && x < w) {
-    disp[b * 2 * hw + y * w + x] = best_k % side - d;
-    disp[b * 2 * hw + hw + y * w + x] = best_k / side - d;
+    row_best[blockIdx.z * hw + y * w + x] = best;
+    row_k[blockIdx.z * hw + y * w + x] = static_cast<int32_t>(iy * side + best_ix);
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+__global__ void correlation_argmax_rows_staged_kernel(const scalar_t* __restrict__ f1,
+                                                      const scalar_t* __restrict__ f2,
+                                                      double* __restrict__ row_best,
+                                                      int32_t* __restrict__ row_k, int64_t c,
+                                                      int64_t h, int64_t w, int64_t d, int r) {
+  extern __shared__ unsigned char smem_raw[];
+  acc_t* smem = reinterpret_cast<acc_t*>(smem_raw);
+  const int span = kTile + 2 * r, halo = span * span;
+  const int side = static_cast<int>(2 * d + 1), band_w = span + side - 1, band = span * band_w;
+  acc_t* f1s = smem;                 // [kChunk][halo]: f1 on the tile and its halo
+  acc_t* f2s = smem + kChunk * halo;  // [kChunk][span][band_w]: f2 at dy, dx = -D .. span-1+D
+  acc_t* corr = smem;                // [halo]: one shift's correlation, after the chunks
+  const int64_t hw = h * w;
+  const int64_t b = blockIdx.z / side, iy = blockIdx.z % side, dy = iy - d;
+  const int64_t ty0 = static_cast<int64_t>(blockIdx.y) * kTile - r;
+  const int64_t tx0 = static_cast<int64_t>(blockIdx.x) * kTile - r;
+  const int tid = threadIdx.y * kTile + threadIdx.x;
+  const scalar_t* f1img = f1 + b * c * hw;
+  const scalar_t* f2img = f2 + b * c * hw;
+
+  acc_t acc[kSlots][kMaxSide];
+#pragma unroll
+  for (int s = 0; s < kSlots; ++s)
+#pragma unroll
+    for (int ix = 0; ix < kMaxSide; ++ix) acc[s][ix] = 0;
+
+  for (int64_t c0 = 0; c0 < c; c0 += kChunk) {
+    const int cn = static_cast<int>(c - c0 < kChunk ? c - c0 : kChunk);
+    // zero outside the frame: a product with a padded value adds exactly 0, as the plain
+    // kernel's skipped pairs
+    for (int i = tid; i < cn * halo; i += kBlockThreads) {
+      const int cc = i / halo, p = i % halo;
+      const int64_t py = ty0 + p / span, px = tx0 + p % span;
+      f1s[i] = (py >= 0 && py < h && px >= 0 && px < w)
+                   ? static_cast<acc_t>(f1img[(c0 + cc) * hw + py * w + px])
+                   : acc_t(0);
+    }
+    for (int i = tid; i < cn * band; i += kBlockThreads) {
+      const int cc = i / band, q = i % band;
+      const int64_t qy = ty0 + dy + q / band_w, qx = tx0 - d + q % band_w;
+      f2s[i] = (qy >= 0 && qy < h && qx >= 0 && qx < w)
+                   ? static_cast<acc_t>(f2img[(c0 + cc) * hw + qy * w + qx])
+                   : acc_t(0);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int s = 0; s < kSlots; ++s) {
+      const int p = tid + s * kBlockThreads;
+      if (p < halo) {
+        const int lx = p % span, ly = p / span;
+        for (int cc = 0; cc < cn; ++cc) {
+          const acc_t a = f1s[cc * halo + p];
+          const acc_t* row = f2s + cc * band + ly * band_w + lx;  // f2 at (py+dy, px-D+ix)
+#pragma unroll
+          for (int ix = 0; ix < kMaxSide; ++ix)
+            if (ix < side) acc[s][ix] += a * row[ix];
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  double best = 0;
+  int best_ix = 0;
+#pragma unroll
+  for (int ix = 0; ix < kMaxSide; ++ix) {
+    if (ix < side) {  // the same for the whole block: the barriers below are reached by all
+#pragma unroll
+      for (int s = 0; s < kSlots; ++s) {
+        const int p = tid + s * kBlockThreads;
+        if (p < halo) corr[p] = acc[s][ix];
+      }
+      __syncthreads();
+      const double sum = box_sum(corr, span, r);
+      if (ix == 0 || sum > best) {
+        best = sum;
+        best_ix = ix;
+      }
+      __syncthreads();
+    }
+  }
+  const int64_t y = ty0 + r + threadIdx.y, x = tx0 + r + threadIdx.x;
+  if (y < h && x < w) {
+    row_best[blockIdx.z * hw + y * w + x] = best;
+    row_k[blockIdx.z * hw + y * w + x] = static_cast<int32_t>(iy * side + best_ix);
+  }
+}
+
+// One thread per pixel: the best of its 2D+1 row winners (rows in increasing dy, a later row
+// only when strictly larger), written as (dx, dy).
+__global__ void correlation_argmax_pick_kernel(const double* __restrict__ row_best,
+                                               const int32_t* __restrict__ row_k,
+                                               int64_t* __restrict__ disp, int64_t n,
+                                               int64_t hw, int64_t d) {
+  const int64_t side = 2 * d + 1;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n * hw;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t b = i / hw, pix = i % hw;
+    const int64_t first = b * side * hw + pix;
+    double best = row_best[first];
+    int64_t best_k = row_k[first];
+    for (int64_t iy = 1; iy < side; ++iy) {
+      const double s = row_best[first + iy * hw];
+      if (s > best) {
+        best = s;
+        best_k = row_k[first + iy * hw];
+      }
+    }
+    disp[b * 2 * hw + pix] = best_k % side - d;
+    disp[b * 2 * hw + hw + pix] = best_k / side - d;
   }
 }
 

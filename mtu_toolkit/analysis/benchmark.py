@@ -58,7 +58,8 @@ def mc_seconds(restorer, clip, start, frames, device, state=None):
     """Seconds of motion compensation in ``frames`` frames of ``restorer`` (the windows
     ``clip.window(start)`` on, from ``state``): the time inside the backbone's profiler ranges
     named :data:`~mtu_toolkit.models.backbones.mtu_net.MC_RANGE` (motion layer, matching,
-    warp), read from ``torch.profiler`` (device time on CUDA).
+    warp), read from ``torch.profiler``: on the CPU their CPU time; on CUDA the GPU time of
+    the work they launched (:func:`gpu_seconds_in`).
 
     Returns:
         tuple: ``(mc_seconds, frame_seconds)`` summed over the frames.
@@ -70,10 +71,38 @@ def mc_seconds(restorer, clip, start, frames, device, state=None):
         [ProfilerActivity.CUDA] if device.type == 'cuda' else [])
     with profile(activities=activities) as prof:
         times, _ = time_frames(restorer, clip, start, 0, frames, device, state)
-    ranges = [e for e in prof.events() if e.name == MC_RANGE]
-    micros = sum(e.device_time_total if device.type == 'cuda' else e.cpu_time_total
-                 for e in ranges)
+    if device.type == 'cuda':
+        return gpu_seconds_in(prof.events(), MC_RANGE), sum(times)
+    micros = sum(e.cpu_time_total for e in prof.events() if e.name == MC_RANGE)
     return micros / 1e6, sum(times)
+
+
+def gpu_seconds_in(events, name):
+    """GPU seconds of the work done inside the profiler ranges called ``name`` on a CUDA
+    trace (NaN where the trace cannot tell).
+
+    Two parts. The kernels that torch.profiler links to an op inside the ranges (their CPU-side
+    events' device time). And the compiled extension's ops (``correlation_argmax``, the warp):
+    called through pybind, not the dispatcher, their kernels are linked to no op, so they are
+    read from the GPU-side copies of their own ranges (:data:`~mtu_toolkit.ops.functions.
+    ARGMAX_RANGE`, ``WARP_RANGE``), the n-th on the GPU being the n-th on the CPU, counted
+    where that CPU range runs inside one called ``name``.
+    """
+    from torch.autograd import DeviceType
+
+    from ..ops.functions import ARGMAX_RANGE, WARP_RANGE
+    from .stages import _ancestors
+    on_cpu = [e for e in events if e.device_type == DeviceType.CPU]
+    on_gpu = [e for e in events if e.device_type == DeviceType.CUDA]
+    micros = sum(e.device_time_total for e in on_cpu if e.name == name)
+    for op in (ARGMAX_RANGE, WARP_RANGE):
+        calls = sorted((e for e in on_cpu if e.name == op), key=lambda e: e.time_range.start)
+        spans = sorted((e for e in on_gpu if e.name == op), key=lambda e: e.time_range.start)
+        if len(calls) != len(spans):
+            return math.nan
+        micros += sum(g.time_range.elapsed_us() for c, g in zip(calls, spans)
+                      if any(a.name == name for a in _ancestors(c)))
+    return micros / 1e6
 
 
 def time_frames(restorer, clip, start, warmup, frames, device, state=None):
