@@ -55,8 +55,8 @@ SPLITS = dict(train=['astronaut', 'rocket', 'hubble_deep_field', 'coffee'], test
 RENDER = dict(sub_frames=(17, 28, 39), exposures=(13,), pan=0.7, speed=0.2, vertical=0.3)
 #: frames per sequence and their (height, width)
 FRAMES, SIZE = 24, (144, 192)
-#: linear warm-up of the learning rate (iterations; shorter for very short runs)
-WARMUP_ITERS = 30
+#: linear warm-up of the learning rate (iterations; at most a quarter of a shorter run)
+WARMUP_ITERS = 150
 MODELS_TO_TRAIN = [('mtu2_no_mc', 'configs/demo/mtu2_synthetic_no_mc.py'),
                    ('mtu2_mc', 'configs/demo/mtu2_synthetic.py')]
 
@@ -135,7 +135,7 @@ def train_cmd(name, config, lmdb_root, out, iters):
     """tools/train.py for one model (resumes from its newest checkpoint when interrupted)."""
     roots = [f'{k}.dataset.data_root={lmdb_root}'
              for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
-    warmup = min(WARMUP_ITERS, max(1, iters // 10))
+    warmup = min(WARMUP_ITERS, max(1, iters // 4))
     return [sys.executable, osp.join(ROOT, 'tools', 'train.py'), config,
             '--work-dir', osp.join(out, 'work_dirs', name), '--resume', '--cfg-options',
             f'train_cfg.max_iters={iters}', f'param_scheduler.0.end={warmup}',
