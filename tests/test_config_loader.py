@@ -42,7 +42,8 @@ def test_existing_keys_are_set_like_mmengine_does():
     cfg = _load({'train_cfg.max_iters': 7, 'param_scheduler.0.end': 11,
                  'model.backbone.num_units': 4, 'optim_wrapper.optimizer.betas': (0.5, 0.9)})
     assert cfg.train_cfg.max_iters == 7
-    assert cfg.param_scheduler[0].end == 11 and cfg.param_scheduler[1].begin == 30  # untouched
+    untouched = Config.fromfile(DEMO).param_scheduler[1].begin
+    assert cfg.param_scheduler[0].end == 11 and cfg.param_scheduler[1].begin == untouched
     assert cfg.model.backbone.num_units == 4 and cfg.model.backbone.channels == 26
     assert tuple(cfg.optim_wrapper.optimizer.betas) == (0.5, 0.9)
     # the same as mmengine's unchecked merge
