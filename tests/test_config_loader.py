@@ -41,13 +41,13 @@ def test_a_number_given_as_text_is_refused():
 def test_existing_keys_are_set_like_mmengine_does():
     cfg = _load({'train_cfg.max_iters': 7, 'param_scheduler.0.end': 11,
                  'model.backbone.num_units': 4, 'optim_wrapper.optimizer.betas': (0.5, 0.9)})
+    ref = Config.fromfile(DEMO)
+    untouched = ref.param_scheduler[1].begin
     assert cfg.train_cfg.max_iters == 7
-    untouched = Config.fromfile(DEMO).param_scheduler[1].begin
     assert cfg.param_scheduler[0].end == 11 and cfg.param_scheduler[1].begin == untouched
     assert cfg.model.backbone.num_units == 4 and cfg.model.backbone.channels == 26
     assert tuple(cfg.optim_wrapper.optimizer.betas) == (0.5, 0.9)
     # the same as mmengine's unchecked merge
-    ref = Config.fromfile(DEMO)
     ref.merge_from_dict({'train_cfg.max_iters': 7, 'param_scheduler.0.end': 11,
                          'model.backbone.num_units': 4,
                          'optim_wrapper.optimizer.betas': (0.5, 0.9)})
