@@ -291,7 +291,8 @@ def each_isa():
 # (W = 57: tiles of 3 positions and a rest of 1, the last runs partly or wholly past the row),
 # shifts in tiles of 7 (AVX-512) and 6 + 3 (AVX2) and vertical shifts in groups of 3 and a
 # rest, a frame taller than a block of rows, runs of 1 pixel (narrower than the box: W = 5),
-# of 19 (more than 16 positions: two transposes a row), MTU10-L's ~100 channels
+# of 19 (more than 16 positions: two transposes a row on AVX-512, three on AVX2, the last of 3
+# positions), MTU10-L's ~100 channels
 ARGMAX_SHAPES = [(1, 8, 20, 57, 10), (2, 6, 11, 23, 3), (1, 5, 9, 5, 2), (1, 4, 12, 300, 4),
                  (1, 99, 9, 41, 3)]
 

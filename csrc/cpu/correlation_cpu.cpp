@@ -483,6 +483,65 @@ inline Vec loadu(const float* p) { return _mm256_loadu_ps(p); }
 inline void storeu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
 inline Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
 #include "correlation_fma.h"
+
+// Transposes 8 vectors of 8 floats in place: r[i][s] becomes r[s][i].
+__attribute__((always_inline)) inline void transpose8(Vec* r) {
+  Vec t[8], u[8];
+#pragma GCC unroll 4
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+#pragma GCC unroll 2
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+// to_segments (float32) 8 positions at a time: for each channel the 16 runs' next 8 pixels
+// (masked loads: zeros outside the row), runs 0-7 and 8-15 transposed into the two halves of
+// 8 positions (pure data movement: the same values as the scalar form).
+void to_segments(const float* src, int64_t cstride, int64_t channels, int64_t w, int64_t len,
+                 int64_t halo, int64_t positions, float* dst) {
+  static_assert(kSegments == 16 && kLanes == 8, "a position is two vectors");
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t k0 = 0; k0 < positions; k0 += 8) {
+    const int64_t nk = positions - k0 < 8 ? positions - k0 : 8;
+    __m256i m[16];  // run s's lanes i whose pixel x = s * len + k0 - halo + i lies in 0 .. w - 1
+    int64_t at[16];
+    int full[16];
+    for (int s = 0; s < 16; ++s) {
+      at[s] = s * len + k0 - halo;
+      const __m256i x = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(at[s])), lane);
+      m[s] = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), x),
+                                 _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(w)),
+                                                    x));
+      full[s] = at[s] >= 0 && at[s] + 8 <= w ? 1 : (_mm256_testz_si256(m[s], m[s]) ? 0 : -1);
+    }
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* row = src + c * cstride;
+      Vec r[16];
+#pragma GCC unroll 16
+      for (int s = 0; s < 16; ++s)
+        r[s] = full[s] > 0 ? loadu(row + at[s])
+                           : (full[s] < 0 ? _mm256_maskload_ps(row + at[s], m[s]) : zero());
+      transpose8(r);
+      transpose8(r + 8);
+      for (int64_t i = 0; i < nk; ++i) {
+        storeu(dst + ((k0 + i) * channels + c) * kSegments, r[i]);
+        storeu(dst + ((k0 + i) * channels + c) * kSegments + 8, r[i + 8]);
+      }
+    }
+  }
+}
 }  // namespace corr_avx2
 #pragma GCC pop_options
 #endif  // MTU_X86
@@ -525,6 +584,7 @@ template <>
 SegmentsFn<float> argmax_to_segments<float>() {
 #ifdef MTU_X86
   if (use_avx512()) return corr_avx512::to_segments;
+  if (use_avx2()) return corr_avx2::to_segments;
 #endif
   return to_segments<float>;
 }
@@ -591,6 +651,58 @@ struct HorizontalArgmaxAvx512 {
       _mm512_mask_storeu_pd(bv + p, b0, s0);
       _mm512_mask_storeu_pd(bv + p + 8, b1, s1);
       _mm512_mask_storeu_epi32(bi + p, _mm512_kunpackb(b1, b0), index);
+    }
+  }
+};
+#endif
+
+#ifdef MTU_X86
+// The same pass in AVX2 (4 doubles a vector, 4 a position), branch-free: the best value and
+// index are blended and stored whole (GCC's vectorisation of the plain loop tests each
+// comparison's mask and branches around the stores, which the data make unpredictable).
+struct HorizontalArgmaxAvx2 {
+  template <int R>
+  __attribute__((target("avx2"))) static void run(const double* vp, int32_t idx, int64_t r_any,
+                                                   int64_t len, double* bv, int32_t* bi) {
+    static_assert(kSegments == 16, "a position is four vectors of 4 doubles");
+    const int64_t r = R >= 0 ? R : r_any;
+    const __m256i index = _mm256_set1_epi32(idx);
+    const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi32(-1));
+    for (int64_t p = 0; p < len * kSegments; p += kSegments) {
+      const double* v = vp + p;
+      __m256d s[4], m[4];
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) s[q] = _mm256_loadu_pd(v + 4 * q);
+      if constexpr (R >= 0) {
+#pragma GCC unroll 8
+        for (int u = 1; u <= 2 * R; ++u)
+#pragma GCC unroll 4
+          for (int q = 0; q < 4; ++q)
+            s[q] = _mm256_add_pd(s[q], _mm256_loadu_pd(v + u * kSegments + 4 * q));
+      } else {
+        for (int64_t u = 1; u <= 2 * r; ++u)
+#pragma GCC unroll 4
+          for (int q = 0; q < 4; ++q)
+            s[q] = _mm256_add_pd(s[q], _mm256_loadu_pd(v + u * kSegments + 4 * q));
+      }
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) {
+        const __m256d old = _mm256_loadu_pd(bv + p + 4 * q);
+        m[q] = idx == 0 ? all : _mm256_cmp_pd(s[q], old, _CMP_GT_OQ);
+        _mm256_storeu_pd(bv + p + 4 * q, _mm256_blendv_pd(old, s[q], m[q]));
+      }
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        // the masks of pixels 0-3 and 4-7 (64 bits each) as 8 masks of 32 bits, in order
+        const __m256 t = _mm256_shuffle_ps(_mm256_castpd_ps(m[2 * h]),
+                                           _mm256_castpd_ps(m[2 * h + 1]),
+                                           _MM_SHUFFLE(2, 0, 2, 0));
+        const __m256i mi =
+            _mm256_permute4x64_epi64(_mm256_castps_si256(t), _MM_SHUFFLE(3, 1, 2, 0));
+        int32_t* b = bi + p + 8 * h;
+        const __m256i old = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(b), _mm256_blendv_epi8(old, index, mi));
+      }
     }
   }
 };
@@ -689,7 +801,8 @@ template <typename T>
 __attribute__((target("avx2"))) void smooth_argmax_row_avx2(
     double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
     int64_t dyi, int64_t r, int64_t len, double* bv, int32_t* bi) {
-  smooth_argmax_row_dispatch<T>(vsum, vstride, drop, add, side, dyi, r, len, bv, bi);
+  smooth_argmax_row_dispatch<T, HorizontalArgmaxAvx2>(vsum, vstride, drop, add, side, dyi, r,
+                                                       len, bv, bi);
 }
 
 template <typename T>
