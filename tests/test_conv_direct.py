@@ -56,6 +56,7 @@ def check(layer, inputs, relu=True, residual=None, atol=2e-5, winograd=False):
     ([26], 52, 5, 4, 1, (37, 71)),       # motion layer
     ([7, 5], 11, 5, 1, 2, (5, 7)),       # image smaller than a vector
     ([4], 30, 3, 1, 1, (3, 100)),        # 30 channels: blocks with padding channels
+    ([5], 13, 3, 1, 1, (6, 20)),         # 13 channels: AVX2's last block holds one
     ([16], 40, 5, 2, 2, (11, 13)),
     ([2], 9, 3, 1, 0, (6, 9)),           # 'valid' padding
     # wide rows: strips wholly inside the row, packed with plain loads (the others masked)
@@ -82,6 +83,7 @@ def test_conv_matches_pytorch(isa, cins, cout, k, stride, pad, size):
     ([26], 3, 3, 1, (9, 40)),         # out_conv
     ([7, 5], 11, 5, 2, (5, 7)),       # image smaller than a vector of tiles
     ([4], 30, 3, 1, (1, 100)),        # one row: a tile partly outside
+    ([5], 13, 3, 1, (6, 20)),         # 13 channels: AVX2's last block holds one
     ([8], 8, 5, 2, (7, 70)),          # 7 rows, 70 columns: tiles of 4 partly outside
     ([16], 20, 5, 0, (9, 300)),       # 'valid' padding, wide
     ([6], 40, 5, 1, (12, 13)),        # padding 1 of a 5x5

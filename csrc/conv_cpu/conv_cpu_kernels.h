@@ -200,6 +200,21 @@ MTU_ALWAYS_INLINE void for_each_strip(int64_t width, Run&& run) {
   }
 }
 
+// Calls f.template operator()<C>() with C == c (1 <= c <= CB) where blocks are small enough
+// to pad noticeably (AVX2: 6 channels a block pad 26 to 30), else with C == CB: the padded
+// channels' products are then computed and dropped, as AVX-512's blocks of up to 13 rarely
+// pad the network's channel counts and each C is another copy of the products' code.
+template <int CB, typename F>
+MTU_ALWAYS_INLINE void with_channels(int c, F&& f) {
+  if constexpr (CB > 1 && kRegisters <= 16) {
+    if (c < CB) {
+      with_channels<CB - 1>(c, f);
+      return;
+    }
+  }
+  f.template operator()<CB>();
+}
+
 // Convolution, K x K taps, stride S, padding a.pad: a task is a range of output rows. Per
 // strip of NV*V output pixels, down the rows: the strip's K input rows of every channel are
 // kept packed in a ring (~40 KB: it stays in L1; read in place, the rows lie a plane apart,
@@ -235,43 +250,51 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
       LineSpread outputs;
       spread_outputs(outputs, a, n, g * CB, CB, y, 1, x0, x0 + NV * V);
       outputs.start(cin);
-      Vec acc[CB][NV];
+      // the block's C real channels (C < CB only in a padded last block)
+      const auto block = [&]<int C>() {
+        Vec acc[C][NV];
 #pragma GCC unroll 16
-      for (int c = 0; c < CB; ++c)
+        for (int c = 0; c < C; ++c)
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) acc[c][v] = zero();
-      const float* channel = buf;
-      for (int64_t ci = 0; ci < cin; ++ci, channel += K * CHUNK) {
-        next_rows.step();
-        outputs.step();
+          for (int v = 0; v < NV; ++v) acc[c][v] = zero();
+        const float* channel = buf;
+        for (int64_t ci = 0; ci < cin; ++ci, channel += K * CHUNK) {
+          next_rows.step();
+          outputs.step();
 #pragma GCC unroll 8
-        for (int ky = 0; ky < K; ++ky, w += K * CB) {
-          const float* row = channel + slot[ky];
+          for (int ky = 0; ky < K; ++ky, w += K * CB) {
+            const float* row = channel + slot[ky];
 #pragma GCC unroll 8
-          for (int kx = 0; kx < K; ++kx) {
-            const float* src = row + (kx % S) * L + kx / S;
-            Vec in[NV];
+            for (int kx = 0; kx < K; ++kx) {
+              const float* src = row + (kx % S) * L + kx / S;
+              Vec in[NV];
 #pragma GCC unroll 8
-            for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
+              for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
 #pragma GCC unroll 16
-            for (int c = 0; c < CB; ++c) {
-              const Vec b = bcast(w + kx * CB + c);
+              for (int c = 0; c < C; ++c) {
+                const Vec b = bcast(w + kx * CB + c);
 #pragma GCC unroll 8
-              for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
+                for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
+              }
             }
           }
         }
-      }
-      timer.lap(kProducts);
-      // unrolled, so that acc stays in registers (indexed, it would live in memory)
+        timer.lap(kProducts);
+        // unrolled, so that acc stays in registers (indexed, it would live in memory)
 #pragma GCC unroll 16
-      for (int c = 0; c < CB; ++c) {
-        const int64_t co = g * CB + c;
-        if (co >= a.cout) continue;
+        for (int c = 0; c < C; ++c) {
+          const int64_t co = g * CB + c;
+          if (co >= a.cout) continue;  // (AVX-512: C == CB in a padded block)
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v)
-          finish(a, acc[c][v], co, n, (co * OH + y) * OW + x0 + v * V, mask[v]);
-      }
+          for (int v = 0; v < NV; ++v)
+            finish(a, acc[c][v], co, n, (co * OH + y) * OW + x0 + v * V, mask[v]);
+        }
+      };
+      const int64_t real = a.cout - g * CB;
+      if (real < CB)
+        with_channels<CB>(static_cast<int>(real), block);
+      else
+        block.template operator()<CB>();
       timer.lap(kEpilogue);
     }
   }
@@ -587,33 +610,41 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
       LineSpread outputs;
       spread_outputs(outputs, a, n, g * CB, CB, M * ty, M, M * t0, M * t0 + M * T);
       outputs.start(N * N);
-      // (not unrolled: one product's code is 2 * CB * NV multiply-adds a channel already)
+      // the products of the block's C real channels (C < CB only in a padded last block)
+      const auto products = [&]<int C>() {
+        // (not unrolled: one product's code is 2 * CB * NV multiply-adds a channel already)
 #pragma GCC unroll 1
-      for (int xi = 0; xi < N * N; ++xi) {
-        next_rows.step();
-        outputs.step();
-        Vec acc[CB][NV];
+        for (int xi = 0; xi < N * N; ++xi) {
+          next_rows.step();
+          outputs.step();
+          Vec acc[C][NV];
 #pragma GCC unroll 16
-        for (int c = 0; c < CB; ++c)
+          for (int c = 0; c < C; ++c)
 #pragma GCC unroll 8
-          for (int v = 0; v < NV; ++v) acc[c][v] = zero();
-        const float* src = vbuf + xi * plane;
-        for (int64_t ci = 0; ci < cin; ++ci, src += T, w += CB) {
-          Vec in[NV];
+            for (int v = 0; v < NV; ++v) acc[c][v] = zero();
+          const float* src = vbuf + xi * plane;
+          for (int64_t ci = 0; ci < cin; ++ci, src += T, w += CB) {
+            Vec in[NV];
 #pragma GCC unroll 8
-          for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
+            for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
 #pragma GCC unroll 16
-          for (int c = 0; c < CB; ++c) {
-            const Vec b = bcast(w + c);
+            for (int c = 0; c < C; ++c) {
+              const Vec b = bcast(w + c);
 #pragma GCC unroll 8
-            for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
+              for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
+            }
           }
-        }
 #pragma GCC unroll 16
-        for (int c = 0; c < CB; ++c)
+          for (int c = 0; c < C; ++c)
 #pragma GCC unroll 8
-          for (int v = 0; v < NV; ++v) storeu(mbuf + (xi * CB + c) * T + v * V, acc[c][v]);
-      }
+            for (int v = 0; v < NV; ++v) storeu(mbuf + (xi * CB + c) * T + v * V, acc[c][v]);
+        }
+      };
+      const int64_t real = a.cout - g * CB;
+      if (real < CB)
+        with_channels<CB>(static_cast<int>(real), products);
+      else
+        products.template operator()<CB>();
       timer.lap(kProducts);
       // output transform: rows (over the tile's columns), then columns
 #pragma GCC unroll 1
