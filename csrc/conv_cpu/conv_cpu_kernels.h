@@ -200,12 +200,13 @@ MTU_ALWAYS_INLINE void for_each_strip(int64_t width, Run&& run) {
   }
 }
 
-// Calls f.template operator()<C>() with C == c (1 <= c <= CB) where blocks are small enough
-// to pad noticeably (AVX2: 6 channels a block pad 26 to 30), else with C == CB: the padded
-// channels' products are then computed and dropped, as AVX-512's blocks of up to 13 rarely
-// pad the network's channel counts and each C is another copy of the products' code.
+// Calls f.template operator()<C>() for a block of CB output channels of which c >= 1 are real
+// (c >= CB: all): C == min(c, CB) where blocks are small enough to pad noticeably (AVX2: 6
+// channels a block pad 26 to 30), else C == CB: the padded channels' products are then
+// computed and dropped, as AVX-512's blocks of up to 13 rarely pad the network's channel
+// counts and each C is another copy of the products' code.
 template <int CB, typename F>
-MTU_ALWAYS_INLINE void with_channels(int c, F&& f) {
+MTU_ALWAYS_INLINE void with_channels(int64_t c, F&& f) {
   if constexpr (CB > 1 && kRegisters <= 16) {
     if (c < CB) {
       with_channels<CB - 1>(c, f);
@@ -290,11 +291,7 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
             finish(a, acc[c][v], co, n, (co * OH + y) * OW + x0 + v * V, mask[v]);
         }
       };
-      const int64_t real = a.cout - g * CB;
-      if (real < CB)
-        with_channels<CB>(static_cast<int>(real), block);
-      else
-        block.template operator()<CB>();
+      with_channels<CB>(a.cout - g * CB, block);
       timer.lap(kEpilogue);
     }
   }
@@ -640,11 +637,7 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
             for (int v = 0; v < NV; ++v) storeu(mbuf + (xi * CB + c) * T + v * V, acc[c][v]);
         }
       };
-      const int64_t real = a.cout - g * CB;
-      if (real < CB)
-        with_channels<CB>(static_cast<int>(real), products);
-      else
-        products.template operator()<CB>();
+      with_channels<CB>(a.cout - g * CB, products);
       timer.lap(kProducts);
       // output transform: rows (over the tile's columns), then columns
 #pragma GCC unroll 1
