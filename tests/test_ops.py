@@ -314,6 +314,19 @@ def test_correlation_argmax_agrees_on_every_instruction_set(shape, each_isa):
     assert results.get('avx2', ('avx2',))[0] == 'avx2'
 
 
+def test_correlation_argmax_ties_agree_on_every_instruction_set(each_isa):
+    """Small-integer features (exact sums, ties everywhere) over 45 channels, which AVX-512
+    takes in two chunks (22 and 23, each storing its sums for the next): every path gives the
+    reference's argmax, ties included."""
+    g = torch.Generator().manual_seed(3)
+    f1 = torch.randint(-1, 2, (1, 45, 13, 40), generator=g).float()
+    f2 = torch.randint(-1, 2, (1, 45, 13, 40), generator=g).float()
+    ref = correlation_argmax_reference(f1, f2, 4, 3)
+    for isa in each_isa:
+        ext.cpu_use_isa(isa)
+        assert torch.equal(correlation_argmax(f1, f2, 4, 3), ref), isa
+
+
 def test_mc_isa_choice_rejects_unknown_names():
     with pytest.raises(RuntimeError, match='isa must be'):
         ext.cpu_use_isa('sse9')

@@ -1,7 +1,7 @@
 // The correlation rows of the fused argmax with fused multiply-adds (float32), written once for
 // any vector width and included by correlation_cpu.cpp once per instruction set, inside its
 // namespace and target pragma (AVX-512F; AVX2 + FMA). The including namespace provides Vec,
-// kLanes, kMaxShifts, kMaxPositions, zero, loadu, storeu and fmadd, and kSegments comes from
+// kLanes, kMaxShifts, kMaxPositions, kMaxChunk, zero, loadu, storeu and fmadd, and kSegments comes from
 // correlation_cpu.cpp. No std:: call here (see csrc/README.md).
 //
 // The rows are in the argmax's segmented layout (see to_segments in correlation_cpu.cpp): a
@@ -29,20 +29,24 @@ struct LineAhead {
   }
 };
 
-// Register tile: NDX shifts x NK positions from k0 (NK * kVecsPerPosition vectors each). `a`
-// and `b` point at position k0 of their rows (b already at shift j0), positions `pos` floats
-// apart; a position of b feeds every (shift, position) pair it is the sum of, once loaded.
+// Register tile: NDX shifts x NK positions from k0 (NK * kVecsPerPosition vectors each), over
+// `channels` channels from those `a` and `b` point at. `a` and `b` point at position k0 of
+// their rows (b already at shift j0), positions `pos` floats apart; a position of b feeds every
+// (shift, position) pair it is the sum of, once loaded. The accumulators start from zero
+// (`first`) or from the sums of the channels before these, in `out`.
 template <int NDX, int NK>
 inline void seg_tile(const float* __restrict__ a, const float* __restrict__ b, float* const* out,
-                     int64_t channels, int64_t pos, int64_t k0, LineAhead& ahead) {
+                     int64_t channels, int64_t pos, int64_t k0, bool first, LineAhead& ahead) {
   const char* pf = ahead.next;
   const int64_t npf = ahead.take();
   constexpr int NV = NK * kVecsPerPosition;
   Vec acc[NDX][NV];
+  // (zeros, or the sums of the channels before this chunk)
 #pragma GCC unroll 16
   for (int j = 0; j < NDX; ++j)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[j][v] = zero();
+    for (int v = 0; v < NV; ++v)
+      acc[j][v] = first ? zero() : loadu(out[j] + k0 * kSegments + v * kLanes);
   for (int64_t c = 0; c < channels; ++c) {
     const float* ac = a + c * kSegments;
     const float* bc = b + c * kSegments;
@@ -76,26 +80,42 @@ inline void seg_tile(const float* __restrict__ a, const float* __restrict__ b, f
     for (int v = 0; v < NV; ++v) storeu(out[j] + k0 * kSegments + v * kLanes, acc[j][v]);
 }
 
-// NDX shifts of every position of the row: tiles of kMaxPositions, then one of the rest.
+// The chunks a row's channels are taken in: at most kMaxChunk channels each, as even as can
+// be. Each chunk walks the whole row, a tile storing its sums for the next chunk's tile to
+// start from (the same terms in the same order: the same values), so that a tile reads
+// (NK + NDX - 1 + NK) x chunk lines rather than x channels, few enough to stay in L1 for the
+// next tile along the row, which reads most of them again.
+inline int64_t channel_chunks(int64_t channels) {
+  return (channels + kMaxChunk - 1) / kMaxChunk;
+}
+
+// NDX shifts of every position of the row, chunk by chunk: tiles of kMaxPositions, then one
+// of the rest.
 template <int NDX>
 inline void seg_shifts(const float* a, const float* b, float* const* out, int64_t channels,
                        int64_t len, LineAhead& ahead) {
-  const int64_t pos = channels * kSegments;
-  int64_t k0 = 0;
-  for (; k0 + kMaxPositions <= len; k0 += kMaxPositions)
-    seg_tile<NDX, kMaxPositions>(a + k0 * pos, b + k0 * pos, out, channels, pos, k0, ahead);
-  switch (len - k0) {
-#define MTU_FMA_REST(K)                                                              \
-  case K:                                                                            \
-    if constexpr (K < kMaxPositions)                                                 \
-      seg_tile<NDX, K>(a + k0 * pos, b + k0 * pos, out, channels, pos, k0, ahead);     \
+  const int64_t pos = channels * kSegments, chunks = channel_chunks(channels);
+  for (int64_t q = 0; q < chunks; ++q) {
+    const int64_t c0 = channels * q / chunks, nc = channels * (q + 1) / chunks - c0;
+    const float* aq = a + c0 * kSegments;
+    const float* bq = b + c0 * kSegments;
+    int64_t k0 = 0;
+    for (; k0 + kMaxPositions <= len; k0 += kMaxPositions)
+      seg_tile<NDX, kMaxPositions>(aq + k0 * pos, bq + k0 * pos, out, nc, pos, k0, q == 0,
+                                   ahead);
+    switch (len - k0) {
+#define MTU_FMA_REST(K)                                                                   \
+  case K:                                                                                 \
+    if constexpr (K < kMaxPositions)                                                      \
+      seg_tile<NDX, K>(aq + k0 * pos, bq + k0 * pos, out, nc, pos, k0, q == 0, ahead);     \
     break;
-    MTU_FMA_REST(1)
-    MTU_FMA_REST(2)
-    MTU_FMA_REST(3)
+      MTU_FMA_REST(1)
+      MTU_FMA_REST(2)
+      MTU_FMA_REST(3)
 #undef MTU_FMA_REST
-    default:
-      break;
+      default:
+        break;
+    }
   }
 }
 
@@ -108,7 +128,7 @@ inline void correlate_row_fma(const float* a, const float* b, float* const* out,
                               int64_t pf_lines) {
   const int64_t side = 2 * d + 1, pos = channels * kSegments;
   const int64_t tiles = ((side + kMaxShifts - 1) / kMaxShifts) *
-                        ((len + kMaxPositions - 1) / kMaxPositions);
+                        ((len + kMaxPositions - 1) / kMaxPositions) * channel_chunks(channels);
   LineAhead ahead{reinterpret_cast<const char*>(pf), pf_lines, (pf_lines + tiles - 1) / tiles};
   int64_t j = 0;
   for (; j + kMaxShifts <= side; j += kMaxShifts)
