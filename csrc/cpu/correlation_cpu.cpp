@@ -402,9 +402,8 @@ namespace corr_avx512 {
 // 16 lanes (a position); 7 shifts x 3 positions of accumulators (21 = 3 x 7 shifts for D = 10)
 // and 3 positions of a and one of b: 25 of the 32 registers (with 4 positions, as fast on an
 // Intel Xeon, one accumulator lived on the stack). Chunks of at most 32 channels: a tile then
-// reads 12 lines a channel, <= 24 KB, within a 32 KB L1 (all 52 channels at once: 39 KB; on a
-// Zen 4, chunks of 26 were 1.05x faster than none, 13 and 18 1.00-1.07x, at 96 channels 32
-// and 48 1.03-1.08x)
+// reads 12 lines a channel, <= 24 KB, within a 32 KB L1 (all 52 channels at once: 39 KB;
+// the chunk sizes timed are in docs/benchmarks.md)
 using Vec = __m512;
 using Mask = __mmask16;
 constexpr int kLanes = 16, kMaxShifts = 7, kMaxPositions = 3, kMaxChunk = 32;
@@ -479,7 +478,7 @@ void to_segments(const float* src, int64_t cstride, int64_t channels, int64_t w,
 namespace corr_avx2 {
 // 8 lanes (half a position); 6 shifts x 1 position (2 vectors) of accumulators + 2 inputs + a
 // load of 16 registers. The channels in one chunk: a tile reads 7 lines a channel, 23 KB at 52
-// channels, which fits L1 (chunks of 26 were 0.96x on a Zen 4 with AVX2 forced)
+// channels, which fits L1 (smaller chunks were slower; docs/benchmarks.md)
 using Vec = __m256;
 constexpr int kLanes = 8, kMaxShifts = 6, kMaxPositions = 1, kMaxChunk = 1 << 30;
 inline Vec zero() { return _mm256_setzero_ps(); }
@@ -593,6 +592,34 @@ SegmentsFn<float> argmax_to_segments<float>() {
   return to_segments<float>;
 }
 
+// The r halo positions either side of a box-sum row v (len positions, r of halo before and
+// after it): position k of run s is pixel s * len + k, which for k < 0 or k >= len lies in a
+// neighbouring run (or outside the row: zero). Filled after every vertical update, so that the
+// horizontal pass reads neighbours across runs as plain positions.
+inline void fill_halo(double* v, int64_t len, int64_t r) {
+  if (len >= r) {  // (the neighbours' positions: the run before's last, the run after's first)
+    for (int64_t k = -r; k < 0; ++k) {
+      v[k * kSegments] = 0.0;
+      for (int s = 1; s < kSegments; ++s) v[k * kSegments + s] = v[(k + len) * kSegments + s - 1];
+    }
+    for (int64_t k = len; k < len + r; ++k) {
+      for (int s = 0; s + 1 < kSegments; ++s)
+        v[k * kSegments + s] = v[(k - len) * kSegments + s + 1];
+      v[k * kSegments + kSegments - 1] = 0.0;
+    }
+    return;
+  }
+  const int64_t n = len * kSegments;  // rows of fewer than r pixels a run
+  for (int64_t k = -r; k < len + r; ++k) {
+    if (k == 0) k = len;  // (the row itself)
+    if (k >= len + r) break;
+    for (int s = 0; s < kSegments; ++s) {
+      const int64_t x = s * len + k;
+      v[k * kSegments + s] = x >= 0 && x < n ? v[(x % len) * kSegments + x / len] : 0.0;
+    }
+  }
+}
+
 // The horizontal pass of one smoothed row (one horizontal shift of one vertical shift), in the
 // segmented layout: vp is the row's first halo position (r positions of halo, the len positions
 // of the row, r of halo; see fill_halo), s[p] = vp[p] + vp[p + S] + ... + vp[p + 2r S]
@@ -600,6 +627,7 @@ SegmentsFn<float> argmax_to_segments<float>() {
 // becomes idx where s is strictly larger (or where idx is the first shift). The compiler
 // vectorises it for the calling function's ISA.
 struct HorizontalArgmax {
+  static inline void halo(double* v, int64_t len, int64_t r) { fill_halo(v, len, r); }
   template <int R>
   static inline void run(const double* __restrict__ vp, int32_t idx, int64_t r_any, int64_t len,
                          double* __restrict__ bv, int32_t* __restrict__ bi) {
@@ -624,6 +652,28 @@ struct HorizontalArgmax {
 // position (16 pixels) at a time, with masked moves (GCC's vectorisation of the loop above
 // branches on each comparison's mask, which the data make unpredictable).
 struct HorizontalArgmaxAvx512 {
+  // fill_halo's copies a position (two vectors) at a time, each lane moved one place: the
+  // scalar copies took about a tenth of the smoothing's time, and the horizontal pass then
+  // loaded whole vectors over them, which the scalar stores cannot forward
+  __attribute__((target("avx512f"))) static void halo(double* v, int64_t len, int64_t r) {
+    static_assert(kSegments == 16, "a position is two vectors of 8 doubles");
+    if (len < r) return fill_halo(v, len, r);
+    const __m512i z = _mm512_setzero_si512();
+    for (int64_t k = -r; k < 0; ++k) {  // lane s: lane s - 1 of the position len on
+      const __m512i lo = _mm512_castpd_si512(_mm512_loadu_pd(v + (k + len) * kSegments));
+      const __m512i hi = _mm512_castpd_si512(_mm512_loadu_pd(v + (k + len) * kSegments + 8));
+      _mm512_storeu_pd(v + k * kSegments, _mm512_castsi512_pd(_mm512_alignr_epi64(lo, z, 7)));
+      _mm512_storeu_pd(v + k * kSegments + 8,
+                       _mm512_castsi512_pd(_mm512_alignr_epi64(hi, lo, 7)));
+    }
+    for (int64_t k = len; k < len + r; ++k) {  // lane s: lane s + 1 of the position len back
+      const __m512i lo = _mm512_castpd_si512(_mm512_loadu_pd(v + (k - len) * kSegments));
+      const __m512i hi = _mm512_castpd_si512(_mm512_loadu_pd(v + (k - len) * kSegments + 8));
+      _mm512_storeu_pd(v + k * kSegments, _mm512_castsi512_pd(_mm512_alignr_epi64(hi, lo, 1)));
+      _mm512_storeu_pd(v + k * kSegments + 8,
+                       _mm512_castsi512_pd(_mm512_alignr_epi64(z, hi, 1)));
+    }
+  }
   template <int R>
   __attribute__((target("avx512f"))) static void run(const double* vp, int32_t idx,
                                                      int64_t r_any, int64_t len, double* bv,
@@ -665,6 +715,8 @@ struct HorizontalArgmaxAvx512 {
 // index are blended and stored whole (GCC's vectorisation of the plain loop tests each
 // comparison's mask and branches around the stores, which the data make unpredictable).
 struct HorizontalArgmaxAvx2 {
+  // (the scalar copies: whole positions, as on AVX-512, did not pay here; docs/benchmarks.md)
+  static inline void halo(double* v, int64_t len, int64_t r) { fill_halo(v, len, r); }
   template <int R>
   __attribute__((target("avx2"))) static void run(const double* vp, int32_t idx, int64_t r_any,
                                                    int64_t len, double* bv, int32_t* bi) {
@@ -712,34 +764,6 @@ struct HorizontalArgmaxAvx2 {
 };
 #endif
 
-// The r halo positions either side of a box-sum row v (len positions, r of halo before and
-// after it): position k of run s is pixel s * len + k, which for k < 0 or k >= len lies in a
-// neighbouring run (or outside the row: zero). Filled after every vertical update, so that the
-// horizontal pass reads neighbours across runs as plain positions.
-inline void fill_halo(double* v, int64_t len, int64_t r) {
-  if (len >= r) {  // (the neighbours' positions: the run before's last, the run after's first)
-    for (int64_t k = -r; k < 0; ++k) {
-      v[k * kSegments] = 0.0;
-      for (int s = 1; s < kSegments; ++s) v[k * kSegments + s] = v[(k + len) * kSegments + s - 1];
-    }
-    for (int64_t k = len; k < len + r; ++k) {
-      for (int s = 0; s + 1 < kSegments; ++s)
-        v[k * kSegments + s] = v[(k - len) * kSegments + s + 1];
-      v[k * kSegments + kSegments - 1] = 0.0;
-    }
-    return;
-  }
-  const int64_t n = len * kSegments;  // rows of fewer than r pixels a run
-  for (int64_t k = -r; k < len + r; ++k) {
-    if (k == 0) k = len;  // (the row itself)
-    if (k >= len + r) break;
-    for (int s = 0; s < kSegments; ++s) {
-      const int64_t x = s * len + k;
-      v[k * kSegments + s] = x >= 0 && x < n ? v[(x % len) * kSegments + x / len] : 0.0;
-    }
-  }
-}
-
 // One output row of the fused argmax, for every horizontal shift dxi of one vertical shift:
 // the running vertical box sums (vsum, per dxi a row of r halo positions, len positions, r of
 // halo) lose the row `drop` and gain the row `add` (either may be null), are summed
@@ -767,7 +791,7 @@ __attribute__((always_inline)) inline void smooth_argmax_row_impl(
       const T* __restrict__ a = add[dxi];
       for (int64_t p = 0; p < n; ++p) v[p] += static_cast<double>(a[p]);
     }
-    fill_halo(v, len, r);
+    H::halo(v, len, r);
     // (then its horizontal pass, while the row is in L1)
     H::template run<R>(v - r * kSegments, static_cast<int32_t>(dyi * side + dxi), r, len, bv, bi);
   }
