@@ -327,6 +327,17 @@ def test_correlation_argmax_ties_agree_on_every_instruction_set(each_isa):
         assert torch.equal(correlation_argmax(f1, f2, 4, 3), ref), isa
 
 
+def test_correlation_argmax_of_no_channels_is_the_first_shift(each_isa):
+    """Features of no channels correlate to zero at every shift: a tie everywhere, which goes
+    to the first shift, (-D, -D), on every path (it divided by zero once)."""
+    f = torch.zeros(1, 0, 5, 40)
+    ref = correlation_argmax_reference(f, f, 2, 3)
+    assert (ref == -2).all()
+    for isa in each_isa:
+        ext.cpu_use_isa(isa)
+        assert torch.equal(correlation_argmax(f, f, 2, 3), ref), isa
+
+
 def test_mc_isa_choice_rejects_unknown_names():
     with pytest.raises(RuntimeError, match='isa must be'):
         ext.cpu_use_isa('sse9')

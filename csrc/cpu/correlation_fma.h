@@ -86,7 +86,8 @@ inline void seg_tile(const float* __restrict__ a, const float* __restrict__ b, f
 // (NK + NDX - 1 + NK) x chunk lines rather than x channels, few enough to stay in L1 for the
 // next tile along the row, which reads most of them again.
 inline int64_t channel_chunks(int64_t channels) {
-  return (channels + kMaxChunk - 1) / kMaxChunk;
+  // (one chunk at least: a row of no channels is a row of zero sums)
+  return channels > kMaxChunk ? (channels + kMaxChunk - 1) / kMaxChunk : 1;
 }
 
 // NDX shifts of every position of the row, chunk by chunk: tiles of kMaxPositions, then one
