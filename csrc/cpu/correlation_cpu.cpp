@@ -681,17 +681,37 @@ struct HorizontalArgmaxAvx512 {
     static_assert(kSegments == 16, "a position is two vectors of 8 doubles");
     const int64_t r = R >= 0 ? R : r_any;
     const __m512i index = _mm512_set1_epi32(idx);
+    // (R known: the box's 2R + 1 positions kept in registers, one new position loaded a step)
+    constexpr int B = R >= 0 ? 2 * R + 1 : 1;
+    __m512d w0[B], w1[B];
+    if constexpr (R >= 0) {
+#pragma GCC unroll 8
+      for (int u = 1; u < B; ++u) {
+        w0[u] = _mm512_loadu_pd(vp + (u - 1) * kSegments);
+        w1[u] = _mm512_loadu_pd(vp + (u - 1) * kSegments + 8);
+      }
+    }
     for (int64_t p = 0; p < len * kSegments; p += kSegments) {
       const double* v = vp + p;
-      __m512d s0 = _mm512_loadu_pd(v);
-      __m512d s1 = _mm512_loadu_pd(v + 8);
+      __m512d s0, s1;
       if constexpr (R >= 0) {
 #pragma GCC unroll 8
-        for (int u = 1; u <= 2 * R; ++u) {
-          s0 = _mm512_add_pd(s0, _mm512_loadu_pd(v + u * kSegments));
-          s1 = _mm512_add_pd(s1, _mm512_loadu_pd(v + 8 + u * kSegments));
+        for (int u = 0; u + 1 < B; ++u) {
+          w0[u] = w0[u + 1];
+          w1[u] = w1[u + 1];
+        }
+        w0[B - 1] = _mm512_loadu_pd(v + (B - 1) * kSegments);
+        w1[B - 1] = _mm512_loadu_pd(v + (B - 1) * kSegments + 8);
+        s0 = w0[0];
+        s1 = w1[0];
+#pragma GCC unroll 8
+        for (int u = 1; u < B; ++u) {
+          s0 = _mm512_add_pd(s0, w0[u]);
+          s1 = _mm512_add_pd(s1, w1[u]);
         }
       } else {
+        s0 = _mm512_loadu_pd(v);
+        s1 = _mm512_loadu_pd(v + 8);
         for (int64_t u = 1; u <= 2 * r; ++u) {
           s0 = _mm512_add_pd(s0, _mm512_loadu_pd(v + u * kSegments));
           s1 = _mm512_add_pd(s1, _mm512_loadu_pd(v + 8 + u * kSegments));
