@@ -1,8 +1,8 @@
 // The correlation rows of the fused argmax with fused multiply-adds (float32), written once for
 // any vector width and included by correlation_cpu.cpp once per instruction set, inside its
 // namespace and target pragma (AVX-512F; AVX2 + FMA). The including namespace provides Vec,
-// kLanes, kMaxShifts, kMaxPositions, kMaxChunk, zero, loadu, storeu and fmadd, and kSegments comes from
-// correlation_cpu.cpp. No std:: call here (see csrc/README.md).
+// kLanes, kMaxShifts, kMaxPositions, kMaxChunk, zero, loadu, storeu and fmadd, and kSegments
+// comes from correlation_cpu.cpp. No std:: call here (see csrc/README.md).
 //
 // The rows are in the argmax's segmented layout (see to_segments in correlation_cpu.cpp): a
 // position k holds the pixels s * L + k of the kSegments runs s of a row, one per lane, then the
