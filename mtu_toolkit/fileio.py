@@ -151,10 +151,11 @@ def signals_held():
         return
     held = [sig for sig in (signal.SIGINT, signal.SIGTERM)
             if signal.getsignal(sig) is not None]  # None: set outside Python, left alone
-    arrived = []
-    old = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum))
-           for sig in held}
-    try:
+    arrived, old = [], {}
+    try:  # (each handler noted before it is swapped: a signal in between restores it)
+        for sig in held:
+            old[sig] = signal.getsignal(sig)
+            signal.signal(sig, lambda signum, frame: arrived.append(signum))
         yield
     finally:
         for sig, handler in old.items():

@@ -3,8 +3,10 @@ streaming equality with infer_clip, threads' error hand-over, atomic outputs, fl
 import ctypes
 import os
 import shutil
+import signal
 import threading
 import time
+import traceback
 import warnings
 
 import cv2
@@ -140,6 +142,72 @@ def test_background_writer_reports_errors():
     with pytest.raises(OSError, match='disk full'):
         sink.close()
     assert not [t for t in set(threading.enumerate()) - before if t.name == 'mtu-writer']
+
+
+
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt in the main thread (as in a tool), whatever pytest set."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_once(q, name):
+    """Make a Ctrl-C arrive inside ``q``'s ``_put`` / ``_get``, i.e. while Queue.put / get hold
+    the queue's lock: where its exception could leave a woken waiter on the condition's list
+    (the next wake-up went to that entry and the writer thread slept through the end marker)."""
+    real = getattr(q, name)
+
+    def interrupted(*args):
+        setattr(q, name, real)
+        signal.raise_signal(signal.SIGINT)
+        return real(*args)
+    setattr(q, name, interrupted)
+
+
+def _raised_in_queue_code(info):
+    return any(os.path.basename(f.filename) in ('queue.py', 'threading.py')
+               for f in traceback.extract_tb(info.tb))
+
+
+def test_a_signal_inside_the_writer_queue_acts_once_the_put_is_done(sigint_raises):
+    written = []
+    sink = BackgroundWriter(written.append, maxsize=2)
+    _interrupt_once(sink._queue, '_put')
+    with pytest.raises(KeyboardInterrupt) as info:
+        sink.put(1)
+    assert not _raised_in_queue_code(info)
+    sink.put(2)
+    sink.close()
+    assert written == [1, 2]
+
+
+def test_a_signal_inside_the_reader_queue_acts_once_the_get_is_done(sigint_raises):
+    reader = BackgroundReader(iter(range(5)), maxsize=2)
+    _interrupt_once(reader._queue, '_get')
+    with pytest.raises(KeyboardInterrupt) as info:
+        for _ in reader:
+            pass
+    assert not _raised_in_queue_code(info)
+    assert not reader._thread.is_alive()  # closed on the way out
+
+
+def test_background_writer_abort_drops_what_is_queued():
+    written, started, gate = [], threading.Event(), threading.Event()
+
+    def write(x):
+        started.set()
+        gate.wait()
+        written.append(x)
+    sink = BackgroundWriter(write, maxsize=2)
+    sink.put(0)
+    started.wait(10)
+    sink.put(1)
+    sink.put(2)
+    threading.Timer(0.2, gate.set).start()
+    sink.abort()
+    assert written == [0] and not sink._thread.is_alive()
 
 
 # ---------------------------------------------------------------- checkpoints

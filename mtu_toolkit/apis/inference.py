@@ -140,10 +140,7 @@ def deblur_video(restorer, input_path, output_path, side_by_side=False, fps=None
             frames.close()
         reader.close()
         if sink is not None:
-            try:
-                sink.close()
-            except BaseException:  # noqa: BLE001 - the first error is the one to report
-                pass
+            sink.abort()
         if writer is not None:
             writer.abort()
         raise
