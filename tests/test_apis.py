@@ -144,7 +144,6 @@ def test_background_writer_reports_errors():
     assert not [t for t in set(threading.enumerate()) - before if t.name == 'mtu-writer']
 
 
-
 @pytest.fixture
 def sigint_raises():
     """SIGINT raises KeyboardInterrupt in the main thread (as in a tool), whatever pytest set."""

@@ -108,12 +108,12 @@ class BackgroundWriter:
 
     def put(self, item):
         """Queue ``item`` (wait while ``maxsize`` are queued); re-raise an earlier write error."""
+        if self._error is not None:
+            raise self._error
         self._put(item)
 
-    def _put(self, item, check=True):
+    def _put(self, item):
         while True:
-            if check and self._error is not None:
-                raise self._error
             if not self._thread.is_alive():
                 raise RuntimeError('the writer thread has ended; nothing more is written')
             try:
@@ -124,7 +124,7 @@ class BackgroundWriter:
     def close(self):
         """Wait for the queued items to be written; re-raise a write error."""
         if self._thread.is_alive():
-            self._put(_DONE, check=False)
+            self._put(_DONE)
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -133,5 +133,5 @@ class BackgroundWriter:
         """Stop the thread without writing the items still queued (an error is dropped)."""
         self._stop.set()
         if self._thread.is_alive():
-            self._put(_DONE, check=False)
+            self._put(_DONE)
         self._thread.join()
