@@ -363,6 +363,33 @@ def test_engine_comparison_runs_the_avx2_kernels_when_asked(capsys):
     assert direct_conv_isa() == best
 
 
+def test_ops_argmax_floor_is_the_rate_of_the_gemm_timed_in_the_same_turns(monkeypatch, capsys):
+    """``benchmarks/ops.py``: the argmax's FLOP floor is taken at the rate of the ``torch.mm``
+    that took turns with the ops (a VM's speed swings move both alike), not of one timed
+    before them."""
+    from mtu_toolkit.ops import extension
+    if not extension.EXT_AVAILABLE:
+        pytest.skip(extension.FALLBACK_REASON)
+    spec = importlib.util.spec_from_file_location(
+        'ops_bench', osp.join(ROOT, 'benchmarks', 'ops.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    turns = {}
+
+    def fake_medians(calls, repeats):
+        turns.update(calls)
+        return {name: (0.5 if name == bench.GEMM else 0.01) for name in calls}
+
+    monkeypatch.setattr(bench, 'alternating_medians', fake_medians)
+    f1, f2, _, feat, disp = bench.inputs(12, 20, 3, torch.device('cpu'), channels=8)
+    rows = {name: (sec, floor) for name, sec, floor, _ in
+            bench.floors(f1, f2, feat, disp, 3, 5, repeats=1)}
+    assert bench.GEMM in turns
+    rate = 2 * bench.GEMM_SIZE**3 / 0.5
+    assert rows['correlation_argmax'][1] == pytest.approx(2 * 7**2 * 8 * 12 * 20 / rate)
+    assert f'at {rate / 1e9:.0f} GFLOP/s' in capsys.readouterr().out
+
+
 def test_ops_floors_time_another_build_next_to_this_one(capsys):
     """``benchmarks/ops.py --baseline-ext``: the MC ops of another build (here this build's .so
     loaded a second time) take turns with this build's; both give the same displacements, and
