@@ -363,10 +363,8 @@ def test_engine_comparison_runs_the_avx2_kernels_when_asked(capsys):
     assert direct_conv_isa() == best
 
 
-def test_ops_argmax_floor_is_the_rate_of_the_gemm_timed_in_the_same_turns(monkeypatch, capsys):
-    """``benchmarks/ops.py``: the argmax's FLOP floor is taken at the rate of the ``torch.mm``
-    that took turns with the ops (a VM's speed swings move both alike), not of one timed
-    before them."""
+def _ops_bench():
+    """``benchmarks/ops.py`` as a module (the test skipped where the extension is missing)."""
     from mtu_toolkit.ops import extension
     if not extension.EXT_AVAILABLE:
         pytest.skip(extension.FALLBACK_REASON)
@@ -374,6 +372,14 @@ def test_ops_argmax_floor_is_the_rate_of_the_gemm_timed_in_the_same_turns(monkey
         'ops_bench', osp.join(ROOT, 'benchmarks', 'ops.py'))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_ops_argmax_floor_is_the_rate_of_the_gemm_timed_in_the_same_turns(monkeypatch, capsys):
+    """``benchmarks/ops.py``: the argmax's FLOP floor is taken at the rate of the ``torch.mm``
+    that took turns with the ops (a VM's speed swings move both alike), not of one timed
+    before them."""
+    bench = _ops_bench()
     turns = {}
 
     def fake_medians(calls, repeats):
@@ -394,14 +400,9 @@ def test_ops_floors_time_another_build_next_to_this_one(capsys):
     """``benchmarks/ops.py --baseline-ext``: the MC ops of another build (here this build's .so
     loaded a second time) take turns with this build's; both give the same displacements, and
     each op gets its old / new line."""
-    from mtu_toolkit.ops import extension
-    if not extension.EXT_AVAILABLE:
-        pytest.skip(extension.FALLBACK_REASON)
-    spec = importlib.util.spec_from_file_location(
-        'ops_bench', osp.join(ROOT, 'benchmarks', 'ops.py'))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _ops_bench()
     f1, f2, _, feat, disp = bench.inputs(12, 20, 3, torch.device('cpu'))
+    from mtu_toolkit.ops import extension
     baseline = bench.load_build(extension.ext.__file__, '_ext')
     # this build takes the argmax's workspace, so the old side is timed with its own kept one
     assert bench.takes_workspace(baseline)
