@@ -121,17 +121,19 @@ class BackgroundWriter:
             except queue.Full:
                 continue
 
-    def close(self):
-        """Wait for the queued items to be written; re-raise a write error."""
+    def _end(self):
+        """Queue the end marker (unless the thread has ended) and wait for the thread."""
         if self._thread.is_alive():
             self._put(_DONE)
         self._thread.join()
+
+    def close(self):
+        """Wait for the queued items to be written; re-raise a write error."""
+        self._end()
         if self._error is not None:
             raise self._error
 
     def abort(self):
         """Stop the thread without writing the items still queued (an error is dropped)."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._put(_DONE)
-        self._thread.join()
+        self._end()
