@@ -239,10 +239,12 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
     const int64_t n = t / OH, y = t % OH, top = S * y - a.pad;
     int64_t slot[K];
     ring.advance<K, S, LV>(a, n, top, cstart, buf, slot);
-    // the next output row's S new input rows, a few lines at each channel's products below
+    // the next output row's S new input rows, a few lines at each channel's products below:
+    // the columns its packing reads (not the CHUNK floats it writes: the lines past them are
+    // not read in this strip, and each fetch holds a miss buffer the products' loads wait for)
     LineSpread next_rows;
     if (t + 1 < end && (t + 1) / OH == n)
-      spread_input_rows(next_rows, a, n, top + K, S, cstart, cstart + CHUNK);
+      spread_input_rows(next_rows, a, n, top + K, S, cstart, cstart + PackShape<S, LV>::kCols);
     next_rows.start(a.cout_blocks * cin);
     timer.lap(kPack);
     for (int64_t g = 0; g < a.cout_blocks; ++g) {
@@ -564,11 +566,11 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
     const int64_t n = t / TH, ty = t % TH, top = M * ty - a.pad;
     int64_t slot[N];
     ring.advance<N, M, LV>(a, n, top, cstart, buf, slot);
-    // the next tile row's M new input rows, fetched a few lines before each channel's input
-    // transform and each product step below
+    // the next tile row's M new input rows (the columns their packing reads, as in conv_strip),
+    // fetched a few lines before each channel's input transform and each product step below
     LineSpread next_rows;
     if (t + 1 < end && (t + 1) / TH == n)
-      spread_input_rows(next_rows, a, n, top + N, M, cstart, cstart + CHUNK);
+      spread_input_rows(next_rows, a, n, top + N, M, cstart, cstart + PackShape<M, LV>::kCols);
     next_rows.start(cin + a.cout_blocks * N * N);
     timer.lap(kPack);
     // input transform: vbuf[xi][ci] = (B^T d B)[xi] for the strip's tiles, the rows' B^T
