@@ -261,6 +261,31 @@ def test_outputs_larger_than_the_cache_are_streamed_exactly(kind):
 
 
 @pytest.mark.parametrize('kind', ['direct', 'winograd', 'transposed'])
+def test_outputs_do_not_depend_on_how_the_rows_are_split(isa, kind):
+    """A call's rows go to the threads in contiguous ranges, each walked in bands of rows
+    (every band packs its first input rows afresh): the output is the same to the bit with 1,
+    2 or 3 threads (other ranges, other band boundaries), strided layers included."""
+    torch.manual_seed(0)
+    layers = [layer_of_kind(kind, 10, 13, (43, 70), (21, 35))]
+    if kind == 'direct':
+        strided = nn.Conv2d(10, 13, 3, 2, 1)
+        layers.append((strided, DirectConv2d(strided, relu=True), torch.rand(2, 10, 61, 90)))
+    saved = torch.get_num_threads()
+    try:
+        for layer, direct, x in layers:
+            outs = []
+            for threads in (1, 2, 3):
+                torch.set_num_threads(threads)
+                with torch.inference_mode():
+                    outs.append(direct([x]))
+            assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+            atol = 1e-4 if kind == 'winograd' else 2e-5
+            torch.testing.assert_close(outs[0], torch.relu(layer(x)), rtol=0, atol=atol)
+    finally:
+        torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize('kind', ['direct', 'winograd', 'transposed'])
 def test_phase_clock_counts_each_kernels_phases(isa, kind):
     """``conv_phase_timing``: off by default (nothing counted), on it counts every phase a
     kernel has ([pack, input transform, products, epilogue]; only Winograd transforms its

@@ -20,6 +20,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -41,6 +42,9 @@ namespace {
 #define MTU_ALWAYS_INLINE inline __attribute__((always_inline))
 
 constexpr int kMaxInputs = 8;
+
+// The bands of rows a thread's range of a call is walked in (see conv_direct_cpu)
+constexpr int64_t kRangePieces = 8;
 
 // Raw pointers and sizes of one call; the kernels see nothing of torch.
 struct ConvArgs {
@@ -564,11 +568,19 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
                n_pts * n_pts * (plane_stride(cin * tiles) + cb * tiles) + 16;
   }
   auto buf = at::empty({at::get_num_threads(), buf_size}, first.options());
-  // contiguous row ranges per thread: neighbouring rows share input rows in the cache
+  // contiguous row ranges per thread: neighbouring rows share input rows in the cache, and a
+  // layer's output rows are read by the next layer's same thread. Each range is walked in
+  // kRangePieces bands of rows, one after the other (a kernel walks its strips down one band,
+  // then the next), which two threads ran faster than whole ranges strip by strip, the strided
+  // layers most (docs/benchmarks.md). The outputs are the same: a band's first rows are packed
+  // afresh, from the same input.
   // tasks: output rows (Winograd: tile rows of M)
   const int64_t tasks = n * (winograd ? (oh + winograd - 1) / winograd : oh);
-  at::parallel_for(0, tasks, winograd ? 1 : 2, [&](int64_t b, int64_t e) {
-    fn(a, b, e, buf.data_ptr<float>() + at::get_thread_num() * buf_size);
+  const int64_t least = winograd ? 1 : 2;
+  at::parallel_for(0, tasks, least, [&](int64_t b, int64_t e) {
+    float* const mine = buf.data_ptr<float>() + at::get_thread_num() * buf_size;
+    const int64_t band = std::max(least, (e - b + kRangePieces - 1) / kRangePieces);
+    for (int64_t s = b; s < e; s += band) fn(a, s, std::min(s + band, e), mine);
   });
   return result;
 }
