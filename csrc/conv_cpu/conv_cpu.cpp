@@ -43,8 +43,8 @@ namespace {
 
 constexpr int kMaxInputs = 8;
 
-// The bands of rows a thread's range of a call is walked in (see conv_direct_cpu)
-constexpr int64_t kRangePieces = 8;
+// The bands of rows each thread's range of a call is walked in (see conv_direct_cpu)
+constexpr int64_t kBandsPerRange = 8;
 
 // Raw pointers and sizes of one call; the kernels see nothing of torch.
 struct ConvArgs {
@@ -570,7 +570,7 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   auto buf = at::empty({at::get_num_threads(), buf_size}, first.options());
   // contiguous row ranges per thread: neighbouring rows share input rows in the cache, and a
   // layer's output rows are read by the next layer's same thread. Each range is walked in
-  // kRangePieces bands of rows, one after the other (a kernel walks its strips down one band,
+  // kBandsPerRange bands of rows, one after the other (a kernel walks its strips down one band,
   // then the next), which two threads ran faster than whole ranges strip by strip, the strided
   // layers most (docs/benchmarks.md). The outputs are the same: a band's first rows are packed
   // afresh, from the same input.
@@ -579,7 +579,7 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   const int64_t least = winograd ? 1 : 2;
   at::parallel_for(0, tasks, least, [&](int64_t b, int64_t e) {
     float* const mine = buf.data_ptr<float>() + at::get_thread_num() * buf_size;
-    const int64_t band = std::max(least, (e - b + kRangePieces - 1) / kRangePieces);
+    const int64_t band = std::max(least, (e - b + kBandsPerRange - 1) / kBandsPerRange);
     for (int64_t s = b; s < e; s += band) fn(a, s, std::min(s + band, e), mine);
   });
   return result;
