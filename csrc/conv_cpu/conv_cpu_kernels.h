@@ -41,6 +41,17 @@ inline void finish(const ConvArgs& a, Vec r, int64_t co, int64_t n, int64_t off,
     storeu(p, r);
 }
 
+// A vector of packed input that several multiply-adds use, loaded once into a register. Left
+// to itself, GCC folds the load into each multiply-add as a memory operand where a block has
+// few output channels and many vectors (out_conv's 3 channels x 7 vectors: every input vector
+// loaded 3 times, and at the unaligned taps across two cache lines each time), and the loads,
+// not the multiply-adds, then bound the loop.
+MTU_ALWAYS_INLINE Vec load_in_register(const float* p) {
+  Vec v = loadu(p);
+  asm("" : "+v"(v));
+  return v;
+}
+
 // The end of a kernel's tasks: its non-temporal stores are ordered before what follows.
 inline void end_stores(const ConvArgs& a) {
   if (a.stream) _mm_sfence();
@@ -264,15 +275,24 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
         for (int64_t ci = 0; ci < cin; ++ci, channel += K * CHUNK) {
           next_rows.step();
           outputs.step();
+          // (one base register a kernel row, its taps and vectors at constant offsets from it:
+          // GCC otherwise made each row, tap and vector's address its own induction variable,
+          // more than the registers hold, reloaded from the stack before each load)
+          const float* rows[K];
+#pragma GCC unroll 8
+          for (int ky = 0; ky < K; ++ky) {
+            rows[ky] = channel + slot[ky];
+            asm("" : "+r"(rows[ky]));
+          }
 #pragma GCC unroll 8
           for (int ky = 0; ky < K; ++ky, w += K * CB) {
-            const float* row = channel + slot[ky];
+            const float* row = rows[ky];
 #pragma GCC unroll 8
             for (int kx = 0; kx < K; ++kx) {
               const float* src = row + (kx % S) * L + kx / S;
               Vec in[NV];
 #pragma GCC unroll 8
-              for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
+              for (int v = 0; v < NV; ++v) in[v] = load_in_register(src + v * V);
 #pragma GCC unroll 16
               for (int c = 0; c < C; ++c) {
                 const Vec b = bcast(w + kx * CB + c);
