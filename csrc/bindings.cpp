@@ -115,6 +115,24 @@ at::Tensor correlation_argmax(const at::Tensor& f1, const at::Tensor& f2, int64_
   return correlation_argmax_cpu(a, b, max_disp, smooth, workspace);
 }
 
+at::Tensor normalize_features(const at::Tensor& x, double eps,
+                              const c10::optional<at::Tensor>& out) {
+  check_features(x, "x");
+  TORCH_CHECK(!x.is_cuda(), "normalize_features has a CPU kernel only, got x on ", x.device());
+  TORCH_CHECK(eps > 0, "eps must be > 0, got ", eps);
+  const auto a = x.contiguous();
+  if (!out) return normalize_features_cpu(a, eps, at::empty_like(a));
+  TORCH_CHECK(out->sizes() == x.sizes() && out->scalar_type() == x.scalar_type() &&
+                  out->device() == x.device() && out->is_contiguous(),
+              "out must be a contiguous tensor of x's shape ", x.sizes(), ", dtype ",
+              x.scalar_type(), " and device ", x.device(), ", got ", out->sizes(), ", ",
+              out->scalar_type(), " on ", out->device());
+  const auto overlap = at::get_overlap_status(*out, a);
+  TORCH_CHECK(overlap != at::MemOverlapStatus::Full && overlap != at::MemOverlapStatus::Partial,
+              "out must not share memory with x (each value's norm reads all its channels)");
+  return normalize_features_cpu(a, eps, *out);
+}
+
 at::Tensor warp_forward(const at::Tensor& feat, const at::Tensor& disp, int64_t scale,
                         const c10::optional<at::Tensor>& out) {
   check_features(feat, "feat");
@@ -190,6 +208,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "fused correlation + box smoothing + argmax -> int64 (N, 2, H, W) (dx, dy)",
         py::arg("f1"), py::arg("f2"), py::arg("max_displacement"), py::arg("smooth"),
         py::arg("workspace") = py::none());
+  m.def("normalize_features", &mtu::normalize_features,
+        "x / max(L2 norm over channels, eps) per pixel (CPU; into `out` when given)",
+        py::arg("x"), py::arg("eps"), py::arg("out") = py::none());
   m.def("warp_forward", &mtu::warp_forward,
         "integer displacement warp (into `out` when given: like feat, sharing no memory)",
         py::arg("feat"), py::arg("disp"), py::arg("scale"), py::arg("out") = py::none());

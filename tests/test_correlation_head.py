@@ -103,17 +103,17 @@ def test_inference_estimates_reuse_their_buffers():
 
 
 def test_fast_normalize_matches_f_normalize_in_inference_only(monkeypatch):
-    """``fast_normalize`` (the direct inference form): the plane-by-plane normalisation equals
-    ``F.normalize`` to float rounding and gives the same displacements; training and autograd
-    keep ``F.normalize``."""
-    from mtu_toolkit.models.mc_heads.correlation import normalize_by_planes
+    """``fast_normalize`` (the direct inference form): the compiled normalisation and its
+    plane-by-plane reference equal ``F.normalize`` to float rounding and give the same
+    displacements; training and autograd keep ``F.normalize``."""
+    from mtu_toolkit.ops import normalize_features, normalize_features_reference
     torch.manual_seed(0)
     x = torch.randn(2, 52, 9, 11) * 30
     x[0, :, 2, 3] = 0  # a zero vector stays zero (eps)
     ref = F.normalize(x, dim=1)
-    got = normalize_by_planes(x)
-    torch.testing.assert_close(got, ref, rtol=0, atol=2e-7)
-    assert (got[0, :, 2, 3] == 0).all()
+    for got in (normalize_features_reference(x), normalize_features(x)):
+        torch.testing.assert_close(got, ref, rtol=0, atol=2e-7)
+        assert (got[0, :, 2, 3] == 0).all()
     head = CorrelationMCHead(52, 26, max_displacement=3).eval()
     cur, prev = torch.randn(1, 52, 12, 16), torch.randn(1, 52, 12, 16)
     with torch.no_grad():

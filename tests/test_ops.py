@@ -410,3 +410,74 @@ def test_warp_outside_the_frame_is_zero_whatever_the_frame_holds():
     assert torch.isnan(ref[0, 0, 4, 4]) and torch.isinf(ref[0, 1, 4, 4])
     if ops.uses_extension(feat):
         torch.testing.assert_close(warp_by_displacement(feat, disp, 4), ref, equal_nan=True)
+
+
+def ieee_normalized(x, eps):
+    """The normalisation's steps in numpy (IEEE arithmetic in x's precision, channel order):
+    the values the compiled kernel must give bit for bit."""
+    import numpy as np
+    a = x.numpy()
+    sq = a[:, 0] * a[:, 0]
+    for c in range(1, a.shape[1]):
+        sq = sq + a[:, c] * a[:, c]
+    norm = np.maximum(np.sqrt(sq), a.dtype.type(eps))  # (NaN propagates)
+    with np.errstate(invalid='ignore'):  # (inf / inf: NaN, as intended)
+        return torch.from_numpy(a / norm[:, None])
+
+
+# (N, C, H, W): whole chunks of 128 pixels and a rest (5 x 130), fewer pixels than a chunk
+# (9 x 11, two images), one channel, the network's 52 channels at a 1/4-size 180 x 320 crop
+NORMALIZE_SHAPES = [(1, 7, 5, 130), (2, 52, 9, 11), (1, 1, 3, 50), (1, 52, 16, 40)]
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('shape', NORMALIZE_SHAPES)
+def test_normalize_features_is_the_ieee_steps_on_every_instruction_set(shape, dtype, each_isa):
+    """The compiled normalisation gives the plain steps' values bit for bit on every path,
+    with zero vectors kept zero, tiny ones clamped and a NaN or an infinity spreading as in
+    the steps; and it equals F.normalize within rounding."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(shape, generator=g, dtype=dtype) * 30
+    x[0, :, 0, 0] = 0
+    x[0, :, 1, 1] = 1e-30
+    x[-1, 0, 2, 3] = float('nan')
+    x[-1, -1, 2, 4] = float('inf')
+    ref = ieee_normalized(x, 1e-12)
+    for isa in each_isa:
+        ext.cpu_use_isa(isa)
+        got = ops.normalize_features(x)
+        assert torch.equal(got.isnan(), ref.isnan()), isa
+        assert torch.equal(got.nan_to_num(7.), ref.nan_to_num(7.)), isa
+    finite = ref.isfinite().all(1, keepdim=True).expand_as(ref)
+    torch.testing.assert_close(got[finite], torch.nn.functional.normalize(x, dim=1)[finite],
+                               rtol=0, atol=2e-7)
+    torch.testing.assert_close(got[finite], ops.normalize_features_reference(x)[finite],
+                               rtol=0, atol=2e-7)
+    assert (got[0, :, 0, 0] == 0).all()
+
+
+def test_normalize_features_out_and_arguments():
+    """``out`` is written and returned; a wrong or overlapping ``out``, a 3-D input or a bad eps
+    is refused with a one-line error; a strided input is read as it is; under autograd the op
+    is F.normalize (no ``out``)."""
+    x = torch.randn(1, 6, 4, 140)
+    out = torch.full_like(x, 5.)
+    assert ops.normalize_features(x, out=out) is out
+    assert torch.equal(out, ops.normalize_features(x))
+    with pytest.raises(RuntimeError, match=r"out must be a contiguous tensor of x's shape"):
+        ops.normalize_features(x, out=torch.empty(1, 6, 4, 139))
+    with pytest.raises(RuntimeError, match='out must not share memory with x'):
+        ops.normalize_features(x, out=x)
+    with pytest.raises(ValueError, match='4-D'):
+        ops.normalize_features(x[0])
+    with pytest.raises(ValueError, match='eps must be > 0'):
+        ops.normalize_features(x, eps=0)
+    wide = torch.randn(1, 12, 4, 140)
+    assert torch.equal(ops.normalize_features(wide[:, ::2]),
+                       ops.normalize_features(wide[:, ::2].contiguous()))
+    leaf = x.clone().requires_grad_()
+    y = ops.normalize_features(leaf)
+    y.sum().backward()
+    assert leaf.grad is not None
+    with pytest.raises(RuntimeError, match='does not support autograd'):
+        ops.normalize_features(leaf, out=out)

@@ -16,8 +16,10 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../common/cpu_features.h"
@@ -1050,6 +1052,116 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
   });
 }
 
+// The features' L2 normalisation over channels, the cosine correlation's inputs at inference:
+// out[n, c, p] = x[n, c, p] / max(sqrt(sum_c x[n, c, p]^2), eps). The squares are summed in
+// channel order, rounded after each multiply and each add, then come the square root, the
+// clamp and one division a value: the operations of normalize_features_reference
+// (mtu_toolkit/ops/reference.py, torch's plane-by-plane form), in its order, so every path
+// gives its values bit for bit. A task is a chunk of kNormPixels pixels of one image, whose C
+// plane pieces (26 KB of float32 at 52 channels) are read twice from L1: for the sums, then to
+// divide. (Torch's form runs 2C + 3 operations over whole planes, each a pass through memory.)
+constexpr int64_t kNormPixels = 128;
+
+// One chunk of `len` <= kNormPixels pixels (plain loops: any T, any CPU, partial chunks)
+template <typename T>
+void normalize_chunk(const T* x, T* out, int64_t c, int64_t hw, int64_t len, T eps) {
+  T norm[kNormPixels];
+  for (int64_t p = 0; p < len; ++p) norm[p] = x[p] * x[p];
+  for (int64_t ci = 1; ci < c; ++ci) {
+    const T* plane = x + ci * hw;
+    for (int64_t p = 0; p < len; ++p) norm[p] = norm[p] + plane[p] * plane[p];
+  }
+  for (int64_t p = 0; p < len; ++p) {
+    const T s = std::sqrt(norm[p]);
+    norm[p] = s < eps ? eps : s;  // (a NaN stays NaN, as in torch's clamp_min)
+  }
+  for (int64_t ci = 0; ci < c; ++ci)
+    for (int64_t p = 0; p < len; ++p) out[ci * hw + p] = x[ci * hw + p] / norm[p];
+}
+
+#ifdef MTU_X86
+// A whole chunk of float32 in vectors of 16 (AVX-512) or 8 (AVX2) lanes, the sums in registers.
+// _mm*_max_ps(eps, s) gives s where s is NaN, as the plain loop's clamp does.
+__attribute__((target("avx512f"))) void normalize_chunk_avx512(const float* x, float* out,
+                                                                int64_t c, int64_t hw,
+                                                                float eps) {
+  constexpr int NV = kNormPixels / 16;
+  __m512 norm[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    const __m512 a = _mm512_loadu_ps(x + 16 * v);
+    norm[v] = _mm512_mul_ps(a, a);
+  }
+  for (int64_t ci = 1; ci < c; ++ci) {
+    const float* plane = x + ci * hw;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const __m512 a = _mm512_loadu_ps(plane + 16 * v);
+      norm[v] = _mm512_add_ps(norm[v], _mm512_mul_ps(a, a));
+    }
+  }
+  const __m512 e = _mm512_set1_ps(eps);
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) norm[v] = _mm512_max_ps(e, _mm512_sqrt_ps(norm[v]));
+  for (int64_t ci = 0; ci < c; ++ci)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v)
+      _mm512_storeu_ps(out + ci * hw + 16 * v,
+                       _mm512_div_ps(_mm512_loadu_ps(x + ci * hw + 16 * v), norm[v]));
+}
+
+__attribute__((target("avx2"))) void normalize_chunk_avx2(const float* x, float* out, int64_t c,
+                                                           int64_t hw, float eps) {
+  constexpr int NV = kNormPixels / 8;
+  __m256 norm[NV];
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) {
+    const __m256 a = _mm256_loadu_ps(x + 8 * v);
+    norm[v] = _mm256_mul_ps(a, a);
+  }
+  for (int64_t ci = 1; ci < c; ++ci) {
+    const float* plane = x + ci * hw;
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      const __m256 a = _mm256_loadu_ps(plane + 8 * v);
+      norm[v] = _mm256_add_ps(norm[v], _mm256_mul_ps(a, a));
+    }
+  }
+  const __m256 e = _mm256_set1_ps(eps);
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) norm[v] = _mm256_max_ps(e, _mm256_sqrt_ps(norm[v]));
+  for (int64_t ci = 0; ci < c; ++ci)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v)
+      _mm256_storeu_ps(out + ci * hw + 8 * v,
+                       _mm256_div_ps(_mm256_loadu_ps(x + ci * hw + 8 * v), norm[v]));
+}
+#endif
+
+template <typename T>
+void normalize_features_kernel(const T* x, T* out, int64_t n, int64_t c, int64_t hw, T eps) {
+  using ChunkFn = void (*)(const float*, float*, int64_t, int64_t, float);
+  ChunkFn whole = nullptr;  // the vector form of a whole float32 chunk, where there is one
+#ifdef MTU_X86
+  if (std::is_same_v<T, float>)
+    whole = use_avx512() ? normalize_chunk_avx512 : (use_avx2() ? normalize_chunk_avx2 : nullptr);
+#endif
+  const int64_t chunks = (hw + kNormPixels - 1) / kNormPixels;
+  at::parallel_for(0, n * chunks, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / chunks, p0 = (task % chunks) * kNormPixels;
+      const int64_t len = std::min(kNormPixels, hw - p0), at = b * c * hw + p0;
+      if constexpr (std::is_same_v<T, float>) {
+        if (whole != nullptr && len == kNormPixels) {
+          whole(x + at, out + at, c, hw, eps);
+          continue;
+        }
+      }
+      normalize_chunk<T>(x + at, out + at, c, hw, len, eps);
+    }
+  });
+}
+
 }  // namespace
 
 std::string mc_isa_cpu() {
@@ -1112,6 +1224,16 @@ at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, in
         max_disp, smooth, reinterpret_cast<scalar_t*>(scratch.data_ptr<uint8_t>()));
   });
   return disp;
+}
+
+at::Tensor normalize_features_cpu(const at::Tensor& x, double eps, const at::Tensor& out) {
+  const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
+  if (x.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mtu_normalize_features_cpu", [&] {
+    normalize_features_kernel<scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, c,
+                                        hw, static_cast<scalar_t>(eps));
+  });
+  return out;
 }
 
 }  // namespace mtu

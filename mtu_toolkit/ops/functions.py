@@ -4,9 +4,11 @@ Contracts, for features of shape (N, C, H, W):
 
 - :func:`correlation` -> (N, (2D+1)^2, H, W), differentiable w.r.t. both inputs;
 - :func:`correlation_argmax` -> int64 (N, 2, H, W) displacement (dx, dy), not differentiable;
-- :func:`warp_by_displacement` -> like ``feat``, differentiable w.r.t. ``feat``.
+- :func:`warp_by_displacement` -> like ``feat``, differentiable w.r.t. ``feat``;
+- :func:`normalize_features` -> like ``x``, each pixel's channel vector of unit length
+  (inference: the cosine correlation's inputs).
 
-The kernels run float32/float64 on CPU and float32/float16/bfloat16/float64 on CUDA (when the
+The kernels run float32/float64 on CPU (the normalisation: on CPU only) and float32/float16/bfloat16/float64 on CUDA (when the
 extension was built with CUDA); other inputs use the ``*_reference`` twins, and so does a
 trace (``torch.jit.trace``, ONNX export): the compiled kernels are opaque to the tracer, their
 twins are plain PyTorch, so a model built on these ops exports as it is.
@@ -18,7 +20,7 @@ from torch.profiler import record_function
 from ..memory import tracing
 from .extension import EXT_AVAILABLE, EXT_WITH_CUDA, ext
 from .reference import (correlation_argmax_reference, correlation_reference,
-                        warp_by_displacement_reference)
+                        normalize_features_reference, warp_by_displacement_reference)
 
 #: the profiler ranges of the compiled argmax and warp (``mtu_toolkit.analysis.stages``)
 ARGMAX_RANGE = 'mtu::correlation_argmax'
@@ -208,3 +210,46 @@ def warp_by_displacement(feat, disp, scale, out=None):
             return WarpFunction.apply(feat, disp.long(), scale)
     result = warp_by_displacement_reference(feat, disp, scale)
     return result if out is None else out.copy_(result)
+
+
+def normalize_features(x, eps=1e-12, out=None):
+    """Each pixel's feature vector over the channels divided by its L2 norm, for inference:
+    ``F.normalize(x, dim=1, eps=eps)``, the cosine correlation's inputs.
+
+    On the CPU (float32, float64) the compiled kernel normalises a chunk of pixels at a time,
+    reading their channels twice from the cache (the sums of squares, then the divisions)
+    instead of sweeping the tensor once per channel. Its values are those of the plain steps
+    in order, each rounded as IEEE arithmetic rounds it (as numpy's are): the squares summed in
+    channel order, the square root, the clamp at ``eps``, one division a value. They equal
+    ``F.normalize``'s and :func:`normalize_features_reference`'s within float rounding (torch's
+    own CPU square root differs from the correctly rounded one by up to an ulp). Elsewhere
+    (CUDA, other dtypes, no extension, a trace) :func:`normalize_features_reference` runs.
+
+    Args:
+        x (Tensor): (N, C, H, W) features.
+        eps (float): the norm's lower bound (> 0): a zero vector stays zero.
+        out (Tensor | None): where to write the result: a contiguous tensor of ``x``'s shape,
+            dtype and device sharing no memory with it (reusing one spares a fresh tensor's
+            page faults every frame).
+
+    Returns:
+        Tensor: like ``x`` (``out`` when given). Not differentiable: under autograd it is
+        ``F.normalize``, and ``out`` is refused.
+    """
+    if not tracing() and x.dim() != 4:
+        raise ValueError(f'x must be a 4-D (N, C, H, W) tensor, got shape {list(x.shape)}')
+    if not eps > 0:
+        raise ValueError(f'eps must be > 0, got {eps!r}')
+    if torch.is_grad_enabled() and x.requires_grad:
+        if out is not None:
+            raise RuntimeError('normalize_features(out=...) does not support autograd (x '
+                               'requires grad); call it without out, or under torch.no_grad()')
+        return torch.nn.functional.normalize(x, dim=1, eps=eps)
+    if uses_extension(x) and x.device.type == 'cpu':
+        return ext.normalize_features(x, float(eps), out)
+    if out is not None and (out.shape != x.shape or out.dtype != x.dtype
+                            or out.device != x.device):
+        raise ValueError(f"out must be a tensor of x's shape {list(x.shape)}, dtype {x.dtype} "
+                         f'and device {x.device}, got {list(out.shape)}, {out.dtype} on '
+                         f'{out.device}')
+    return normalize_features_reference(x, eps, out)

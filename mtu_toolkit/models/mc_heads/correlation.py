@@ -5,24 +5,11 @@ import torch.nn.functional as F
 
 from ...checked_registry import ComponentArgumentError
 from ...memory import KeptBuffers
-from ...ops import (correlation, correlation_argmax, smooth_cost_volume, uses_extension,
-                    volume_argmax_to_displacement, warp_by_displacement)
+from ...ops import (correlation, correlation_argmax, normalize_features, smooth_cost_volume,
+                    uses_extension, volume_argmax_to_displacement, warp_by_displacement)
 from ...ops.functions import matching_range
 from ...registry import MODELS
 from .base import BaseMCHead
-
-
-def normalize_by_planes(x, eps=1e-12, out=None):
-    """``F.normalize(x, dim=1)`` of an (N, C, h, w) ``x``, the squares summed one channel
-    plane at a time (contiguous sweeps rather than a reduction across planes); equal to it
-    within float rounding (a few 1e-8 for unit vectors). Written into ``out`` (shaped like
-    ``x``, not ``x`` itself) when given."""
-    sq = x[:, 0] * x[:, 0]
-    plane = torch.empty_like(sq)
-    for c in range(1, x.shape[1]):
-        sq.add_(torch.mul(x[:, c], x[:, c], out=plane))
-    norm = sq.sqrt_().clamp_min_(eps).unsqueeze(1)
-    return torch.div(x, norm) if out is None else torch.div(x, norm, out=out)
 
 
 @MODELS.register_module(name=['CorrelationMCHead', 'correlation'])
@@ -47,9 +34,10 @@ class CorrelationMCHead(BaseMCHead):
 
     ``fast_normalize`` (attribute, default False; set by the direct inference form too): in eval
     mode without autograd, normalise into two buffers reused from call to call (fresh ones
-    page-fault on every frame) by :func:`normalize_by_planes` (the squares summed plane by
-    plane, much faster on CPU than ``F.normalize``'s strided reduction over channels: figures
-    in ``docs/benchmarks.md``; it rounds differently, within a few 1e-8).
+    page-fault on every frame) by :func:`~mtu_toolkit.ops.normalize_features` (on the CPU a
+    compiled pass over chunks of pixels, much faster than ``F.normalize``'s strided reduction
+    over channels: figures in ``docs/benchmarks.md``; it rounds differently, within a few
+    1e-8).
 
     Args:
         motion_channels (int): channels of the motion features (2ch).
@@ -89,8 +77,8 @@ class CorrelationMCHead(BaseMCHead):
         fast = (self.fast_normalize and not self.training
                 and not (torch.is_grad_enabled() and (cur.requires_grad or prev.requires_grad)))
         if fast:
-            cur = normalize_by_planes(cur, out=self._norm_buffer(0, cur))
-            prev = normalize_by_planes(prev, out=self._norm_buffer(1, prev))
+            cur = normalize_features(cur, out=self._norm_buffer(0, cur))
+            prev = normalize_features(prev, out=self._norm_buffer(1, prev))
         else:
             cur, prev = F.normalize(cur, dim=1), F.normalize(prev, dim=1)
         if not self.training:
