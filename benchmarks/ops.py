@@ -16,6 +16,8 @@ shifts), smoothing 5, and the warp of (1, 26, 720, 1280) features by a 180x320 d
      and a coherent motion: one displacement per 32x32 pixels) and into a fresh one, against
      copying the feature into an existing buffer (the memory floor) and into a fresh one;
      target <= 2x the copy;
+   - ``normalize_features`` (the correlation head's normalisation at inference, into a reused
+     output) and its plane-by-plane reference, against copying the feature into a buffer;
    - with ``--baseline-ext PATH``, the same calls of another build of ``mtu_toolkit._ext`` (say
      the previous commit's ``.so``, copied aside before rebuilding), for old / new ratios
      measured in one run.
@@ -122,6 +124,7 @@ def floors(f1, f2, feat, disp, d, smooth, repeats, baseline=None):
     workspace = torch.empty(0, dtype=torch.uint8)  # as the MC head keeps it
     ga, gb = (torch.rand(GEMM_SIZE, GEMM_SIZE, device=f1.device) for _ in range(2))
     product = torch.empty_like(ga)
+    normalized = torch.empty_like(f1)
     calls = {
         GEMM: lambda: torch.mm(ga, gb, out=product),
         'correlation_argmax': lambda: ops.correlation_argmax(f1, f2, d, smooth,
@@ -131,6 +134,9 @@ def floors(f1, f2, feat, disp, d, smooth, repeats, baseline=None):
         'warp, fresh output': lambda: ops.warp_by_displacement(feat, disp, 4),
         'copy into a buffer': lambda: buffer.copy_(feat),
         'copy, fresh (clone)': lambda: feat.clone(),
+        'normalize_features': lambda: ops.normalize_features(f1, out=normalized),
+        'normalize, plane form': lambda: ops.normalize_features_reference(f1, out=normalized),
+        'copy of a motion feature': lambda: normalized.copy_(f1),
     }
     if baseline is not None:
         # the old build's own kept scratch where it takes one (builds before the workspace
@@ -159,7 +165,11 @@ def floors(f1, f2, feat, disp, d, smooth, repeats, baseline=None):
             ('warp, coherent motion', t['warp, coherent motion'], copy,
              'same floor; reused out, one displacement per 32x32 pixels'),
             ('warp, fresh output', t['warp, fresh output'], copy, 'same floor'),
-            ('copy, fresh (clone)', t['copy, fresh (clone)'], copy, 'same floor')]
+            ('copy, fresh (clone)', t['copy, fresh (clone)'], copy, 'same floor'),
+            ('normalize_features', t['normalize_features'], t['copy of a motion feature'],
+             f'floor: copy of the {f1.numel() * 4 / 2**20:.0f} MiB motion feature'),
+            ('normalize, plane form', t['normalize, plane form'],
+             t['copy of a motion feature'], 'same floor (the reference, torch operations)')]
     print(f'\nstage floors (calls taking turns, median of {repeats}):')
     print(f'{"stage":<24}{"ms":>8}{"floor ms":>10}{"x floor":>9}  target  floor')
     for name, sec, floor, what in rows:

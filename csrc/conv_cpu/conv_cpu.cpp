@@ -220,6 +220,20 @@ inline Vec load_masked(Mask m, const float* p) { return _mm512_maskz_loadu_ps(m,
 inline void store_masked(Mask m, float* p, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
 inline Vec bcast(const float* p) { return _mm512_set1_ps(*p); }
 inline Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+// acc + a * (*p in every lane), the broadcast done by the multiply-add's own load (an embedded
+// broadcast, {1to16}) rather than by a broadcast instruction into a register: the same
+// arithmetic, rounded once. GCC folds a broadcast used once this way by itself, but keeps one
+// used by two multiply-adds in a register (see kEmbeddedBroadcastVectors).
+inline Vec fma_bcast(Vec a, const float* p, Vec acc) {
+  asm("vfmadd231ps %[p]%{1to16%}, %[a], %[acc]" : [acc] "+v"(acc) : [a] "v"(a), [p] "m"(*p));
+  return acc;
+}
+// Strips of this many vectors multiply each weight by embedded broadcasts, one a multiply-add
+// (fma_bcast), instead of one broadcast into a register for the strip's vectors. With 2 (the
+// blocks of 10 to 13 output channels: every layer of 26 or 52), the Winograd products loop
+// alone ran 1.05-1.12x faster on an Intel Xeon (Emerald Rapids); with 1, GCC folds the
+// broadcast already; with 3, 4 or 8 it was no faster or slower (docs/benchmarks.md).
+constexpr int kEmbeddedBroadcastVectors = 2;
 inline Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
 inline Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
 inline Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
@@ -270,6 +284,9 @@ inline Vec load_masked(Mask m, const float* p) { return _mm256_maskload_ps(p, m)
 inline void store_masked(Mask m, float* p, Vec v) { _mm256_maskstore_ps(p, m, v); }
 inline Vec bcast(const float* p) { return _mm256_broadcast_ss(p); }
 inline Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+// (AVX2 has no embedded broadcast: every strip broadcasts each weight into a register)
+inline Vec fma_bcast(Vec a, const float* p, Vec acc) { return fma(a, bcast(p), acc); }
+constexpr int kEmbeddedBroadcastVectors = 0;
 inline Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
 inline Vec sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
 inline Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }

@@ -5,7 +5,8 @@
 //   2*kMaxCB accumulators, 2 inputs and a broadcast fit the registers), kDeconvVectors (input
 //   vectors a strip of the transposed conv), kDeconvMaxCB (its output channels per block),
 //   zero(), loadu(p), storeu(p, v),
-//   load_masked(m, p), store_masked(m, p, v), bcast(p), set1(x), fma(a, b, acc), add(a, b),
+//   load_masked(m, p), store_masked(m, p, v), bcast(p), set1(x), fma(a, b, acc),
+//   fma_bcast(a, p, acc) (acc + a * *p), kEmbeddedBroadcastVectors, add(a, b),
 //   sub(a, b), mul(a, b), max(a, b),
 //   make_mask(start, width) (lanes j with 0 <= start + j < width), is_full(m) (every lane),
 //   stream(p, v) (non-temporal store of a whole vector at an aligned p),
@@ -293,11 +294,21 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
               Vec in[NV];
 #pragma GCC unroll 8
               for (int v = 0; v < NV; ++v) in[v] = load_in_register(src + v * V);
+              // (strips of kEmbeddedBroadcastVectors: each weight broadcast by every
+              // multiply-add's own load; the same arithmetic, the same bits)
+              if constexpr (NV == kEmbeddedBroadcastVectors) {
 #pragma GCC unroll 16
-              for (int c = 0; c < C; ++c) {
-                const Vec b = bcast(w + kx * CB + c);
+                for (int c = 0; c < C; ++c)
 #pragma GCC unroll 8
-                for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
+                  for (int v = 0; v < NV; ++v)
+                    acc[c][v] = fma_bcast(in[v], w + kx * CB + c, acc[c][v]);
+              } else {
+#pragma GCC unroll 16
+                for (int c = 0; c < C; ++c) {
+                  const Vec b = bcast(w + kx * CB + c);
+#pragma GCC unroll 8
+                  for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
+                }
               }
             }
           }
@@ -646,11 +657,18 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
             Vec in[NV];
 #pragma GCC unroll 8
             for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
+            if constexpr (NV == kEmbeddedBroadcastVectors) {  // (as in conv_strip)
 #pragma GCC unroll 16
-            for (int c = 0; c < C; ++c) {
-              const Vec b = bcast(w + c);
+              for (int c = 0; c < C; ++c)
 #pragma GCC unroll 8
-              for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
+                for (int v = 0; v < NV; ++v) acc[c][v] = fma_bcast(in[v], w + c, acc[c][v]);
+            } else {
+#pragma GCC unroll 16
+              for (int c = 0; c < C; ++c) {
+                const Vec b = bcast(w + c);
+#pragma GCC unroll 8
+                for (int v = 0; v < NV; ++v) acc[c][v] = fma(in[v], b, acc[c][v]);
+              }
             }
           }
 #pragma GCC unroll 16
