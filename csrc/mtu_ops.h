@@ -28,7 +28,8 @@ std::tuple<at::Tensor, at::Tensor> correlation_backward_cpu(const at::Tensor& gr
 at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, int64_t max_disp,
                                   int64_t smooth, const c10::optional<at::Tensor>& workspace);
 // x: (N, C, H, W) -> out (like x, sharing no memory with it) = x / max(||x||_2 over C, eps) at
-// every pixel, computed as mtu_toolkit.ops.normalize_features_reference does, bit for bit.
+// every pixel, by the steps of mtu_toolkit.ops.normalize_features_reference, each rounded as
+// IEEE arithmetic does (the same bits on every path).
 at::Tensor normalize_features_cpu(const at::Tensor& x, double eps, const at::Tensor& out);
 // feat: (N, C, H, W), disp: int64 (N, 2, h, w) on the grid `scale` times coarser; the result
 // is written into `out` (like feat, in feat's layout, sharing no memory with it) and returned;

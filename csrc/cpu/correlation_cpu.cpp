@@ -1055,11 +1055,13 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
 // The features' L2 normalisation over channels, the cosine correlation's inputs at inference:
 // out[n, c, p] = x[n, c, p] / max(sqrt(sum_c x[n, c, p]^2), eps). The squares are summed in
 // channel order, rounded after each multiply and each add, then come the square root, the
-// clamp and one division a value: the operations of normalize_features_reference
-// (mtu_toolkit/ops/reference.py, torch's plane-by-plane form), in its order, so every path
-// gives its values bit for bit. A task is a chunk of kNormPixels pixels of one image, whose C
-// plane pieces (26 KB of float32 at 52 channels) are read twice from L1: for the sums, then to
-// divide. (Torch's form runs 2C + 3 operations over whole planes, each a pass through memory.)
+// clamp and one division a value: the steps of normalize_features_reference
+// (mtu_toolkit/ops/reference.py, torch's plane-by-plane form) in its order, each rounded as
+// IEEE arithmetic does, so every path gives the same bits (torch's own CPU square root is not
+// correctly rounded: its values can differ by an ulp). A task is a chunk of kNormPixels pixels
+// of one image, whose C plane pieces (26 KB of float32 at 52 channels) are read twice from L1:
+// for the sums, then to divide. (Torch's form runs 2C + 2 operations over single planes and a
+// division of the whole tensor, each a pass through memory.)
 constexpr int64_t kNormPixels = 128;
 
 // One chunk of `len` <= kNormPixels pixels (plain loops: any T, any CPU, partial chunks)
