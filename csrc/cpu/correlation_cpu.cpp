@@ -319,6 +319,9 @@ constexpr int kSegments = 16;
 // with 2 MB of L2 a core (a group's rings and box sums, ~0.7 MB for D = 10, stay in L2).
 constexpr int64_t kDyGroup = 3;
 
+// The pixels of one task of the features' normalisation (see normalize_features_kernel)
+constexpr int64_t kNormPixels = 128;
+
 inline int64_t segment_length(int64_t w) { return (w + kSegments - 1) / kSegments; }
 
 // dst[(k * channels + c) * kSegments + s] = src[c * cstride + s * len + k - halo] for the
@@ -413,7 +416,11 @@ inline Vec zero() { return _mm512_setzero_ps(); }
 inline Vec loadu(const float* p) { return _mm512_loadu_ps(p); }
 inline void storeu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
 inline Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+inline Vec square_root(Vec a) { return _mm512_sqrt_ps(a); }
+inline Vec max(Vec a, Vec b) { return _mm512_max_ps(a, b); }
+inline Vec set1(float x) { return _mm512_set1_ps(x); }
 #include "correlation_fma.h"
+#include "normalize_chunk.h"
 
 // Transposes 16 vectors of 16 floats in place: r[i][s] becomes r[s][i].
 __attribute__((always_inline)) inline void transpose16(Vec (&r)[16]) {
@@ -487,7 +494,11 @@ inline Vec zero() { return _mm256_setzero_ps(); }
 inline Vec loadu(const float* p) { return _mm256_loadu_ps(p); }
 inline void storeu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
 inline Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline Vec square_root(Vec a) { return _mm256_sqrt_ps(a); }
+inline Vec max(Vec a, Vec b) { return _mm256_max_ps(a, b); }
+inline Vec set1(float x) { return _mm256_set1_ps(x); }
 #include "correlation_fma.h"
+#include "normalize_chunk.h"
 
 // Transposes 8 vectors of 8 floats in place: r[i][s] becomes r[s][i].
 __attribute__((always_inline)) inline void transpose8(Vec* r) {
@@ -1062,7 +1073,6 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
 // of one image, whose C plane pieces (26 KB of float32 at 52 channels) are read twice from L1:
 // for the sums, then to divide. (Torch's form runs 2C + 2 operations over single planes and a
 // division of the whole tensor, each a pass through memory.)
-constexpr int64_t kNormPixels = 128;
 
 // One chunk of `len` <= kNormPixels pixels (plain loops: any T, any CPU, partial chunks)
 template <typename T>
@@ -1081,64 +1091,6 @@ void normalize_chunk(const T* x, T* out, int64_t c, int64_t hw, int64_t len, T e
     for (int64_t p = 0; p < len; ++p) out[ci * hw + p] = x[ci * hw + p] / norm[p];
 }
 
-#ifdef MTU_X86
-// A whole chunk of float32 in vectors of 16 (AVX-512) or 8 (AVX2) lanes, the sums in registers.
-// _mm*_max_ps(eps, s) gives s where s is NaN, as the plain loop's clamp does.
-__attribute__((target("avx512f"))) void normalize_chunk_avx512(const float* x, float* out,
-                                                                int64_t c, int64_t hw,
-                                                                float eps) {
-  constexpr int NV = kNormPixels / 16;
-  __m512 norm[NV];
-#pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) {
-    const __m512 a = _mm512_loadu_ps(x + 16 * v);
-    norm[v] = _mm512_mul_ps(a, a);
-  }
-  for (int64_t ci = 1; ci < c; ++ci) {
-    const float* plane = x + ci * hw;
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
-      const __m512 a = _mm512_loadu_ps(plane + 16 * v);
-      norm[v] = _mm512_add_ps(norm[v], _mm512_mul_ps(a, a));
-    }
-  }
-  const __m512 e = _mm512_set1_ps(eps);
-#pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) norm[v] = _mm512_max_ps(e, _mm512_sqrt_ps(norm[v]));
-  for (int64_t ci = 0; ci < c; ++ci)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v)
-      _mm512_storeu_ps(out + ci * hw + 16 * v,
-                       _mm512_div_ps(_mm512_loadu_ps(x + ci * hw + 16 * v), norm[v]));
-}
-
-__attribute__((target("avx2"))) void normalize_chunk_avx2(const float* x, float* out, int64_t c,
-                                                           int64_t hw, float eps) {
-  constexpr int NV = kNormPixels / 8;
-  __m256 norm[NV];
-#pragma GCC unroll 16
-  for (int v = 0; v < NV; ++v) {
-    const __m256 a = _mm256_loadu_ps(x + 8 * v);
-    norm[v] = _mm256_mul_ps(a, a);
-  }
-  for (int64_t ci = 1; ci < c; ++ci) {
-    const float* plane = x + ci * hw;
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) {
-      const __m256 a = _mm256_loadu_ps(plane + 8 * v);
-      norm[v] = _mm256_add_ps(norm[v], _mm256_mul_ps(a, a));
-    }
-  }
-  const __m256 e = _mm256_set1_ps(eps);
-#pragma GCC unroll 16
-  for (int v = 0; v < NV; ++v) norm[v] = _mm256_max_ps(e, _mm256_sqrt_ps(norm[v]));
-  for (int64_t ci = 0; ci < c; ++ci)
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v)
-      _mm256_storeu_ps(out + ci * hw + 8 * v,
-                       _mm256_div_ps(_mm256_loadu_ps(x + ci * hw + 8 * v), norm[v]));
-}
-#endif
 
 template <typename T>
 void normalize_features_kernel(const T* x, T* out, int64_t n, int64_t c, int64_t hw, T eps) {
@@ -1146,7 +1098,8 @@ void normalize_features_kernel(const T* x, T* out, int64_t n, int64_t c, int64_t
   ChunkFn whole = nullptr;  // the vector form of a whole float32 chunk, where there is one
 #ifdef MTU_X86
   if (std::is_same_v<T, float>)
-    whole = use_avx512() ? normalize_chunk_avx512 : (use_avx2() ? normalize_chunk_avx2 : nullptr);
+    whole = use_avx512() ? corr_avx512::normalize_chunk
+                         : (use_avx2_fma() ? corr_avx2::normalize_chunk : nullptr);
 #endif
   const int64_t chunks = (hw + kNormPixels - 1) / kNormPixels;
   at::parallel_for(0, n * chunks, 8, [&](int64_t begin, int64_t end) {
