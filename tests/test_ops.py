@@ -458,8 +458,9 @@ def test_normalize_features_is_the_ieee_steps_on_every_instruction_set(shape, dt
 
 def test_normalize_features_out_and_arguments():
     """``out`` is written and returned; a wrong or overlapping ``out``, a 3-D input or a bad eps
-    is refused with a one-line error; a strided input is read as it is; under autograd the op
-    is F.normalize (no ``out``)."""
+    is refused with a one-line error; a strided input gives what its contiguous copy gives; no
+    channels give an empty result on both paths; under autograd the op is F.normalize (no
+    ``out``)."""
     x = torch.randn(1, 6, 4, 140)
     out = torch.full_like(x, 5.)
     assert ops.normalize_features(x, out=out) is out
@@ -472,6 +473,8 @@ def test_normalize_features_out_and_arguments():
         ops.normalize_features(x[0])
     with pytest.raises(ValueError, match='eps must be > 0'):
         ops.normalize_features(x, eps=0)
+    for fn in (ops.normalize_features, ops.normalize_features_reference):
+        assert fn(torch.empty(1, 0, 4, 140)).shape == (1, 0, 4, 140)
     wide = torch.randn(1, 12, 4, 140)
     assert torch.equal(ops.normalize_features(wide[:, ::2]),
                        ops.normalize_features(wide[:, ::2].contiguous()))

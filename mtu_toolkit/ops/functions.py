@@ -8,10 +8,11 @@ Contracts, for features of shape (N, C, H, W):
 - :func:`normalize_features` -> like ``x``, each pixel's channel vector of unit length
   (inference: the cosine correlation's inputs).
 
-The kernels run float32/float64 on CPU (the normalisation: on CPU only) and float32/float16/bfloat16/float64 on CUDA (when the
-extension was built with CUDA); other inputs use the ``*_reference`` twins, and so does a
-trace (``torch.jit.trace``, ONNX export): the compiled kernels are opaque to the tracer, their
-twins are plain PyTorch, so a model built on these ops exports as it is.
+The kernels run float32/float64 on CPU and float32/float16/bfloat16/float64 on CUDA (when the
+extension was built with CUDA; the normalisation has a CPU kernel only); other inputs use the
+``*_reference`` twins, and so does a trace (``torch.jit.trace``, ONNX export): the compiled
+kernels are opaque to the tracer, their twins are plain PyTorch, so a model built on these ops
+exports as it is.
 """
 import torch
 from torch.autograd.function import once_differentiable

@@ -93,6 +93,8 @@ def normalize_features_reference(x, eps=1e-12, out=None):
     over channels, several times slower on the CPU); equal to it within float rounding (a few
     1e-8 for unit vectors). Written into ``out`` (shaped like ``x``, not ``x`` itself) when
     given. Not differentiable (it works in place on its sums)."""
+    if x.shape[1] == 0:  # (no channels: nothing to divide)
+        return torch.empty_like(x) if out is None else out
     sq = x[:, 0] * x[:, 0]
     plane = torch.empty_like(sq)
     for c in range(1, x.shape[1]):
