@@ -49,6 +49,14 @@ void check_disp(const at::Tensor& disp, const at::Tensor& feat, int64_t scale) {
               " divided by scale ", scale, " (needs at least ", need_h, "x", need_w, ")");
 }
 
+// `out` may not overlap `input`, which the kernel reads while writing it (`why` says how)
+void check_no_overlap(const at::Tensor& out, const at::Tensor& input, const char* name,
+                      const char* why) {
+  const auto overlap = at::get_overlap_status(out, input);
+  TORCH_CHECK(overlap != at::MemOverlapStatus::Full && overlap != at::MemOverlapStatus::Partial,
+              "out must not share memory with ", name, " (", why, ")");
+}
+
 [[noreturn]] void no_cuda() {
   TORCH_CHECK(false, "mtu_toolkit._ext was built without CUDA kernels; rebuild with CUDA "
                      "available (or FORCE_CUDA=1): bash tools/install.sh");
@@ -127,9 +135,7 @@ at::Tensor normalize_features(const at::Tensor& x, double eps,
               "out must be a contiguous tensor of x's shape ", x.sizes(), ", dtype ",
               x.scalar_type(), " and device ", x.device(), ", got ", out->sizes(), ", ",
               out->scalar_type(), " on ", out->device());
-  const auto overlap = at::get_overlap_status(*out, a);
-  TORCH_CHECK(overlap != at::MemOverlapStatus::Full && overlap != at::MemOverlapStatus::Partial,
-              "out must not share memory with x (each value's norm reads all its channels)");
+  check_no_overlap(*out, a, "x", "each value's norm reads all its channels");
   return normalize_features_cpu(a, eps, *out);
 }
 
@@ -154,10 +160,7 @@ at::Tensor warp_forward(const at::Tensor& feat, const at::Tensor& disp, int64_t 
     TORCH_CHECK(out->is_contiguous(layout), "out must be contiguous in ",
                 layout == at::MemoryFormat::ChannelsLast ? "channels-last" : "NCHW",
                 " layout (feat's), got strides ", out->strides());
-    const auto overlap = at::get_overlap_status(*out, feat);
-    TORCH_CHECK(overlap != at::MemOverlapStatus::Full &&
-                    overlap != at::MemOverlapStatus::Partial,
-                "out must not share memory with feat (the warp reads feat while writing out)");
+    check_no_overlap(*out, feat, "feat", "the warp reads feat while writing out");
     result = *out;
   } else {
     result = at::empty_like(f, layout);
