@@ -284,7 +284,8 @@ inline Vec load_masked(Mask m, const float* p) { return _mm256_maskload_ps(p, m)
 inline void store_masked(Mask m, float* p, Vec v) { _mm256_maskstore_ps(p, m, v); }
 inline Vec bcast(const float* p) { return _mm256_broadcast_ss(p); }
 inline Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
-// (AVX2 has no embedded broadcast: every strip broadcasts each weight into a register)
+// (AVX2 has no embedded broadcast: every strip broadcasts each weight into a register. Never
+// called here; defined so that the kernels' discarded `if constexpr` branch compiles.)
 inline Vec fma_bcast(Vec a, const float* p, Vec acc) { return fma(a, bcast(p), acc); }
 constexpr int kEmbeddedBroadcastVectors = 0;
 inline Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }

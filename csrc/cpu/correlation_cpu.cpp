@@ -1073,7 +1073,7 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
 // of one image, whose C plane pieces (26 KB of float32 at 52 channels) are read twice from L1:
 // for the sums, then to divide. (Torch's form runs 2C + 2 operations over single planes and a
 // division of the whole tensor, each a pass through memory.)
-
+//
 // One chunk of `len` <= kNormPixels pixels (plain loops: any T, any CPU, partial chunks)
 template <typename T>
 void normalize_chunk(const T* x, T* out, int64_t c, int64_t hw, int64_t len, T eps) {
@@ -1090,7 +1090,6 @@ void normalize_chunk(const T* x, T* out, int64_t c, int64_t hw, int64_t len, T e
   for (int64_t ci = 0; ci < c; ++ci)
     for (int64_t p = 0; p < len; ++p) out[ci * hw + p] = x[ci * hw + p] / norm[p];
 }
-
 
 template <typename T>
 void normalize_features_kernel(const T* x, T* out, int64_t n, int64_t c, int64_t hw, T eps) {
