@@ -18,6 +18,11 @@ shifts), smoothing 5, and the warp of (1, 26, 720, 1280) features by a 180x320 d
      target <= 2x the copy;
    - ``normalize_features`` (the correlation head's normalisation at inference, into a reused
      output) and its plane-by-plane reference, against copying the feature into a buffer;
+   - ``matching_features`` (the normalisation straight into the argmax's layout, what the
+     correlation head runs at inference) against the same copy, the argmax on two of them
+     against the FLOP floor (target <= 2x), and the head's whole step both ways: two
+     normalisations and the argmax that copies rows into its layout, against two
+     ``matching_features`` and the argmax that reads them in place;
    - with ``--baseline-ext PATH``, the same calls of another build of ``mtu_toolkit._ext`` (say
      the previous commit's ``.so``, copied aside before rebuilding), for old / new ratios
      measured in one run.
@@ -48,8 +53,8 @@ TARGETS = {'correlation_argmax': 5.0, 'correlation fwd+bwd': 2.0}
 GEMM_SIZE = 2048
 GEMM = f'torch.mm {GEMM_SIZE}x{GEMM_SIZE}'
 #: measured / floor at most (this issue's targets)
-FLOOR_TARGETS = {'correlation_argmax': 2.0, 'warp into reused out': 2.0,
-                 'warp, coherent motion': 2.0}
+FLOOR_TARGETS = {'correlation_argmax': 2.0, 'argmax, matching layout': 2.0,
+                 'warp into reused out': 2.0, 'warp, coherent motion': 2.0}
 
 
 def median_time(fn, repeats, device):
@@ -124,7 +129,19 @@ def floors(f1, f2, feat, disp, d, smooth, repeats, baseline=None):
     workspace = torch.empty(0, dtype=torch.uint8)  # as the MC head keeps it
     ga, gb = (torch.rand(GEMM_SIZE, GEMM_SIZE, device=f1.device) for _ in range(2))
     product = torch.empty_like(ga)
-    normalized = torch.empty_like(f1)
+    normalized, other = torch.empty_like(f1), torch.empty_like(f2)
+    m1, m2 = (ops.matching_features(f, d) for f in (f1, f2))
+
+    def planes_step():  # the correlation head's inference step before the matching layout
+        ops.normalize_features(f1, out=normalized)
+        ops.normalize_features(f2, out=other)
+        return ops.correlation_argmax(normalized, other, d, smooth, workspace=workspace)
+
+    def matching_step():  # ... and with it (as the head runs it now)
+        a = ops.matching_features(f1, d, out=m1.data)
+        b = ops.matching_features(f2, d, out=m2.data)
+        return ops.correlation_argmax(a, b, d, smooth)
+
     calls = {
         GEMM: lambda: torch.mm(ga, gb, out=product),
         'correlation_argmax': lambda: ops.correlation_argmax(f1, f2, d, smooth,
@@ -137,6 +154,10 @@ def floors(f1, f2, feat, disp, d, smooth, repeats, baseline=None):
         'normalize_features': lambda: ops.normalize_features(f1, out=normalized),
         'normalize, plane form': lambda: ops.normalize_features_reference(f1, out=normalized),
         'copy of a motion feature': lambda: normalized.copy_(f1),
+        'matching_features': lambda: ops.matching_features(f1, d, out=m1.data),
+        'argmax, matching layout': lambda: ops.correlation_argmax(m1, m2, d, smooth),
+        'step: normalise, argmax': planes_step,
+        'step: matching layout': matching_step,
     }
     if baseline is not None:
         # the old build's own kept scratch where it takes one (builds before the workspace
@@ -150,6 +171,8 @@ def floors(f1, f2, feat, disp, d, smooth, repeats, baseline=None):
     with torch.inference_mode():
         t = alternating_medians(calls, repeats)
         same = ops.correlation_argmax(f1, f2, d, smooth)
+        if not torch.equal(planes_step(), matching_step()):
+            raise SystemExit('the head step on the matching layout found other displacements')
         if baseline is not None:
             agree = (same == baseline.correlation_argmax(f1, f2, d, smooth)).all(1).float()
             print(f'old and new correlation_argmax agree at {100 * agree.mean().item():.4f}% '
@@ -169,7 +192,15 @@ def floors(f1, f2, feat, disp, d, smooth, repeats, baseline=None):
             ('normalize_features', t['normalize_features'], t['copy of a motion feature'],
              f'floor: copy of the {f1.numel() * 4 / 2**20:.0f} MiB motion feature'),
             ('normalize, plane form', t['normalize, plane form'],
-             t['copy of a motion feature'], 'same floor (the reference, torch operations)')]
+             t['copy of a motion feature'], 'same floor (the reference, torch operations)'),
+            ('matching_features', t['matching_features'], t['copy of a motion feature'],
+             f'same floor; writes {m1.data.numel() * 4 / 2**20:.0f} MiB (the layout)'),
+            ('argmax, matching layout', t['argmax, matching layout'], corr_floor,
+             "the argmax's FLOP floor; its rows read in place"),
+            ('step: normalise, argmax', t['step: normalise, argmax'], corr_floor,
+             'same floor; 2 normalize_features + correlation_argmax (copies its rows)'),
+            ('step: matching layout', t['step: matching layout'], corr_floor,
+             'same floor; 2 matching_features + correlation_argmax on them (the head now)')]
     print(f'\nstage floors (calls taking turns, median of {repeats}):')
     print(f'{"stage":<24}{"ms":>8}{"floor ms":>10}{"x floor":>9}  target  floor')
     for name, sec, floor, what in rows:

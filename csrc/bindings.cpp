@@ -139,6 +139,54 @@ at::Tensor normalize_features(const at::Tensor& x, double eps,
   return normalize_features_cpu(a, eps, *out);
 }
 
+// The shape matching_features gives features (N, C, H, W) with the displacement range D
+std::vector<int64_t> matching_shape(const at::Tensor& x, int64_t max_disp) {
+  return {x.size(0), x.size(2), matching_positions(x.size(3), max_disp), x.size(1),
+          matching_segments()};
+}
+
+at::Tensor matching_features(const at::Tensor& x, int64_t max_disp, double eps,
+                             const c10::optional<at::Tensor>& out) {
+  check_features(x, "x");
+  TORCH_CHECK(!x.is_cuda(), "matching_features has a CPU kernel only, got x on ", x.device());
+  TORCH_CHECK(max_disp >= 0, "max_displacement must be >= 0, got ", max_disp);
+  TORCH_CHECK(eps > 0, "eps must be > 0, got ", eps);
+  const auto a = x.contiguous();
+  const auto shape = matching_shape(x, max_disp);
+  if (!out) return matching_features_cpu(a, max_disp, eps, at::empty(shape, a.options()));
+  TORCH_CHECK(out->sizes() == at::IntArrayRef(shape) && out->scalar_type() == x.scalar_type() &&
+                  out->device() == x.device() && out->is_contiguous(),
+              "out must be a contiguous tensor of shape ", at::IntArrayRef(shape), ", dtype ",
+              x.scalar_type(), " and device ", x.device(), ", got ", out->sizes(), ", ",
+              out->scalar_type(), " on ", out->device());
+  check_no_overlap(*out, a, "x", "each value's norm reads all its channels");
+  return matching_features_cpu(a, max_disp, eps, *out);
+}
+
+at::Tensor correlation_argmax_matching(const at::Tensor& m1, const at::Tensor& m2, int64_t width,
+                                       int64_t max_disp, int64_t smooth) {
+  TORCH_CHECK(max_disp >= 0, "max_displacement must be >= 0, got ", max_disp);
+  TORCH_CHECK(smooth <= 1 || smooth % 2 == 1, "smooth must be odd (or <= 1 for none), got ",
+              smooth);
+  TORCH_CHECK(width >= 0, "width must be >= 0, got ", width);
+  for (const auto* m : {&m1, &m2}) {
+    const char* name = m == &m1 ? "m1" : "m2";
+    TORCH_CHECK(m->dim() == 5 && m->size(2) == matching_positions(width, max_disp) &&
+                    m->size(4) == matching_segments(),
+                name, " must be (N, H, ", matching_positions(width, max_disp), ", C, ",
+                matching_segments(), ") for width ", width, " and max_displacement ", max_disp,
+                " (matching_features' layout), got shape ", m->sizes());
+    TORCH_CHECK(m->device().is_cpu() && m->is_contiguous() &&
+                    (m->scalar_type() == at::kFloat || m->scalar_type() == at::kDouble),
+                name, " must be a contiguous float32 or float64 CPU tensor, got ",
+                m->scalar_type(), " on ", m->device());
+  }
+  TORCH_CHECK(m1.sizes() == m2.sizes() && m1.scalar_type() == m2.scalar_type(),
+              "m1 and m2 must have the same shape and dtype, got ", m1.sizes(), " ",
+              m1.scalar_type(), " and ", m2.sizes(), " ", m2.scalar_type());
+  return correlation_argmax_matching_cpu(m1, m2, width, max_disp, smooth);
+}
+
 at::Tensor warp_forward(const at::Tensor& feat, const at::Tensor& disp, int64_t scale,
                         const c10::optional<at::Tensor>& out) {
   check_features(feat, "feat");
@@ -214,6 +262,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("normalize_features", &mtu::normalize_features,
         "x / max(L2 norm over channels, eps) per pixel (CPU; into `out` when given)",
         py::arg("x"), py::arg("eps"), py::arg("out") = py::none());
+  m.def("matching_features", &mtu::matching_features,
+        "the features normalised and laid out for correlation_argmax_matching (CPU): "
+        "(N, H, positions, C, segments)",
+        py::arg("x"), py::arg("max_displacement"), py::arg("eps"), py::arg("out") = py::none());
+  m.def("matching_shape", &mtu::matching_shape,
+        "the shape matching_features gives x with max_displacement", py::arg("x"),
+        py::arg("max_displacement"));
+  m.def("correlation_argmax_matching", &mtu::correlation_argmax_matching,
+        "correlation_argmax on two matching_features tensors of features `width` wide",
+        py::arg("m1"), py::arg("m2"), py::arg("width"), py::arg("max_displacement"),
+        py::arg("smooth"));
   m.def("warp_forward", &mtu::warp_forward,
         "integer displacement warp (into `out` when given: like feat, sharing no memory)",
         py::arg("feat"), py::arg("disp"), py::arg("scale"), py::arg("out") = py::none());

@@ -31,6 +31,17 @@ at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, in
 // every pixel, by the steps of mtu_toolkit.ops.normalize_features_reference, each rounded as
 // IEEE arithmetic does (the same bits on every path).
 at::Tensor normalize_features_cpu(const at::Tensor& x, double eps, const at::Tensor& out);
+// The motion features as the fused argmax reads them: x (N, C, H, W) normalised as
+// normalize_features_cpu does, each row in the argmax's segmented layout with D positions of
+// halo: out (N, H, matching_positions(W, D), C, matching_segments()), sharing no memory with x.
+int64_t matching_segments();
+int64_t matching_positions(int64_t w, int64_t max_disp);
+at::Tensor matching_features_cpu(const at::Tensor& x, int64_t max_disp, double eps,
+                                 const at::Tensor& out);
+// correlation_argmax_cpu on two such tensors (of features W wide, the same D): the same result
+// as on the normalised features they hold, without copying their rows.
+at::Tensor correlation_argmax_matching_cpu(const at::Tensor& m1, const at::Tensor& m2,
+                                           int64_t w, int64_t max_disp, int64_t smooth);
 // feat: (N, C, H, W), disp: int64 (N, 2, h, w) on the grid `scale` times coarser; the result
 // is written into `out` (like feat, in feat's layout, sharing no memory with it) and returned;
 // kept_out: `out` is the caller's buffer, not one just allocated for this call.

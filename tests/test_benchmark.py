@@ -495,3 +495,17 @@ def test_benchmark_scripts_refuse_more_bad_arguments(case, tmp_path, monkeypatch
     assert stop.value.code == 2 and err.out == ''
     assert err.err.splitlines()[-1].startswith(f'{script}: error: ')
     assert message in err.err.splitlines()[-1] and 'Traceback' not in err.err
+
+
+def test_alternating_medians_rotates_the_order_of_the_calls():
+    """Each round starts one call further on, so that over as many rounds as calls every call
+    is timed once in each place (none always right after the same one); every call's median
+    is of its own times."""
+    from mtu_toolkit.analysis.benchmark import alternating_medians
+    order = []
+    calls = {name: (lambda name=name: order.append(name)) for name in 'abc'}
+    medians = alternating_medians(calls, 3)
+    assert order[:3] == list('abc')  # the warm-up round
+    rounds = [order[3:6], order[6:9], order[9:12]]
+    assert rounds == [list('abc'), list('bca'), list('cab')]
+    assert set(medians) == set('abc') and all(m >= 0 for m in medians.values())

@@ -82,8 +82,8 @@ def test_warp_reuses_one_buffer_in_inference_only():
 
 def test_inference_estimates_reuse_their_buffers():
     """In the direct inference form (``fast_normalize``, ``reuse_warp_output``) estimates
-    normalise into one pair of buffers and give the argmax one workspace, call after call,
-    with the displacements of a head that keeps nothing."""
+    normalise into one pair of buffers (in the argmax's layout, which needs no workspace),
+    call after call, with the displacements of a head that keeps nothing."""
     from mtu_toolkit.ops import uses_extension
     torch.manual_seed(0)
     plain = CorrelationMCHead(16, 8, max_displacement=3).eval()
@@ -95,11 +95,26 @@ def test_inference_estimates_reuse_their_buffers():
             cur, prev = torch.randn(1, 16, 12, 16), torch.randn(1, 16, 12, 16)
             assert torch.equal(head.estimate(cur, prev)['motion'],
                                plain.estimate(cur, prev)['motion'])
-            seen.append([head._kept._buffers[f'norm{i}'].data_ptr() for i in (0, 1)])
+            seen.append([head._kept._buffers[f'matching{i}'].data_ptr() for i in (0, 1)])
             if uses_extension(cur):
-                seen[-1].append(head._kept._buffers['argmax'].data_ptr())
+                assert head._kept._buffers['matching0'].dim() == 5  # the segmented layout
     assert seen[0] == seen[1] == seen[2] and 0 not in seen[0]
+    assert 'argmax' not in head._kept._buffers
     assert not plain._kept._buffers
+
+
+def test_inference_estimate_of_a_clips_first_frame_lays_out_once():
+    """At a clip's first frame the previous motion feature is the current one (the same
+    tensor): the fast form lays it out once and matches it with itself, as a head that keeps
+    nothing does."""
+    torch.manual_seed(1)
+    plain = CorrelationMCHead(16, 8, max_displacement=3).eval()
+    head = CorrelationMCHead(16, 8, max_displacement=3).eval()
+    head.fast_normalize = True
+    cur = torch.randn(1, 16, 12, 20)
+    with torch.no_grad():
+        assert torch.equal(head.estimate(cur, cur)['motion'], plain.estimate(cur, cur)['motion'])
+    assert 'matching0' in head._kept._buffers and 'matching1' not in head._kept._buffers
 
 
 def test_fast_normalize_matches_f_normalize_in_inference_only(monkeypatch):

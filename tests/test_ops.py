@@ -336,6 +336,8 @@ def test_correlation_argmax_of_no_channels_is_the_first_shift(each_isa):
     for isa in each_isa:
         ext.cpu_use_isa(isa)
         assert torch.equal(correlation_argmax(f, f, 2, 3), ref), isa
+        m = ops.matching_features(f, 2)
+        assert torch.equal(correlation_argmax(m, m, 2, 3), ref), isa
 
 
 def test_mc_isa_choice_rejects_unknown_names():
@@ -484,3 +486,110 @@ def test_normalize_features_out_and_arguments():
     assert leaf.grad is not None
     with pytest.raises(RuntimeError, match='does not support autograd'):
         ops.normalize_features(leaf, out=out)
+
+
+def segmented_reference(x, d):
+    """The matching layout written out in plain indexing: (N, H, L + 2D, C, 16), position k of
+    lane s holding pixel s * L + k - D of the row (zero outside it)."""
+    n, c, h, w = x.shape
+    length = -(-w // 16)
+    out = torch.zeros(n, h, length + 2 * d, c, 16, dtype=x.dtype)
+    for s in range(16):
+        for k in range(length + 2 * d):
+            px = s * length + k - d
+            if 0 <= px < w:
+                out[:, :, k, :, s] = x[:, :, :, px].permute(0, 2, 1)
+    return out
+
+
+# (N, C, H, W, D): rows of whole chunks of 128 pixels and a rest of vectors and pixels (W =
+# 300: 2 chunks, 2 + 1 vectors of 16 and 12 pixels on AVX-512), narrower than a vector (W =
+# 5), runs of 1 to 19 pixels, two images, the network's 52 channels
+MATCHING_SHAPES = [(1, 8, 6, 300, 4), (2, 6, 11, 23, 3), (1, 5, 9, 5, 2), (1, 52, 7, 57, 10),
+                   (1, 99, 5, 41, 3)]
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('shape', MATCHING_SHAPES)
+def test_matching_features_are_the_normalised_features_laid_out(shape, dtype, each_isa):
+    """matching_features holds normalize_features' values, bit for bit, at the places the
+    layout names (zeros elsewhere), on every path; the argmax of two of them is the argmax of
+    the normalised features they hold, bit for bit, on every path."""
+    n, c, h, w, d = shape
+    g = torch.Generator().manual_seed(11)
+    a = torch.randn(n, c, h, w, generator=g, dtype=dtype) * 3
+    b = torch.randn(n, c, h, w, generator=g, dtype=dtype) * 3
+    a[0, :, 0, 0] = 0  # a zero vector stays zero
+    for isa in each_isa:
+        ext.cpu_use_isa(isa)
+        na, nb = ops.normalize_features(a), ops.normalize_features(b)
+        ma, mb = ops.matching_features(a, d), ops.matching_features(b, d)
+        assert ma.segmented and ma.shape == a.shape and ma.max_displacement == d
+        assert ma.data.shape == ops.matching_shape(a, d)
+        assert torch.equal(ma.data, segmented_reference(na, d)), isa
+        for smooth in (0, 3, 5):
+            want = correlation_argmax(na, nb, d, smooth)
+            assert torch.equal(correlation_argmax(ma, mb, d, smooth), want), (isa, smooth)
+            assert torch.equal(correlation_argmax(ma, ma, d, smooth),
+                               correlation_argmax(na, na, d, smooth)), (isa, smooth)
+
+
+def test_matching_features_argmax_ties_and_translation():
+    """Small-integer features (ties everywhere, 45 channels: two AVX-512 chunks) give the
+    reference's argmax through the matching layout; so does a translation of real-looking
+    features, found exactly."""
+    g = torch.Generator().manual_seed(3)
+    f1 = torch.randint(-1, 2, (1, 45, 13, 40), generator=g).float()
+    f2 = torch.randint(-1, 2, (1, 45, 13, 40), generator=g).float()
+    n1, n2 = ops.normalize_features(f1), ops.normalize_features(f2)
+    got = correlation_argmax(ops.matching_features(f1, 4), ops.matching_features(f2, 4), 4, 3)
+    assert torch.equal(got, correlation_argmax_reference(n1, n2, 4, 3))
+    base = torch.randn(1, 16, 40, 72, generator=g)
+    moved = torch.roll(base, shifts=(2, -3), dims=(2, 3))
+    disp = correlation_argmax(ops.matching_features(moved, 5), ops.matching_features(base, 5), 5)
+    assert (disp[0, 0, 8:-8, 8:-8] == 3).all() and (disp[0, 1, 8:-8, 8:-8] == -2).all()
+
+
+def test_matching_features_out_fallback_and_arguments():
+    """``out`` is written and returned; a wrong or overlapping ``out``, mixed inputs, features
+    made for another D, or of other shapes are refused with a one-line error; without the
+    kernels (a float16 tensor, a trace) ``data`` is normalize_features' output and the argmax
+    still agrees; a strided input gives its contiguous copy's result."""
+    x, y = torch.randn(1, 6, 4, 40), torch.randn(1, 6, 4, 40)
+    shape = ops.matching_shape(x, 3)
+    assert shape == (1, 4, 3 + 6, 6, 16)
+    out = torch.full(shape, 5.)
+    m = ops.matching_features(x, 3, out=out)
+    assert m.data is out and torch.equal(out, ops.matching_features(x, 3).data)
+    with pytest.raises(RuntimeError, match=r'out must be a contiguous tensor of shape'):
+        ops.matching_features(x, 3, out=torch.empty(1, 4, 9, 6, 15))
+    with pytest.raises(ValueError, match='4-D'):
+        ops.matching_features(x[0], 3)
+    with pytest.raises(ValueError, match='eps must be > 0'):
+        ops.matching_features(x, 3, eps=0)
+    with pytest.raises(ValueError, match='max_displacement must be an integer'):
+        ops.matching_features(x, -1)
+    my = ops.matching_features(y, 3)
+    with pytest.raises(TypeError, match='must both be MatchingFeatures or both tensors'):
+        correlation_argmax(m, y, 3)
+    with pytest.raises(ValueError, match='made for max_displacement 3, not 2'):
+        correlation_argmax(m, my, 2)
+    with pytest.raises(ValueError, match='of one shape'):
+        correlation_argmax(m, ops.matching_features(torch.randn(1, 6, 5, 40), 3), 3)
+    with pytest.raises(RuntimeError, match='must be a contiguous float32 or float64 CPU'):
+        strided = torch.zeros(1, 4, 9, 12, 16)[:, :, :, ::2]
+        ext.correlation_argmax_matching(strided, my.data, 40, 3, 3)
+    want = correlation_argmax(ops.normalize_features(x), ops.normalize_features(y), 3)
+    assert torch.equal(correlation_argmax(m, my, 3), want)
+    wide = torch.randn(1, 12, 4, 40)
+    assert torch.equal(ops.matching_features(wide[:, ::2], 3).data,
+                       ops.matching_features(wide[:, ::2].contiguous(), 3).data)
+    half = ops.matching_features(x.half(), 3)
+    assert not half.segmented and half.data.shape == x.shape
+    traced = torch.jit.trace(lambda a, b: correlation_argmax(
+        ops.matching_features(a, 3), ops.matching_features(b, 3), 3), (x, y), check_trace=False)
+    assert torch.equal(traced(x, y), correlation_argmax_reference(
+        ops.normalize_features_reference(x), ops.normalize_features_reference(y), 3, 5))
+    storage = torch.randn(shape.numel())
+    with pytest.raises(RuntimeError, match='out must not share memory with x'):
+        ops.matching_features(storage[:x.numel()].view(x.shape), 3, out=storage.view(shape))

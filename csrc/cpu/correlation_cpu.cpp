@@ -934,10 +934,12 @@ struct LineBuffer {
 //
 // scratch: get_num_threads() slices of argmax_scratch_elems elements, one per thread (a buffer
 // the caller keeps from call to call: allocated afresh, its ~21 MB a thread at 720p page-fault
-// on every call).
+// on every call). matching: f1 and f2 are already in the layout (matching_features_kernel, D
+// = d), whose rows are read in place: no copies, no scratch.
 template <typename T>
 void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t n, int64_t c,
-                               int64_t h, int64_t w, int64_t d, int64_t smooth, T* scratch) {
+                               int64_t h, int64_t w, int64_t d, int64_t smooth, T* scratch,
+                               bool matching = false) {
   const int64_t side = 2 * d + 1, hw = h * w;
   const int64_t r = smooth > 1 ? smooth / 2 : 0;
   const int64_t len = segment_length(w), row_elems = len * kSegments;
@@ -949,13 +951,12 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
   const SegmentsFn<T> segments = argmax_to_segments<T>();
   const int64_t block_rows = argmax_block_rows(n, h);
   const int64_t blocks = (h + block_rows - 1) / block_rows;
-  const int64_t scratch_elems = argmax_scratch_elems<T>(c, w, d, r, block_rows);
+  const int64_t scratch_elems = matching ? 0 : argmax_scratch_elems<T>(c, w, d, r, block_rows);
 
   at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
     // this thread's slice, from a 64-byte line
-    T* const slice = scratch + at::get_thread_num() * scratch_elems;
-    T* const band = from_line(slice);
-    T* const f1rows = band + argmax_band_elems(c, w, d, r, block_rows);
+    T* const band = matching ? nullptr : from_line(scratch + at::get_thread_num() * scratch_elems);
+    T* const f1rows = matching ? nullptr : band + argmax_band_elems(c, w, d, r, block_rows);
     LineBuffer<T> ring_mem(kDyGroup * side * ring * row_elems);
     LineBuffer<double> vsum_mem(kDyGroup * side * vstride);
     LineBuffer<double> best_val_mem(block_rows * row_elems);
@@ -971,14 +972,24 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
       // by -d .. d), and the f1 rows of its correlation rows, each in the segmented layout once
       const int64_t band_lo = std::max<int64_t>(0, y0 - r - d);
       const int64_t band_hi = std::min<int64_t>(h, y1 + r + d);
-      for (int64_t row = band_lo; row < band_hi; ++row)
-        segments(f2 + b * c * hw + row * w, hw, c, w, len, d, len + 2 * d,
-                 band + (row - band_lo) * f2_row);
       const int64_t rows_lo = std::max<int64_t>(0, y0 - r);
       const int64_t rows_hi = std::min<int64_t>(h, y1 + r);
-      for (int64_t row = rows_lo; row < rows_hi; ++row)
-        segments(f1 + b * c * hw + row * w, hw, c, w, len, 0, len,
-                 f1rows + (row - rows_lo) * f1_row);
+      if (!matching) {
+        for (int64_t row = band_lo; row < band_hi; ++row)
+          segments(f2 + b * c * hw + row * w, hw, c, w, len, d, len + 2 * d,
+                   band + (row - band_lo) * f2_row);
+        for (int64_t row = rows_lo; row < rows_hi; ++row)
+          segments(f1 + b * c * hw + row * w, hw, c, w, len, 0, len,
+                   f1rows + (row - rows_lo) * f1_row);
+      }
+      // f2 row `row` (with its halo) and f1 row `row` in the segmented layout
+      auto f2_at = [&](int64_t row) {
+        return matching ? f2 + (b * h + row) * f2_row : band + (row - band_lo) * f2_row;
+      };
+      auto f1_at = [&](int64_t row) {
+        return matching ? f1 + (b * h + row) * f2_row + d * c * kSegments
+                        : f1rows + (row - rows_lo) * f1_row;
+      };
       // The vertical shifts kDyGroup at a time, each with its ring and box sums, walking down
       // the rows together: a row's f1 positions then serve kDyGroup correlation rows, and the
       // f2 rows of one row's group serve the next row's (all but one), from L2 rather than L3.
@@ -1006,18 +1017,17 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
           const int64_t gn = std::min(side, g0 + kDyGroup) - g0;
           if (row + 1 < rows_hi) {
             if (dyi == g0) {
-              pf = f1rows + (row + 1 - rows_lo) * f1_row;
+              pf = f1_at(row + 1);
               pf_lines = f1_row * int64_t(sizeof(T)) / 64;
             } else if (row + 1 + g0 + gn - 1 - d >= band_lo &&
                        row + 1 + g0 + gn - 1 - d < band_hi) {
               const int64_t part = (f2_row + gn - 2) / (gn - 1);
               const int64_t off = (dyi - g0 - 1) * part;
-              pf = band + (row + 1 + g0 + gn - 1 - d - band_lo) * f2_row + off;
+              pf = f2_at(row + 1 + g0 + gn - 1 - d) + off;
               pf_lines = std::min(part, f2_row - off) * int64_t(sizeof(T)) / 64;
             }
           }
-          correlate(f1rows + (row - rows_lo) * f1_row, band + (row + dy - band_lo) * f2_row,
-                    rows.data(), c, len, d, pf, pf_lines);
+          correlate(f1_at(row), f2_at(row + dy), rows.data(), c, len, d, pf, pf_lines);
         };
         // the boxes of row y0: rows first..last inside the frame, summed in order
         const int64_t first = std::max<int64_t>(0, y0 - r);
@@ -1075,12 +1085,14 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
 // division of the whole tensor, each a pass through memory.)
 //
 // One chunk of `len` <= kNormPixels pixels (plain loops: any T, any CPU, partial chunks)
+// (channels xs floats apart in x, os in out)
 template <typename T>
-void normalize_chunk(const T* x, T* out, int64_t c, int64_t hw, int64_t len, T eps) {
+void normalize_chunk(const T* x, int64_t xs, T* out, int64_t os, int64_t c, int64_t len,
+                     T eps) {
   T norm[kNormPixels];
   for (int64_t p = 0; p < len; ++p) norm[p] = x[p] * x[p];
   for (int64_t ci = 1; ci < c; ++ci) {
-    const T* plane = x + ci * hw;
+    const T* plane = x + ci * xs;
     for (int64_t p = 0; p < len; ++p) norm[p] = norm[p] + plane[p] * plane[p];
   }
   for (int64_t p = 0; p < len; ++p) {
@@ -1088,7 +1100,7 @@ void normalize_chunk(const T* x, T* out, int64_t c, int64_t hw, int64_t len, T e
     norm[p] = s < eps ? eps : s;  // (a NaN stays NaN, as in torch's clamp_min)
   }
   for (int64_t ci = 0; ci < c; ++ci)
-    for (int64_t p = 0; p < len; ++p) out[ci * hw + p] = x[ci * hw + p] / norm[p];
+    for (int64_t p = 0; p < len; ++p) out[ci * os + p] = x[ci * xs + p] / norm[p];
 }
 
 template <typename T>
@@ -1111,7 +1123,45 @@ void normalize_features_kernel(const T* x, T* out, int64_t n, int64_t c, int64_t
           continue;
         }
       }
-      normalize_chunk<T>(x + at, out + at, c, hw, len, eps);
+      normalize_chunk<T>(x + at, hw, out + at, hw, c, len, eps);
+    }
+  });
+}
+
+// The motion features as the fused argmax reads them (matching_features): every row of x
+// (N, C, H, W) normalised as normalize_features_kernel does (the same steps, so the same bits),
+// then put into the segmented layout with d positions of halo, the layout of the argmax's f2
+// rows (to_segments; a row is C * (L + 2d) * kSegments values, L = segment_length(w)). Positions
+// d .. d + L - 1 of a row are its f1 row, so one such tensor serves as either input of
+// correlation_argmax_kernel in its `matching` mode, which then copies nothing. A task is a row
+// of one image; it is normalised into a row buffer of the thread (C x W floats, in L2), read
+// from there by the transposes.
+template <typename T>
+void matching_features_kernel(const T* x, T* out, int64_t n, int64_t c, int64_t h, int64_t w,
+                              int64_t d, T eps) {
+  using SpanFn = int64_t (*)(const float*, int64_t, float*, int64_t, int64_t, int64_t, float);
+  SpanFn span = nullptr;  // the vector form of a float32 span, where there is one
+#ifdef MTU_X86
+  if (std::is_same_v<T, float>)
+    span = use_avx512() ? corr_avx512::normalize_span
+                        : (use_avx2_fma() ? corr_avx2::normalize_span : nullptr);
+#endif
+  const SegmentsFn<T> segments = argmax_to_segments<T>();
+  const int64_t hw = h * w, len = segment_length(w), positions = len + 2 * d;
+  const int64_t row_elems = c * positions * kSegments;
+  at::parallel_for(0, n * h, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> normed(c * w);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / h, y = task % h;
+      const T* src = x + b * c * hw + y * w;
+      int64_t p = 0;
+      if constexpr (std::is_same_v<T, float>) {
+        if (span != nullptr) p = span(src, hw, normed.data(), w, c, w, eps);
+      }
+      for (; p < w; p += kNormPixels)
+        normalize_chunk<T>(src + p, hw, normed.data() + p, w, c, std::min(kNormPixels, w - p),
+                           eps);
+      segments(normed.data(), w, c, w, len, d, positions, out + task * row_elems);
     }
   });
 }
@@ -1176,6 +1226,36 @@ at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, in
     correlation_argmax_kernel<scalar_t>(
         f1.data_ptr<scalar_t>(), f2.data_ptr<scalar_t>(), disp.data_ptr<int64_t>(), n, c, h, w,
         max_disp, smooth, reinterpret_cast<scalar_t*>(scratch.data_ptr<uint8_t>()));
+  });
+  return disp;
+}
+
+int64_t matching_segments() { return kSegments; }
+
+int64_t matching_positions(int64_t w, int64_t max_disp) {
+  return segment_length(w) + 2 * max_disp;
+}
+
+at::Tensor matching_features_cpu(const at::Tensor& x, int64_t max_disp, double eps,
+                                 const at::Tensor& out) {
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  if (x.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mtu_matching_features_cpu", [&] {
+    matching_features_kernel<scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, c,
+                                       h, w, max_disp, static_cast<scalar_t>(eps));
+  });
+  return out;
+}
+
+at::Tensor correlation_argmax_matching_cpu(const at::Tensor& m1, const at::Tensor& m2,
+                                           int64_t w, int64_t max_disp, int64_t smooth) {
+  const int64_t n = m1.size(0), h = m1.size(1), c = m1.size(3);
+  auto disp = at::empty({n, 2, h, w}, m1.options().dtype(at::kLong));
+  if (disp.numel() == 0) return disp;
+  AT_DISPATCH_FLOATING_TYPES(m1.scalar_type(), "mtu_correlation_argmax_matching_cpu", [&] {
+    correlation_argmax_kernel<scalar_t>(m1.data_ptr<scalar_t>(), m2.data_ptr<scalar_t>(),
+                                        disp.data_ptr<int64_t>(), n, c, h, w, max_disp, smooth,
+                                        nullptr, true);
   });
   return disp;
 }

@@ -129,12 +129,17 @@ def time_frames(restorer, clip, start, warmup, frames, device, state=None):
 
 def alternating_medians(calls, repeats):
     """{name: median seconds} of no-argument callables called in turn (so that a machine
-    getting busier or quieter moves them alike), after one warm-up round."""
+    getting busier or quieter moves them alike), after one warm-up round. Round ``r`` starts
+    at the ``r``-th call (the order rotated): a call that always came right after the same
+    one (say a GEMM that leaves the caches full of its matrices) would be timed in that
+    one's wake every round, and another never."""
     for fn in calls.values():
         fn()
+    items = list(calls.items())
     times = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, fn in calls.items():
+    for r in range(repeats):
+        k = r % len(items)
+        for name, fn in items[k:] + items[:k]:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)

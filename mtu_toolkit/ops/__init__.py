@@ -1,5 +1,5 @@
 """Motion-compensation ops: cost volume, fused correlation-argmax, displacement warp, and the
-features' normalisation for the cosine correlation.
+features' normalisation for the cosine correlation (also straight into the argmax's layout).
 
 The compiled extension (``csrc/`` -> ``mtu_toolkit._ext``) provides the kernels; the
 ``*_reference`` functions are their pure-PyTorch twins, used by the tests and as the fallback
@@ -10,14 +10,16 @@ is a deployment component: :mod:`mtu_toolkit.deploy`.)
 """
 from .extension import (EXT_AVAILABLE, EXT_WITH_CUDA, FALLBACK_REASON,
                         ExtensionFallbackWarning)
-from .functions import (correlation, correlation_argmax, normalize_features, tracing,
-                        uses_extension, warp_by_displacement)
+from .functions import (MatchingFeatures, correlation, correlation_argmax, matching_features,
+                        matching_shape, normalize_features, tracing, uses_extension,
+                        warp_by_displacement)
 from .reference import (correlation_argmax_reference, correlation_reference,
                         normalize_features_reference, smooth_cost_volume,
                         volume_argmax_to_displacement, warp_by_displacement_reference)
 
 __all__ = [
     'correlation', 'correlation_argmax', 'warp_by_displacement', 'normalize_features',
+    'matching_features', 'matching_shape', 'MatchingFeatures',
     'correlation_reference', 'correlation_argmax_reference', 'warp_by_displacement_reference',
     'normalize_features_reference', 'smooth_cost_volume',
     'volume_argmax_to_displacement', 'EXT_AVAILABLE', 'EXT_WITH_CUDA', 'FALLBACK_REASON',

@@ -6,7 +6,9 @@ Contracts, for features of shape (N, C, H, W):
 - :func:`correlation_argmax` -> int64 (N, 2, H, W) displacement (dx, dy), not differentiable;
 - :func:`warp_by_displacement` -> like ``feat``, differentiable w.r.t. ``feat``;
 - :func:`normalize_features` -> like ``x``, each pixel's channel vector of unit length
-  (inference: the cosine correlation's inputs).
+  (inference: the cosine correlation's inputs);
+- :func:`matching_features` -> :class:`MatchingFeatures`, those normalised features in the
+  layout :func:`correlation_argmax` reads without copying (inference).
 
 The kernels run float32/float64 on CPU and float32/float16/bfloat16/float64 on CUDA (when the
 extension was built with CUDA; the normalisation has a CPU kernel only); other inputs use the
@@ -14,6 +16,8 @@ extension was built with CUDA; the normalisation has a CPU kernel only); other i
 kernels are opaque to the tracer, their twins are plain PyTorch, so a model built on these ops
 exports as it is.
 """
+from typing import NamedTuple
+
 import torch
 from torch.autograd.function import once_differentiable
 from torch.profiler import record_function
@@ -23,9 +27,11 @@ from .extension import EXT_AVAILABLE, EXT_WITH_CUDA, ext
 from .reference import (correlation_argmax_reference, correlation_reference,
                         normalize_features_reference, warp_by_displacement_reference)
 
-#: the profiler ranges of the compiled argmax and warp (``mtu_toolkit.analysis.stages``)
+#: the profiler ranges of the compiled argmax and warp (``mtu_toolkit.analysis.stages``), and
+#: of the matching layout's preparation
 ARGMAX_RANGE = 'mtu::correlation_argmax'
 WARP_RANGE = 'mtu::warp'
+MATCHING_RANGE = 'mtu::matching_features'
 
 _CPU_DTYPES = (torch.float32, torch.float64)
 _CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -155,7 +161,10 @@ def correlation_argmax(f1, f2, max_displacement, smooth=5, workspace=None):
     without materialising the (2D+1)^2-channel volume.
 
     Args:
-        f1, f2 (Tensor): (N, C, H, W) features, as for :func:`correlation`.
+        f1, f2 (Tensor | MatchingFeatures): (N, C, H, W) features, as for
+            :func:`correlation`; or both :func:`matching_features` of such features, made for
+            this ``max_displacement``: the same result as on the normalised features they hold
+            (on the compiled CPU path their rows are read in place, not copied).
         max_displacement (int): D.
         smooth (int | None): odd box size; ``None``, 0 or 1 for no smoothing.
         workspace (Tensor | None): a contiguous uint8 CPU tensor the caller keeps from call to
@@ -167,6 +176,8 @@ def correlation_argmax(f1, f2, max_displacement, smooth=5, workspace=None):
         Tensor: int64 (N, 2, H, W); channel 0 = dx, channel 1 = dy, in pixels of the input grid.
     """
     d, smooth = matching_range(max_displacement, smooth)
+    if isinstance(f1, MatchingFeatures) or isinstance(f2, MatchingFeatures):
+        return _argmax_of_matching(f1, f2, d, smooth, workspace)
     if not tracing():
         _check_features(f1, f2)
     if uses_extension(f1):
@@ -254,3 +265,98 @@ def normalize_features(x, eps=1e-12, out=None):
                          f'and device {x.device}, got {list(out.shape)}, {out.dtype} on '
                          f'{out.device}')
     return normalize_features_reference(x, eps, out)
+
+
+class MatchingFeatures(NamedTuple):
+    """Motion features L2-normalised over channels, in the form :func:`correlation_argmax`
+    reads fastest (made by :func:`matching_features`).
+
+    Attributes:
+        data (Tensor): on the compiled CPU path (:attr:`segmented`) a contiguous
+            ``(N, H, L + 2D, C, 16)`` tensor: each row cut into 16 runs of ``L = ceil(W / 16)``
+            pixels, its position ``k`` holding pixel ``s * L + k - D`` of every run ``s`` (lane
+            ``s``) for every channel, zero outside the row, so that a horizontal shift of up to
+            ``D`` pixels is a whole number of positions; elsewhere the normalised
+            ``(N, C, H, W)`` features themselves.
+        shape (torch.Size): the features' ``(N, C, H, W)``.
+        max_displacement (int): the ``D`` of the layout.
+    """
+    data: torch.Tensor
+    shape: torch.Size
+    max_displacement: int
+
+    @property
+    def segmented(self):
+        """Whether :attr:`data` is in the segmented layout (else plain normalised features)."""
+        return self.data.dim() == 5
+
+
+def matching_shape(x, max_displacement):
+    """The shape of :func:`matching_features`' ``data`` for ``x`` (N, C, H, W) with
+    ``max_displacement`` (for a buffer to pass as its ``out``)."""
+    d = _displacement(max_displacement)
+    if _segments_here(x):
+        return torch.Size(ext.matching_shape(x, d))
+    return x.shape
+
+
+def _segments_here(x):
+    return uses_extension(x) and x.device.type == 'cpu'
+
+
+def matching_features(x, max_displacement, eps=1e-12, out=None):
+    """``x`` normalised as :func:`normalize_features` does, made ready for
+    :func:`correlation_argmax` with ``max_displacement`` (inference).
+
+    On the CPU with the compiled kernels (float32, float64) the values are put into the
+    argmax's segmented layout (:class:`MatchingFeatures`) in the same pass; given plain
+    features, the argmax builds that layout itself on every call, from copies of the rows it
+    reads (a row of ``f2`` once for each block of rows that reads it). The layout is
+    ``(L + 2D) * 16 / W`` times the features' size (its halo: 2x at ``W = 320``, ``D = 10``).
+    Elsewhere ``data`` is :func:`normalize_features`' output. Either way
+    ``correlation_argmax(matching_features(a, D), matching_features(b, D), D, smooth)`` equals
+    ``correlation_argmax(normalize_features(a), normalize_features(b), D, smooth)`` exactly.
+
+    Args:
+        x (Tensor): (N, C, H, W) features.
+        max_displacement (int): the D of the argmax the result is for.
+        eps (float): the norm's lower bound (> 0), as for :func:`normalize_features`.
+        out (Tensor | None): where to write ``data``: a contiguous tensor of
+            :func:`matching_shape` ``(x, max_displacement)``, ``x``'s dtype and device, sharing
+            no memory with ``x`` (a buffer kept from frame to frame spares a fresh tensor's page
+            faults).
+
+    Returns:
+        MatchingFeatures: not differentiable (nor is the argmax it is for).
+    """
+    d = _displacement(max_displacement)
+    if not tracing() and x.dim() != 4:
+        raise ValueError(f'x must be a 4-D (N, C, H, W) tensor, got shape {list(x.shape)}')
+    if not eps > 0:
+        raise ValueError(f'eps must be > 0, got {eps!r}')
+    with torch.no_grad():
+        if _segments_here(x):
+            with record_function(MATCHING_RANGE):
+                data = ext.matching_features(x, d, float(eps), out)
+        else:
+            data = normalize_features(x, eps, out)
+    return MatchingFeatures(data, x.shape, d)
+
+
+def _argmax_of_matching(m1, m2, d, smooth, workspace):
+    """correlation_argmax of two MatchingFeatures (checked to match each other and ``d``)."""
+    for name, m in (('f1', m1), ('f2', m2)):
+        if not isinstance(m, MatchingFeatures):
+            raise TypeError(f'f1 and f2 must both be MatchingFeatures or both tensors, got '
+                            f'{name} of type {type(m).__name__}')
+        if m.max_displacement != d:
+            raise ValueError(f'{name} was made for max_displacement {m.max_displacement}, not '
+                             f'{d}: make it with matching_features(x, {d})')
+    if not tracing() and (m1.shape != m2.shape or m1.segmented != m2.segmented
+                          or m1.data.dtype != m2.data.dtype or m1.data.device != m2.data.device):
+        raise ValueError(f'f1 and f2 must be matching features of one shape, layout, dtype and '
+                         f'device, got {list(m1.shape)} and {list(m2.shape)}')
+    if not m1.segmented:
+        return correlation_argmax(m1.data, m2.data, d, smooth, workspace)
+    with torch.no_grad(), record_function(ARGMAX_RANGE):
+        return ext.correlation_argmax_matching(m1.data, m2.data, m1.shape[3], d, smooth)

@@ -5,8 +5,9 @@ import torch.nn.functional as F
 
 from ...checked_registry import ComponentArgumentError
 from ...memory import KeptBuffers
-from ...ops import (correlation, correlation_argmax, normalize_features, smooth_cost_volume,
-                    uses_extension, volume_argmax_to_displacement, warp_by_displacement)
+from ...ops import (correlation, correlation_argmax, matching_features, matching_shape,
+                    smooth_cost_volume, uses_extension, volume_argmax_to_displacement,
+                    warp_by_displacement)
 from ...ops.functions import matching_range
 from ...registry import MODELS
 from .base import BaseMCHead
@@ -34,10 +35,11 @@ class CorrelationMCHead(BaseMCHead):
 
     ``fast_normalize`` (attribute, default False; set by the direct inference form too): in eval
     mode without autograd, normalise into two buffers reused from call to call (fresh ones
-    page-fault on every frame) by :func:`~mtu_toolkit.ops.normalize_features` (on the CPU a
-    compiled pass over chunks of pixels, much faster than ``F.normalize``'s strided reduction
-    over channels: figures in ``docs/benchmarks.md``; it rounds differently, within a few
-    1e-8).
+    page-fault on every frame) by :func:`~mtu_toolkit.ops.matching_features`: on the CPU one
+    compiled pass over the rows that writes them in the argmax's layout, so that the argmax
+    copies nothing (much faster than ``F.normalize``'s strided reduction over channels:
+    figures in ``docs/benchmarks.md``; it rounds as
+    :func:`~mtu_toolkit.ops.normalize_features` does, within a few 1e-8 of ``F.normalize``).
 
     Args:
         motion_channels (int): channels of the motion features (2ch).
@@ -77,12 +79,18 @@ class CorrelationMCHead(BaseMCHead):
         fast = (self.fast_normalize and not self.training
                 and not (torch.is_grad_enabled() and (cur.requires_grad or prev.requires_grad)))
         if fast:
-            cur = normalize_features(cur, out=self._norm_buffer(0, cur))
-            prev = normalize_features(prev, out=self._norm_buffer(1, prev))
+            # the normalised features straight in the argmax's layout (the same displacements)
+            d = self.max_displacement
+            prev_is_cur = prev is cur
+            cur = matching_features(cur, d, out=self._matching_buffer(0, cur))
+            prev = cur if prev_is_cur else matching_features(prev, d,
+                                                             out=self._matching_buffer(1, prev))
         else:
             cur, prev = F.normalize(cur, dim=1), F.normalize(prev, dim=1)
         if not self.training:
-            workspace = self._kept.workspace('argmax') if self.reuse_warp_output else None
+            # (matching features need no scratch: the argmax reads their rows in place)
+            keep = self.reuse_warp_output and not fast
+            workspace = self._kept.workspace('argmax') if keep else None
             disp = correlation_argmax(cur, prev, self.max_displacement, self.smooth, workspace)
             return dict(motion=disp)
         volume = smooth_cost_volume(correlation(cur, prev, self.max_displacement), self.smooth)
@@ -97,10 +105,11 @@ class CorrelationMCHead(BaseMCHead):
             out = self._reused_warp_buffer(feat)
         return warp_by_displacement(feat, motion, self.scale, out=out)
 
-    def _norm_buffer(self, i, x):
-        """Normalisation buffer ``i`` for ``x`` (contiguous, like it): dead once the argmax
-        has run, so one pair serves every call."""
-        return self._kept.get(f'norm{i}', x.shape, x.dtype, x.device)
+    def _matching_buffer(self, i, x):
+        """Buffer ``i`` of :func:`~mtu_toolkit.ops.matching_features` for ``x``: dead once the
+        argmax has run, so one pair serves every call."""
+        shape = matching_shape(x, self.max_displacement)
+        return self._kept.get(f'matching{i}', shape, x.dtype, x.device)
 
     def _reused_warp_buffer(self, feat):
         """The buffer for a warp of ``feat``: like it, in the layout the warp writes."""
