@@ -590,6 +590,9 @@ def test_matching_features_out_fallback_and_arguments():
         ops.matching_features(a, 3), ops.matching_features(b, 3), 3), (x, y), check_trace=False)
     assert torch.equal(traced(x, y), correlation_argmax_reference(
         ops.normalize_features_reference(x), ops.normalize_features_reference(y), 3, 5))
+    narrow = torch.randn(1, 3, 4, 0)  # rows of no pixels still have their halo: zeros
+    kept = torch.full(ops.matching_shape(narrow, 2), 5.)
+    assert kept.numel() and (ops.matching_features(narrow, 2, out=kept).data == 0).all()
     storage = torch.randn(shape.numel())
     with pytest.raises(RuntimeError, match='out must not share memory with x'):
         ops.matching_features(storage[:x.numel()].view(x.shape), 3, out=storage.view(shape))

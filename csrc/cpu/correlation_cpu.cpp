@@ -1239,7 +1239,7 @@ int64_t matching_positions(int64_t w, int64_t max_disp) {
 at::Tensor matching_features_cpu(const at::Tensor& x, int64_t max_disp, double eps,
                                  const at::Tensor& out) {
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  if (x.numel() == 0) return out;
+  if (x.numel() == 0) return out.zero_();  // (W = 0 still has its rows' halo: zeros)
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mtu_matching_features_cpu", [&] {
     matching_features_kernel<scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, c,
                                        h, w, max_disp, static_cast<scalar_t>(eps));

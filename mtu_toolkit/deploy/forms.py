@@ -43,7 +43,8 @@ def to_direct(net, winograd='auto'):
     so does the MC head's warp where the head can (``reuse_warp_output``), so one converted
     network must not run frames from several threads at once. The detail networks write the
     residuals they no longer need over (``overwrite_residuals``). The head also normalises its
-    motion features by channel planes where it can (``fast_normalize``).
+    motion features in one compiled pass, straight into the layout its argmax reads, where it
+    can (``fast_normalize``).
     """
     transient = {id(layer) for layer in net.transient_layers()}
     for layer in fused_layers(net.inference_layers()):
