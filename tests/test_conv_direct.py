@@ -382,3 +382,39 @@ def test_a_missing_engine_is_said_where_its_kernels_would_run():
     assert 'the CPU convolution kernels are not used because importing mtu_toolkit._conv_cpu ' \
            'failed' in proc.stderr
     assert f'(mtu_toolkit here is {osp.join(root, "mtu_toolkit")})' in proc.stderr
+
+
+@pytest.mark.parametrize('count', [2, 3, 5])
+@pytest.mark.parametrize('size', [(3, 40, 57), (5, 1200, 1400)])  # cached; over 32 MB: streamed
+def test_sum_inputs_gives_torchs_adds_bit_for_bit(isa, count, size):
+    """The engine's sum of a layer's inputs (``sum_inputs``, the motion layer's feat + base)
+    equals torch's adds left to right, bit for bit, with both instruction sets, in the cache
+    and streamed, into a buffer whose first elements lie before a 64-byte line (a head and a
+    tail of single elements); the direct layer's ``sum_inputs`` runs it."""
+    g = torch.Generator().manual_seed(count)
+    xs = [torch.randn(size, generator=g) * 10 ** k for k in range(count)]
+    want = xs[0] + xs[1]
+    for x in xs[2:]:
+        want = want + x
+    out = torch.full(size, 7.)
+    assert ext.sum_inputs(xs, out) is out and torch.equal(out, want)
+    storage = torch.empty(want.numel() + 5)
+    shifted = storage[3:3 + want.numel()].view(size)  # 12 bytes past a line
+    assert torch.equal(ext.sum_inputs(xs, shifted), want)
+    flat = [x.view(1, size[0], size[1], size[2]) for x in xs[:2]]
+    layer = DirectConv2d(nn.Conv2d(size[0], 4, 3, padding=1).eval(), relu=False)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(flat, sum_inputs=True),
+                                   layer([flat[0] + flat[1]]), rtol=0, atol=0)
+
+
+def test_sum_inputs_refuses_bad_arguments():
+    x = torch.randn(2, 3, 4)
+    with pytest.raises(RuntimeError, match='takes 2 to 8 inputs'):
+        ext.sum_inputs([x], torch.empty_like(x))
+    with pytest.raises(RuntimeError, match=r"inputs\[1\] must be a contiguous float32 CPU"):
+        ext.sum_inputs([x, x[:, :, :3]], torch.empty_like(x))
+    with pytest.raises(RuntimeError, match='out must be a contiguous float32 CPU'):
+        ext.sum_inputs([x, x], torch.empty(2, 3, 4, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match='out must not share memory with the inputs'):
+        ext.sum_inputs([x, x.clone()], x)

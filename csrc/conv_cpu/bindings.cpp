@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "conv_cpu.h"
+#include "sum_cpu.h"
 
 namespace mtu {
 
@@ -112,6 +113,23 @@ at::Tensor conv_direct(const std::vector<at::Tensor>& inputs, const at::Tensor& 
                          relu, out);
 }
 
+at::Tensor sum_inputs(const std::vector<at::Tensor>& inputs, const at::Tensor& out) {
+  TORCH_CHECK(inputs.size() >= 2 && inputs.size() <= 8, "sum_inputs takes 2 to 8 inputs, got ",
+              inputs.size());
+  TORCH_CHECK(out.device().is_cpu() && out.scalar_type() == at::kFloat && out.is_contiguous(),
+              "out must be a contiguous float32 CPU tensor, got ", out.scalar_type(), " on ",
+              out.device());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const auto& t = inputs[i];
+    TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() &&
+                    t.sizes() == out.sizes(),
+                "inputs[", i, "] must be a contiguous float32 CPU tensor of out's shape ",
+                out.sizes(), ", got ", t.scalar_type(), " ", t.sizes(), " on ", t.device());
+    TORCH_CHECK(!out.is_alias_of(t), "out must not share memory with the inputs");
+  }
+  return sum_inputs_cpu(inputs, out);
+}
+
 }  // namespace mtu
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -139,6 +157,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "conv_direct (winograd = M: transformed for the Winograd F(MxM, KxK) kernel, M = 2 or "
         "4, K = 3 or 5)",
         py::arg("weight"), py::arg("transposed"), py::arg("winograd") = 0);
+  m.def("sum_inputs", &mtu::sum_inputs,
+        "out = inputs[0] + inputs[1] + ... (2 to 8 float32 tensors of out's shape), added in "
+        "order; a large out written with non-temporal stores",
+        py::arg("inputs"), py::arg("out"));
   m.def("conv_direct", &mtu::conv_direct,
         "[relu](conv(cat(inputs), weight) + bias) + [residual] (transposed: 4x4, stride 2, pad 1; "
         "winograd = M: the weight packed with the same winograd, stride 1)",

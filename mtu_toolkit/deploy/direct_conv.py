@@ -185,11 +185,21 @@ class DirectConv2d(nn.Module):
                                    winograd=self.winograd)
 
     def _summed(self, inputs):
-        """inputs[0] + inputs[1] + ... (into the same buffer every call when no autograd)."""
+        """inputs[0] + inputs[1] + ... (into the same buffer every call when no autograd): by
+        the engine's ``sum_inputs`` where it applies (float32 CPU tensors of one shape, all
+        contiguous; the same values as torch's adds, a large sum written without first reading
+        its buffer from memory), else by torch."""
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
             return sum(inputs[1:], inputs[0])
         first = inputs[0]
         total = self._kept.get('sum', first.shape, first.dtype, first.device)
+        # (an engine built before sum_inputs, as benchmarks/inference_cpu.py's baseline may
+        # be, adds by torch as it did)
+        sum_inputs = getattr(conv_ext, 'sum_inputs', None)
+        if sum_inputs is not None and self.uses_kernel(first) and len(inputs) <= 8 and all(
+                t.shape == first.shape and t.dtype == first.dtype and t.device == first.device
+                and t.is_contiguous() for t in inputs):
+            return sum_inputs(list(inputs), total)
         torch.add(first, inputs[1], out=total)
         for x in inputs[2:]:
             total.add_(x)
