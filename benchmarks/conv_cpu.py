@@ -7,12 +7,19 @@ call, so that the VM's drift hits every variant alike; prints the median ms, the
 the reference and the largest difference from it relative to the output's scale. The numbers
 behind ``WINOGRAD_TILE`` and ``WINOGRAD_MIN_CHANNELS`` in ``mtu_toolkit/deploy/direct_conv.py``.
 
+Then the sum of a layer's inputs (the motion layer's ``feat + base``, two 26-channel
+features): ``torch.add`` into a kept buffer against the engine's ``sum_inputs``, in rotated
+turns, each call after 600 MB written elsewhere so that its inputs come from memory, as in a
+frame.
+
 Usage:
     python benchmarks/conv_cpu.py [--size 1280x720] [--repeats 7] [--threads N]
 """
 import argparse
 import os
+import statistics
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +67,27 @@ def run_layer(cin, cout, k, height, width, repeats):
     return {name: (times[name], errors[name]) for name in calls}
 
 
+def run_sum(height, width, repeats, channels=26):
+    """{'torch.add': median seconds, 'sum_inputs': ...}: feat + base into a kept buffer, the
+    caches flushed before each call."""
+    a, b = (torch.rand(1, channels, height, width) for _ in range(2))
+    total = torch.empty_like(a)
+    flush = torch.empty(600 * 2**20 // 4)
+    calls = [('torch.add', lambda: torch.add(a, b, out=total)),
+             ('sum_inputs', lambda: ext.sum_inputs([a, b], total))]
+    times = {name: [] for name, _ in calls}
+    for r in range(repeats + 1):  # (round 0: the warm-up)
+        for name, fn in calls[r % 2:] + calls[:r % 2]:
+            flush.fill_(1.0)
+            start = time.perf_counter()
+            fn()
+            if r:
+                times[name].append(time.perf_counter() - start)
+    if not torch.equal(total, a + b):
+        raise SystemExit('sum_inputs differs from torch.add')
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--size', type=frame_size, default=(1280, 720),
@@ -81,6 +109,10 @@ def main():
         cells = [f'{v} {t * 1e3:7.1f} ({ref_time / t:4.2f}x, {e:.0e})'
                  for v, (t, e) in res.items()]
         print(f'{name:26s} ' + '  '.join(cells), flush=True)
+    sums = run_sum(height, width, args.repeats)
+    print(f'feat + base (2 x 26 channels, inputs from memory): torch.add '
+          f'{sums["torch.add"] * 1e3:.1f} ms, sum_inputs {sums["sum_inputs"] * 1e3:.1f} ms '
+          f'({sums["sum_inputs"] / sums["torch.add"]:.2f}x)')
 
 
 if __name__ == '__main__':
