@@ -509,3 +509,17 @@ def test_alternating_medians_rotates_the_order_of_the_calls():
     rounds = [order[3:6], order[6:9], order[9:12]]
     assert rounds == [list('abc'), list('bca'), list('cab')]
     assert set(medians) == set('abc') and all(m >= 0 for m in medians.values())
+
+
+def test_conv_benchmark_times_the_input_sum_both_ways():
+    """``benchmarks/conv_cpu.py``'s last line: torch.add against the engine's sum_inputs (a
+    median for each, after checking that they agree)."""
+    from mtu_toolkit.deploy import direct_conv_isa
+    if not direct_conv_isa():
+        pytest.skip('the conv engine does not run here')
+    spec = importlib.util.spec_from_file_location(
+        'conv_bench', osp.join(ROOT, 'benchmarks', 'conv_cpu.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    times = bench.run_sum(8, 16, 2, channels=2)
+    assert set(times) == {'torch.add', 'sum_inputs'} and all(t > 0 for t in times.values())
