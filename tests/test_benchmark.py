@@ -19,6 +19,15 @@ import prewarmed
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
+def script_module(folder, script):
+    """``ROOT/folder/script`` (a tool or benchmark script) loaded as a module of its own."""
+    spec = importlib.util.spec_from_file_location(osp.splitext(script)[0],
+                                                  osp.join(ROOT, folder, script))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
@@ -215,10 +224,7 @@ def test_each_frame_is_held_to_the_gemm_rate_measured_before_it(monkeypatch):
 
 
 def test_tool_writes_table_json_and_plot(tmp_path):
-    spec = importlib.util.spec_from_file_location('bench_tool',
-                                                  osp.join(ROOT, 'tools', 'benchmark.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = script_module('tools', 'benchmark.py')
     quality = tmp_path / 'q.json'
     quality.write_text(json.dumps({'MTU1': 29.5}))
     out = tmp_path / 'bench'
@@ -241,10 +247,7 @@ def test_tool_writes_table_json_and_plot(tmp_path):
 
 
 def test_tool_refuses_bad_arguments_before_timing(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location('bench_tool',
-                                                  osp.join(ROOT, 'tools', 'benchmark.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = script_module('tools', 'benchmark.py')
     (tmp_path / 'file').write_text('')
     (tmp_path / 'q.json').write_text('{"MTU1": "high"}')
     (tmp_path / 'bad.json').write_text('{bad')
@@ -260,10 +263,7 @@ def test_tool_refuses_bad_arguments_before_timing(tmp_path, capsys):
 
 
 def test_tool_device_not_here_is_an_argument_error(capsys, monkeypatch, tmp_path):
-    spec = importlib.util.spec_from_file_location('bench_tool',
-                                                  osp.join(ROOT, 'tools', 'benchmark.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = script_module('tools', 'benchmark.py')
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     for device, message in (('cuda', 'device cuda was asked for, but CUDA is not available '
                              'here; use --device cpu'), ('gpu', "bad device 'gpu'")):
@@ -275,10 +275,7 @@ def test_tool_device_not_here_is_an_argument_error(capsys, monkeypatch, tmp_path
 
 
 def test_tool_size_must_be_multiples_of_4_as_model_complexity(capsys):
-    spec = importlib.util.spec_from_file_location('bench_tool',
-                                                  osp.join(ROOT, 'tools', 'benchmark.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = script_module('tools', 'benchmark.py')
     assert tool.parse_args(['--size', '64x36']).size == (64, 36)
     for size in ('30x22', '64x34', '0x8'):
         with pytest.raises(SystemExit) as stop:
@@ -297,10 +294,7 @@ def test_engine_comparison_swaps_and_restores_the_engine(capsys, monkeypatch):
     from mtu_toolkit.deploy import direct_conv, direct_conv_isa
     if not direct_conv_isa():
         pytest.skip('the direct kernels do not run on this CPU')
-    spec = importlib.util.spec_from_file_location(
-        'inference_cpu', osp.join(ROOT, 'benchmarks', 'inference_cpu.py'))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = script_module('benchmarks', 'inference_cpu.py')
     engine = direct_conv.conv_ext
     seen = []
     real = bench.engine
@@ -347,10 +341,7 @@ def test_engine_comparison_runs_the_avx2_kernels_when_asked(capsys):
     from mtu_toolkit.deploy import direct_conv, direct_conv_isa
     if direct_conv_isa() not in ('avx512', 'avx2'):  # (AVX-512 CPUs have AVX2 too)
         pytest.skip('the AVX2 kernels do not run on this CPU')
-    spec = importlib.util.spec_from_file_location(
-        'inference_cpu', osp.join(ROOT, 'benchmarks', 'inference_cpu.py'))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = script_module('benchmarks', 'inference_cpu.py')
     baseline = bench.load_build(direct_conv.conv_ext.__file__, '_conv_cpu')
     best = direct_conv_isa()
     try:
@@ -368,10 +359,7 @@ def _ops_bench():
     from mtu_toolkit.ops import extension
     if not extension.EXT_AVAILABLE:
         pytest.skip(extension.FALLBACK_REASON)
-    spec = importlib.util.spec_from_file_location(
-        'ops_bench', osp.join(ROOT, 'benchmarks', 'ops.py'))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = script_module('benchmarks', 'ops.py')
     return bench
 
 
@@ -484,10 +472,7 @@ def test_benchmark_scripts_refuse_more_bad_arguments(case, tmp_path, monkeypatch
     afile = tmp_path / 'afile'
     afile.write_text('')
     script, args, message = bad_argument_cases(afile)[case]
-    spec = importlib.util.spec_from_file_location(
-        script[:-3], osp.join(ROOT, 'benchmarks', script))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = script_module('benchmarks', script)
     monkeypatch.setattr(sys, 'argv', [script, *args])
     with pytest.raises(SystemExit) as stop:
         bench.main()
@@ -517,9 +502,6 @@ def test_conv_benchmark_times_the_input_sum_both_ways():
     from mtu_toolkit.deploy import direct_conv_isa
     if not direct_conv_isa():
         pytest.skip('the conv engine does not run here')
-    spec = importlib.util.spec_from_file_location(
-        'conv_bench', osp.join(ROOT, 'benchmarks', 'conv_cpu.py'))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = script_module('benchmarks', 'conv_cpu.py')
     times = bench.run_sum(8, 16, 2, channels=2)
     assert set(times) == {'torch.add', 'sum_inputs'} and all(t > 0 for t in times.values())
