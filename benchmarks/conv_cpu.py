@@ -17,9 +17,7 @@ Usage:
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -73,19 +71,12 @@ def run_sum(height, width, repeats, channels=26):
     a, b = (torch.rand(1, channels, height, width) for _ in range(2))
     total = torch.empty_like(a)
     flush = torch.empty(600 * 2**20 // 4)
-    calls = [('torch.add', lambda: torch.add(a, b, out=total)),
-             ('sum_inputs', lambda: ext.sum_inputs([a, b], total))]
-    times = {name: [] for name, _ in calls}
-    for r in range(repeats + 1):  # (round 0: the warm-up)
-        for name, fn in calls[r % 2:] + calls[:r % 2]:
-            flush.fill_(1.0)
-            start = time.perf_counter()
-            fn()
-            if r:
-                times[name].append(time.perf_counter() - start)
+    calls = {'torch.add': lambda: torch.add(a, b, out=total),
+             'sum_inputs': lambda: ext.sum_inputs([a, b], total)}
+    times = alternating_medians(calls, repeats, before=lambda: flush.fill_(1.0))
     if not torch.equal(total, a + b):
         raise SystemExit('sum_inputs differs from torch.add')
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
 
 
 def main():

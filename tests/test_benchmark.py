@@ -494,6 +494,9 @@ def test_alternating_medians_rotates_the_order_of_the_calls():
     rounds = [order[3:6], order[6:9], order[9:12]]
     assert rounds == [list('abc'), list('bca'), list('cab')]
     assert set(medians) == set('abc') and all(m >= 0 for m in medians.values())
+    order.clear()
+    alternating_medians(calls, 2, before=lambda: order.append('-'))
+    assert order == list('abc') + list('-a-b-c') + list('-b-c-a')  # untimed, before each
 
 
 def test_conv_benchmark_times_the_input_sum_both_ways():

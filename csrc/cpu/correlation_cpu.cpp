@@ -1103,27 +1103,41 @@ void normalize_chunk(const T* x, int64_t xs, T* out, int64_t os, int64_t c, int6
     for (int64_t p = 0; p < len; ++p) out[ci * os + p] = x[ci * xs + p] / norm[p];
 }
 
+// The vector form of normalize_chunk for float32 spans (whole vectors of any count; it returns
+// how many pixels it did), where this CPU has one
+using SpanFn = int64_t (*)(const float*, int64_t, float*, int64_t, int64_t, int64_t, float);
 template <typename T>
-void normalize_features_kernel(const T* x, T* out, int64_t n, int64_t c, int64_t hw, T eps) {
-  using ChunkFn = void (*)(const float*, float*, int64_t, int64_t, float);
-  ChunkFn whole = nullptr;  // the vector form of a whole float32 chunk, where there is one
+SpanFn vector_span() {
 #ifdef MTU_X86
   if (std::is_same_v<T, float>)
-    whole = use_avx512() ? corr_avx512::normalize_chunk
-                         : (use_avx2_fma() ? corr_avx2::normalize_chunk : nullptr);
+    return use_avx512() ? corr_avx512::normalize_span
+                        : (use_avx2_fma() ? corr_avx2::normalize_span : nullptr);
 #endif
+  return nullptr;
+}
+
+// `len` pixels (channels xs floats apart in x, os in out): the whole vectors by `span` where
+// there is one, the rest by the portable chunks (the same values either way)
+template <typename T>
+void normalize_pixels(SpanFn span, const T* x, int64_t xs, T* out, int64_t os, int64_t c,
+                      int64_t len, T eps) {
+  int64_t p = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    if (span != nullptr) p = span(x, xs, out, os, c, len, eps);
+  }
+  for (; p < len; p += kNormPixels)
+    normalize_chunk<T>(x + p, xs, out + p, os, c, std::min(kNormPixels, len - p), eps);
+}
+
+template <typename T>
+void normalize_features_kernel(const T* x, T* out, int64_t n, int64_t c, int64_t hw, T eps) {
+  const SpanFn span = vector_span<T>();
   const int64_t chunks = (hw + kNormPixels - 1) / kNormPixels;
   at::parallel_for(0, n * chunks, 8, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / chunks, p0 = (task % chunks) * kNormPixels;
       const int64_t len = std::min(kNormPixels, hw - p0), at = b * c * hw + p0;
-      if constexpr (std::is_same_v<T, float>) {
-        if (whole != nullptr && len == kNormPixels) {
-          whole(x + at, out + at, c, hw, eps);
-          continue;
-        }
-      }
-      normalize_chunk<T>(x + at, hw, out + at, hw, c, len, eps);
+      normalize_pixels<T>(span, x + at, hw, out + at, hw, c, len, eps);
     }
   });
 }
@@ -1139,13 +1153,7 @@ void normalize_features_kernel(const T* x, T* out, int64_t n, int64_t c, int64_t
 template <typename T>
 void matching_features_kernel(const T* x, T* out, int64_t n, int64_t c, int64_t h, int64_t w,
                               int64_t d, T eps) {
-  using SpanFn = int64_t (*)(const float*, int64_t, float*, int64_t, int64_t, int64_t, float);
-  SpanFn span = nullptr;  // the vector form of a float32 span, where there is one
-#ifdef MTU_X86
-  if (std::is_same_v<T, float>)
-    span = use_avx512() ? corr_avx512::normalize_span
-                        : (use_avx2_fma() ? corr_avx2::normalize_span : nullptr);
-#endif
+  const SpanFn span = vector_span<T>();
   const SegmentsFn<T> segments = argmax_to_segments<T>();
   const int64_t hw = h * w, len = segment_length(w), positions = len + 2 * d;
   const int64_t row_elems = c * positions * kSegments;
@@ -1153,14 +1161,7 @@ void matching_features_kernel(const T* x, T* out, int64_t n, int64_t c, int64_t 
     std::vector<T> normed(c * w);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / h, y = task % h;
-      const T* src = x + b * c * hw + y * w;
-      int64_t p = 0;
-      if constexpr (std::is_same_v<T, float>) {
-        if (span != nullptr) p = span(src, hw, normed.data(), w, c, w, eps);
-      }
-      for (; p < w; p += kNormPixels)
-        normalize_chunk<T>(src + p, hw, normed.data() + p, w, c, std::min(kNormPixels, w - p),
-                           eps);
+      normalize_pixels<T>(span, x + b * c * hw + y * w, hw, normed.data(), w, c, w, eps);
       segments(normed.data(), w, c, w, len, d, positions, out + task * row_elems);
     }
   });

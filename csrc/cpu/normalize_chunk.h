@@ -38,10 +38,6 @@ inline void normalize_vectors(const float* x, int64_t xs, float* out, int64_t os
       storeu(out + ci * os + kLanes * v, loadu(x + ci * xs + kLanes * v) / norm[v]);
 }
 
-inline void normalize_chunk(const float* x, float* out, int64_t c, int64_t hw, float eps) {
-  normalize_vectors<kNormPixels / kLanes>(x, hw, out, hw, c, eps);
-}
-
 // The first len / kLanes * kLanes pixels of a span of len pixels (returns that count; the
 // caller does the rest): whole chunks, then the whole vectors left in blocks of 8, 4, 2, 1
 inline int64_t normalize_span(const float* x, int64_t xs, float* out, int64_t os, int64_t c,

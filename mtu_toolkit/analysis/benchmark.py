@@ -127,12 +127,13 @@ def time_frames(restorer, clip, start, warmup, frames, device, state=None):
     return times, state
 
 
-def alternating_medians(calls, repeats):
+def alternating_medians(calls, repeats, before=None):
     """{name: median seconds} of no-argument callables called in turn (so that a machine
     getting busier or quieter moves them alike), after one warm-up round. Round ``r`` starts
     at the ``r``-th call (the order rotated): a call that always came right after the same
     one (say a GEMM that leaves the caches full of its matrices) would be timed in that
-    one's wake every round, and another never."""
+    one's wake every round, and another never. ``before``: a no-argument callable run
+    (untimed) before each timed call, e.g. one that flushes the caches."""
     for fn in calls.values():
         fn()
     items = list(calls.items())
@@ -140,6 +141,8 @@ def alternating_medians(calls, repeats):
     for r in range(repeats):
         k = r % len(items)
         for name, fn in items[k:] + items[:k]:
+            if before is not None:
+                before()
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
