@@ -568,6 +568,12 @@ inline void interleave_phases(const Vec* y, Vec* out) {
   }
 }
 
+// The Winograd transforms' loops over a tile's rows and columns: unrolled where the registers
+// hold a row's vectors and the next's (AVX-512's 32); with 16 (AVX2) GCC interleaved the
+// unrolled rows and spilled around every operation (~600 stack accesses in the 8 x 8 input
+// transform), so there the rows run one at a time, through the scratch.
+constexpr int kTransformUnroll = kRegisters <= 16 ? 1 : 8;
+
 // Convolution R x R, stride 1, padding a.pad, by Winograd F(M x M, R x R): each M x M output
 // tile is A^T [U . (B^T d B)] A, d its N x N input patch (N = M + R - 1) and U = G g G^T the
 // packed weight, so a tile takes N^2 multiply-adds per channel pair instead of M^2 R^2 (16
@@ -615,7 +621,7 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
       next_rows.step();
 #pragma GCC unroll 1
       for (int v = 0; v < NV; ++v) {
-#pragma GCC unroll 8
+#pragma GCC unroll kTransformUnroll
         for (int i = 0; i < N; ++i) {
           const float* row = channel + slot[i] + v * V;
           Vec d[N], r[N];
@@ -625,7 +631,7 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
 #pragma GCC unroll 8
           for (int j = 0; j < N; ++j) storeu(scratch + (i * N + j) * V, r[j]);
         }
-#pragma GCC unroll 8
+#pragma GCC unroll kTransformUnroll
         for (int j = 0; j < N; ++j) {
           Vec col[N], out[N];
 #pragma GCC unroll 8
