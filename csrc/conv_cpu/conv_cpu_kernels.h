@@ -568,10 +568,12 @@ inline void interleave_phases(const Vec* y, Vec* out) {
   }
 }
 
-// The Winograd transforms' loops over a tile's rows and columns: unrolled where the registers
-// hold a row's vectors and the next's (AVX-512's 32); with 16 (AVX2) GCC interleaved the
-// unrolled rows and spilled around every operation (~600 stack accesses in the 8 x 8 input
-// transform), so there the rows run one at a time, through the scratch.
+// The Winograd input transform's loops over a tile's rows and columns: unrolled where the
+// registers hold a row's vectors and the next's (AVX-512's 32); with 16 (AVX2) GCC interleaved
+// the unrolled rows and spilled around every operation (~600 vector moves to and from the stack
+// in the 8 x 8 transform), so there the rows, then the columns, run one at a time through the
+// scratch (the same operations: the same values). The output transform stays unrolled: through
+// the scratch it was slower (docs/benchmarks.md).
 constexpr int kTransformUnroll = kRegisters <= 16 ? 1 : 8;
 
 // Convolution R x R, stride 1, padding a.pad, by Winograd F(M x M, R x R): each M x M output
