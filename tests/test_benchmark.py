@@ -508,3 +508,34 @@ def test_conv_benchmark_times_the_input_sum_both_ways():
     bench = script_module('benchmarks', 'conv_cpu.py')
     times = bench.run_sum(8, 16, 2, channels=2)
     assert set(times) == {'torch.add', 'sum_inputs'} and all(t > 0 for t in times.values())
+
+
+def test_correlation_tiles_benchmark_checks_its_sums_and_times_both_layouts(tmp_path):
+    """``benchmarks/correlation_tiles.cpp`` (the argmax's AVX2 tiles from
+    ``csrc/cpu/correlation_fma.h`` against the core's peak) builds as its header says, finds
+    both layouts' sums equal to the scalar ones, prints a rate for the peak and each layout,
+    and refuses a bad count in one line (exit 2)."""
+    import platform
+    import re
+    import shutil
+    import subprocess
+    if platform.machine() not in ('x86_64', 'AMD64') or shutil.which('g++') is None:
+        pytest.skip('an x86-64 benchmark, built with g++')
+    exe = tmp_path / 'correlation_tiles'
+    subprocess.run(['g++', '-O3', '-std=c++17', '-o', str(exe),
+                    osp.join(ROOT, 'benchmarks', 'correlation_tiles.cpp')], check=True,
+                   timeout=300)
+    proc = subprocess.run([str(exe), '2', '2', '3'], capture_output=True, text=True, timeout=120)
+    if proc.returncode == 2 and 'no AVX2 + FMA' in proc.stderr:
+        pytest.skip(proc.stderr.strip())
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith('same sums: both layouts equal the scalar sums bit for bit')
+    rates = re.findall(r'^(peak|16 runs|8 runs).*?([0-9.]+) vector multiply-adds a TSC cycle',
+                       proc.stdout, re.M)
+    assert [name for name, _ in rates] == ['peak', '16 runs', '8 runs']
+    assert all(float(rate) > 0 for _, rate in rates)
+    bad = subprocess.run([str(exe), '1', '0'], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stdout == ''
+    assert bad.stderr.splitlines() == ["correlation_tiles: REPS must be a positive integer, "
+                                       "got '0'"]
