@@ -1,8 +1,9 @@
 // The fused argmax's AVX2 correlation tiles (csrc/cpu/correlation_fma.h, included here as the
-// kernel includes it) against the core's multiply-add peak, in the kernel's segmented layout
-// (16 runs a row: a position is two vectors, tiles of 6 shifts x 1 position) and in a layout
-// of 8 runs (a position is one vector, tiles of 6 shifts x 2 positions: 9 loads for 12
-// multiply-adds rather than 14), from the same plain rows. It first checks that both layouts
+// kernel includes it) against the core's multiply-add peak, in the segmented layout of 8 runs
+// a row that the AVX2 kernels use (a position is one vector, tiles of 6 shifts x 2 positions:
+// 9 loads for 12 multiply-adds) and in the one of 16 runs they used before (AVX-512's: on
+// AVX2 a position is two vectors, tiles of 6 shifts x 1 position, 14 loads for 12), from the
+// same plain rows. It first checks that both layouts
 // give every pixel and shift the same sum, bit for bit, and that a scalar sum in the same
 // order agrees; then it times them in rotated turns, with a loop of 12 independent
 // multiply-add chains for the peak, and prints the medians (vector multiply-adds a TSC cycle,
@@ -166,9 +167,10 @@ int main(int argc, char** argv) {
   for (float& v : f1) v = std::rand() / float(RAND_MAX) - 0.5f;
   for (float& v : f2) v = std::rand() / float(RAND_MAX) - 0.5f;
   std::vector<Layout> layouts;
-  layouts.push_back(make_layout("16 runs (the kernel's), 6 x 1", runs16::correlate_row_fma, 16,
+  layouts.push_back(make_layout("16 runs, 6 x 1 (before)", runs16::correlate_row_fma, 16, pairs,
+                                f1, f2));
+  layouts.push_back(make_layout("8 runs, 6 x 2 (the kernel's)", runs8::correlate_row_fma, 8,
                                 pairs, f1, f2));
-  layouts.push_back(make_layout("8 runs, 6 x 2", runs8::correlate_row_fma, 8, pairs, f1, f2));
 
   // the same sums: both layouts bit for bit, and a scalar sum in channel order (one rounding a
   // term, as the tiles' multiply-adds) for the first pair
@@ -217,8 +219,8 @@ int main(int argc, char** argv) {
               peak);
   for (int i = 1; i < n; ++i) {
     const double rate = fmas / median(cycles[i]);
-    std::printf("%-32s %8.3f vector multiply-adds a TSC cycle, %.2f of the peak, time %.3fx "
-                "the kernel's\n",
+    std::printf("%-32s %8.3f vector multiply-adds a TSC cycle, %.2f of the peak, %.3fx the "
+                "time of 16 runs\n",
                 layouts[i - 1].name, rate, rate / peak, median(cycles[i]) / median(cycles[1]));
   }
   return 0;

@@ -489,12 +489,14 @@ def test_normalize_features_out_and_arguments():
 
 
 def segmented_reference(x, d):
-    """The matching layout written out in plain indexing: (N, H, L + 2D, C, 16), position k of
-    lane s holding pixel s * L + k - D of the row (zero outside it)."""
+    """The matching layout written out in plain indexing: (N, H, L + 2D, C, S), S runs of L
+    pixels (16 on AVX-512 and the portable path, 8 on AVX2: ``matching_shape``'s last size),
+    position k of lane s holding pixel s * L + k - D of the row (zero outside it)."""
     n, c, h, w = x.shape
-    length = -(-w // 16)
-    out = torch.zeros(n, h, length + 2 * d, c, 16, dtype=x.dtype)
-    for s in range(16):
+    runs = ops.matching_shape(x, d)[-1]
+    length = -(-w // runs)
+    out = torch.zeros(n, h, length + 2 * d, c, runs, dtype=x.dtype)
+    for s in range(runs):
         for k in range(length + 2 * d):
             px = s * length + k - d
             if 0 <= px < w:
@@ -554,15 +556,17 @@ def test_matching_features_out_fallback_and_arguments():
     """``out`` is written and returned; a wrong or overlapping ``out``, mixed inputs, features
     made for another D, or of other shapes are refused with a one-line error; without the
     kernels (a float16 tensor, a trace) ``data`` is normalize_features' output and the argmax
-    still agrees; a strided input gives its contiguous copy's result."""
+    still agrees; a strided input gives its contiguous copy's result; a layout made on a path
+    of other runs (AVX2's 8, the portable path's 16) is refused."""
     x, y = torch.randn(1, 6, 4, 40), torch.randn(1, 6, 4, 40)
     shape = ops.matching_shape(x, 3)
-    assert shape == (1, 4, 3 + 6, 6, 16)
+    runs = 8 if ext.cpu_isa().startswith('avx2') else 16
+    assert shape == (1, 4, -(-40 // runs) + 6, 6, runs)
     out = torch.full(shape, 5.)
     m = ops.matching_features(x, 3, out=out)
     assert m.data is out and torch.equal(out, ops.matching_features(x, 3).data)
     with pytest.raises(RuntimeError, match=r'out must be a contiguous tensor of shape'):
-        ops.matching_features(x, 3, out=torch.empty(1, 4, 9, 6, 15))
+        ops.matching_features(x, 3, out=torch.empty(*shape[:4], 15))
     with pytest.raises(ValueError, match='4-D'):
         ops.matching_features(x[0], 3)
     with pytest.raises(ValueError, match='eps must be > 0'):
@@ -577,7 +581,7 @@ def test_matching_features_out_fallback_and_arguments():
     with pytest.raises(ValueError, match='of one shape'):
         correlation_argmax(m, ops.matching_features(torch.randn(1, 6, 5, 40), 3), 3)
     with pytest.raises(RuntimeError, match='must be a contiguous float32 or float64 CPU'):
-        strided = torch.zeros(1, 4, 9, 12, 16)[:, :, :, ::2]
+        strided = torch.zeros(*shape[:3], 12, runs)[:, :, :, ::2]
         ext.correlation_argmax_matching(strided, my.data, 40, 3, 3)
     want = correlation_argmax(ops.normalize_features(x), ops.normalize_features(y), 3)
     assert torch.equal(correlation_argmax(m, my, 3), want)
@@ -596,3 +600,10 @@ def test_matching_features_out_fallback_and_arguments():
     storage = torch.randn(shape.numel())
     with pytest.raises(RuntimeError, match='out must not share memory with x'):
         ops.matching_features(storage[:x.numel()].view(x.shape), 3, out=storage.view(shape))
+    ext.cpu_use_isa('baseline')
+    try:
+        if ops.matching_shape(x, 3) != shape:
+            with pytest.raises(RuntimeError, match=r"\(matching_features' layout\)"):
+                correlation_argmax(m, my, 3)
+    finally:
+        ext.cpu_use_isa('best')

@@ -305,14 +305,15 @@ void correlation_backward_kernel(const T* g, const T* f1, const T* f2, T* g1, T*
   });
 }
 
-// The fused argmax's segmented layout. A row of w pixels is cut into kSegments runs of
-// L = ceil(w / kSegments) pixels, run s holding pixels s * L .. s * L + L - 1; position k of
-// the row holds pixel s * L + k of every run s, one lane each (kSegments values), then the
-// next channel's (positions C * kSegments values apart). A shift by j pixels along the row is
-// then j positions on, so the correlation multiplies whole vectors as they lie in memory, and
-// the horizontal box sum adds the vectors of the neighbouring positions. The pixels past w
-// (the last runs' tails) are zeros in f1, so their correlations and box sums are zeros too.
-constexpr int kSegments = 16;
+// The fused argmax's segmented layout. A row of w pixels is cut into S runs of
+// L = ceil(w / S) pixels, run s holding pixels s * L .. s * L + L - 1; position k of the row
+// holds pixel s * L + k of every run s, one lane each (S values), then the next channel's
+// (positions C * S values apart). A shift by j pixels along the row is then j positions on, so
+// the correlation multiplies whole vectors as they lie in memory, and the horizontal box sum
+// adds the vectors of the neighbouring positions. The pixels past w (the last runs' tails) are
+// zeros in f1, so their correlations and box sums are zeros too. S is a vector of float32 on
+// the AVX-512 (16) and AVX2 (8) paths, 16 on the portable one (argmax_segments); the functions
+// of the layout take it as their template argument `Segments`.
 
 // The vertical shifts the fused argmax walks down a block's rows together (see
 // correlation_argmax_kernel): 3 was the fastest of 1, 3, 5 and 7 at 720p on an Intel Xeon
@@ -322,20 +323,23 @@ constexpr int64_t kDyGroup = 3;
 // The pixels of one task of the features' normalisation (see normalize_features_kernel)
 constexpr int64_t kNormPixels = 128;
 
-inline int64_t segment_length(int64_t w) { return (w + kSegments - 1) / kSegments; }
+template <int Segments>
+inline int64_t segment_length(int64_t w) {
+  return (w + Segments - 1) / Segments;
+}
 
-// dst[(k * channels + c) * kSegments + s] = src[c * cstride + s * len + k - halo] for the
+// dst[(k * channels + c) * Segments + s] = src[c * cstride + s * len + k - halo] for the
 // positions k = 0 .. positions - 1, zero where that pixel is outside 0 .. w - 1: the f1 rows
 // (halo 0, len positions) and the f2 rows, whose d positions of halo either side make every
 // shift -d .. d of a run read its neighbours' pixels (or the zeros of the frame's outside).
-template <typename T>
+template <typename T, int Segments>
 void to_segments(const T* src, int64_t cstride, int64_t channels, int64_t w, int64_t len,
                  int64_t halo, int64_t positions, T* __restrict__ dst) {
   for (int64_t k = 0; k < positions; ++k)
     for (int64_t c = 0; c < channels; ++c) {
       const T* row = src + c * cstride;
-      T* out = dst + (k * channels + c) * kSegments;
-      for (int s = 0; s < kSegments; ++s) {
+      T* out = dst + (k * channels + c) * Segments;
+      for (int s = 0; s < Segments; ++s) {
         const int64_t x = s * len + k - halo;
         out[s] = x >= 0 && x < w ? row[x] : T(0);
       }
@@ -347,49 +351,49 @@ void to_segments(const T* src, int64_t cstride, int64_t channels, int64_t w, int
 // for the 2d+1 shifts j, c ascending, as correlation_fma.h does with one rounding a term.
 // Register tiles of NDX shifts x one position (NV vectors of `Bytes` bytes: 8 accumulators),
 // a channel's a loaded once for the NDX shifts.
-template <typename T, int Bytes, int NDX>
+template <typename T, int Bytes, int Segments, int NDX>
 __attribute__((always_inline)) inline void correlate_segments_tile(const T* a, const T* b,
                                                                    T* const* out,
                                                                    int64_t channels,
                                                                    int64_t pos, int64_t k) {
   using S = Simd<T, Bytes>;
-  constexpr int NV = kSegments / S::lanes;
+  constexpr int NV = Segments / S::lanes;
   typename S::type acc[NDX][NV];
   for (int j = 0; j < NDX; ++j)
     for (int v = 0; v < NV; ++v) acc[j][v] = typename S::type{};
   for (int64_t c = 0; c < channels; ++c) {
     typename S::type av[NV];
-    for (int v = 0; v < NV; ++v) av[v] = S::load(a + c * kSegments + v * S::lanes);
+    for (int v = 0; v < NV; ++v) av[v] = S::load(a + c * Segments + v * S::lanes);
     for (int j = 0; j < NDX; ++j)
       for (int v = 0; v < NV; ++v)
-        acc[j][v] += av[v] * S::load(b + j * pos + c * kSegments + v * S::lanes);
+        acc[j][v] += av[v] * S::load(b + j * pos + c * Segments + v * S::lanes);
   }
   for (int j = 0; j < NDX; ++j)
-    for (int v = 0; v < NV; ++v) S::store(out[j] + k * kSegments + v * S::lanes, acc[j][v]);
+    for (int v = 0; v < NV; ++v) S::store(out[j] + k * Segments + v * S::lanes, acc[j][v]);
 }
 
-template <typename T, int Bytes>
+template <typename T, int Bytes, int Segments>
 __attribute__((always_inline)) inline void correlate_segments_impl(const T* a, const T* b,
                                                                    T* const* out,
                                                                    int64_t channels,
                                                                    int64_t len, int64_t d) {
-  constexpr int NV = kSegments / Simd<T, Bytes>::lanes, NDX = NV < 8 ? 8 / NV : 1;
-  const int64_t pos = channels * kSegments, side = 2 * d + 1;
+  constexpr int NV = Segments / Simd<T, Bytes>::lanes, NDX = NV < 8 ? 8 / NV : 1;
+  const int64_t pos = channels * Segments, side = 2 * d + 1;
   int64_t j = 0;
   for (; j + NDX <= side; j += NDX)
     for (int64_t k = 0; k < len; ++k)
-      correlate_segments_tile<T, Bytes, NDX>(a + k * pos, b + (k + j) * pos, out + j, channels,
-                                             pos, k);
+      correlate_segments_tile<T, Bytes, Segments, NDX>(a + k * pos, b + (k + j) * pos, out + j,
+                                                       channels, pos, k);
   for (; j < side; ++j)
     for (int64_t k = 0; k < len; ++k)
-      correlate_segments_tile<T, Bytes, 1>(a + k * pos, b + (k + j) * pos, out + j, channels,
-                                           pos, k);
+      correlate_segments_tile<T, Bytes, Segments, 1>(a + k * pos, b + (k + j) * pos, out + j,
+                                                     channels, pos, k);
 }
 
-template <typename T>
+template <typename T, int Segments>
 void correlate_segments_baseline(const T* a, const T* b, T* const* out, int64_t channels,
                                  int64_t len, int64_t d, const T*, int64_t) {
-  correlate_segments_impl<T, 16>(a, b, out, channels, len, d);
+  correlate_segments_impl<T, 16, Segments>(a, b, out, channels, len, d);
 }
 
 #ifdef MTU_X86
@@ -398,7 +402,7 @@ __attribute__((target("avx2"))) void correlate_segments_avx2(const T* a, const T
                                                              T* const* out, int64_t channels,
                                                              int64_t len, int64_t d, const T*,
                                                              int64_t) {
-  correlate_segments_impl<T, 32>(a, b, out, channels, len, d);
+  correlate_segments_impl<T, 32, 8>(a, b, out, channels, len, d);
 }
 
 #pragma GCC push_options
@@ -411,6 +415,7 @@ namespace corr_avx512 {
 // the chunk sizes timed are in docs/benchmarks.md)
 using Vec = __m512;
 using Mask = __mmask16;
+constexpr int kSegments = 16;  // (a position is one vector)
 constexpr int kLanes = 16, kMaxShifts = 7, kMaxPositions = 3, kMaxChunk = 32;
 inline Vec zero() { return _mm512_setzero_ps(); }
 inline Vec loadu(const float* p) { return _mm512_loadu_ps(p); }
@@ -485,11 +490,14 @@ void to_segments(const float* src, int64_t cstride, int64_t channels, int64_t w,
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 namespace corr_avx2 {
-// 8 lanes (half a position); 6 shifts x 1 position (2 vectors) of accumulators + 2 inputs + a
-// load of 16 registers. The channels in one chunk: a tile reads 7 lines a channel, 23 KB at 52
-// channels, which fits L1 (smaller chunks were slower; docs/benchmarks.md)
+// 8 runs a row, a position one vector of 8 lanes; 6 shifts x 2 positions of accumulators + 2
+// inputs + a load of 16 registers: 9 loads for 12 multiply-adds. The channels in one chunk: a
+// tile reads 2 + 7 half lines a channel, 15 KB at 52 channels, within L1. (With 16 runs, a
+// position two vectors, the tiles of 6 shifts x 1 position loaded 14 vectors for 12
+// multiply-adds: the argmax took 1.08-1.19x the time on a Zen 3; docs/benchmarks.md.)
 using Vec = __m256;
-constexpr int kLanes = 8, kMaxShifts = 6, kMaxPositions = 1, kMaxChunk = 1 << 30;
+constexpr int kSegments = 8;
+constexpr int kLanes = 8, kMaxShifts = 6, kMaxPositions = 2, kMaxChunk = 1 << 30;
 inline Vec zero() { return _mm256_setzero_ps(); }
 inline Vec loadu(const float* p) { return _mm256_loadu_ps(p); }
 inline void storeu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
@@ -522,19 +530,19 @@ __attribute__((always_inline)) inline void transpose8(Vec* r) {
   }
 }
 
-// to_segments (float32) 8 positions at a time: for each channel the 16 runs' next 8 pixels
-// (masked loads: zeros outside the row), runs 0-7 and 8-15 transposed into the two halves of
-// 8 positions (pure data movement: the same values as the scalar form).
+// to_segments (float32) 8 positions at a time: for each channel the 8 runs' next 8 pixels
+// (masked loads: zeros outside the row) transposed into 8 positions (pure data movement: the
+// same values as the scalar form).
 void to_segments(const float* src, int64_t cstride, int64_t channels, int64_t w, int64_t len,
                  int64_t halo, int64_t positions, float* dst) {
-  static_assert(kSegments == 16 && kLanes == 8, "a position is two vectors");
+  static_assert(kSegments == 8 && kLanes == 8, "a position is one vector");
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int64_t k0 = 0; k0 < positions; k0 += 8) {
     const int64_t nk = positions - k0 < 8 ? positions - k0 : 8;
-    __m256i m[16];  // run s's lanes i whose pixel x = s * len + k0 - halo + i lies in 0 .. w - 1
-    int64_t at[16];
-    int full[16];
-    for (int s = 0; s < 16; ++s) {
+    __m256i m[8];  // run s's lanes i whose pixel x = s * len + k0 - halo + i lies in 0 .. w - 1
+    int64_t at[8];
+    int full[8];
+    for (int s = 0; s < 8; ++s) {
       at[s] = s * len + k0 - halo;
       const __m256i x = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(at[s])), lane);
       m[s] = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), x),
@@ -544,17 +552,13 @@ void to_segments(const float* src, int64_t cstride, int64_t channels, int64_t w,
     }
     for (int64_t c = 0; c < channels; ++c) {
       const float* row = src + c * cstride;
-      Vec r[16];
-#pragma GCC unroll 16
-      for (int s = 0; s < 16; ++s)
+      Vec r[8];
+#pragma GCC unroll 8
+      for (int s = 0; s < 8; ++s)
         r[s] = full[s] > 0 ? loadu(row + at[s])
                            : (full[s] < 0 ? _mm256_maskload_ps(row + at[s], m[s]) : zero());
       transpose8(r);
-      transpose8(r + 8);
-      for (int64_t i = 0; i < nk; ++i) {
-        storeu(dst + ((k0 + i) * channels + c) * kSegments, r[i]);
-        storeu(dst + ((k0 + i) * channels + c) * kSegments + 8, r[i + 8]);
-      }
+      for (int64_t i = 0; i < nk; ++i) storeu(dst + ((k0 + i) * channels + c) * kSegments, r[i]);
     }
   }
 }
@@ -568,67 +572,71 @@ template <typename T>
 using CorrelateRowFn = void (*)(const T*, const T*, T* const*, int64_t, int64_t, int64_t,
                                 const T*, int64_t);
 
-template <typename T>
-CorrelateRowFn<T> argmax_correlate_row() {
+// The runs of the argmax's layout on the path this CPU runs (see to_segments): a vector of
+// float32 on AVX-512 (16) and AVX2 (8), 16 on the portable path.
+int64_t argmax_segments() {
 #ifdef MTU_X86
-  if (use_avx2()) return correlate_segments_avx2<T>;
+  if (!use_avx512() && use_avx2()) return 8;
 #endif
-  return correlate_segments_baseline<T>;
+  return 16;
 }
 
-template <>
-CorrelateRowFn<float> argmax_correlate_row<float>() {
+template <typename T, int Segments>
+CorrelateRowFn<T> argmax_correlate_row() {
 #ifdef MTU_X86
-  if (use_avx512()) return corr_avx512::correlate_row_fma;
-  if (use_avx2_fma()) return corr_avx2::correlate_row_fma;
-  if (use_avx2()) return correlate_segments_avx2<float>;
+  if constexpr (Segments == 8) {
+    if constexpr (std::is_same_v<T, float>)
+      if (use_avx2_fma()) return corr_avx2::correlate_row_fma;
+    if (use_avx2()) return correlate_segments_avx2<T>;
+  } else if constexpr (std::is_same_v<T, float>) {
+    if (use_avx512()) return corr_avx512::correlate_row_fma;
+  }
 #endif
-  return correlate_segments_baseline<float>;
+  return correlate_segments_baseline<T, Segments>;
 }
 
 // The rows of the fused argmax into the segmented layout: 16 x 16 transposes for float32 on
-// AVX-512.
+// AVX-512, 8 x 8 on AVX2.
 template <typename T>
 using SegmentsFn = void (*)(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, T*);
 
-template <typename T>
+template <typename T, int Segments>
 SegmentsFn<T> argmax_to_segments() {
-  return to_segments<T>;
-}
-
-template <>
-SegmentsFn<float> argmax_to_segments<float>() {
 #ifdef MTU_X86
-  if (use_avx512()) return corr_avx512::to_segments;
-  if (use_avx2()) return corr_avx2::to_segments;
+  if constexpr (std::is_same_v<T, float> && Segments == 16) {
+    if (use_avx512()) return corr_avx512::to_segments;
+  } else if constexpr (std::is_same_v<T, float> && Segments == 8) {
+    if (use_avx2()) return corr_avx2::to_segments;
+  }
 #endif
-  return to_segments<float>;
+  return to_segments<T, Segments>;
 }
 
 // The r halo positions either side of a box-sum row v (len positions, r of halo before and
 // after it): position k of run s is pixel s * len + k, which for k < 0 or k >= len lies in a
 // neighbouring run (or outside the row: zero). Filled after every vertical update, so that the
 // horizontal pass reads neighbours across runs as plain positions.
+template <int Segments>
 inline void fill_halo(double* v, int64_t len, int64_t r) {
   if (len >= r) {  // (the neighbours' positions: the run before's last, the run after's first)
     for (int64_t k = -r; k < 0; ++k) {
-      v[k * kSegments] = 0.0;
-      for (int s = 1; s < kSegments; ++s) v[k * kSegments + s] = v[(k + len) * kSegments + s - 1];
+      v[k * Segments] = 0.0;
+      for (int s = 1; s < Segments; ++s) v[k * Segments + s] = v[(k + len) * Segments + s - 1];
     }
     for (int64_t k = len; k < len + r; ++k) {
-      for (int s = 0; s + 1 < kSegments; ++s)
-        v[k * kSegments + s] = v[(k - len) * kSegments + s + 1];
-      v[k * kSegments + kSegments - 1] = 0.0;
+      for (int s = 0; s + 1 < Segments; ++s)
+        v[k * Segments + s] = v[(k - len) * Segments + s + 1];
+      v[k * Segments + Segments - 1] = 0.0;
     }
     return;
   }
-  const int64_t n = len * kSegments;  // rows of fewer than r pixels a run
+  const int64_t n = len * Segments;  // rows of fewer than r pixels a run
   for (int64_t k = -r; k < len + r; ++k) {
     if (k == 0) k = len;  // (the row itself)
     if (k >= len + r) break;
-    for (int s = 0; s < kSegments; ++s) {
+    for (int s = 0; s < Segments; ++s) {
       const int64_t x = s * len + k;
-      v[k * kSegments + s] = x >= 0 && x < n ? v[(x % len) * kSegments + x / len] : 0.0;
+      v[k * Segments + s] = x >= 0 && x < n ? v[(x % len) * Segments + x / len] : 0.0;
     }
   }
 }
@@ -636,11 +644,13 @@ inline void fill_halo(double* v, int64_t len, int64_t r) {
 // The horizontal pass of one smoothed row (one horizontal shift of one vertical shift), in the
 // segmented layout: vp is the row's first halo position (r positions of halo, the len positions
 // of the row, r of halo; see fill_halo), s[p] = vp[p] + vp[p + S] + ... + vp[p + 2r S]
-// (S = kSegments: the pixels x - r .. x + r, in that order), and the best shift so far (bv, bi)
-// becomes idx where s is strictly larger (or where idx is the first shift). The compiler
-// vectorises it for the calling function's ISA.
+// (S = kSegments, the layout's runs: the pixels x - r .. x + r, in that order), and the best
+// shift so far (bv, bi) becomes idx where s is strictly larger (or where idx is the first
+// shift). The compiler vectorises it for the calling function's ISA.
+template <int Segments>
 struct HorizontalArgmax {
-  static inline void halo(double* v, int64_t len, int64_t r) { fill_halo(v, len, r); }
+  static constexpr int kSegments = Segments;
+  static inline void halo(double* v, int64_t len, int64_t r) { fill_halo<Segments>(v, len, r); }
   template <int R>
   static inline void run(const double* __restrict__ vp, int32_t idx, int64_t r_any, int64_t len,
                          double* __restrict__ bv, int32_t* __restrict__ bi) {
@@ -665,12 +675,13 @@ struct HorizontalArgmax {
 // position (16 pixels) at a time, with masked moves (GCC's vectorisation of the loop above
 // branches on each comparison's mask, which the data make unpredictable).
 struct HorizontalArgmaxAvx512 {
+  static constexpr int kSegments = 16;
   // fill_halo's copies a position (two vectors) at a time, each lane moved one place: the
   // scalar copies took about a tenth of the smoothing's time, and the horizontal pass then
   // loaded whole vectors over them, which the scalar stores cannot forward
   __attribute__((target("avx512f"))) static void halo(double* v, int64_t len, int64_t r) {
     static_assert(kSegments == 16, "a position is two vectors of 8 doubles");
-    if (len < r) return fill_halo(v, len, r);
+    if (len < r) return fill_halo<16>(v, len, r);
     const __m512i z = _mm512_setzero_si512();
     for (int64_t k = -r; k < 0; ++k) {  // lane s: lane s - 1 of the position len on
       const __m512i lo = _mm512_castpd_si512(_mm512_loadu_pd(v + (k + len) * kSegments));
@@ -748,50 +759,47 @@ struct HorizontalArgmaxAvx512 {
 // index are blended and stored whole (GCC's vectorisation of the plain loop tests each
 // comparison's mask and branches around the stores, which the data make unpredictable).
 struct HorizontalArgmaxAvx2 {
+  static constexpr int kSegments = 8;  // (the AVX2 layout's runs)
   // (the scalar copies: whole positions, as on AVX-512, did not pay here; docs/benchmarks.md)
-  static inline void halo(double* v, int64_t len, int64_t r) { fill_halo(v, len, r); }
+  static inline void halo(double* v, int64_t len, int64_t r) { fill_halo<8>(v, len, r); }
   template <int R>
   __attribute__((target("avx2"))) static void run(const double* vp, int32_t idx, int64_t r_any,
                                                    int64_t len, double* bv, int32_t* bi) {
-    static_assert(kSegments == 16, "a position is four vectors of 4 doubles");
+    static_assert(kSegments == 8, "a position is two vectors of 4 doubles");
     const int64_t r = R >= 0 ? R : r_any;
     const __m256i index = _mm256_set1_epi32(idx);
     const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi32(-1));
     for (int64_t p = 0; p < len * kSegments; p += kSegments) {
       const double* v = vp + p;
-      __m256d s[4], m[4];
-#pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) s[q] = _mm256_loadu_pd(v + 4 * q);
+      __m256d s[2], m[2];
+#pragma GCC unroll 2
+      for (int q = 0; q < 2; ++q) s[q] = _mm256_loadu_pd(v + 4 * q);
       if constexpr (R >= 0) {
 #pragma GCC unroll 8
         for (int u = 1; u <= 2 * R; ++u)
-#pragma GCC unroll 4
-          for (int q = 0; q < 4; ++q)
+#pragma GCC unroll 2
+          for (int q = 0; q < 2; ++q)
             s[q] = _mm256_add_pd(s[q], _mm256_loadu_pd(v + u * kSegments + 4 * q));
       } else {
         for (int64_t u = 1; u <= 2 * r; ++u)
-#pragma GCC unroll 4
-          for (int q = 0; q < 4; ++q)
+#pragma GCC unroll 2
+          for (int q = 0; q < 2; ++q)
             s[q] = _mm256_add_pd(s[q], _mm256_loadu_pd(v + u * kSegments + 4 * q));
       }
-#pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) {
+#pragma GCC unroll 2
+      for (int q = 0; q < 2; ++q) {
         const __m256d old = _mm256_loadu_pd(bv + p + 4 * q);
         m[q] = idx == 0 ? all : _mm256_cmp_pd(s[q], old, _CMP_GT_OQ);
         _mm256_storeu_pd(bv + p + 4 * q, _mm256_blendv_pd(old, s[q], m[q]));
       }
-#pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h) {
-        // the masks of pixels 0-3 and 4-7 (64 bits each) as 8 masks of 32 bits, in order
-        const __m256 t = _mm256_shuffle_ps(_mm256_castpd_ps(m[2 * h]),
-                                           _mm256_castpd_ps(m[2 * h + 1]),
-                                           _MM_SHUFFLE(2, 0, 2, 0));
-        const __m256i mi =
-            _mm256_permute4x64_epi64(_mm256_castps_si256(t), _MM_SHUFFLE(3, 1, 2, 0));
-        int32_t* b = bi + p + 8 * h;
-        const __m256i old = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(b), _mm256_blendv_epi8(old, index, mi));
-      }
+      // the masks of pixels 0-3 and 4-7 (64 bits each) as 8 masks of 32 bits, in order
+      const __m256 t = _mm256_shuffle_ps(_mm256_castpd_ps(m[0]), _mm256_castpd_ps(m[1]),
+                                         _MM_SHUFFLE(2, 0, 2, 0));
+      const __m256i mi =
+          _mm256_permute4x64_epi64(_mm256_castps_si256(t), _MM_SHUFFLE(3, 1, 2, 0));
+      int32_t* b = bi + p;
+      const __m256i old = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(b), _mm256_blendv_epi8(old, index, mi));
     }
   }
 };
@@ -809,9 +817,9 @@ __attribute__((always_inline)) inline void smooth_argmax_row_impl(
     double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
     int64_t dyi, int64_t r_any, int64_t len, double* __restrict__ bv,
     int32_t* __restrict__ bi) {
-  const int64_t r = R >= 0 ? R : r_any, n = len * kSegments;
+  const int64_t r = R >= 0 ? R : r_any, n = len * H::kSegments;
   for (int64_t dxi = 0; dxi < side; ++dxi) {
-    double* __restrict__ v = vsum + dxi * vstride + r * kSegments;
+    double* __restrict__ v = vsum + dxi * vstride + r * H::kSegments;
     if (drop != nullptr && add != nullptr) {
       const T* __restrict__ o = drop[dxi];
       const T* __restrict__ a = add[dxi];
@@ -826,11 +834,12 @@ __attribute__((always_inline)) inline void smooth_argmax_row_impl(
     }
     H::halo(v, len, r);
     // (then its horizontal pass, while the row is in L1)
-    H::template run<R>(v - r * kSegments, static_cast<int32_t>(dyi * side + dxi), r, len, bv, bi);
+    H::template run<R>(v - r * H::kSegments, static_cast<int32_t>(dyi * side + dxi), r, len, bv,
+                       bi);
   }
 }
 
-template <typename T, typename H = HorizontalArgmax>
+template <typename T, typename H>
 __attribute__((always_inline)) inline void smooth_argmax_row_dispatch(
     double* vsum, int64_t vstride, const T* const* drop, const T* const* add, int64_t side,
     int64_t dyi, int64_t r, int64_t len, double* bv, int32_t* bi) {
@@ -850,11 +859,12 @@ template <typename T>
 using SmoothRowFn = void (*)(double*, int64_t, const T* const*, const T* const*, int64_t,
                              int64_t, int64_t, int64_t, double*, int32_t*);
 
-template <typename T>
+template <typename T, int Segments>
 void smooth_argmax_row_baseline(double* vsum, int64_t vstride, const T* const* drop,
                                 const T* const* add, int64_t side, int64_t dyi, int64_t r,
                                 int64_t len, double* bv, int32_t* bi) {
-  smooth_argmax_row_dispatch<T>(vsum, vstride, drop, add, side, dyi, r, len, bv, bi);
+  smooth_argmax_row_dispatch<T, HorizontalArgmax<Segments>>(vsum, vstride, drop, add, side, dyi,
+                                                            r, len, bv, bi);
 }
 
 #ifdef MTU_X86
@@ -876,13 +886,16 @@ __attribute__((target("avx512f"))) void smooth_argmax_row_avx512(
 #endif
 
 // (separate adds and compares per lane: the results do not depend on the vector width)
-template <typename T>
+template <typename T, int Segments>
 SmoothRowFn<T> smooth_argmax_row() {
 #ifdef MTU_X86
-  if (use_avx512()) return smooth_argmax_row_avx512<T>;
-  if (use_avx2()) return smooth_argmax_row_avx2<T>;
+  if constexpr (Segments == 16) {
+    if (use_avx512()) return smooth_argmax_row_avx512<T>;
+  } else if constexpr (Segments == 8) {
+    if (use_avx2()) return smooth_argmax_row_avx2<T>;
+  }
 #endif
-  return smooth_argmax_row_baseline<T>;
+  return smooth_argmax_row_baseline<T, Segments>;
 }
 
 // The row blocks of the argmax's tasks: enough blocks to keep every thread busy; blocks of >= 8
@@ -896,14 +909,15 @@ inline int64_t argmax_block_rows(int64_t n, int64_t h) {
 // A thread's scratch of the argmax, in elements: the f2 band in the segmented layout (each row
 // L + 2d positions of c channels) and the f1 rows of a task's correlation rows (L positions),
 // at most block_rows + 2r (+ 2d) rows each, rounded up to whole 64-byte lines.
-inline int64_t argmax_band_elems(int64_t c, int64_t w, int64_t d, int64_t r, int64_t block_rows) {
-  return (block_rows + 2 * r + 2 * d) * c * (segment_length(w) + 2 * d) * kSegments;
+template <int Segments>
+int64_t argmax_band_elems(int64_t c, int64_t w, int64_t d, int64_t r, int64_t block_rows) {
+  return (block_rows + 2 * r + 2 * d) * c * (segment_length<Segments>(w) + 2 * d) * Segments;
 }
-template <typename T>
+template <typename T, int Segments>
 int64_t argmax_scratch_elems(int64_t c, int64_t w, int64_t d, int64_t r, int64_t block_rows) {
   const int64_t line = 64 / sizeof(T);
-  const int64_t total = argmax_band_elems(c, w, d, r, block_rows) +
-                        (block_rows + 2 * r) * c * segment_length(w) * kSegments;
+  const int64_t total = argmax_band_elems<Segments>(c, w, d, r, block_rows) +
+                        (block_rows + 2 * r) * c * segment_length<Segments>(w) * Segments;
   return (total + 2 * line - 1) / line * line;  // (+ a line: the slices start on a line)
 }
 
@@ -936,27 +950,29 @@ struct LineBuffer {
 // the caller keeps from call to call: allocated afresh, its ~21 MB a thread at 720p page-fault
 // on every call). matching: f1 and f2 are already in the layout (matching_features_kernel, D
 // = d), whose rows are read in place: no copies, no scratch.
-template <typename T>
+template <typename T, int Segments>
 void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t n, int64_t c,
                                int64_t h, int64_t w, int64_t d, int64_t smooth, T* scratch,
                                bool matching = false) {
   const int64_t side = 2 * d + 1, hw = h * w;
   const int64_t r = smooth > 1 ? smooth / 2 : 0;
-  const int64_t len = segment_length(w), row_elems = len * kSegments;
-  const int64_t f1_row = c * row_elems, f2_row = c * (len + 2 * d) * kSegments;
+  const int64_t len = segment_length<Segments>(w), row_elems = len * Segments;
+  const int64_t f1_row = c * row_elems, f2_row = c * (len + 2 * d) * Segments;
   // the rows in the box and the one leaving it
-  const int64_t ring = 2 * r + 2, vstride = (len + 2 * r) * kSegments;
-  const CorrelateRowFn<T> correlate = argmax_correlate_row<T>();
-  const SmoothRowFn<T> smooth_row = smooth_argmax_row<T>();
-  const SegmentsFn<T> segments = argmax_to_segments<T>();
+  const int64_t ring = 2 * r + 2, vstride = (len + 2 * r) * Segments;
+  const CorrelateRowFn<T> correlate = argmax_correlate_row<T, Segments>();
+  const SmoothRowFn<T> smooth_row = smooth_argmax_row<T, Segments>();
+  const SegmentsFn<T> segments = argmax_to_segments<T, Segments>();
   const int64_t block_rows = argmax_block_rows(n, h);
   const int64_t blocks = (h + block_rows - 1) / block_rows;
-  const int64_t scratch_elems = matching ? 0 : argmax_scratch_elems<T>(c, w, d, r, block_rows);
+  const int64_t scratch_elems =
+      matching ? 0 : argmax_scratch_elems<T, Segments>(c, w, d, r, block_rows);
 
   at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
     // this thread's slice, from a 64-byte line
     T* const band = matching ? nullptr : from_line(scratch + at::get_thread_num() * scratch_elems);
-    T* const f1rows = matching ? nullptr : band + argmax_band_elems(c, w, d, r, block_rows);
+    T* const f1rows =
+        matching ? nullptr : band + argmax_band_elems<Segments>(c, w, d, r, block_rows);
     LineBuffer<T> ring_mem(kDyGroup * side * ring * row_elems);
     LineBuffer<double> vsum_mem(kDyGroup * side * vstride);
     LineBuffer<double> best_val_mem(block_rows * row_elems);
@@ -987,7 +1003,7 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
         return matching ? f2 + (b * h + row) * f2_row : band + (row - band_lo) * f2_row;
       };
       auto f1_at = [&](int64_t row) {
-        return matching ? f1 + (b * h + row) * f2_row + d * c * kSegments
+        return matching ? f1 + (b * h + row) * f2_row + d * c * Segments
                         : f1rows + (row - rows_lo) * f1_row;
       };
       // The vertical shifts kDyGroup at a time, each with its ring and box sums, walking down
@@ -1037,7 +1053,7 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
           for (int64_t dyi = g0; dyi < g1; ++dyi) {
             compute(dyi, row);
             for (int64_t dxi = 0; dxi < side; ++dxi) {
-              double* v = vsum(dyi) + dxi * vstride + r * kSegments;
+              double* v = vsum(dyi) + dxi * vstride + r * Segments;
               const T* src = slot(dyi, dxi, row);
               for (int64_t p = 0; p < row_elems; ++p) v[p] += static_cast<double>(src[p]);
             }
@@ -1062,9 +1078,9 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
       int64_t* out_dy = out_dx + hw;
       for (int64_t y = y0; y < y1; ++y) {
         const int32_t* best = best_idx + (y - y0) * row_elems;
-        for (int64_t s = 0; s < kSegments; ++s)  // run s: pixels s * L + k, position k, lane s
+        for (int64_t s = 0; s < Segments; ++s)  // run s: pixels s * L + k, position k, lane s
           for (int64_t k = 0, x = s * len; k < len && x < w; ++k, ++x) {
-            const int32_t idx = best[k * kSegments + s];
+            const int32_t idx = best[k * Segments + s];
             out_dx[y * w + x] = idx % side - d;
             out_dy[y * w + x] = idx / side - d;
           }
@@ -1145,18 +1161,18 @@ void normalize_features_kernel(const T* x, T* out, int64_t n, int64_t c, int64_t
 // The motion features as the fused argmax reads them (matching_features): every row of x
 // (N, C, H, W) normalised as normalize_features_kernel does (the same steps, so the same bits),
 // then put into the segmented layout with d positions of halo, the layout of the argmax's f2
-// rows (to_segments; a row is C * (L + 2d) * kSegments values, L = segment_length(w)). Positions
+// rows (to_segments; a row is C * (L + 2d) * S values, L = segment_length(w)). Positions
 // d .. d + L - 1 of a row are its f1 row, so one such tensor serves as either input of
 // correlation_argmax_kernel in its `matching` mode, which then copies nothing. A task is a row
 // of one image; it is normalised into a row buffer of the thread (C x W floats, in L2), read
 // from there by the transposes.
-template <typename T>
+template <typename T, int Segments>
 void matching_features_kernel(const T* x, T* out, int64_t n, int64_t c, int64_t h, int64_t w,
                               int64_t d, T eps) {
   const SpanFn span = vector_span<T>();
-  const SegmentsFn<T> segments = argmax_to_segments<T>();
-  const int64_t hw = h * w, len = segment_length(w), positions = len + 2 * d;
-  const int64_t row_elems = c * positions * kSegments;
+  const SegmentsFn<T> segments = argmax_to_segments<T, Segments>();
+  const int64_t hw = h * w, len = segment_length<Segments>(w), positions = len + 2 * d;
+  const int64_t row_elems = c * positions * Segments;
   at::parallel_for(0, n * h, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> normed(c * w);
     for (int64_t task = begin; task < end; ++task) {
@@ -1215,26 +1231,34 @@ at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, in
   if (disp.numel() == 0) return disp;
   const int64_t r = smooth > 1 ? smooth / 2 : 0;
   AT_DISPATCH_FLOATING_TYPES(f1.scalar_type(), "mtu_correlation_argmax_cpu", [&] {
-    const int64_t bytes = at::get_num_threads() * sizeof(scalar_t) *
-        argmax_scratch_elems<scalar_t>(c, w, max_disp, r, argmax_block_rows(n, h));
-    at::Tensor scratch = workspace ? *workspace : at::empty({0}, f1.options().dtype(at::kByte));
-    if (scratch.numel() < bytes) {
-      TORCH_CHECK(scratch.storage().resizable(), "workspace holds ", scratch.numel(),
-                  " bytes, this call needs ", bytes, ", and its memory cannot grow (not "
-                  "allocated by torch): pass torch.empty(0, dtype=torch.uint8)");
-      scratch.resize_({bytes});
-    }
-    correlation_argmax_kernel<scalar_t>(
-        f1.data_ptr<scalar_t>(), f2.data_ptr<scalar_t>(), disp.data_ptr<int64_t>(), n, c, h, w,
-        max_disp, smooth, reinterpret_cast<scalar_t*>(scratch.data_ptr<uint8_t>()));
+    auto run = [&](auto segments) {
+      constexpr int S = decltype(segments)::value;
+      const int64_t bytes = at::get_num_threads() * sizeof(scalar_t) *
+          argmax_scratch_elems<scalar_t, S>(c, w, max_disp, r, argmax_block_rows(n, h));
+      at::Tensor scratch =
+          workspace ? *workspace : at::empty({0}, f1.options().dtype(at::kByte));
+      if (scratch.numel() < bytes) {
+        TORCH_CHECK(scratch.storage().resizable(), "workspace holds ", scratch.numel(),
+                    " bytes, this call needs ", bytes, ", and its memory cannot grow (not "
+                    "allocated by torch): pass torch.empty(0, dtype=torch.uint8)");
+        scratch.resize_({bytes});
+      }
+      correlation_argmax_kernel<scalar_t, S>(
+          f1.data_ptr<scalar_t>(), f2.data_ptr<scalar_t>(), disp.data_ptr<int64_t>(), n, c, h,
+          w, max_disp, smooth, reinterpret_cast<scalar_t*>(scratch.data_ptr<uint8_t>()));
+    };
+    if (argmax_segments() == 8)
+      run(std::integral_constant<int, 8>{});
+    else
+      run(std::integral_constant<int, 16>{});
   });
   return disp;
 }
 
-int64_t matching_segments() { return kSegments; }
+int64_t matching_segments() { return argmax_segments(); }
 
 int64_t matching_positions(int64_t w, int64_t max_disp) {
-  return segment_length(w) + 2 * max_disp;
+  return (argmax_segments() == 8 ? segment_length<8>(w) : segment_length<16>(w)) + 2 * max_disp;
 }
 
 at::Tensor matching_features_cpu(const at::Tensor& x, int64_t max_disp, double eps,
@@ -1242,8 +1266,12 @@ at::Tensor matching_features_cpu(const at::Tensor& x, int64_t max_disp, double e
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   if (x.numel() == 0) return out.zero_();  // (W = 0 still has its rows' halo: zeros)
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mtu_matching_features_cpu", [&] {
-    matching_features_kernel<scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, c,
-                                       h, w, max_disp, static_cast<scalar_t>(eps));
+    if (argmax_segments() == 8)
+      matching_features_kernel<scalar_t, 8>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n,
+                                            c, h, w, max_disp, static_cast<scalar_t>(eps));
+    else
+      matching_features_kernel<scalar_t, 16>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                             n, c, h, w, max_disp, static_cast<scalar_t>(eps));
   });
   return out;
 }
@@ -1253,10 +1281,17 @@ at::Tensor correlation_argmax_matching_cpu(const at::Tensor& m1, const at::Tenso
   const int64_t n = m1.size(0), h = m1.size(1), c = m1.size(3);
   auto disp = at::empty({n, 2, h, w}, m1.options().dtype(at::kLong));
   if (disp.numel() == 0) return disp;
+  // (the layout's runs are m1's last dimension, which the binding checked against this
+  // CPU path's: matching_segments)
   AT_DISPATCH_FLOATING_TYPES(m1.scalar_type(), "mtu_correlation_argmax_matching_cpu", [&] {
-    correlation_argmax_kernel<scalar_t>(m1.data_ptr<scalar_t>(), m2.data_ptr<scalar_t>(),
-                                        disp.data_ptr<int64_t>(), n, c, h, w, max_disp, smooth,
-                                        nullptr, true);
+    if (m1.size(4) == 8)
+      correlation_argmax_kernel<scalar_t, 8>(m1.data_ptr<scalar_t>(), m2.data_ptr<scalar_t>(),
+                                             disp.data_ptr<int64_t>(), n, c, h, w, max_disp,
+                                             smooth, nullptr, true);
+    else
+      correlation_argmax_kernel<scalar_t, 16>(m1.data_ptr<scalar_t>(), m2.data_ptr<scalar_t>(),
+                                              disp.data_ptr<int64_t>(), n, c, h, w, max_disp,
+                                              smooth, nullptr, true);
   });
   return disp;
 }

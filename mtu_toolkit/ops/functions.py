@@ -273,10 +273,12 @@ class MatchingFeatures(NamedTuple):
 
     Attributes:
         data (Tensor): on the compiled CPU path (:attr:`segmented`) a contiguous
-            ``(N, H, L + 2D, C, 16)`` tensor: each row cut into 16 runs of ``L = ceil(W / 16)``
+            ``(N, H, L + 2D, C, S)`` tensor: each row cut into ``S`` runs of ``L = ceil(W / S)``
             pixels, its position ``k`` holding pixel ``s * L + k - D`` of every run ``s`` (lane
             ``s``) for every channel, zero outside the row, so that a horizontal shift of up to
-            ``D`` pixels is a whole number of positions; elsewhere the normalised
+            ``D`` pixels is a whole number of positions (``S``: a vector of float32 on the path
+            the CPU runs, 16 with AVX-512, 8 with AVX2; 16 on the portable path; a layout made
+            on one path is refused on a path of other runs); elsewhere the normalised
             ``(N, C, H, W)`` features themselves.
         shape (torch.Size): the features' ``(N, C, H, W)``.
         max_displacement (int): the ``D`` of the layout.
