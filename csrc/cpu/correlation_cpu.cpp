@@ -581,6 +581,14 @@ int64_t argmax_segments() {
   return 16;
 }
 
+// f(std::integral_constant<int, S>{}) for the layout's runs S (8 or 16): the one place a count
+// known at run time becomes the template argument of the layout's functions.
+template <typename F>
+decltype(auto) with_segments(int64_t segments, F&& f) {
+  if (segments == 8) return f(std::integral_constant<int, 8>{});
+  return f(std::integral_constant<int, 16>{});
+}
+
 template <typename T, int Segments>
 CorrelateRowFn<T> argmax_correlate_row() {
 #ifdef MTU_X86
@@ -1231,7 +1239,7 @@ at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, in
   if (disp.numel() == 0) return disp;
   const int64_t r = smooth > 1 ? smooth / 2 : 0;
   AT_DISPATCH_FLOATING_TYPES(f1.scalar_type(), "mtu_correlation_argmax_cpu", [&] {
-    auto run = [&](auto segments) {
+    with_segments(argmax_segments(), [&](auto segments) {
       constexpr int S = decltype(segments)::value;
       const int64_t bytes = at::get_num_threads() * sizeof(scalar_t) *
           argmax_scratch_elems<scalar_t, S>(c, w, max_disp, r, argmax_block_rows(n, h));
@@ -1246,11 +1254,7 @@ at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, in
       correlation_argmax_kernel<scalar_t, S>(
           f1.data_ptr<scalar_t>(), f2.data_ptr<scalar_t>(), disp.data_ptr<int64_t>(), n, c, h,
           w, max_disp, smooth, reinterpret_cast<scalar_t*>(scratch.data_ptr<uint8_t>()));
-    };
-    if (argmax_segments() == 8)
-      run(std::integral_constant<int, 8>{});
-    else
-      run(std::integral_constant<int, 16>{});
+    });
   });
   return disp;
 }
@@ -1258,7 +1262,9 @@ at::Tensor correlation_argmax_cpu(const at::Tensor& f1, const at::Tensor& f2, in
 int64_t matching_segments() { return argmax_segments(); }
 
 int64_t matching_positions(int64_t w, int64_t max_disp) {
-  return (argmax_segments() == 8 ? segment_length<8>(w) : segment_length<16>(w)) + 2 * max_disp;
+  return with_segments(argmax_segments(), [&](auto segments) {
+    return segment_length<decltype(segments)::value>(w) + 2 * max_disp;
+  });
 }
 
 at::Tensor matching_features_cpu(const at::Tensor& x, int64_t max_disp, double eps,
@@ -1266,12 +1272,11 @@ at::Tensor matching_features_cpu(const at::Tensor& x, int64_t max_disp, double e
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   if (x.numel() == 0) return out.zero_();  // (W = 0 still has its rows' halo: zeros)
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mtu_matching_features_cpu", [&] {
-    if (argmax_segments() == 8)
-      matching_features_kernel<scalar_t, 8>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n,
-                                            c, h, w, max_disp, static_cast<scalar_t>(eps));
-    else
-      matching_features_kernel<scalar_t, 16>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-                                             n, c, h, w, max_disp, static_cast<scalar_t>(eps));
+    with_segments(argmax_segments(), [&](auto segments) {
+      matching_features_kernel<scalar_t, decltype(segments)::value>(
+          x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, c, h, w, max_disp,
+          static_cast<scalar_t>(eps));
+    });
   });
   return out;
 }
@@ -1284,14 +1289,11 @@ at::Tensor correlation_argmax_matching_cpu(const at::Tensor& m1, const at::Tenso
   // (the layout's runs are m1's last dimension, which the binding checked against this
   // CPU path's: matching_segments)
   AT_DISPATCH_FLOATING_TYPES(m1.scalar_type(), "mtu_correlation_argmax_matching_cpu", [&] {
-    if (m1.size(4) == 8)
-      correlation_argmax_kernel<scalar_t, 8>(m1.data_ptr<scalar_t>(), m2.data_ptr<scalar_t>(),
-                                             disp.data_ptr<int64_t>(), n, c, h, w, max_disp,
-                                             smooth, nullptr, true);
-    else
-      correlation_argmax_kernel<scalar_t, 16>(m1.data_ptr<scalar_t>(), m2.data_ptr<scalar_t>(),
-                                              disp.data_ptr<int64_t>(), n, c, h, w, max_disp,
-                                              smooth, nullptr, true);
+    with_segments(m1.size(4), [&](auto segments) {
+      correlation_argmax_kernel<scalar_t, decltype(segments)::value>(
+          m1.data_ptr<scalar_t>(), m2.data_ptr<scalar_t>(), disp.data_ptr<int64_t>(), n, c, h, w,
+          max_disp, smooth, nullptr, true);
+    });
   });
   return disp;
 }
