@@ -316,9 +316,16 @@ void correlation_backward_kernel(const T* g, const T* f1, const T* f2, T* g1, T*
 // of the layout take it as their template argument `Segments`.
 
 // The vertical shifts the fused argmax walks down a block's rows together (see
-// correlation_argmax_kernel): 3 was the fastest of 1, 3, 5 and 7 at 720p on an Intel Xeon
-// with 2 MB of L2 a core (a group's rings and box sums, ~0.7 MB for D = 10, stay in L2).
-constexpr int64_t kDyGroup = 3;
+// correlation_argmax_kernel), by the layout's runs, that is by the path that runs: 3 on
+// AVX-512 (16 runs), the fastest of 1, 3, 5 and 7 at 720p on an Intel Xeon with 2 MB of L2 a
+// core (a group's rings and box sums, ~0.7 MB for D = 10, stay in L2); 7 on AVX2 (8 runs),
+// the fastest of 1-7, 11 and 21 at 720p on an AMD Zen 3 with 512 KB of L2 a core, which the
+// rings and box sums of 3 shifts already exceed (0.85-0.95x the time of 3 at 720p; 0.98-1.07x
+// on rows of 64 pixels; docs/benchmarks.md).
+template <int Segments>
+constexpr int64_t argmax_dy_group() {
+  return Segments == 8 ? 7 : 3;
+}
 
 // The pixels of one task of the features' normalisation (see normalize_features_kernel)
 constexpr int64_t kNormPixels = 128;
@@ -976,6 +983,7 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
   const int64_t scratch_elems =
       matching ? 0 : argmax_scratch_elems<T, Segments>(c, w, d, r, block_rows);
 
+  constexpr int64_t kDyGroup = argmax_dy_group<Segments>();
   at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
     // this thread's slice, from a 64-byte line
     T* const band = matching ? nullptr : from_line(scratch + at::get_thread_num() * scratch_elems);
