@@ -13,12 +13,15 @@ previous commit's ``.so``) it also times the direct form on that engine against 
 alternating in one process, both fed the same frames of a panning camera (the Python side is
 this checkout's for both), and prints each frame's old/new ratio and the largest difference
 between their frames.
+With ``--baseline-ext PATH`` (another build of ``mtu_toolkit._ext``, the motion-compensation
+ops) the old side runs its ops on that build instead, alone or with ``--baseline-conv-ext``.
 ``--conv-isa avx2`` runs both builds' AVX2 kernels (on an AVX-512 CPU: the only way this
 project has timed them).
 
 Usage:
     python benchmarks/inference_cpu.py [--variant MTU2] [--size 1280x720] [--frames 5]
-                                       [--baseline-conv-ext PATH] [--conv-isa avx2]
+                                       [--baseline-conv-ext PATH] [--baseline-ext PATH]
+                                       [--conv-isa avx2]
 """
 import argparse
 import contextlib
@@ -107,6 +110,30 @@ def engine(module):
         direct_conv.conv_ext = saved
 
 
+@contextlib.contextmanager
+def ops_ext(module):
+    """Run the motion-compensation ops on ``module`` (a ``_ext`` build) inside the block:
+    ``mtu_toolkit.ops`` calls them through ``functions.ext``, read at every call."""
+    from mtu_toolkit.ops import functions
+    saved, functions.ext = functions.ext, module
+    try:
+        yield
+    finally:
+        functions.ext = saved
+
+
+@contextlib.contextmanager
+def builds(conv=None, ops=None):
+    """The old side's builds inside the block: ``conv`` (a ``_conv_cpu`` build) and ``ops`` (an
+    ``_ext`` build), each where given; this checkout's where None."""
+    with contextlib.ExitStack() as stack:
+        if conv is not None:
+            stack.enter_context(engine(conv))
+        if ops is not None:
+            stack.enter_context(ops_ext(ops))
+        yield
+
+
 def use_conv_isa(isa, *builds):
     """Run the conv kernels of this build and of ``builds`` (other ``_conv_cpu`` builds) with
     ``isa``: 'best' (what the CPU has) or 'avx2' (the AVX2 kernels, also on an AVX-512 CPU).
@@ -117,29 +144,30 @@ def use_conv_isa(isa, *builds):
             module.conv_direct_use_isa(isa)
 
 
-def compare_engines(restorer, baseline, height, width, frames):
-    """Old (``baseline``, another build of the engine: :func:`load_build`) against this build's
-    engine: the direct form of the same weights on each, one frame each in turn (after one
-    untimed frame each), both fed the same consecutive windows of a :class:`PanningClip` of
-    ``height`` x ``width`` px."""
+def compare_engines(restorer, baseline, height, width, frames, baseline_ext=None):
+    """Old (``baseline``, another build of the engine, and/or ``baseline_ext``, another build of
+    the motion-compensation ops: :func:`load_build`; None: this build's) against this build:
+    the direct form of the same weights on each, one frame each in turn (after one untimed
+    frame each), both fed the same consecutive windows of a :class:`PanningClip` of ``height``
+    x ``width`` px."""
     new = optimize_for_inference(copy.deepcopy(restorer), mode='direct')
-    with engine(baseline):  # packed by the engine that runs it
-        old = optimize_for_inference(copy.deepcopy(restorer), mode='direct')
+    with engine(baseline) if baseline is not None else contextlib.nullcontext():
+        old = optimize_for_inference(copy.deepcopy(restorer), mode='direct')  # (packed by it)
     clip = PanningClip(height, width, torch.device('cpu'))
-    runs = {'old': (old, baseline), 'new': (new, None)}
+    runs = {'old': (old, baseline, baseline_ext), 'new': (new, None, None)}
     states, times, outs = {}, {'old': [], 'new': []}, {}
     with torch.inference_mode():
         for i in range(frames + 1):
             window = clip.window(i)
-            for name, (model, module) in runs.items():
-                with engine(module) if module is not None else contextlib.nullcontext():
+            for name, (model, conv, ops) in runs.items():
+                with builds(conv, ops):
                     start = time.perf_counter()
                     outs[name], states[name] = model.restore_frame(window, states.get(name))
                     if i:
                         times[name].append(time.perf_counter() - start)
     ratios = [o / n for o, n in zip(times['old'], times['new'])]
     diff = (outs['new'] - outs['old']).abs().max().item()
-    print(f'  engines: old {1e3 * statistics.median(times["old"]):.0f} ms, new '
+    print(f'  builds: old {1e3 * statistics.median(times["old"]):.0f} ms, new '
           f'{1e3 * statistics.median(times["new"]):.0f} ms a frame; old/new per frame '
           f'{", ".join(f"{r:.2f}" for r in ratios)} (median {statistics.median(ratios):.2f}x); '
           f'max |new - old| {diff:.1e}', flush=True)
@@ -157,6 +185,9 @@ def main():
                         choices=['eager', 'frozen', 'compile', 'direct', 'direct-no-winograd'])
     parser.add_argument('--baseline-conv-ext', metavar='PATH',
                         help='another build of mtu_toolkit._conv_cpu (.so) to compare with')
+    parser.add_argument('--baseline-ext', metavar='PATH',
+                        help='another build of mtu_toolkit._ext (.so), the motion-compensation '
+                             'ops, to compare with')
     parser.add_argument('--conv-isa', choices=['best', 'avx2'], default='best',
                         help="the conv kernels' instruction set, for this build and the "
                              "baseline: 'avx2' times the AVX2 kernels on an AVX-512 CPU")
@@ -165,6 +196,7 @@ def main():
     try:  # (loaded first: a wrong path stops the run before any timing)
         baseline = (load_build(args.baseline_conv_ext, '_conv_cpu')
                     if args.baseline_conv_ext else None)
+        baseline_ext = load_build(args.baseline_ext, '_ext') if args.baseline_ext else None
     except ImportError as err:
         parser.error(str(err))
     if args.conv_isa != 'best':
@@ -180,10 +212,10 @@ def main():
     restorer = init_restorer(os.path.join(ROOT, VARIANTS[args.variant][0]))
     device = torch.device('cpu')
     print(f'{args.variant} at {width}x{height}, {torch.get_num_threads()} threads')
-    if baseline is not None:
+    if baseline is not None or baseline_ext is not None:
         if not direct_conv_isa():
             sys.exit('the direct kernels do not run here (no extension, or a CPU without AVX2)')
-        compare_engines(restorer, baseline, height, width, args.frames)
+        compare_engines(restorer, baseline, height, width, args.frames, baseline_ext)
     models = [(mode, build(restorer, mode)) for mode in args.modes]
     for name, model in models:
         r = benchmark_restorer(restorer, model, height, width, device, 1, args.frames)

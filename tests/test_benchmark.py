@@ -316,6 +316,38 @@ def test_engine_comparison_swaps_and_restores_the_engine(capsys, monkeypatch):
         bench.load_build(osp.join(ROOT, 'README.md'), '_conv_cpu')
 
 
+def test_ops_comparison_swaps_and_restores_the_ops_build(capsys, monkeypatch):
+    """``benchmarks/inference_cpu.py --baseline-ext``: the old side's motion-compensation ops on
+    another build of ``_ext`` (here this build's .so loaded a second time), the engine this
+    build's; the frames agree, the old side called the other build's ops, and the ops' build
+    is back afterwards."""
+    from mtu_toolkit.deploy import direct_conv_isa
+    from mtu_toolkit.ops import functions
+    if not direct_conv_isa():
+        pytest.skip('the direct kernels do not run on this CPU')
+    if functions.ext is None:
+        pytest.skip('the compiled ops are not built')
+    bench = script_module('benchmarks', 'inference_cpu.py')
+    ops = functions.ext
+    other = bench.load_build(ops.__file__, '_ext')
+    calls = []
+    real = other.correlation_argmax_matching
+
+    class Spy:  # (the other build, counting its argmax calls)
+        def __getattr__(self, name):
+            return getattr(other, name)
+
+        def correlation_argmax_matching(self, *args):
+            calls.append(args)
+            return real(*args)
+
+    bench.compare_engines(build(), None, 16, 24, frames=2, baseline_ext=Spy())
+    assert 'max |new - old| 0.0e+00' in capsys.readouterr().out
+    assert calls and functions.ext is ops
+    with pytest.raises(ImportError, match='cannot load it as a build of mtu_toolkit._ext'):
+        bench.load_build(osp.join(ROOT, 'README.md'), '_ext')
+
+
 def test_each_build_file_loads_as_its_own_module(tmp_path):
     """Two builds loaded in one process are two modules, each the file asked for (CPython
     keeps an extension by its module name: under one name the second was the first again,
