@@ -320,8 +320,8 @@ void correlation_backward_kernel(const T* g, const T* f1, const T* f2, T* g1, T*
 // AVX-512 (16 runs), the fastest of 1, 3, 5 and 7 at 720p on an Intel Xeon with 2 MB of L2 a
 // core (a group's rings and box sums, ~0.7 MB for D = 10, stay in L2); 7 on AVX2 (8 runs),
 // the fastest of 1-7, 11 and 21 at 720p on an AMD Zen 3 with 512 KB of L2 a core, which the
-// rings and box sums of 3 shifts already exceed (0.85-0.95x the time of 3 at 720p; 0.98-1.07x
-// on rows of 64 pixels; docs/benchmarks.md).
+// rings and box sums of 3 vertical shifts already exceed (0.91-0.96x the time of 3 at 720p;
+// 1.02-1.13x on rows of 64 pixels; docs/benchmarks.md).
 template <int Segments>
 constexpr int64_t argmax_dy_group() {
   return Segments == 8 ? 7 : 3;
@@ -915,11 +915,11 @@ SmoothRowFn<T> smooth_argmax_row() {
 
 // The row blocks of the argmax's tasks: enough blocks to keep every thread busy; blocks of >= 8
 // rows keep the 2r halo rows that neighbouring blocks both compute a small fraction of the work.
-// A block a thread on the matching layout (at::parallel_for gives each thread an equal run of
-// tasks, so more blocks only add halo rows: 4 of the 45 of a quarter of 720p features, 0.92-0.99x
-// the time with half the blocks on a Zen 3); two where the task copies its rows into the
-// scratch (with one, the two threads' copies of 720p features, ~34 MB, overflowed a 32 MB L3:
-// 1.28x the time).
+// One block a thread on the matching layout: at::parallel_for gives each thread an equal run of
+// tasks, so more blocks only add halo rows (at 720p features two a thread computed 12 of the
+// 180 rows twice; one a thread: 0.92-0.99x the time on a Zen 3). Two where the task copies its
+// rows into the scratch: with one, 1.28x the time at 720p there (the two threads' copies,
+// ~35 MB, exceed its 32 MB L3).
 inline int64_t argmax_block_rows(int64_t n, int64_t h, bool matching) {
   const int64_t threads = at::get_num_threads();
   const int64_t want_blocks = std::max<int64_t>(1, ((matching ? 1 : 2) * threads + n - 1) / n);
