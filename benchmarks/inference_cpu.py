@@ -99,27 +99,28 @@ def build(restorer, mode):
 
 
 @contextlib.contextmanager
+def swapped(owner, name, value):
+    """``owner.name`` is ``value`` inside the block, and what it was again after it."""
+    saved = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, saved)
+
+
 def engine(module):
     """Run the direct layers on ``module`` (a ``_conv_cpu`` build) inside the block: they call
     the engine through ``direct_conv.conv_ext``, read at every call."""
     from mtu_toolkit.deploy import direct_conv
-    saved, direct_conv.conv_ext = direct_conv.conv_ext, module
-    try:
-        yield
-    finally:
-        direct_conv.conv_ext = saved
+    return swapped(direct_conv, 'conv_ext', module)
 
 
-@contextlib.contextmanager
 def ops_ext(module):
     """Run the motion-compensation ops on ``module`` (a ``_ext`` build) inside the block:
     ``mtu_toolkit.ops`` calls them through ``functions.ext``, read at every call."""
     from mtu_toolkit.ops import functions
-    saved, functions.ext = functions.ext, module
-    try:
-        yield
-    finally:
-        functions.ext = saved
+    return swapped(functions, 'ext', module)
 
 
 @contextlib.contextmanager
