@@ -499,9 +499,11 @@ void to_segments(const float* src, int64_t cstride, int64_t channels, int64_t w,
 namespace corr_avx2 {
 // 8 runs a row, a position one vector of 8 lanes; 6 shifts x 2 positions of accumulators + 2
 // inputs + a load of 16 registers: 9 loads for 12 multiply-adds. The channels in one chunk: a
-// tile reads 2 + 7 half lines a channel, 15 KB at 52 channels, within L1. (With 16 runs, a
-// position two vectors, the tiles of 6 shifts x 1 position loaded 14 vectors for 12
-// multiply-adds: the argmax took 1.08-1.19x the time on a Zen 3; docs/benchmarks.md.)
+// tile reads 2 + 7 half lines a channel, 15 KB at 52 channels, within L1 (on a Zen 3, 96
+// channels in two chunks took 1.15x the time; chunks of 26, each position's shifts all at
+// once, 1.22x). With 16 runs, a position two vectors, the tiles of 6 shifts x 1 position
+// loaded 14 vectors for 12 multiply-adds: the argmax took 1.08-1.19x the time on a Zen 3.
+// (docs/benchmarks.md)
 using Vec = __m256;
 constexpr int kSegments = 8;
 constexpr int kLanes = 8, kMaxShifts = 6, kMaxPositions = 2, kMaxChunk = 1 << 30;
