@@ -316,16 +316,14 @@ void correlation_backward_kernel(const T* g, const T* f1, const T* f2, T* g1, T*
 // of the layout take it as their template argument `Segments`.
 
 // The vertical shifts the fused argmax walks down a block's rows together (see
-// correlation_argmax_kernel), by the layout's runs, that is by the path that runs: 3 on
-// AVX-512 (16 runs), the fastest of 1, 3, 5 and 7 at 720p on an Intel Xeon with 2 MB of L2 a
-// core (a group's rings and box sums, ~0.7 MB for D = 10, stay in L2); 7 on AVX2 (8 runs),
-// the fastest of 1-7, 11 and 21 at 720p on an AMD Zen 3 with 512 KB of L2 a core, which the
-// rings and box sums of 3 vertical shifts already exceed (0.91-0.96x the time of 3 at 720p;
-// 1.02-1.13x on rows of 64 pixels; docs/benchmarks.md).
-template <int Segments>
-constexpr int64_t argmax_dy_group() {
-  return Segments == 8 ? 7 : 3;
-}
+// correlation_argmax_kernel): a row's f1 positions then serve 7 correlation rows, and D = 10's
+// 21 shifts make three even groups. 7 was the fastest group at 720p on every path measured
+// (docs/benchmarks.md): of 1-7, 11 and 21 on an AMD Zen 3 (AVX2, 512 KB of L2 a core; 0.91-0.96x
+// the time of 3), and of 1-9, 11 and 21 on an AMD Zen 5 (AVX-512, 1 MB of L2 a core; 0.91-0.93x
+// the time of 3 at 52 and 96 channels, 0.96x on its AVX2 path, 0.98x on the portable one), though
+// a group's rings and box sums (~1.5 MB for D = 10) exceed L2 on both. On rows of 64 pixels it
+// is 1.00-1.13x the time of 3 (calls of ~2-4 ms); where the task copies its rows, 1.00x.
+constexpr int64_t kArgmaxDyGroup = 7;
 
 // The pixels of one task of the features' normalisation (see normalize_features_kernel)
 constexpr int64_t kNormPixels = 128;
@@ -990,14 +988,13 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
   const int64_t scratch_elems =
       matching ? 0 : argmax_scratch_elems<T, Segments>(c, w, d, r, block_rows);
 
-  constexpr int64_t kDyGroup = argmax_dy_group<Segments>();
   at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
     // this thread's slice, from a 64-byte line
     T* const band = matching ? nullptr : from_line(scratch + at::get_thread_num() * scratch_elems);
     T* const f1rows =
         matching ? nullptr : band + argmax_band_elems<Segments>(c, w, d, r, block_rows);
-    LineBuffer<T> ring_mem(kDyGroup * side * ring * row_elems);
-    LineBuffer<double> vsum_mem(kDyGroup * side * vstride);
+    LineBuffer<T> ring_mem(kArgmaxDyGroup * side * ring * row_elems);
+    LineBuffer<double> vsum_mem(kArgmaxDyGroup * side * vstride);
     LineBuffer<double> best_val_mem(block_rows * row_elems);
     LineBuffer<int32_t> best_idx_mem(block_rows * row_elems);
     double* const best_val = best_val_mem.get();
@@ -1029,12 +1026,13 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
         return matching ? f1 + (b * h + row) * f2_row + d * c * Segments
                         : f1rows + (row - rows_lo) * f1_row;
       };
-      // The vertical shifts kDyGroup at a time, each with its ring and box sums, walking down
-      // the rows together: a row's f1 positions then serve kDyGroup correlation rows, and the
-      // f2 rows of one row's group serve the next row's (all but one), from L2 rather than L3.
+      // The vertical shifts kArgmaxDyGroup at a time, each with its ring and box sums, walking
+      // down the rows together: a row's f1 positions then serve kArgmaxDyGroup correlation rows,
+      // and the f2 rows of one row's group serve the next row's (all but one), from L2 rather
+      // than L3.
       // Each pixel still meets the shifts in ascending order.
-      for (int64_t g0 = 0; g0 < side; g0 += kDyGroup) {
-        const int64_t g1 = std::min(side, g0 + kDyGroup);
+      for (int64_t g0 = 0; g0 < side; g0 += kArgmaxDyGroup) {
+        const int64_t g1 = std::min(side, g0 + kArgmaxDyGroup);
         auto slot = [&](int64_t dyi, int64_t dxi, int64_t row) {
           return ring_mem.get() + (((dyi - g0) * side + dxi) * ring + row % ring) * row_elems;
         };
@@ -1053,7 +1051,7 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
           // adds (the others it shares with this row's group) split over the other dy
           const T* pf = nullptr;
           int64_t pf_lines = 0;
-          const int64_t gn = std::min(side, g0 + kDyGroup) - g0;
+          const int64_t gn = std::min(side, g0 + kArgmaxDyGroup) - g0;
           if (row + 1 < rows_hi) {
             if (dyi == g0) {
               pf = f1_at(row + 1);
