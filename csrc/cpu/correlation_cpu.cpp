@@ -317,12 +317,13 @@ void correlation_backward_kernel(const T* g, const T* f1, const T* f2, T* g1, T*
 
 // The vertical shifts the fused argmax walks down a block's rows together (see
 // correlation_argmax_kernel): a row's f1 positions then serve 7 correlation rows, and D = 10's
-// 21 shifts make three even groups. 7 was the fastest group at 720p on every path measured
-// (docs/benchmarks.md): of 1-7, 11 and 21 on an AMD Zen 3 (AVX2, 512 KB of L2 a core; 0.91-0.96x
-// the time of 3), and of 1-9, 11 and 21 on an AMD Zen 5 (AVX-512, 1 MB of L2 a core; 0.91-0.93x
-// the time of 3 at 52 and 96 channels, 0.96x on its AVX2 path, 0.98x on the portable one), though
-// a group's rings and box sums (~1.5 MB for D = 10) exceed L2 on both. On rows of 64 pixels it
-// is 1.00-1.13x the time of 3 (calls of ~2-4 ms); where the task copies its rows, 1.00x.
+// 21 shifts make three even groups (a last group of 1 or 2 costs 1.2-1.7x a full one's time).
+// Measured at 720p features (docs/benchmarks.md): on an AMD Zen 3 (AVX2, 512 KB of L2 a core),
+// 0.91-0.96x the time of 3 and the fastest of 1-7, 11 and 21; on an AMD Zen 5 (1 MB of L2 a
+// core), 0.91-0.93x the time of 3 on AVX-512 (8, 9 and 11 alike), 0.96x on its AVX2 path, 0.98x
+// on the portable one; this though a group's rings and box sums (~1.5 MB for D = 10) exceed L2
+// on both. On rows of 64 pixels 1.00-1.13x the time of 3 (calls of ~2-4 ms); on the path that
+// copies its rows 0.97-1.06x.
 constexpr int64_t kArgmaxDyGroup = 7;
 
 // The pixels of one task of the features' normalisation (see normalize_features_kernel)
