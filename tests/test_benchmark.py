@@ -260,6 +260,25 @@ def test_tool_refuses_bad_arguments_before_timing(tmp_path, capsys):
         assert message in err.err and 'MTU1 ' not in err.out  # nothing was timed
     with pytest.raises(SystemExit):
         tool.parse_args(['--threads', '-1'])
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--stages', '--stage-frames', '0'])
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        'error: --stage-frames must be >= 1, got 0')
+
+
+def test_tool_stages_are_medians_of_the_profiled_runs(tmp_path, capsys):
+    """``--stages --stage-frames N``: N profiled runs of a frame a variant, in the JSON and the
+    printed table."""
+    if default_mode() != 'direct':
+        pytest.skip('the direct kernels do not run on this CPU')
+    tool = script_module('tools', 'benchmark.py')
+    out = tmp_path / 'bench'
+    assert tool.main(['--variants', 'MTU1', '--size', '64x36', '--warmup', '0', '--frames', '1',
+                      '--device', 'cpu', '--stages', '--stage-frames', '2',
+                      '--out-dir', str(out)]) == 0
+    stages = json.loads((out / 'benchmark.json').read_text())['rows'][0]['stages']
+    assert stages['frames'] == 2 and stages['rows'] and stages['layers']
+    assert 'medians of 2 profiled runs' in capsys.readouterr().out
 
 
 def test_tool_device_not_here_is_an_argument_error(capsys, monkeypatch, tmp_path):

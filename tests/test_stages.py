@@ -109,6 +109,46 @@ def test_frame_stages_of_a_direct_model():
     assert f'{layers[0][0]} ({layers[0][1].split(": ")[1]})' in text
 
 
+def test_frame_stages_take_each_stage_as_its_median_over_the_profiled_runs(monkeypatch):
+    """``frames`` runs of the same window from the same state: each stage's time, the frame's
+    and every layer's are medians over the runs; with the GEMM rate measured before each run,
+    the floors are at the median rate."""
+    from mtu_toolkit.analysis import benchmark, stages
+    torch.manual_seed(0)
+    restorer = MODELS.build(dict(type='MTURestorer', backbone=dict(
+        type='MTUNet', num_units=2, channels=8, num_blocks=1))).eval()
+    fast = optimize_for_inference(restorer, mode='direct')
+    runs, real = [], stages._profile_run
+
+    def spy(*args):
+        runs.append(real(*args))
+        return runs[-1]
+
+    rates = iter([1e9, 1e9, 1e9, 4e9, 4e9, 4e9, 2e9, 2e9, 2e9])  # 3 GEMMs a run: 1, 4, 2
+    monkeypatch.setattr(stages, '_profile_run', spy)
+    by_layer, real_by_layer = [], stages._by_layer
+    monkeypatch.setattr(stages, '_by_layer', lambda layers, events, *args: (
+        by_layer.append(events), real_by_layer(layers, events, *args))[1])
+    monkeypatch.setattr(benchmark, 'gemm_rate', lambda device, reps: next(rates))
+    res = frame_stages(fast, PanningClip(32, 48, 'cpu'), bandwidth=1e10, frames=3)
+    assert len(runs) == 3 and res['frames'] == 3
+    assert res['gemm_gflops'] == pytest.approx(2.0)  # the median rate
+    for stage, ms, _ in res['rows']:
+        assert ms == pytest.approx(1e3 * sorted(run[0][stage] for run in runs)[1])
+    assert res['frame_ms'] == pytest.approx(1e3 * sorted(run[2] for run in runs)[1])
+    assert [stage for stage, *_ in res['rows']].count('MC: correlation_argmax') == 1
+    one = frame_stages(fast, PanningClip(32, 48, 'cpu'), rate=2e9, bandwidth=1e10)
+    # (the warp's floor is a copy timed on each call)
+    assert ({s: f for s, _, f in res['rows'] if s != 'MC: warp'} ==
+            pytest.approx({s: f for s, _, f in one['rows'] if s != 'MC: warp'}))
+    # the layers from the three runs' kernel events (_by_layer takes their medians)
+    assert len(res['layers']) == len(one['layers']) > 0
+    assert by_layer[0] == [run[1] for run in runs[:3]]  # (runs[3]: the one-run call)
+    assert 'medians of 3 profiled runs' in '\n'.join(format_stages(res))
+    with pytest.raises(ValueError, match='frames must be >= 1, got 0'):
+        frame_stages(fast, PanningClip(32, 48, 'cpu'), rate=1e9, frames=0)
+
+
 def test_frame_stages_profile_a_window_from_the_state_of_the_one_before(monkeypatch):
     """The frame counted and profiled is ``clip.window(index)`` from the state after
     ``clip.window(index - 1)``: a frame the matching finds the camera's motion in (the same
@@ -150,18 +190,36 @@ def test_layer_bytes_are_what_the_kernel_reads_and_writes():
     assert seen == [(6 + 5) * px, (2 + 4 + 5 + 5) * px, (6 + 5 + 5) * px]
 
 
-def test_layers_are_left_out_where_the_profiled_calls_do_not_pair_with_the_counted_ones():
-    class Event:
-        def __init__(self, name, start):
-            self.name, self.cpu_time_total = name, 1000.0
-            self.time_range = type('Range', (), {'start': start})()
+class Event:
+    """A profiler event as _by_layer reads it: a name, a CPU time (ms), a start."""
+    def __init__(self, name, start, ms=1.0):
+        self.name, self.cpu_time_total = name, 1000.0 * ms
+        self.time_range = type('Range', (), {'start': start})()
 
+
+def test_layers_are_left_out_where_the_profiled_calls_do_not_pair_with_the_counted_ones():
     counted = [('convs: strided', 10, 100, 'enc2'), ('convs: transposed', 10, 100, 'dec2')]
     paired = [Event('mtu::conv_direct transposed 4x4/2', 2.0),
               Event('mtu::conv_direct 3x3/2', 1.0)]  # (out of order: paired by start time)
-    rows = _by_layer(counted, paired, rate=1e9, bandwidth=1e9)
+    rows = _by_layer(counted, [paired], rate=1e9, bandwidth=1e9)
     assert sorted(name for name, *_ in rows) == ['dec2', 'enc2']
     assert all(ms == 1.0 and calls == 1 for _, _, calls, ms, _, _ in rows)
-    assert _by_layer(counted, paired[:1], rate=1e9, bandwidth=1e9) == []
+    assert _by_layer(counted, [paired[:1]], rate=1e9, bandwidth=1e9) == []
     swapped = [Event(paired[0].name, 1.0), Event(paired[1].name, 2.0)]
-    assert _by_layer(counted, swapped, rate=1e9, bandwidth=1e9) == []
+    assert _by_layer(counted, [swapped], rate=1e9, bandwidth=1e9) == []
+    # one run of several that does not pair leaves them all out
+    assert _by_layer(counted, [paired, swapped], rate=1e9, bandwidth=1e9) == []
+
+
+def test_a_layers_time_is_its_median_over_the_profiled_runs():
+    """Several runs: a layer's time is the median of its runs' (each the sum of its calls), so
+    that one run slowed by the host does not make the figure."""
+    counted = [('convs: strided', 10, 100, 'enc2'), ('convs: strided', 10, 100, 'enc2'),
+               ('convs: transposed', 10, 100, 'dec2')]
+    name, up = 'mtu::conv_direct 3x3/2', 'mtu::conv_direct transposed 4x4/2'
+    runs = [[Event(name, 0, 1.0), Event(name, 1, 2.0), Event(up, 2, 5.0)],
+            [Event(name, 0, 1.0), Event(name, 1, 1.0), Event(up, 2, 50.0)],  # a slow dec2
+            [Event(name, 0, 9.0), Event(name, 1, 9.0), Event(up, 2, 4.0)]]   # a slow enc2
+    rows = {row[0]: row for row in _by_layer(counted, runs, rate=1e9, bandwidth=1e9)}
+    assert rows['enc2'][2:4] == (2, 3.0)  # two calls a run: 3, 2 and 18 ms
+    assert rows['dec2'][2:4] == (1, 5.0)

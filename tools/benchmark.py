@@ -3,7 +3,7 @@
     python tools/benchmark.py [--variants MTU1 MTU2 ...] [--size 1280x720] [--device cpu|cuda]
                               [--warmup 3] [--frames 20] [--fp16] [--compile|--eager]
                               [--quality quality.json] [--out-dir work_dirs/benchmark]
-                              [--stages]
+                              [--stages [--stage-frames 3]]
 
 Batch 1, real image content with a panning camera (``analysis.benchmark.PanningClip``: every
 frame the next one, so that the matching finds motion), device synchronised before and after
@@ -16,9 +16,10 @@ model timed is the one the tools run: the toolkit's direct convolution kernels (
 where the CPU has AVX-512 or AVX2 (``--eager``: the plain PyTorch model; ``--compile``: the
 concatenation-free network compiled by ``torch.compile`` during the warm-up).
 MTU2-hp (float16) is skipped on the CPU. ``--stages`` (CPU, direct kernels) also profiles one
-frame of each variant and prints its time stage by stage (convolutions by kind, correlation,
-warp, the rest of the motion compensation, glue) against the floor of the multiply-adds each
-stage executes (``mtu_toolkit.analysis.stages``). The peer runtimes (ONNX Runtime, OpenVINO) on
+frame of each variant ``--stage-frames`` times and prints its time stage by stage (convolutions
+by kind, correlation, warp, the rest of the motion compensation, glue; each the median over the
+profiled runs) against the floor of the multiply-adds each stage executes
+(``mtu_toolkit.analysis.stages``). The peer runtimes (ONNX Runtime, OpenVINO) on
 the toolkit's ONNX export: ``benchmarks/peers_cpu.py``.
 
 Arguments are checked before any timing. Exit codes: 0 done, 2 bad arguments (among them a
@@ -69,8 +70,11 @@ def parse_args(argv=None):
     parser.add_argument('--quality', help='JSON {variant: PSNR} for the quality-vs-speed plot')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     parser.add_argument('--stages', action='store_true',
-                        help='CPU, direct kernels: one profiled frame per variant, stage by '
+                        help='CPU, direct kernels: a profiled frame per variant, stage by '
                         'stage against the executed-multiply-add floor')
+    parser.add_argument('--stage-frames', type=int, default=3,
+                        help='with --stages: profiled runs of that frame; each stage\'s time is '
+                        'the median over them (default 3)')
     add_debug_argument(parser)
     args = parser.parse_args(argv)
     check_timing_arguments(parser, args)
@@ -159,7 +163,8 @@ def main(argv=None):
                   f'(GEMM {res["gemm_gflops"]:.1f} GFLOP/s)  measured/floor '
                   f'{res["ratio"]:.2f}x', flush=True)
             if args.stages and device.type == 'cpu' and res['model'].startswith('direct'):
-                res['stages'] = frame_stages(fast, PanningClip(height, width, device))
+                res['stages'] = frame_stages(fast, PanningClip(height, width, device),
+                                             frames=args.stage_frames)
                 print('\n'.join(f'  {line}' for line in format_stages(res['stages'])),
                       flush=True)
             del restorer, fast

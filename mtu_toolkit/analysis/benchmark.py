@@ -159,17 +159,18 @@ def frame_size(text):
 
 
 #: the least value of each timing option of the benchmark scripts
-LEAST = {'frames': 1, 'repeats': 1, 'warmup': 0, 'threads': 1}
+LEAST = {'frames': 1, 'repeats': 1, 'warmup': 0, 'threads': 1, 'stage_frames': 1}
 
 
 def check_timing_arguments(parser, args):
     """End the run with one line (``parser.error``, exit 2) where a timing option is out of
-    range: ``--frames`` or ``--repeats`` under 1 (no median of nothing), ``--warmup`` under 0,
-    ``--threads`` under 1. Options that the script lacks or that are unset (None) pass."""
+    range: ``--frames``, ``--repeats`` or ``--stage-frames`` under 1 (no median of nothing),
+    ``--warmup`` under 0, ``--threads`` under 1. Options that the script lacks or that are
+    unset (None) pass."""
     for name, least in LEAST.items():
         value = getattr(args, name, None)
         if value is not None and value < least:
-            parser.error(f'--{name} must be >= {least}, got {value}')
+            parser.error(f'--{name.replace("_", "-")} must be >= {least}, got {value}')
 
 
 def load_build(path, name):

@@ -160,9 +160,9 @@ def _ancestors(event):
         parent = parent.cpu_parent
 
 
-def frame_stages(model, clip, index=1, state=None, rate=None, bandwidth=None):
-    """Profile one frame of ``model`` (a restorer on the direct kernels, CPU) and compare each
-    stage with its floor.
+def frame_stages(model, clip, index=1, state=None, rate=None, bandwidth=None, frames=1):
+    """Profile ``frames`` runs of one frame of ``model`` (a restorer on the direct kernels, CPU)
+    and compare each stage with its floor.
 
     Args:
         model (MTURestorer): the model timed (e.g. ``optimize_for_inference(restorer)``).
@@ -170,36 +170,75 @@ def frame_stages(model, clip, index=1, state=None, rate=None, bandwidth=None):
         index (int): the frame profiled is ``clip.window(index)`` (1, 5, 3, H, W).
         state (MTUState | None): the state after ``clip.window(index - 1)`` (None: that window
             is run first), so that the matching finds the clip's motion.
-        rate (float | None): GEMM FLOP/s; measured here (median of 3) when None.
+        rate (float | None): GEMM FLOP/s; when None, measured (median of 3) right before each
+            profiled run, and the floors are taken at the median of those rates.
         bandwidth (float | None): copy bandwidth in bytes (read + written) per second; measured
             here (a 64 MiB copy, median of 3) when None.
+        frames (int): profiled runs of the frame (the same window from the same state: the same
+            calls). With more than one, each stage's and layer's time, the glue's and the
+            frame's are the medians over the runs, so that one run slowed by the host (a
+            shared VM's speed moves between seconds) does not make a stage's figure.
 
     Returns:
         dict: ``rows`` [(stage, ms, floor ms or None)], ``frame_ms`` (the profiled frame's wall
-        time), ``floor_ms`` (the sum of the floors), ``ratio``, ``gemm_gflops``; for the
-        convolution stages ``memory`` and ``roofline`` {stage: ms} (see the module doc),
-        ``bandwidth_gbs``, ``phases`` {stage: shares of its kernel cycles by phase, in the
+        time), ``floor_ms`` (the sum of the floors), ``ratio``, ``gemm_gflops``, ``frames``;
+        for the convolution stages ``memory`` and ``roofline`` {stage: ms} (see the module
+        doc), ``bandwidth_gbs``, ``phases`` {stage: shares of its kernel cycles by phase, in the
         order of :data:`PHASES`} (empty without the engine's phase clock), and ``layers``
         [(layer, stage, calls, ms, floor ms, roofline ms)], every direct layer, the furthest
         above its roofline floor first (empty where the profiled calls do not match the
-        counted ones).
+        counted ones). With one run, the rows add up to the frame's time and a stage's layers
+        to the stage's; with several, medians need not add up.
     """
-    from torch.profiler import profile
-
-    from ..models.backbones.mtu_net import MC_RANGE
     from .benchmark import gemm_rate
+    if frames < 1:
+        raise ValueError(f'frames must be >= 1, got {frames}')
     with torch.inference_mode():
         if state is None:
             _, state = model.restore_frame(clip.window(index - 1), None)
-    # the counting frame and the profiled one: the same window from the same state
+    # the counting frame and the profiled ones: the same window from the same state
     window = clip.window(index)
     layers, mc_macs, warps, phases = _count(model, window, state)
-    if rate is None:
-        rate = statistics.median(gemm_rate(window.device, reps=3) for _ in range(3))
     if bandwidth is None:
         bandwidth = 2 * 2**26 / copy_seconds((2**24,))
     # the warp's floor: its output's bytes copied into an existing buffer
     copy_s = sum(copy_seconds(shape) for shape in warps)
+    rates, runs = [], []
+    for _ in range(frames):
+        rates.append(rate if rate is not None else
+                     statistics.median(gemm_rate(window.device, reps=3) for _ in range(3)))
+        runs.append(_profile_run(model, window, state))
+    rate = statistics.median(rates)
+    spent = OrderedDict((stage, statistics.median(run[0].get(stage, 0.0) for run in runs))
+                        for stage in runs[0][0])
+    frame_s = statistics.median(run[2] for run in runs)
+    floors, memory, roofline = {}, {}, {}
+    for stage, m, nbytes, _ in layers:
+        compute_ms, memory_ms = _floors_ms(m, nbytes, rate, bandwidth)
+        floors[stage] = floors.get(stage, 0.0) + compute_ms / 1e3
+        memory[stage] = memory.get(stage, 0.0) + memory_ms
+        roofline[stage] = roofline.get(stage, 0.0) + max(compute_ms, memory_ms)
+    floors['MC: correlation_argmax'] = 2 * mc_macs / rate
+    floors['MC: warp'] = copy_s
+    order = sorted((s for s in spent if s.startswith('convs')), key=lambda s: -spent[s])
+    order += [s for s in spent if not s.startswith('convs')]
+    rows = [(s, 1e3 * spent[s], 1e3 * floors[s] if s in floors else None) for s in order]
+    floor_ms = sum(f for _, _, f in rows if f is not None)
+    return dict(rows=rows, frame_ms=1e3 * frame_s, floor_ms=floor_ms,
+                ratio=1e3 * frame_s / floor_ms if floor_ms else math.nan,
+                gemm_gflops=rate / 1e9, frames=frames, memory=memory, roofline=roofline,
+                bandwidth_gbs=bandwidth / 1e9,
+                phases={stage: [c / sum(cycles) for c in cycles]
+                        for stage, cycles in phases.items() if sum(cycles) > 0},
+                layers=_by_layer(layers, [run[1] for run in runs], rate, bandwidth))
+
+
+def _profile_run(model, window, state):
+    """One profiled run of the frame: ({stage: seconds} including the MC rest and the glue,
+    the direct kernels' profiler events, the frame's wall seconds)."""
+    from torch.profiler import profile
+
+    from ..models.backbones.mtu_net import MC_RANGE
     with torch.inference_mode(), profile() as prof:
         start = time.perf_counter()
         model.restore_frame(window, state)
@@ -224,25 +263,7 @@ def frame_stages(model, clip, index=1, state=None, rate=None, bandwidth=None):
             mc_total += sec
     spent['MC: rest (normalise, motion sums)'] = max(0.0, mc_total - mc_inner)
     spent['glue (Python, adds, copies, clamp)'] = max(0.0, frame_s - sum(spent.values()))
-    floors, memory, roofline = {}, {}, {}
-    for stage, m, nbytes, _ in layers:
-        compute_ms, memory_ms = _floors_ms(m, nbytes, rate, bandwidth)
-        floors[stage] = floors.get(stage, 0.0) + compute_ms / 1e3
-        memory[stage] = memory.get(stage, 0.0) + memory_ms
-        roofline[stage] = roofline.get(stage, 0.0) + max(compute_ms, memory_ms)
-    floors['MC: correlation_argmax'] = 2 * mc_macs / rate
-    floors['MC: warp'] = copy_s
-    order = sorted((s for s in spent if s.startswith('convs')), key=lambda s: -spent[s])
-    order += [s for s in spent if not s.startswith('convs')]
-    rows = [(s, 1e3 * spent[s], 1e3 * floors[s] if s in floors else None) for s in order]
-    floor_ms = sum(f for _, _, f in rows if f is not None)
-    return dict(rows=rows, frame_ms=1e3 * frame_s, floor_ms=floor_ms,
-                ratio=1e3 * frame_s / floor_ms if floor_ms else math.nan,
-                gemm_gflops=rate / 1e9, memory=memory, roofline=roofline,
-                bandwidth_gbs=bandwidth / 1e9,
-                phases={stage: [c / sum(cycles) for c in cycles]
-                        for stage, cycles in phases.items() if sum(cycles) > 0},
-                layers=_by_layer(layers, conv_events, rate, bandwidth))
+    return spent, conv_events, frame_s
 
 
 def _floors_ms(macs, nbytes, rate, bandwidth):
@@ -250,20 +271,27 @@ def _floors_ms(macs, nbytes, rate, bandwidth):
     return 2e3 * macs / rate, 1e3 * nbytes / bandwidth
 
 
-def _by_layer(layers, events, rate, bandwidth):
+def _by_layer(layers, runs, rate, bandwidth):
     """The rows of ``layers`` in :func:`frame_stages`: the counting frame's calls ``layers``
-    paired in order with the profiled frame's kernel ranges ``events`` (the same window from
-    the same state: the same calls), summed by layer; [] where they do not pair."""
-    events = sorted(events, key=lambda ev: ev.time_range.start)
-    if len(events) != len(layers) or any(
-            conv_stage(ev.name) != stage for ev, (stage, *_) in zip(events, layers)):
-        return []
+    paired in order with each profiled run's kernel ranges (``runs``: a list of event lists;
+    the same window from the same state: the same calls), summed by layer, each layer's time
+    the median over the runs; [] where they do not pair."""
+    times = OrderedDict()
+    for events in runs:
+        events = sorted(events, key=lambda ev: ev.time_range.start)
+        if len(events) != len(layers) or any(
+                conv_stage(ev.name) != stage for ev, (stage, *_) in zip(events, layers)):
+            return []
+        mine = OrderedDict()
+        for (_, _, _, name), ev in zip(layers, events):
+            mine[name] = mine.get(name, 0.0) + ev.cpu_time_total / 1e3
+        for name, ms in mine.items():
+            times.setdefault(name, []).append(ms)
     rows = OrderedDict()
-    for (stage, macs, nbytes, name), ev in zip(layers, events):
+    for stage, macs, nbytes, name in layers:
         compute_ms, memory_ms = _floors_ms(macs, nbytes, rate, bandwidth)
-        row = rows.setdefault(name, [stage, 0, 0.0, 0.0, 0.0])
+        row = rows.setdefault(name, [stage, 0, statistics.median(times[name]), 0.0, 0.0])
         row[1] += 1
-        row[2] += ev.cpu_time_total / 1e3
         row[3] += compute_ms
         row[4] += max(compute_ms, memory_ms)
     return sorted(((name, *row) for name, row in rows.items()), key=lambda r: r[5] - r[3])
@@ -282,9 +310,11 @@ def format_stages(result):
         if stage in roofline:
             line += f'{memory[stage]:11.1f}{ms / roofline[stage]:11.2f}x'
         lines.append(line)
+    runs = result.get('frames', 1)
     lines.append(f'{"frame (wall)":<38}{total:9.1f}{result["floor_ms"]:10.1f}'
                  f'{result["ratio"]:8.2f}x  (executed-multiply-add floor at '
-                 f'{result["gemm_gflops"]:.0f} GFLOP/s)')
+                 f'{result["gemm_gflops"]:.0f} GFLOP/s'
+                 + (f'; medians of {runs} profiled runs)' if runs > 1 else ')'))
     if 'bandwidth_gbs' in result:
         lines.append(f'memory floor: the bytes a layer moves at least, at '
                      f'{result["bandwidth_gbs"]:.1f} GB/s (a copy, read + written); roofline: '
