@@ -5,7 +5,8 @@ eager NCHW, frozen detail networks, the concatenation-free network compiled by t
 and the same network on the toolkit's direct convolution kernels (the tools' default; 'direct'
 runs the wide stride-1 layers by Winograd, 'direct-no-winograd' runs every layer directly), then
 profiles one frame of the direct modes stage by stage against the floor of the multiply-adds
-each stage executes (``mtu_toolkit.analysis.stages``) and one of the compiled mode by group.
+each stage executes (``mtu_toolkit.analysis.stages``; each stage the median over
+``--stage-frames`` profiled runs of the frame) and one of the compiled mode by group.
 Prints the ratio measured / conv-FLOP floor and the target (1.5x for MTU2 on 2 cores).
 
 With ``--baseline-conv-ext PATH`` (another build of ``mtu_toolkit._conv_cpu``, e.g. the
@@ -181,6 +182,9 @@ def main():
     parser.add_argument('--size', type=frame_size, default=(1280, 720),
                         help='WIDTHxHEIGHT, multiples of 4 (default 1280x720)')
     parser.add_argument('--frames', type=int, default=5, help='timed frames (median)')
+    parser.add_argument('--stage-frames', type=int, default=3,
+                        help="profiled runs of the direct modes' stage frame; each stage's time "
+                        'is the median over them (default 3)')
     parser.add_argument('--threads', type=int, help="CPU threads (default: torch's)")
     parser.add_argument('--modes', nargs='+', default=['eager', 'frozen', 'compile', 'direct'],
                         choices=['eager', 'frozen', 'compile', 'direct', 'direct-no-winograd'])
@@ -228,7 +232,7 @@ def main():
     for name, model in models:
         if name in ('direct', 'direct-no-winograd') and direct_conv_isa():
             print(f'one {name} frame, stage by stage against the executed-multiply-add floor:')
-            for line in format_stages(frame_stages(model, clip)):
+            for line in format_stages(frame_stages(model, clip, frames=args.stage_frames)):
                 print(f'  {line}')
         elif name == 'compile':
             print(f'one {name} frame, self time by group:')

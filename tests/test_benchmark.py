@@ -482,6 +482,7 @@ def bad_argument_cases(afile):
         ('inference_cpu.py', ['--size', '66x50'],  # timed padded to 68x52 before
          'argument --size: 66x50: height 50 and width 66 must be positive multiples of 4'),
         ('inference_cpu.py', ['--frames', '0'], '--frames must be >= 1, got 0'),
+        ('inference_cpu.py', ['--stage-frames', '0'], '--stage-frames must be >= 1, got 0'),
         ('inference_cpu.py', ['--baseline-ext', str(afile)],
          f'{afile}: cannot load it as a build of mtu_toolkit._ext'),
         ('conv_cpu.py', ['--repeats', '0'], '--repeats must be >= 1, got 0'),
