@@ -175,7 +175,11 @@ at::Tensor correlation_argmax_matching(const at::Tensor& m1, const at::Tensor& m
                     m->size(4) == matching_segments(),
                 name, " must be (N, H, ", matching_positions(width, max_disp), ", C, ",
                 matching_segments(), ") for width ", width, " and max_displacement ", max_disp,
-                " (matching_features' layout), got shape ", m->sizes());
+                " (matching_features' layout), got shape ", m->sizes(),
+                m->dim() == 5 && m->size(4) != matching_segments()
+                    ? ": made on another CPU path (cpu_use_isa), whose layout has other runs; "
+                      "make it again with matching_features on this one"
+                    : "");
     TORCH_CHECK(m->device().is_cpu() && m->is_contiguous() &&
                     (m->scalar_type() == at::kFloat || m->scalar_type() == at::kDouble),
                 name, " must be a contiguous float32 or float64 CPU tensor, got ",

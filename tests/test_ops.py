@@ -604,7 +604,8 @@ def test_matching_features_out_fallback_and_arguments():
     ext.cpu_use_isa({'avx512': 'avx2'}.get(ext.cpu_isa(), 'baseline'))  # other runs, if any
     try:
         if ops.matching_shape(x, 3) != shape:
-            with pytest.raises(RuntimeError, match=r"\(matching_features' layout\)"):
+            with pytest.raises(RuntimeError, match=r"\(matching_features' layout\), got shape "
+                               r".*: made on another CPU path \(cpu_use_isa\)"):
                 correlation_argmax(m, my, 3)
     finally:
         ext.cpu_use_isa('best')
