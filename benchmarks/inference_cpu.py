@@ -153,7 +153,7 @@ def compare_engines(restorer, baseline, height, width, frames, baseline_ext=None
     frame each), both fed the same consecutive windows of a :class:`PanningClip` of ``height``
     x ``width`` px."""
     new = optimize_for_inference(copy.deepcopy(restorer), mode='direct')
-    with engine(baseline) if baseline is not None else contextlib.nullcontext():
+    with builds(conv=baseline):
         old = optimize_for_inference(copy.deepcopy(restorer), mode='direct')  # (packed by it)
     clip = PanningClip(height, width, torch.device('cpu'))
     runs = {'old': (old, baseline, baseline_ext), 'new': (new, None, None)}

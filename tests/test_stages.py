@@ -127,8 +127,12 @@ def test_frame_stages_take_each_stage_as_its_median_over_the_profiled_runs(monke
     rates = iter([1e9, 1e9, 1e9, 4e9, 4e9, 4e9, 2e9, 2e9, 2e9])  # 3 GEMMs a run: 1, 4, 2
     monkeypatch.setattr(stages, '_profile_run', spy)
     by_layer, real_by_layer = [], stages._by_layer
-    monkeypatch.setattr(stages, '_by_layer', lambda layers, events, *args: (
-        by_layer.append(events), real_by_layer(layers, events, *args))[1])
+
+    def layer_spy(layers, events, *args):
+        by_layer.append(events)
+        return real_by_layer(layers, events, *args)
+
+    monkeypatch.setattr(stages, '_by_layer', layer_spy)
     monkeypatch.setattr(benchmark, 'gemm_rate', lambda device, reps: next(rates))
     res = frame_stages(fast, PanningClip(32, 48, 'cpu'), bandwidth=1e10, frames=3)
     assert len(runs) == 3 and res['frames'] == 3

@@ -324,7 +324,7 @@ void correlation_backward_kernel(const T* g, const T* f1, const T* f2, T* g1, T*
 // on the portable one; this though a group's rings and box sums (~1.5 MB for D = 10) exceed L2
 // on both. On rows of 64 pixels 1.00-1.13x the time of 3 (calls of ~2-4 ms); on the path that
 // copies its rows 0.97-1.06x.
-constexpr int64_t kArgmaxDyGroup = 7;
+constexpr int64_t kDyGroup = 7;
 
 // The pixels of one task of the features' normalisation (see normalize_features_kernel)
 constexpr int64_t kNormPixels = 128;
@@ -994,8 +994,8 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
     T* const band = matching ? nullptr : from_line(scratch + at::get_thread_num() * scratch_elems);
     T* const f1rows =
         matching ? nullptr : band + argmax_band_elems<Segments>(c, w, d, r, block_rows);
-    LineBuffer<T> ring_mem(kArgmaxDyGroup * side * ring * row_elems);
-    LineBuffer<double> vsum_mem(kArgmaxDyGroup * side * vstride);
+    LineBuffer<T> ring_mem(kDyGroup * side * ring * row_elems);
+    LineBuffer<double> vsum_mem(kDyGroup * side * vstride);
     LineBuffer<double> best_val_mem(block_rows * row_elems);
     LineBuffer<int32_t> best_idx_mem(block_rows * row_elems);
     double* const best_val = best_val_mem.get();
@@ -1027,13 +1027,12 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
         return matching ? f1 + (b * h + row) * f2_row + d * c * Segments
                         : f1rows + (row - rows_lo) * f1_row;
       };
-      // The vertical shifts kArgmaxDyGroup at a time, each with its ring and box sums, walking
-      // down the rows together: a row's f1 positions then serve kArgmaxDyGroup correlation rows,
-      // and the f2 rows of one row's group serve the next row's (all but one), from L2 rather
-      // than L3.
+      // The vertical shifts kDyGroup at a time, each with its ring and box sums, walking down
+      // the rows together: a row's f1 positions then serve kDyGroup correlation rows, and the
+      // f2 rows of one row's group serve the next row's (all but one), from L2 rather than L3.
       // Each pixel still meets the shifts in ascending order.
-      for (int64_t g0 = 0; g0 < side; g0 += kArgmaxDyGroup) {
-        const int64_t g1 = std::min(side, g0 + kArgmaxDyGroup);
+      for (int64_t g0 = 0; g0 < side; g0 += kDyGroup) {
+        const int64_t g1 = std::min(side, g0 + kDyGroup);
         auto slot = [&](int64_t dyi, int64_t dxi, int64_t row) {
           return ring_mem.get() + (((dyi - g0) * side + dxi) * ring + row % ring) * row_elems;
         };
@@ -1052,7 +1051,7 @@ void correlation_argmax_kernel(const T* f1, const T* f2, int64_t* disp, int64_t 
           // adds (the others it shares with this row's group) split over the other dy
           const T* pf = nullptr;
           int64_t pf_lines = 0;
-          const int64_t gn = std::min(side, g0 + kArgmaxDyGroup) - g0;
+          const int64_t gn = g1 - g0;
           if (row + 1 < rows_hi) {
             if (dyi == g0) {
               pf = f1_at(row + 1);
