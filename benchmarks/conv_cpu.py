@@ -7,13 +7,18 @@ call, so that the VM's drift hits every variant alike; prints the median ms, the
 the reference and the largest difference from it relative to the output's scale. The numbers
 behind ``WINOGRAD_TILE`` and ``WINOGRAD_MIN_CHANNELS`` in ``mtu_toolkit/deploy/direct_conv.py``.
 
+``--broadcasts`` times each engine variant twice, with the AVX-512 kernels' weights
+broadcast by every multiply-add (``embedded``) and once into a register (``registers``), in
+turns: the numbers behind the engine's choice by CPU (``conv_direct_broadcasts``; registers on
+AMD CPUs, embedded on others). The outputs are the same bit for bit (checked).
+
 Then the sum of a layer's inputs (the motion layer's ``feat + base``, two 26-channel
 features): ``torch.add`` into a kept buffer against the engine's ``sum_inputs``, in rotated
 turns, each call after 600 MB written elsewhere so that its inputs come from memory, as in a
 frame.
 
 Usage:
-    python benchmarks/conv_cpu.py [--size 1280x720] [--repeats 7] [--threads N]
+    python benchmarks/conv_cpu.py [--size 1280x720] [--repeats 7] [--threads N] [--broadcasts]
 """
 import argparse
 import os
@@ -25,43 +30,64 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mtu_toolkit.analysis.benchmark import (alternating_medians,  # noqa: E402
                                              check_timing_arguments, frame_size)
-from mtu_toolkit.deploy import direct_conv_isa  # noqa: E402
+from mtu_toolkit.deploy import direct_conv_broadcasts, direct_conv_isa  # noqa: E402
 from mtu_toolkit.deploy.conv_engine import conv_ext as ext  # noqa: E402
 
-#: name, input channels, output channels, kernel size, resolution divisor (ch = 26)
-LAYERS = [('base_conv 3->26 3x3', 3, 26, 3, 1),
-          ('inp_prev_conv 15->26 3x3', 15, 26, 3, 1),
-          ('enc1 52->26 5x5', 52, 26, 5, 1),
-          ('residual block 52->52 3x3', 52, 52, 3, 4),
-          ('out_conv 26->3 3x3', 26, 3, 3, 1)]
+#: name, input channels, output channels, kernel size, stride, resolution divisor (ch = 26)
+LAYERS = [('base_conv 3->26 3x3', 3, 26, 3, 1, 1),
+          ('inp_prev_conv 15->26 3x3', 15, 26, 3, 1, 1),
+          ('enc1 52->26 5x5', 52, 26, 5, 1, 1),
+          ('residual block 52->52 3x3', 52, 52, 3, 1, 4),
+          ('out_conv 26->3 3x3', 26, 3, 3, 1, 1),
+          ('enc2 26->26 3x3/2', 26, 26, 3, 2, 1),
+          ('motion 26->52 5x5/4', 26, 52, 5, 4, 1)]
 
-#: variant -> Winograd tile of conv_direct (None: PyTorch)
+#: variant -> Winograd tile of conv_direct (None: PyTorch); the strided layers: direct only
 VARIANTS = {'pytorch': None, 'direct': 0, 'F(2x2)': 2, 'F(4x4)': 4}
 
+BROADCASTS = ('embedded', 'registers')
 
-def run_layer(cin, cout, k, height, width, repeats):
-    """{variant: (median seconds, max |out - reference| / max |reference|)}."""
+
+def run_layer(cin, cout, k, stride, height, width, repeats, broadcasts=False):
+    """{variant: (median seconds, max |out - reference| / max |reference|)}; with
+    ``broadcasts`` each engine variant twice ('<variant> embedded', '<variant> registers')."""
     torch.manual_seed(0)
     x = torch.rand(1, cin, height, width)
     weight = torch.randn(cout, cin, k, k) / (cin * k * k) ** 0.5
     bias = torch.randn(cout) * 0.1
-    out = torch.empty(1, cout, height, width)
+    # the 5x5 / 4 motion layer pads 1, the others k // 2
+    pad = k // 2 if stride < 4 else 1
+    size = [ext.conv_direct_output_size(s, k, stride, pad, False) for s in (height, width)]
+    out = torch.empty(1, cout, *size)
     calls = {}
     for name, tile in VARIANTS.items():
         if tile is None:
             # ReLU in place, as the eager layers (models/layers.py): an out-of-place one
             # would add a pass over a fresh output to the reference's time
-            calls[name] = lambda: torch.relu_(F.conv2d(x, weight, bias, padding=k // 2))
-        else:
+            calls[name] = lambda: torch.relu_(F.conv2d(x, weight, bias, stride, pad))
+        elif tile == 0 or stride == 1:
             packed = ext.conv_direct_pack(weight, False, winograd=tile)
             # into the same output buffer, as the network's reused buffers
-            calls[name] = (lambda p=packed, t=tile: ext.conv_direct(
-                [x], p, bias, None, cout, 1, k // 2, False, True, out, winograd=t))
-    with torch.inference_mode():
-        ref = calls['pytorch']()
-        scale = ref.abs().max().item()
-        errors = {name: (fn() - ref).abs().max().item() / scale for name, fn in calls.items()}
-        times = alternating_medians(calls, repeats)
+            call = (lambda p=packed, t=tile: ext.conv_direct(
+                [x], p, bias, None, cout, stride, pad, False, True, out, winograd=t))
+            if not broadcasts:
+                calls[name] = call
+            for mode in BROADCASTS if broadcasts else ():
+                calls[f'{name} {mode}'] = (lambda c=call, m=mode: (
+                    ext.conv_direct_use_broadcasts(m), c())[1])
+    try:
+        with torch.inference_mode():
+            ref = calls['pytorch']()
+            scale = ref.abs().max().item()
+            results = {name: fn().clone() for name, fn in calls.items()}
+            errors = {name: (r - ref).abs().max().item() / scale for name, r in results.items()}
+            for name in calls if broadcasts else ():
+                if name.endswith(' registers') and not torch.equal(
+                        results[name], results[name.replace('registers', 'embedded')]):
+                    raise SystemExit(f'{name}: the two broadcasts differ')
+            times = alternating_medians(calls, repeats)
+    finally:
+        ext.conv_direct_use_broadcasts('auto')
     return {name: (times[name], errors[name]) for name in calls}
 
 
@@ -85,17 +111,24 @@ def main():
                         help='frame WIDTHxHEIGHT, multiples of 4 (default 1280x720)')
     parser.add_argument('--repeats', type=int, default=7, help='timed calls of each (median)')
     parser.add_argument('--threads', type=int, help="CPU threads (default: torch's)")
+    parser.add_argument('--broadcasts', action='store_true',
+                        help='time each engine variant with embedded and register broadcasts '
+                             '(AVX-512), in turns')
     args = parser.parse_args()
     check_timing_arguments(parser, args)
     if not direct_conv_isa():
         sys.exit('the direct kernels do not run here (no extension, or a CPU without AVX2)')
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.broadcasts and direct_conv_isa() != 'avx512':
+        sys.exit('--broadcasts: the kernels run AVX2 here, which has no embedded broadcasts')
     width, height = args.size
-    print(f'{direct_conv_isa()} kernels, {torch.get_num_threads()} threads, {width}x{height}; '
+    print(f'{direct_conv_isa()} kernels (weights broadcast: {direct_conv_broadcasts()}), '
+          f'{torch.get_num_threads()} threads, {width}x{height}; '
           'ms (speed-up over PyTorch, max difference from it / output scale)')
-    for name, cin, cout, k, div in LAYERS:
-        res = run_layer(cin, cout, k, height // div, width // div, args.repeats)
+    for name, cin, cout, k, stride, div in LAYERS:
+        res = run_layer(cin, cout, k, stride, height // div, width // div, args.repeats,
+                        args.broadcasts)
         ref_time = res['pytorch'][0]
         cells = [f'{v} {t * 1e3:7.1f} ({ref_time / t:4.2f}x, {e:.0e})'
                  for v, (t, e) in res.items()]

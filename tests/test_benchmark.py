@@ -405,6 +405,24 @@ def test_engine_comparison_runs_the_avx2_kernels_when_asked(capsys):
     assert direct_conv_isa() == best
 
 
+def test_conv_benchmark_times_both_broadcasts_of_every_engine_variant():
+    """``benchmarks/conv_cpu.py --broadcasts``: each engine variant of a layer as two, with
+    embedded and register broadcasts (checked equal), the CPU's choice restored after."""
+    from mtu_toolkit.deploy import direct_conv_isa
+    if direct_conv_isa() != 'avx512':
+        pytest.skip('the broadcasts are a choice of the AVX-512 kernels')
+    from mtu_toolkit.deploy.conv_engine import conv_ext
+    bench = script_module('benchmarks', 'conv_cpu.py')
+    auto = conv_ext.conv_direct_broadcasts()
+    res = bench.run_layer(26, 26, 3, 1, 12, 40, 1, broadcasts=True)
+    assert list(res) == ['pytorch'] + [f'{v} {m}' for v in ('direct', 'F(2x2)', 'F(4x4)')
+                                       for m in ('embedded', 'registers')]
+    assert all(t > 0 and err < 1e-4 for t, err in res.values())
+    strided = bench.run_layer(26, 52, 5, 4, 16, 40, 1)  # the motion layer: direct only
+    assert list(strided) == ['pytorch', 'direct']
+    assert conv_ext.conv_direct_broadcasts() == auto
+
+
 def _ops_bench():
     """``benchmarks/ops.py`` as a module (the test skipped where the extension is missing)."""
     from mtu_toolkit.ops import extension

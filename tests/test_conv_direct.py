@@ -361,6 +361,64 @@ def test_isa_choice_is_checked():
     assert direct_conv_isa()
 
 
+def cpu_vendor():
+    """/proc/cpuinfo's vendor_id ('AuthenticAMD', 'GenuineIntel', ...), or None."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('vendor_id'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+@pytest.mark.skipif(direct_conv_isa() != 'avx512', reason='the broadcasts are AVX-512 kernels')
+@pytest.mark.parametrize('cin, cout, k, stride, winograd', [
+    (52, 26, 5, 1, 4),     # enc1: blocks of 13, strips of two vectors
+    (52, 52, 3, 1, 4),     # residual block
+    (15, 26, 3, 1, 2),     # F(2x2)
+    (26, 52, 3, 2, 0),     # enc3, strided
+    (26, 52, 5, 4, 0),     # motion layer
+    (26, 26, 3, 1, 0),     # direct, stride 1
+    (20, 96, 3, 1, 4),     # MTU10-L's 96 channels: blocks of 12
+    (20, 11, 5, 1, 4),     # a block of 11
+    (20, 10, 3, 2, 0),     # a block of 10
+    (26, 3, 3, 1, 4),      # out_conv: strips of 7 vectors, the same code either way
+], ids=str)
+def test_embedded_and_register_broadcasts_give_the_same_bits(cin, cout, k, stride, winograd):
+    """The AVX-512 kernels of 10 to 13 output channels a block broadcast each weight either by
+    every multiply-add (embedded) or once into a register, chosen by CPU: the same arithmetic,
+    so the outputs are equal to the bit, and both match PyTorch."""
+    torch.manual_seed(0)
+    layer = nn.Conv2d(cin, cout, k, stride, k // 2)
+    x = torch.rand(1, cin, 29, 75)
+    direct = DirectConv2d(layer, relu=True, winograd=winograd)
+    assert direct.winograd == winograd
+    outs = {}
+    try:
+        for mode in ('embedded', 'registers'):
+            ext.conv_direct_use_broadcasts(mode)
+            assert ext.conv_direct_broadcasts() == mode
+            with torch.inference_mode():
+                outs[mode] = direct([x])
+    finally:
+        ext.conv_direct_use_broadcasts('auto')
+    assert torch.equal(outs['embedded'], outs['registers'])
+    atol = 1e-5 * outs['embedded'].abs().max().item() if winograd else 2e-5
+    torch.testing.assert_close(outs['embedded'], torch.relu(layer(x)), rtol=0, atol=atol)
+
+
+def test_broadcast_choice_is_checked_and_follows_the_cpu():
+    with pytest.raises(RuntimeError, match='broadcasts must be "auto", "embedded" or '
+                                           '"registers", got "sometimes"'):
+        ext.conv_direct_use_broadcasts('sometimes')
+    ext.conv_direct_use_broadcasts('auto')
+    # registers on AMD CPUs (measured faster on a Zen 5), embedded on others (an Intel Xeon)
+    expected = {'AuthenticAMD': 'registers'}.get(cpu_vendor(), 'embedded')
+    assert ext.conv_direct_broadcasts() == expected
+
+
 def test_a_missing_engine_is_said_where_its_kernels_would_run():
     """Without mtu_toolkit._conv_cpu (a failed build) on a CPU with AVX2 or AVX-512, one
     warning says so and names the package folder; the direct layers run PyTorch's convs."""

@@ -46,7 +46,8 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
         PanningClip, VARIANTS, benchmark_restorer, check_timing_arguments, frame_size,
         markdown_table, plot_quality_speed)
     from mtu_toolkit.analysis.stages import format_stages, frame_stages
-    from mtu_toolkit.deploy import add_model_arguments, tool_model
+    from mtu_toolkit.deploy import (add_model_arguments, direct_conv_broadcasts,
+                                    direct_conv_isa, tool_model)
     from mtu_toolkit.engine.checkpoint import atomic_write_text
     from mtu_toolkit.engine.config_loader import add_debug_argument, run_tool
 
@@ -100,8 +101,13 @@ def model_kind(fast, restorer, args):
 def device_name(device):
     if device.type == 'cuda':
         return f'{torch.cuda.get_device_name(device)} (torch {torch.__version__})'
+    kernels = ''
+    if direct_conv_isa():  # which of the engine's kernels ran (their speed differs by CPU)
+        kernels = f'; conv kernels {direct_conv_isa()}'
+        if direct_conv_broadcasts():
+            kernels += f', weights broadcast: {direct_conv_broadcasts()}'
     return (f'CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} '
-            f'threads (torch {torch.__version__})')
+            f'threads (torch {torch.__version__}{kernels})')
 
 
 def runs(args, device):

@@ -21,10 +21,13 @@ inline bool has_avx2() { static const bool v = __builtin_cpu_supports("avx2"); r
 inline bool has_avx2_fma() { return has_avx2() && __builtin_cpu_supports("fma"); }
 // AVX-512 Foundation (the convolution engine's 16-lane kernels)
 inline bool has_avx512f() { static const bool v = __builtin_cpu_supports("avx512f"); return v; }
+// An AMD CPU (the convolution engine's choice of broadcasts, conv_cpu.cpp)
+inline bool is_amd() { static const bool v = __builtin_cpu_is("amd"); return v; }
 #else
 inline bool has_avx2() { return false; }
 inline bool has_avx2_fma() { return false; }
 inline bool has_avx512f() { return false; }
+inline bool is_amd() { return false; }
 #endif
 
 }  // namespace cpu

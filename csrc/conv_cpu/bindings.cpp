@@ -139,6 +139,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("conv_direct_use_isa", &mtu::conv_direct_use_isa_cpu,
         "use \"avx2\" or \"\" (none) instead of the best instruction set (\"best\"); weights "
         "must be packed again", py::arg("isa"));
+  m.def("conv_direct_broadcasts", &mtu::conv_direct_broadcasts_cpu,
+        "how the AVX-512 kernels of 10 to 13 output channels a block broadcast their weights: "
+        "\"embedded\" (by each multiply-add) or \"registers\" (the same outputs bit for bit)");
+  m.def("conv_direct_use_broadcasts", &mtu::conv_direct_use_broadcasts_cpu,
+        "use \"embedded\" or \"registers\" broadcasts instead of the CPU's choice (\"auto\": "
+        "registers on AMD CPUs, embedded on others)", py::arg("mode"));
   m.def("conv_phase_timing", &mtu::conv_phase_timing_cpu,
         "count the kernels' cycles by phase (process-wide, off by default)", py::arg("on"));
   m.def("conv_phase_cycles", &mtu::conv_phase_cycles_cpu,

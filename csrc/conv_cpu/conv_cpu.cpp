@@ -228,11 +228,13 @@ inline Vec fma_bcast(Vec a, const float* p, Vec acc) {
   asm("vfmadd231ps %[p]%{1to16%}, %[a], %[acc]" : [acc] "+v"(acc) : [a] "v"(a), [p] "m"(*p));
   return acc;
 }
-// Strips of this many vectors multiply each weight by embedded broadcasts, one a multiply-add
-// (fma_bcast), instead of one broadcast into a register for the strip's vectors. With 2 (the
-// blocks of 10 to 13 output channels: every layer of 26 or 52), the Winograd products loop
-// alone ran 1.05-1.12x faster on an Intel Xeon (Emerald Rapids); with 1, GCC folds the
-// broadcast already; with 3, 4 or 8 it was no faster or slower (docs/benchmarks.md).
+// Strips of this many vectors can multiply each weight by embedded broadcasts, one a
+// multiply-add (fma_bcast), instead of one broadcast into a register for the strip's vectors
+// (the kernels instantiated with Embed; which of the two runs is embedded_broadcasts()'s
+// choice). With 2 (the blocks of 10 to 13 output channels: every layer of 26 or 52), the
+// Winograd products loop alone ran 1.05-1.12x faster on an Intel Xeon (Emerald Rapids), and
+// slower on an AMD Zen 5; with 1, GCC folds the broadcast already; with 3, 4 or 8 it was no
+// faster or slower on the Xeon (docs/benchmarks.md).
 constexpr int kEmbeddedBroadcastVectors = 2;
 inline Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
 inline Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
@@ -345,6 +347,23 @@ bool has_avx512() { return cpu_has_avx512() && isa_override() == "best"; }
 
 bool has_avx2() { return cpu_has_avx2() && isa_override() != ""; }
 
+// How the AVX-512 kernels' strips of kEmbeddedBroadcastVectors broadcast their weights:
+// "auto" (the CPU's choice below), "embedded" or "registers" (conv_direct_use_broadcasts_cpu).
+std::string& broadcast_override() {
+  static std::string mode = "auto";
+  return mode;
+}
+
+// Embedded broadcasts (one a multiply-add) or one broadcast into a register a weight: the same
+// arithmetic, the same outputs bit for bit, at other speeds by CPU. On an Intel Xeon (Emerald
+// Rapids) embedded ran the 26- and 52-channel layers 0.90-0.97x the time of registers; on an
+// AMD Zen 5, registers ran them 0.91-0.96x (Winograd) and 0.80-0.94x (strided) the time of
+// embedded (docs/benchmarks.md). So registers on AMD CPUs (Zen 4 untimed), embedded elsewhere.
+bool embedded_broadcasts() {
+  const std::string& mode = broadcast_override();
+  return mode == "auto" ? !cpu::is_amd() : mode == "embedded";
+}
+
 #ifdef MTU_X86
 // Output channels a block: as many as the accumulators the registers hold
 int max_block(bool transposed) {
@@ -358,28 +377,37 @@ int max_block(bool) { return 1; }
 #ifdef MTU_X86
 // The instantiated kernels: conv K in {3, 5} x stride in {1, 2, 4}, CB in 1..max_block; the
 // Winograd F(M x M, K x K) conv, M in {2, 4}, K in {3, 5}, stride 1, CB in 1..max_block; the
-// transposed conv, CB in 1..kDeconvMaxCB.
+// transposed conv, CB in 1..kDeconvMaxCB. The AVX-512 conv and Winograd kernels of the blocks
+// whose strips hold kEmbeddedBroadcastVectors vectors twice, with embedded broadcasts and
+// without (`embedded`); the others' code is the same either way, and instantiated once.
 template <int CB>
-RowsFn kernel_for(bool avx512, Algorithm algo, int k, int stride) {
+RowsFn kernel_for(bool avx512, bool embedded, Algorithm algo, int k, int stride) {
   if (CB > max_block(algo == Algorithm::kTransposed)) return nullptr;
   constexpr int CB512 = CB <= avx512::kMaxCB ? CB : 1;
   constexpr int CB2 = CB <= avx2::kMaxCB ? CB : 1;
+  // the Embed argument of the AVX-512 kernel without embedded broadcasts: false only where
+  // that differs from the kernel with them
+  constexpr bool kNoEmbed = avx512::kStripVectors[CB512] != avx512::kEmbeddedBroadcastVectors;
   if (algo == Algorithm::kTransposed)
     return avx512 ? avx512::deconv_rows<CB512> : avx2::deconv_rows<CB2>;
   if (algo == Algorithm::kWinograd2 || algo == Algorithm::kWinograd4) {
     if (stride != 1 || (k != 3 && k != 5)) return nullptr;
-#define MTU_WINOGRAD_CASE(M, K)                                                           \
-  if (k == K && (algo == Algorithm::kWinograd4) == (M == 4))                              \
-    return avx512 ? avx512::winograd_rows<CB512, M, K> : avx2::winograd_rows<CB2, M, K>;
+#define MTU_WINOGRAD_CASE(M, K)                                                \
+  if (k == K && (algo == Algorithm::kWinograd4) == (M == 4))                   \
+    return !avx512   ? avx2::winograd_rows<CB2, M, K, false>                   \
+           : embedded ? avx512::winograd_rows<CB512, M, K, true>               \
+                      : avx512::winograd_rows<CB512, M, K, kNoEmbed>;
     MTU_WINOGRAD_CASE(2, 3)
     MTU_WINOGRAD_CASE(2, 5)
     MTU_WINOGRAD_CASE(4, 3)
     MTU_WINOGRAD_CASE(4, 5)
 #undef MTU_WINOGRAD_CASE
   }
-#define MTU_CONV_CASE(K, S)                                                   \
-  if (k == K && stride == S)                                                  \
-    return avx512 ? avx512::conv_rows<CB512, K, S> : avx2::conv_rows<CB2, K, S>;
+#define MTU_CONV_CASE(K, S)                                                    \
+  if (k == K && stride == S)                                                   \
+    return !avx512   ? avx2::conv_rows<CB2, K, S, false>                       \
+           : embedded ? avx512::conv_rows<CB512, K, S, true>                   \
+                      : avx512::conv_rows<CB512, K, S, kNoEmbed>;
   MTU_CONV_CASE(3, 1)
   MTU_CONV_CASE(5, 1)
   MTU_CONV_CASE(3, 2)
@@ -392,7 +420,10 @@ RowsFn kernel_for(bool avx512, Algorithm algo, int k, int stride) {
 template <int... CBs>
 RowsFn pick(int cb, Algorithm algo, int k, int stride, std::integer_sequence<int, CBs...>) {
   RowsFn fn = nullptr;
-  ((fn = cb == CBs + 1 ? kernel_for<CBs + 1>(has_avx512(), algo, k, stride) : fn), ...);
+  ((fn = cb == CBs + 1 ? kernel_for<CBs + 1>(has_avx512(), embedded_broadcasts(), algo, k,
+                                              stride)
+                        : fn),
+   ...);
   return fn;
 }
 #endif
@@ -434,6 +465,16 @@ std::string conv_direct_isa_cpu() {
   if (has_avx512()) return "avx512";
   if (has_avx2()) return "avx2";
   return "";
+}
+
+std::string conv_direct_broadcasts_cpu() {
+  return embedded_broadcasts() ? "embedded" : "registers";
+}
+
+void conv_direct_use_broadcasts_cpu(const std::string& mode) {
+  TORCH_CHECK(mode == "auto" || mode == "embedded" || mode == "registers",
+              "broadcasts must be \"auto\", \"embedded\" or \"registers\", got \"", mode, "\"");
+  broadcast_override() = mode;
 }
 
 void conv_phase_timing_cpu(bool on) { phase_clock().on.store(on); }

@@ -13,6 +13,11 @@ namespace mtu {
 std::string conv_direct_isa_cpu();
 // Use "avx2" (if the CPU has it) or "" (no kernels) instead of the best; "best" restores it.
 void conv_direct_use_isa_cpu(const std::string& isa);
+// How the AVX-512 kernels of 10 to 13 output channels a block broadcast their weights:
+// "embedded" (by each multiply-add) or "registers" (once a weight), the same outputs bit for bit.
+std::string conv_direct_broadcasts_cpu();
+// Use "embedded" or "registers" instead of the CPU's choice ("auto": registers on AMD CPUs).
+void conv_direct_use_broadcasts_cpu(const std::string& mode);
 // Count the kernels' cycles by phase (process-wide; off by default): pack, input transform,
 // products, epilogue (see conv_cpu.cpp).
 void conv_phase_timing_cpu(bool on);

@@ -6,7 +6,8 @@
 //   vectors a strip of the transposed conv), kDeconvMaxCB (its output channels per block),
 //   zero(), loadu(p), storeu(p, v),
 //   load_masked(m, p), store_masked(m, p, v), bcast(p), set1(x), fma(a, b, acc),
-//   fma_bcast(a, p, acc) (acc + a * *p), kEmbeddedBroadcastVectors, add(a, b),
+//   fma_bcast(a, p, acc) (acc + a * *p), kEmbeddedBroadcastVectors (the strips whose
+//   weights the kernels instantiated with Embed broadcast by fma_bcast), add(a, b),
 //   sub(a, b), mul(a, b), max(a, b),
 //   make_mask(start, width) (lanes j with 0 <= start + j < width), is_full(m) (every lane),
 //   stream(p, v) (non-temporal store of a whole vector at an aligned p),
@@ -234,7 +235,7 @@ MTU_ALWAYS_INLINE void with_channels(int64_t c, F&& f) {
 // alias in L1 and are too many streams for the prefetchers), and per block of CB output
 // channels CB x NV vectors accumulate in registers, each packed vector loaded once per tap and
 // used for CB multiply-adds.
-template <int CB, int K, int S, int NV>
+template <int CB, int K, int S, int NV, bool Embed>
 void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float* buf,
                 PhaseTimer& timer) {
   constexpr int LV = NV * V + (K - 1) / S, L = padded(LV), CHUNK = S * L;
@@ -294,12 +295,14 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
               Vec in[NV];
 #pragma GCC unroll 8
               for (int v = 0; v < NV; ++v) in[v] = load_in_register(src + v * V);
-              // (strips of kEmbeddedBroadcastVectors: each weight broadcast by every
-              // multiply-add's own load; the same arithmetic, the same bits. Written out here
+              // (strips of kEmbeddedBroadcastVectors, where Embed: each weight broadcast by
+              // every multiply-add's own load; the same arithmetic, the same bits. Which of
+              // the two runs faster depends on the CPU: see embedded_broadcasts in
+              // conv_cpu.cpp. Written out here
               // and in winograd_strip: as one helper taking the accumulators by pointer, it
               // moved GCC's register allocation in every kernel, AVX2 included, and out_conv
               // by F(4x4) ran 1.04-1.09x slower)
-              if constexpr (NV == kEmbeddedBroadcastVectors) {
+              if constexpr (Embed && NV == kEmbeddedBroadcastVectors) {
 #pragma GCC unroll 16
                 for (int c = 0; c < C; ++c)
 #pragma GCC unroll 8
@@ -333,14 +336,14 @@ void conv_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t x0, float
   }
 }
 
-template <int CB, int K, int S>
+template <int CB, int K, int S, bool Embed>
 void conv_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   // NV vectors a strip: as many as the registers hold next to the CB*NV accumulators and a
   // broadcast (2 for CB = 13 with AVX-512; more for the few-channel layers, whose broadcasts
   // would otherwise feed too few multiply-adds)
   PhaseTimer timer;
   for_each_strip<kStripVectors[CB]>(a.out_w, [&]<int NV>(int64_t x0) {
-    conv_strip<CB, K, S, NV>(a, begin, end, x0, buf, timer);
+    conv_strip<CB, K, S, NV, Embed>(a, begin, end, x0, buf, timer);
   });
   end_stores(a);
 }
@@ -587,7 +590,7 @@ constexpr int kTransformUnroll = kRegisters <= 16 ? 1 : 8;
 // planes of Cin x NV*V floats, plane_stride apart), and per block of CB output channels N^2
 // products with CB x NV accumulators in registers (the inner loop of conv_rows) into mbuf, then
 // the output transform, bias, ReLU and residual, interleaved into M rows.
-template <int CB, int M, int R, int NV>
+template <int CB, int M, int R, int NV, bool Embed>
 void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, float* buf,
                     PhaseTimer& timer) {
   constexpr int N = M + R - 1, T = NV * V, LV = T + (N - 1) / M, L = padded(LV);
@@ -668,7 +671,7 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
             Vec in[NV];
 #pragma GCC unroll 8
             for (int v = 0; v < NV; ++v) in[v] = loadu(src + v * V);
-            if constexpr (NV == kEmbeddedBroadcastVectors) {  // (as in conv_strip)
+            if constexpr (Embed && NV == kEmbeddedBroadcastVectors) {  // (as in conv_strip)
 #pragma GCC unroll 16
               for (int c = 0; c < C; ++c)
 #pragma GCC unroll 8
@@ -732,11 +735,11 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
   }
 }
 
-template <int CB, int M, int R>
+template <int CB, int M, int R, bool Embed>
 void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   PhaseTimer timer;
   for_each_strip<kStripVectors[CB]>((a.out_w + M - 1) / M, [&]<int NV>(int64_t t0) {
-    winograd_strip<CB, M, R, NV>(a, begin, end, t0, buf, timer);
+    winograd_strip<CB, M, R, NV, Embed>(a, begin, end, t0, buf, timer);
   });
   end_stores(a);
 }

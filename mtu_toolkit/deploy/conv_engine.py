@@ -25,3 +25,10 @@ def direct_conv_isa():
     """The instruction set the direct kernels use on this CPU: 'avx512', 'avx2' or '' (none,
     or the engine is not built)."""
     return conv_ext.conv_direct_isa() if conv_ext is not None else ''
+
+
+def direct_conv_broadcasts():
+    """How the AVX-512 kernels of 10 to 13 output channels a block broadcast their weights on
+    this CPU: 'embedded' (by each multiply-add; Intel CPUs), 'registers' (once a weight; AMD
+    CPUs: faster there) or '' (no AVX-512 kernels). The outputs are the same bit for bit."""
+    return conv_ext.conv_direct_broadcasts() if direct_conv_isa() == 'avx512' else ''
