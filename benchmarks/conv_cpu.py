@@ -1,11 +1,13 @@
 """The CPU convolution kernels layer by layer, against PyTorch's convolution (oneDNN).
 
-Times each stride-1 layer shape of an MTU unit at 1280x720 (or ``--size``) with PyTorch's
-``conv2d`` + in-place ReLU (the reference, as the toolkit's eager layers run it), the direct
-kernel, and Winograd F(2x2, KxK) and F(4x4, KxK), all on the same input and alternating call by
-call, so that the VM's drift hits every variant alike; prints the median ms, the speed-up over
-the reference and the largest difference from it relative to the output's scale. The numbers
-behind ``WINOGRAD_TILE`` and ``WINOGRAD_MIN_CHANNELS`` in ``mtu_toolkit/deploy/direct_conv.py``.
+Times each layer shape of an MTU unit at 1280x720 (or ``--size``) with PyTorch's ``conv2d``
+(``conv_transpose2d``) + in-place ReLU (the reference, as the toolkit's eager layers run it),
+the direct kernel, and Winograd F(2x2, KxK) and F(4x4, KxK) (stride-1 layers; the transposed
+4x4 / 2 layers: F(4x4, 3x3) on their 4 output phases), all on the same input and alternating
+call by call, so that the VM's drift hits every variant alike; prints the median ms, the
+speed-up over the reference and the largest difference from it relative to the output's scale.
+The numbers behind ``WINOGRAD_TILE`` and ``WINOGRAD_MIN_CHANNELS`` in
+``mtu_toolkit/deploy/direct_conv.py``.
 
 ``--broadcasts`` times each engine variant twice, with the AVX-512 kernels' weights
 broadcast by every multiply-add (``embedded``) and once into a register (``registers``), in
@@ -40,9 +42,13 @@ LAYERS = [('base_conv 3->26 3x3', 3, 26, 3, 1, 1),
           ('residual block 52->52 3x3', 52, 52, 3, 1, 4),
           ('out_conv 26->3 3x3', 26, 3, 3, 1, 1),
           ('enc2 26->26 3x3/2', 26, 26, 3, 2, 1),
-          ('motion 26->52 5x5/4', 26, 52, 5, 4, 1)]
+          ('motion 26->52 5x5/4', 26, 52, 5, 4, 1),
+          ('dec1 52->26 4x4/2 transposed', 52, 26, 4, 2, 4),
+          ('dec2 26->26 4x4/2 transposed', 26, 26, 4, 2, 2)]
 
-#: variant -> Winograd tile of conv_direct (None: PyTorch); the strided layers: direct only
+#: variant -> Winograd tile of conv_direct (None: PyTorch); the strided layers: direct only;
+#: the transposed (4x4 / 2, its input at the divisor's size): direct (its own kernel) and
+#: F(4x4) (a 3x3 conv of its 4 output phases by F(4x4, 3x3))
 VARIANTS = {'pytorch': None, 'direct': 0, 'F(2x2)': 2, 'F(4x4)': 4}
 
 BROADCASTS = ('embedded', 'registers')
@@ -52,24 +58,27 @@ def run_layer(cin, cout, k, stride, height, width, repeats, broadcasts=False):
     """{variant: (median seconds, max |out - reference| / max |reference|)}; with
     ``broadcasts`` each engine variant twice ('<variant> embedded', '<variant> registers')."""
     torch.manual_seed(0)
+    transposed = k == 4
     x = torch.rand(1, cin, height, width)
-    weight = torch.randn(cout, cin, k, k) / (cin * k * k) ** 0.5
+    weight = torch.randn(*((cin, cout) if transposed else (cout, cin)), k, k) / (
+        cin * k * k) ** 0.5
     bias = torch.randn(cout) * 0.1
-    # the 5x5 / 4 motion layer pads 1, the others k // 2
-    pad = k // 2 if stride < 4 else 1
-    size = [ext.conv_direct_output_size(s, k, stride, pad, False) for s in (height, width)]
+    # the 5x5 / 4 motion layer pads 1 (the transposed 4x4 / 2 too), the others k // 2
+    pad = k // 2 if stride < 4 and not transposed else 1
+    size = [ext.conv_direct_output_size(s, k, stride, pad, transposed) for s in (height, width)]
     out = torch.empty(1, cout, *size)
+    conv = F.conv_transpose2d if transposed else F.conv2d
     calls = {}
     for name, tile in VARIANTS.items():
         if tile is None:
             # ReLU in place, as the eager layers (models/layers.py): an out-of-place one
             # would add a pass over a fresh output to the reference's time
-            calls[name] = lambda: torch.relu_(F.conv2d(x, weight, bias, stride, pad))
-        elif tile == 0 or stride == 1:
-            packed = ext.conv_direct_pack(weight, False, winograd=tile)
+            calls[name] = lambda: torch.relu_(conv(x, weight, bias, stride, pad))
+        elif tile == 0 or stride == 1 or transposed and tile == 4:
+            packed = ext.conv_direct_pack(weight, transposed, winograd=tile)
             # into the same output buffer, as the network's reused buffers
             call = (lambda p=packed, t=tile: ext.conv_direct(
-                [x], p, bias, None, cout, stride, pad, False, True, out, winograd=t))
+                [x], p, bias, None, cout, stride, pad, transposed, True, out, winograd=t))
             if not broadcasts:
                 calls[name] = call
             for mode in BROADCASTS if broadcasts else ():
@@ -132,7 +141,7 @@ def main():
         ref_time = res['pytorch'][0]
         cells = [f'{v} {t * 1e3:7.1f} ({ref_time / t:4.2f}x, {e:.0e})'
                  for v, (t, e) in res.items()]
-        print(f'{name:26s} ' + '  '.join(cells), flush=True)
+        print(f'{name:28s} ' + '  '.join(cells), flush=True)
     sums = run_sum(height, width, args.repeats)
     print(f'feat + base (2 x 26 channels, inputs from memory): torch.add '
           f'{sums["torch.add"] * 1e3:.1f} ms, sum_inputs {sums["sum_inputs"] * 1e3:.1f} ms '

@@ -420,6 +420,10 @@ def test_conv_benchmark_times_both_broadcasts_of_every_engine_variant():
     assert all(t > 0 and err < 1e-4 for t, err in res.values())
     strided = bench.run_layer(26, 52, 5, 4, 16, 40, 1)  # the motion layer: direct only
     assert list(strided) == ['pytorch', 'direct']
+    # the transposed layer: its own kernel and F(4x4, 3x3) on its output phases
+    transposed = bench.run_layer(26, 26, 4, 2, 6, 20, 1)
+    assert list(transposed) == ['pytorch', 'direct', 'F(4x4)']
+    assert all(err < 1e-4 for _, err in transposed.values())
     assert conv_ext.conv_direct_broadcasts() == auto
 
 

@@ -111,7 +111,13 @@ def test_winograd_is_chosen_for_wide_stride_1_layers():
     assert not chosen(nn.Conv2d(26, 52, 3, 2, 1))         # stride 2
     assert not chosen(nn.Conv2d(52, 52, 3, padding=1), winograd=False)
     assert chosen(nn.Conv2d(4, 8, 3, padding=1), winograd=True) == conv_direct.WINOGRAD_TILE[3]
-    assert not chosen(nn.ConvTranspose2d(26, 26, 4, 2, 1), winograd=True)
+    # the transposed conv: as a 3x3 conv of its 4 output phases, F(4x4, 3x3) only
+    assert chosen(nn.ConvTranspose2d(26, 26, 4, 2, 1)) == conv_direct.WINOGRAD_TILE['transposed']
+    assert chosen(nn.ConvTranspose2d(52, 26, 4, 2, 1), winograd=4) == 4
+    assert not chosen(nn.ConvTranspose2d(4, 8, 4, 2, 1))  # transforms shared by too few
+    assert chosen(nn.ConvTranspose2d(4, 8, 4, 2, 1), winograd=True) == 4
+    assert not chosen(nn.ConvTranspose2d(26, 26, 4, 2, 1), winograd=2)
+    assert not chosen(nn.ConvTranspose2d(26, 26, 4, 2, 1), winograd=False)
     for bad in ('yes', 3):
         with pytest.raises(ValueError, match='winograd must be'):
             chosen(nn.Conv2d(4, 4, 3, padding=1), winograd=bad)
@@ -146,6 +152,41 @@ def test_transposed_conv_matches_pytorch(isa, cin, cout, size):
     x = [torch.randn(2, cin, *size)]
     out = check(layer, x)
     check(layer, x, residual=torch.randn_like(out))
+
+
+@pytest.mark.parametrize('cins, cout, size', [
+    ([26], 26, (37, 53)),       # dec2: 104 phase channels, blocks of 12 (AVX2: 6)
+    ([52], 26, (18, 33)),       # dec1
+    ([5], 3, (4, 17)),          # 12 phase channels: one block
+    ([8], 14, (1, 1)),          # one pixel: a tile mostly outside
+    ([6], 10, (3, 150)),        # wide: strips wholly inside the row
+    ([40, 56], 48, (9, 70)),    # MTU10-L's 96 channels in two inputs, 192 phase channels
+    ([26], 26, (13, 600)),      # several strips of 2 x 16 tiles, 1200 output columns
+], ids=str)
+def test_transposed_conv_by_winograd_matches_pytorch(isa, cins, cout, size):
+    """The 4x4 stride-2 transposed conv as a 3x3 conv of its 4 output phases by F(4x4, 3x3),
+    with bias, ReLU and a residual, at odd sizes (tiles partly outside the input)."""
+    layer = nn.ConvTranspose2d(sum(cins), cout, 4, 2, 1)
+    x = [torch.randn(2, c, *size) for c in cins]
+    out = check(layer, x, winograd=4)
+    check(layer, x, relu=False, residual=torch.randn_like(out), winograd=4)
+
+
+def test_transposed_winograd_weight_and_flag_must_agree():
+    layer = nn.ConvTranspose2d(16, 8, 4, 2, 1)
+    x = [torch.randn(1, 16, 6, 6)]
+    wino = ext.conv_direct_pack(layer.weight.detach(), True, winograd=4)
+    plain = ext.conv_direct_pack(layer.weight.detach(), True)
+    assert wino.shape[1:3] == (36, 16) and wino.shape[0] * wino.shape[3] >= 4 * 8
+    with torch.inference_mode():
+        with pytest.raises(RuntimeError, match='packed weight'):
+            ext.conv_direct(x, wino, None, None, 8, 2, 1, True, True)
+        with pytest.raises(RuntimeError, match=r'packed weight.*winograd=4'):
+            ext.conv_direct(x, plain, None, None, 8, 2, 1, True, True, winograd=4)
+        with pytest.raises(RuntimeError, match=r'runs Winograd F\(4x4, 3x3\) only .*winograd=2'):
+            ext.conv_direct(x, wino, None, None, 8, 2, 1, True, True, winograd=2)
+    with pytest.raises(RuntimeError, match=r'runs Winograd F\(4x4, 3x3\) only .*winograd=2'):
+        ext.conv_direct_pack(layer.weight.detach(), True, winograd=2)
 
 
 def test_no_bias_and_inputs_read_in_place():
@@ -220,18 +261,23 @@ def test_large_outputs_are_recycled_only_when_nothing_holds_them(monkeypatch):
         torch.testing.assert_close(f, layer(xs[5]), rtol=0, atol=2e-5)
 
 
+#: the kernels: direct, Winograd, the transposed conv's own and the transposed by Winograd
+KINDS = ['direct', 'winograd', 'transposed', 'transposed winograd']
+
+
 def layer_of_kind(kind, cin, cout, size, transposed_size):
     """(layer, its DirectConv2d with ReLU, an input) for a kernel kind: a 3x3 conv run directly
-    or by Winograd F(4x4) on a ``size`` input, or the 4x4/2 transposed conv on a
-    ``transposed_size`` one."""
-    if kind == 'transposed':
+    or by Winograd F(4x4) on a ``size`` input, or the 4x4/2 transposed conv (by its kernel or
+    by Winograd) on a ``transposed_size`` one."""
+    if kind.startswith('transposed'):
         layer, x = nn.ConvTranspose2d(cin, cout, 4, 2, 1), torch.rand(1, cin, *transposed_size)
     else:
         layer, x = nn.Conv2d(cin, cout, 3, padding=1), torch.rand(1, cin, *size)
-    return layer, DirectConv2d(layer, relu=True, winograd=4 if kind == 'winograd' else False), x
+    winograd = 4 if kind.endswith('winograd') else False
+    return layer, DirectConv2d(layer, relu=True, winograd=winograd), x
 
 
-@pytest.mark.parametrize('kind', ['direct', 'winograd', 'transposed'])
+@pytest.mark.parametrize('kind', KINDS)
 def test_every_kernel_writes_over_its_residual_exactly(kind):
     """out=residual (the detail network's dead residuals): each element is read before it is
     written, so the result is the one a separate buffer gets, to the bit, masked edges included
@@ -246,7 +292,7 @@ def test_every_kernel_writes_over_its_residual_exactly(kind):
     assert torch.equal(res, separate)
 
 
-@pytest.mark.parametrize('kind', ['direct', 'winograd', 'transposed'])
+@pytest.mark.parametrize('kind', KINDS)
 def test_outputs_larger_than_the_cache_are_streamed_exactly(kind):
     """Outputs over 32 MB are written with non-temporal stores where a whole aligned vector is
     stored (rows of 1683 floats: both kinds of stores in every row)."""
@@ -256,11 +302,11 @@ def test_outputs_larger_than_the_cache_are_streamed_exactly(kind):
         got = direct([x])
         ref = torch.relu(layer(x))
     assert got.numel() * 4 > 32 << 20
-    atol = 1e-5 * ref.abs().max().item() if kind == 'winograd' else 2e-5
+    atol = 1e-5 * ref.abs().max().item() if kind.endswith('winograd') else 2e-5
     torch.testing.assert_close(got, ref, rtol=0, atol=atol)
 
 
-@pytest.mark.parametrize('kind', ['direct', 'winograd', 'transposed'])
+@pytest.mark.parametrize('kind', KINDS)
 def test_outputs_do_not_depend_on_how_the_rows_are_split(isa, kind):
     """A call's rows go to the threads in contiguous ranges, each walked in bands of rows
     (every band packs its first input rows afresh): the output is the same to the bit with 1,
@@ -279,13 +325,13 @@ def test_outputs_do_not_depend_on_how_the_rows_are_split(isa, kind):
                 with torch.inference_mode():
                     outs.append(direct([x]))
             assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
-            atol = 1e-4 if kind == 'winograd' else 2e-5
+            atol = 1e-4 if kind.endswith('winograd') else 2e-5
             torch.testing.assert_close(outs[0], torch.relu(layer(x)), rtol=0, atol=atol)
     finally:
         torch.set_num_threads(saved)
 
 
-@pytest.mark.parametrize('kind', ['direct', 'winograd', 'transposed'])
+@pytest.mark.parametrize('kind', KINDS)
 def test_phase_clock_counts_each_kernels_phases(isa, kind):
     """``conv_phase_timing``: off by default (nothing counted), on it counts every phase a
     kernel has ([pack, input transform, products, epilogue]; only Winograd transforms its
@@ -304,9 +350,9 @@ def test_phase_clock_counts_each_kernels_phases(isa, kind):
             ext.conv_phase_timing(False)
     pack, transform, products, epilogue = cycles
     assert pack > 0 and products > 0 and epilogue > 0
-    assert (transform > 0) == (kind == 'winograd')
+    assert (transform > 0) == kind.endswith('winograd')
     assert ext.conv_phase_cycles(True) == cycles and ext.conv_phase_cycles() == [0, 0, 0, 0]
-    atol = 1e-4 if kind == 'winograd' else 2e-5  # (the clock changes nothing computed)
+    atol = 1e-4 if kind.endswith('winograd') else 2e-5  # (the clock changes nothing computed)
     torch.testing.assert_close(got, torch.relu(layer(x)), rtol=0, atol=atol)
 
 
@@ -385,13 +431,15 @@ def cpu_vendor():
     (20, 11, 5, 1, 4),     # a block of 11
     (20, 10, 3, 2, 0),     # a block of 10
     (26, 3, 3, 1, 4),      # out_conv: strips of 7 vectors, the same code either way
+    (26, 26, 4, 2, 4),     # dec2, transposed by Winograd: blocks of 12 phase channels
 ], ids=str)
 def test_embedded_and_register_broadcasts_give_the_same_bits(cin, cout, k, stride, winograd):
     """The AVX-512 kernels of 10 to 13 output channels a block broadcast each weight either by
     every multiply-add (embedded) or once into a register, chosen by CPU: the same arithmetic,
     so the outputs are equal to the bit, and both match PyTorch."""
     torch.manual_seed(0)
-    layer = nn.Conv2d(cin, cout, k, stride, k // 2)
+    layer = (nn.ConvTranspose2d(cin, cout, 4, 2, 1) if k == 4
+             else nn.Conv2d(cin, cout, k, stride, k // 2))
     x = torch.rand(1, cin, 29, 75)
     direct = DirectConv2d(layer, relu=True, winograd=winograd)
     assert direct.winograd == winograd

@@ -53,6 +53,20 @@ def test_winograd_layers_count_the_products_they_do(k, points):
         16 * k * k / points)
 
 
+def test_transposed_layers_by_winograd_count_the_products_they_do():
+    """The 4x4 stride-2 transposed conv by Winograd: a 3x3 conv of 4 Cout channels by
+    F(4x4, 3x3) on its input, 36 products per 4x4 input tile, 4 Cout x Cin channel pairs."""
+    conv = nn.ConvTranspose2d(16, 8, 4, 2, 1)
+    x = torch.rand(1, 16, 12, 18)
+    direct, wino = DirectConv2d(conv, False, winograd=False), DirectConv2d(conv, False, winograd=4)
+    with torch.inference_mode():
+        out = wino([x])
+    assert out.shape == (1, 8, 24, 36) and conv_stage(wino.profile_name) == 'convs: transposed'
+    # 3 x 5 input tiles (18 columns: 4 whole tiles and a half)
+    assert executed_macs(wino, out) == 15 * 16 * 4 * 8 * 36
+    assert executed_macs(direct, out) == 16 * 8 * 4 * 24 * 36
+
+
 def test_frame_stages_of_a_direct_model():
     torch.manual_seed(0)
     restorer = MODELS.build(dict(type='MTURestorer', backbone=dict(
@@ -81,12 +95,17 @@ def test_frame_stages_of_a_direct_model():
         assert res['roofline'][stage] <= res['memory'][stage] + rows[stage][1] + 1e-9
     assert res['bandwidth_gbs'] > 0
     # the kernels' cycles by phase: every conv stage, shares summing to 1; only the Winograd
-    # kernels transform their input
+    # kernels transform their input (here dec1's transposed conv, 16 -> 8, and not dec2's)
+    winograd = {}
+    for m in fast.modules():
+        if isinstance(m, DirectConv2d):
+            winograd.setdefault(conv_stage(m.profile_name), []).append(bool(m.winograd))
+    assert any(winograd['convs: transposed']) and not all(winograd['convs: transposed'])
     assert set(res['phases']) == set(convs)
     for stage, shares in res['phases'].items():
         assert len(shares) == len(PHASES) and sum(shares) == pytest.approx(1)
         assert all(x >= 0 for x in shares) and shares[PHASES.index('products')] > 0
-        assert (shares[PHASES.index('input transform')] > 0) == ('Winograd' in stage)
+        assert (shares[PHASES.index('input transform')] > 0) == any(winograd[stage])
     # layer by layer: every direct layer once, by its module path, the profiled frame's kernel
     # times and the floors adding up to their stages', the furthest above its roofline first
     layers = res['layers']

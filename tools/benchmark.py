@@ -84,7 +84,9 @@ def parse_args(argv=None):
 
 WINOGRAD_NOTE = ('\nThe floor counts the convolutions\' direct FLOPs; the Winograd layers do fewer '
                  'multiply-adds (F(4x4, 3x3): 36 of 144, F(4x4, 5x5): 64 of 400 per 4x4 output '
-                 'tile and channel pair), so measured/floor can fall below 1.\n')
+                 'tile and channel pair; the transposed layers, a 3x3 conv of their 4 output '
+                 'phases by F(4x4, 3x3): 9 of 16 per input pixel), so measured/floor can fall '
+                 'below 1.\n')
 
 
 def model_kind(fast, restorer, args):

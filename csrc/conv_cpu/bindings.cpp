@@ -33,9 +33,13 @@ at::Tensor conv_direct_pack(const at::Tensor& weight, bool transposed, int64_t w
                   (transposed ? weight.size(2) == 4 : weight.size(2) % 2 == 1),
               "weight must be (Cout, Cin, K, K) with K odd, or (Cin, Cout, 4, 4) transposed, got "
               "shape ", weight.sizes());
-  TORCH_CHECK(!winograd || (!transposed && (weight.size(2) == 3 || weight.size(2) == 5)),
-              "winograd needs a 3x3 or 5x5 convolution weight, got ",
-              transposed ? "a transposed one" : "shape ", weight.sizes());
+  if (transposed) {
+    TORCH_CHECK(!winograd || winograd == 4, "a transposed conv runs Winograd F(4x4, 3x3) "
+                "only (winograd=4), got winograd=", winograd);
+  } else {
+    TORCH_CHECK(!winograd || weight.size(2) == 3 || weight.size(2) == 5,
+                "winograd needs a 3x3 or 5x5 convolution weight, got shape ", weight.sizes());
+  }
   TORCH_CHECK(weight.device().is_cpu(), "weight must be on the CPU, got ", weight.device());
   TORCH_CHECK(!conv_direct_isa_cpu().empty(),
               "conv_direct needs a CPU with AVX2 and FMA or AVX-512");
@@ -48,7 +52,9 @@ at::Tensor conv_direct(const std::vector<at::Tensor>& inputs, const at::Tensor& 
                        int64_t pad, bool transposed, bool relu,
                        const c10::optional<at::Tensor>& out, int64_t winograd) {
   check_winograd_tile(winograd);
-  TORCH_CHECK(!(transposed && winograd), "conv_direct: winograd is for plain convolutions");
+  TORCH_CHECK(!transposed || !winograd || winograd == 4,
+              "conv_direct: a transposed conv runs Winograd F(4x4, 3x3) only (winograd=4), got "
+              "winograd=", winograd);
   TORCH_CHECK(!inputs.empty() && inputs.size() <= 8, "conv_direct takes 1 to 8 inputs, got ",
               inputs.size());
   int64_t cin = 0;
@@ -61,13 +67,16 @@ at::Tensor conv_direct(const std::vector<at::Tensor>& inputs, const at::Tensor& 
                 inputs[i].sizes());
     cin += inputs[i].size(1);
   }
-  const int64_t pdim = transposed ? 6 : (winograd ? 4 : 5);
+  // (the transposed conv by Winograd: a 3x3 conv of 4 Cout channels, packed as Winograd)
+  const int64_t pdim = winograd ? 4 : (transposed ? 6 : 5);
   TORCH_CHECK(packed.dim() == pdim && packed.is_contiguous() &&
                   packed.scalar_type() == at::kFloat &&
                   packed.size(transposed || winograd ? 2 : 1) == cin &&
-                  packed.size(0) * packed.size(pdim - 1) >= cout &&
-                  (!winograd || packed.size(1) == 16 || packed.size(1) == 36 ||
-                   packed.size(1) == 64),
+                  packed.size(0) * packed.size(pdim - 1) >=
+                      (transposed && winograd ? 4 : 1) * cout &&
+                  (!winograd || (transposed ? packed.size(1) == 36
+                                            : packed.size(1) == 16 || packed.size(1) == 36 ||
+                                                  packed.size(1) == 64)),
               "packed weight must be conv_direct_pack's for ", cin, " input and ", cout,
               " output channels", winograd ? " (winograd=" + std::to_string(winograd) + ")" : "",
               ", got shape ", packed.sizes());

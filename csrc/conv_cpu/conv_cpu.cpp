@@ -322,12 +322,13 @@ inline void deinterleave(Vec a, Vec b, Vec& even, Vec& odd) {
 
 using RowsFn = void (*)(const ConvArgs&, int64_t, int64_t, float*);
 
-// kWinograd2 / kWinograd4: Winograd F(2x2, KxK) / F(4x4, KxK)
-enum class Algorithm { kDirect, kWinograd2, kWinograd4, kTransposed };
+// kWinograd2 / kWinograd4: Winograd F(2x2, KxK) / F(4x4, KxK); kTransposedWinograd: the
+// transposed conv as a 3x3 conv of 4 Cout channels by F(4x4, 3x3) (winograd_strip's Up)
+enum class Algorithm { kDirect, kWinograd2, kWinograd4, kTransposed, kTransposedWinograd };
 
-// `winograd`: the Winograd output tile, 0 (none), 2 or 4
+// `winograd`: the Winograd output tile, 0 (none), 2 or 4 (transposed: 4 or none)
 Algorithm algorithm(bool transposed, int64_t winograd) {
-  if (transposed) return Algorithm::kTransposed;
+  if (transposed) return winograd ? Algorithm::kTransposedWinograd : Algorithm::kTransposed;
   if (winograd == 2) return Algorithm::kWinograd2;
   return winograd == 4 ? Algorithm::kWinograd4 : Algorithm::kDirect;
 }
@@ -366,12 +367,13 @@ bool embedded_broadcasts() {
 
 #ifdef MTU_X86
 // Output channels a block: as many as the accumulators the registers hold
-int max_block(bool transposed) {
+int max_block(Algorithm algo) {
+  const bool transposed = algo == Algorithm::kTransposed;
   if (has_avx512()) return transposed ? avx512::kDeconvMaxCB : avx512::kMaxCB;
   return transposed ? avx2::kDeconvMaxCB : avx2::kMaxCB;
 }
 #else
-int max_block(bool) { return 1; }
+int max_block(Algorithm) { return 1; }
 #endif
 
 #ifdef MTU_X86
@@ -382,7 +384,7 @@ int max_block(bool) { return 1; }
 // without (`embedded`); the others' code is the same either way, and instantiated once.
 template <int CB>
 RowsFn kernel_for(bool avx512, bool embedded, Algorithm algo, int k, int stride) {
-  if (CB > max_block(algo == Algorithm::kTransposed)) return nullptr;
+  if (CB > max_block(algo)) return nullptr;
   constexpr int CB512 = CB <= avx512::kMaxCB ? CB : 1;
   constexpr int CB2 = CB <= avx2::kMaxCB ? CB : 1;
   // the Embed argument of the AVX-512 kernel without embedded broadcasts: false only where
@@ -390,6 +392,16 @@ RowsFn kernel_for(bool avx512, bool embedded, Algorithm algo, int k, int stride)
   constexpr bool kNoEmbed = avx512::kStripVectors[CB512] != avx512::kEmbeddedBroadcastVectors;
   if (algo == Algorithm::kTransposed)
     return avx512 ? avx512::deconv_rows<CB512> : avx2::deconv_rows<CB2>;
+  if (algo == Algorithm::kTransposedWinograd) {  // (blocks of channel pairs: CB even)
+    if constexpr (CB % 2 == 1) {
+      return nullptr;
+    } else {
+      constexpr int CB2U = CB <= avx2::kMaxCB ? CB : 2;
+      return !avx512   ? avx2::winograd_rows<CB2U, 4, 3, false, true>
+             : embedded ? avx512::winograd_rows<CB512, 4, 3, true, true>
+                        : avx512::winograd_rows<CB512, 4, 3, kNoEmbed, true>;
+    }
+  }
   if (algo == Algorithm::kWinograd2 || algo == Algorithm::kWinograd4) {
     if (stride != 1 || (k != 3 && k != 5)) return nullptr;
 #define MTU_WINOGRAD_CASE(M, K)                                                \
@@ -447,12 +459,14 @@ int64_t winograd_strip(int64_t cb) {
 }
 
 // Output channels per block for this CPU: the block size minimising the padded work, with a
-// fixed cost per block for the input loads it repeats.
-int64_t block_channels(int64_t cout, bool transposed) {
-  const int64_t max_cb = max_block(transposed);
+// fixed cost per block for the input loads it repeats (kTransposedWinograd: of its 4 Cout
+// channels, an even number)
+int64_t block_channels(int64_t cout, Algorithm algo) {
+  const int64_t step = algo == Algorithm::kTransposedWinograd ? 2 : 1;
+  const int64_t max_cb = max_block(algo) / step * step;
   if (cout <= max_cb) return cout;
   int64_t best = max_cb, best_cost = -1;
-  for (int64_t cb = max_cb; cb >= max_cb / 2 + 1; --cb) {
+  for (int64_t cb = max_cb; cb >= max_cb / 2 + 1; cb -= step) {
     const int64_t cost = (cout + cb - 1) / cb * (2 * cb + 3);
     if (best_cost < 0 || cost < best_cost) best = cb, best_cost = cost;
   }
@@ -510,7 +524,10 @@ int64_t conv_direct_output_size(int64_t size, int64_t k, int64_t stride, int64_t
 }
 
 bool conv_direct_supported_cpu(int64_t k, int64_t stride, bool transposed, int64_t winograd) {
-  return find_kernel(1, algorithm(transposed, winograd), k, stride) != nullptr;
+  if (transposed && winograd && winograd != 4) return false;
+  // (the transposed conv by Winograd has blocks of channel pairs)
+  return find_kernel(transposed && winograd ? 2 : 1, algorithm(transposed, winograd), k,
+                     stride) != nullptr;
 }
 
 namespace {
@@ -543,29 +560,61 @@ at::Tensor winograd_filter_transform(int64_t m, int64_t k) {
 
 }  // namespace
 
+namespace {
+
+// The transposed 4x4 stride-2 conv (pad 1) weight (Cin, Cout, 4, 4) as the 3x3 conv (pad 1)
+// weight (4 Cout, Cin, 3, 3) whose channel 4 co + 2 py + px is output channel co at the
+// pixels (2y + py, 2x + px): output row 2y + py takes input rows y - 1, y, y + 1 through the
+// kernel rows 3, 1, - (py = 0) or -, 2, 0 (py = 1); the columns alike.
+at::Tensor transposed_as_conv3x3(const at::Tensor& weight) {
+  const int64_t cin = weight.size(0), cout = weight.size(1);
+  const int64_t taps[2][3] = {{3, 1, -1}, {-1, 2, 0}};
+  auto w3 = at::zeros({cout, 2, 2, cin, 3, 3}, weight.options());
+  for (int py = 0; py < 2; ++py)
+    for (int px = 0; px < 2; ++px)
+      for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j)
+          if (taps[py][i] >= 0 && taps[px][j] >= 0)
+            w3.select(1, py).select(1, px).select(2, i).select(2, j).copy_(
+                weight.select(2, taps[py][i]).select(2, taps[px][j]).t());
+  return w3.view({4 * cout, cin, 3, 3});
+}
+
+// A conv weight (Cout, Cin, K, K) in blocks of cb output channels (the last zero-padded):
+// (G, Cin, K, K, CB), or with winograd U = G g G^T per channel pair (in double), (G, N * N,
+// Cin, CB)
+at::Tensor pack_conv(const at::Tensor& weight, int64_t winograd, int64_t cb) {
+  const int64_t cout = weight.size(0), cin = weight.size(1), k = weight.size(2);
+  const int64_t cout_blocks = (cout + cb - 1) / cb;
+  at::Tensor taps = weight.to(at::kFloat);
+  if (winograd) {
+    const auto g = winograd_filter_transform(winograd, k);
+    taps = at::matmul(at::matmul(g, weight.to(at::kDouble)), g.t()).to(at::kFloat);
+  }
+  const int64_t t = taps.size(2);
+  auto padded = at::zeros({cout_blocks * cb, cin, t, t}, taps.options());
+  padded.narrow(0, 0, cout).copy_(taps);
+  const auto by_block = padded.view({cout_blocks, cb, cin, t * t});
+  if (winograd) return by_block.permute({0, 3, 2, 1}).contiguous();
+  return by_block.permute({0, 2, 3, 1}).contiguous().view({cout_blocks, cin, k, k, cb});
+}
+
+}  // namespace
+
 at::Tensor conv_direct_pack_cpu(const at::Tensor& weight, bool transposed, int64_t winograd) {
   // G = cout_blocks blocks of CB output channels (the last block zero-padded):
   // conv (Cout, Cin, K, K) -> (G, Cin, K, K, CB);
   // Winograd (Cout, Cin, K, K) -> (G, N * N, Cin, CB), U = G g G^T per channel pair;
-  // transposed (Cin, Cout, 4, 4) -> (G, 2 [py], Cin, 2 [row tap], 4 [kx], CB)
+  // transposed (Cin, Cout, 4, 4) -> (G, 2 [py], Cin, 2 [row tap], 4 [kx], CB);
+  // transposed by Winograd: its 3x3 conv of 4 Cout channels (CB even), packed as Winograd
   const int64_t cout = weight.size(transposed ? 1 : 0), cin = weight.size(transposed ? 0 : 1);
-  const int64_t k = weight.size(2), cb = block_channels(cout, transposed);
-  const int64_t cout_blocks = (cout + cb - 1) / cb;
+  const Algorithm algo = algorithm(transposed, winograd);
+  if (transposed && winograd)
+    return pack_conv(transposed_as_conv3x3(weight.to(at::kDouble)), winograd,
+                     block_channels(4 * cout, algo));
+  const int64_t cb = block_channels(cout, algo), cout_blocks = (cout + cb - 1) / cb;
+  if (!transposed) return pack_conv(weight, winograd, cb);
   const auto w = weight.to(at::kFloat);
-  if (!transposed) {
-    // the taps of each channel pair: the weight, or (Winograd) U = G g G^T, N x N
-    at::Tensor taps = w;
-    if (winograd) {
-      const auto g = winograd_filter_transform(winograd, k);
-      taps = at::matmul(at::matmul(g, weight.to(at::kDouble)), g.t()).to(at::kFloat);
-    }
-    const int64_t t = taps.size(2);
-    auto padded = at::zeros({cout_blocks * cb, cin, t, t}, w.options());
-    padded.narrow(0, 0, cout).copy_(taps);
-    const auto by_block = padded.view({cout_blocks, cb, cin, t * t});
-    if (winograd) return by_block.permute({0, 3, 2, 1}).contiguous();
-    return by_block.permute({0, 2, 3, 1}).contiguous().view({cout_blocks, cin, k, k, cb});
-  }
   auto padded = at::zeros({cin, cout_blocks * cb, 4, 4}, w.options());
   padded.narrow(1, 0, cout).copy_(w);
   // kernel rows of the two taps of each output row parity: py = 0 -> (1, 3), py = 1 -> (2, 0)
@@ -586,7 +635,8 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   const int64_t k = conv_direct_packed_kernel_size(packed, transposed, winograd);
   const int64_t oh = conv_direct_output_size(h, k, stride, pad, transposed);
   const int64_t ow = conv_direct_output_size(w, k, stride, pad, transposed);
-  RowsFn fn = find_kernel(cb, algorithm(transposed, winograd), k, stride);
+  const Algorithm algo = algorithm(transposed, winograd);
+  RowsFn fn = find_kernel(cb, algo, k, stride);
   TORCH_CHECK(fn != nullptr, "conv_direct: no kernel for ",
               transposed ? "a transposed " : (winograd ? "a Winograd " : "a "),
               k, "x", k, " stride ", stride, " convolution with ", cb,
@@ -620,9 +670,10 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   // ring of N rows of M sequences of T + 1 floats padded to whole vectors (at most T + 16),
   // then N^2 planes of Cin * T transformed inputs (plane_stride) and N^2 * CB * T floats of
   // products (T tiles a strip). The kernels stay within that; the extra vector is a margin.
+  // (the transposed conv by Winograd: F(4x4, 3x3) on the input's rows, h of them)
   int64_t buf_size = cin * (transposed ? 2 : k) * stride * (9 * 16) + 16;
   if (winograd) {
-    const int64_t n_pts = winograd + k - 1, tiles = winograd_strip(cb);
+    const int64_t n_pts = winograd + (transposed ? 3 : k) - 1, tiles = winograd_strip(cb);
     buf_size = n_pts * cin * winograd * (tiles + 16) +
                n_pts * n_pts * (plane_stride(cin * tiles) + cb * tiles) + 16;
   }
@@ -634,7 +685,8 @@ at::Tensor conv_direct_cpu(const std::vector<at::Tensor>& inputs, const at::Tens
   // layers most (docs/benchmarks.md). The outputs are the same: a band's first rows are packed
   // afresh, from the same input.
   // tasks: output rows (Winograd: tile rows of M)
-  const int64_t tasks = n * (winograd ? (oh + winograd - 1) / winograd : oh);
+  const int64_t rows = transposed && winograd ? h : oh;
+  const int64_t tasks = n * (winograd ? (rows + winograd - 1) / winograd : rows);
   const int64_t least = winograd ? 1 : 2;
   at::parallel_for(0, tasks, least, [&](int64_t b, int64_t e) {
     float* const mine = buf.data_ptr<float>() + at::get_thread_num() * buf_size;

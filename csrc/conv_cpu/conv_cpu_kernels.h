@@ -557,17 +557,20 @@ struct WinogradOutput<4, 8> {
 };
 
 // M vectors of M interleaved phases (out[M*l + p] = y[p][l]) into `out`, M*V floats in M
-// vectors: one interleave for M = 2, two rounds for M = 4.
+// vectors (M = 2, 4 or 8): the even phases' and the odd phases' interleaved streams, then one
+// interleave of the two (log2 M rounds of M / 2 interleaves).
 template <int M>
-inline void interleave_phases(const Vec* y, Vec* out) {
-  if (M == 2) {
+MTU_ALWAYS_INLINE void interleave_phases(const Vec* y, Vec* out) {
+  if constexpr (M == 2) {
     interleave(y[0], y[1], out[0], out[1]);
   } else {
-    Vec p, q, r, s;
-    interleave(y[0], y[2], p, q);
-    interleave(y[1], y[3], r, s);
-    interleave(p, r, out[0], out[1]);
-    interleave(q, s, out[2], out[3]);
+    Vec even[M / 2], odd[M / 2], e[M / 2], o[M / 2];
+#pragma GCC unroll 4
+    for (int p = 0; p < M / 2; ++p) even[p] = y[2 * p], odd[p] = y[2 * p + 1];
+    interleave_phases<M / 2>(even, e);
+    interleave_phases<M / 2>(odd, o);
+#pragma GCC unroll 4
+    for (int l = 0; l < M / 2; ++l) interleave(e[l], o[l], out[2 * l], out[2 * l + 1]);
   }
 }
 
@@ -590,22 +593,33 @@ constexpr int kTransformUnroll = kRegisters <= 16 ? 1 : 8;
 // planes of Cin x NV*V floats, plane_stride apart), and per block of CB output channels N^2
 // products with CB x NV accumulators in registers (the inner loop of conv_rows) into mbuf, then
 // the output transform, bias, ReLU and residual, interleaved into M rows.
-template <int CB, int M, int R, int NV, bool Embed>
+//
+// Up: the 4x4 stride-2 transposed conv (pad 1), which is a 3x3 conv (pad 1) of the input with
+// 4 Cout channels followed by a 2x depth-to-space: its channel 4 co + 2 py + px is output
+// channel co at the pixels (2y + py, 2x + px) (conv_direct_pack_cpu derives its weight from
+// the transposed one). The conv runs on the input's H x W (the output is 2H x 2W), and the
+// epilogue takes the channels in pairs (px = 0, 1): their two output transforms, interleaved
+// into 2M phases, are 2M vectors of output row 2y + py. CB is even, so a pair is one block's.
+// The products per input pixel: 9 Cin Cout against the transposed kernel's 16.
+template <int CB, int M, int R, int NV, bool Embed, bool Up>
 void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, float* buf,
                     PhaseTimer& timer) {
+  static_assert(!Up || (CB % 2 == 0 && R == 3), "Up: pairs of channels, a 3x3 conv");
   constexpr int N = M + R - 1, T = NV * V, LV = T + (N - 1) / M, L = padded(LV);
-  constexpr int CHUNK = M * L;
+  constexpr int CHUNK = M * L, UP = Up ? 2 : 1;
   using In = WinogradInput<N>;
   using Out = WinogradOutput<M, N>;
   const int64_t cin = input_channels(a);
-  const int64_t OH = a.out_h, OW = a.out_w, TH = (OH + M - 1) / M;
+  // the output's rows and columns, the conv's rows, channels and tile rows
+  const int64_t OH = a.out_h, OW = a.out_w, CH = OH / UP;
+  const int64_t cout = UP * UP * a.cout, TH = (CH + M - 1) / M;
   const int64_t plane = plane_stride(cin * T);
   float* const vbuf = buf + N * cin * CHUNK;
   float* const mbuf = vbuf + N * N * plane;
   alignas(64) float scratch[N * N * V];  // the input transform's row pass
   const int64_t cstart = M * t0 - a.pad;
-  Mask mask[M * NV];
-  for (int m = 0; m < M * NV; ++m) mask[m] = make_mask(M * t0 + m * V, OW);
+  Mask mask[UP * M * NV];
+  for (int m = 0; m < UP * M * NV; ++m) mask[m] = make_mask(UP * M * t0 + m * V, OW);
   Ring ring;
   for (int64_t t = begin; t < end; ++t) {
     const int64_t n = t / TH, ty = t % TH, top = M * ty - a.pad;
@@ -650,9 +664,14 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
     timer.lap(kInputTransform);
     for (int64_t g = 0; g < a.cout_blocks; ++g) {
       const float* w = a.weight + g * N * N * cin * CB;
-      // the block's residual and output lines (its M rows), spread over its N^2 products
+      // the block's residual and output lines (its M rows; Up: the 2M rows of its channels),
+      // spread over its N^2 products
       LineSpread outputs;
-      spread_outputs(outputs, a, n, g * CB, CB, M * ty, M, M * t0, M * t0 + M * T);
+      if constexpr (Up)
+        spread_outputs(outputs, a, n, g * CB / 4, (g * CB + CB - 1) / 4 - g * CB / 4 + 1,
+                       2 * M * ty, 2 * M, 2 * M * t0, 2 * M * (t0 + T));
+      else
+        spread_outputs(outputs, a, n, g * CB, CB, M * ty, M, M * t0, M * t0 + M * T);
       outputs.start(N * N);
       // the products of the block's C real channels (C < CB only in a padded last block)
       const auto products = [&]<int C>() {
@@ -691,42 +710,77 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
             for (int v = 0; v < NV; ++v) storeu(mbuf + (xi * CB + c) * T + v * V, acc[c][v]);
         }
       };
-      with_channels<CB>(a.cout - g * CB, products);
+      with_channels<CB>(cout - g * CB, products);
       timer.lap(kProducts);
-      // output transform: rows (over the tile's columns), then columns
+      // output transform of the block's channel c, strip vector v: rows (over the tile's
+      // columns), then columns, into y[column phase][output row]
+      const auto output_transform = [&](int c, int v, Vec (&y)[M][M])
+                                        __attribute__((always_inline)) {
+        Vec s[N][M];
+#pragma GCC unroll 8
+        for (int i = 0; i < N; ++i) {
+          Vec m[N];
+#pragma GCC unroll 8
+          for (int j = 0; j < N; ++j) m[j] = loadu(mbuf + ((i * N + j) * CB + c) * T + v * V);
+          Out::output(m, s[i]);
+        }
+#pragma GCC unroll 4
+        for (int x = 0; x < M; ++x) {
+          Vec col[N];
+#pragma GCC unroll 8
+          for (int i = 0; i < N; ++i) col[i] = s[i][x];
+          Out::output(col, y[x]);
+        }
+      };
+      if constexpr (!Up) {
 #pragma GCC unroll 1
-      for (int c = 0; c < CB; ++c) {
-        const int64_t co = g * CB + c;
-        if (co >= a.cout) break;
+        for (int c = 0; c < CB; ++c) {
+          const int64_t co = g * CB + c;
+          if (co >= a.cout) break;
 #pragma GCC unroll 1
-        for (int v = 0; v < NV; ++v) {
-          Vec s[N][M];
-#pragma GCC unroll 8
-          for (int i = 0; i < N; ++i) {
-            Vec m[N];
-#pragma GCC unroll 8
-            for (int j = 0; j < N; ++j) m[j] = loadu(mbuf + ((i * N + j) * CB + c) * T + v * V);
-            Out::output(m, s[i]);
+          for (int v = 0; v < NV; ++v) {
+            Vec y[M][M];
+            output_transform(c, v, y);
+#pragma GCC unroll 4
+            for (int yy = 0; yy < M; ++yy) {
+              const int64_t oy = M * ty + yy;
+              if (oy >= OH) break;
+              Vec phases[M], row[M];
+#pragma GCC unroll 4
+              for (int x = 0; x < M; ++x) phases[x] = y[x][yy];
+              interleave_phases<M>(phases, row);
+              const int64_t off = (co * OH + oy) * OW + M * t0 + M * v * V;
+#pragma GCC unroll 4
+              for (int k = 0; k < M; ++k)
+                finish(a, row[k], co, n, off + k * V, mask[M * v + k]);
+            }
           }
-          Vec y[M][M];  // [column phase][output row]
+        }
+      } else {
+        // channel pairs 4 co + 2 py + (0, 1): output row 2 (M ty + yy) + py, its columns
+        // 2 M t + 2 x + px for the tile t of each lane and the column phase x
+#pragma GCC unroll 1
+        for (int c = 0; c < CB; c += 2) {
+          const int64_t vc = g * CB + c, co = vc / 4, py = vc / 2 % 2;
+          if (vc >= cout) break;
+#pragma GCC unroll 1
+          for (int v = 0; v < NV; ++v) {
+            Vec y[2][M][M];
+            output_transform(c, v, y[0]);
+            output_transform(c + 1, v, y[1]);
 #pragma GCC unroll 4
-          for (int x = 0; x < M; ++x) {
-            Vec col[N];
+            for (int yy = 0; yy < M; ++yy) {
+              if (M * ty + yy >= CH) break;
+              const int64_t oy = 2 * (M * ty + yy) + py;
+              Vec phases[2 * M], row[2 * M];
 #pragma GCC unroll 8
-            for (int i = 0; i < N; ++i) col[i] = s[i][x];
-            Out::output(col, y[x]);
-          }
-#pragma GCC unroll 4
-          for (int yy = 0; yy < M; ++yy) {
-            const int64_t oy = M * ty + yy;
-            if (oy >= OH) break;
-            Vec phases[M], row[M];
-#pragma GCC unroll 4
-            for (int x = 0; x < M; ++x) phases[x] = y[x][yy];
-            interleave_phases<M>(phases, row);
-            const int64_t off = (co * OH + oy) * OW + M * t0 + M * v * V;
-#pragma GCC unroll 4
-            for (int k = 0; k < M; ++k) finish(a, row[k], co, n, off + k * V, mask[M * v + k]);
+              for (int x = 0; x < 2 * M; ++x) phases[x] = y[x % 2][x / 2][yy];
+              interleave_phases<2 * M>(phases, row);
+              const int64_t off = (co * OH + oy) * OW + 2 * M * (t0 + v * V);
+#pragma GCC unroll 8
+              for (int k = 0; k < 2 * M; ++k)
+                finish(a, row[k], co, n, off + k * V, mask[2 * M * v + k]);
+            }
           }
         }
       }
@@ -735,11 +789,12 @@ void winograd_strip(const ConvArgs& a, int64_t begin, int64_t end, int64_t t0, f
   }
 }
 
-template <int CB, int M, int R, bool Embed>
+template <int CB, int M, int R, bool Embed, bool Up = false>
 void winograd_rows(const ConvArgs& a, int64_t begin, int64_t end, float* buf) {
   PhaseTimer timer;
-  for_each_strip<kStripVectors[CB]>((a.out_w + M - 1) / M, [&]<int NV>(int64_t t0) {
-    winograd_strip<CB, M, R, NV, Embed>(a, begin, end, t0, buf, timer);
+  const int64_t conv_width = Up ? a.out_w / 2 : a.out_w;
+  for_each_strip<kStripVectors[CB]>((conv_width + M - 1) / M, [&]<int NV>(int64_t t0) {
+    winograd_strip<CB, M, R, NV, Embed, Up>(a, begin, end, t0, buf, timer);
   });
   end_stores(a);
 }

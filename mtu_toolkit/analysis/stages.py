@@ -12,7 +12,9 @@ Floors:
   ``Cin * Cout * 4`` per output pixel (the 4x4 stride-2 transposed convolution: 2x2 taps of
   each of its 4 output phases), or ``Cin * Cout * (M + K - 1)^2`` per M x M output tile
   (Winograd F(M x M, K x K): the products it really does; its transforms are its excess over
-  the floor); its floor is ``2 * multiply-adds`` over the GEMM rate measured in the same run;
+  the floor; the transposed convolution by Winograd: ``Cin * 4 Cout * 36`` per 4 x 4 tile of
+  its input, a 3x3 conv of 4 Cout channels by F(4x4, 3x3)); its floor is ``2 *
+  multiply-adds`` over the GEMM rate measured in the same run;
 - ``correlation_argmax``: ``2 (2D+1)^2 C h w`` FLOPs (the MC head's ``estimate_macs``) at the
   same rate;
 - the warp: copying its output's bytes into an existing buffer, timed in the same run;
@@ -59,6 +61,9 @@ def executed_macs(layer, output):
     n, cout, oh, ow = output.shape
     w = layer.weight
     k = w.shape[-1]
+    if layer.transposed and layer.winograd:  # F(4x4, 3x3) on the input's oh/2 x ow/2
+        m = layer.winograd
+        return n * math.ceil(oh / 2 / m) * math.ceil(ow / 2 / m) * w.shape[0] * 4 * cout * 36
     if layer.transposed:
         return n * w.shape[0] * cout * 4 * oh * ow
     cin = w.shape[1]

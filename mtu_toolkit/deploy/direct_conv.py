@@ -72,25 +72,43 @@ WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_MIN_INPUTS = 3  # (the 3-channel frame input, base_conv, gains too)
 
 #: kernel size -> Winograd output tile M of F(M x M, K x K) by default (F(4x4) differs from
-#: the exact sum by up to ~6e-6 of the output's scale, F(2x2) and the direct sum by ~1e-6)
-WINOGRAD_TILE = {3: 4, 5: 4}
+#: the exact sum by up to ~6e-6 of the output's scale, F(2x2) and the direct sum by ~1e-6).
+#: The 4x4 stride-2 transposed conv (key 'transposed') runs as a 3x3 conv of 4 Cout channels,
+#: one per output pixel phase, by F(4x4, 3x3): 9 multiply-adds per input pixel and channel
+#: pair against its direct kernel's 16 (0.58-0.73x the time, ``benchmarks/conv_cpu.py``).
+WINOGRAD_TILE = {3: 4, 5: 4, 'transposed': 4}
 
 
 def _winograd_tile(conv, winograd):
     """The Winograd output tile ``conv`` (for which the direct kernels apply) runs with, 0 for
     none: ``winograd`` 'auto' (:data:`WINOGRAD_TILE` where the layer has
     :data:`WINOGRAD_MIN_CHANNELS` and :data:`WINOGRAD_MIN_INPUTS`), True (where it can),
-    False, or a tile, 2 or 4."""
+    False, or a tile, 2 or 4 (a transposed conv: 4 only)."""
     if winograd not in (True, False, 'auto', 2, 4):
         raise ValueError(f"winograd must be True, False, 'auto', 2 or 4, got {winograd!r}")
     k = conv.kernel_size[0]
-    tile = WINOGRAD_TILE.get(k, 0) if winograd in (True, 'auto') else int(winograd)
-    if (not tile or isinstance(conv, nn.ConvTranspose2d) or conv.stride[0] != 1
-            or not conv_ext.conv_direct_supported(k, 1, False, winograd=tile)):
+    transposed = isinstance(conv, nn.ConvTranspose2d)
+    key = 'transposed' if transposed else k
+    tile = WINOGRAD_TILE.get(key, 0) if winograd in (True, 'auto') else int(winograd)
+    stride = 2 if transposed else 1
+    if (not tile or conv.stride[0] != stride
+            or not conv_ext.conv_direct_supported(k, stride, transposed, winograd=tile)
+            or transposed and not _packs_transposed_winograd()):
         return 0
     wide = (max(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
             and conv.in_channels >= WINOGRAD_MIN_INPUTS)
     return tile if winograd != 'auto' or wide else 0
+
+
+def _packs_transposed_winograd():
+    """Whether the engine in use runs transposed convs by Winograd. Engines built before it
+    (the old side of ``benchmarks/inference_cpu.py --baseline-conv-ext``) answered
+    ``conv_direct_supported(4, 2, True, winograd=4)`` by their transposed kernel and refuse to
+    pack such a weight: they run the layer as they did."""
+    try:
+        return conv_ext.conv_direct_pack(torch.zeros(1, 1, 4, 4), True, winograd=4).dim() == 4
+    except RuntimeError:
+        return False
 
 
 def _kernel_applies(conv):
@@ -126,11 +144,13 @@ class DirectConv2d(nn.Module):
         reuse_output (bool): write every call's result into the same buffer (reallocated when
             the shape changes): for intermediate results that are dead by the next call.
         winograd (bool | str | int): run a stride-1 3x3 or 5x5 layer by Winograd
-            F(M x M, KxK): 'auto' (default) with the tile M of :data:`WINOGRAD_TILE` where the
-            layer has at least :data:`WINOGRAD_MIN_CHANNELS` input or output channels and
-            :data:`WINOGRAD_MIN_INPUTS` inputs, True wherever it can, 2 or 4 with that tile,
-            False never. It rounds differently from the direct sum (within a few 1e-6 of the
-            output's scale).
+            F(M x M, KxK), and the 4x4 stride-2 transposed layer as a 3x3 conv of 4 Cout
+            channels (its output pixel phases) by F(4x4, 3x3): 'auto' (default) with the tile
+            M of :data:`WINOGRAD_TILE` where the layer has at least
+            :data:`WINOGRAD_MIN_CHANNELS` input or output channels and
+            :data:`WINOGRAD_MIN_INPUTS` inputs, True wherever it can, 2 or 4 with that tile
+            (transposed: 4), False never. It rounds differently from the direct sum (within a
+            few 1e-6 of the output's scale).
     """
 
     def __init__(self, conv, relu, reuse_output=False, winograd='auto'):
@@ -156,7 +176,7 @@ class DirectConv2d(nn.Module):
             # for the network's bare Conv layers it is the layer whose kernel this is)
             self.__dict__['reference_layer'] = conv
         k = conv.kernel_size[0]
-        kind = 'transposed ' if self.transposed else ('winograd ' if self.winograd else '')
+        kind = ('transposed ' if self.transposed else '') + ('winograd ' if self.winograd else '')
         self.profile_name = f'mtu::conv_direct {kind}{k}x{k}/{self.stride}'
 
     def uses_kernel(self, x):
@@ -225,7 +245,7 @@ class DirectConv2d(nn.Module):
                                        self.stride, self.padding, self.transposed)
 
     def extra_repr(self):
-        kind = ('transposed, ' if self.transposed
-                else (f'winograd F({self.winograd}x{self.winograd}), ' if self.winograd else ''))
+        kind = (('transposed, ' if self.transposed else '')
+                + (f'winograd F({self.winograd}x{self.winograd}), ' if self.winograd else ''))
         return (f'{kind}out_channels={self.out_channels}, kernel_size={self.weight.shape[-1]}, '
                 f'stride={self.stride}, relu={self.relu}, kernel={self.isa or "reference"}')
