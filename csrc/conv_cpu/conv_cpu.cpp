@@ -358,7 +358,7 @@ std::string& broadcast_override() {
 // Embedded broadcasts (one a multiply-add) or one broadcast into a register a weight: the same
 // arithmetic, the same outputs bit for bit, at other speeds by CPU. On an Intel Xeon (Emerald
 // Rapids) embedded ran the 26- and 52-channel layers 0.90-0.97x the time of registers; on an
-// AMD Zen 5, registers ran them 0.91-0.96x (Winograd) and 0.80-0.94x (strided) the time of
+// AMD Zen 5, registers ran them 0.91-0.99x (Winograd) and 0.80-0.95x (strided) the time of
 // embedded (docs/benchmarks.md). So registers on AMD CPUs (Zen 4 untimed), embedded elsewhere.
 bool embedded_broadcasts() {
   const std::string& mode = broadcast_override();
@@ -557,10 +557,6 @@ at::Tensor winograd_filter_transform(int64_t m, int64_t k) {
   }
   return at::tensor(g, at::kDouble).view({m + k - 1, k});
 }
-
-}  // namespace
-
-namespace {
 
 // The transposed 4x4 stride-2 conv (pad 1) weight (Cin, Cout, 4, 4) as the 3x3 conv (pad 1)
 // weight (4 Cout, Cin, 3, 3) whose channel 4 co + 2 py + px is output channel co at the
