@@ -54,6 +54,14 @@ VARIANTS = {'pytorch': None, 'direct': 0, 'F(2x2)': 2, 'F(4x4)': 4}
 BROADCASTS = ('embedded', 'registers')
 
 
+def with_broadcasts(call, mode):
+    """``call`` run with the AVX-512 kernels' weights broadcast as ``mode``."""
+    def run():
+        ext.conv_direct_use_broadcasts(mode)
+        return call()
+    return run
+
+
 def run_layer(cin, cout, k, stride, height, width, repeats, broadcasts=False):
     """{variant: (median seconds, max |out - reference| / max |reference|)}; with
     ``broadcasts`` each engine variant twice ('<variant> embedded', '<variant> registers')."""
@@ -82,8 +90,7 @@ def run_layer(cin, cout, k, stride, height, width, repeats, broadcasts=False):
             if not broadcasts:
                 calls[name] = call
             for mode in BROADCASTS if broadcasts else ():
-                calls[f'{name} {mode}'] = (lambda c=call, m=mode: (
-                    ext.conv_direct_use_broadcasts(m), c())[1])
+                calls[f'{name} {mode}'] = with_broadcasts(call, mode)
     try:
         with torch.inference_mode():
             ref = calls['pytorch']()
@@ -96,7 +103,8 @@ def run_layer(cin, cout, k, stride, height, width, repeats, broadcasts=False):
                     raise SystemExit(f'{name}: the two broadcasts differ')
             times = alternating_medians(calls, repeats)
     finally:
-        ext.conv_direct_use_broadcasts('auto')
+        if broadcasts:  # (back to the CPU's choice)
+            ext.conv_direct_use_broadcasts('auto')
     return {name: (times[name], errors[name]) for name in calls}
 
 
@@ -132,8 +140,10 @@ def main():
     if args.broadcasts and direct_conv_isa() != 'avx512':
         sys.exit('--broadcasts: the kernels run AVX2 here, which has no embedded broadcasts')
     width, height = args.size
-    print(f'{direct_conv_isa()} kernels (weights broadcast: {direct_conv_broadcasts()}), '
-          f'{torch.get_num_threads()} threads, {width}x{height}; '
+    broadcasts = direct_conv_broadcasts()
+    broadcast = f' (weights broadcast: {broadcasts})' if broadcasts else ''
+    print(f'{direct_conv_isa()} kernels{broadcast}, {torch.get_num_threads()} threads, '
+          f'{width}x{height}; '
           'ms (speed-up over PyTorch, max difference from it / output scale)')
     for name, cin, cout, k, stride, div in LAYERS:
         res = run_layer(cin, cout, k, stride, height // div, width // div, args.repeats,

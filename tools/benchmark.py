@@ -106,8 +106,8 @@ def device_name(device):
     kernels = ''
     if direct_conv_isa():  # which of the engine's kernels ran (their speed differs by CPU)
         kernels = f'; conv kernels {direct_conv_isa()}'
-        if direct_conv_broadcasts():
-            kernels += f', weights broadcast: {direct_conv_broadcasts()}'
+        if broadcasts := direct_conv_broadcasts():
+            kernels += f', weights broadcast: {broadcasts}'
     return (f'CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} '
             f'threads (torch {torch.__version__}{kernels})')
 

@@ -13,8 +13,8 @@ from .forms import SplitConv, freeze_units, to_direct, to_split
 from .optimize import MODES, add_model_arguments, default_mode, optimize_for_inference, tool_model
 
 __all__ = [
-    'direct_conv_broadcasts', 'direct_conv_isa', 'DirectConv2d', 'conv2d_direct_reference', 'export_onnx',
-    'export_torchscript', 'run_step_module', 'SplitConv', 'freeze_units', 'to_direct',
-    'to_split', 'MODES', 'add_model_arguments', 'default_mode', 'optimize_for_inference',
-    'tool_model'
+    'direct_conv_broadcasts', 'direct_conv_isa', 'DirectConv2d', 'conv2d_direct_reference',
+    'export_onnx', 'export_torchscript', 'run_step_module', 'SplitConv', 'freeze_units',
+    'to_direct', 'to_split', 'MODES', 'add_model_arguments', 'default_mode',
+    'optimize_for_inference', 'tool_model'
 ]
