@@ -12,7 +12,9 @@ The numbers behind ``WINOGRAD_TILE`` and ``WINOGRAD_MIN_CHANNELS`` in
 ``--broadcasts`` times each engine variant twice, with the AVX-512 kernels' weights
 broadcast by every multiply-add (``embedded``) and once into a register (``registers``), in
 turns: the numbers behind the engine's choice by CPU (``conv_direct_broadcasts``; registers on
-AMD CPUs, embedded on others). The outputs are the same bit for bit (checked).
+AMD CPUs, embedded on others). ``--prefetch`` likewise with the kernels' next input rows and
+output lines fetched ahead into L1 (``l1``, the default) and into L2 only (``l2``;
+``conv_direct_prefetch``). Either way the outputs are the same bit for bit (checked).
 
 Then the sum of a layer's inputs (the motion layer's ``feat + base``, two 26-channel
 features): ``torch.add`` into a kept buffer against the engine's ``sum_inputs``, in rotated
@@ -20,7 +22,8 @@ turns, each call after 600 MB written elsewhere so that its inputs come from mem
 frame.
 
 Usage:
-    python benchmarks/conv_cpu.py [--size 1280x720] [--repeats 7] [--threads N] [--broadcasts]
+    python benchmarks/conv_cpu.py [--size 1280x720] [--repeats 7] [--threads N]
+                                  [--broadcasts | --prefetch]
 """
 import argparse
 import os
@@ -32,7 +35,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mtu_toolkit.analysis.benchmark import (alternating_medians,  # noqa: E402
                                              check_timing_arguments, frame_size)
-from mtu_toolkit.deploy import direct_conv_broadcasts, direct_conv_isa  # noqa: E402
+from mtu_toolkit.deploy import (direct_conv_broadcasts, direct_conv_isa,  # noqa: E402
+                                 direct_conv_prefetch)
 from mtu_toolkit.deploy.conv_engine import conv_ext as ext  # noqa: E402
 
 #: name, input channels, output channels, kernel size, stride, resolution divisor (ch = 26)
@@ -51,20 +55,25 @@ LAYERS = [('base_conv 3->26 3x3', 3, 26, 3, 1, 1),
 #: F(4x4) (a 3x3 conv of its 4 output phases by F(4x4, 3x3))
 VARIANTS = {'pytorch': None, 'direct': 0, 'F(2x2)': 2, 'F(4x4)': 4}
 
-BROADCASTS = ('embedded', 'registers')
+#: the engine's settings a run can time both ways: name -> its two modes (each the same
+#: outputs); ``conv_direct_use_<name>(mode)`` sets one, ``'auto'`` restores the default
+SETTINGS = {'broadcasts': ('embedded', 'registers'), 'prefetch': ('l2', 'l1')}
 
 
-def with_broadcasts(call, mode):
-    """``call`` run with the AVX-512 kernels' weights broadcast as ``mode``."""
+def with_setting(call, setting, mode):
+    """``call`` run with the engine's ``setting`` (a key of :data:`SETTINGS`) at ``mode``."""
+    use = getattr(ext, f'conv_direct_use_{setting}')
+
     def run():
-        ext.conv_direct_use_broadcasts(mode)
+        use(mode)
         return call()
     return run
 
 
-def run_layer(cin, cout, k, stride, height, width, repeats, broadcasts=False):
-    """{variant: (median seconds, max |out - reference| / max |reference|)}; with
-    ``broadcasts`` each engine variant twice ('<variant> embedded', '<variant> registers')."""
+def run_layer(cin, cout, k, stride, height, width, repeats, setting=None):
+    """{variant: (median seconds, max |out - reference| / max |reference|)}; with a
+    ``setting`` (a key of :data:`SETTINGS`) each engine variant once in each of its modes
+    ('<variant> <mode>')."""
     torch.manual_seed(0)
     transposed = k == 4
     x = torch.rand(1, cin, height, width)
@@ -87,24 +96,28 @@ def run_layer(cin, cout, k, stride, height, width, repeats, broadcasts=False):
             # into the same output buffer, as the network's reused buffers
             call = (lambda p=packed, t=tile: ext.conv_direct(
                 [x], p, bias, None, cout, stride, pad, transposed, True, out, winograd=t))
-            if not broadcasts:
+            if setting is None:
                 calls[name] = call
-            for mode in BROADCASTS if broadcasts else ():
-                calls[f'{name} {mode}'] = with_broadcasts(call, mode)
+            else:
+                first, second = SETTINGS[setting]
+                calls[f'{name} {first}'] = with_setting(call, setting, first)
+                calls[f'{name} {second}'] = with_setting(call, setting, second)
     try:
         with torch.inference_mode():
             ref = calls['pytorch']()
             scale = ref.abs().max().item()
             results = {name: fn().clone() for name, fn in calls.items()}
             errors = {name: (r - ref).abs().max().item() / scale for name, r in results.items()}
-            for name in calls if broadcasts else ():
-                if name.endswith(' registers') and not torch.equal(
-                        results[name], results[name.replace('registers', 'embedded')]):
-                    raise SystemExit(f'{name}: the two broadcasts differ')
+            if setting is not None:
+                first, second = SETTINGS[setting]
+                for name in calls:
+                    if name.endswith(f' {second}') and not torch.equal(
+                            results[name], results[name[:-len(second)] + first]):
+                        raise SystemExit(f'{name}: the two {setting} modes differ')
             times = alternating_medians(calls, repeats)
     finally:
-        if broadcasts:  # (back to the CPU's choice)
-            ext.conv_direct_use_broadcasts('auto')
+        if setting is not None:  # (back to the default)
+            with_setting(lambda: None, setting, 'auto')()
     return {name: (times[name], errors[name]) for name in calls}
 
 
@@ -128,9 +141,13 @@ def main():
                         help='frame WIDTHxHEIGHT, multiples of 4 (default 1280x720)')
     parser.add_argument('--repeats', type=int, default=7, help='timed calls of each (median)')
     parser.add_argument('--threads', type=int, help="CPU threads (default: torch's)")
-    parser.add_argument('--broadcasts', action='store_true',
-                        help='time each engine variant with embedded and register broadcasts '
-                             '(AVX-512), in turns')
+    both = parser.add_mutually_exclusive_group()
+    both.add_argument('--broadcasts', action='store_true',
+                      help='time each engine variant with embedded and register broadcasts '
+                           '(AVX-512), in turns')
+    both.add_argument('--prefetch', action='store_true',
+                      help='time each engine variant fetching ahead into L2 and into L1, in '
+                           'turns')
     args = parser.parse_args()
     check_timing_arguments(parser, args)
     if not direct_conv_isa():
@@ -140,14 +157,16 @@ def main():
     if args.broadcasts and direct_conv_isa() != 'avx512':
         sys.exit('--broadcasts: the kernels run AVX2 here, which has no embedded broadcasts')
     width, height = args.size
+    setting = 'broadcasts' if args.broadcasts else 'prefetch' if args.prefetch else None
     broadcasts = direct_conv_broadcasts()
-    broadcast = f' (weights broadcast: {broadcasts})' if broadcasts else ''
-    print(f'{direct_conv_isa()} kernels{broadcast}, {torch.get_num_threads()} threads, '
+    broadcast = f'weights broadcast: {broadcasts}, ' if broadcasts else ''
+    print(f'{direct_conv_isa()} kernels ({broadcast}fetched ahead into '
+          f'{direct_conv_prefetch().upper()}), {torch.get_num_threads()} threads, '
           f'{width}x{height}; '
           'ms (speed-up over PyTorch, max difference from it / output scale)')
     for name, cin, cout, k, stride, div in LAYERS:
         res = run_layer(cin, cout, k, stride, height // div, width // div, args.repeats,
-                        args.broadcasts)
+                        setting)
         ref_time = res['pytorch'][0]
         cells = [f'{v} {t * 1e3:7.1f} ({ref_time / t:4.2f}x, {e:.0e})'
                  for v, (t, e) in res.items()]

@@ -414,7 +414,7 @@ def test_conv_benchmark_times_both_broadcasts_of_every_engine_variant():
     from mtu_toolkit.deploy.conv_engine import conv_ext
     bench = script_module('benchmarks', 'conv_cpu.py')
     auto = conv_ext.conv_direct_broadcasts()
-    res = bench.run_layer(26, 26, 3, 1, 12, 40, 1, broadcasts=True)
+    res = bench.run_layer(26, 26, 3, 1, 12, 40, 1, setting='broadcasts')
     assert list(res) == ['pytorch'] + [f'{v} {m}' for v in ('direct', 'F(2x2)', 'F(4x4)')
                                        for m in ('embedded', 'registers')]
     assert all(t > 0 and err < 1e-4 for t, err in res.values())
@@ -425,6 +425,22 @@ def test_conv_benchmark_times_both_broadcasts_of_every_engine_variant():
     assert list(transposed) == ['pytorch', 'direct', 'F(4x4)']
     assert all(err < 1e-4 for _, err in transposed.values())
     assert conv_ext.conv_direct_broadcasts() == auto
+
+
+def test_conv_benchmark_times_both_prefetch_modes_of_every_engine_variant():
+    """``benchmarks/conv_cpu.py --prefetch``: each engine variant of a layer fetching ahead
+    into L2 and into L1 (checked equal), the default restored after."""
+    from mtu_toolkit.deploy import direct_conv_isa
+    if not direct_conv_isa():
+        pytest.skip('the direct kernels do not run here')
+    from mtu_toolkit.deploy.conv_engine import conv_ext
+    bench = script_module('benchmarks', 'conv_cpu.py')
+    conv_ext.conv_direct_use_prefetch('l2')  # a non-default mode before: 'auto' after
+    res = bench.run_layer(52, 26, 4, 2, 6, 20, 1, setting='prefetch')
+    assert list(res) == ['pytorch'] + [f'{v} {m}' for v in ('direct', 'F(4x4)')
+                                       for m in ('l2', 'l1')]
+    assert all(t > 0 and err < 1e-4 for t, err in res.values())
+    assert conv_ext.conv_direct_prefetch() == 'l1'
 
 
 def _ops_bench():

@@ -467,6 +467,52 @@ def test_broadcast_choice_is_checked_and_follows_the_cpu():
     assert ext.conv_direct_broadcasts() == expected
 
 
+@pytest.mark.skipif(not direct_conv_isa(), reason='the direct kernels do not run here')
+@pytest.mark.parametrize('cin, cout, k, stride, winograd, residual', [
+    (52, 52, 3, 1, 4, True),    # residual block: next rows, residual and output lines
+    (52, 26, 5, 1, 4, False),   # enc1
+    (26, 26, 3, 2, 0, False),   # enc2, strided
+    (26, 3, 3, 1, 0, True),     # direct, stride 1, few output channels
+    (26, 26, 4, 2, 4, False),   # dec2, transposed by Winograd
+    (52, 26, 4, 2, 0, False),   # the transposed kernel
+], ids=str)
+def test_fetching_ahead_into_l1_or_l2_gives_the_same_bits(cin, cout, k, stride, winograd,
+                                                         residual):
+    """The kernels fetch their next input rows and output lines ahead into L1 (the default) or
+    into L2 only: a speed choice, so the outputs are equal to the bit, and match PyTorch."""
+    torch.manual_seed(0)
+    layer = (nn.ConvTranspose2d(cin, cout, 4, 2, 1) if k == 4
+             else nn.Conv2d(cin, cout, k, stride, k // 2))
+    x = torch.rand(1, cin, 37, 83)
+    with torch.inference_mode():
+        ref = torch.relu(layer(x))
+    res = torch.rand_like(ref) if residual else None
+    direct = DirectConv2d(layer, relu=True, winograd=winograd)
+    outs = {}
+    try:
+        for mode in ('l2', 'l1'):
+            ext.conv_direct_use_prefetch(mode)
+            assert ext.conv_direct_prefetch() == mode
+            with torch.inference_mode():
+                outs[mode] = direct([x], residual=res)
+    finally:
+        ext.conv_direct_use_prefetch('auto')
+    assert torch.equal(outs['l1'], outs['l2'])
+    if res is not None:
+        ref = ref + res
+    atol = 1e-5 * ref.abs().max().item() if winograd else 2e-5
+    torch.testing.assert_close(outs['l1'], ref, rtol=0, atol=atol)
+
+
+def test_prefetch_choice_is_checked_and_defaults_to_l1():
+    with pytest.raises(RuntimeError, match='prefetch must be "auto", "l1" or "l2", got "l3"'):
+        ext.conv_direct_use_prefetch('l3')
+    ext.conv_direct_use_prefetch('auto')
+    assert ext.conv_direct_prefetch() == 'l1'
+    from mtu_toolkit.deploy import direct_conv_prefetch
+    assert direct_conv_prefetch() == ('l1' if direct_conv_isa() else '')
+
+
 def test_a_missing_engine_is_said_where_its_kernels_would_run():
     """Without mtu_toolkit._conv_cpu (a failed build) on a CPU with AVX2 or AVX-512, one
     warning says so and names the package folder; the direct layers run PyTorch's convs."""

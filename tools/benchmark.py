@@ -47,7 +47,7 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
         markdown_table, plot_quality_speed)
     from mtu_toolkit.analysis.stages import format_stages, frame_stages
     from mtu_toolkit.deploy import (add_model_arguments, direct_conv_broadcasts,
-                                    direct_conv_isa, tool_model)
+                                    direct_conv_isa, direct_conv_prefetch, tool_model)
     from mtu_toolkit.engine.checkpoint import atomic_write_text
     from mtu_toolkit.engine.config_loader import add_debug_argument, run_tool
 
@@ -108,6 +108,7 @@ def device_name(device):
         kernels = f'; conv kernels {direct_conv_isa()}'
         if broadcasts := direct_conv_broadcasts():
             kernels += f', weights broadcast: {broadcasts}'
+        kernels += f', fetched ahead into {direct_conv_prefetch().upper()}'
     return (f'CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} '
             f'threads (torch {torch.__version__}{kernels})')
 

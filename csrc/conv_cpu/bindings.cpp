@@ -154,6 +154,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("conv_direct_use_broadcasts", &mtu::conv_direct_use_broadcasts_cpu,
         "use \"embedded\" or \"registers\" broadcasts instead of the CPU's choice (\"auto\": "
         "registers on AMD CPUs, embedded on others)", py::arg("mode"));
+  m.def("conv_direct_prefetch", &mtu::conv_direct_prefetch_cpu,
+        "the cache the kernels fetch their next input rows and output lines into ahead of use: "
+        "\"l1\" (prefetcht0) or \"l2\" (prefetcht1; the same outputs bit for bit)");
+  m.def("conv_direct_use_prefetch", &mtu::conv_direct_use_prefetch_cpu,
+        "fetch ahead into \"l1\" or \"l2\" instead of the default (\"auto\": l1)",
+        py::arg("mode"));
   m.def("conv_phase_timing", &mtu::conv_phase_timing_cpu,
         "count the kernels' cycles by phase (process-wide, off by default)", py::arg("on"));
   m.def("conv_phase_cycles", &mtu::conv_phase_cycles_cpu,

@@ -125,13 +125,22 @@ class PhaseTimer {
 };
 #endif
 
+// Which cache LineSpread fetches into: L1 (prefetcht0) or L2 only (prefetcht1). Set by
+// conv_direct_use_prefetch_cpu, read once a LineSpread; the values never change with it.
+std::atomic<bool>& prefetch_into_l1() {
+  static std::atomic<bool> l1{true};
+  return l1;
+}
+
 #ifdef MTU_X86
-// Prefetches into L2 the lines of a few blocks of plane rows, `per` lines each step(), so
-// that a kernel's next reads are fetched a few lines at a time between its multiply-adds
-// rather than in one burst (or on demand): a block is rows [y0, y1) x columns [x0, x1) of
-// `planes` planes, each `plane` floats after the previous. The NCHW rows a Winograd strip
-// reads and writes are short segments (8-28 lines) a plane apart, too many streams for the
-// hardware prefetchers; a burst of them filled the miss buffers and stalled the products.
+// Prefetches the lines of a few blocks of plane rows, `per` lines each step(), so that a
+// kernel's next reads are fetched a few lines at a time between its multiply-adds rather than
+// in one burst (or on demand): a block is rows [y0, y1) x columns [x0, x1) of `planes` planes,
+// each `plane` floats after the previous. The NCHW rows a Winograd strip reads and writes are
+// short segments (8-28 lines) a plane apart, too many streams for the hardware prefetchers; a
+// burst of them filled the miss buffers and stalled the products. Into L1 by default: on an
+// AMD Zen 5, frames took 0.98-0.99x the time of fetching into L2 only (single layers
+// 0.88-1.04x); on a Zen 4 and an Intel Xeon the two had timed alike (docs/benchmarks.md).
 class LineSpread {
  public:
   // Adds a block (nothing where it is empty; 0 <= x0)
@@ -151,8 +160,12 @@ class LineSpread {
   MTU_ALWAYS_INLINE void step() {
     for (int64_t k = 0; k < per_ && b_ < count_; ++k) {
       const Block& b = blocks_[b_];
-      _mm_prefetch(reinterpret_cast<const char*>(b.base + p_ * b.plane + y_ * b.width + x_),
-                   _MM_HINT_T1);
+      const char* line =
+          reinterpret_cast<const char*>(b.base + p_ * b.plane + y_ * b.width + x_);
+      if (l1_)
+        _mm_prefetch(line, _MM_HINT_T0);
+      else
+        _mm_prefetch(line, _MM_HINT_T1);
       if ((x_ += 16) < b.x1) continue;
       x_ = b.x0;
       if (++y_ < b.y1) continue;
@@ -174,6 +187,7 @@ class LineSpread {
     x_ = blocks_[b_].x0;
   }
   Block blocks_[kMaxBlocks];
+  const bool l1_ = prefetch_into_l1().load(std::memory_order_relaxed);
   int count_ = 0, b_ = 0;
   int64_t lines_ = 0, per_ = 0, p_ = 0, y_ = 0, x_ = 0;
 };
@@ -489,6 +503,14 @@ void conv_direct_use_broadcasts_cpu(const std::string& mode) {
   TORCH_CHECK(mode == "auto" || mode == "embedded" || mode == "registers",
               "broadcasts must be \"auto\", \"embedded\" or \"registers\", got \"", mode, "\"");
   broadcast_override() = mode;
+}
+
+std::string conv_direct_prefetch_cpu() { return prefetch_into_l1().load() ? "l1" : "l2"; }
+
+void conv_direct_use_prefetch_cpu(const std::string& mode) {
+  TORCH_CHECK(mode == "auto" || mode == "l1" || mode == "l2",
+              "prefetch must be \"auto\", \"l1\" or \"l2\", got \"", mode, "\"");
+  prefetch_into_l1().store(mode != "l2");
 }
 
 void conv_phase_timing_cpu(bool on) { phase_clock().on.store(on); }

@@ -18,6 +18,11 @@ void conv_direct_use_isa_cpu(const std::string& isa);
 std::string conv_direct_broadcasts_cpu();
 // Use "embedded" or "registers" instead of the CPU's choice ("auto": registers on AMD CPUs).
 void conv_direct_use_broadcasts_cpu(const std::string& mode);
+// Where the kernels fetch their next rows and output lines ahead of use: "l1" or "l2" (only);
+// the same outputs either way.
+std::string conv_direct_prefetch_cpu();
+// Use "l1" or "l2" instead of the default ("auto": l1 on every CPU).
+void conv_direct_use_prefetch_cpu(const std::string& mode);
 // Count the kernels' cycles by phase (process-wide; off by default): pack, input transform,
 // products, epilogue (see conv_cpu.cpp).
 void conv_phase_timing_cpu(bool on);
