@@ -60,12 +60,15 @@ VARIANTS = {'pytorch': None, 'direct': 0, 'F(2x2)': 2, 'F(4x4)': 4}
 SETTINGS = {'broadcasts': ('embedded', 'registers'), 'prefetch': ('l2', 'l1')}
 
 
-def with_setting(call, setting, mode):
-    """``call`` run with the engine's ``setting`` (a key of :data:`SETTINGS`) at ``mode``."""
-    use = getattr(ext, f'conv_direct_use_{setting}')
+def use_setting(setting, mode):
+    """Set the engine's ``setting`` (a key of :data:`SETTINGS`) to ``mode`` (or 'auto')."""
+    getattr(ext, f'conv_direct_use_{setting}')(mode)
 
+
+def with_setting(call, setting, mode):
+    """``call`` run with the engine's ``setting`` at ``mode``."""
     def run():
-        use(mode)
+        use_setting(setting, mode)
         return call()
     return run
 
@@ -117,7 +120,7 @@ def run_layer(cin, cout, k, stride, height, width, repeats, setting=None):
             times = alternating_medians(calls, repeats)
     finally:
         if setting is not None:  # (back to the default)
-            with_setting(lambda: None, setting, 'auto')()
+            use_setting(setting, 'auto')
     return {name: (times[name], errors[name]) for name in calls}
 
 
