@@ -278,7 +278,13 @@ def test_tool_stages_are_medians_of_the_profiled_runs(tmp_path, capsys):
                       '--out-dir', str(out)]) == 0
     stages = json.loads((out / 'benchmark.json').read_text())['rows'][0]['stages']
     assert stages['frames'] == 2 and stages['rows'] and stages['layers']
-    assert 'medians of 2 profiled runs' in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert 'medians of 2 profiled runs' in printed
+    # the targets: a verdict a stage in the printed table, a row a variant in benchmark.md
+    assert '<=2x ' in printed and '<=1.5x ' in printed
+    table = (out / 'benchmark.md').read_text()
+    assert '| variant | frame (<=2x) | correlation_argmax (<=2x) |' in table
+    assert table.splitlines()[-1].startswith('| MTU1 | ')
 
 
 def test_tool_device_not_here_is_an_argument_error(capsys, monkeypatch, tmp_path):

@@ -9,8 +9,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import mtu_toolkit.models  # noqa: F401  (registers the models)
 from mtu_toolkit.analysis.benchmark import PanningClip
-from mtu_toolkit.analysis.stages import (PHASES, _by_layer, conv_stage, executed_macs,
-                                         format_stages, frame_stages, layer_bytes)
+from mtu_toolkit.analysis.stages import (PHASES, TARGETS, _by_layer, conv_stage,
+                                         executed_macs, format_stages, frame_stages,
+                                         layer_bytes, stage_targets, targets_markdown)
 from mtu_toolkit.deploy import DirectConv2d, direct_conv_isa, optimize_for_inference
 from mtu_toolkit.registry import MODELS
 
@@ -246,3 +247,49 @@ def test_a_layers_time_is_its_median_over_the_profiled_runs():
     rows = {row[0]: row for row in _by_layer(counted, runs, rate=1e9, bandwidth=1e9)}
     assert rows['enc2'][2:4] == (2, 3.0)  # two calls a run: 3, 2 and 18 ms
     assert rows['dec2'][2:4] == (1, 5.0)
+
+
+def _result(ratio, stages):
+    """A frame_stages result with the given {stage: (ms, floor ms or None)}."""
+    return dict(rows=[(stage, ms, floor) for stage, (ms, floor) in stages.items()],
+                frame_ms=100.0, floor_ms=100.0 / ratio, ratio=ratio, gemm_gflops=100.0)
+
+
+def test_stage_targets_hold_each_stage_to_its_limit():
+    res = _result(2.5, {'convs: Winograd 5x5': (30.0, 20.0), 'convs: Winograd 3x3': (15.0, 10.0),
+                        'MC: correlation_argmax': (10.0, 4.0), 'MC: warp': (2.0, 4.0),
+                        'glue (Python, adds, copies, clamp)': (5.0, None)})
+    checked = stage_targets(res)
+    # the order of TARGETS, the stages without a floor left out; at the limit is met
+    assert [row[0] for row in checked] == ['frame', 'MC: correlation_argmax', 'MC: warp',
+                                           'convs: Winograd 3x3', 'convs: Winograd 5x5']
+    verdicts = {stage: (ratio, limit, met) for stage, ratio, limit, met in checked}
+    assert verdicts['frame'] == (2.5, 2.0, False)
+    assert verdicts['MC: correlation_argmax'] == (2.5, 2.0, False)
+    assert verdicts['MC: warp'] == (0.5, 2.0, True)
+    assert verdicts['convs: Winograd 3x3'] == (1.5, 1.5, True)
+    assert verdicts['convs: Winograd 5x5'] == (1.5, 1.5, True)
+    assert all(TARGETS[stage] == limit for stage, _, limit, _ in checked)
+    text = format_stages(res)
+    line = {row.split('  ')[0]: row for row in text}
+    assert '<=2x MISSED' in line['MC: correlation_argmax'] and '<=2x met' in line['MC: warp']
+    assert '<=1.5x met' in line['convs: Winograd 3x3'] and '<=2x MISSED' in line['frame (wall)']
+    assert '<=' not in line['glue (Python, adds, copies, clamp)']
+
+
+def test_targets_markdown_has_a_row_a_variant_and_a_column_a_target():
+    one = _result(1.2, {'convs: Winograd 3x3': (12.0, 10.0), 'MC: correlation_argmax': (5.0, 2.0)})
+    two = _result(1.9, {'convs: Winograd 3x3': (19.0, 10.0), 'MC: warp': (1.0, 1.0)})
+    table = targets_markdown([dict(variant='MTU1', stages=one), dict(variant='MTU2', stages=two),
+                              dict(variant='MTU4')])  # (one without stages: left out)
+    lines = table.splitlines()
+    assert lines[0] == ('| variant | frame (<=2x) | correlation_argmax (<=2x) | warp (<=2x) | '
+                        'Winograd 3x3 (<=1.5x) | all met |')
+    assert lines[1] == '|---|---|---|---|---|---|'
+    assert lines[2] == '| MTU1 | 1.20x met | 2.50x **missed** | - | 1.20x met | no |'
+    assert lines[3] == '| MTU2 | 1.90x met | - | 1.00x met | 1.90x **missed** | no |'
+    assert len(lines) == 4
+    assert targets_markdown([dict(variant='MTU1')]) == ''
+    good = _result(1.0, {'convs: strided': (1.0, 1.0)})
+    assert targets_markdown([dict(variant='MTU1', stages=good)]).splitlines()[-1].endswith(
+        '| yes |')

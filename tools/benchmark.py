@@ -45,7 +45,7 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     from mtu_toolkit.analysis.benchmark import (
         PanningClip, VARIANTS, benchmark_restorer, check_timing_arguments, frame_size,
         markdown_table, plot_quality_speed)
-    from mtu_toolkit.analysis.stages import format_stages, frame_stages
+    from mtu_toolkit.analysis.stages import format_stages, frame_stages, targets_markdown
     from mtu_toolkit.deploy import (add_model_arguments, direct_conv_broadcasts,
                                     direct_conv_isa, direct_conv_prefetch, tool_model)
     from mtu_toolkit.engine.checkpoint import atomic_write_text
@@ -185,6 +185,10 @@ def main(argv=None):
                                  f'frames after {args.warmup} warm-up')
     if any('Winograd' in r['model'] for r in rows):
         table += WINOGRAD_NOTE
+    targets = targets_markdown(rows)
+    if targets:
+        table += ('\nThe CPU targets (`--stages`: each stage of the profiled frame over the floor '
+                  'of what it executes, `mtu_toolkit.analysis.stages.TARGETS`):\n\n' + targets)
     print('\n' + table)
     atomic_write_text(osp.join(args.out_dir, 'benchmark.md'), table)
     atomic_write_text(osp.join(args.out_dir, 'benchmark.json'),

@@ -34,6 +34,11 @@ the epilogue (bias, ReLU, residual, the store; the Winograd output transform).
 Last, layer by layer: the direct layers furthest above their roofline floor (time minus that
 floor), so that a stage's excess can be traced to the layers that make it (a 3-channel output
 layer at full resolution, say, in a stage of 52-channel ones).
+
+The CPU targets (:data:`TARGETS`): the frame within 2x of its executed-multiply-add floor,
+``correlation_argmax`` within 2x of its FLOP floor, the warp within 2x of a copy into an
+existing buffer, each convolution kind within 1.5x of the floor of what it executes.
+:func:`stage_targets` holds a result to them; the table gives each stage's verdict.
 """
 import math
 import statistics
@@ -90,6 +95,13 @@ def layer_bytes(args, kwargs, output):
 PHASES = ('pack', 'input transform', 'products', 'epilogue')
 #: the layers :func:`format_stages` lists (those furthest above their roofline floor)
 LAYER_ROWS = 8
+
+# The most each stage may take, in multiples of its floor (see the module doc); 'frame' is the
+# profiled frame's wall time over the sum of the floors
+TARGETS = OrderedDict([('frame', 2.0), ('MC: correlation_argmax', 2.0), ('MC: warp', 2.0),
+                       ('convs: Winograd 3x3', 1.5), ('convs: Winograd 5x5', 1.5),
+                       ('convs: transposed', 1.5), ('convs: strided', 1.5),
+                       ('convs: direct stride 1', 1.5)])
 
 
 def _layer_name(name):
@@ -302,22 +314,61 @@ def _by_layer(layers, runs, rate, bandwidth):
     return sorted(((name, *row) for name, row in rows.items()), key=lambda r: r[5] - r[3])
 
 
+def stage_targets(result):
+    """A :func:`frame_stages` result against :data:`TARGETS`: [(stage, x floor, target, met)]
+    for the frame and every stage present with a floor, in the order of :data:`TARGETS`."""
+    ratios = {stage: ms / floor for stage, ms, floor in result['rows'] if floor}
+    ratios['frame'] = result['ratio']
+    return [(stage, ratios[stage], limit, ratios[stage] <= limit)
+            for stage, limit in TARGETS.items()
+            if stage in ratios and not math.isnan(ratios[stage])]
+
+
+def targets_markdown(rows):
+    """The CPU targets of every variant profiled by ``tools/benchmark.py --stages`` as a
+    markdown table: a row a variant (``rows``: its results, each with ``variant`` and
+    ``stages``, a :func:`frame_stages` result), a column a target, each cell the stage's
+    multiple of its floor and its verdict; '' when no row has stages."""
+    rows = [r for r in rows if r.get('stages')]
+    if not rows:
+        return ''
+    checked = {r['variant']: {s: (x, limit) for s, x, limit, _ in stage_targets(r['stages'])}
+               for r in rows}
+    columns = [s for s in TARGETS if any(s in c for c in checked.values())]
+    head = [s.split(': ', 1)[-1] + f' (<={TARGETS[s]:g}x)' for s in columns]
+    lines = ['| variant | ' + ' | '.join(head) + ' | all met |',
+             '|---' * (len(columns) + 2) + '|']
+    for variant, c in checked.items():
+        cells = [f'{c[s][0]:.2f}x ' + ('met' if c[s][0] <= c[s][1] else '**missed**')
+                 if s in c else '-' for s in columns]
+        met = all(x <= limit for x, limit in c.values())
+        lines.append(f'| {variant} | ' + ' | '.join(cells) + f' | {"yes" if met else "no"} |')
+    return '\n'.join(lines) + '\n'
+
+
+def _verdict(ratio, limit):
+    return f'<={limit:g}x ' + ('met' if ratio <= limit else 'MISSED')
+
+
 def format_stages(result):
     """The table of :func:`frame_stages` as text lines."""
     memory, roofline = result.get('memory', {}), result.get('roofline', {})
-    lines = [f'{"stage":<38}{"ms":>9}{"floor ms":>10}{"x floor":>9}{"share":>8}'
+    verdicts = {stage: _verdict(ratio, limit) for stage, ratio, limit, _ in stage_targets(result)}
+    lines = [f'{"stage":<38}{"ms":>9}{"floor ms":>10}{"x floor":>9}{"target":>14}{"share":>8}'
              f'{"memory ms":>11}{"x roofline":>12}']
     total = result['frame_ms']
     for stage, ms, floor in result['rows']:
         ratio = f'{ms / floor:8.2f}x' if floor else f'{"-":>9}'
         floor_text = f'{floor:10.1f}' if floor is not None else f'{"-":>10}'
-        line = f'{stage:<38}{ms:9.1f}{floor_text}{ratio}{100 * ms / total:7.1f}%'
+        line = (f'{stage:<38}{ms:9.1f}{floor_text}{ratio}{verdicts.get(stage, "-"):>14}'
+                f'{100 * ms / total:7.1f}%')
         if stage in roofline:
             line += f'{memory[stage]:11.1f}{ms / roofline[stage]:11.2f}x'
         lines.append(line)
     runs = result.get('frames', 1)
     lines.append(f'{"frame (wall)":<38}{total:9.1f}{result["floor_ms"]:10.1f}'
-                 f'{result["ratio"]:8.2f}x  (executed-multiply-add floor at '
+                 f'{result["ratio"]:8.2f}x{verdicts.get("frame", "-"):>14}'
+                 f'  (executed-multiply-add floor at '
                  f'{result["gemm_gflops"]:.0f} GFLOP/s'
                  + (f'; medians of {runs} profiled runs)' if runs > 1 else ')'))
     if 'bandwidth_gbs' in result:
