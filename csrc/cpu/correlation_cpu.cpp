@@ -427,40 +427,58 @@ inline Vec zero() { return _mm512_setzero_ps(); }
 inline Vec loadu(const float* p) { return _mm512_loadu_ps(p); }
 inline void storeu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
 inline Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
-inline Vec square_root(Vec a) { return _mm512_sqrt_ps(a); }
-inline Vec max(Vec a, Vec b) { return _mm512_max_ps(a, b); }
+// (the masked forms with every lane set: the same instructions. The plain intrinsics of GCC
+// 12 pass an undefined vector, which it then warns about as uninitialised, some 40 warnings a
+// build; the conv engine's `max` does the same)
+inline Vec square_root(Vec a) { return _mm512_mask_sqrt_ps(a, 0xFFFF, a); }
+inline Vec max(Vec a, Vec b) { return _mm512_mask_max_ps(a, 0xFFFF, a, b); }
 inline Vec set1(float x) { return _mm512_set1_ps(x); }
 #include "correlation_fma.h"
 #include "normalize_chunk.h"
+
+// The shuffles of transpose16, in their masked forms with every lane set (see square_root)
+inline Vec unpacklo(Vec a, Vec b) { return _mm512_mask_unpacklo_ps(a, 0xFFFF, a, b); }
+inline Vec unpackhi(Vec a, Vec b) { return _mm512_mask_unpackhi_ps(a, 0xFFFF, a, b); }
+inline Vec unpacklo64(Vec a, Vec b) {
+  const __m512d x = _mm512_castps_pd(a);
+  return _mm512_castpd_ps(_mm512_mask_unpacklo_pd(x, 0xFF, x, _mm512_castps_pd(b)));
+}
+inline Vec unpackhi64(Vec a, Vec b) {
+  const __m512d x = _mm512_castps_pd(a);
+  return _mm512_castpd_ps(_mm512_mask_unpackhi_pd(x, 0xFF, x, _mm512_castps_pd(b)));
+}
+// 128-bit blocks (0, 2) of a and of b (Even) or (1, 3) of each
+template <bool Even>
+inline Vec shuffle128(Vec a, Vec b) {
+  return _mm512_mask_shuffle_f32x4(a, 0xFFFF, a, b, Even ? 0x88 : 0xdd);
+}
 
 // Transposes 16 vectors of 16 floats in place: r[i][s] becomes r[s][i].
 __attribute__((always_inline)) inline void transpose16(Vec (&r)[16]) {
   Vec t[16];
 #pragma GCC unroll 8
   for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    t[i] = unpacklo(r[i], r[i + 1]);
+    t[i + 1] = unpackhi(r[i], r[i + 1]);
   }
 #pragma GCC unroll 4
   for (int i = 0; i < 16; i += 4) {
-    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
-    const __m512d c = _mm512_castps_pd(t[i + 2]), e = _mm512_castps_pd(t[i + 3]);
-    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
-    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+    r[i] = unpacklo64(t[i], t[i + 2]);
+    r[i + 1] = unpackhi64(t[i], t[i + 2]);
+    r[i + 2] = unpacklo64(t[i + 1], t[i + 3]);
+    r[i + 3] = unpackhi64(t[i + 1], t[i + 3]);
   }
 #pragma GCC unroll 4
   for (int i = 0; i < 4; ++i) {
-    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
-    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    t[i] = shuffle128<true>(r[i], r[i + 4]);
+    t[i + 4] = shuffle128<false>(r[i], r[i + 4]);
+    t[i + 8] = shuffle128<true>(r[i + 8], r[i + 12]);
+    t[i + 12] = shuffle128<false>(r[i + 8], r[i + 12]);
   }
 #pragma GCC unroll 8
   for (int i = 0; i < 8; ++i) {
-    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    r[i] = shuffle128<true>(t[i], t[i + 8]);
+    r[i + 8] = shuffle128<false>(t[i], t[i + 8]);
   }
 }
 
@@ -702,17 +720,22 @@ struct HorizontalArgmaxAvx512 {
     for (int64_t k = -r; k < 0; ++k) {  // lane s: lane s - 1 of the position len on
       const __m512i lo = _mm512_castpd_si512(_mm512_loadu_pd(v + (k + len) * kSegments));
       const __m512i hi = _mm512_castpd_si512(_mm512_loadu_pd(v + (k + len) * kSegments + 8));
-      _mm512_storeu_pd(v + k * kSegments, _mm512_castsi512_pd(_mm512_alignr_epi64(lo, z, 7)));
-      _mm512_storeu_pd(v + k * kSegments + 8,
-                       _mm512_castsi512_pd(_mm512_alignr_epi64(hi, lo, 7)));
+      _mm512_storeu_pd(v + k * kSegments, _mm512_castsi512_pd(align<7>(lo, z)));
+      _mm512_storeu_pd(v + k * kSegments + 8, _mm512_castsi512_pd(align<7>(hi, lo)));
     }
     for (int64_t k = len; k < len + r; ++k) {  // lane s: lane s + 1 of the position len back
       const __m512i lo = _mm512_castpd_si512(_mm512_loadu_pd(v + (k - len) * kSegments));
       const __m512i hi = _mm512_castpd_si512(_mm512_loadu_pd(v + (k - len) * kSegments + 8));
-      _mm512_storeu_pd(v + k * kSegments, _mm512_castsi512_pd(_mm512_alignr_epi64(hi, lo, 1)));
-      _mm512_storeu_pd(v + k * kSegments + 8,
-                       _mm512_castsi512_pd(_mm512_alignr_epi64(z, hi, 1)));
+      _mm512_storeu_pd(v + k * kSegments, _mm512_castsi512_pd(align<1>(hi, lo)));
+      _mm512_storeu_pd(v + k * kSegments + 8, _mm512_castsi512_pd(align<1>(z, hi)));
     }
+  }
+  // valignq: lanes N.. of (a:b) (b the low half); the masked form with every lane set, as in
+  // corr_avx512's square_root
+  template <int N>
+  __attribute__((target("avx512f"), always_inline)) static inline __m512i align(__m512i a,
+                                                                               __m512i b) {
+    return _mm512_mask_alignr_epi64(a, 0xFF, a, b, N);
   }
   template <int R>
   __attribute__((target("avx512f"))) static void run(const double* vp, int32_t idx,
