@@ -287,6 +287,41 @@ def test_tool_stages_are_medians_of_the_profiled_runs(tmp_path, capsys):
     assert table.splitlines()[-1].startswith('| MTU1 | ')
 
 
+def test_tool_cpu_isa_runs_the_avx2_kernels_and_gives_the_best_back(tmp_path, capsys):
+    """``--cpu-isa avx2``: the conv engine's and the MC ops' AVX2 kernels for the models timed
+    (the device line says so), the best instruction set again after; where they cannot run,
+    one line before anything is timed."""
+    from mtu_toolkit.deploy import direct_conv_isa
+    from mtu_toolkit.deploy.conv_engine import conv_ext
+    from mtu_toolkit.ops.extension import ext as ops_ext
+    if not direct_conv_isa() or ops_ext is None:
+        pytest.skip('the compiled CPU kernels do not run on this CPU')
+    tool = script_module('tools', 'benchmark.py')
+    best = (conv_ext.conv_direct_isa(), ops_ext.cpu_isa())
+    out = tmp_path / 'bench'
+    seen = []
+    real = tool.tool_model
+
+    def spy(restorer, **kwargs):  # (the kernels the model is built for)
+        seen.append((conv_ext.conv_direct_isa(), ops_ext.cpu_isa()))
+        return real(restorer, **kwargs)
+
+    tool.tool_model = spy
+    assert tool.main(['--variants', 'MTU1', '--size', '64x36', '--warmup', '0', '--frames', '1',
+                      '--device', 'cpu', '--cpu-isa', 'avx2', '--out-dir', str(out)]) == 0
+    assert seen == [('avx2', 'avx2')]
+    assert 'conv kernels avx2 (forced)' in (out / 'benchmark.md').read_text()
+    assert (conv_ext.conv_direct_isa(), ops_ext.cpu_isa()) == best
+    with pytest.raises(ValueError, match=r'^--cpu-isa avx2: the CPU kernels, but --device is '):
+        with tool.cpu_isa('avx2', torch.device('cuda')):
+            pass
+    assert (conv_ext.conv_direct_isa(), ops_ext.cpu_isa()) == best
+    assert tool.parse_args([]).cpu_isa == 'best'
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--cpu-isa', 'sse'])
+    capsys.readouterr()
+
+
 def test_tool_device_not_here_is_an_argument_error(capsys, monkeypatch, tmp_path):
     tool = script_module('tools', 'benchmark.py')
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)

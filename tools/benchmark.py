@@ -3,7 +3,7 @@
     python tools/benchmark.py [--variants MTU1 MTU2 ...] [--size 1280x720] [--device cpu|cuda]
                               [--warmup 3] [--frames 20] [--fp16] [--compile|--eager]
                               [--quality quality.json] [--out-dir work_dirs/benchmark]
-                              [--stages [--stage-frames 3]]
+                              [--stages [--stage-frames 3]] [--cpu-isa best|avx2]
 
 Batch 1, real image content with a panning camera (``analysis.benchmark.PanningClip``: every
 frame the next one, so that the matching finds motion), device synchronised before and after
@@ -19,14 +19,19 @@ MTU2-hp (float16) is skipped on the CPU. ``--stages`` (CPU, direct kernels) also
 frame of each variant ``--stage-frames`` times and prints its time stage by stage (convolutions
 by kind, correlation, warp, the rest of the motion compensation, glue; each the median over the
 profiled runs) against the floor of the multiply-adds each stage executes
-(``mtu_toolkit.analysis.stages``). The peer runtimes (ONNX Runtime, OpenVINO) on
-the toolkit's ONNX export: ``benchmarks/peers_cpu.py``.
+(``mtu_toolkit.analysis.stages``), each held to the CPU targets (``TARGETS``: a verdict a stage,
+and a table of them, a row a variant, at the end of ``benchmark.md``). ``--cpu-isa avx2`` runs
+the conv engine's and the MC ops' AVX2 kernels on an AVX-512 CPU (the device line says
+"forced"): a proxy for an AVX2-only CPU, not one (its caches and its GEMM floor are the
+AVX-512 CPU's). The peer runtimes (ONNX Runtime, OpenVINO) on the toolkit's ONNX export:
+``benchmarks/peers_cpu.py``.
 
 Arguments are checked before any timing. Exit codes: 0 done, 2 bad arguments (among them a
 ``--device`` this machine does not have, a ``--quality`` file that cannot be read, an
-``--out-dir`` that is a file).
+``--out-dir`` that is a file, a ``--cpu-isa`` the CPU kernels cannot run).
 """
 import argparse
+import contextlib
 import json
 import os
 import os.path as osp
@@ -48,6 +53,7 @@ with importing(__name__):  # Ctrl-C while the modules load: one line, exit 130
     from mtu_toolkit.analysis.stages import format_stages, frame_stages, targets_markdown
     from mtu_toolkit.deploy import (add_model_arguments, direct_conv_broadcasts,
                                     direct_conv_isa, direct_conv_prefetch, tool_model)
+    from mtu_toolkit.deploy.conv_engine import conv_ext
     from mtu_toolkit.engine.checkpoint import atomic_write_text
     from mtu_toolkit.engine.config_loader import add_debug_argument, run_tool
 
@@ -76,10 +82,40 @@ def parse_args(argv=None):
     parser.add_argument('--stage-frames', type=int, default=3,
                         help='with --stages: profiled runs of that frame; each stage\'s time is '
                         'the median over them (default 3)')
+    parser.add_argument('--cpu-isa', choices=['best', 'avx2'], default='best',
+                        help='CPU: the conv kernels and the MC ops of this instruction set '
+                        '(avx2 on an AVX-512 CPU: a proxy for an AVX2-only CPU, not one; '
+                        'default: the best this CPU has)')
     add_debug_argument(parser)
     args = parser.parse_args(argv)
     check_timing_arguments(parser, args)
     return args
+
+
+@contextlib.contextmanager
+def cpu_isa(isa, device):
+    """The CPU kernels (the conv engine's and the MC ops') of ``isa`` ('best' or 'avx2') for
+    the models built inside (the engine packs their weights for its kernels), the best after;
+    a one-line ValueError where they cannot run."""
+    if isa == 'best':
+        yield
+        return
+    from mtu_toolkit.ops.extension import ext as ops_ext
+    if device.type != 'cpu':
+        raise ValueError(f'--cpu-isa {isa}: the CPU kernels, but --device is {device}')
+    if not direct_conv_isa() or ops_ext is None:
+        raise ValueError(f'--cpu-isa {isa}: the compiled CPU kernels do not run on this CPU')
+    try:
+        conv_ext.conv_direct_use_isa(isa)
+        ops_ext.cpu_use_isa(isa)
+    except RuntimeError as err:  # (this CPU has no AVX2)
+        conv_ext.conv_direct_use_isa('best')
+        raise ValueError(f'--cpu-isa {isa}: {str(err).splitlines()[0]}') from None
+    try:
+        yield
+    finally:
+        conv_ext.conv_direct_use_isa('best')
+        ops_ext.cpu_use_isa('best')
 
 
 WINOGRAD_NOTE = ('\nThe floor counts the convolutions\' direct FLOPs; the Winograd layers do fewer '
@@ -100,12 +136,14 @@ def model_kind(fast, restorer, args):
     return 'direct kernels + Winograd' if winograd else 'direct kernels'
 
 
-def device_name(device):
+def device_name(device, forced=False):
+    """The device line; ``forced``: the CPU kernels' instruction set was chosen by
+    ``--cpu-isa``."""
     if device.type == 'cuda':
         return f'{torch.cuda.get_device_name(device)} (torch {torch.__version__})'
     kernels = ''
     if direct_conv_isa():  # which of the engine's kernels ran (their speed differs by CPU)
-        kernels = f'; conv kernels {direct_conv_isa()}'
+        kernels = f'; conv kernels {direct_conv_isa()}' + (' (forced)' if forced else '')
         if broadcasts := direct_conv_broadcasts():
             kernels += f', weights broadcast: {broadcasts}'
         kernels += f', fetched ahead into {direct_conv_prefetch().upper()}'
@@ -158,29 +196,30 @@ def main(argv=None):
             print(f'skipped: {line}')
         width, height = args.size
         rows = []
-        for name, config, dtype in todo:
-            restorer = init_restorer(config, None, device, infer_dtype=dtype)
-            fast = tool_model(restorer, compile=args.compile, eager=args.eager)
-            res = benchmark_restorer(restorer, fast, height, width, device, args.warmup,
-                                     args.frames)
-            res.update(variant=name, dtype=dtype or 'float32', paper_ms=VARIANTS[name][2],
-                       size=f'{width}x{height}', model=model_kind(fast, restorer, args))
-            rows.append(res)
-            print(f'{name:8s} {res["dtype"]:8s} {res["params"]:.3f}M  {res["ms"]:9.1f} ms  '
-                  f'{res["fps"]:7.2f} fps  MC {100 * res["mc_share"]:4.1f}%  '
-                  f'{res["gflops"]:7.1f} GFLOP  floor {res["floor_ms"]:8.1f} ms '
-                  f'(GEMM {res["gemm_gflops"]:.1f} GFLOP/s)  measured/floor '
-                  f'{res["ratio"]:.2f}x', flush=True)
-            if args.stages and device.type == 'cpu' and res['model'].startswith('direct'):
-                res['stages'] = frame_stages(fast, PanningClip(height, width, device),
-                                             frames=args.stage_frames)
-                print('\n'.join(f'  {line}' for line in format_stages(res['stages'])),
-                      flush=True)
-            del restorer, fast
+        with cpu_isa(args.cpu_isa, device):
+            for name, config, dtype in todo:
+                restorer = init_restorer(config, None, device, infer_dtype=dtype)
+                fast = tool_model(restorer, compile=args.compile, eager=args.eager)
+                res = benchmark_restorer(restorer, fast, height, width, device, args.warmup,
+                                         args.frames)
+                res.update(variant=name, dtype=dtype or 'float32', paper_ms=VARIANTS[name][2],
+                           size=f'{width}x{height}', model=model_kind(fast, restorer, args))
+                rows.append(res)
+                print(f'{name:8s} {res["dtype"]:8s} {res["params"]:.3f}M  {res["ms"]:9.1f} ms  '
+                      f'{res["fps"]:7.2f} fps  MC {100 * res["mc_share"]:4.1f}%  '
+                      f'{res["gflops"]:7.1f} GFLOP  floor {res["floor_ms"]:8.1f} ms '
+                      f'(GEMM {res["gemm_gflops"]:.1f} GFLOP/s)  measured/floor '
+                      f'{res["ratio"]:.2f}x', flush=True)
+                if args.stages and device.type == 'cpu' and res['model'].startswith('direct'):
+                    res['stages'] = frame_stages(fast, PanningClip(height, width, device),
+                                                 frames=args.stage_frames)
+                    print('\n'.join(f'  {line}' for line in format_stages(res['stages'])),
+                          flush=True)
+                del restorer, fast
+            name = device_name(device, forced=args.cpu_isa != 'best')
     except (InferenceError, OSError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return getattr(err, 'exit_code', 2)
-    name = device_name(device)
     table = markdown_table(rows, f'{name}, {width}x{height}, batch 1, median of {args.frames} '
                                  f'frames after {args.warmup} warm-up')
     if any('Winograd' in r['model'] for r in rows):
