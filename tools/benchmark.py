@@ -137,8 +137,7 @@ def model_kind(fast, restorer, args):
 
 
 def device_name(device, forced=False):
-    """The device line; ``forced``: the CPU kernels' instruction set was chosen by
-    ``--cpu-isa``."""
+    """The device line; ``forced``: ``--cpu-isa`` chose other kernels than the CPU's best."""
     if device.type == 'cuda':
         return f'{torch.cuda.get_device_name(device)} (torch {torch.__version__})'
     kernels = ''
@@ -196,6 +195,7 @@ def main(argv=None):
             print(f'skipped: {line}')
         width, height = args.size
         rows = []
+        best_isa = direct_conv_isa()
         with cpu_isa(args.cpu_isa, device):
             for name, config, dtype in todo:
                 restorer = init_restorer(config, None, device, infer_dtype=dtype)
@@ -216,7 +216,7 @@ def main(argv=None):
                     print('\n'.join(f'  {line}' for line in format_stages(res['stages'])),
                           flush=True)
                 del restorer, fast
-            name = device_name(device, forced=args.cpu_isa != 'best')
+            name = device_name(device, forced=direct_conv_isa() != best_isa)
     except (InferenceError, OSError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return getattr(err, 'exit_code', 2)
