@@ -293,6 +293,8 @@ def test_targets_markdown_has_a_row_a_variant_and_a_column_a_target():
     assert lines[3] == '| MTU2 | 1.90x met | - | 1.00x met | 1.90x **missed** | no |'
     assert len(lines) == 4
     assert targets_markdown([dict(variant='MTU1')]) == ''
+    # a variant timed twice (--variants MTU1 MTU1): a row each
+    assert len(targets_markdown([dict(variant='MTU1', stages=one)] * 2).splitlines()) == 4
     good = _result(1.0, {'convs: strided': (1.0, 1.0)})
     assert targets_markdown([dict(variant='MTU1', stages=good)]).splitlines()[-1].endswith(
         '| yes |')

@@ -337,13 +337,13 @@ def targets_markdown(rows):
     rows = [r for r in rows if r.get('stages')]
     if not rows:
         return ''
-    checked = {r['variant']: {s: (x, limit) for s, x, limit, _ in stage_targets(r['stages'])}
-               for r in rows}
-    columns = [s for s in TARGETS if any(s in c for c in checked.values())]
+    checked = [(r['variant'], {s: (x, limit) for s, x, limit, _ in stage_targets(r['stages'])})
+               for r in rows]
+    columns = [s for s in TARGETS if any(s in c for _, c in checked)]
     head = [s.split(': ', 1)[-1] + f' (<={TARGETS[s]:g}x)' for s in columns]
     lines = ['| variant | ' + ' | '.join(head) + ' | all met |',
              '|---' * (len(columns) + 2) + '|']
-    for variant, c in checked.items():
+    for variant, c in checked:
         cells = [f'{c[s][0]:.2f}x ' + ('met' if c[s][0] <= c[s][1] else '**missed**')
                  if s in c else '-' for s in columns]
         met = all(x <= limit for x, limit in c.values())
