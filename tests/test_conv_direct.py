@@ -419,6 +419,21 @@ def cpu_vendor():
     return None
 
 
+def outputs_by_mode(setting, modes, call):
+    """{mode: call()} with the engine's speed ``setting`` ('broadcasts', 'prefetch') set to each
+    of ``modes`` in turn (``conv_direct_use_<setting>``), its default ('auto') again after."""
+    outs = {}
+    try:
+        for mode in modes:
+            getattr(ext, f'conv_direct_use_{setting}')(mode)
+            assert getattr(ext, f'conv_direct_{setting}')() == mode
+            with torch.inference_mode():
+                outs[mode] = call()
+    finally:
+        getattr(ext, f'conv_direct_use_{setting}')('auto')
+    return outs
+
+
 @pytest.mark.skipif(direct_conv_isa() != 'avx512', reason='the broadcasts are AVX-512 kernels')
 @pytest.mark.parametrize('cin, cout, k, stride, winograd', [
     (52, 26, 5, 1, 4),     # enc1: blocks of 13, strips of two vectors
@@ -443,15 +458,7 @@ def test_embedded_and_register_broadcasts_give_the_same_bits(cin, cout, k, strid
     x = torch.rand(1, cin, 29, 75)
     direct = DirectConv2d(layer, relu=True, winograd=winograd)
     assert direct.winograd == winograd
-    outs = {}
-    try:
-        for mode in ('embedded', 'registers'):
-            ext.conv_direct_use_broadcasts(mode)
-            assert ext.conv_direct_broadcasts() == mode
-            with torch.inference_mode():
-                outs[mode] = direct([x])
-    finally:
-        ext.conv_direct_use_broadcasts('auto')
+    outs = outputs_by_mode('broadcasts', ('embedded', 'registers'), lambda: direct([x]))
     assert torch.equal(outs['embedded'], outs['registers'])
     atol = 1e-5 * outs['embedded'].abs().max().item() if winograd else 2e-5
     torch.testing.assert_close(outs['embedded'], torch.relu(layer(x)), rtol=0, atol=atol)
@@ -467,7 +474,6 @@ def test_broadcast_choice_is_checked_and_follows_the_cpu():
     assert ext.conv_direct_broadcasts() == expected
 
 
-@pytest.mark.skipif(not direct_conv_isa(), reason='the direct kernels do not run here')
 @pytest.mark.parametrize('cin, cout, k, stride, winograd, residual', [
     (52, 52, 3, 1, 4, True),    # residual block: next rows, residual and output lines
     (52, 26, 5, 1, 4, False),   # enc1
@@ -488,15 +494,7 @@ def test_fetching_ahead_into_l1_or_l2_gives_the_same_bits(cin, cout, k, stride, 
         ref = torch.relu(layer(x))
     res = torch.rand_like(ref) if residual else None
     direct = DirectConv2d(layer, relu=True, winograd=winograd)
-    outs = {}
-    try:
-        for mode in ('l2', 'l1'):
-            ext.conv_direct_use_prefetch(mode)
-            assert ext.conv_direct_prefetch() == mode
-            with torch.inference_mode():
-                outs[mode] = direct([x], residual=res)
-    finally:
-        ext.conv_direct_use_prefetch('auto')
+    outs = outputs_by_mode('prefetch', ('l2', 'l1'), lambda: direct([x], residual=res))
     assert torch.equal(outs['l1'], outs['l2'])
     if res is not None:
         ref = ref + res
